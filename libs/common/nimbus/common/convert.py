@@ -1,0 +1,58 @@
+"""proto ↔ record conversion for the internal API types, shared by the servers and client adapters."""
+
+from __future__ import annotations
+
+from nimbus.common.model import FunctionConfig, FunctionRecord
+from nimbus.internal.v1 import types_pb2
+
+
+def config_to_pb(config: FunctionConfig) -> types_pb2.FunctionConfig:
+    return types_pb2.FunctionConfig(
+        runtime=config.runtime,
+        handler=config.handler,
+        memory_mb=config.memory_mb,
+        timeout_s=config.timeout_s,
+        env=config.env,
+        description=config.description,
+        max_concurrency=config.max_concurrency,
+        min_instances=config.min_instances,
+    )
+
+
+def config_from_pb(pb: types_pb2.FunctionConfig) -> FunctionConfig:
+    return FunctionConfig(
+        runtime=pb.runtime,
+        handler=pb.handler,
+        memory_mb=pb.memory_mb,
+        timeout_s=pb.timeout_s,
+        env=dict(pb.env),
+        description=pb.description,
+        max_concurrency=pb.max_concurrency,
+        min_instances=pb.min_instances,
+    )
+
+
+def record_to_pb(record: FunctionRecord) -> types_pb2.FunctionRecord:
+    return types_pb2.FunctionRecord(
+        namespace=record.namespace,
+        name=record.name,
+        config=config_to_pb(record.config),
+        code_sha256=record.code_sha256,
+        code_size=record.code_size,
+        revision=record.revision,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def record_from_pb(pb: types_pb2.FunctionRecord) -> FunctionRecord:
+    return FunctionRecord(
+        namespace=pb.namespace,
+        name=pb.name,
+        config=config_from_pb(pb.config),
+        code_sha256=pb.code_sha256,
+        code_size=pb.code_size,
+        created_at=pb.created_at,
+        updated_at=pb.updated_at,
+        revision=pb.revision,
+    )

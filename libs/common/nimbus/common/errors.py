@@ -1,0 +1,99 @@
+"""The one error hierarchy. Core code raises only these; each edge translates them.
+
+Each class carries its gRPC status code and the HTTP status DESIGN.md promises for it, so the gRPC
+interceptor, Envoy's transcoder and the client adapters all agree.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class NimbusError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(NimbusError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 400
+
+
+class NotFound(NimbusError):
+    code = grpc.StatusCode.NOT_FOUND
+    http_status = 404
+
+
+class AlreadyExists(NimbusError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    http_status = 409
+
+
+class Conflict(NimbusError):
+    """A stale expected_revision or a state that forbids the change."""
+
+    code = grpc.StatusCode.ABORTED
+    http_status = 409
+
+
+class Unauthenticated(NimbusError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+
+
+class PermissionDenied(NimbusError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+
+
+class TooLarge(NimbusError):
+    # OUT_OF_RANGE is the status Envoy's transcoder turns into 400; a body over the limit is 413
+    # at the gateway's own limit, and this class keeps the 413 for REST clients of the core.
+    code = grpc.StatusCode.OUT_OF_RANGE
+    http_status = 413
+
+
+class Throttled(NimbusError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 429
+
+
+class Unavailable(NimbusError):
+    code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+
+
+class DeadlineExceeded(NimbusError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = 504
+
+
+_BY_CODE: dict[grpc.StatusCode, type[NimbusError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        Conflict,
+        Unauthenticated,
+        PermissionDenied,
+        TooLarge,
+        Throttled,
+        Unavailable,
+        DeadlineExceeded,
+    )
+}
+
+
+def from_rpc_error(err: grpc.aio.AioRpcError | grpc.RpcError) -> NimbusError:
+    """Turns a peer's status back into our class, so errors round-trip between services."""
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = err.details() if hasattr(err, "details") else str(err)
+    cls = _BY_CODE.get(code, NimbusError)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        cls = Conflict
+    return cls(details or code.name)

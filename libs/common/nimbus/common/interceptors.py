@@ -1,0 +1,119 @@
+"""Server interceptors: error mapping and authentication, built explicitly in each main.
+
+grpc.aio interceptors cannot see a handler's exceptions or share contextvars with it, so each
+interceptor wraps the method handler's behaviour instead; the wrapper runs in the handler's task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from grpc.aio import ServerInterceptor
+
+from nimbus.common.auth import Authenticator, principal_var
+from nimbus.common.errors import NimbusError
+
+log = logging.getLogger(__name__)
+
+Around = Callable[[grpc.aio.ServicerContext], Awaitable[None]]
+
+
+def _wrap(handler: grpc.RpcMethodHandler, wrap_unary: Callable[..., Any], wrap_stream: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    if handler is None:
+        return handler
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_stream:
+        return grpc.stream_stream_rpc_method_handler(
+            wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+        )
+    return handler
+
+
+async def _abort_for(err: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(err, NimbusError):
+        await context.abort(err.code, err.message)
+    log.error("unhandled error", exc_info=err, extra={"fields": {"method": method}})
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+class ErrorInterceptor(ServerInterceptor):
+    """NimbusError → its status code; anything else → INTERNAL with one logged traceback."""
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        method = details.method
+
+        def wrap_unary(fn: Any) -> Any:
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await fn(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as err:
+                    await _abort_for(err, context, method)
+
+            return run
+
+        def wrap_stream(fn: Any) -> Any:
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    async for item in fn(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as err:
+                    await _abort_for(err, context, method)
+
+            return run
+
+        return _wrap(handler, wrap_unary, wrap_stream)
+
+
+class AuthInterceptor(ServerInterceptor):
+    """Checks the bearer key of every call but health checks; the handler reads principal_var."""
+
+    def __init__(self, authenticator: Authenticator, public_prefixes: Iterable[str] = ("/grpc.health.v1.",)) -> None:
+        self._auth = authenticator
+        self._public = tuple(public_prefixes)
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if details.method.startswith(self._public):
+            return handler
+        header = None
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                header = value if isinstance(value, str) else value.decode()
+                break
+        auth = self._auth
+
+        def wrap_unary(fn: Any) -> Any:
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                principal_var.set(await auth.authenticate(header))
+                return await fn(request, context)
+
+            return run
+
+        def wrap_stream(fn: Any) -> Any:
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                principal_var.set(await auth.authenticate(header))
+                async for item in fn(request, context):
+                    yield item
+
+            return run
+
+        return _wrap(handler, wrap_unary, wrap_stream)

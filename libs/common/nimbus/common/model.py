@@ -1,0 +1,109 @@
+"""Records that several services read from etcd; the JSON here is the stored schema."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+LATEST = "$LATEST"
+
+
+def _load(cls: type[T], raw: bytes | str | dict[str, Any]) -> T:
+    data = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+    # Unknown keys are ignored so an older reader survives a newer writer (add-only records).
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionConfig:
+    runtime: str
+    handler: str
+    memory_mb: int = 128
+    timeout_s: int = 3
+    env: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    max_concurrency: int = 0
+    min_instances: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FunctionConfig:
+        return _load(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRecord:
+    namespace: str
+    name: str
+    config: FunctionConfig
+    code_sha256: str
+    code_size: int
+    created_at: str
+    updated_at: str
+    # Not stored: the etcd mod_revision the record was read at.
+    revision: int = 0
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data.pop("revision")
+        return json.dumps(data, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, revision: int = 0) -> FunctionRecord:
+        data = json.loads(raw)
+        data["config"] = FunctionConfig.from_dict(data["config"])
+        data["revision"] = revision
+        return _load(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """Written by a node-agent under its lease; gone within the lease TTL when the node dies."""
+
+    node_id: str
+    address: str
+    memory_mb: int
+    cpus: int
+    started_at: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> NodeRecord:
+        return _load(cls, raw)
+
+
+class InstanceState(StrEnum):
+    STARTING = "STARTING"
+    READY = "READY"
+    DRAINING = "DRAINING"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """One function instance, written by its node-agent under the node's lease."""
+
+    instance_id: str
+    node_id: str
+    node_address: str
+    namespace: str
+    function: str
+    version: str
+    code_sha256: str
+    # The function record's etcd revision the instance was built from; a newer one means stale code or config.
+    function_revision: int
+    memory_mb: int
+    state: str
+    created_at: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> InstanceRecord:
+        return _load(cls, raw)

@@ -1,0 +1,126 @@
+"""The lifecycle every service shares: serve gRPC with health, run background loops, drain on SIGTERM.
+
+Order on SIGTERM: health NOT_SERVING (Envoy stops sending) → server.stop(grace) lets in-flight
+calls finish → the background tasks are cancelled → `on_stop` closes clients. One crashed task
+cancels the rest and the process exits non-zero, so the supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+# Large enough for a 50 MB zip as base64 in one call, plus headroom.
+MAX_MESSAGE_BYTES = 96 * 1024 * 1024
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Reconnect fast after a peer restarts (the default backoff grows to minutes).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.min_reconnect_backoff_ms", 100),
+]
+
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+class _Stop(Exception):
+    """Raised inside the task group to end it after a clean drain."""
+
+
+def new_server(interceptors: Sequence[grpc.aio.ServerInterceptor]) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    server = grpc.aio.server(interceptors=list(interceptors), options=SERVER_OPTIONS)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server, health_servicer
+
+
+async def serve(
+    *,
+    name: str,
+    server: grpc.aio.Server,
+    health_servicer: health.aio.HealthServicer,
+    listen_addr: str,
+    background: Sequence[Callable[[], Awaitable[None]]] = (),
+    ready: Callable[[], Awaitable[None]] | None = None,
+    drain: Callable[[], Awaitable[None]] | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+    grace_s: float = 10.0,
+) -> None:
+    """Runs until SIGTERM/SIGINT; raises if any background task fails."""
+    if server.add_insecure_port(listen_addr) == 0:
+        raise RuntimeError(f"{name}: cannot listen on {listen_addr}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def become_ready() -> None:
+        if ready is not None:
+            await ready()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"fields": {"service": name, "listen": listen_addr}})
+
+    async def wait_stop() -> None:
+        await stop.wait()
+        log.info("draining", extra={"fields": {"service": name, "grace_s": grace_s}})
+        await health_servicer.enter_graceful_shutdown()
+        if drain is not None:
+            try:
+                async with asyncio.timeout(grace_s):
+                    await drain()
+            except TimeoutError:
+                log.warning("drain hook did not finish in time")
+        await server.stop(grace_s)
+        raise _Stop()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(wait_stop())
+            group.create_task(become_ready())
+            for task in background:
+                group.create_task(task())
+    except* _Stop:
+        pass
+    finally:
+        await server.stop(0)
+        if on_stop is not None:
+            try:
+                async with asyncio.timeout(5):
+                    await on_stop()
+            except Exception:
+                log.exception("error while closing clients")
+        log.info("stopped", extra={"fields": {"service": name}})
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    """Entry point of every service's __main__."""
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,4 @@
+from nimbus.api.main import main
+from nimbus.common.service import run
+
+run(main)

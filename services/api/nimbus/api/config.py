@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nimbus.common.config import CommonConfig, get_float, get_str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """NIMBUS_LISTEN_ADDR       gRPC listen address (default 127.0.0.1:7101)
+    NIMBUS_FUNCMGR_ADDR         funcmgr address (default 127.0.0.1:7201)
+    NIMBUS_FUNCMGR_TIMEOUT_S    deadline of one funcmgr call (default 30; code uploads are large)
+    """
+
+    common: CommonConfig
+    listen_addr: str
+    funcmgr_addr: str
+    funcmgr_timeout_s: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ApiConfig:
+        return cls(
+            common=CommonConfig.from_env(env, "api"),
+            listen_addr=get_str(env, "NIMBUS_LISTEN_ADDR", "127.0.0.1:7101"),
+            funcmgr_addr=get_str(env, "NIMBUS_FUNCMGR_ADDR", "127.0.0.1:7201"),
+            funcmgr_timeout_s=get_float(env, "NIMBUS_FUNCMGR_TIMEOUT_S", 30.0, minimum=0.1),
+        )

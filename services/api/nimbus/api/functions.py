@@ -1,0 +1,86 @@
+"""The control-plane core behind the public API: validation and namespace scoping.
+
+It takes typed arguments and the caller's Principal; it never sees a proto.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from nimbus.common import validation
+from nimbus.common.auth import Principal
+from nimbus.common.model import FunctionConfig, FunctionRecord
+
+DEFAULT_MEMORY_MB = 128
+DEFAULT_TIMEOUT_S = 3
+
+
+class FunctionBackend(Protocol):
+    async def create(self, namespace: str, name: str, config: FunctionConfig, code_zip: bytes) -> FunctionRecord: ...
+    async def get(self, namespace: str, name: str) -> FunctionRecord: ...
+    async def list(self, namespace: str) -> list[FunctionRecord]: ...
+    async def update_config(
+        self, namespace: str, name: str, changes: dict[str, object], replace_env: bool, expected_revision: int
+    ) -> FunctionRecord: ...
+    async def update_code(self, namespace: str, name: str, code_zip: bytes, expected_revision: int) -> FunctionRecord: ...
+    async def delete(self, namespace: str, name: str) -> None: ...
+
+
+_FIELD_CHECKS = {
+    "memory_mb": lambda v: validation.check_range("memory_mb", v, validation.MEMORY_MB),
+    "timeout_s": lambda v: validation.check_range("timeout_s", v, validation.TIMEOUT_S),
+    "env": validation.check_env,
+    "description": validation.check_description,
+    "max_concurrency": lambda v: validation.check_range("max_concurrency", v, (0, validation.MAX_CONCURRENCY_MAX)),
+    "min_instances": lambda v: validation.check_range("min_instances", v, (0, validation.MAX_CONCURRENCY_MAX)),
+    "runtime": validation.check_runtime,
+}
+
+
+class FunctionsApi:
+    def __init__(self, backend: FunctionBackend) -> None:
+        self._backend = backend
+
+    async def create(self, who: Principal, name: str, fields: dict[str, object], code_zip: bytes) -> FunctionRecord:
+        validation.check_name(name)
+        config = FunctionConfig(
+            runtime=str(fields.get("runtime", "")),
+            handler=str(fields.get("handler", "")),
+            memory_mb=int(fields.get("memory_mb", DEFAULT_MEMORY_MB)),  # type: ignore[call-overload]
+            timeout_s=int(fields.get("timeout_s", DEFAULT_TIMEOUT_S)),  # type: ignore[call-overload]
+            env=dict(fields.get("env", {})),  # type: ignore[call-overload]
+            description=str(fields.get("description", "")),
+            max_concurrency=int(fields.get("max_concurrency", 0)),  # type: ignore[call-overload]
+            min_instances=int(fields.get("min_instances", 0)),  # type: ignore[call-overload]
+        )
+        validation.check_config(config)
+        return await self._backend.create(who.namespace, name, config, code_zip)
+
+    async def get(self, who: Principal, name: str) -> FunctionRecord:
+        validation.check_name(name)
+        return await self._backend.get(who.namespace, name)
+
+    async def list(self, who: Principal) -> list[FunctionRecord]:
+        return await self._backend.list(who.namespace)
+
+    async def update_config(
+        self, who: Principal, name: str, changes: dict[str, object], replace_env: bool, expected_revision: int
+    ) -> FunctionRecord:
+        validation.check_name(name)
+        for field, value in changes.items():
+            check = _FIELD_CHECKS.get(field)
+            if check is not None:
+                check(value)
+        # The handler's shape depends on the runtime, and both may change at once: funcmgr checks
+        # the merged config, this only catches an empty handler early.
+        if "handler" in changes and not changes["handler"]:
+            validation.check_handler("", "")
+        return await self._backend.update_config(who.namespace, name, changes, replace_env, expected_revision)
+
+    async def update_code(self, who: Principal, name: str, code_zip: bytes, expected_revision: int) -> FunctionRecord:
+        validation.check_name(name)
+        return await self._backend.update_code(who.namespace, name, code_zip, expected_revision)
+
+    async def delete(self, who: Principal, name: str) -> None:
+        validation.check_name(name)
+        await self._backend.delete(who.namespace, name)

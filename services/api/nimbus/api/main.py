@@ -1,0 +1,47 @@
+"""Wires the api service together; no logic here."""
+
+from __future__ import annotations
+
+import os
+
+from nimbus.api.apikeys import KeyIssuer
+from nimbus.api.config import ApiConfig
+from nimbus.api.functions import FunctionsApi
+from nimbus.api.server import FunctionsServicer
+from nimbus.api.stores.funcmgr import FuncMgrClient
+from nimbus.api.stores.keys import EtcdKeyWriter
+from nimbus.api.v1 import functions_pb2_grpc
+from nimbus.common import logs
+from nimbus.common.auth import Authenticator
+from nimbus.common.clock import SystemClock
+from nimbus.common.etcd import Etcd
+from nimbus.common.interceptors import AuthInterceptor, ErrorInterceptor
+from nimbus.common.service import new_server, serve
+
+
+async def main() -> None:
+    cfg = ApiConfig.from_env(os.environ)
+    logs.setup(cfg.common.replica, cfg.common.log_level)
+    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
+    authenticator = Authenticator(etcd)
+    funcmgr = FuncMgrClient(cfg.funcmgr_addr, cfg.funcmgr_timeout_s)
+    # Errors outermost, so an auth failure is mapped like any other error.
+    server, health = new_server([ErrorInterceptor(), AuthInterceptor(authenticator)])
+    functions_pb2_grpc.add_FunctionsServicer_to_server(
+        FunctionsServicer(FunctionsApi(funcmgr), KeyIssuer(EtcdKeyWriter(etcd), SystemClock())), server
+    )
+
+    async def close() -> None:
+        await funcmgr.close()
+        await etcd.close()
+
+    await serve(
+        name="api",
+        server=server,
+        health_servicer=health,
+        listen_addr=cfg.listen_addr,
+        background=[authenticator.cache.run],
+        ready=lambda: authenticator.cache.wait_ready(60),
+        on_stop=close,
+        grace_s=cfg.common.drain_s,
+    )

@@ -1,0 +1,110 @@
+"""Function metadata and code: the funcmgr core. Raises only NimbusError subclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+from nimbus.common.clock import Clock, iso
+from nimbus.common.errors import AlreadyExists, Conflict, NotFound
+from nimbus.common.model import FunctionConfig, FunctionRecord
+from nimbus.common.validation import check_config, check_name
+from nimbus.funcmgr.package import PackageLimits, check_package
+
+# A concurrent writer can win between our read and our revision-checked write; retry a few times
+# when the caller did not pin a revision, so concurrent PATCHes of different fields all land.
+_UPDATE_ATTEMPTS = 5
+
+
+class FunctionStore(Protocol):
+    async def get(self, namespace: str, name: str) -> FunctionRecord | None: ...
+    async def list(self, namespace: str) -> list[FunctionRecord]: ...
+    async def create(self, record: FunctionRecord) -> int | None: ...
+    async def replace(self, record: FunctionRecord, expected_revision: int) -> int | None: ...
+    async def delete(self, namespace: str, name: str) -> bool: ...
+
+
+class CodeStore(Protocol):
+    async def put(self, data: bytes) -> str: ...
+
+
+class FunctionManager:
+    def __init__(self, store: FunctionStore, code: CodeStore, limits: PackageLimits, clock: Clock) -> None:
+        self._store = store
+        self._code = code
+        self._limits = limits
+        self._clock = clock
+
+    async def create(self, namespace: str, name: str, config: FunctionConfig, code_zip: bytes) -> FunctionRecord:
+        check_name(name)
+        check_config(config)
+        check_package(code_zip, config.runtime, config.handler, self._limits)
+        if await self._store.get(namespace, name) is not None:
+            raise AlreadyExists(f"function {name!r} already exists")
+        sha = await self._code.put(code_zip)
+        now = iso(self._clock.now())
+        record = FunctionRecord(namespace, name, config, sha, len(code_zip), now, now)
+        revision = await self._store.create(record)
+        if revision is None:
+            raise AlreadyExists(f"function {name!r} already exists")
+        return dataclasses.replace(record, revision=revision)
+
+    async def get(self, namespace: str, name: str) -> FunctionRecord:
+        record = await self._store.get(namespace, name)
+        if record is None:
+            raise NotFound(f"function {name!r} not found")
+        return record
+
+    async def list(self, namespace: str) -> list[FunctionRecord]:
+        return sorted(await self._store.list(namespace), key=lambda r: r.name)
+
+    async def update_config(
+        self,
+        namespace: str,
+        name: str,
+        changes: dict[str, object],
+        replace_env: bool,
+        expected_revision: int,
+    ) -> FunctionRecord:
+        for _ in range(_UPDATE_ATTEMPTS):
+            current = await self.get(namespace, name)
+            self._check_revision(current, expected_revision)
+            fields = dict(changes)
+            if "env" in fields and not replace_env:
+                fields["env"] = {**current.config.env, **fields["env"]}  # type: ignore[dict-item]
+            config = dataclasses.replace(current.config, **fields)  # type: ignore[arg-type]
+            check_config(config)
+            updated = dataclasses.replace(current, config=config, updated_at=iso(self._clock.now()))
+            revision = await self._store.replace(updated, current.revision)
+            if revision is not None:
+                return dataclasses.replace(updated, revision=revision)
+            if expected_revision:
+                break
+        raise Conflict(f"function {name!r} changed concurrently; read it again and retry")
+
+    async def update_code(self, namespace: str, name: str, code_zip: bytes, expected_revision: int) -> FunctionRecord:
+        for _ in range(_UPDATE_ATTEMPTS):
+            current = await self.get(namespace, name)
+            self._check_revision(current, expected_revision)
+            check_package(code_zip, current.config.runtime, current.config.handler, self._limits)
+            sha = await self._code.put(code_zip)
+            updated = dataclasses.replace(
+                current, code_sha256=sha, code_size=len(code_zip), updated_at=iso(self._clock.now())
+            )
+            revision = await self._store.replace(updated, current.revision)
+            if revision is not None:
+                return dataclasses.replace(updated, revision=revision)
+            if expected_revision:
+                break
+        raise Conflict(f"function {name!r} changed concurrently; read it again and retry")
+
+    async def delete(self, namespace: str, name: str) -> None:
+        if not await self._store.delete(namespace, name):
+            raise NotFound(f"function {name!r} not found")
+
+    @staticmethod
+    def _check_revision(current: FunctionRecord, expected_revision: int) -> None:
+        if expected_revision and current.revision != expected_revision:
+            raise Conflict(
+                f"function {current.name!r} is at revision {current.revision}, not the expected {expected_revision}"
+            )

@@ -1,0 +1,42 @@
+"""Wires funcmgr together; no logic here."""
+
+from __future__ import annotations
+
+import os
+
+from nimbus.common import logs
+from nimbus.common.clock import SystemClock
+from nimbus.common.etcd import Etcd
+from nimbus.common.interceptors import ErrorInterceptor
+from nimbus.common.service import new_server, serve
+from nimbus.funcmgr.config import FuncMgrConfig
+from nimbus.funcmgr.functions import FunctionManager
+from nimbus.funcmgr.package import PackageLimits
+from nimbus.funcmgr.server import FunctionManagerServicer
+from nimbus.funcmgr.stores.blobs import BlobStore
+from nimbus.funcmgr.stores.functions import EtcdFunctionStore
+from nimbus.internal.v1 import funcmgr_pb2_grpc
+
+
+async def main() -> None:
+    cfg = FuncMgrConfig.from_env(os.environ)
+    logs.setup(cfg.common.replica, cfg.common.log_level)
+    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
+    blobs = BlobStore(cfg.code_dir)
+    core = FunctionManager(
+        EtcdFunctionStore(etcd),
+        blobs,
+        PackageLimits(cfg.max_zip_bytes, cfg.max_unzipped_bytes),
+        SystemClock(),
+    )
+    server, health = new_server([ErrorInterceptor()])
+    funcmgr_pb2_grpc.add_FunctionManagerServicer_to_server(FunctionManagerServicer(core, blobs), server)
+    await serve(
+        name="funcmgr",
+        server=server,
+        health_servicer=health,
+        listen_addr=cfg.listen_addr,
+        ready=lambda: etcd.wait_ready(),
+        on_stop=etcd.close,
+        grace_s=cfg.common.drain_s,
+    )

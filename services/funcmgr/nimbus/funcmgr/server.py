@@ -1,0 +1,58 @@
+"""gRPC adapter for nimbus.internal.v1.FunctionManager: decode, call the core, encode."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from nimbus.common.convert import config_from_pb, record_to_pb
+from nimbus.common.errors import NotFound
+from nimbus.funcmgr.functions import FunctionManager
+from nimbus.funcmgr.stores.blobs import BlobStore
+from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc, types_pb2
+
+_CONFIG_FIELDS = frozenset(f.name for f in types_pb2.FunctionConfig.DESCRIPTOR.fields)
+
+
+class FunctionManagerServicer(funcmgr_pb2_grpc.FunctionManagerServicer):
+    def __init__(self, core: FunctionManager, blobs: BlobStore) -> None:
+        self._core = core
+        self._blobs = blobs
+
+    async def CreateFunction(self, request: funcmgr_pb2.CreateFunctionRequest, context: grpc.aio.ServicerContext) -> types_pb2.FunctionRecord:
+        record = await self._core.create(request.namespace, request.name, config_from_pb(request.config), request.code_zip)
+        return record_to_pb(record)
+
+    async def GetFunction(self, request: funcmgr_pb2.FunctionRef, context: grpc.aio.ServicerContext) -> types_pb2.FunctionRecord:
+        return record_to_pb(await self._core.get(request.namespace, request.name))
+
+    async def ListFunctions(self, request: funcmgr_pb2.ListFunctionsRequest, context: grpc.aio.ServicerContext) -> funcmgr_pb2.ListFunctionsResponse:
+        records = await self._core.list(request.namespace)
+        return funcmgr_pb2.ListFunctionsResponse(functions=[record_to_pb(r) for r in records])
+
+    async def UpdateFunction(self, request: funcmgr_pb2.UpdateFunctionRequest, context: grpc.aio.ServicerContext) -> types_pb2.FunctionRecord:
+        config = config_from_pb(request.config)
+        changes = {name: getattr(config, name) for name in request.update_mask if name in _CONFIG_FIELDS}
+        record = await self._core.update_config(
+            request.ref.namespace, request.ref.name, changes, request.replace_env, request.expected_revision
+        )
+        return record_to_pb(record)
+
+    async def UpdateFunctionCode(self, request: funcmgr_pb2.UpdateFunctionCodeRequest, context: grpc.aio.ServicerContext) -> types_pb2.FunctionRecord:
+        record = await self._core.update_code(
+            request.ref.namespace, request.ref.name, request.code_zip, request.expected_revision
+        )
+        return record_to_pb(record)
+
+    async def DeleteFunction(self, request: funcmgr_pb2.FunctionRef, context: grpc.aio.ServicerContext) -> funcmgr_pb2.DeleteFunctionResponse:
+        await self._core.delete(request.namespace, request.name)
+        return funcmgr_pb2.DeleteFunctionResponse()
+
+    async def FetchCode(self, request: funcmgr_pb2.FetchCodeRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[funcmgr_pb2.CodeChunk]:
+        if not self._blobs.exists(request.code_sha256):
+            raise NotFound(f"code package {request.code_sha256!r} not found")
+        first = True
+        async for chunk, total in self._blobs.read_chunks(request.code_sha256):
+            yield funcmgr_pb2.CodeChunk(data=chunk, total_size=total if first else 0)
+            first = False

@@ -1,0 +1,52 @@
+"""Content-addressed code blobs on local disk: <dir>/<sha256>.zip, written atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class BlobStore:
+    def __init__(self, directory: str) -> None:
+        self._dir = directory
+        os.makedirs(directory, exist_ok=True)
+
+    def path(self, sha256: str) -> str:
+        return os.path.join(self._dir, f"{sha256}.zip")
+
+    async def put(self, data: bytes) -> str:
+        return await asyncio.to_thread(self._put, data)
+
+    def _put(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        final = self.path(sha)
+        if os.path.exists(final):
+            return sha
+        tmp = f"{final}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        return sha
+
+    def exists(self, sha256: str) -> bool:
+        return os.path.exists(self.path(sha256))
+
+    async def read_chunks(self, sha256: str) -> AsyncIterator[tuple[bytes, int]]:
+        """(chunk, total size) pairs; raises FileNotFoundError for an unknown blob."""
+        path = self.path(sha256)
+        size = os.path.getsize(path)
+        f = await asyncio.to_thread(open, path, "rb")
+        try:
+            while True:
+                chunk = await asyncio.to_thread(f.read, CHUNK_BYTES)
+                if not chunk:
+                    return
+                yield chunk, size
+        finally:
+            f.close()

@@ -1,0 +1,69 @@
+"""The sync data path: resolve the function, take an instance, run the call, give it back."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from nimbus.common.auth import Principal
+from nimbus.common.errors import NotFound, Unavailable
+from nimbus.common.model import LATEST, FunctionRecord, InstanceRecord
+from nimbus.common.validation import check_name
+from nimbus.invoker.dispatcher import Dispatcher
+
+# One retry on another instance when the chosen one vanished under us (node died, instance reaped).
+_ATTEMPTS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeResult:
+    request_id: str
+    payload: bytes
+    function_error: str
+    duration_us: int
+    billed_ms: int
+    cold_start: bool
+    executed_version: str
+
+
+class FunctionLookup(Protocol):
+    async def get(self, namespace: str, name: str) -> FunctionRecord | None: ...
+
+
+class InstanceCaller(Protocol):
+    async def invoke(self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float) -> InvokeResult: ...
+
+
+class Invoker:
+    def __init__(self, functions: FunctionLookup, dispatcher: Dispatcher, caller: InstanceCaller) -> None:
+        self._functions = functions
+        self._dispatcher = dispatcher
+        self._caller = caller
+
+    async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult:
+        check_name(name)
+        record = await self._functions.get(who.namespace, name)
+        if record is None:
+            raise NotFound(f"function {name!r} not found")
+        version = qualifier or LATEST
+        if version != LATEST:
+            raise NotFound(f"version {qualifier!r} of function {name!r} not found")
+        request_id = str(uuid.uuid4())
+        # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
+        call_timeout_s = record.config.timeout_s + 5.0
+        last_error: Unavailable | NotFound | None = None
+        for _ in range(_ATTEMPTS):
+            instance = await self._dispatcher.acquire(record, version, deadline_s)
+            try:
+                result = await self._caller.invoke(instance, request_id, payload or b"null", call_timeout_s)
+            except (Unavailable, NotFound) as err:
+                self._dispatcher.forget(instance)
+                last_error = err
+                continue
+            except BaseException:
+                self._dispatcher.release(instance)
+                raise
+            self._dispatcher.release(instance)
+            return result
+        raise Unavailable(f"function {name!r} could not be run: {last_error.message if last_error else 'no instance'}")

@@ -1,0 +1,60 @@
+"""Wires the invoker together; no logic here."""
+
+from __future__ import annotations
+
+import os
+
+from nimbus.api.v1 import invocations_pb2_grpc
+from nimbus.common import logs
+from nimbus.common.auth import Authenticator
+from nimbus.common.etcd import Etcd
+from nimbus.common.interceptors import AuthInterceptor, ErrorInterceptor
+from nimbus.common.service import new_server, serve
+from nimbus.internal.v1 import invoker_pb2_grpc
+from nimbus.invoker.config import InvokerConfig
+from nimbus.invoker.dispatcher import Dispatcher
+from nimbus.invoker.invoke import Invoker
+from nimbus.invoker.server import InvocationsServicer, InvokerControlServicer
+from nimbus.invoker.stores.functions import CachedFunctions
+from nimbus.invoker.stores.instances import instances_cache
+from nimbus.invoker.stores.peers import NodeCaller, SchedulerClient
+
+
+async def main() -> None:
+    cfg = InvokerConfig.from_env(os.environ)
+    logs.setup(cfg.common.replica, cfg.common.log_level)
+    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
+    authenticator = Authenticator(etcd)
+    functions = CachedFunctions(etcd)
+    instances = instances_cache(etcd)
+    scheduler = SchedulerClient(cfg.scheduler_addr)
+    nodes = NodeCaller()
+    dispatcher = Dispatcher(scheduler, cfg.queue_wait_s, cfg.max_instances_per_fn)
+    instances.listeners.append(dispatcher.on_instance)
+
+    server, health = new_server(
+        [ErrorInterceptor(), AuthInterceptor(authenticator, public_prefixes=("/grpc.health.v1.", "/nimbus.internal."))]
+    )
+    invocations_pb2_grpc.add_InvocationsServicer_to_server(InvocationsServicer(Invoker(functions, dispatcher, nodes)), server)
+    invoker_pb2_grpc.add_InvokerControlServicer_to_server(InvokerControlServicer(dispatcher), server)
+
+    async def ready() -> None:
+        for cache in (authenticator.cache, functions.cache, instances):
+            await cache.wait_ready(60)
+
+    async def close() -> None:
+        await dispatcher.close()
+        await scheduler.close()
+        await nodes.close()
+        await etcd.close()
+
+    await serve(
+        name="invoker",
+        server=server,
+        health_servicer=health,
+        listen_addr=cfg.listen_addr,
+        background=[authenticator.cache.run, functions.cache.run, instances.run],
+        ready=ready,
+        on_stop=close,
+        grace_s=cfg.common.drain_s,
+    )

@@ -1,0 +1,58 @@
+"""gRPC adapter for the public nimbus.api.v1.Invocations service (the sync data path)."""
+
+from __future__ import annotations
+
+import grpc
+from google.api import httpbody_pb2
+
+from nimbus.api.v1 import invocations_pb2, invocations_pb2_grpc
+from nimbus.common.auth import current_principal
+from nimbus.common.errors import InvalidArgument
+from nimbus.internal.v1 import invoker_pb2, invoker_pb2_grpc
+from nimbus.invoker.dispatcher import Dispatcher
+from nimbus.invoker.invoke import Invoker
+
+_JSON = "application/json"
+_DEFAULT_DEADLINE_S = 900.0
+
+
+class InvocationsServicer(invocations_pb2_grpc.InvocationsServicer):
+    def __init__(self, invoker: Invoker) -> None:
+        self._invoker = invoker
+
+    async def Invoke(self, request: invocations_pb2.InvokeRequest, context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
+        body = request.body
+        if body.content_type and not body.content_type.startswith(_JSON):
+            raise InvalidArgument(f"body: content type {body.content_type!r} is not supported; send application/json")
+        remaining = context.time_remaining()
+        deadline_s = remaining if remaining is not None else _DEFAULT_DEADLINE_S
+        result = await self._invoker.invoke(current_principal(), request.name, request.qualifier, body.data, deadline_s)
+        metadata = [
+            ("x-nimbus-request-id", result.request_id),
+            ("x-nimbus-cold-start", "true" if result.cold_start else "false"),
+            ("x-nimbus-billed-ms", str(result.billed_ms)),
+            ("x-nimbus-executed-version", result.executed_version),
+        ]
+        if result.function_error:
+            metadata.append(("x-nimbus-function-error", result.function_error))
+        await context.send_initial_metadata(metadata)
+        return httpbody_pb2.HttpBody(content_type=_JSON, data=result.payload)
+
+
+class InvokerControlServicer(invoker_pb2_grpc.InvokerControlServicer):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    async def GetStats(self, request: invoker_pb2.GetStatsRequest, context: grpc.aio.ServicerContext) -> invoker_pb2.GetStatsResponse:
+        stats = [
+            invoker_pb2.FunctionQueueStats(
+                namespace=key.namespace,
+                function=key.function,
+                version=key.version,
+                queued=sum(1 for w in pool.waiters if not w.done()),
+                in_flight=len(pool.busy),
+                instances=len(pool.instances),
+            )
+            for key, pool in self._dispatcher.pools().items()
+        ]
+        return invoker_pb2.GetStatsResponse(functions=stats)

@@ -1,0 +1,79 @@
+"""Client adapters for the scheduler and the node-agents."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from nimbus.common import rpc
+from nimbus.common.clock import iso
+from nimbus.common.convert import config_to_pb
+from nimbus.common.model import FunctionRecord, InstanceRecord, InstanceState
+from nimbus.common.service import channel
+from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, types_pb2
+from nimbus.invoker.invoke import InvokeResult
+
+
+class SchedulerClient:
+    def __init__(self, address: str) -> None:
+        self._channel = channel(address)
+        self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def request_instance(self, record: FunctionRecord, version: str, timeout_s: float) -> InstanceRecord:
+        spec = types_pb2.InstanceSpec(
+            namespace=record.namespace,
+            function=record.name,
+            version=version,
+            config=config_to_pb(record.config),
+            code_sha256=record.code_sha256,
+            function_revision=record.revision,
+        )
+        info = await rpc.call(self._stub.RequestInstance, scheduler_pb2.RequestInstanceRequest(spec=spec), timeout_s=timeout_s)
+        return InstanceRecord(
+            instance_id=info.instance_id,
+            node_id=info.node_id,
+            node_address=info.node_address,
+            namespace=record.namespace,
+            function=record.name,
+            version=version,
+            code_sha256=record.code_sha256,
+            function_revision=record.revision,
+            memory_mb=record.config.memory_mb,
+            state=InstanceState.READY,
+            created_at=iso(time.time()),
+        )
+
+
+class NodeCaller:
+    """One channel per node-agent address, opened on first use."""
+
+    def __init__(self) -> None:
+        self._stubs: dict[str, tuple[grpc.aio.Channel, nodeagent_pb2_grpc.NodeAgentStub]] = {}
+
+    def _stub(self, address: str) -> nodeagent_pb2_grpc.NodeAgentStub:
+        entry = self._stubs.get(address)
+        if entry is None:
+            ch = channel(address)
+            entry = self._stubs[address] = (ch, nodeagent_pb2_grpc.NodeAgentStub(ch))
+        return entry[1]
+
+    async def invoke(self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float) -> InvokeResult:
+        req = nodeagent_pb2.InstanceInvokeRequest(instance_id=instance.instance_id, request_id=request_id, payload=payload)
+        res = await rpc.call(self._stub(instance.node_address).Invoke, req, timeout_s=timeout_s)
+        return InvokeResult(
+            request_id=request_id,
+            payload=res.payload,
+            function_error=res.function_error,
+            duration_us=res.duration_us,
+            billed_ms=res.billed_ms,
+            cold_start=res.cold_start,
+            executed_version=instance.version,
+        )
+
+    async def close(self) -> None:
+        for ch, _ in self._stubs.values():
+            await ch.close()

@@ -1,0 +1,25 @@
+"""Finds instances that should no longer exist. Pure: records in, instance ids out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from nimbus.common.model import LATEST, FunctionRecord, InstanceRecord
+
+
+def stale_instances(
+    instances: Iterable[InstanceRecord], functions: Mapping[tuple[str, str], FunctionRecord]
+) -> list[InstanceRecord]:
+    """Instances of deleted functions, and $LATEST instances built from an older config or code.
+
+    The node finishes the call in flight before it destroys an instance, so an update never cuts
+    a running call short.
+    """
+    stale = []
+    for instance in instances:
+        record = functions.get((instance.namespace, instance.function))
+        if record is None:
+            stale.append(instance)
+        elif instance.version == LATEST and instance.function_revision < record.revision:
+            stale.append(instance)
+    return stale

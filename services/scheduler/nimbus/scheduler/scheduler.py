@@ -1,0 +1,102 @@
+"""The scheduler core: places instances on nodes and removes the ones that should not exist."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from nimbus.common.clock import Clock
+from nimbus.common.errors import NimbusError, Unavailable
+from nimbus.common.model import FunctionRecord, InstanceRecord, NodeRecord
+from nimbus.scheduler.placement import place
+from nimbus.scheduler.reconcile import stale_instances
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    instance_id: str
+    node_id: str
+    node_address: str
+
+
+class NodeClient(Protocol):
+    async def create_instance(self, address: str, spec: object, timeout_s: float) -> Placed: ...
+    async def destroy_instance(self, address: str, instance_id: str, timeout_s: float) -> None: ...
+
+
+class FunctionReader(Protocol):
+    async def get(self, namespace: str, name: str) -> FunctionRecord | None: ...
+
+
+class Scheduler:
+    def __init__(
+        self,
+        nodes: Mapping[bytes, NodeRecord],
+        instances: Mapping[bytes, InstanceRecord],
+        functions: Mapping[bytes, FunctionRecord],
+        function_reader: FunctionReader,
+        node_client: NodeClient,
+        clock: Clock,
+        start_timeout_s: float,
+    ) -> None:
+        self._nodes = nodes
+        self._instances = instances
+        self._functions = functions
+        self._reader = function_reader
+        self._client = node_client
+        self._clock = clock
+        self._start_timeout_s = start_timeout_s
+        # Memory promised to starts still under way, which have no instance record yet.
+        self._reserved: Counter[str] = Counter()
+        self.last_reconcile_s = 0.0
+
+    async def request_instance(self, namespace: str, function: str, memory_mb: int, spec: object) -> Placed:
+        reservations = [_reservation(node_id, mb) for node_id, mb in self._reserved.items() if mb > 0]
+        node_id = place(memory_mb, (namespace, function), self._nodes.values(), [*self._instances.values(), *reservations])
+        if node_id is None:
+            raise Unavailable(f"no node has {memory_mb} MB free for function {function!r}")
+        node = next(n for n in self._nodes.values() if n.node_id == node_id)
+        self._reserved[node_id] += memory_mb
+        try:
+            return await self._client.create_instance(node.address, spec, self._start_timeout_s)
+        finally:
+            self._reserved[node_id] -= memory_mb
+
+    async def reconcile_once(self) -> int:
+        """Destroys stale instances; returns how many it asked nodes to destroy."""
+        started = self._clock.monotonic()
+        by_name = {(f.namespace, f.name): f for f in self._functions.values()}
+        destroyed = 0
+        for instance in stale_instances(list(self._instances.values()), by_name):
+            if (instance.namespace, instance.function) not in by_name:
+                # The cache may lag a function created a moment ago: confirm before destroying.
+                if await self._reader.get(instance.namespace, instance.function) is not None:
+                    continue
+            try:
+                await self._client.destroy_instance(instance.node_address, instance.instance_id, self._start_timeout_s)
+                destroyed += 1
+            except NimbusError as err:
+                log.warning("destroy failed", extra={"fields": {"instance": instance.instance_id, "error": err.message}})
+        self.last_reconcile_s = self._clock.monotonic() - started
+        return destroyed
+
+    async def reconcile_forever(self, period_s: float) -> None:
+        while True:
+            try:
+                await self.reconcile_once()
+            except Exception:
+                log.exception("reconcile step failed")
+            await self._clock.sleep(period_s)
+
+
+def _reservation(node_id: str, memory_mb: int) -> InstanceRecord:
+    return InstanceRecord(
+        instance_id="reserved", node_id=node_id, node_address="", namespace="", function="", version="",
+        code_sha256="", function_revision=0, memory_mb=memory_mb, state="STARTING", created_at=str(time.time()),
+    )

@@ -1,0 +1,54 @@
+"""Client adapter for the node-agents and the etcd caches the scheduler reads."""
+
+from __future__ import annotations
+
+import grpc
+
+from nimbus.common import keys, rpc
+from nimbus.common.etcd import Etcd, WatchCache
+from nimbus.common.model import FunctionRecord, InstanceRecord, NodeRecord
+from nimbus.common.service import channel
+from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc
+from nimbus.scheduler.scheduler import Placed
+
+
+class NodeAgentClient:
+    def __init__(self) -> None:
+        self._stubs: dict[str, tuple[grpc.aio.Channel, nodeagent_pb2_grpc.NodeAgentStub]] = {}
+
+    def _stub(self, address: str) -> nodeagent_pb2_grpc.NodeAgentStub:
+        entry = self._stubs.get(address)
+        if entry is None:
+            ch = channel(address)
+            entry = self._stubs[address] = (ch, nodeagent_pb2_grpc.NodeAgentStub(ch))
+        return entry[1]
+
+    async def create_instance(self, address: str, spec: object, timeout_s: float) -> Placed:
+        req = nodeagent_pb2.CreateInstanceRequest(spec=spec)  # type: ignore[arg-type]
+        info = await rpc.call(self._stub(address).CreateInstance, req, timeout_s=timeout_s)
+        return Placed(info.instance_id, info.node_id, info.node_address)
+
+    async def destroy_instance(self, address: str, instance_id: str, timeout_s: float) -> None:
+        req = nodeagent_pb2.DestroyInstanceRequest(instance_id=instance_id)
+        await rpc.call(self._stub(address).DestroyInstance, req, timeout_s=timeout_s)
+
+    async def close(self) -> None:
+        for ch, _ in self._stubs.values():
+            await ch.close()
+
+
+class EtcdFunctionReader:
+    def __init__(self, etcd: Etcd) -> None:
+        self._etcd = etcd
+
+    async def get(self, namespace: str, name: str) -> FunctionRecord | None:
+        kv = await self._etcd.get(keys.function(namespace, name))
+        return None if kv is None else FunctionRecord.from_json(kv.value, kv.mod_revision)
+
+
+def caches(etcd: Etcd) -> tuple[WatchCache[NodeRecord], WatchCache[InstanceRecord], WatchCache[FunctionRecord]]:
+    return (
+        WatchCache(etcd, keys.nodes_prefix(), lambda kv: NodeRecord.from_json(kv.value)),
+        WatchCache(etcd, keys.instances_prefix(), lambda kv: InstanceRecord.from_json(kv.value)),
+        WatchCache(etcd, keys.functions_prefix(), lambda kv: FunctionRecord.from_json(kv.value, kv.mod_revision)),
+    )
