@@ -1,0 +1,1 @@
+"""The `nimbus` command line; the entry point is `nimbus.cli.main:main`."""

@@ -1,0 +1,5 @@
+import sys
+
+from nimbus.cluster.cli import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""Readiness checks, one per kind in cluster.toml. Each returns True/False and never raises."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+HOST = "127.0.0.1"
+CHECK_TIMEOUT_S = 1.0
+
+
+def _http_get(port: int, path: str, timeout: float) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+async def http_get(port: int, path: str, timeout: float = CHECK_TIMEOUT_S) -> tuple[int, bytes]:
+    return await asyncio.to_thread(_http_get, port, path, timeout)
+
+
+async def etcd(port: int) -> bool:
+    status, body = await http_get(port, "/health")
+    return status == 200 and json.loads(body).get("health") == "true"
+
+
+async def nats(port: int) -> bool:
+    status, _ = await http_get(port, "/healthz")
+    return status == 200
+
+
+async def envoy(port: int) -> bool:
+    status, body = await http_get(port, "/ready")
+    return status == 200 and body.strip() == b"LIVE"
+
+
+async def redis(port: int) -> bool:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), CHECK_TIMEOUT_S)
+    try:
+        writer.write(b"*1\r\n$4\r\nPING\r\n")
+        line = await asyncio.wait_for(reader.readline(), CHECK_TIMEOUT_S)
+        return line.strip() == b"+PONG"
+    finally:
+        writer.close()
+
+
+async def grpc_health(port: int) -> bool:
+    options = [("grpc.enable_http_proxy", 0)]
+    async with grpc.aio.insecure_channel(f"{HOST}:{port}", options=options) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=CHECK_TIMEOUT_S)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+CHECKS = {"etcd": etcd, "nats": nats, "redis": redis, "envoy": envoy, "grpc": grpc_health}
+
+
+async def check(kind: str, port: int) -> bool:
+    try:
+        return await asyncio.wait_for(CHECKS[kind](port), CHECK_TIMEOUT_S * 2)
+    except (OSError, TimeoutError, ValueError, http.client.HTTPException, grpc.RpcError):
+        return False
+
+
+async def envoy_upstreams_healthy(admin_port: int, clusters: dict[str, int]) -> bool:
+    """Envoy sees `count` healthy hosts in each named cluster (its health checks passed)."""
+    try:
+        status, body = await http_get(admin_port, "/stats?filter=membership_healthy")
+    except (OSError, TimeoutError, http.client.HTTPException):
+        return False
+    if status != 200:
+        return False
+    seen: dict[str, int] = {}
+    for line in body.decode(errors="replace").splitlines():
+        name, _, value = line.partition(": ")
+        if name.startswith("cluster.") and name.endswith(".membership_healthy"):
+            seen[name[len("cluster."):-len(".membership_healthy")]] = int(value or 0)
+    return all(seen.get(c, 0) >= n for c, n in clusters.items())
