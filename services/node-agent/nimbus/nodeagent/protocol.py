@@ -1,0 +1,118 @@
+"""The framed protocol between the node-agent and the shim inside an instance: pure encode/decode.
+
+One persistent Unix stream connection per instance. The agent listens on HOME/.../<instance_id>.sock
+and the shim connects once at start. Every message is one frame:
+
+    offset 0   u32 big-endian  header_len
+    offset 4   u32 big-endian  body_len
+    offset 8   header          UTF-8 JSON object, always with "type"
+    8+hlen     body            raw bytes, passed through untouched (event / result JSON)
+
+Keeping the body out of the JSON header means an event or a result is never re-encoded or escaped,
+and the fixed 8-byte prefix lets a reader take a frame with two exact reads. A writer sends a whole
+frame in one write (prefix, header and body joined first) so a frame never costs extra syscalls.
+
+Messages (strictly one INVOKE outstanding per connection; the agent serialises calls):
+
+    shim → agent, once after importing the handler:
+        READY       {"init_duration_us": int}
+        INIT_ERROR  {"errorType": str, "errorMessage": str, "stackTrace": [str]}   (then the shim exits)
+    agent → shim, per call:
+        INVOKE      {"request_id", "deadline_ms" (epoch ms), "function_name", "function_version",
+                     "memory_limit_mb"}                          body: the event as JSON
+    shim → agent, per call:
+        RESULT      {"request_id", "duration_us"}               body: the return value as JSON
+        ERROR       {"request_id", "duration_us"}               body: {"errorType", "errorMessage", "stackTrace"}
+
+runtimes/python/bootstrap.py carries its own copy of the codec (it runs stdlib-only outside our venv);
+tests/unit/test_nodeagent_protocol.py checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+PREFIX = struct.Struct("!II")
+# The gRPC message limit (service.MAX_MESSAGE_BYTES) bounds payloads anyway; this bounds a corrupt prefix.
+MAX_FRAME_BYTES = 96 * 1024 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class Kind(StrEnum):
+    READY = "READY"
+    INIT_ERROR = "INIT_ERROR"
+    INVOKE = "INVOKE"
+    RESULT = "RESULT"
+    ERROR = "ERROR"
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame; the connection cannot be trusted after it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    kind: Kind
+    header: dict[str, Any]
+    body: bytes = b""
+
+
+def encode(kind: Kind, header: Mapping[str, Any] | None = None, body: bytes = b"") -> bytes:
+    head = json.dumps({"type": kind.value, **(header or {})}, separators=(",", ":")).encode()
+    if len(head) > MAX_HEADER_BYTES or len(head) + len(body) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame too large: header {len(head)} B, body {len(body)} B")
+    return b"".join((PREFIX.pack(len(head), len(body)), head, body))
+
+
+def parse_prefix(prefix: bytes) -> tuple[int, int]:
+    header_len, body_len = PREFIX.unpack(prefix)
+    if header_len == 0 or header_len > MAX_HEADER_BYTES or header_len + body_len > MAX_FRAME_BYTES:
+        raise ProtocolError(f"bad frame prefix: header {header_len} B, body {body_len} B")
+    return header_len, body_len
+
+
+def parse_frame(header_bytes: bytes, body: bytes) -> Frame:
+    try:
+        header = json.loads(header_bytes)
+        kind = Kind(header.pop("type"))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ProtocolError(f"bad frame header: {err}") from None
+    return Frame(kind, header, body)
+
+
+class FrameDecoder:
+    """Incremental decoder for a byte stream that arrives in arbitrary pieces."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._buf += data
+        frames: list[Frame] = []
+        while len(self._buf) >= PREFIX.size:
+            header_len, body_len = parse_prefix(bytes(self._buf[: PREFIX.size]))
+            end = PREFIX.size + header_len + body_len
+            if len(self._buf) < end:
+                break
+            head_end = PREFIX.size + header_len
+            frames.append(parse_frame(bytes(self._buf[PREFIX.size : head_end]), bytes(self._buf[head_end:end])))
+            del self._buf[:end]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame still buffered."""
+        return len(self._buf)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Frame:
+    """Reads one frame; asyncio.IncompleteReadError means the peer closed (the instance exited)."""
+    header_len, body_len = parse_prefix(await reader.readexactly(PREFIX.size))
+    data = await reader.readexactly(header_len + body_len)
+    return parse_frame(data[:header_len], data[header_len:])

@@ -1,0 +1,29 @@
+"""A real local cluster (etcd, NATS, Redis, Envoy and every service) per test session,
+started by the same launcher as `make up`, in a temp home on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from support import Gateway, free_port
+
+from nimbus.cluster import LocalCluster
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
+    home: Path = tmp_path_factory.mktemp("nimbus-home")
+    c = LocalCluster(home=home, gateway_port=free_port())
+    await c.start(timeout_s=90)
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+@pytest.fixture(scope="session")
+def gw(cluster: LocalCluster) -> Gateway:
+    return Gateway(int(cluster.gateway_url.rsplit(":", 1)[1]), cluster.credentials["api_key"])

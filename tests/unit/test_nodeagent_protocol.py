@@ -1,0 +1,132 @@
+"""The agent↔shim frame codec: round trips, partial reads, bad input, and agreement with the shim's copy."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import json
+import struct
+
+import pytest
+
+from nimbus.nodeagent import protocol
+from nimbus.nodeagent.protocol import Frame, FrameDecoder, Kind, ProtocolError, encode, read_frame
+from nimbus.nodeagent.runtimes import PYTHON_BOOTSTRAP
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def _bootstrap():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("nimbus_python_bootstrap", PYTHON_BOOTSTRAP)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = [
+    (Kind.READY, {"init_duration_us": 1234}, b""),
+    (
+        Kind.INVOKE,
+        {
+            "request_id": "r-1",
+            "deadline_ms": 1_700_000_000_000,
+            "function_name": "f",
+            "function_version": "$LATEST",
+            "memory_limit_mb": 128,
+        },
+        b'{"a": [1, 2, "\\u00e9"]}',
+    ),
+    (Kind.RESULT, {"request_id": "r-1", "duration_us": 7}, b"null"),
+    (Kind.ERROR, {"request_id": "r-1", "duration_us": 7}, b'{"errorType":"ValueError"}'),
+    (Kind.INIT_ERROR, {"errorType": "Runtime.ImportModuleError", "errorMessage": "x", "stackTrace": ["a\n"]}, b""),
+    (Kind.RESULT, {"request_id": "big"}, bytes(range(256)) * 4096),
+]
+
+
+@pytest.mark.parametrize(("kind", "header", "body"), CASES)
+def test_round_trip(kind: Kind, header: dict, body: bytes) -> None:
+    frames = FrameDecoder().feed(encode(kind, header, body))
+    assert frames == [Frame(kind, header, body)]
+
+
+def test_layout_is_prefix_header_body() -> None:
+    data = encode(Kind.RESULT, {"duration_us": 1}, b"42")
+    header_len, body_len = struct.unpack("!II", data[:8])
+    assert json.loads(data[8 : 8 + header_len]) == {"type": "RESULT", "duration_us": 1}
+    assert data[8 + header_len :] == b"42" and body_len == 2
+
+
+def test_partial_reads_byte_by_byte() -> None:
+    stream = b"".join(encode(k, h, b) for k, h, b in CASES)
+    decoder = FrameDecoder()
+    got: list[Frame] = []
+    for i in range(len(stream)):
+        got += decoder.feed(stream[i : i + 1])
+    assert [(f.kind, f.header, f.body) for f in got] == CASES
+    assert decoder.pending == 0
+
+
+def test_split_inside_prefix_then_many_frames_in_one_chunk() -> None:
+    one, two = encode(Kind.RESULT, {"n": 1}, b"1"), encode(Kind.RESULT, {"n": 2}, b"2")
+    decoder = FrameDecoder()
+    assert decoder.feed(one[:3]) == []
+    assert decoder.pending == 3
+    frames = decoder.feed(one[3:] + two + two[:5])
+    assert [f.header["n"] for f in frames] == [1, 2]
+    assert decoder.pending == 5
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        struct.pack("!II", 0, 0),  # no header
+        struct.pack("!II", protocol.MAX_HEADER_BYTES + 1, 0),
+        struct.pack("!II", 10, protocol.MAX_FRAME_BYTES),
+        struct.pack("!II", 4, 0) + b"nope",  # not JSON
+        struct.pack("!II", 2, 0) + b"{}",  # no type
+        struct.pack("!II", 15, 0) + b'{"type":"NOPE"}',
+    ],
+)
+def test_bad_frames_raise(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        FrameDecoder().feed(data)
+
+
+def test_encode_refuses_oversized_body() -> None:
+    with pytest.raises(ProtocolError):
+        encode(Kind.RESULT, {}, b"x" * protocol.MAX_FRAME_BYTES)
+
+
+async def test_read_frame_from_stream_in_pieces() -> None:
+    reader = asyncio.StreamReader()
+    data = encode(Kind.RESULT, {"request_id": "a"}, b'"ok"')
+    task = asyncio.ensure_future(read_frame(reader))
+    for i in range(0, len(data), 5):
+        reader.feed_data(data[i : i + 5])
+        await asyncio.sleep(0)
+    assert await task == Frame(Kind.RESULT, {"request_id": "a"}, b'"ok"')
+
+
+async def test_read_frame_eof_mid_frame_is_incomplete_read() -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(encode(Kind.RESULT, {}, b"abc")[:-1])
+    reader.feed_eof()
+    with pytest.raises(asyncio.IncompleteReadError):
+        await read_frame(reader)
+
+
+@pytest.mark.parametrize(("kind", "header", "body"), CASES)
+def test_shim_codec_agrees_with_agent(kind: Kind, header: dict, body: bytes) -> None:
+    shim = _bootstrap()
+    # shim → agent
+    assert FrameDecoder().feed(shim.encode(kind.value, header, body)) == [Frame(kind, header, body)]
+    # agent → shim
+    assert shim.read_frame(io.BytesIO(encode(kind, header, body))) == (kind.value, header, body)
+
+
+def test_shim_read_frame_eof() -> None:
+    shim = _bootstrap()
+    assert shim.read_frame(io.BytesIO(b"")) is None
+    assert shim.read_frame(io.BytesIO(encode(Kind.INVOKE, {}, b"{}")[:-1])) is None
