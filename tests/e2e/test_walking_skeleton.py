@@ -165,3 +165,13 @@ async def test_namespaces_see_nothing_of_each_other(gw):
     assert gw.invoke(name, {}, key=other).status == 404
     assert gw.request("GET", f"/v1/functions/{name}", key=other).status == 404
     assert gw.request("POST", "/v1/keys", {"namespace": "default"}, key=other).status == 403
+
+
+async def test_code_that_cannot_load_is_a_function_error(gw):
+    name = unique("broken")
+    assert gw.create(name, {"main.py": "import no_such_module\ndef handler(e, c):\n    return 1\n"}).status == 200
+    res = gw.invoke(name, {})
+    assert res.status == 200, res.body
+    assert res.headers["x-nimbus-function-error"] == "Unhandled"
+    assert res.json()["errorType"] == "Runtime.ImportModuleError"  # as Lambda names it
+    assert "no_such_module" in res.json()["errorMessage"]

@@ -40,6 +40,30 @@ class Conflict(NimbusError):
     http_status = 409
 
 
+class FailedPrecondition(NimbusError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    http_status = 400
+
+
+class FunctionInitFailed(FailedPrecondition):
+    """The function's code could not be loaded (import error, init timeout). Crosses services as
+    FAILED_PRECONDITION with a message of the form PREFIX + "<errorType>: <errorMessage>"."""
+
+    PREFIX = "function init failed: "
+
+    def __init__(self, error_type: str, error_message: str) -> None:
+        super().__init__(f"{self.PREFIX}{error_type}: {error_message}")
+        self.error_type = error_type
+        self.error_message = error_message
+
+    @classmethod
+    def parse(cls, message: str) -> FunctionInitFailed | None:
+        if not message.startswith(cls.PREFIX):
+            return None
+        error_type, _, error_message = message[len(cls.PREFIX) :].partition(": ")
+        return cls(error_type, error_message)
+
+
 class Unauthenticated(NimbusError):
     code = grpc.StatusCode.UNAUTHENTICATED
     http_status = 401
@@ -76,6 +100,7 @@ _BY_CODE: dict[grpc.StatusCode, type[NimbusError]] = {
     cls.code: cls
     for cls in (
         InvalidArgument,
+        FailedPrecondition,
         NotFound,
         AlreadyExists,
         Conflict,
@@ -93,7 +118,9 @@ def from_rpc_error(err: grpc.aio.AioRpcError | grpc.RpcError) -> NimbusError:
     """Turns a peer's status back into our class, so errors round-trip between services."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else str(err)
-    cls = _BY_CODE.get(code, NimbusError)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
-        cls = Conflict
+        init_failure = FunctionInitFailed.parse(details or "")
+        if init_failure is not None:
+            return init_failure
+    cls = _BY_CODE.get(code, NimbusError)
     return cls(details or code.name)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from nimbus.common.errors import NimbusError, Throttled, Unavailable
+from nimbus.common.errors import FunctionInitFailed, NimbusError, Throttled, Unavailable
 from nimbus.common.model import FunctionRecord, InstanceRecord, InstanceState
 from nimbus.invoker.pool import Pool, PoolKey
 
@@ -97,7 +97,7 @@ class Dispatcher:
             except NimbusError as err:
                 log.warning("instance start failed", extra={"fields": {"function": record.name, "error": err.message}})
                 if not pool.instances:
-                    pool.fail_waiters(err if isinstance(err, (Unavailable, Throttled)) else Unavailable(err.message))
+                    pool.fail_waiters(err if isinstance(err, (Unavailable, Throttled, FunctionInitFailed)) else Unavailable(err.message))
             except Exception as err:
                 log.exception("instance start failed")
                 if not pool.instances:

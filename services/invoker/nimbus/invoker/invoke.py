@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
 from nimbus.common.auth import Principal
-from nimbus.common.errors import NotFound, Unavailable
+from nimbus.common.errors import FunctionInitFailed, NotFound, Unavailable
 from nimbus.common.model import LATEST, FunctionRecord, InstanceRecord
 from nimbus.common.validation import check_name
 from nimbus.invoker.dispatcher import Dispatcher
@@ -54,7 +55,11 @@ class Invoker:
         call_timeout_s = record.config.timeout_s + 5.0
         last_error: Unavailable | NotFound | None = None
         for _ in range(_ATTEMPTS):
-            instance = await self._dispatcher.acquire(record, version, deadline_s)
+            try:
+                instance = await self._dispatcher.acquire(record, version, deadline_s)
+            except FunctionInitFailed as err:
+                # As Lambda does: code that cannot load is the function's error, not the platform's.
+                return init_failure_result(request_id, version, err)
             try:
                 result = await self._caller.invoke(instance, request_id, payload or b"null", call_timeout_s)
             except (Unavailable, NotFound) as err:
@@ -67,3 +72,16 @@ class Invoker:
             self._dispatcher.release(instance)
             return result
         raise Unavailable(f"function {name!r} could not be run: {last_error.message if last_error else 'no instance'}")
+
+
+def init_failure_result(request_id: str, version: str, err: FunctionInitFailed) -> InvokeResult:
+    payload = {"errorType": err.error_type, "errorMessage": err.error_message, "stackTrace": []}
+    return InvokeResult(
+        request_id=request_id,
+        payload=json.dumps(payload).encode(),
+        function_error="Unhandled",
+        duration_us=0,
+        billed_ms=0,
+        cold_start=True,
+        executed_version=version,
+    )

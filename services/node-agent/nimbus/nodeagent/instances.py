@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from nimbus.common.clock import Clock, iso
-from nimbus.common.errors import Conflict, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from nimbus.common.errors import DeadlineExceeded, FunctionInitFailed, InvalidArgument, NotFound, Unavailable
 from nimbus.common.logs import kv
 from nimbus.common.model import InstanceRecord
 from nimbus.common.model import InstanceState as RecordState
@@ -223,11 +223,11 @@ class InstanceManager:
                 inst.conn = await ShimConnection.accept(listener, self._driver.wait(inst.handle))
                 inst.init_duration_us = await inst.conn.handshake()
         except TimeoutError:
-            raise Conflict(
-                f"function init failed: Runtime.InitTimeout: the handler did not load within {budget:.0f} s"
+            raise FunctionInitFailed(
+                "Runtime.InitTimeout", f"the handler did not load within {budget:.0f} s"
             ) from None
         except InitError as err:
-            raise Conflict(f"function init failed: {err.error_type}: {err.message}") from None
+            raise FunctionInitFailed(err.error_type, err.message) from None
         except ProtocolError as err:
             raise Unavailable(f"instance runtime misbehaved during init: {err}") from None
         finally:

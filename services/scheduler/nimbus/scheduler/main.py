@@ -37,6 +37,7 @@ async def main() -> None:
         await core.reconcile_forever(cfg.reconcile_s)
 
     async def close() -> None:
+        await core.close()
         await client.close()
         await etcd.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -16,6 +17,9 @@ from nimbus.scheduler.placement import place
 from nimbus.scheduler.reconcile import stale_instances
 
 log = logging.getLogger(__name__)
+
+# The longest function timeout plus slack: the node finishes the call in flight first.
+DESTROY_TIMEOUT_S = 900 + 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,9 @@ class Scheduler:
         self._start_timeout_s = start_timeout_s
         # Memory promised to starts still under way, which have no instance record yet.
         self._reserved: Counter[str] = Counter()
+        # Destroys wait for the instance's call in flight (up to the longest timeout), so they run
+        # as tasks beside the loop; an id is here until its destroy returns.
+        self._destroying: dict[str, asyncio.Task[None]] = {}
         self.last_reconcile_s = 0.0
 
     async def request_instance(self, namespace: str, function: str, memory_mb: int, spec: object) -> Placed:
@@ -69,22 +76,34 @@ class Scheduler:
             self._reserved[node_id] -= memory_mb
 
     async def reconcile_once(self) -> int:
-        """Destroys stale instances; returns how many it asked nodes to destroy."""
+        """Starts destroying stale instances; returns how many destroys it started."""
         started = self._clock.monotonic()
         by_name = {(f.namespace, f.name): f for f in self._functions.values()}
-        destroyed = 0
+        begun = 0
         for instance in stale_instances(list(self._instances.values()), by_name):
+            if instance.instance_id in self._destroying:
+                continue
             if (instance.namespace, instance.function) not in by_name:
                 # The cache may lag a function created a moment ago: confirm before destroying.
                 if await self._reader.get(instance.namespace, instance.function) is not None:
                     continue
-            try:
-                await self._client.destroy_instance(instance.node_address, instance.instance_id, self._start_timeout_s)
-                destroyed += 1
-            except NimbusError as err:
-                log.warning("destroy failed", extra={"fields": {"instance": instance.instance_id, "error": err.message}})
+            task = asyncio.create_task(self._destroy(instance))
+            self._destroying[instance.instance_id] = task
+            task.add_done_callback(lambda _t, i=instance.instance_id: self._destroying.pop(i, None))
+            begun += 1
         self.last_reconcile_s = self._clock.monotonic() - started
-        return destroyed
+        return begun
+
+    async def _destroy(self, instance: InstanceRecord) -> None:
+        try:
+            await self._client.destroy_instance(instance.node_address, instance.instance_id, DESTROY_TIMEOUT_S)
+        except NimbusError as err:
+            log.warning("destroy failed", extra={"fields": {"instance": instance.instance_id, "error": err.message}})
+
+    async def close(self) -> None:
+        for task in list(self._destroying.values()):
+            task.cancel()
+        await asyncio.gather(*self._destroying.values(), return_exceptions=True)
 
     async def reconcile_forever(self, period_s: float) -> None:
         while True:
