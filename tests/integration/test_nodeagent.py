@@ -376,7 +376,7 @@ async def test_process_exit_mid_call(agent: Agent, code_server: tuple[str, CodeS
 async def test_import_error_fails_create(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await create(agent, code_server, BAD_IMPORT)
-    assert err.value.code() == grpc.StatusCode.ABORTED
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert err.value.details().startswith(
         "function init failed: Runtime.ImportModuleError: Unable to import module 'app'"
     )
