@@ -63,7 +63,8 @@ class Gateway:
                 "code": {"zip_base64": base64.b64encode(zip_of(files)).decode()}, **extra}
         return self.request("POST", "/v1/functions", body)
 
-    def invoke(self, name: str, event: Any, **kw: Any) -> Response:
-        return self.request("POST", f"/v1/functions/{name}:invoke", raw=json.dumps(event).encode(), **kw)
+    def invoke(self, name: str, event: Any, *, raw: bytes | None = None, **kw: Any) -> Response:
+        data = raw if raw is not None else json.dumps(event).encode()
+        return self.request("POST", f"/v1/functions/{name}:invoke", raw=data, **kw)
 
 

@@ -175,3 +175,22 @@ async def test_code_that_cannot_load_is_a_function_error(gw):
     assert res.headers["x-nimbus-function-error"] == "Unhandled"
     assert res.json()["errorType"] == "Runtime.ImportModuleError"  # as Lambda names it
     assert "no_such_module" in res.json()["errorMessage"]
+
+
+async def test_event_is_json_whatever_the_content_type(gw):
+    import http.client
+
+    name = unique("ctype")
+    assert gw.create(name, ECHO).status == 200
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    try:
+        # What `curl -d '{...}'` sends: a form content type around a JSON body.
+        conn.request("POST", f"/v1/functions/{name}:invoke", body=b'{"curl": true}',
+                     headers={"Authorization": f"Bearer {gw.api_key}", "Content-Type": "application/x-www-form-urlencoded"})
+        res = conn.getresponse()
+        assert res.status == 200 and json.loads(res.read())["echo"] == {"curl": True}
+    finally:
+        conn.close()
+    assert gw.invoke(name, None, raw=b"").json()["echo"] == {}
+    bad = gw.request("POST", f"/v1/functions/{name}:invoke", raw=b"name=Ada")
+    assert bad.status == 400 and bad.json()["message"].startswith("body: ")

@@ -62,3 +62,17 @@ def test_common_config_defaults_and_errors():
         CommonConfig.from_env({"NIMBUS_ETCD_ENDPOINT": "nohost"}, "api")
     with pytest.raises(ConfigError, match="NIMBUS_DRAIN_S"):
         CommonConfig.from_env({"NIMBUS_DRAIN_S": "soon"}, "api")
+
+
+@pytest.mark.parametrize("raw, expected", [(b"", b"{}"), (b"  ", b"{}"), (b'{"a":1}', b'{"a":1}'), (b"[1]", b"[1]"), (b"3", b"3")])
+def test_events_are_json_or_empty(raw, expected):
+    from nimbus.invoker.invoke import check_event
+
+    assert check_event(raw) == expected
+
+
+def test_an_event_that_is_not_json_names_the_body():
+    from nimbus.invoker.invoke import check_event
+
+    with pytest.raises(InvalidArgument, match="^body: "):
+        check_event(b"name=Ada")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from nimbus.common.auth import Principal
-from nimbus.common.errors import FunctionInitFailed, NotFound, Unavailable
+from nimbus.common.errors import FunctionInitFailed, InvalidArgument, NotFound, Unavailable
 from nimbus.common.model import LATEST, FunctionRecord, InstanceRecord
 from nimbus.common.validation import check_name
 from nimbus.invoker.dispatcher import Dispatcher
@@ -44,6 +44,7 @@ class Invoker:
 
     async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult:
         check_name(name)
+        payload = check_event(payload)
         record = await self._functions.get(who.namespace, name)
         if record is None:
             raise NotFound(f"function {name!r} not found")
@@ -61,7 +62,7 @@ class Invoker:
                 # As Lambda does: code that cannot load is the function's error, not the platform's.
                 return init_failure_result(request_id, version, err)
             try:
-                result = await self._caller.invoke(instance, request_id, payload or b"null", call_timeout_s)
+                result = await self._caller.invoke(instance, request_id, payload, call_timeout_s)
             except (Unavailable, NotFound) as err:
                 self._dispatcher.forget(instance)
                 last_error = err
@@ -85,3 +86,15 @@ def init_failure_result(request_id: str, version: str, err: FunctionInitFailed) 
         cold_start=True,
         executed_version=version,
     )
+
+
+def check_event(payload: bytes) -> bytes:
+    """The event must be JSON whatever content type the client sent (curl -d sends a form type);
+    no event at all is {} as in Lambda."""
+    if not payload.strip():
+        return b"{}"
+    try:
+        json.loads(payload)
+    except ValueError as err:
+        raise InvalidArgument(f"body: the event is not valid JSON: {err}") from None
+    return payload

@@ -7,7 +7,6 @@ from google.api import httpbody_pb2
 
 from nimbus.api.v1 import invocations_pb2, invocations_pb2_grpc
 from nimbus.common.auth import current_principal
-from nimbus.common.errors import InvalidArgument
 from nimbus.internal.v1 import invoker_pb2, invoker_pb2_grpc
 from nimbus.invoker.dispatcher import Dispatcher
 from nimbus.invoker.invoke import Invoker
@@ -22,8 +21,6 @@ class InvocationsServicer(invocations_pb2_grpc.InvocationsServicer):
 
     async def Invoke(self, request: invocations_pb2.InvokeRequest, context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
         body = request.body
-        if body.content_type and not body.content_type.startswith(_JSON):
-            raise InvalidArgument(f"body: content type {body.content_type!r} is not supported; send application/json")
         remaining = context.time_remaining()
         deadline_s = remaining if remaining is not None else _DEFAULT_DEADLINE_S
         result = await self._invoker.invoke(current_principal(), request.name, request.qualifier, body.data, deadline_s)
