@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import aetcd
+import grpc
 import aetcd.exceptions
 
 from nimbus.common.errors import Unavailable
@@ -62,6 +63,9 @@ class Etcd:
             raise Unavailable(f"etcd unavailable: {err or type(err).__name__}") from err
         except aetcd.exceptions.ClientError as err:
             raise Unavailable(f"etcd error: {err}") from err
+        except grpc.aio.AioRpcError as err:
+            # aetcd passes some statuses through untranslated (e.g. NOT_FOUND for a revoked lease).
+            raise Unavailable(f"etcd error: {err.code().name}: {err.details()}") from err
 
     async def get(self, key: bytes) -> KV | None:
         res = await self._call(lambda: self._client.get(key))

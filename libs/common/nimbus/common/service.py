@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -45,6 +45,29 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 
 def channel(address: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+StubT = TypeVar("StubT")
+
+
+class StubCache(Generic[StubT]):
+    """One channel and stub per peer address (node-agents come and go), opened on first use."""
+
+    def __init__(self, make_stub: Callable[[grpc.aio.Channel], StubT]) -> None:
+        self._make_stub = make_stub
+        self._entries: dict[str, tuple[grpc.aio.Channel, StubT]] = {}
+
+    def get(self, address: str) -> StubT:
+        entry = self._entries.get(address)
+        if entry is None:
+            ch = channel(address)
+            entry = self._entries[address] = (ch, self._make_stub(ch))
+        return entry[1]
+
+    async def close(self) -> None:
+        entries, self._entries = self._entries, {}
+        for ch, _ in entries.values():
+            await ch.close()
 
 
 class _Stop(Exception):

@@ -4,44 +4,24 @@ from __future__ import annotations
 
 import grpc
 
-from nimbus.common.model import FunctionConfig
+from nimbus.common.convert import config_from_pb, config_to_pb
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc, types_pb2
 from nimbus.nodeagent.instances import InstanceManager
 from nimbus.nodeagent.spec import InstanceInfo, InstanceSpec
 
 
 def spec_from_proto(msg: types_pb2.InstanceSpec) -> InstanceSpec:
-    c = msg.config
-    config = FunctionConfig(
-        runtime=c.runtime,
-        handler=c.handler,
-        memory_mb=c.memory_mb,
-        timeout_s=c.timeout_s,
-        env=dict(c.env),
-        description=c.description,
-        max_concurrency=c.max_concurrency,
-        min_instances=c.min_instances,
+    return InstanceSpec(
+        msg.namespace, msg.function, msg.version, config_from_pb(msg.config), msg.code_sha256, msg.function_revision
     )
-    return InstanceSpec(msg.namespace, msg.function, msg.version, config, msg.code_sha256, msg.function_revision)
 
 
 def spec_to_proto(spec: InstanceSpec) -> types_pb2.InstanceSpec:
-    c = spec.config
-    config = types_pb2.FunctionConfig(
-        runtime=c.runtime,
-        handler=c.handler,
-        memory_mb=c.memory_mb,
-        timeout_s=c.timeout_s,
-        env=c.env,
-        description=c.description,
-        max_concurrency=c.max_concurrency,
-        min_instances=c.min_instances,
-    )
     return types_pb2.InstanceSpec(
         namespace=spec.namespace,
         function=spec.function,
         version=spec.version,
-        config=config,
+        config=config_to_pb(spec.config),
         code_sha256=spec.code_sha256,
         function_revision=spec.function_revision,
     )

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 
-import grpc
-
 from nimbus.common import rpc
 from nimbus.common.clock import iso
 from nimbus.common.convert import config_to_pb
 from nimbus.common.model import FunctionRecord, InstanceRecord, InstanceState
-from nimbus.common.service import channel
+from nimbus.common.service import StubCache, channel
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from nimbus.invoker.invoke import InvokeResult
 
@@ -49,21 +47,12 @@ class SchedulerClient:
 
 
 class NodeCaller:
-    """One channel per node-agent address, opened on first use."""
-
     def __init__(self) -> None:
-        self._stubs: dict[str, tuple[grpc.aio.Channel, nodeagent_pb2_grpc.NodeAgentStub]] = {}
-
-    def _stub(self, address: str) -> nodeagent_pb2_grpc.NodeAgentStub:
-        entry = self._stubs.get(address)
-        if entry is None:
-            ch = channel(address)
-            entry = self._stubs[address] = (ch, nodeagent_pb2_grpc.NodeAgentStub(ch))
-        return entry[1]
+        self._stubs = StubCache(nodeagent_pb2_grpc.NodeAgentStub)
 
     async def invoke(self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float) -> InvokeResult:
         req = nodeagent_pb2.InstanceInvokeRequest(instance_id=instance.instance_id, request_id=request_id, payload=payload)
-        res = await rpc.call(self._stub(instance.node_address).Invoke, req, timeout_s=timeout_s)
+        res = await rpc.call(self._stubs.get(instance.node_address).Invoke, req, timeout_s=timeout_s)
         return InvokeResult(
             request_id=request_id,
             payload=res.payload,
@@ -75,5 +64,4 @@ class NodeCaller:
         )
 
     async def close(self) -> None:
-        for ch, _ in self._stubs.values():
-            await ch.close()
+        await self._stubs.close()

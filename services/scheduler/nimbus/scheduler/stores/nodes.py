@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-import grpc
-
 from nimbus.common import keys, rpc
 from nimbus.common.etcd import Etcd, WatchCache
 from nimbus.common.model import FunctionRecord, InstanceRecord, NodeRecord
-from nimbus.common.service import channel
+from nimbus.common.service import StubCache
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc
 from nimbus.scheduler.scheduler import Placed
 
 
 class NodeAgentClient:
     def __init__(self) -> None:
-        self._stubs: dict[str, tuple[grpc.aio.Channel, nodeagent_pb2_grpc.NodeAgentStub]] = {}
-
-    def _stub(self, address: str) -> nodeagent_pb2_grpc.NodeAgentStub:
-        entry = self._stubs.get(address)
-        if entry is None:
-            ch = channel(address)
-            entry = self._stubs[address] = (ch, nodeagent_pb2_grpc.NodeAgentStub(ch))
-        return entry[1]
+        self._stubs = StubCache(nodeagent_pb2_grpc.NodeAgentStub)
 
     async def create_instance(self, address: str, spec: object, timeout_s: float) -> Placed:
         req = nodeagent_pb2.CreateInstanceRequest(spec=spec)  # type: ignore[arg-type]
-        info = await rpc.call(self._stub(address).CreateInstance, req, timeout_s=timeout_s)
+        info = await rpc.call(self._stubs.get(address).CreateInstance, req, timeout_s=timeout_s)
         return Placed(info.instance_id, info.node_id, info.node_address)
 
     async def destroy_instance(self, address: str, instance_id: str, timeout_s: float) -> None:
         req = nodeagent_pb2.DestroyInstanceRequest(instance_id=instance_id)
-        await rpc.call(self._stub(address).DestroyInstance, req, timeout_s=timeout_s)
+        await rpc.call(self._stubs.get(address).DestroyInstance, req, timeout_s=timeout_s)
 
     async def close(self) -> None:
-        for ch, _ in self._stubs.values():
-            await ch.close()
+        await self._stubs.close()
 
 
 class EtcdFunctionReader:
