@@ -16,7 +16,8 @@ from nimbus.cluster import LocalCluster
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
     home: Path = tmp_path_factory.mktemp("nimbus-home")
-    c = LocalCluster(home=home, gateway_port=free_port())
+    # A fast blob collector, so the garbage-collection test sees it work within seconds.
+    c = LocalCluster(home=home, gateway_port=free_port(), env={"NIMBUS_BLOB_GC_S": "1", "NIMBUS_BLOB_GC_GRACE_S": "2"})
     await c.start(timeout_s=90)
     try:
         yield c

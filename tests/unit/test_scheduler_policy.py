@@ -36,9 +36,14 @@ def test_used_memory_counts():
 def test_stale_instances_of_updated_and_deleted_functions():
     functions = {("default", "f"): fn("f", 5)}
     instances = [inst("old", "a", rev=4), inst("cur", "a", rev=5), inst("gone", "a", fn="deleted")]
-    assert {i.instance_id for i in stale_instances(instances, functions)} == {"old", "gone"}
+    assert {i.instance_id for i in stale_instances(instances, functions, set())} == {"old", "gone"}
 
 
 def test_published_versions_are_not_stale_after_latest_changes():
     functions = {("default", "f"): fn("f", 9)}
-    assert stale_instances([inst("v1", "a", rev=3, version="1")], functions) == []
+    assert stale_instances([inst("v1", "a", rev=3, version="1")], functions, {("default", "f", "1")}) == []
+
+
+def test_instances_of_a_deleted_version_are_stale():
+    functions = {("default", "f"): fn("f", 9)}
+    assert [i.instance_id for i in stale_instances([inst("v2", "a", rev=3, version="2")], functions, {("default", "f", "1")})] == ["v2"]

@@ -146,7 +146,12 @@ class LocalCluster:
         ctx = render.Context(self.layout, self._ports, self.gateway_port, bins, binaries.python())
         conf = render.supervisord_conf(self.spec, ctx, os.environ, self.extra_env, self.names)
         self.layout.supervisord_conf.write_text(conf)
-        self.layout.envoy_yaml.write_text(envoy.render(self.spec, self._ports, self.gateway_port))
+        zip_mb = {**os.environ, **self.extra_env}.get("NIMBUS_MAX_ZIP_MB", "") or str(envoy.DEFAULT_MAX_ZIP_MB)
+        if not zip_mb.isdigit() or int(zip_mb) < 1:
+            raise ClusterError(f"NIMBUS_MAX_ZIP_MB={zip_mb!r} must be a positive whole number of megabytes")
+        self.layout.envoy_yaml.write_text(
+            envoy.render(self.spec, self._ports, self.gateway_port, max_zip_mb=int(zip_mb))
+        )
         self._say(f"nimbus: wrote {self.layout.supervisord_conf} ({len(self.programs)} programs) "
                   f"and {self.layout.envoy_yaml}")
         self._prepared = True

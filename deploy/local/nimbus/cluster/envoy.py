@@ -12,8 +12,14 @@ from nimbus.cluster.spec import ClusterSpec
 
 TEMPLATE = DEPLOY / "envoy.yaml.tmpl"
 DESCRIPTOR = REPO / "libs" / "gen" / "nimbus.pb"
-# The base64 of a 50 MB zip is ~67 MB; JSON around it adds a little.
-MAX_BODY_BYTES = 80 * 1024 * 1024
+# The default of NIMBUS_MAX_ZIP_MB, the largest code package the services accept.
+DEFAULT_MAX_ZIP_MB = 50
+
+
+def max_body_bytes(max_zip_mb: int) -> int:
+    """The gateway's body limit that matches the zip limit: base64 is 4/3 of the zip, and the JSON
+    around it adds a little. A body over it is a 413 from Envoy before any service reads it."""
+    return (max_zip_mb * 1024 * 1024 * 4 + 2) // 3 + 1024 * 1024
 # Longest invoke (900 s) plus margin; a stream with no bytes for this long is reset.
 STREAM_IDLE_TIMEOUT = "960s"
 
@@ -26,12 +32,12 @@ def endpoints(ports: list[int]) -> str:
 
 
 def render(spec: ClusterSpec, ports: Mapping[str, int], gateway_port: int, *,
-           template: Path = TEMPLATE, descriptor: Path = DESCRIPTOR) -> str:
+           template: Path = TEMPLATE, descriptor: Path = DESCRIPTOR, max_zip_mb: int = DEFAULT_MAX_ZIP_MB) -> str:
     values: dict[str, object] = {
         "gateway_port": gateway_port,
         "admin_port": ports["envoy_admin"],
         "descriptor": str(descriptor),
-        "max_body_bytes": MAX_BODY_BYTES,
+        "max_body_bytes": max_body_bytes(max_zip_mb),
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
         "local_reply_mappers": local_reply_mappers(),
     }

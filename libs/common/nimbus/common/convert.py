@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nimbus.common.model import FunctionConfig, FunctionRecord
+from nimbus.common.model import AliasRecord, FunctionConfig, FunctionRecord, VersionRecord
 from nimbus.internal.v1 import types_pb2
 
 
@@ -54,5 +54,58 @@ def record_from_pb(pb: types_pb2.FunctionRecord) -> FunctionRecord:
         code_size=pb.code_size,
         created_at=pb.created_at,
         updated_at=pb.updated_at,
+        revision=pb.revision,
+    )
+
+
+def version_to_pb(record: VersionRecord) -> types_pb2.VersionRecord:
+    return types_pb2.VersionRecord(
+        namespace=record.namespace,
+        name=record.name,
+        version=record.version,
+        description=record.description,
+        config=config_to_pb(record.config),
+        code_sha256=record.code_sha256,
+        code_size=record.code_size,
+        created_at=record.created_at,
+        revision=record.revision,
+    )
+
+
+def version_from_pb(pb: types_pb2.VersionRecord) -> VersionRecord:
+    return VersionRecord(
+        namespace=pb.namespace,
+        name=pb.name,
+        version=pb.version,
+        description=pb.description,
+        config=config_from_pb(pb.config),
+        code_sha256=pb.code_sha256,
+        code_size=pb.code_size,
+        created_at=pb.created_at,
+        revision=pb.revision,
+    )
+
+
+def alias_to_pb(record: AliasRecord) -> types_pb2.AliasRecord:
+    return types_pb2.AliasRecord(
+        namespace=record.namespace,
+        name=record.name,
+        alias=record.alias,
+        version=record.version,
+        routing=types_pb2.AliasRouting(version=record.routing_version, weight=record.routing_weight),
+        description=record.description,
+        revision=record.revision,
+    )
+
+
+def alias_from_pb(pb: types_pb2.AliasRecord) -> AliasRecord:
+    return AliasRecord(
+        namespace=pb.namespace,
+        name=pb.name,
+        alias=pb.alias,
+        version=pb.version,
+        routing_version=pb.routing.version,
+        routing_weight=pb.routing.weight,
+        description=pb.description,
         revision=pb.revision,
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import aetcd
+import aetcd.utils
 import grpc
 import aetcd.exceptions
 
@@ -27,6 +28,33 @@ class KV:
     value: bytes
     mod_revision: int
     lease: int
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePrefix:
+    prefix: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ModIs:
+    """A transaction guard: key is still at mod_revision (0: the key does not exist)."""
+
+    key: bytes
+    mod_revision: int
+
+
+Op = Put | Delete | DeletePrefix
 
 
 class Etcd:
@@ -117,6 +145,29 @@ class Etcd:
             lambda: self._client.transaction(compare=[tx.mod(key) == mod_revision], success=[tx.delete(key)], failure=[])
         )
         return bool(ok)
+
+    async def commit(self, checks: list[ModIs], ops: list[Op]) -> int | None:
+        """Applies every op atomically if every check holds; the new revision, or None."""
+        tx = self._client.transactions
+        compare = [tx.mod(c.key) == c.mod_revision for c in checks]
+        requests = []
+        for op in ops:
+            if isinstance(op, Put):
+                requests.append(tx.put(op.key, op.value))
+            elif isinstance(op, Delete):
+                requests.append(tx.delete(op.key))
+            else:
+                requests.append(tx.delete(op.prefix, range_end=aetcd.utils.prefix_range_end(op.prefix)))
+        ok, responses = await self._call(  # type: ignore[misc]
+            lambda: self._client.transaction(compare=compare, success=requests, failure=[])
+        )
+        if not ok:
+            return None
+        for response in responses:
+            kind = response.WhichOneof("response")
+            if kind:
+                return int(getattr(response, kind).header.revision)
+        return 0
 
     async def grant_lease(self, ttl_s: int) -> int:
         lease = await self._call(lambda: self._client.lease(ttl_s))

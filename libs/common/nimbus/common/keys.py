@@ -22,6 +22,45 @@ def parse_function(key: bytes) -> tuple[str, str]:
     return namespace, name
 
 
+def function_meta(namespace: str, name: str) -> bytes:
+    """Per-function bookkeeping (the last version number); every version and alias change of one
+    function rewrites it in the same transaction, which serialises them."""
+    return f"{ROOT}/fnmeta/{namespace}/{name}".encode()
+
+
+def version(namespace: str, name: str, number: str) -> bytes:
+    return f"{ROOT}/versions/{namespace}/{name}/{number}".encode()
+
+
+def versions_prefix(namespace: str | None = None, name: str | None = None) -> bytes:
+    if namespace is None:
+        return f"{ROOT}/versions/".encode()
+    if name is None:
+        return f"{ROOT}/versions/{namespace}/".encode()
+    return f"{ROOT}/versions/{namespace}/{name}/".encode()
+
+
+def alias(namespace: str, name: str, alias_name: str) -> bytes:
+    return f"{ROOT}/aliases/{namespace}/{name}/{alias_name}".encode()
+
+
+def aliases_prefix(namespace: str | None = None, name: str | None = None) -> bytes:
+    if namespace is None:
+        return f"{ROOT}/aliases/".encode()
+    if name is None:
+        return f"{ROOT}/aliases/{namespace}/".encode()
+    return f"{ROOT}/aliases/{namespace}/{name}/".encode()
+
+
+def triggers_prefix(namespace: str, name: str) -> bytes:
+    return f"{ROOT}/triggers/{namespace}/{name}/".encode()
+
+
+def owned_by_function(namespace: str, name: str) -> list[bytes]:
+    """Every prefix a function's deletion must clear with it."""
+    return [versions_prefix(namespace, name), aliases_prefix(namespace, name), triggers_prefix(namespace, name)]
+
+
 def api_key(key_hash: str) -> bytes:
     return f"{ROOT}/apikeys/{key_hash}".encode()
 

@@ -61,6 +61,59 @@ class FunctionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """An immutable snapshot of a function's code and config, numbered 1, 2, 3 …"""
+
+    namespace: str
+    name: str
+    version: str
+    description: str
+    config: FunctionConfig
+    code_sha256: str
+    code_size: int
+    created_at: str
+    # Not stored: the etcd revision it was created at (it never changes).
+    revision: int = 0
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data.pop("revision")
+        return json.dumps(data, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, revision: int = 0) -> VersionRecord:
+        data = json.loads(raw)
+        data["config"] = FunctionConfig.from_dict(data["config"])
+        data["revision"] = revision
+        return _load(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class AliasRecord:
+    """Points to one version and may send `weight` of the calls to `routing_version`."""
+
+    namespace: str
+    name: str
+    alias: str
+    version: str
+    routing_version: str = ""
+    routing_weight: float = 0.0
+    description: str = ""
+    revision: int = 0
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data.pop("revision")
+        return json.dumps(data, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, revision: int = 0) -> AliasRecord:
+        data = json.loads(raw)
+        data["revision"] = revision
+        return _load(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeRecord:
     """Written by a node-agent under its lease; gone within the lease TTL when the node dies."""
 

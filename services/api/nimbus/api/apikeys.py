@@ -1,4 +1,7 @@
-"""API key issuance: admins create keys for any namespace, others only plain keys for their own."""
+"""API keys and namespaces: only an admin key creates, lists and revokes keys.
+
+A namespace exists as soon as a key names it; keys are stored by their sha256 only.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,16 @@ from typing import Protocol
 
 from nimbus.common import auth
 from nimbus.common.clock import Clock, iso
-from nimbus.common.errors import InvalidArgument, PermissionDenied
+from nimbus.common.errors import InvalidArgument, NotFound, PermissionDenied
 
 _NAMESPACE = re.compile(r"[a-z][a-z0-9-]{0,62}")
+_KEY_ID = re.compile(r"[0-9a-f]{12}")
 
 
-class KeyWriter(Protocol):
+class KeyStore(Protocol):
     async def store(self, key: str, record: auth.KeyRecord) -> None: ...
+    async def list(self) -> list[auth.KeyRecord]: ...
+    async def delete(self, key_id: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +30,18 @@ class IssuedKey:
     record: auth.KeyRecord
 
 
+def _require_admin(who: auth.Principal, action: str) -> None:
+    if not who.admin:
+        raise PermissionDenied(f"only an admin key may {action}")
+
+
 class KeyIssuer:
-    def __init__(self, writer: KeyWriter, clock: Clock) -> None:
-        self._writer = writer
+    def __init__(self, store: KeyStore, clock: Clock) -> None:
+        self._store = store
         self._clock = clock
 
     async def create(self, who: auth.Principal, namespace: str, description: str, admin: bool) -> IssuedKey:
+        _require_admin(who, "create keys")
         namespace = namespace or who.namespace
         if not _NAMESPACE.fullmatch(namespace):
             raise InvalidArgument(
@@ -37,11 +49,20 @@ class KeyIssuer:
             )
         if len(description) > 256:
             raise InvalidArgument(f"description: {len(description)} characters, over the limit of 256")
-        if not who.admin and (namespace != who.namespace or admin):
-            raise PermissionDenied("only an admin key may create keys for another namespace or admin keys")
         key = auth.new_key()
         record = auth.KeyRecord(
             key_id=secrets.token_hex(6), namespace=namespace, admin=admin, description=description, created_at=iso(self._clock.now())
         )
-        await self._writer.store(key, record)
+        await self._store.store(key, record)
         return IssuedKey(key, record)
+
+    async def list(self, who: auth.Principal) -> list[auth.KeyRecord]:
+        _require_admin(who, "list keys")
+        return sorted(await self._store.list(), key=lambda r: (r.namespace, r.created_at))
+
+    async def revoke(self, who: auth.Principal, key_id: str) -> None:
+        _require_admin(who, "revoke keys")
+        if not _KEY_ID.fullmatch(key_id):
+            raise InvalidArgument(f"key_id: {key_id!r} must be the 12 hex digits `nimbus keys list` shows")
+        if not await self._store.delete(key_id):
+            raise NotFound(f"key {key_id!r} not found")

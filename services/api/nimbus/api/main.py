@@ -8,8 +8,9 @@ from nimbus.api.apikeys import KeyIssuer
 from nimbus.api.config import ApiConfig
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.server import FunctionsServicer
+from nimbus.api.versions import VersionsApi
 from nimbus.api.stores.funcmgr import FuncMgrClient
-from nimbus.api.stores.keys import EtcdKeyWriter
+from nimbus.api.stores.keys import EtcdKeyStore
 from nimbus.api.v1 import functions_pb2_grpc
 from nimbus.common import logs
 from nimbus.common.auth import Authenticator
@@ -27,9 +28,10 @@ async def main() -> None:
     funcmgr = FuncMgrClient(cfg.funcmgr_addr, cfg.funcmgr_timeout_s)
     # Errors outermost, so an auth failure is mapped like any other error.
     server, health = new_server([ErrorInterceptor(), AuthInterceptor(authenticator)])
-    functions_pb2_grpc.add_FunctionsServicer_to_server(
-        FunctionsServicer(FunctionsApi(funcmgr), KeyIssuer(EtcdKeyWriter(etcd), SystemClock())), server
+    servicer = FunctionsServicer(
+        FunctionsApi(funcmgr), VersionsApi(funcmgr), KeyIssuer(EtcdKeyStore(etcd), SystemClock()), cfg.max_zip_bytes
     )
+    functions_pb2_grpc.add_FunctionsServicer_to_server(servicer, server)
 
     async def close() -> None:
         await funcmgr.close()

@@ -5,14 +5,18 @@ RPCs this version does not implement yet are left to the generated base class (U
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
 from nimbus.api.apikeys import KeyIssuer
 from nimbus.api.functions import FunctionsApi
+from nimbus.api.versions import VersionsApi
 from nimbus.api.v1 import functions_pb2 as pb
 from nimbus.api.v1 import functions_pb2_grpc
-from nimbus.common.auth import current_principal
-from nimbus.common.model import FunctionRecord
+from nimbus.common.auth import KeyRecord, current_principal
+from nimbus.common.errors import InvalidArgument, TooLarge
+from nimbus.common.model import AliasRecord, FunctionRecord, VersionRecord
 
 _OPTIONAL_INTS = ("memory_mb", "timeout_s", "max_concurrency", "min_instances")
 
@@ -38,22 +42,64 @@ def function_to_pb(record: FunctionRecord) -> pb.Function:
     )
 
 
+def version_to_pb(record: VersionRecord) -> pb.Version:
+    config = function_to_pb(
+        FunctionRecord(record.namespace, record.name, record.config, record.code_sha256, record.code_size,
+                       record.created_at, record.created_at, record.revision)
+    )
+    return pb.Version(
+        version=record.version,
+        description=record.description,
+        code_sha256=record.code_sha256,
+        config=config,
+        created_at=record.created_at,
+    )
+
+
+def alias_to_pb(record: AliasRecord) -> pb.Alias:
+    return pb.Alias(
+        name=record.name,
+        alias=record.alias,
+        version=record.version,
+        routing=pb.AliasRouting(version=record.routing_version, weight=record.routing_weight),
+        description=record.description,
+        revision=record.revision,
+    )
+
+
+def key_to_pb(record: KeyRecord, api_key: str = "") -> pb.ApiKey:
+    return pb.ApiKey(
+        api_key=api_key,
+        key_id=record.key_id,
+        namespace=record.namespace,
+        admin=record.admin,
+        description=record.description,
+        created_at=record.created_at,
+    )
+
+
+def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "runtime": request.runtime,
+        "handler": request.handler,
+        "env": dict(request.env),
+        "description": request.description,
+    }
+    for name in _OPTIONAL_INTS:
+        if request.HasField(name):
+            fields[name] = getattr(request, name)
+    return fields
+
+
 class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
-    def __init__(self, functions: FunctionsApi, keys: KeyIssuer) -> None:
+    def __init__(self, functions: FunctionsApi, versions: VersionsApi, keys: KeyIssuer, max_zip_bytes: int) -> None:
         self._functions = functions
+        self._versions = versions
         self._keys = keys
+        self._max_zip_bytes = max_zip_bytes
 
     async def CreateFunction(self, request: pb.CreateFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
-        fields: dict[str, object] = {
-            "runtime": request.runtime,
-            "handler": request.handler,
-            "env": dict(request.env),
-            "description": request.description,
-        }
-        for name in _OPTIONAL_INTS:
-            if request.HasField(name):
-                fields[name] = getattr(request, name)
-        record = await self._functions.create(current_principal(), request.name, fields, request.code.zip_base64)
+        record = await self._functions.create(current_principal(), request.name, create_fields(request), request.code.zip_base64)
         return function_to_pb(record)
 
     async def GetFunction(self, request: pb.GetFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
@@ -85,14 +131,69 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         await self._functions.delete(current_principal(), request.name)
         return pb.DeleteFunctionResponse()
 
+    async def UploadCode(self, request_iterator: AsyncIterator[pb.UploadCodeRequest], context: grpc.aio.ServicerContext) -> pb.Function:
+        first: pb.UploadCodeRequest | None = None
+        chunks: list[bytes] = []
+        size = 0
+        async for message in request_iterator:
+            if first is None:
+                if not message.WhichOneof("target"):
+                    raise InvalidArgument("target: the first message must carry `create` or `update`")
+                first = message
+            size += len(message.chunk)
+            if size > self._max_zip_bytes:
+                raise TooLarge(f"code: over the limit of {self._max_zip_bytes} bytes zipped")
+            chunks.append(message.chunk)
+        if first is None:
+            raise InvalidArgument("target: the upload sent no message")
+        code = b"".join(chunks)
+        who = current_principal()
+        if first.WhichOneof("target") == "create":
+            record = await self._functions.create(who, first.create.name, create_fields(first.create), code)
+        else:
+            record = await self._functions.update_code(who, first.update.name, code, first.update.expected_revision)
+        return function_to_pb(record)
+
+    async def PublishVersion(self, request: pb.PublishVersionRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+        record = await self._versions.publish(current_principal(), request.name, request.description, request.expected_revision)
+        return version_to_pb(record)
+
+    async def GetVersion(self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+        return version_to_pb(await self._versions.get(current_principal(), request.name, request.version))
+
+    async def ListVersions(self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext) -> pb.ListVersionsResponse:
+        versions = await self._versions.list(current_principal(), request.name)
+        return pb.ListVersionsResponse(versions=[version_to_pb(v) for v in versions])
+
+    async def DeleteVersion(self, request: pb.DeleteVersionRequest, context: grpc.aio.ServicerContext) -> pb.DeleteVersionResponse:
+        await self._versions.delete(current_principal(), request.name, request.version)
+        return pb.DeleteVersionResponse()
+
+    async def PutAlias(self, request: pb.PutAliasRequest, context: grpc.aio.ServicerContext) -> pb.Alias:
+        alias = await self._versions.put_alias(
+            current_principal(), request.name, request.alias, request.version,
+            request.routing.version, request.routing.weight, request.description,
+        )
+        return alias_to_pb(alias)
+
+    async def GetAlias(self, request: pb.GetAliasRequest, context: grpc.aio.ServicerContext) -> pb.Alias:
+        return alias_to_pb(await self._versions.get_alias(current_principal(), request.name, request.alias))
+
+    async def ListAliases(self, request: pb.ListAliasesRequest, context: grpc.aio.ServicerContext) -> pb.ListAliasesResponse:
+        aliases = await self._versions.list_aliases(current_principal(), request.name)
+        return pb.ListAliasesResponse(aliases=[alias_to_pb(a) for a in aliases])
+
+    async def DeleteAlias(self, request: pb.DeleteAliasRequest, context: grpc.aio.ServicerContext) -> pb.DeleteAliasResponse:
+        await self._versions.delete_alias(current_principal(), request.name, request.alias)
+        return pb.DeleteAliasResponse()
+
     async def CreateKey(self, request: pb.CreateKeyRequest, context: grpc.aio.ServicerContext) -> pb.ApiKey:
         issued = await self._keys.create(current_principal(), request.namespace, request.description, request.admin)
-        r = issued.record
-        return pb.ApiKey(
-            api_key=issued.api_key,
-            key_id=r.key_id,
-            namespace=r.namespace,
-            admin=r.admin,
-            description=r.description,
-            created_at=r.created_at,
-        )
+        return key_to_pb(issued.record, issued.api_key)
+
+    async def ListKeys(self, request: pb.ListKeysRequest, context: grpc.aio.ServicerContext) -> pb.ListKeysResponse:
+        return pb.ListKeysResponse(keys=[key_to_pb(r) for r in await self._keys.list(current_principal())])
+
+    async def RevokeKey(self, request: pb.RevokeKeyRequest, context: grpc.aio.ServicerContext) -> pb.RevokeKeyResponse:
+        await self._keys.revoke(current_principal(), request.key_id)
+        return pb.RevokeKeyResponse()

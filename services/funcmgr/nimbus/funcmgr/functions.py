@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from typing import Protocol
 
 from nimbus.common.clock import Clock, iso
@@ -11,9 +12,10 @@ from nimbus.common.model import FunctionConfig, FunctionRecord
 from nimbus.common.validation import check_config, check_name
 from nimbus.funcmgr.package import PackageLimits, check_package
 
-# A concurrent writer can win between our read and our revision-checked write; retry a few times
-# when the caller did not pin a revision, so concurrent PATCHes of different fields all land.
-_UPDATE_ATTEMPTS = 5
+# A concurrent writer can win between our read and our revision-checked write; when the caller did
+# not pin a revision we retry (with a little random backoff) so concurrent PATCHes all land. With
+# N writers the last one needs up to N attempts.
+_UPDATE_ATTEMPTS = 64
 
 
 class FunctionStore(Protocol):
@@ -21,7 +23,7 @@ class FunctionStore(Protocol):
     async def list(self, namespace: str) -> list[FunctionRecord]: ...
     async def create(self, record: FunctionRecord) -> int | None: ...
     async def replace(self, record: FunctionRecord, expected_revision: int) -> int | None: ...
-    async def delete(self, namespace: str, name: str) -> bool: ...
+    async def delete(self, namespace: str, name: str, revision: int) -> bool: ...
 
 
 class CodeStore(Protocol):
@@ -80,7 +82,11 @@ class FunctionManager:
                 return dataclasses.replace(updated, revision=revision)
             if expected_revision:
                 break
+            await self._backoff()
         raise Conflict(f"function {name!r} changed concurrently; read it again and retry")
+
+    async def _backoff(self) -> None:
+        await self._clock.sleep(random.uniform(0.0, 0.01))
 
     async def update_code(self, namespace: str, name: str, code_zip: bytes, expected_revision: int) -> FunctionRecord:
         for _ in range(_UPDATE_ATTEMPTS):
@@ -96,11 +102,16 @@ class FunctionManager:
                 return dataclasses.replace(updated, revision=revision)
             if expected_revision:
                 break
+            await self._backoff()
         raise Conflict(f"function {name!r} changed concurrently; read it again and retry")
 
     async def delete(self, namespace: str, name: str) -> None:
-        if not await self._store.delete(namespace, name):
-            raise NotFound(f"function {name!r} not found")
+        """Removes the function with its versions, aliases and triggers; the name is free at once."""
+        for _ in range(_UPDATE_ATTEMPTS):
+            current = await self.get(namespace, name)
+            if await self._store.delete(namespace, name, current.revision):
+                return
+        raise Conflict(f"function {name!r} changed concurrently; retry the delete")
 
     @staticmethod
     def _check_revision(current: FunctionRecord, expected_revision: int) -> None:

@@ -6,6 +6,7 @@ import os
 
 from nimbus.common import logs
 from nimbus.common.clock import SystemClock
+from nimbus.funcmgr.blobgc import BlobCollector
 from nimbus.common.etcd import Etcd
 from nimbus.common.interceptors import ErrorInterceptor
 from nimbus.common.service import new_server, serve
@@ -15,6 +16,7 @@ from nimbus.funcmgr.package import PackageLimits
 from nimbus.funcmgr.server import FunctionManagerServicer
 from nimbus.funcmgr.stores.blobs import BlobStore
 from nimbus.funcmgr.stores.functions import EtcdFunctionStore
+from nimbus.funcmgr.versions import VersionManager
 from nimbus.internal.v1 import funcmgr_pb2_grpc
 
 
@@ -23,19 +25,19 @@ async def main() -> None:
     logs.setup(cfg.common.replica, cfg.common.log_level)
     etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
     blobs = BlobStore(cfg.code_dir)
-    core = FunctionManager(
-        EtcdFunctionStore(etcd),
-        blobs,
-        PackageLimits(cfg.max_zip_bytes, cfg.max_unzipped_bytes),
-        SystemClock(),
-    )
+    store = EtcdFunctionStore(etcd)
+    clock = SystemClock()
+    core = FunctionManager(store, blobs, PackageLimits(cfg.max_zip_bytes, cfg.max_unzipped_bytes), clock)
+    versions = VersionManager(store, clock)
+    collector = BlobCollector(etcd, blobs, clock, cfg.blob_gc_s, cfg.blob_gc_grace_s)
     server, health = new_server([ErrorInterceptor()])
-    funcmgr_pb2_grpc.add_FunctionManagerServicer_to_server(FunctionManagerServicer(core, blobs), server)
+    funcmgr_pb2_grpc.add_FunctionManagerServicer_to_server(FunctionManagerServicer(core, versions, blobs), server)
     await serve(
         name="funcmgr",
         server=server,
         health_servicer=health,
         listen_addr=cfg.listen_addr,
+        background=[collector.run],
         ready=lambda: etcd.wait_ready(),
         on_stop=etcd.close,
         grace_s=cfg.common.drain_s,

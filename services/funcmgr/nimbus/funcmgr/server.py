@@ -6,18 +6,20 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from nimbus.common.convert import config_from_pb, record_to_pb
+from nimbus.common.convert import alias_to_pb, config_from_pb, record_to_pb, version_to_pb
 from nimbus.common.errors import NotFound
 from nimbus.funcmgr.functions import FunctionManager
 from nimbus.funcmgr.stores.blobs import BlobStore
+from nimbus.funcmgr.versions import VersionManager
 from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc, types_pb2
 
 _CONFIG_FIELDS = frozenset(f.name for f in types_pb2.FunctionConfig.DESCRIPTOR.fields)
 
 
 class FunctionManagerServicer(funcmgr_pb2_grpc.FunctionManagerServicer):
-    def __init__(self, core: FunctionManager, blobs: BlobStore) -> None:
+    def __init__(self, core: FunctionManager, versions: VersionManager, blobs: BlobStore) -> None:
         self._core = core
+        self._versions = versions
         self._blobs = blobs
 
     async def CreateFunction(self, request: funcmgr_pb2.CreateFunctionRequest, context: grpc.aio.ServicerContext) -> types_pb2.FunctionRecord:
@@ -56,3 +58,37 @@ class FunctionManagerServicer(funcmgr_pb2_grpc.FunctionManagerServicer):
         async for chunk, total in self._blobs.read_chunks(request.code_sha256):
             yield funcmgr_pb2.CodeChunk(data=chunk, total_size=total if first else 0)
             first = False
+
+    async def PublishVersion(self, request: funcmgr_pb2.PublishVersionRequest, context: grpc.aio.ServicerContext) -> types_pb2.VersionRecord:
+        ref = request.ref
+        return version_to_pb(await self._versions.publish(ref.namespace, ref.name, request.description, request.expected_revision))
+
+    async def GetVersion(self, request: funcmgr_pb2.VersionRef, context: grpc.aio.ServicerContext) -> types_pb2.VersionRecord:
+        return version_to_pb(await self._versions.get(request.ref.namespace, request.ref.name, request.version))
+
+    async def ListVersions(self, request: funcmgr_pb2.FunctionRef, context: grpc.aio.ServicerContext) -> funcmgr_pb2.ListVersionsResponse:
+        versions = await self._versions.list(request.namespace, request.name)
+        return funcmgr_pb2.ListVersionsResponse(versions=[version_to_pb(v) for v in versions])
+
+    async def DeleteVersion(self, request: funcmgr_pb2.VersionRef, context: grpc.aio.ServicerContext) -> funcmgr_pb2.DeleteVersionResponse:
+        await self._versions.delete(request.ref.namespace, request.ref.name, request.version)
+        return funcmgr_pb2.DeleteVersionResponse()
+
+    async def PutAlias(self, request: funcmgr_pb2.PutAliasRequest, context: grpc.aio.ServicerContext) -> types_pb2.AliasRecord:
+        ref = request.ref
+        alias = await self._versions.put_alias(
+            ref.namespace, ref.name, request.alias, request.version,
+            request.routing.version, request.routing.weight, request.description,
+        )
+        return alias_to_pb(alias)
+
+    async def GetAlias(self, request: funcmgr_pb2.AliasRef, context: grpc.aio.ServicerContext) -> types_pb2.AliasRecord:
+        return alias_to_pb(await self._versions.get_alias(request.ref.namespace, request.ref.name, request.alias))
+
+    async def ListAliases(self, request: funcmgr_pb2.FunctionRef, context: grpc.aio.ServicerContext) -> funcmgr_pb2.ListAliasesResponse:
+        aliases = await self._versions.list_aliases(request.namespace, request.name)
+        return funcmgr_pb2.ListAliasesResponse(aliases=[alias_to_pb(a) for a in aliases])
+
+    async def DeleteAlias(self, request: funcmgr_pb2.AliasRef, context: grpc.aio.ServicerContext) -> funcmgr_pb2.DeleteAliasResponse:
+        await self._versions.delete_alias(request.ref.namespace, request.ref.name, request.alias)
+        return funcmgr_pb2.DeleteAliasResponse()

@@ -7,14 +7,15 @@ import logging
 from typing import Protocol
 
 from nimbus.common.errors import FunctionInitFailed, NimbusError, Throttled, Unavailable
-from nimbus.common.model import FunctionRecord, InstanceRecord, InstanceState
+from nimbus.common.model import InstanceRecord, InstanceState
 from nimbus.invoker.pool import Pool, PoolKey
+from nimbus.invoker.target import Target
 
 log = logging.getLogger(__name__)
 
 
 class CapacitySource(Protocol):
-    async def request_instance(self, record: FunctionRecord, version: str, timeout_s: float) -> InstanceRecord: ...
+    async def request_instance(self, target: Target, timeout_s: float) -> InstanceRecord: ...
 
 
 def key_of(instance: InstanceRecord) -> PoolKey:
@@ -51,16 +52,16 @@ class Dispatcher:
         if pool is not None:
             pool.remove(instance.instance_id)
 
-    async def acquire(self, record: FunctionRecord, version: str, deadline_s: float) -> InstanceRecord:
-        key = PoolKey(record.namespace, record.name, version, record.revision)
+    async def acquire(self, target: Target, deadline_s: float) -> InstanceRecord:
+        key = PoolKey(target.namespace, target.function, target.version, target.revision)
         pool = self._pool(key)
         instance = pool.try_acquire()
         if instance is not None:
             return instance
         waiter = pool.enqueue()
-        cap = record.config.max_concurrency or self._max_instances
+        cap = target.config.max_concurrency or self._max_instances
         if pool.needs_start(cap):
-            self._start(pool, record, version)
+            self._start(pool, target)
         wait_s = min(self._queue_wait_s, deadline_s)
         try:
             async with asyncio.timeout(wait_s):
@@ -68,7 +69,7 @@ class Dispatcher:
         except TimeoutError:
             self._give_back(pool, waiter)
             raise Throttled(
-                f"no instance of {record.name!r} became free within {wait_s:.1f}s; retry later"
+                f"no instance of {target.function!r} became free within {wait_s:.1f}s; retry later"
             ) from None
         except asyncio.CancelledError:
             self._give_back(pool, waiter)
@@ -87,15 +88,15 @@ class Dispatcher:
         if pool is not None:
             pool.release(instance.instance_id)
 
-    def _start(self, pool: Pool, record: FunctionRecord, version: str) -> None:
+    def _start(self, pool: Pool, target: Target) -> None:
         pool.starting += 1
 
         async def start() -> None:
             try:
-                instance = await self._capacity.request_instance(record, version, self._queue_wait_s)
+                instance = await self._capacity.request_instance(target, self._queue_wait_s)
                 pool.add(instance)
             except NimbusError as err:
-                log.warning("instance start failed", extra={"fields": {"function": record.name, "error": err.message}})
+                log.warning("instance start failed", extra={"fields": {"function": target.function, "error": err.message}})
                 if not pool.instances:
                     pool.fail_waiters(err if isinstance(err, (Unavailable, Throttled, FunctionInitFailed)) else Unavailable(err.message))
             except Exception as err:

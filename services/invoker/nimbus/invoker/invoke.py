@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from nimbus.common.auth import Principal
 from nimbus.common.errors import FunctionInitFailed, InvalidArgument, NotFound, Unavailable
-from nimbus.common.model import LATEST, FunctionRecord, InstanceRecord
+from nimbus.common.model import AliasRecord, FunctionRecord, InstanceRecord, VersionRecord
 from nimbus.common.validation import check_name
 from nimbus.invoker.dispatcher import Dispatcher
+from nimbus.invoker.target import Target, resolve
 
 # One retry on another instance when the chosen one vanished under us (node died, instance reaped).
 _ATTEMPTS = 2
@@ -30,6 +32,9 @@ class InvokeResult:
 
 class FunctionLookup(Protocol):
     async def get(self, namespace: str, name: str) -> FunctionRecord | None: ...
+    async def prefetch(self, namespace: str, name: str, qualifier: str) -> None: ...
+    def version_of(self, namespace: str, name: str) -> Callable[[str], VersionRecord | None]: ...
+    def alias_of(self, namespace: str, name: str) -> Callable[[str], AliasRecord | None]: ...
 
 
 class InstanceCaller(Protocol):
@@ -37,10 +42,29 @@ class InstanceCaller(Protocol):
 
 
 class Invoker:
-    def __init__(self, functions: FunctionLookup, dispatcher: Dispatcher, caller: InstanceCaller) -> None:
+    def __init__(self, functions: FunctionLookup, dispatcher: Dispatcher, caller: InstanceCaller, draw: Callable[[], float]) -> None:
         self._functions = functions
         self._dispatcher = dispatcher
         self._caller = caller
+        self._draw = draw
+
+    async def _target(self, record: FunctionRecord, qualifier: str) -> Target:
+        ns, name = record.namespace, record.name
+
+        def attempt() -> Target:
+            return resolve(record, qualifier, self._functions.version_of(ns, name), self._functions.alias_of(ns, name), self._draw())
+
+        try:
+            return attempt()
+        except NotFound:
+            # Published or aliased a moment ago: read what the watch has not delivered yet.
+            await self._functions.prefetch(ns, name, qualifier)
+            alias = self._functions.alias_of(ns, name)(qualifier)
+            if alias is not None:
+                for number in (alias.version, alias.routing_version):
+                    if number.isdigit():
+                        await self._functions.prefetch(ns, name, number)
+            return attempt()
 
     async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult:
         check_name(name)
@@ -48,19 +72,17 @@ class Invoker:
         record = await self._functions.get(who.namespace, name)
         if record is None:
             raise NotFound(f"function {name!r} not found")
-        version = qualifier or LATEST
-        if version != LATEST:
-            raise NotFound(f"version {qualifier!r} of function {name!r} not found")
+        target = await self._target(record, qualifier)
         request_id = str(uuid.uuid4())
         # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
-        call_timeout_s = record.config.timeout_s + 5.0
+        call_timeout_s = target.config.timeout_s + 5.0
         last_error: Unavailable | NotFound | None = None
         for _ in range(_ATTEMPTS):
             try:
-                instance = await self._dispatcher.acquire(record, version, deadline_s)
+                instance = await self._dispatcher.acquire(target, deadline_s)
             except FunctionInitFailed as err:
                 # As Lambda does: code that cannot load is the function's error, not the platform's.
-                return init_failure_result(request_id, version, err)
+                return init_failure_result(request_id, target.version, err)
             try:
                 result = await self._caller.invoke(instance, request_id, payload, call_timeout_s)
             except (Unavailable, NotFound) as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 
 from nimbus.api.v1 import invocations_pb2_grpc
 from nimbus.common import logs
@@ -35,11 +36,11 @@ async def main() -> None:
     server, health = new_server(
         [ErrorInterceptor(), AuthInterceptor(authenticator, public_prefixes=("/grpc.health.v1.", "/nimbus.internal."))]
     )
-    invocations_pb2_grpc.add_InvocationsServicer_to_server(InvocationsServicer(Invoker(functions, dispatcher, nodes)), server)
+    invocations_pb2_grpc.add_InvocationsServicer_to_server(InvocationsServicer(Invoker(functions, dispatcher, nodes, random.random)), server)
     invoker_pb2_grpc.add_InvokerControlServicer_to_server(InvokerControlServicer(dispatcher), server)
 
     async def ready() -> None:
-        for cache in (authenticator.cache, functions.cache, instances):
+        for cache in (authenticator.cache, *functions.caches, instances):
             await cache.wait_ready(60)
 
     async def close() -> None:
@@ -53,7 +54,7 @@ async def main() -> None:
         server=server,
         health_servicer=health,
         listen_addr=cfg.listen_addr,
-        background=[authenticator.cache.run, functions.cache.run, instances.run],
+        background=[authenticator.cache.run, *(cache.run for cache in functions.caches), instances.run],
         ready=ready,
         on_stop=close,
         grace_s=cfg.common.drain_s,

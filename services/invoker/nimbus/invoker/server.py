@@ -29,6 +29,9 @@ class InvocationsServicer(invocations_pb2_grpc.InvocationsServicer):
             ("x-nimbus-cold-start", "true" if result.cold_start else "false"),
             ("x-nimbus-billed-ms", str(result.billed_ms)),
             ("x-nimbus-executed-version", result.executed_version),
+            # The handler's own run time as the instance measured it: end-to-end minus this is
+            # the platform's overhead.
+            ("x-nimbus-duration-us", str(result.duration_us)),
         ]
         if result.function_error:
             metadata.append(("x-nimbus-function-error", result.function_error))

@@ -20,16 +20,23 @@ async def main() -> None:
     cfg = SchedulerConfig.from_env(os.environ)
     logs.setup(cfg.common.replica, cfg.common.log_level)
     etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
-    nodes, instances, functions = caches(etcd)
+    watched = caches(etcd)
     client = NodeAgentClient()
     core = Scheduler(
-        nodes.items, instances.items, functions.items, EtcdFunctionReader(etcd), client, SystemClock(), cfg.instance_start_s
+        watched.nodes.items,
+        watched.instances.items,
+        watched.functions.items,
+        watched.versions.items,
+        EtcdFunctionReader(etcd),
+        client,
+        SystemClock(),
+        cfg.instance_start_s,
     )
     server, health = new_server([ErrorInterceptor()])
     scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(core), server)
 
     async def ready() -> None:
-        for cache in (nodes, instances, functions):
+        for cache in watched.all():
             await cache.wait_ready(60)
 
     async def reconcile() -> None:
@@ -46,7 +53,7 @@ async def main() -> None:
         server=server,
         health_servicer=health,
         listen_addr=cfg.listen_addr,
-        background=[nodes.run, instances.run, functions.run, reconcile],
+        background=[*(cache.run for cache in watched.all()), reconcile],
         ready=ready,
         on_stop=close,
         grace_s=cfg.common.drain_s,

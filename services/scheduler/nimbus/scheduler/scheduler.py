@@ -12,7 +12,7 @@ from typing import Protocol
 
 from nimbus.common.clock import Clock
 from nimbus.common.errors import NimbusError, Unavailable
-from nimbus.common.model import FunctionRecord, InstanceRecord, NodeRecord
+from nimbus.common.model import LATEST, FunctionRecord, InstanceRecord, NodeRecord, VersionRecord
 from nimbus.scheduler.placement import place
 from nimbus.scheduler.reconcile import stale_instances
 
@@ -36,6 +36,7 @@ class NodeClient(Protocol):
 
 class FunctionReader(Protocol):
     async def get(self, namespace: str, name: str) -> FunctionRecord | None: ...
+    async def version_exists(self, namespace: str, name: str, version: str) -> bool: ...
 
 
 class Scheduler:
@@ -44,6 +45,7 @@ class Scheduler:
         nodes: Mapping[bytes, NodeRecord],
         instances: Mapping[bytes, InstanceRecord],
         functions: Mapping[bytes, FunctionRecord],
+        versions: Mapping[bytes, VersionRecord],
         function_reader: FunctionReader,
         node_client: NodeClient,
         clock: Clock,
@@ -52,6 +54,7 @@ class Scheduler:
         self._nodes = nodes
         self._instances = instances
         self._functions = functions
+        self._versions = versions
         self._reader = function_reader
         self._client = node_client
         self._clock = clock
@@ -79,13 +82,17 @@ class Scheduler:
         """Starts destroying stale instances; returns how many destroys it started."""
         started = self._clock.monotonic()
         by_name = {(f.namespace, f.name): f for f in self._functions.values()}
+        versions = {(v.namespace, v.name, v.version) for v in self._versions.values()}
         begun = 0
-        for instance in stale_instances(list(self._instances.values()), by_name):
+        for instance in stale_instances(list(self._instances.values()), by_name, versions):
             if instance.instance_id in self._destroying:
                 continue
+            # The caches may lag a function created or published a moment ago: confirm first.
             if (instance.namespace, instance.function) not in by_name:
-                # The cache may lag a function created a moment ago: confirm before destroying.
                 if await self._reader.get(instance.namespace, instance.function) is not None:
+                    continue
+            elif instance.version != LATEST and (instance.namespace, instance.function, instance.version) not in versions:
+                if await self._reader.version_exists(instance.namespace, instance.function, instance.version):
                     continue
             task = asyncio.create_task(self._destroy(instance))
             self._destroying[instance.instance_id] = task

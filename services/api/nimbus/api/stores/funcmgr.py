@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 from nimbus.common import rpc
-from nimbus.common.convert import config_to_pb, record_from_pb
-from nimbus.common.model import FunctionConfig, FunctionRecord
+from nimbus.common.convert import alias_from_pb, config_to_pb, record_from_pb, version_from_pb
+from nimbus.common.model import AliasRecord, FunctionConfig, FunctionRecord, VersionRecord
 from nimbus.common.service import channel
-from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc
+from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc, types_pb2
 
 
 class FuncMgrClient:
@@ -54,3 +54,49 @@ class FuncMgrClient:
 
     async def delete(self, namespace: str, name: str) -> None:
         await rpc.call(self._stub.DeleteFunction, funcmgr_pb2.FunctionRef(namespace=namespace, name=name), timeout_s=self._timeout_s)
+
+    async def publish(self, namespace: str, name: str, description: str, expected_revision: int) -> VersionRecord:
+        req = funcmgr_pb2.PublishVersionRequest(
+            ref=_ref(namespace, name), description=description, expected_revision=expected_revision
+        )
+        return version_from_pb(await rpc.call(self._stub.PublishVersion, req, timeout_s=self._timeout_s))
+
+    async def get_version(self, namespace: str, name: str, version: str) -> VersionRecord:
+        req = funcmgr_pb2.VersionRef(ref=_ref(namespace, name), version=version)
+        return version_from_pb(await rpc.call(self._stub.GetVersion, req, timeout_s=self._timeout_s))
+
+    async def list_versions(self, namespace: str, name: str) -> list[VersionRecord]:
+        res = await rpc.call(self._stub.ListVersions, _ref(namespace, name), timeout_s=self._timeout_s)
+        return [version_from_pb(v) for v in res.versions]
+
+    async def delete_version(self, namespace: str, name: str, version: str) -> None:
+        req = funcmgr_pb2.VersionRef(ref=_ref(namespace, name), version=version)
+        await rpc.call(self._stub.DeleteVersion, req, timeout_s=self._timeout_s)
+
+    async def put_alias(
+        self, namespace: str, name: str, alias: str, version: str, routing_version: str, weight: float, description: str
+    ) -> AliasRecord:
+        req = funcmgr_pb2.PutAliasRequest(
+            ref=_ref(namespace, name),
+            alias=alias,
+            version=version,
+            routing=types_pb2.AliasRouting(version=routing_version, weight=weight),
+            description=description,
+        )
+        return alias_from_pb(await rpc.call(self._stub.PutAlias, req, timeout_s=self._timeout_s))
+
+    async def get_alias(self, namespace: str, name: str, alias: str) -> AliasRecord:
+        req = funcmgr_pb2.AliasRef(ref=_ref(namespace, name), alias=alias)
+        return alias_from_pb(await rpc.call(self._stub.GetAlias, req, timeout_s=self._timeout_s))
+
+    async def list_aliases(self, namespace: str, name: str) -> list[AliasRecord]:
+        res = await rpc.call(self._stub.ListAliases, _ref(namespace, name), timeout_s=self._timeout_s)
+        return [alias_from_pb(a) for a in res.aliases]
+
+    async def delete_alias(self, namespace: str, name: str, alias: str) -> None:
+        req = funcmgr_pb2.AliasRef(ref=_ref(namespace, name), alias=alias)
+        await rpc.call(self._stub.DeleteAlias, req, timeout_s=self._timeout_s)
+
+
+def _ref(namespace: str, name: str) -> funcmgr_pb2.FunctionRef:
+    return funcmgr_pb2.FunctionRef(namespace=namespace, name=name)

@@ -25,6 +25,8 @@ class BlobStore:
         sha = hashlib.sha256(data).hexdigest()
         final = self.path(sha)
         if os.path.exists(final):
+            # A fresh mtime keeps the blob out of the collector's reach until its record lands.
+            os.utime(final)
             return sha
         tmp = f"{final}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
@@ -33,6 +35,20 @@ class BlobStore:
             os.fsync(f.fileno())
         os.replace(tmp, final)
         return sha
+
+    def list_blobs(self) -> dict[str, float]:
+        """sha256 → mtime of every stored blob."""
+        found = {}
+        for entry in os.scandir(self._dir):
+            if entry.name.endswith(".zip") and len(entry.name) == 68:
+                found[entry.name[:-4]] = entry.stat().st_mtime
+        return found
+
+    def delete(self, sha256: str) -> None:
+        try:
+            os.unlink(self.path(sha256))
+        except FileNotFoundError:
+            pass
 
     def exists(self, sha256: str) -> bool:
         return os.path.exists(self.path(sha256))

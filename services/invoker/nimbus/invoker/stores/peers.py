@@ -7,10 +7,11 @@ import time
 from nimbus.common import rpc
 from nimbus.common.clock import iso
 from nimbus.common.convert import config_to_pb
-from nimbus.common.model import FunctionRecord, InstanceRecord, InstanceState
+from nimbus.common.model import InstanceRecord, InstanceState
 from nimbus.common.service import StubCache, channel
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from nimbus.invoker.invoke import InvokeResult
+from nimbus.invoker.target import Target
 
 
 class SchedulerClient:
@@ -21,26 +22,26 @@ class SchedulerClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def request_instance(self, record: FunctionRecord, version: str, timeout_s: float) -> InstanceRecord:
+    async def request_instance(self, target: Target, timeout_s: float) -> InstanceRecord:
         spec = types_pb2.InstanceSpec(
-            namespace=record.namespace,
-            function=record.name,
-            version=version,
-            config=config_to_pb(record.config),
-            code_sha256=record.code_sha256,
-            function_revision=record.revision,
+            namespace=target.namespace,
+            function=target.function,
+            version=target.version,
+            config=config_to_pb(target.config),
+            code_sha256=target.code_sha256,
+            function_revision=target.revision,
         )
         info = await rpc.call(self._stub.RequestInstance, scheduler_pb2.RequestInstanceRequest(spec=spec), timeout_s=timeout_s)
         return InstanceRecord(
             instance_id=info.instance_id,
             node_id=info.node_id,
             node_address=info.node_address,
-            namespace=record.namespace,
-            function=record.name,
-            version=version,
-            code_sha256=record.code_sha256,
-            function_revision=record.revision,
-            memory_mb=record.config.memory_mb,
+            namespace=target.namespace,
+            function=target.function,
+            version=target.version,
+            code_sha256=target.code_sha256,
+            function_revision=target.revision,
+            memory_mb=target.config.memory_mb,
             state=InstanceState.READY,
             created_at=iso(time.time()),
         )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from nimbus.common import keys, rpc
 from nimbus.common.etcd import Etcd, WatchCache
-from nimbus.common.model import FunctionRecord, InstanceRecord, NodeRecord
+from nimbus.common.model import FunctionRecord, InstanceRecord, NodeRecord, VersionRecord
 from nimbus.common.service import StubCache
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc
 from nimbus.scheduler.scheduler import Placed
@@ -35,10 +37,25 @@ class EtcdFunctionReader:
         kv = await self._etcd.get(keys.function(namespace, name))
         return None if kv is None else FunctionRecord.from_json(kv.value, kv.mod_revision)
 
+    async def version_exists(self, namespace: str, name: str, version: str) -> bool:
+        return await self._etcd.get(keys.version(namespace, name, version)) is not None
 
-def caches(etcd: Etcd) -> tuple[WatchCache[NodeRecord], WatchCache[InstanceRecord], WatchCache[FunctionRecord]]:
-    return (
+
+@dataclass(frozen=True, slots=True)
+class Caches:
+    nodes: WatchCache[NodeRecord]
+    instances: WatchCache[InstanceRecord]
+    functions: WatchCache[FunctionRecord]
+    versions: WatchCache[VersionRecord]
+
+    def all(self) -> tuple[WatchCache, ...]:  # type: ignore[type-arg]
+        return self.nodes, self.instances, self.functions, self.versions
+
+
+def caches(etcd: Etcd) -> Caches:
+    return Caches(
         WatchCache(etcd, keys.nodes_prefix(), lambda kv: NodeRecord.from_json(kv.value)),
         WatchCache(etcd, keys.instances_prefix(), lambda kv: InstanceRecord.from_json(kv.value)),
         WatchCache(etcd, keys.functions_prefix(), lambda kv: FunctionRecord.from_json(kv.value, kv.mod_revision)),
+        WatchCache(etcd, keys.versions_prefix(), lambda kv: VersionRecord.from_json(kv.value, kv.mod_revision)),
     )

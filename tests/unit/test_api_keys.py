@@ -1,0 +1,66 @@
+import pytest
+
+from nimbus.api.apikeys import KeyIssuer
+from nimbus.common.auth import KeyRecord, Principal
+from nimbus.common.errors import InvalidArgument, NotFound, PermissionDenied
+
+
+class FakeKeyStore:
+    def __init__(self):
+        self.records: dict[str, KeyRecord] = {}
+
+    async def store(self, key, record):
+        self.records[key] = record
+
+    async def list(self):
+        return list(self.records.values())
+
+    async def delete(self, key_id):
+        for key, record in list(self.records.items()):
+            if record.key_id == key_id:
+                del self.records[key]
+                return True
+        return False
+
+
+class FixedClock:
+    def now(self):
+        return 0.0
+
+    def monotonic(self):
+        return 0.0
+
+    async def sleep(self, s):
+        pass
+
+
+ADMIN = Principal("default", "a" * 12, True)
+TENANT = Principal("tenant", "b" * 12, False)
+
+
+async def test_admin_creates_lists_and_revokes():
+    store = FakeKeyStore()
+    issuer = KeyIssuer(store, FixedClock())
+    issued = await issuer.create(ADMIN, "team-a", "ci", False)
+    assert issued.api_key.startswith("nmb_") and issued.record.namespace == "team-a"
+    assert [r.key_id for r in await issuer.list(ADMIN)] == [issued.record.key_id]
+    await issuer.revoke(ADMIN, issued.record.key_id)
+    assert await issuer.list(ADMIN) == []
+    with pytest.raises(NotFound):
+        await issuer.revoke(ADMIN, issued.record.key_id)
+
+
+@pytest.mark.parametrize("action", ["create", "list", "revoke"])
+async def test_non_admin_keys_may_not_manage_keys(action):
+    issuer = KeyIssuer(FakeKeyStore(), FixedClock())
+    call = {"create": lambda: issuer.create(TENANT, "tenant", "", False),
+            "list": lambda: issuer.list(TENANT),
+            "revoke": lambda: issuer.revoke(TENANT, "c" * 12)}[action]
+    with pytest.raises(PermissionDenied):
+        await call()
+
+
+@pytest.mark.parametrize("namespace", ["Upper", "1abc", "a_b", "x" * 64])
+async def test_bad_namespace_names(namespace):
+    with pytest.raises(InvalidArgument, match="^namespace: "):
+        await KeyIssuer(FakeKeyStore(), FixedClock()).create(ADMIN, namespace, "", False)
