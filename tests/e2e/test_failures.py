@@ -57,7 +57,7 @@ async def eventually_async(probe, want: int, timeout_s: float = 20.0) -> None:
     raise AssertionError(f"saw {seen}, wanted {want} within {timeout_s}s")
 
 
-@pytest.mark.parametrize("victim", ["invoker-1", "api-1", "funcmgr", "scheduler", "node-agent-1", "etcd"])
+@pytest.mark.parametrize("victim", ["invoker-1", "api-1", "funcmgr", "scheduler-1", "node-agent-1", "etcd"])
 async def test_kill_9_of_a_service_converges(cluster, gw, victim):
     name = unique("k9")
     assert gw.create(name, ECHO).status == 200

@@ -14,7 +14,7 @@ from nimbus.cluster import envoy, render, spec
 from nimbus.cluster.cluster import stop_levels
 from nimbus.cluster.layout import Layout
 
-PROGRAMS = ["etcd", "nats", "redis", "envoy", "api-1", "api-2", "funcmgr", "scheduler",
+PROGRAMS = ["etcd", "nats", "redis", "envoy", "api-1", "api-2", "funcmgr", "scheduler-1", "scheduler-2",
             "invoker-1", "invoker-2", "node-agent-1"]
 BINS = {"etcd": "/opt/bin/etcd", "nats": "/opt/bin/nats-server", "redis": "/opt/bin/redis-server",
         "envoy": "/opt/bin/envoy"}
@@ -42,15 +42,24 @@ def _parse(tmp_path: Path, text: str) -> dict:
     return {p.name: p for g in options.process_group_configs for p in g.process_configs}
 
 
-def test_spec_has_the_eleven_programs(cluster_spec):
+def test_spec_has_every_program(cluster_spec):
     assert sorted(cluster_spec.names) == sorted(PROGRAMS)
-    assert cluster_spec.program("node-agent-1").env == {"NIMBUS_NODE_ID": "node-{replica}"}
+    assert cluster_spec.program("node-agent-1").env["NIMBUS_NODE_ID"] == "node-{replica}"
+
+
+def test_nimbus_nodes_sets_the_node_agent_count():
+    from nimbus.cluster import spec
+
+    loaded = spec.load(spec.DEFAULT_SPEC, {"NIMBUS_NODES": "3"})
+    assert [p.name for p in loaded.replicas("node-agent")] == ["node-agent-1", "node-agent-2", "node-agent-3"]
+    with pytest.raises(spec.SpecError, match="NIMBUS_NODES"):
+        spec.load(spec.DEFAULT_SPEC, {"NIMBUS_NODES": "zero"})
 
 
 def test_priorities_start_infra_first_and_envoy_last(cluster_spec):
     prio = {p.name: p.priority for p in cluster_spec.programs}
     infra = max(prio[n] for n in ("etcd", "nats", "redis"))
-    core = {prio[n] for n in ("funcmgr", "scheduler", "node-agent-1")}
+    core = {prio[n] for n in ("funcmgr", "scheduler-1", "scheduler-2", "node-agent-1")}
     front = {prio[n] for n in ("api-1", "api-2", "invoker-1", "invoker-2")}
     assert infra < min(core) and max(core) < min(front) and max(front) < prio["envoy"]
     levels = stop_levels(cluster_spec.programs)
@@ -110,7 +119,7 @@ def test_service_environment(tmp_path, cluster_spec):
         "NIMBUS_NATS_URL": f"nats://127.0.0.1:{port['nats']}",
         "NIMBUS_REDIS_URL": f"redis://127.0.0.1:{port['redis']}/0",
         "NIMBUS_FUNCMGR_ADDR": f"127.0.0.1:{port['funcmgr']}",
-        "NIMBUS_SCHEDULER_ADDR": f"127.0.0.1:{port['scheduler']}",
+        "NIMBUS_SCHEDULER_ADDR": f"127.0.0.1:{port['scheduler-1']},127.0.0.1:{port['scheduler-2']}",
         "NIMBUS_GATEWAY_PORT": str(GATEWAY),
         "PYTHONUNBUFFERED": "1",
     }

@@ -40,7 +40,7 @@ class LocalCluster:
         self.layout = Layout.at(home)
         self.gateway_port = int(gateway_port)
         self.extra_env = dict(env or {})
-        self.spec = spec.load(spec_path)
+        self.spec = spec.load(spec_path, {**os.environ, **self.extra_env})
         chosen = set(self.spec.names if only is None else only)
         unknown = chosen - set(self.spec.names)
         if unknown:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,16 +61,16 @@ class ClusterSpec:
         return [p for p in self.programs if p.base == base]
 
 
-def load(path: Path = DEFAULT_SPEC) -> ClusterSpec:
+def load(path: Path = DEFAULT_SPEC, env: Mapping[str, str] | None = None) -> ClusterSpec:
     with open(path, "rb") as f:
-        return parse(tomllib.load(f))
+        return parse(tomllib.load(f), env or {})
 
 
-def parse(data: dict) -> ClusterSpec:
+def parse(data: dict, env: Mapping[str, str] | None = None) -> ClusterSpec:
     cluster = data.get("cluster", {})
     programs: list[Program] = []
     for entry in data.get("process", []):
-        programs.extend(_expand(entry))
+        programs.extend(_expand(entry, env or {}))
     names = [p.name for p in programs]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -86,7 +87,19 @@ def parse(data: dict) -> ClusterSpec:
     return spec
 
 
-def _expand(entry: dict) -> list[Program]:
+def _replica_count(entry: dict, base: str, env: Mapping[str, str]) -> int | None:
+    """`replicas`, overridden by the variable `replicas_env` names when it is set."""
+    replicas = entry.get("replicas")
+    var = entry.get("replicas_env")
+    if var and env.get(var, "").strip():
+        raw = env[var].strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= 16:
+            raise SpecError(f"{var}={raw!r} must be a whole number from 1 to 16 ({base} replicas)")
+        return int(raw)
+    return None if replicas is None else int(replicas)
+
+
+def _expand(entry: dict, env: Mapping[str, str]) -> list[Program]:
     try:
         base = str(entry["name"])
         command = str(entry["command"]).strip()
@@ -96,8 +109,8 @@ def _expand(entry: dict) -> list[Program]:
     if health not in HEALTH_KINDS:
         raise SpecError(f"{base}: health {health!r} is not one of {sorted(HEALTH_KINDS)}")
     service = bool(entry.get("service", False))
-    replicas = entry.get("replicas")
-    count = 1 if replicas is None else int(replicas)
+    replicas = _replica_count(entry, base, env)
+    count = 1 if replicas is None else replicas
     if count < 1:
         raise SpecError(f"{base}: replicas must be >= 1")
     out = []

@@ -44,6 +44,11 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 
 
 def channel(address: str) -> grpc.aio.Channel:
+    """A channel to one address, or to every replica of "ip:port,ip:port" with round-robin
+    balancing: a dead replica's calls fail over to the next without a restart."""
+    if "," in address:
+        target = "ipv4:" + ",".join(a.strip() for a in address.split(",") if a.strip())
+        return grpc.aio.insecure_channel(target, options=[*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")])
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
