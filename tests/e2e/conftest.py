@@ -16,8 +16,20 @@ from nimbus.cluster import LocalCluster
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
     home: Path = tmp_path_factory.mktemp("nimbus-home")
-    # A fast blob collector, so the garbage-collection test sees it work within seconds.
-    c = LocalCluster(home=home, gateway_port=free_port(), env={"NIMBUS_BLOB_GC_S": "1", "NIMBUS_BLOB_GC_GRACE_S": "2"})
+    env = {
+        # A fast blob collector, so the garbage-collection test sees it work within seconds.
+        "NIMBUS_BLOB_GC_S": "1",
+        "NIMBUS_BLOB_GC_GRACE_S": "2",
+        # Two nodes, for placement and node-failure tests.
+        "NIMBUS_NODES": "2",
+        # Short autoscaler windows, so scale-down is seen within a test's patience.
+        "NIMBUS_SCALE_STABLE_WINDOW_S": "6",
+        "NIMBUS_SCALE_PANIC_WINDOW_S": "2",
+        # Async path: a dead invoker's events move on after 5 s; retries start at 0.2 s.
+        "NIMBUS_ASYNC_ACK_WAIT_S": "5",
+        "NIMBUS_ASYNC_RETRY_BASE_S": "0.2",
+    }
+    c = LocalCluster(home=home, gateway_port=free_port(), env=env)
     await c.start(timeout_s=90)
     try:
         yield c

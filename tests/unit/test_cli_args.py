@@ -30,6 +30,18 @@ def test_deploy_arguments() -> None:
     assert (a.memory, a.timeout, a.description) == (256, 10, "hi")
     assert a.env == ["A=1", "B=x=y", "C="]
     assert a.json is False and a.endpoint is None
+    assert a.upload == "auto" and parse("deploy", "x", "--src", "d.zip", "--upload", "grpc").upload == "grpc"
+
+
+def test_alias_and_keys_arguments() -> None:
+    a = parse("alias", "set", "f", "live", "--version", "1", "--weight", "2=0.1", "--description", "canary")
+    assert (a.name, a.alias, a.version, a.version_pos, a.weight, a.description) == (
+        "f", "live", "1", None, "2=0.1", "canary")
+    # `--version` after a command is the alias's version, not the program's
+    assert parse("--json", "alias", "set", "f", "live", "--version", "2").version == "2"
+    k = parse("keys", "create", "--namespace", "team-a", "--description", "ci", "--admin")
+    assert (k.namespace, k.description, k.admin) == ("team-a", "ci", True)
+    assert parse("keys", "create").admin is False
 
 
 @pytest.mark.parametrize(
@@ -60,7 +72,17 @@ def test_invoke_arguments() -> None:
         (["fn", "rm", "x"], commands.fn_delete),
         (["fn", "ls"], commands.fn_list),
         (["version", "publish", "x"], manage.version_publish),
+        (["version", "list", "x"], manage.version_list),
+        (["version", "get", "x", "3"], manage.version_get),
+        (["version", "delete", "x", "3"], manage.version_delete),
         (["alias", "set", "x", "prod", "3"], manage.alias_set),
+        (["alias", "set", "x", "prod", "--version", "3", "--weight", "4=0.1"], manage.alias_set),
+        (["alias", "get", "x", "prod"], manage.alias_get),
+        (["alias", "list", "x"], manage.alias_list),
+        (["alias", "rm", "x", "prod"], manage.alias_delete),
+        (["keys", "create", "--namespace", "t", "--admin"], manage.keys_create),
+        (["keys", "list"], manage.keys_list),
+        (["keys", "revoke", "k1"], manage.keys_revoke),
         (["logs", "x", "-f"], manage.logs),
         (["usage"], manage.usage),
         (["trigger", "add", "x", "--type", "timer", "--schedule", "rate(1 minute)"], manage.trigger_add),
@@ -80,6 +102,10 @@ def test_subcommands(argv: list[str], func: object) -> None:
         ["invoke"],
         ["fn", "get"],
         ["nosuch"],
+        ["deploy", "x", "--src", "d", "--upload", "ftp"],
+        ["version", "delete", "x"],
+        ["keys", "revoke"],
+        ["alias", "set", "x"],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

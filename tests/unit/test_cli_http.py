@@ -46,6 +46,9 @@ class GatewayState:
     seen: list[Seen] = field(default_factory=list)
     close_after_response: bool = False  # drop the keep-alive connection silently (idle timeout)
     hide_from_get: set[str] = field(default_factory=set)  # to simulate a create race
+    versions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # by function, number
+    aliases: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # by function, alias
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # by key id
 
     def paths(self) -> list[str]:
         return [f"{s.method} {s.path}" for s in self.seen]
@@ -64,6 +67,8 @@ def route(state: GatewayState, method: str, path: str, body: bytes) -> tuple[int
     query = dict(urllib.parse.parse_qsl(url.query))
     parts = [urllib.parse.unquote(p) for p in url.path.split("/")[1:]]
     req = json.loads(body) if body and not url.path.endswith(":invoke") else {}
+    if parts[:2] == ["v1", "keys"]:
+        return route_keys(state, method, parts[2:], req)
     if parts[:2] != ["v1", "functions"]:
         return _error(404, 5, f"no route {url.path}")
     if len(parts) == 2:
@@ -112,11 +117,69 @@ def route(state: GatewayState, method: str, path: str, body: bytes) -> tuple[int
                 fn[k] = v
         fn["revision"] = str(int(fn["revision"]) + 1)
         return _ok(fn)
+    if len(parts) >= 4 and parts[3] in ("versions", "aliases"):
+        return route_versions_aliases(state, fn, method, parts[3:], req)
     if parts[3:] == ["code"] and method == "PUT":
         zip_bytes = base64.b64decode(req["code"]["zip_base64"])
         fn.update(code_sha256=hashlib.sha256(zip_bytes).hexdigest(), code_size=str(len(zip_bytes)))
         fn["revision"] = str(int(fn["revision"]) + 1)
         return _ok(fn)
+    return _error(404, 5, "no route")
+
+
+def route_versions_aliases(state: GatewayState, fn: dict[str, Any], method: str, parts: list[str],
+                           req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    versions = state.versions.setdefault(fn["name"], {})
+    aliases = state.aliases.setdefault(fn["name"], {})
+    if parts == ["versions"] and method == "POST":
+        number = str(len(versions) + 1)
+        v = {"version": number, "code_sha256": fn.get("code_sha256", ""), "created_at": f"t{number}",
+             "description": req.get("description", ""), "config": dict(fn)}
+        versions[number] = v
+        return _ok(v)
+    if parts == ["versions"] and method == "GET":
+        return _ok({"versions": list(versions.values())})
+    if parts == ["aliases"] and method == "GET":
+        return _ok({"aliases": list(aliases.values())})
+    if len(parts) == 2 and parts[0] == "versions":
+        if parts[1] not in versions:
+            return _error(404, 5, f"version {parts[1]} of {fn['name']} not found")
+        if method == "DELETE":
+            if any(a["version"] == parts[1] for a in aliases.values()):
+                return _error(409, 9, f"version {parts[1]} is used by an alias")
+            del versions[parts[1]]
+            return _ok({})
+        return _ok(versions[parts[1]])
+    if len(parts) == 2 and parts[0] == "aliases":
+        if method == "PUT":
+            unknown = set(req) - {"version", "routing", "description"}
+            if unknown:
+                return _error(400, 3, f"unknown field {sorted(unknown)[0]}")
+            aliases[parts[1]] = {"name": fn["name"], "alias": parts[1], **req, "revision": "1"}
+            return _ok(aliases[parts[1]])
+        if parts[1] not in aliases:
+            return _error(404, 5, f"alias {parts[1]} of {fn['name']} not found")
+        if method == "DELETE":
+            del aliases[parts[1]]
+            return _ok({})
+        return _ok(aliases[parts[1]])
+    return _error(404, 5, "no route")
+
+
+def route_keys(state: GatewayState, method: str, parts: list[str],
+               req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    if not parts and method == "POST":
+        key_id = f"k{len(state.keys) + 1}"
+        key = {"key_id": key_id, "namespace": req.get("namespace") or "default", "admin": bool(req.get("admin")),
+               "description": req.get("description", ""), "created_at": "t0"}
+        state.keys[key_id] = key
+        return _ok({**key, "api_key": f"nmb_{key_id}_secret"})
+    if not parts and method == "GET":
+        return _ok({"keys": list(state.keys.values())})
+    if len(parts) == 1 and method == "DELETE":
+        if state.keys.pop(parts[0], None) is None:
+            return _error(404, 5, f"key {parts[0]} not found")
+        return _ok({})
     return _error(404, 5, "no route")
 
 
@@ -331,6 +394,46 @@ def test_timeout_is_a_connection_error() -> None:
             c.list_functions()
 
 
+def test_versions_aliases_keys_routes(client: Client, gateway: tuple[str, GatewayState]) -> None:
+    state = gateway[1]
+    client.create_function("f", "python3.11", "main.handler", b"zip")
+    v1 = client.publish_version("f", description="first")
+    assert v1["version"] == "1" and state.paths()[-1] == "POST /v1/functions/f/versions"
+    assert json.loads(state.seen[-1].body) == {"description": "first"}
+    client.publish_version("f", expected_revision=7)
+    assert json.loads(state.seen[-1].body) == {"expected_revision": 7}
+    assert [v["version"] for v in client.list_versions("f")] == ["1", "2"]
+    assert client.get_version("f", 2)["version"] == "2" and state.paths()[-1] == "GET /v1/functions/f/versions/2"
+
+    a = client.put_alias("f", "prod", 1, routing_version=2, routing_weight=0.1)
+    put = state.seen[-1]
+    assert (put.method, put.path) == ("PUT", "/v1/functions/f/aliases/prod")
+    assert json.loads(put.body) == {"version": "1", "routing": {"version": "2", "weight": 0.1}}
+    assert a["routing"] == {"version": "2", "weight": 0.1}
+    assert [x["alias"] for x in client.list_aliases("f")] == ["prod"]
+    assert state.paths()[-1] == "GET /v1/functions/f/aliases"
+    with pytest.raises(NimbusApiError) as exc:
+        client.delete_version("f", "1")
+    assert exc.value.status == 409
+    assert client.delete_alias("f", "prod") == {} and client.delete_version("f", "1") == {}
+    assert state.paths()[-1] == "DELETE /v1/functions/f/versions/1"
+
+    key = client.create_key(namespace="team-a", description="ci")
+    assert json.loads(state.seen[-1].body) == {"namespace": "team-a", "description": "ci"}
+    assert key["api_key"] == "nmb_k1_secret"
+    client.create_key(admin=True)
+    assert json.loads(state.seen[-1].body) == {"admin": True}
+    assert [k["key_id"] for k in client.list_keys()] == ["k1", "k2"]
+    assert client.revoke_key("k1") == {} and state.paths()[-1] == "DELETE /v1/keys/k1"
+    assert [k["key_id"] for k in client.list_keys()] == ["k2"]
+
+
+def test_alias_and_key_ids_are_path_escaped(client: Client, gateway: tuple[str, GatewayState]) -> None:
+    with pytest.raises(NimbusApiError):
+        client.revoke_key("a/b c")
+    assert gateway[1].seen[-1].path == "/v1/keys/a%2Fb%20c"
+
+
 # -- CLI ----------------------------------------------------------------------------------------
 
 
@@ -439,6 +542,45 @@ def test_cli_fn_commands(gateway: tuple[str, GatewayState]) -> None:
     assert err == "nimbus: error: function hello not found (HTTP 404)\n"
 
 
+def test_cli_version_alias_keys_lifecycle(gateway: tuple[str, GatewayState]) -> None:
+    """The issue-3 commands over HTTP, as a user would chain them."""
+    gateway[1].functions["f"] = {"name": "f", "handler": "main.handler", "code_sha256": "ab" * 32, "revision": "1"}
+    assert run(gateway, "version", "publish", "f", "--description", "v1") == (
+        0, f"published version 1 of f (code sha256 {'ab' * 6})\n", "")
+    run(gateway, "version", "publish", "f")
+    code, out, _ = run(gateway, "version", "list", "f")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["VERSION", "1", "2"]
+    code, out, err = run(gateway, "alias", "set", "f", "live", "--version", "1", "--weight", "2=0.1")
+    assert (code, out, err) == (0, "alias live of f -> version 1, 10% to version 2\n", "")
+    assert json.loads(gateway[1].seen[-1].body) == {"version": "1", "routing": {"version": "2", "weight": 0.1}}
+    code, out, _ = run(gateway, "--json", "alias", "get", "f", "live")
+    assert json.loads(out)["routing"] == {"version": "2", "weight": 0.1}
+    code, out, _ = run(gateway, "alias", "list", "f")
+    assert out.splitlines()[1].split()[:3] == ["live", "1", "10%"]
+    code, _, err = run(gateway, "version", "delete", "f", "1")
+    assert code == 1 and err == "nimbus: error: version 1 is used by an alias (HTTP 409)\n"
+    assert run(gateway, "alias", "rm", "f", "live")[0] == 0
+    assert run(gateway, "version", "delete", "f", "1") == (0, "deleted version 1 of f\n", "")
+    code, _, err = run(gateway, "alias", "get", "f", "live")
+    assert code == 1 and err == "nimbus: error: alias live of f not found (HTTP 404)\n"
+
+    code, out, err = run(gateway, "keys", "create", "--namespace", "team-a")
+    assert code == 0 and "nmb_k1_secret" in out and "cannot be shown again" in err
+    code, out, _ = run(gateway, "--json", "keys", "list")
+    assert json.loads(out) == {"keys": [gateway[1].keys["k1"]]} and "secret" not in out
+    assert run(gateway, "keys", "revoke", "k1") == (0, "revoked key k1\n", "")
+    code, _, err = run(gateway, "keys", "revoke", "k1")
+    assert (code, err) == (1, "nimbus: error: key k1 not found (HTTP 404)\n")
+
+
+def test_cli_bad_weight_exits_2_without_a_request(gateway: tuple[str, GatewayState]) -> None:
+    code, out, err = run(gateway, "alias", "set", "f", "live", "--version", "1", "--weight", "2=1.5")
+    assert (code, out) == (2, "")
+    assert err == ("nimbus: error: --weight must be VERSION=FRACTION with 0 ≤ FRACTION ≤ 1 (e.g. 2=0.1), "
+                   "got '2=1.5'\n")
+    assert gateway[1].seen == []
+
+
 def test_cli_401_without_key_hints(gateway: tuple[str, GatewayState], tmp_path: Path) -> None:
     err = io.StringIO()
     code = main(["--endpoint", gateway[0], "fn", "list"], env={}, cwd=tmp_path, stdout=io.StringIO(), stderr=err)
@@ -465,7 +607,7 @@ def test_cli_connection_refused(tmp_path: Path) -> None:
 
 
 def test_sdk_imports_nothing_beyond_the_stdlib() -> None:
-    code = ("import sys, nimbus.client, nimbus.cli.main; "
+    code = ("import sys, nimbus.client, nimbus.client.upload, nimbus.cli.main; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'grpc', 'google', 'aetcd', 'redis', 'nats'}); "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

@@ -122,7 +122,9 @@ def test_service_environment(tmp_path, cluster_spec):
         "NIMBUS_SCHEDULER_ADDR": f"127.0.0.1:{port['scheduler-1']},127.0.0.1:{port['scheduler-2']}",
         "NIMBUS_GATEWAY_PORT": str(GATEWAY),
         "PYTHONUNBUFFERED": "1",
+        "NIMBUS_HTTP_LISTEN_ADDR": f"127.0.0.1:{port['invoker-2-http']}",
     }
+    assert port["invoker-1-http"] != port["invoker-2-http"]
     assert programs["node-agent-1"].environment["NIMBUS_NODE_ID"] == "node-1"
     assert "NIMBUS_NODE_ID" not in programs["api-1"].environment
     assert not programs["etcd"].environment  # infrastructure gets supervisord's environment only
@@ -157,8 +159,9 @@ def test_envoy_config_routes_to_the_replicas(cluster_spec):
     text = envoy.render(cluster_spec, port_map, GATEWAY)
     assert f"port_value: {GATEWAY}" in text
     assert f"port_value: {port_map['envoy_admin']}" in text
-    for name in ("api-1", "api-2", "invoker-1", "invoker-2"):
+    for name in ("api-1", "api-2", "invoker-1", "invoker-2", "invoker-1-http", "invoker-2-http"):
         assert f'"port_value": {port_map[name]}' in text
+    assert 'prefix: "/fn/"' in text
     assert str(envoy.DESCRIPTOR) in text
     assert "reject_unknown_query_parameters: true" in text
     assert "${" not in text

@@ -23,11 +23,11 @@ async def test_idle_instance_is_taken_then_released():
 async def test_waiters_are_served_first_in_first_out():
     pool = Pool()
     first, second = pool.enqueue(), pool.enqueue()
-    pool.add(inst("a"))
-    assert first.done() and first.result().instance_id == "a"
+    pool.add(inst("a"), started_for_waiter=True)
+    assert first.done() and first.result().instance.instance_id == "a" and first.result().cold
     assert not second.done()
     pool.release("a")
-    assert second.result().instance_id == "a"
+    assert second.result().instance.instance_id == "a" and not second.result().cold
     assert "a" in pool.busy
 
 
@@ -36,7 +36,8 @@ async def test_cancelled_waiter_is_skipped():
     gone, live = pool.enqueue(), pool.enqueue()
     gone.cancel()
     pool.add(inst("a"))
-    assert live.result().instance_id == "a"
+    assert live.result().instance.instance_id == "a"
+    assert not live.result().cold  # nothing was starting: a warm instance that appeared
 
 
 async def test_removed_instance_is_never_handed_out():

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 from nimbus.cli import output
 from nimbus.cli.inputs import UsageError, load_code, parse_env_pairs, read_event
 from nimbus.cli.output import Console
-from nimbus.client import Client, NimbusApiError
+from nimbus.client import Client, NimbusApiError, StreamingUnavailable, upload
 
 _EMPTY_ZIP_SIZE = 22  # an end-of-central-directory record and nothing else
 
@@ -65,7 +65,92 @@ def _config_fields(args: argparse.Namespace, env: dict[str, str] | None) -> dict
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _use_stream(mode: str, size: int) -> bool:
+    """`--upload auto` streams packages over STREAM_THRESHOLD (1 MiB) over gRPC; json/grpc force one way."""
+    if mode == "grpc":
+        return True
+    if mode == "json":
+        return False
+    return size > upload.STREAM_THRESHOLD
+
+
+class _Fallback(Exception):
+    """The streaming upload cannot be used here; send the package in the JSON body instead."""
+
+
+def _streamed(ctx: Context, args: argparse.Namespace, send: Callable[..., dict[str, Any]], size: int) -> dict[str, Any]:
+    """Runs one streaming upload with a progress display; in `--upload auto` mode, raises
+    `_Fallback` when this client or the gateway cannot stream (nothing was stored then)."""
+    console = ctx.console
+    console.clear_progress()
+    chunks = -(-size // upload.chunk_size_for(size))
+    if not console.err_tty:
+        console.info(f"uploading {output.format_size(size)} to {args.name} over gRPC in {chunks} chunks")
+    progress = console.upload_progress(f"uploading {args.name}")
+    ok = False
+    try:
+        fn = send(progress=progress)
+        ok = True
+        return fn
+    except StreamingUnavailable as e:
+        if args.upload == "grpc":
+            raise
+        raise _Fallback(str(e)) from e
+    except NimbusApiError as e:
+        if args.upload == "grpc" or e.code != 12:  # 12 = UNIMPLEMENTED: a gateway without UploadCode
+            raise
+        raise _Fallback(f"the gateway does not offer the streaming upload ({e.message})") from e
+    finally:
+        progress.close(done=ok)
+
+
+def _send_code(
+    ctx: Context,
+    args: argparse.Namespace,
+    zip_bytes: bytes,
+    streamed: Callable[..., dict[str, Any]],
+    in_json: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """Sends the package by the streaming upload or in the JSON body, as `--upload` decides."""
+    if _use_stream(args.upload, len(zip_bytes)):
+        try:
+            return _streamed(ctx, args, streamed, len(zip_bytes))
+        except _Fallback as e:
+            ctx.console.warn(f"{e}; sending the package in the JSON body instead")
+    ctx.console.progress(f"uploading {output.format_size(len(zip_bytes))} ...")
+    return in_json()
+
+
+def _create(ctx: Context, args: argparse.Namespace, zip_bytes: bytes, env: dict[str, str] | None) -> dict[str, Any]:
+    client = ctx.client()
+    config: dict[str, Any] = {
+        "memory_mb": args.memory,
+        "timeout_s": args.timeout,
+        "env": env,
+        "description": args.description,
+        "max_concurrency": args.max_concurrency,
+        "min_instances": args.min_instances,
+    }
+    return _send_code(
+        ctx, args, zip_bytes,
+        lambda progress: client.upload_function(args.name, args.runtime, args.handler, zip_bytes,
+                                                progress=progress, **config),
+        lambda: client.create_function(args.name, args.runtime, args.handler, zip_bytes, **config),
+    )
+
+
+def _update_code(ctx: Context, args: argparse.Namespace, zip_bytes: bytes) -> dict[str, Any]:
+    client = ctx.client()
+    return _send_code(
+        ctx, args, zip_bytes,
+        lambda progress: client.upload_code(args.name, zip_bytes, progress=progress),
+        lambda: client.update_code(args.name, zip_bytes),
+    )
+
+
 def deploy(ctx: Context, args: argparse.Namespace) -> int:
+    """Creates the function, or updates what was given of its config and, when the sha256 differs,
+    its code. Packages over 1 MiB are streamed over gRPC with a progress display (`--upload`)."""
     console = ctx.console
     env = parse_env_pairs(args.env)
     console.progress(f"zipping {args.src} ...")
@@ -82,20 +167,8 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
             raise UsageError(
                 f"function {args.name} does not exist yet; --runtime and --handler are needed to create it"
             )
-        console.progress(f"uploading {output.format_size(len(zip_bytes))} ...")
         try:
-            fn = client.create_function(
-                args.name,
-                args.runtime,
-                args.handler,
-                zip_bytes,
-                memory_mb=args.memory,
-                timeout_s=args.timeout,
-                env=env,
-                description=args.description,
-                max_concurrency=args.max_concurrency,
-                min_instances=args.min_instances,
-            )
+            fn = _create(ctx, args, zip_bytes, env)
             action, uploaded = "created", True
         except NimbusApiError as e:
             if e.status != 409:
@@ -108,8 +181,7 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
             console.progress(f"updating the configuration of {args.name} ...")
             fn, action = client.update_function(args.name, **fields), "updated"
         if args.force or existing.get("code_sha256") != sha256:
-            console.progress(f"uploading {output.format_size(len(zip_bytes))} ...")
-            fn, action = client.update_code(args.name, zip_bytes), "updated"
+            fn, action = _update_code(ctx, args, zip_bytes), "updated"
             uploaded = True
     console.clear_progress()
     assert fn is not None

@@ -84,11 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     common = [_global_options(suppress=True)]
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("deploy", parents=common, help="create or update a function from a directory",
+    p = sub.add_parser("deploy", parents=common, help="create or update a function from a directory or zip",
                        description="Create the function, or update its configuration and code when "
-                                   "it exists. Only the options given are changed on an update.")
+                                   "it exists. Only the options given are changed on an update; the "
+                                   "code is uploaded only when its sha256 changed. Packages over 1 MiB "
+                                   "are streamed over gRPC in chunks, with a progress bar on a terminal.")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--src", required=True, metavar="DIR",
+    p.add_argument("--src", required=True, metavar="DIR|ZIP",
                    help="directory to zip and upload (or a ready .zip file)")
     p.add_argument("--runtime", help="e.g. python3.11, nodejs20, provided (needed to create)")
     p.add_argument("--handler", help="e.g. main.handler (needed to create)")
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrency", type=_positive_int, metavar="N")
     p.add_argument("--min-instances", type=_non_negative_int, metavar="N")
     p.add_argument("--force", action="store_true", help="upload the code even when its sha256 is unchanged")
+    p.add_argument("--upload", choices=("auto", "json", "grpc"), default="auto",
+                   help="how to send the code: auto (default) streams packages over 1 MiB over gRPC and "
+                        "sends smaller ones in the JSON body; json or grpc force one way")
     p.set_defaults(func=commands.deploy)
 
     p = sub.add_parser("invoke", parents=common, help="run a function and print its result")

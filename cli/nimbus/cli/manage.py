@@ -1,4 +1,4 @@
-"""The other commands of the public CLI: versions, aliases, async invokes, logs, usage, triggers.
+"""The other commands of the public CLI: versions, aliases, keys, async invokes, logs, usage, triggers.
 
 Thin like commands.py: call the SDK, print a table or the server's JSON.
 """
@@ -56,52 +56,159 @@ def invocation_get(ctx: Context, args: argparse.Namespace) -> int:
 # -- versions and aliases -----------------------------------------------------------------------
 
 
+def _version_key(v: dict[str, Any]) -> tuple[int, str]:
+    text = str(v.get("version", ""))
+    return (int(text), "") if text.isdigit() else (1 << 62, text)
+
+
 def version_publish(ctx: Context, args: argparse.Namespace) -> int:
     v = ctx.client().publish_version(args.name, description=args.description)
+    sha = str(v.get("code_sha256") or "")
     return _print(ctx, v, lambda: f"published version {v.get('version', '?')} of {args.name}"
-                  f" (code sha256 {v.get('code_sha256') or '-'})")
+                  f" (code sha256 {sha[:12] or '-'})")
 
 
 def version_list(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.client().request("GET", function_path(args.name, "/versions"))
-    rows = [(v.get("version"), v.get("code_sha256", "")[:12], v.get("created_at"), v.get("description"))
-            for v in data.get("versions") or []]
-    return _print(ctx, data, lambda: _table(ctx, ("VERSION", "CODE", "CREATED", "DESCRIPTION"), rows))
+    versions = sorted(data.get("versions") or [], key=_version_key)
+    rows = [(v.get("version"), str(v.get("code_sha256") or "")[:12], v.get("created_at"), v.get("description"))
+            for v in versions]
+    header = ("VERSION", "CODE", "CREATED", "DESCRIPTION")
+    return _print(ctx, data, lambda: _table(ctx, header, rows) if rows else
+                  f"no versions of {args.name} yet; publish one with `nimbus version publish {args.name}`")
 
 
-def _parse_routing(text: str | None) -> tuple[str | None, float | None]:
+def version_get(ctx: Context, args: argparse.Namespace) -> int:
+    v = ctx.client().get_version(args.name, args.version)
+    config = v.get("config") or {}
+    rows = [
+        ("version", str(v.get("version") or args.version)),
+        ("description", str(v.get("description") or "-")),
+        ("code sha256", str(v.get("code_sha256") or config.get("code_sha256") or "-")),
+        ("created", str(v.get("created_at") or "-")),
+    ]
+    rows += [r for r in output.function_summary(config) if r[0] not in ("name", "code sha256")]
+    return _print(ctx, v, lambda: ctx.console.heading(f"version {rows[0][1]} of {args.name}") + "\n"
+                  + output.render_rows(rows[1:]))
+
+
+def version_delete(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client().delete_version(args.name, args.version)
+    return _print(ctx, data, lambda: f"deleted version {args.version} of {args.name}")
+
+
+def parse_weight(text: str | None) -> tuple[str | None, float | None]:
+    """`--weight VERSION=FRACTION` into (version, fraction); a bad value is a usage error (exit 2)."""
     if text is None:
         return None, None
-    version, sep, weight = text.partition("=")
+    version, sep, fraction = text.partition("=")
+    version, fraction = version.strip(), fraction.strip()
     try:
-        value = float(weight)
+        value = float(fraction)
     except ValueError:
-        value = -1.0
-    if not sep or not version or not 0.0 <= value <= 1.0:
-        raise UsageError(f"--routing expects VERSION=WEIGHT with a weight from 0 to 1, got {text!r}")
+        value = float("nan")
+    if not sep or not version or not 0.0 <= value <= 1.0:  # NaN fails the comparison too
+        raise UsageError(f"--weight must be VERSION=FRACTION with 0 ≤ FRACTION ≤ 1 (e.g. 2=0.1), got {text!r}")
     return version, value
 
 
+def format_percent(weight: float) -> str:
+    return f"{weight * 100:.4g}%"
+
+
+def routing_text(alias: dict[str, Any]) -> str | None:
+    """`10% to version 4` for an alias that routes a share of calls to a second version."""
+    routing = alias.get("routing") or {}
+    if not routing.get("version"):
+        return None
+    try:
+        weight = float(routing.get("weight") or 0.0)
+    except (TypeError, ValueError):
+        weight = 0.0
+    return f"{format_percent(weight)} to version {routing['version']}"
+
+
 def alias_set(ctx: Context, args: argparse.Namespace) -> int:
-    routing_version, weight = _parse_routing(args.routing)
-    a = ctx.client().put_alias(args.name, args.alias, args.version, routing_version=routing_version,
+    version = args.version or args.version_pos
+    if not version:
+        raise UsageError("alias set needs --version VERSION (the version the alias points to)")
+    if args.version and args.version_pos and args.version != args.version_pos:
+        raise UsageError(f"two versions given: {args.version_pos} and --version {args.version}")
+    routing_version, weight = parse_weight(args.weight)
+    if routing_version is not None and routing_version == version:
+        raise UsageError(f"--weight names version {routing_version}, which the alias already points to; "
+                         "name the second version that gets a share of the calls")
+    a = ctx.client().put_alias(args.name, args.alias, version, routing_version=routing_version,
                                routing_weight=weight, description=args.description)
-    extra = f", {weight:g} to version {routing_version}" if routing_version else ""
-    return _print(ctx, a, lambda: f"alias {args.alias} of {args.name} -> version {args.version}{extra}")
+
+    def human() -> str:
+        text = f"alias {args.alias} of {args.name} -> version {a.get('version') or version}"
+        # The server's view of the routing; what was asked for when its answer leaves it out.
+        extra = routing_text(a) or routing_text({"routing": {"version": routing_version, "weight": weight}})
+        return text + (f", {extra}" if extra else "")
+
+    return _print(ctx, a, human)
 
 
 def alias_get(ctx: Context, args: argparse.Namespace) -> int:
     a = ctx.client().get_alias(args.name, args.alias)
-    routing = a.get("routing") or {}
-    rows = [("alias", str(a.get("alias", args.alias))), ("version", str(a.get("version") or "-"))]
-    if routing.get("version"):
-        rows.append(("routing", f"{routing.get('weight', 0):g} to version {routing['version']}"))
+    rows = [("alias", str(a.get("alias") or args.alias)), ("function", str(a.get("name") or args.name)),
+            ("version", str(a.get("version") or "-"))]
+    routing = routing_text(a)
+    if routing:
+        rows.append(("routing", routing))
+    rows.append(("description", str(a.get("description") or "-")))
     return _print(ctx, a, lambda: output.render_rows(rows, indent=""))
+
+
+def alias_list(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client().request("GET", function_path(args.name, "/aliases"))
+    aliases = sorted(data.get("aliases") or [], key=lambda a: str(a.get("alias", "")))
+    rows = [(a.get("alias"), a.get("version"), routing_text(a), a.get("description")) for a in aliases]
+    header = ("ALIAS", "VERSION", "ROUTING", "DESCRIPTION")
+    return _print(ctx, data, lambda: _table(ctx, header, rows) if rows else f"no aliases on {args.name}")
 
 
 def alias_delete(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.client().delete_alias(args.name, args.alias)
     return _print(ctx, data, lambda: f"deleted alias {args.alias} of {args.name}")
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+KEY_SHOWN_ONCE = "this is the only time the key is shown; it cannot be shown again, so store it now"
+
+
+def keys_create(ctx: Context, args: argparse.Namespace) -> int:
+    k = ctx.client().create_key(namespace=args.namespace, description=args.description, admin=args.admin)
+
+    def human() -> str:
+        kind = "admin key" if k.get("admin") else "key"
+        ns = k.get("namespace") or args.namespace or "-"
+        rows = [("api key", str(k.get("api_key") or "-")), ("key id", str(k.get("key_id") or "-")),
+                ("namespace", str(ns)), ("admin", "yes" if k.get("admin") else "no"),
+                ("description", str(k.get("description") or "-"))]
+        headline = " ".join(str(w) for w in ("created", kind, k.get("key_id"), "in namespace", ns) if w)
+        return ctx.console.ok(headline) + "\n" + output.render_rows(rows)
+
+    _print(ctx, k, human)
+    if k.get("api_key"):
+        ctx.console.info(f"{output.PROG}: note: {KEY_SHOWN_ONCE}")
+    return 0
+
+
+def keys_list(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client().request("GET", "/v1/keys")
+    keys = sorted(data.get("keys") or [], key=lambda k: (str(k.get("namespace", "")), str(k.get("created_at", ""))))
+    rows = [(k.get("key_id"), k.get("namespace"), "yes" if k.get("admin") else "no", k.get("description"),
+             k.get("created_at")) for k in keys]
+    header = ("KEY ID", "NAMESPACE", "ADMIN", "DESCRIPTION", "CREATED")
+    return _print(ctx, data, lambda: _table(ctx, header, rows) if rows else "no keys")
+
+
+def keys_revoke(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client().revoke_key(args.key_id)
+    return _print(ctx, data, lambda: f"revoked key {args.key_id}")
 
 
 # -- logs and usage -----------------------------------------------------------------------------
@@ -181,28 +288,58 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
         p.set_defaults(func=None, subparser=p)
         return p.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
 
-    versions = group("version", "publish and list immutable versions")
-    p = versions.add_parser("publish", parents=common, help="publish the current code and config")
+    versions = group("version", "publish, list and delete immutable versions")
+    p = versions.add_parser("publish", parents=common, help="publish $LATEST's code and config as a new version")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--description", metavar="TEXT")
     p.set_defaults(func=version_publish)
     p = versions.add_parser("list", aliases=["ls"], parents=common, help="list the versions")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=version_list)
+    p = versions.add_parser("get", parents=common, help="show one version")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION")
+    p.set_defaults(func=version_get)
+    p = versions.add_parser("delete", aliases=["rm"], parents=common,
+                            help="delete a version (refused while an alias points to it)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION")
+    p.set_defaults(func=version_delete)
 
-    aliases = group("alias", "point aliases at versions")
-    p = aliases.add_parser("set", parents=common, help="create or move an alias")
+    aliases = group("alias", "point aliases at versions, with weighted routing")
+    p = aliases.add_parser("set", parents=common, help="create or move an alias",
+                           description="Point ALIAS at --version; with --weight, send a share of the "
+                                       "calls to a second version (e.g. --version 1 --weight 2=0.1 sends "
+                                       "10% of the calls to version 2 and the rest to version 1).")
     p.add_argument("name", metavar="NAME")
     p.add_argument("alias", metavar="ALIAS")
-    p.add_argument("version", metavar="VERSION")
-    p.add_argument("--routing", metavar="VERSION=WEIGHT", help="send this share of calls to another version")
+    p.add_argument("version_pos", nargs="?", metavar="VERSION", help=argparse.SUPPRESS)
+    p.add_argument("--version", dest="version", metavar="V", help="the version the alias points to")
+    p.add_argument("--weight", dest="weight", metavar="VERSION=FRACTION",
+                   help="send this fraction (0 to 1) of the calls to a second version")
+    p.add_argument("--routing", dest="weight", help=argparse.SUPPRESS)  # the earlier spelling
     p.add_argument("--description", metavar="TEXT")
     p.set_defaults(func=alias_set)
-    for verb, func, aka in (("get", alias_get, []), ("delete", alias_delete, ["rm"])):
-        p = aliases.add_parser(verb, aliases=aka, parents=common, help=f"{verb} an alias")
+    p = aliases.add_parser("list", aliases=["ls"], parents=common, help="list a function's aliases")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=alias_list)
+    for verb, func, aka in (("get", alias_get, []), ("rm", alias_delete, ["delete"])):
+        p = aliases.add_parser(verb, aliases=aka, parents=common, help=f"{'show' if verb == 'get' else 'delete'} an alias")
         p.add_argument("name", metavar="NAME")
         p.add_argument("alias", metavar="ALIAS")
         p.set_defaults(func=func)
+
+    keys = group("keys", "create, list and revoke API keys (admin)")
+    p = keys.add_parser("create", parents=common, help="mint an API key; it is shown once")
+    p.add_argument("--namespace", metavar="NS", help="the namespace (tenant) of the key (default: your own)")
+    p.add_argument("--description", metavar="TEXT")
+    p.add_argument("--admin", action="store_true", help="an admin key, which may mint and revoke keys")
+    p.set_defaults(func=keys_create)
+    p = keys.add_parser("list", aliases=["ls"], parents=common, help="list the keys (never the keys themselves)")
+    p.set_defaults(func=keys_list)
+    p = keys.add_parser("revoke", aliases=["rm"], parents=common, help="revoke a key by its id")
+    p.add_argument("key_id", metavar="KEY_ID")
+    p.set_defaults(func=keys_revoke)
 
     p = sub.add_parser("logs", parents=common, help="show a function's logs")
     p.add_argument("name", metavar="NAME")

@@ -6,7 +6,11 @@ The formatters take plain data and return text, so tests check them without a te
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from nimbus.client import InvokeResult, NimbusApiError, NimbusConnectionError
@@ -75,6 +79,11 @@ class Console:
             self.stderr.flush()
             self._progress_shown = False
 
+    def upload_progress(self, label: str, *, clock: Callable[[], float] = time.monotonic,
+                        width: int | None = None) -> UploadProgress:
+        """A progress display for an upload on stderr: a bar on a terminal, plain lines otherwise."""
+        return UploadProgress(self, label, clock=clock, width=width)
+
     def heading(self, text: str) -> str:
         return style(text, _BOLD, enabled=self.out_color)
 
@@ -87,6 +96,140 @@ def _isatty(stream: TextIO) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+# -- upload progress ---------------------------------------------------------------------------
+
+
+class UploadProgress:
+    """Follows an upload through `progress(sent, total)` calls (possibly from another thread).
+
+    On a terminal one line is redrawn in place, at most ten times a second:
+        uploading big  [=========>          ]  768.0 KiB / 1.5 MiB   50%  12.0 MiB/s  ETA 0s
+    and `close()` replaces it with `uploaded 1.5 MiB in 0.2 s (7.5 MiB/s)`. When stderr is not a
+    terminal (piped, CI logs), a plain line is written each time another 10 % has gone (and at
+    100 %), so a log shows the upload moving without any control characters.
+    """
+
+    REDRAW_S = 0.1
+    STEP_PERCENT = 10
+
+    def __init__(self, console: Console, label: str, *, clock: Callable[[], float] = time.monotonic,
+                 width: int | None = None) -> None:
+        self.console = console
+        self.width = width  # terminal columns; None asks the terminal at each redraw
+        self.label = label
+        self.tty = console.err_tty
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._start: float | None = None
+        self._last_draw = float("-inf")
+        self._next_step = self.STEP_PERCENT  # plain mode: the next percentage that earns a line
+        self._closed = False
+        self.sent = 0
+        self.total = 0
+
+    def __call__(self, sent: int, total: int) -> None:
+        with self._lock:
+            if self._closed:
+                return  # a late report from the sending thread after an error
+            now = self._clock()
+            if self._start is None:
+                self._start = now
+            self.sent, self.total = sent, total
+            elapsed = now - self._start
+            if self.tty:
+                if sent < total and now - self._last_draw < self.REDRAW_S:
+                    return
+                self._last_draw = now
+                width = self.width or shutil.get_terminal_size((80, 24)).columns
+                self.console.progress(progress_bar_text(self.label, sent, total, elapsed, width=width))
+            else:
+                percent = _percent(sent, total)
+                if sent < total and percent < self._next_step:
+                    return
+                self._next_step = (percent // self.STEP_PERCENT + 1) * self.STEP_PERCENT
+                self.console.info(progress_line_text(self.label, sent, total, elapsed))
+
+    def close(self, *, done: bool = True) -> None:
+        """Stops the display; on a terminal, `done` leaves a one-line summary of the upload."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.console.clear_progress()
+            if done and self.tty and self._start is not None:
+                elapsed = self._clock() - self._start
+                self.console.info(upload_summary_text(self.sent, elapsed))
+
+
+def _percent(sent: int, total: int) -> int:
+    return 100 if total <= 0 else min(100, sent * 100 // total)
+
+
+def format_rate(bytes_per_s: float | None) -> str:
+    if bytes_per_s is None:
+        return "-"
+    return format_size(int(bytes_per_s)) + "/s"
+
+
+def _rate(sent: int, elapsed: float) -> float | None:
+    return sent / elapsed if elapsed >= 0.05 and sent > 0 else None
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{math.ceil(seconds)}s"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+# Room for the usual tail after the bar ("  12.5 MiB / 50.0 MiB  100%  waiting for the server" and a
+# bit); a longer one is cut at the terminal's edge.
+_TAIL_ROOM = 52
+
+
+def progress_bar_text(label: str, sent: int, total: int, elapsed: float, *, width: int = 80) -> str:
+    """The terminal line: label, bar, bytes sent / total, percent, rate and time left; at 100 %
+    it says the client waits for the server's answer instead. Never wider than `width` - 1 columns."""
+    percent = _percent(sent, total)
+    rate = _rate(sent, elapsed)
+    tail = f"  {format_size(sent)} / {format_size(total)}  {percent:3d}%"
+    if sent >= total:
+        tail += "  waiting for the server"
+    elif rate:
+        tail += f"  {format_rate(rate)}  ETA {format_duration((total - sent) / rate)}"
+    # A bar width that does not change as the tail grows and shrinks; no bar on a narrow terminal.
+    bar_width = min(40, width - 1 - len(label) - 4 - _TAIL_ROOM)
+    if bar_width < 10:
+        line = f"{label}{tail}"
+    else:
+        filled = bar_width if total <= 0 else min(bar_width, sent * bar_width // total)
+        if filled >= bar_width:
+            bar = "=" * bar_width
+        elif filled == 0:
+            bar = " " * bar_width
+        else:
+            bar = "=" * (filled - 1) + ">" + " " * (bar_width - filled)
+        line = f"{label}  [{bar}]{tail}"
+    return line if len(line) < width else line[: max(0, width - 2)] + "…"
+
+
+def progress_line_text(label: str, sent: int, total: int, elapsed: float) -> str:
+    """The plain line for logs: `uploading big: 768.0 KiB / 1.5 MiB (50%), 12.0 MiB/s`."""
+    text = f"{label}: {format_size(sent)} / {format_size(total)} ({_percent(sent, total)}%)"
+    rate = _rate(sent, elapsed)
+    return text + (f", {format_rate(rate)}" if rate else "")
+
+
+def upload_summary_text(sent: int, elapsed: float) -> str:
+    rate = _rate(sent, elapsed)
+    text = f"uploaded {format_size(sent)} in {elapsed:.1f} s"
+    return text + (f" ({format_rate(rate)})" if rate else "")
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -1,8 +1,17 @@
-"""Nimbus's Python SDK: a small synchronous client over the public REST API, stdlib only."""
+"""Nimbus's Python SDK: a small synchronous client over the public REST API, stdlib only.
+
+Large code packages go by the gRPC streaming upload in `nimbus.client.upload` (also reachable as
+`Client.upload_function` / `Client.upload_code`), which imports grpcio on first use only."""
 
 from nimbus.client.client import DEFAULT_TIMEOUT_S, Client, FunctionError, InvokeResult
 from nimbus.client.config import ClientConfig, find_credentials_file, resolve_config
-from nimbus.client.errors import ConfigError, NimbusApiError, NimbusClientError, NimbusConnectionError
+from nimbus.client.errors import (
+    ConfigError,
+    NimbusApiError,
+    NimbusClientError,
+    NimbusConnectionError,
+    StreamingUnavailable,
+)
 from nimbus.client.zipper import zip_directory
 
 __all__ = [
@@ -15,6 +24,7 @@ __all__ = [
     "NimbusApiError",
     "NimbusClientError",
     "NimbusConnectionError",
+    "StreamingUnavailable",
     "find_credentials_file",
     "resolve_config",
     "zip_directory",

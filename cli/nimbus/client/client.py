@@ -163,26 +163,41 @@ class Client:
 
     # -- versions, aliases ------------------------------------------------------------------
 
-    def publish_version(self, name: str, description: str | None = None) -> dict[str, Any]:
-        body = {"description": description} if description else {}
+    def publish_version(
+        self, name: str, description: str | None = None, expected_revision: int | None = None
+    ) -> dict[str, Any]:
+        """Snapshots $LATEST's code and config as the next immutable version; returns it.
+        A non-zero `expected_revision` publishes only if $LATEST is still at that revision (else 409)."""
+        body: dict[str, Any] = {"description": description} if description else {}
+        if expected_revision:
+            body["expected_revision"] = expected_revision
         return self.request("POST", function_path(name, "/versions"), body)
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:
         return list(self.request("GET", function_path(name, "/versions")).get("versions") or [])
 
+    def get_version(self, name: str, version: str | int) -> dict[str, Any]:
+        return self.request("GET", function_path(name, "/versions/" + _seg(str(version))))
+
+    def delete_version(self, name: str, version: str | int) -> dict[str, Any]:
+        """409 while an alias points to the version."""
+        return self.request("DELETE", function_path(name, "/versions/" + _seg(str(version))))
+
     def put_alias(
         self,
         name: str,
         alias: str,
-        version: str,
+        version: str | int,
         *,
         routing_version: str | None = None,
         routing_weight: float | None = None,
         description: str | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"version": version}
+        """Creates or moves an alias to `version`; with `routing_version`, a share `routing_weight`
+        (0.0-1.0) of the calls goes to that second version instead."""
+        body: dict[str, Any] = {"version": str(version)}
         if routing_version is not None:
-            body["routing"] = {"version": routing_version, "weight": routing_weight or 0.0}
+            body["routing"] = {"version": str(routing_version), "weight": float(routing_weight or 0.0)}
         if description:
             body["description"] = description
         return self.request("PUT", function_path(name, "/aliases/" + _seg(alias)), body)
@@ -192,6 +207,9 @@ class Client:
 
     def delete_alias(self, name: str, alias: str) -> dict[str, Any]:
         return self.request("DELETE", function_path(name, "/aliases/" + _seg(alias)))
+
+    def list_aliases(self, name: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", function_path(name, "/aliases")).get("aliases") or [])
 
     # -- invoke -----------------------------------------------------------------------------
 
@@ -238,10 +256,33 @@ class Client:
         return self.request("DELETE", function_path(name, "/triggers/" + _seg(trigger_id)))
 
     def create_key(self, namespace: str | None = None, description: str | None = None, admin: bool = False) -> dict[str, Any]:
+        """Mints a key (admin keys only); the answer's `api_key` is the only time the key is shown."""
         body: dict[str, Any] = {k: v for k, v in {"namespace": namespace, "description": description}.items() if v}
         if admin:
             body["admin"] = True
         return self.request("POST", "/v1/keys", body)
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """The keys this key may see (ids, namespaces, descriptions; never the keys themselves)."""
+        return list(self.request("GET", "/v1/keys").get("keys") or [])
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return self.request("DELETE", "/v1/keys/" + _seg(key_id))
+
+    # -- large code packages (gRPC, see nimbus.client.upload) -------------------------------
+
+    def upload_function(self, name: str, runtime: str, handler: str, zip_bytes: bytes, **kwargs: Any) -> dict[str, Any]:
+        """`create_function` with the code streamed over gRPC in chunks, for packages over ~1 MB.
+        Keyword arguments as `nimbus.client.upload.upload_function` (config fields, `progress`)."""
+        from nimbus.client.upload import upload_function
+
+        return upload_function(self, name, runtime, handler, zip_bytes, **kwargs)
+
+    def upload_code(self, name: str, zip_bytes: bytes, **kwargs: Any) -> dict[str, Any]:
+        """`update_code` streamed over gRPC in chunks; see `nimbus.client.upload.upload_code`."""
+        from nimbus.client.upload import upload_code
+
+        return upload_code(self, name, zip_bytes, **kwargs)
 
     # -- generic ----------------------------------------------------------------------------
 

@@ -70,6 +70,10 @@ class NimbusConnectionError(NimbusClientError):
         self.refused = refused
 
 
+class StreamingUnavailable(NimbusClientError):
+    """The chunked gRPC upload cannot run here: grpcio, protobuf or the nimbus.api.v1 stubs are missing."""
+
+
 class NimbusApiError(NimbusClientError):
     """The gateway answered with an error status; `message` is the server's own message."""
 

@@ -44,6 +44,12 @@ def render(spec: ClusterSpec, ports: Mapping[str, int], gateway_port: int, *,
     bases = {p.base for p in spec.programs if p.service}
     for base in sorted(bases):
         values["endpoints_" + base.replace("-", "_")] = endpoints([ports[p.name] for p in spec.replicas(base)])
+        # Per-replica extra ports ("{name}-http" in cluster.toml): ${endpoints_<base>_<suffix>}.
+        replicas = spec.replicas(base)
+        suffixes = [port[len(replicas[0].name) + 1:] for port in replicas[0].ports if port.startswith(replicas[0].name + "-")]
+        for suffix in suffixes:
+            key = f"endpoints_{base}_{suffix}".replace("-", "_")
+            values[key] = endpoints([ports[f"{p.name}-{suffix}"] for p in replicas])
     return string.Template(template.read_text()).substitute(values)
 
 

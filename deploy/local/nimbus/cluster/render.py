@@ -55,6 +55,9 @@ class Context:
             "name": program.name,
             "replica": program.replica,
             "self_port": self.ports.get(program.name, ""),
+            # The program's own per-replica ports by suffix: "{name}-http" -> {own_port[http]}.
+            "own_port": {port[len(program.name) + 1:]: self.ports[port] for port in program.ports
+                         if port.startswith(program.name + "-") and port in self.ports},
         }
 
 

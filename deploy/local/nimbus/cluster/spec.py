@@ -116,7 +116,8 @@ def _expand(entry: dict, env: Mapping[str, str]) -> list[Program]:
     out = []
     for i in range(1, count + 1):
         name = base if replicas is None else f"{base}-{i}"
-        ports = tuple(entry.get("ports", []))
+        # "{name}" in a port name makes one port per replica, e.g. "{name}-http" -> invoker-1-http.
+        ports = tuple(str(port).replace("{name}", name) for port in entry.get("ports", []))
         if service:
             ports = (name, *ports)
         if not ports:

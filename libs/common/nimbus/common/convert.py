@@ -16,6 +16,7 @@ def config_to_pb(config: FunctionConfig) -> types_pb2.FunctionConfig:
         description=config.description,
         max_concurrency=config.max_concurrency,
         min_instances=config.min_instances,
+        keep_alive_s=config.keep_alive_s,
     )
 
 
@@ -29,6 +30,7 @@ def config_from_pb(pb: types_pb2.FunctionConfig) -> FunctionConfig:
         description=pb.description,
         max_concurrency=pb.max_concurrency,
         min_instances=pb.min_instances,
+        keep_alive_s=pb.keep_alive_s,
     )
 
 

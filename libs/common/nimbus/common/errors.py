@@ -85,6 +85,11 @@ class Throttled(NimbusError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     http_status = 429
 
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        # Sent as the Retry-After header (REST) / retry-after metadata (gRPC).
+        self.retry_after_s = retry_after_s
+
 
 class Unavailable(NimbusError):
     code = grpc.StatusCode.UNAVAILABLE

@@ -14,7 +14,7 @@ import grpc
 from grpc.aio import ServerInterceptor
 
 from nimbus.common.auth import Authenticator, principal_var
-from nimbus.common.errors import NimbusError
+from nimbus.common.errors import NimbusError, Throttled
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ def _wrap(handler: grpc.RpcMethodHandler, wrap_unary: Callable[..., Any], wrap_s
 
 
 async def _abort_for(err: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(err, Throttled):
+        # Initial metadata of an error reply becomes HTTP headers at the gateway.
+        await context.send_initial_metadata((("retry-after", str(err.retry_after_s)),))
     if isinstance(err, NimbusError):
         await context.abort(err.code, err.message)
     log.error("unhandled error", exc_info=err, extra={"fields": {"method": method}})

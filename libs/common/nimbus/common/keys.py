@@ -56,9 +56,37 @@ def triggers_prefix(namespace: str, name: str) -> bytes:
     return f"{ROOT}/triggers/{namespace}/{name}/".encode()
 
 
+def trigger(namespace: str, name: str, trigger_id: str) -> bytes:
+    return f"{ROOT}/triggers/{namespace}/{name}/{trigger_id}".encode()
+
+
+def all_triggers_prefix() -> bytes:
+    """Every trigger of every namespace (the invokers watch it)."""
+    return f"{ROOT}/triggers/".encode()
+
+
+def event_config_prefix(namespace: str, name: str) -> bytes:
+    return f"{ROOT}/eventconfig/{namespace}/{name}/".encode()
+
+
+def event_config(namespace: str, name: str) -> bytes:
+    """A function's async settings (retries, event age, destinations); under a prefix of its own
+    so the function's deletion clears it with a prefix delete that cannot touch a longer name."""
+    return f"{ROOT}/eventconfig/{namespace}/{name}/config".encode()
+
+
+def all_event_configs_prefix() -> bytes:
+    return f"{ROOT}/eventconfig/".encode()
+
+
 def owned_by_function(namespace: str, name: str) -> list[bytes]:
     """Every prefix a function's deletion must clear with it."""
-    return [versions_prefix(namespace, name), aliases_prefix(namespace, name), triggers_prefix(namespace, name)]
+    return [
+        versions_prefix(namespace, name),
+        aliases_prefix(namespace, name),
+        triggers_prefix(namespace, name),
+        event_config_prefix(namespace, name),
+    ]
 
 
 def api_key(key_hash: str) -> bytes:
@@ -85,6 +113,19 @@ def instances_prefix(node_id: str | None = None) -> bytes:
     if node_id is None:
         return f"{ROOT}/instances/".encode()
     return f"{ROOT}/instances/{node_id}/".encode()
+
+
+def load_report(replica: str) -> bytes:
+    """An invoker replica's recent load per function version, under the replica's lease."""
+    return f"{ROOT}/load/{replica}".encode()
+
+
+def load_reports_prefix() -> bytes:
+    return f"{ROOT}/load/".encode()
+
+
+def scheduler_leader() -> bytes:
+    return f"{ROOT}/leader/scheduler".encode()
 
 
 def code_ref(sha256: str) -> bytes:

@@ -29,6 +29,7 @@ class FunctionConfig:
     description: str = ""
     max_concurrency: int = 0
     min_instances: int = 0
+    keep_alive_s: int = 600
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FunctionConfig:
@@ -160,3 +161,30 @@ class InstanceRecord:
     @classmethod
     def from_json(cls, raw: bytes) -> InstanceRecord:
         return _load(cls, raw)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What one invoker saw over its last report period. `concurrency` maps
+    "namespace/function/version/revision" to the time-averaged calls in flight or queued."""
+
+    replica: str
+    period_s: float
+    concurrency: dict[str, float]
+    reported_at: float
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> LoadReport:
+        return _load(cls, raw)
+
+
+def load_key(namespace: str, function: str, version: str, revision: int) -> str:
+    return f"{namespace}/{function}/{version}/{revision}"
+
+
+def parse_load_key(key: str) -> tuple[str, str, str, int]:
+    namespace, function, version, revision = key.split("/")
+    return namespace, function, version, int(revision)

@@ -17,6 +17,7 @@ TIMEOUT_S = (1, 900)
 ENV_MAX_BYTES = 4096
 DESCRIPTION_MAX = 256
 MAX_CONCURRENCY_MAX = 1000
+KEEP_ALIVE_S = (0, 86400)
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _PY_HANDLER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
@@ -80,6 +81,7 @@ def check_config(config: FunctionConfig) -> None:
     check_env(config.env)
     check_description(config.description)
     check_range("max_concurrency", config.max_concurrency, (0, MAX_CONCURRENCY_MAX))
+    check_range("keep_alive_s", config.keep_alive_s, KEEP_ALIVE_S)
     if config.min_instances < 0:
         raise InvalidArgument(f"min_instances: {config.min_instances} must not be negative")
     if config.max_concurrency and config.min_instances > config.max_concurrency:

@@ -13,6 +13,7 @@ from nimbus.common.model import FunctionConfig, FunctionRecord
 
 DEFAULT_MEMORY_MB = 128
 DEFAULT_TIMEOUT_S = 3
+DEFAULT_KEEP_ALIVE_S = 600
 
 
 class FunctionBackend(Protocol):
@@ -34,6 +35,7 @@ _FIELD_CHECKS = {
     "max_concurrency": lambda v: validation.check_range("max_concurrency", v, (0, validation.MAX_CONCURRENCY_MAX)),
     "min_instances": lambda v: validation.check_range("min_instances", v, (0, validation.MAX_CONCURRENCY_MAX)),
     "runtime": validation.check_runtime,
+    "keep_alive_s": lambda v: validation.check_range("keep_alive_s", v, validation.KEEP_ALIVE_S),
 }
 
 
@@ -52,6 +54,7 @@ class FunctionsApi:
             description=str(fields.get("description", "")),
             max_concurrency=int(fields.get("max_concurrency", 0)),  # type: ignore[call-overload]
             min_instances=int(fields.get("min_instances", 0)),  # type: ignore[call-overload]
+            keep_alive_s=int(fields.get("keep_alive_s", DEFAULT_KEEP_ALIVE_S)),  # type: ignore[call-overload]
         )
         validation.check_config(config)
         return await self._backend.create(who.namespace, name, config, code_zip)

@@ -7,7 +7,9 @@ import os
 from nimbus.api.apikeys import KeyIssuer
 from nimbus.api.config import ApiConfig
 from nimbus.api.functions import FunctionsApi
-from nimbus.api.server import FunctionsServicer
+from nimbus.api.stores.triggers import EtcdTriggerStore
+from nimbus.api.triggers import TriggersApi
+from nimbus.api.triggerserver import FunctionsAndTriggersServicer
 from nimbus.api.versions import VersionsApi
 from nimbus.api.stores.funcmgr import FuncMgrClient
 from nimbus.api.stores.keys import EtcdKeyStore
@@ -28,8 +30,9 @@ async def main() -> None:
     funcmgr = FuncMgrClient(cfg.funcmgr_addr, cfg.funcmgr_timeout_s)
     # Errors outermost, so an auth failure is mapped like any other error.
     server, health = new_server([ErrorInterceptor(), AuthInterceptor(authenticator)])
-    servicer = FunctionsServicer(
-        FunctionsApi(funcmgr), VersionsApi(funcmgr), KeyIssuer(EtcdKeyStore(etcd), SystemClock()), cfg.max_zip_bytes
+    servicer = FunctionsAndTriggersServicer(
+        FunctionsApi(funcmgr), VersionsApi(funcmgr), KeyIssuer(EtcdKeyStore(etcd), SystemClock()), cfg.max_zip_bytes,
+        triggers=TriggersApi(funcmgr, EtcdTriggerStore(etcd), SystemClock()),
     )
     functions_pb2_grpc.add_FunctionsServicer_to_server(servicer, server)
 

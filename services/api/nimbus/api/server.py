@@ -18,7 +18,7 @@ from nimbus.common.auth import KeyRecord, current_principal
 from nimbus.common.errors import InvalidArgument, TooLarge
 from nimbus.common.model import AliasRecord, FunctionRecord, VersionRecord
 
-_OPTIONAL_INTS = ("memory_mb", "timeout_s", "max_concurrency", "min_instances")
+_OPTIONAL_INTS = ("memory_mb", "timeout_s", "max_concurrency", "min_instances", "keep_alive_s")
 
 
 def function_to_pb(record: FunctionRecord) -> pb.Function:
@@ -33,6 +33,7 @@ def function_to_pb(record: FunctionRecord) -> pb.Function:
         description=c.description,
         max_concurrency=c.max_concurrency,
         min_instances=c.min_instances,
+        keep_alive_s=c.keep_alive_s,
         namespace=record.namespace,
         code_sha256=record.code_sha256,
         code_size=record.code_size,

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from nimbus.common.errors import FunctionInitFailed, NimbusError, Throttled, Unavailable
 from nimbus.common.model import InstanceRecord, InstanceState
-from nimbus.invoker.pool import Pool, PoolKey
+from nimbus.invoker.pool import Grant, Pool, PoolKey
 from nimbus.invoker.target import Target
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,17 @@ class Dispatcher:
         if pool is not None:
             pool.remove(instance.instance_id)
 
-    async def acquire(self, target: Target, deadline_s: float) -> InstanceRecord:
+    def forget_node(self, node_id: str) -> None:
+        for pool in self._pools.values():
+            for instance_id in [i for i, inst in pool.instances.items() if inst.node_id == node_id]:
+                pool.remove(instance_id)
+
+    async def acquire(self, target: Target, deadline_s: float) -> Grant:
         key = PoolKey(target.namespace, target.function, target.version, target.revision)
         pool = self._pool(key)
         instance = pool.try_acquire()
         if instance is not None:
-            return instance
+            return Grant(instance, cold=False)
         waiter = pool.enqueue()
         cap = target.config.max_concurrency or self._max_instances
         if pool.needs_start(cap):
@@ -76,12 +81,12 @@ class Dispatcher:
             raise
 
     @staticmethod
-    def _give_back(pool: Pool, waiter: asyncio.Future[InstanceRecord]) -> None:
+    def _give_back(pool: Pool, waiter: asyncio.Future[Grant]) -> None:
         # The instance may have been handed over in the same instant the wait ended.
         if not waiter.done():
             waiter.cancel()
         elif not waiter.cancelled() and waiter.exception() is None:
-            pool.release(waiter.result().instance_id)
+            pool.release(waiter.result().instance.instance_id)
 
     def release(self, instance: InstanceRecord) -> None:
         pool = self._pools.get(key_of(instance))
@@ -94,7 +99,7 @@ class Dispatcher:
         async def start() -> None:
             try:
                 instance = await self._capacity.request_instance(target, self._queue_wait_s)
-                pool.add(instance)
+                pool.add(instance, started_for_waiter=True)
             except NimbusError as err:
                 log.warning("instance start failed", extra={"fields": {"function": target.function, "error": err.message}})
                 if not pool.instances:

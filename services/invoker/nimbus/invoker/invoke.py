@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -13,10 +15,14 @@ from nimbus.common.errors import FunctionInitFailed, InvalidArgument, NotFound, 
 from nimbus.common.model import AliasRecord, FunctionRecord, InstanceRecord, VersionRecord
 from nimbus.common.validation import check_name
 from nimbus.invoker.dispatcher import Dispatcher
+from nimbus.invoker.limits import ConcurrencyLimiter
 from nimbus.invoker.target import Target, resolve
 
-# One retry on another instance when the chosen one vanished under us (node died, instance reaped).
-_ATTEMPTS = 2
+# Retries on another instance when the chosen one was gone before the call reached it (drained,
+# reaped). A node that stops answering mid-call is a 503 at once: the call may have run.
+_ATTEMPTS = 3
+# A concurrency slot outlives its call by this much before it lapses on its own.
+_SLOT_SLACK_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +48,20 @@ class InstanceCaller(Protocol):
 
 
 class Invoker:
-    def __init__(self, functions: FunctionLookup, dispatcher: Dispatcher, caller: InstanceCaller, draw: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        functions: FunctionLookup,
+        dispatcher: Dispatcher,
+        caller: InstanceCaller,
+        limiter: ConcurrencyLimiter,
+        draw: Callable[[], float],
+    ) -> None:
         self._functions = functions
         self._dispatcher = dispatcher
         self._caller = caller
+        self._limiter = limiter
         self._draw = draw
+        self._releases: set[asyncio.Task[None]] = set()
 
     async def _target(self, record: FunctionRecord, qualifier: str) -> Target:
         ns, name = record.namespace, record.name
@@ -76,25 +91,48 @@ class Invoker:
         request_id = str(uuid.uuid4())
         # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
         call_timeout_s = target.config.timeout_s + 5.0
-        last_error: Unavailable | NotFound | None = None
+        slot = None
+        if self._limiter.applies(target.config.max_concurrency):
+            slot = await self._limiter.acquire(
+                target.namespace, target.function, target.config.max_concurrency, call_timeout_s + _SLOT_SLACK_S
+            )
+        try:
+            return await self._run(target, request_id, payload, deadline_s, call_timeout_s)
+        finally:
+            if slot is not None:
+                # Off the reply's path: the caller need not wait for Redis.
+                task = asyncio.create_task(self._limiter.release(slot))
+                self._releases.add(task)
+                task.add_done_callback(self._releases.discard)
+
+    async def _run(self, target: Target, request_id: str, payload: bytes, deadline_s: float, call_timeout_s: float) -> InvokeResult:
+        gone: NotFound | None = None
         for _ in range(_ATTEMPTS):
             try:
-                instance = await self._dispatcher.acquire(target, deadline_s)
+                grant = await self._dispatcher.acquire(target, deadline_s)
             except FunctionInitFailed as err:
                 # As Lambda does: code that cannot load is the function's error, not the platform's.
                 return init_failure_result(request_id, target.version, err)
+            instance = grant.instance
             try:
                 result = await self._caller.invoke(instance, request_id, payload, call_timeout_s)
-            except (Unavailable, NotFound) as err:
+            except NotFound as err:
                 self._dispatcher.forget(instance)
-                last_error = err
+                gone = err
                 continue
+            except Unavailable:
+                # The node is gone or going: stop routing to any of its instances before its
+                # lease lapses, and fail this call now rather than hang.
+                self._dispatcher.forget_node(instance.node_id)
+                raise
             except BaseException:
                 self._dispatcher.release(instance)
                 raise
             self._dispatcher.release(instance)
-            return result
-        raise Unavailable(f"function {name!r} could not be run: {last_error.message if last_error else 'no instance'}")
+            # Cold means this call waited for an instance to start, as Lambda counts it: an
+            # instance kept warm by min_instances serves its first call warm.
+            return dataclasses.replace(result, cold_start=grant.cold)
+        raise Unavailable(f"function {target.function!r} could not be run: {gone.message if gone else 'no instance'}")
 
 
 def init_failure_result(request_id: str, version: str, err: FunctionInitFailed) -> InvokeResult:

@@ -8,6 +8,7 @@ import random
 from nimbus.api.v1 import invocations_pb2_grpc
 from nimbus.common import logs
 from nimbus.common.auth import Authenticator
+from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd
 from nimbus.common.interceptors import AuthInterceptor, ErrorInterceptor
 from nimbus.common.service import new_server, serve
@@ -15,9 +16,15 @@ from nimbus.internal.v1 import invoker_pb2_grpc
 from nimbus.invoker.config import InvokerConfig
 from nimbus.invoker.dispatcher import Dispatcher
 from nimbus.invoker.invoke import Invoker
-from nimbus.invoker.server import InvocationsServicer, InvokerControlServicer
+from nimbus.invoker.limits import ConcurrencyLimiter
+from nimbus.invoker.load import LoadMeter
+from nimbus.invoker.asyncserver import AsyncInvocationsServicer
+from nimbus.invoker.eventsystem import EventSystem
+from nimbus.invoker.server import InvokerControlServicer
 from nimbus.invoker.stores.functions import CachedFunctions
 from nimbus.invoker.stores.instances import instances_cache
+from nimbus.invoker.stores.loadreport import LoadReporter
+from nimbus.invoker.stores.redis_slots import RedisSlots
 from nimbus.invoker.stores.peers import NodeCaller, SchedulerClient
 
 
@@ -32,18 +39,28 @@ async def main() -> None:
     nodes = NodeCaller()
     dispatcher = Dispatcher(scheduler, cfg.queue_wait_s, cfg.max_instances_per_fn)
     instances.listeners.append(dispatcher.on_instance)
+    clock = SystemClock()
+    slots = RedisSlots(cfg.redis_url)
+    limiter = ConcurrencyLimiter(slots, clock, cfg.namespace_concurrency)
+    reporter = LoadReporter(etcd, cfg.common.replica, LoadMeter(), dispatcher.pools, clock)
 
     server, health = new_server(
         [ErrorInterceptor(), AuthInterceptor(authenticator, public_prefixes=("/grpc.health.v1.", "/nimbus.internal."))]
     )
-    invocations_pb2_grpc.add_InvocationsServicer_to_server(InvocationsServicer(Invoker(functions, dispatcher, nodes, random.random)), server)
+    invoker = Invoker(functions, dispatcher, nodes, limiter, random.random)
+    events = EventSystem(cfg.events, cfg.common.replica, etcd, functions, invoker)
+    invocations_pb2_grpc.add_InvocationsServicer_to_server(AsyncInvocationsServicer(invoker, events.invocations), server)
     invoker_pb2_grpc.add_InvokerControlServicer_to_server(InvokerControlServicer(dispatcher), server)
 
     async def ready() -> None:
         for cache in (authenticator.cache, *functions.caches, instances):
             await cache.wait_ready(60)
+        await events.ready(60)
 
     async def close() -> None:
+        await events.close()
+        await reporter.close()
+        await slots.close()
         await dispatcher.close()
         await scheduler.close()
         await nodes.close()
@@ -54,8 +71,9 @@ async def main() -> None:
         server=server,
         health_servicer=health,
         listen_addr=cfg.listen_addr,
-        background=[authenticator.cache.run, *(cache.run for cache in functions.caches), instances.run],
+        background=[authenticator.cache.run, *(cache.run for cache in functions.caches), instances.run, reporter.run, *events.background],
         ready=ready,
+        drain=events.drain,
         on_stop=close,
         grace_s=cfg.common.drain_s,
     )

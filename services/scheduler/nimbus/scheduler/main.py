@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 
-from nimbus.common import logs
+from nimbus.common import keys, logs
 from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd
 from nimbus.common.interceptors import ErrorInterceptor
 from nimbus.common.service import new_server, serve
 from nimbus.internal.v1 import scheduler_pb2_grpc
 from nimbus.scheduler.config import SchedulerConfig
+from nimbus.scheduler.leader import LeaderElection
+from nimbus.scheduler.scaler import Autoscaler, Tuning
 from nimbus.scheduler.scheduler import Scheduler
 from nimbus.scheduler.server import SchedulerServicer
-from nimbus.scheduler.stores.nodes import EtcdFunctionReader, NodeAgentClient, caches
+from nimbus.scheduler.stores.nodes import EtcdFunctionReader, NodeAgentClient, caches, spec_for
 
 
 async def main() -> None:
@@ -21,6 +23,7 @@ async def main() -> None:
     logs.setup(cfg.common.replica, cfg.common.log_level)
     etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
     watched = caches(etcd)
+    clock = SystemClock()
     client = NodeAgentClient()
     core = Scheduler(
         watched.nodes.items,
@@ -29,8 +32,20 @@ async def main() -> None:
         watched.versions.items,
         EtcdFunctionReader(etcd),
         client,
-        SystemClock(),
+        clock,
         cfg.instance_start_s,
+        spec_for,
+    )
+    leader = LeaderElection(etcd, keys.scheduler_leader(), cfg.common.replica, clock, cfg.leader_ttl_s)
+    autoscaler = Autoscaler(
+        watched.functions.items,
+        watched.versions.items,
+        watched.instances.items,
+        watched.reports.items,
+        core,
+        clock,
+        Tuning(cfg.stable_window_s, cfg.panic_window_s),
+        lambda: leader.is_leader,
     )
     server, health = new_server([ErrorInterceptor()])
     scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(core), server)
@@ -41,9 +56,14 @@ async def main() -> None:
 
     async def reconcile() -> None:
         await ready()
-        await core.reconcile_forever(cfg.reconcile_s)
+        await core.reconcile_forever(cfg.reconcile_s, lambda: leader.is_leader)
+
+    async def autoscale() -> None:
+        await ready()
+        await autoscaler.run(cfg.reconcile_s)
 
     async def close() -> None:
+        await leader.resign()
         await core.close()
         await client.close()
         await etcd.close()
@@ -53,7 +73,7 @@ async def main() -> None:
         server=server,
         health_servicer=health,
         listen_addr=cfg.listen_addr,
-        background=[*(cache.run for cache in watched.all()), reconcile],
+        background=[*(cache.run for cache in watched.all()), leader.run, reconcile, autoscale],
         ready=ready,
         on_stop=close,
         grace_s=cfg.common.drain_s,

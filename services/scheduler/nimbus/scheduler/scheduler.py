@@ -6,15 +6,16 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from nimbus.common.clock import Clock
 from nimbus.common.errors import NimbusError, Unavailable
-from nimbus.common.model import LATEST, FunctionRecord, InstanceRecord, NodeRecord, VersionRecord
+from nimbus.common.model import LATEST, FunctionRecord, InstanceRecord, NodeRecord, VersionRecord, load_key
 from nimbus.scheduler.placement import place
 from nimbus.scheduler.reconcile import stale_instances
+from nimbus.scheduler.scaler import ScaleTarget
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Scheduler:
         node_client: NodeClient,
         clock: Clock,
         start_timeout_s: float,
+        spec_for: Callable[[ScaleTarget], object],
     ) -> None:
         self._nodes = nodes
         self._instances = instances
@@ -59,24 +61,64 @@ class Scheduler:
         self._client = node_client
         self._clock = clock
         self._start_timeout_s = start_timeout_s
-        # Memory promised to starts still under way, which have no instance record yet.
-        self._reserved: Counter[str] = Counter()
+        self._spec_for = spec_for
+        # Starts still under way, which have no instance record yet, as (node, namespace,
+        # function) → memory: placement counts them like instances.
+        self._reserved: Counter[tuple[str, str, str]] = Counter()
         # Destroys wait for the instance's call in flight (up to the longest timeout), so they run
         # as tasks beside the loop; an id is here until its destroy returns.
         self._destroying: dict[str, asyncio.Task[None]] = {}
+        self._starting: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.last_reconcile_s = 0.0
 
     async def request_instance(self, namespace: str, function: str, memory_mb: int, spec: object) -> Placed:
-        reservations = [_reservation(node_id, mb) for node_id, mb in self._reserved.items() if mb > 0]
+        reservations = [_reservation(*key, mb) for key, mb in self._reserved.items() if mb > 0]
         node_id = place(memory_mb, (namespace, function), self._nodes.values(), [*self._instances.values(), *reservations])
         if node_id is None:
             raise Unavailable(f"no node has {memory_mb} MB free for function {function!r}")
         node = next(n for n in self._nodes.values() if n.node_id == node_id)
-        self._reserved[node_id] += memory_mb
+        key = (node_id, namespace, function)
+        self._reserved[key] += memory_mb
         try:
             return await self._client.create_instance(node.address, spec, self._start_timeout_s)
         finally:
-            self._reserved[node_id] -= memory_mb
+            self._reserved[key] -= memory_mb
+
+    # -- the autoscaler's actuator ------------------------------------------------------------
+
+    def start(self, target: ScaleTarget) -> None:
+        key = load_key(target.namespace, target.function, target.version, target.revision)
+        self._starting[key] += 1
+
+        async def create() -> None:
+            try:
+                await self.request_instance(
+                    target.namespace, target.function, target.config.memory_mb, self._spec_for(target)
+                )
+            except NimbusError as err:
+                log.warning("warm instance not started", extra={"fields": {"function": target.function, "error": err.message}})
+            finally:
+                self._starting[key] -= 1
+
+        self._track(asyncio.create_task(create()))
+
+    def starting(self, key: str) -> int:
+        return self._starting[key]
+
+    def drain(self, instance: InstanceRecord) -> None:
+        if instance.instance_id in self._destroying:
+            return
+        task = asyncio.create_task(self._destroy(instance))
+        self._destroying[instance.instance_id] = task
+        task.add_done_callback(lambda _t, i=instance.instance_id: self._destroying.pop(i, None))
+
+    def draining(self, instance_id: str) -> bool:
+        return instance_id in self._destroying
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def reconcile_once(self) -> int:
         """Starts destroying stale instances; returns how many destroys it started."""
@@ -94,9 +136,7 @@ class Scheduler:
             elif instance.version != LATEST and (instance.namespace, instance.function, instance.version) not in versions:
                 if await self._reader.version_exists(instance.namespace, instance.function, instance.version):
                     continue
-            task = asyncio.create_task(self._destroy(instance))
-            self._destroying[instance.instance_id] = task
-            task.add_done_callback(lambda _t, i=instance.instance_id: self._destroying.pop(i, None))
+            self.drain(instance)
             begun += 1
         self.last_reconcile_s = self._clock.monotonic() - started
         return begun
@@ -108,21 +148,23 @@ class Scheduler:
             log.warning("destroy failed", extra={"fields": {"instance": instance.instance_id, "error": err.message}})
 
     async def close(self) -> None:
-        for task in list(self._destroying.values()):
+        tasks = [*self._destroying.values(), *self._tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._destroying.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def reconcile_forever(self, period_s: float) -> None:
+    async def reconcile_forever(self, period_s: float, is_leader: Callable[[], bool]) -> None:
         while True:
-            try:
-                await self.reconcile_once()
-            except Exception:
-                log.exception("reconcile step failed")
+            if is_leader():
+                try:
+                    await self.reconcile_once()
+                except Exception:
+                    log.exception("reconcile step failed")
             await self._clock.sleep(period_s)
 
 
-def _reservation(node_id: str, memory_mb: int) -> InstanceRecord:
+def _reservation(node_id: str, namespace: str, function: str, memory_mb: int) -> InstanceRecord:
     return InstanceRecord(
-        instance_id="reserved", node_id=node_id, node_address="", namespace="", function="", version="",
+        instance_id="reserved", node_id=node_id, node_address="", namespace=namespace, function=function, version="",
         code_sha256="", function_revision=0, memory_mb=memory_mb, state="STARTING", created_at=str(time.time()),
     )

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from nimbus.common import keys, rpc
 from nimbus.common.etcd import Etcd, WatchCache
-from nimbus.common.model import FunctionRecord, InstanceRecord, NodeRecord, VersionRecord
+from nimbus.common.convert import config_to_pb
+from nimbus.common.model import FunctionRecord, InstanceRecord, LoadReport, NodeRecord, VersionRecord
 from nimbus.common.service import StubCache
-from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc
+from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc, types_pb2
+from nimbus.scheduler.scaler import ScaleTarget
 from nimbus.scheduler.scheduler import Placed
 
 
@@ -41,15 +43,27 @@ class EtcdFunctionReader:
         return await self._etcd.get(keys.version(namespace, name, version)) is not None
 
 
+def spec_for(target: ScaleTarget) -> types_pb2.InstanceSpec:
+    return types_pb2.InstanceSpec(
+        namespace=target.namespace,
+        function=target.function,
+        version=target.version,
+        config=config_to_pb(target.config),
+        code_sha256=target.code_sha256,
+        function_revision=target.revision,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Caches:
     nodes: WatchCache[NodeRecord]
     instances: WatchCache[InstanceRecord]
     functions: WatchCache[FunctionRecord]
     versions: WatchCache[VersionRecord]
+    reports: WatchCache[LoadReport]
 
     def all(self) -> tuple[WatchCache, ...]:  # type: ignore[type-arg]
-        return self.nodes, self.instances, self.functions, self.versions
+        return self.nodes, self.instances, self.functions, self.versions, self.reports
 
 
 def caches(etcd: Etcd) -> Caches:
@@ -58,4 +72,5 @@ def caches(etcd: Etcd) -> Caches:
         WatchCache(etcd, keys.instances_prefix(), lambda kv: InstanceRecord.from_json(kv.value)),
         WatchCache(etcd, keys.functions_prefix(), lambda kv: FunctionRecord.from_json(kv.value, kv.mod_revision)),
         WatchCache(etcd, keys.versions_prefix(), lambda kv: VersionRecord.from_json(kv.value, kv.mod_revision)),
+        WatchCache(etcd, keys.load_reports_prefix(), lambda kv: LoadReport.from_json(kv.value)),
     )

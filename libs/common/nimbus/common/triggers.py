@@ -1,0 +1,112 @@
+"""Event triggers of a function: the record api writes to etcd and the invokers watch, and its checks.
+
+A trigger is one of
+  timer    `schedule` is a cron expression or `@every <duration>` (nimbus.common.schedule)
+  subject  each message on the NATS `subject` invokes the function asynchronously
+  http     the function answers the public URL /fn/{namespace}/{name} (no API key); one per function
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+from nimbus.common import schedule as schedules
+from nimbus.common.errors import InvalidArgument
+from nimbus.common.model import LATEST, _load
+
+# Subjects under these belong to Nimbus or to NATS itself; user triggers and destinations stay off them.
+RESERVED_SUBJECT_PREFIXES = ("nimbus.", "$", "_INBOX.")
+MAX_SUBJECT_LEN = 256
+HTTP_PATH_PREFIX = "/fn/"
+
+_TOKEN = re.compile(r"[A-Za-z0-9_\-:=+@~%!^&()\[\]{}|<>\"',;?#]+|\*|>")
+_ALIAS = re.compile(r"(?!^\d+$)[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_VERSION = re.compile(r"[1-9]\d{0,9}")
+
+
+class TriggerType(StrEnum):
+    TIMER = "timer"
+    SUBJECT = "subject"
+    HTTP = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRecord:
+    trigger_id: str
+    namespace: str
+    function: str
+    type: str
+    schedule: str = ""
+    subject: str = ""
+    qualifier: str = ""
+    created_at: str = ""
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> TriggerRecord:
+        return _load(cls, raw)
+
+    @property
+    def url(self) -> str:
+        return http_path(self.namespace, self.function) if self.type == TriggerType.HTTP else ""
+
+
+def http_path(namespace: str, name: str) -> str:
+    return f"{HTTP_PATH_PREFIX}{namespace}/{name}"
+
+
+def check_subject(subject: str, field: str = "subject", *, wildcards: bool = True) -> None:
+    """A NATS subject a user may subscribe to (wildcards allowed) or publish to (not)."""
+    if not subject:
+        raise InvalidArgument(f"{field}: required, e.g. 'orders.created'")
+    if len(subject) > MAX_SUBJECT_LEN:
+        raise InvalidArgument(f"{field}: {len(subject)} characters, over the limit of {MAX_SUBJECT_LEN}")
+    if subject.startswith(RESERVED_SUBJECT_PREFIXES):
+        raise InvalidArgument(f"{field}: {subject!r} is reserved (subjects starting with {', '.join(RESERVED_SUBJECT_PREFIXES)})")
+    tokens = subject.split(".")
+    for i, token in enumerate(tokens):
+        if not _TOKEN.fullmatch(token):
+            raise InvalidArgument(
+                f"{field}: {subject!r} is not a NATS subject: tokens separated by '.', no spaces, none empty"
+            )
+        if token in ("*", ">") and not wildcards:
+            raise InvalidArgument(f"{field}: {subject!r} must not contain wildcards ('*', '>')")
+        if token == ">" and i != len(tokens) - 1:
+            raise InvalidArgument(f"{field}: '>' may only be the last token of {subject!r}")
+
+
+def check_qualifier(qualifier: str, field: str = "qualifier") -> None:
+    if qualifier in ("", LATEST) or _VERSION.fullmatch(qualifier) or _ALIAS.fullmatch(qualifier):
+        return
+    raise InvalidArgument(f"{field}: {qualifier!r} is neither $LATEST, a version number nor an alias name")
+
+
+def check_trigger(type_: str, schedule: str, subject: str, qualifier: str) -> TriggerType:
+    """The whole request; every message names the field. Returns the parsed type."""
+    try:
+        kind = TriggerType(type_)
+    except ValueError:
+        raise InvalidArgument(f"type: {type_!r} is not a trigger type; use timer, subject or http") from None
+    check_qualifier(qualifier)
+    if kind == TriggerType.TIMER:
+        if subject:
+            raise InvalidArgument("subject: only a subject trigger has one")
+        try:
+            schedules.parse(schedule)
+        except ValueError as err:
+            raise InvalidArgument(f"schedule: {err}") from None
+    elif kind == TriggerType.SUBJECT:
+        if schedule:
+            raise InvalidArgument("schedule: only a timer trigger has one")
+        check_subject(subject)
+    else:
+        if schedule:
+            raise InvalidArgument("schedule: only a timer trigger has one")
+        if subject:
+            raise InvalidArgument("subject: only a subject trigger has one")
+    return kind

@@ -1,0 +1,394 @@
+"""The async data path's back half: pull events from the shared JetStream consumer and run them
+through the same Invoker core as sync calls.
+
+Per event: mark the record RUNNING (attempts + 1) → invoke, sending in-progress acks every third
+of ack_wait so a long call is never redelivered while it runs → decide (retry.py) → record the
+outcome → ack, nak with a delay, or dead-letter then ack. An event whose record already says it
+finished (its ack was lost, or an invoker died between recording and acking) is acked without
+running again. At most NIMBUS_ASYNC_WORKERS events run at once per invoker, and at most
+max_concurrency of one function, so async work never takes the whole of a function or starves
+sync calls, which wait in the same FIFO queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from nimbus.common.auth import Principal
+from nimbus.common.clock import Clock, iso
+from nimbus.common.errors import InvalidArgument, NimbusError, NotFound, Throttled, Unavailable
+from nimbus.common.eventconfig import Destination, EventConfig
+from nimbus.invoker import envelope
+from nimbus.invoker.asyncpath import AsyncInvocations, dead_letter_of
+from nimbus.invoker.eventsconfig import EventsConfig
+from nimbus.invoker.invoke import FunctionLookup, InvokeResult
+from nimbus.invoker.records import TERMINAL, EventRef, InvocationStatus, Move, RecordStore, error_json
+from nimbus.invoker.retry import Action, Decision, Outcome, Reason, RetryPolicy, decide, expired, requeue_delay
+
+log = logging.getLogger(__name__)
+
+S = InvocationStatus
+_RECORD_TRIES = 5
+_FETCH_TIMEOUT_S = 2.0
+_GRAB_S = 0.02
+# Acquire wait of an async run: the dispatcher's queue wait applies (it is the smaller).
+_INVOKE_DEADLINE_S = 900.0
+_CAP_RETRY_S = 0.5
+
+
+class Delivery(Protocol):
+    data: bytes
+    headers: dict[str, str]
+    seq: int
+    deliveries: int
+
+    async def ack(self) -> None: ...
+    async def nak(self, delay_s: float = 0.0) -> None: ...
+    async def in_progress(self) -> None: ...
+    async def term(self) -> None: ...
+
+
+class Subscription(Protocol):
+    async def fetch(self, batch: int, timeout_s: float) -> list[Delivery]: ...  # type: ignore[misc]
+    async def close(self) -> None: ...
+
+
+class EventSource(Protocol):
+    generation: int
+
+    async def wait_ready(self, timeout_s: float) -> None: ...
+    async def subscribe_events(self) -> Subscription: ...
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str], msg_id: str, timeout_s: float = ...) -> object: ...
+    async def publish_core(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None: ...
+
+
+class Runner(Protocol):
+    async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    policy: RetryPolicy
+    on_success: Destination
+    on_failure: Destination
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        source: EventSource,
+        records: RecordStore,
+        runner: Runner,
+        functions: FunctionLookup,
+        submitter: AsyncInvocations,
+        event_config: Callable[[str, str], EventConfig | None],
+        cfg: EventsConfig,
+        clock: Clock,
+        draw: Callable[[], float],
+    ) -> None:
+        self._source = source
+        self._records = records
+        self._runner = runner
+        self._functions = functions
+        self._submitter = submitter
+        self._event_config = event_config
+        self._cfg = cfg
+        self._clock = clock
+        self._draw = draw
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot = asyncio.Event()
+        self._inflight: Counter[tuple[str, str]] = Counter()
+        self._stopping = False
+
+    # -- the pull loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Background task: never dies; resubscribes after NATS comes back."""
+        delay = 0.2
+        try:
+            while True:
+                sub: Subscription | None = None
+                try:
+                    await self._source.wait_ready(3600)
+                    sub = await self._source.subscribe_events()
+                    generation = self._source.generation
+                    delay = 0.2
+                    while self._source.generation == generation:
+                        if self._stopping:
+                            # Draining: running events finish; new ones stay with JetStream.
+                            await asyncio.sleep(0.5)
+                            continue
+                        free = self._cfg.workers - len(self._tasks)
+                        if free <= 0:
+                            self._slot.clear()
+                            with contextlib.suppress(TimeoutError):
+                                async with asyncio.timeout(1.0):
+                                    await self._slot.wait()
+                            continue
+                        # What is there now (a short collect), else wait for the next event.
+                        deliveries = await sub.fetch(free, _GRAB_S) if free > 1 else []
+                        if not deliveries:
+                            deliveries = await sub.fetch(1, _FETCH_TIMEOUT_S)
+                        for delivery in deliveries:
+                            if self._stopping:
+                                await delivery.nak()
+                                continue
+                            task = asyncio.create_task(self._handle(delivery))
+                            self._tasks.add(task)
+                            task.add_done_callback(self._done)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:
+                    log.warning("event consumer restarting", extra={"fields": {"error": f"{type(err).__name__}: {err}"}})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                finally:
+                    if sub is not None:
+                        await sub.close()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event handler failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """SIGTERM: take no more events; let the running ones finish (the caller bounds the wait)."""
+        self._stopping = True
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    # -- one event ---------------------------------------------------------------------------
+
+    def _plan(self, ref: EventRef) -> Plan:
+        config = self._event_config(ref.namespace, ref.function)
+        policy = RetryPolicy(
+            max_retries=self._cfg.max_retries if config is None or config.max_retries is None else config.max_retries,
+            max_event_age_s=(
+                self._cfg.max_event_age_s if config is None or config.max_event_age_s is None else float(config.max_event_age_s)
+            ),
+            retry_base_s=self._cfg.retry_base_s,
+            retry_max_s=self._cfg.retry_max_s,
+        )
+        if config is None:
+            return Plan(policy, Destination(), Destination())
+        return Plan(policy, config.on_success, config.on_failure)
+
+    async def _cap(self, ref: EventRef) -> int:
+        try:
+            record = await self._functions.get(ref.namespace, ref.function)
+        except NimbusError:
+            record = None
+        limit = record.config.max_concurrency if record is not None else 0
+        return min(limit, self._cfg.workers) if limit > 0 else self._cfg.workers
+
+    async def _handle(self, d: Delivery) -> None:
+        try:
+            ref = envelope.parse_event(d.headers, d.seq)
+        except ValueError as err:
+            log.error("dropping a message that is not an event", extra={"fields": {"seq": d.seq, "error": str(err)}})
+            await d.term()
+            return
+        plan = self._plan(ref)
+        now = self._clock.now()
+        if expired(now - ref.submitted_at, plan.policy):
+            async with self._keep_alive(d):
+                error = error_json("EventAgeExceeded", "the event aged out before it ran")
+                await self._dead_letter(d, ref, plan, 0, 0, error, Reason.EVENT_TOO_OLD)
+            return
+        key = (ref.namespace, ref.function)
+        if self._inflight[key] >= await self._cap(ref):
+            await d.nak(_CAP_RETRY_S * (0.5 + self._draw()))
+            return
+        self._inflight[key] += 1
+        try:
+            async with self._keep_alive(d):
+                await self._run(d, ref, plan)
+        except asyncio.CancelledError:
+            # Shutting down mid-run: hand the event back now rather than after ack_wait.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(d.nak(), 1.0)
+            raise
+        finally:
+            self._inflight[key] -= 1
+            if self._inflight[key] <= 0:
+                del self._inflight[key]
+
+    @contextlib.asynccontextmanager
+    async def _keep_alive(self, d: Delivery) -> AsyncIterator[None]:
+        """In-progress acks every third of ack_wait while the event is worked on."""
+        interval = self._cfg.ack_wait_s / 3
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                await d.in_progress()
+
+        task = asyncio.create_task(tick())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, d: Delivery, ref: EventRef, plan: Plan) -> None:
+        try:
+            started = await self._records.move(ref, Move(S.RUNNING, attempts_delta=1), self._clock.now())
+        except Unavailable as err:
+            # No record, no run: the outcome could not be kept. Not the function's fault.
+            log.warning("record store unavailable; event requeued", extra={"fields": {"error": err.message}})
+            await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
+            return
+        if not started.applied and started.status in TERMINAL:
+            await d.ack()  # finished before; only its ack was lost
+            return
+        attempts = started.attempts if started.applied else d.deliveries
+        outcome, result, error = await self._invoke(ref, d.data)
+        now = self._clock.now()
+        decision = decide(outcome, attempts, d.deliveries, now - ref.submitted_at, plan.policy, self._draw())
+        await self._apply(d, ref, plan, decision, attempts, result, error)
+
+    async def _invoke(self, ref: EventRef, payload: bytes) -> tuple[Outcome, InvokeResult | None, bytes]:
+        who = Principal(namespace=ref.namespace, key_id="async", admin=False)
+        try:
+            result = await self._runner.invoke(who, ref.function, ref.qualifier, payload, _INVOKE_DEADLINE_S)
+        except Throttled as err:
+            return Outcome.THROTTLED, None, error_json("Throttled", err.message)
+        except NotFound as err:
+            return Outcome.NOT_FOUND, None, error_json("ResourceNotFound", err.message)
+        except InvalidArgument as err:
+            return Outcome.INVALID, None, error_json("InvalidEvent", err.message)
+        except NimbusError as err:
+            return Outcome.UNAVAILABLE, None, error_json("ServiceUnavailable", err.message)
+        except Exception as err:
+            log.exception("async invoke failed")
+            return Outcome.UNAVAILABLE, None, error_json("ServiceUnavailable", f"{type(err).__name__}: {err}")
+        if result.function_error:
+            return Outcome.FUNCTION_ERROR, result, result.payload
+        return Outcome.SUCCEEDED, result, b""
+
+    async def _apply(self, d: Delivery, ref: EventRef, plan: Plan, decision: Decision, attempts: int,
+                     result: InvokeResult | None, error: bytes) -> None:
+        version = result.executed_version if result is not None else None
+        request_id = result.request_id if result is not None else None
+        if decision.action == Action.ACK:
+            assert result is not None
+            move = Move(S.SUCCEEDED, result=result.payload, error=b"", version=version, request_id=request_id)
+            if not await self._record(ref, move):
+                await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
+                return
+            await self._send_to(plan.on_success, ref, d.data, "Success", attempts, result, b"")
+            await d.ack()
+        elif decision.action == Action.RETRY:
+            await self._record(ref, Move(S.QUEUED, error=error, version=version, request_id=request_id))
+            await d.nak(decision.delay_s)
+        elif decision.action == Action.REQUEUE:
+            # Not an attempt: give the count back.
+            await self._record(ref, Move(S.QUEUED, attempts_delta=-1))
+            await d.nak(decision.delay_s)
+        else:
+            reason = decision.reason or Reason.RETRIES_EXHAUSTED
+            # When the function did not run this time (throttled, gone), the run is not counted.
+            delta = 0 if result is not None else -1
+            await self._dead_letter(d, ref, plan, max(0, attempts + delta), delta, error, reason, version, request_id)
+
+    async def _dead_letter(self, d: Delivery, ref: EventRef, plan: Plan, attempts: int, attempts_delta: int, error: bytes,
+                           reason: Reason, version: str | None = None, request_id: str | None = None) -> None:
+        now = self._clock.now()
+        letter = dead_letter_of(ref, d.data, error, attempts, reason.value, now)
+        try:
+            await self._source.publish(
+                envelope.dlq_subject(ref.namespace, ref.function), letter.to_json(), {}, f"dlq:{ref.invocation_id}:{ref.seq}"
+            )
+        except Unavailable as err:
+            log.warning("dead letter not stored; event requeued", extra={"fields": {"error": err.message}})
+            await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
+            return
+        move = Move(S.FAILED, attempts_delta=attempts_delta, error=error, version=version, request_id=request_id)
+        if not await self._record(ref, move):
+            await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
+            return
+        condition = "EventAgeExceeded" if reason == Reason.EVENT_TOO_OLD else "RetriesExhausted"
+        await self._send_to(plan.on_failure, ref, d.data, condition, attempts, None, error)
+        await d.ack()
+
+    async def _record(self, ref: EventRef, move: Move) -> bool:
+        """Writes a move, retrying a lost Redis for a few seconds (the event is kept alive)."""
+        delay = 0.2
+        for attempt in range(_RECORD_TRIES):
+            try:
+                await self._records.move(ref, move, self._clock.now())
+                return True
+            except Unavailable as err:
+                if attempt == _RECORD_TRIES - 1:
+                    log.warning("outcome not recorded", extra={"fields": {"invocation_id": ref.invocation_id, "error": err.message}})
+                    return False
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        return False
+
+    async def _send_to(self, dest: Destination, ref: EventRef, event: bytes, condition: str, attempts: int,
+                       result: InvokeResult | None, error: bytes) -> None:
+        """Best effort: a destination that cannot take the record is logged, never retried forever."""
+        if not dest:
+            return
+        body = destination_record(ref, event, condition, attempts, result, error, self._clock.now())
+        try:
+            if dest.function:
+                dest_id = envelope.derived_id("destination", ref.invocation_id, str(ref.seq))
+                await self._submitter.enqueue(ref.namespace, dest.function, "", body, dest_id, dest_id, "destination")
+            else:
+                await self._source.publish_core(dest.subject, body)
+        except NimbusError as err:
+            log.warning("destination not reached", extra={"fields": {"invocation_id": ref.invocation_id, "error": err.message}})
+
+
+def _json_or_text(raw: bytes) -> object:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def destination_record(ref: EventRef, event: bytes, condition: str, attempts: int, result: InvokeResult | None,
+                       error: bytes, now: float) -> bytes:
+    """The record a destination receives, in the shape of Lambda's destination records."""
+    response: dict[str, object] = {"statusCode": 200}
+    if result is not None:
+        response["executedVersion"] = result.executed_version
+        if result.function_error:
+            response["functionError"] = result.function_error
+    return json.dumps(
+        {
+            "version": "1.0",
+            "timestamp": iso(now),
+            "requestContext": {
+                "requestId": ref.invocation_id,
+                "function": ref.function,
+                "qualifier": ref.qualifier,
+                "condition": condition,
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": _json_or_text(event),
+            "responseContext": response,
+            "responsePayload": _json_or_text(result.payload if result is not None and condition == "Success" else error),
+        }
+    ).encode()

@@ -1,0 +1,1 @@
+"""Event sources that feed the async path: timers, NATS subjects, and the public HTTP listener."""

@@ -1,0 +1,272 @@
+"""The async path's adapters and consumer against a real nats-server (JetStream, file storage) and
+redis-server, with a fake function runner in place of the instances."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from nimbus.cluster import binaries
+from nimbus.common.auth import Principal
+from nimbus.common.clock import SystemClock
+from nimbus.common.errors import Throttled
+from nimbus.common.model import FunctionConfig, FunctionRecord
+from nimbus.invoker.asyncpath import AsyncInvocations
+from nimbus.invoker.consumer import EventConsumer
+from nimbus.invoker.eventsconfig import EventsConfig
+from nimbus.invoker.invoke import InvokeResult
+from nimbus.invoker.records import EventRef, InvocationStatus, Move
+from nimbus.invoker.stores.jetstream import JetStreamClient
+from nimbus.invoker.stores.redis_records import RedisRecords
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
+
+WHO = Principal("ns", "k", False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} not listening")
+
+
+class Nats:
+    def __init__(self, store: Path) -> None:
+        self.port = free_port()
+        self.store = store
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        bin_ = binaries.resolve({"nats"})["nats"]
+        self.proc = subprocess.Popen([bin_, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nats]:
+    server = Nats(tmp_path_factory.mktemp("js"))
+    server.start()
+    yield server
+    if server.proc is not None and server.proc.poll() is None:
+        server.proc.terminate()
+        server.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    bin_ = binaries.resolve({"redis"})["redis"]
+    proc = subprocess.Popen([bin_, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir",
+                             str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
+    wait_port(port)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def js(nats_server: Nats) -> AsyncIterator[JetStreamClient]:
+    client = JetStreamClient(nats_server.url, name="test", ack_wait_s=3, dlq_max_age_s=3600)
+    task = asyncio.create_task(client.run())
+    await client.wait_ready(20)
+    yield client
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await client.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def records(redis_url: str) -> AsyncIterator[RedisRecords]:
+    store = RedisRecords(redis_url, 600)
+    yield store
+    await store.close()
+
+
+class Functions:
+    """The function lookup the core needs, with one function per name asked for."""
+
+    def __init__(self, max_concurrency: int = 0) -> None:
+        self.max_concurrency = max_concurrency
+
+    async def get(self, namespace: str, name: str) -> FunctionRecord | None:
+        if name == "missing":
+            return None
+        config = FunctionConfig("python3.11", "main.handler", max_concurrency=self.max_concurrency)
+        return FunctionRecord(namespace, name, config, "sha", 1, "c", "u", 1)
+
+    async def prefetch(self, namespace: str, name: str, qualifier: str) -> None:
+        return None
+
+    def version_of(self, namespace: str, name: str):  # type: ignore[no-untyped-def]
+        return lambda number: None
+
+    def alias_of(self, namespace: str, name: str):  # type: ignore[no-untyped-def]
+        return lambda alias: None
+
+
+class Runner:
+    """Fails `fail` times per event with a function error, throttles `throttle` times first."""
+
+    def __init__(self, fail: int = 0, throttle: int = 0, sleep_s: float = 0.0) -> None:
+        self.fail = fail
+        self.throttle = throttle
+        self.sleep_s = sleep_s
+        self.runs: dict[str, int] = {}
+        self.throttled: dict[str, int] = {}
+
+    async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult:
+        key = json.loads(payload)["id"]
+        if self.throttled.get(key, 0) < self.throttle:
+            self.throttled[key] = self.throttled.get(key, 0) + 1
+            raise Throttled("busy")
+        self.runs[key] = self.runs.get(key, 0) + 1
+        if self.sleep_s:
+            await asyncio.sleep(self.sleep_s)
+        if self.runs[key] <= self.fail:
+            return InvokeResult("rq", b'{"errorType": "Boom", "errorMessage": "no"}', "Unhandled", 1, 1, False, "$LATEST")
+        return InvokeResult("rq", json.dumps({"echo": key}).encode(), "", 1, 1, False, "$LATEST")
+
+
+async def test_records_follow_the_sequence_rule(records: RedisRecords):
+    rid = str(uuid.uuid4())
+    ref = EventRef(rid, "ns", "fn", "", 100.0, 5)
+    assert await records.create(ref, 100.0)
+    assert not await records.create(ref, 101.0)  # a second accept of the same event
+    moved = await records.move(ref, Move(InvocationStatus.RUNNING, attempts_delta=1), 102.0)
+    assert (moved.applied, moved.status, moved.attempts) == (True, "RUNNING", 1)
+    assert not await records.create(ref, 103.0)  # a late accept never resets progress
+    done = await records.move(ref, Move(InvocationStatus.SUCCEEDED, result=b'{"r": 1}', error=b""), 104.0)
+    assert done.applied
+    late = await records.move(ref, Move(InvocationStatus.RUNNING, attempts_delta=1), 105.0)
+    assert (late.applied, late.status) == (False, "SUCCEEDED")
+    stale = await records.move(EventRef(rid, "ns", "fn", "", 100.0, 4), Move(InvocationStatus.FAILED), 106.0)
+    assert not stale.applied
+    # A replay is a newer event: it starts the record afresh.
+    assert await records.create(EventRef(rid, "ns", "fn", "", 200.0, 9), 200.0)
+    record = await records.get(rid)
+    assert record is not None and (record.status, record.attempts, record.result_json) == ("QUEUED", 0, "")
+
+
+async def test_publish_dedups_by_message_id(js: JetStreamClient):
+    subject = "nimbus.events.ns.dedup"
+    first = await js.publish(subject, b"{}", {}, "same-id")
+    again = await js.publish(subject, b"{}", {}, "same-id")
+    assert not first.duplicate and again.duplicate and again.seq == first.seq
+
+
+async def run_consumer(js, records, runner, cfg, functions=None):  # type: ignore[no-untyped-def]
+    functions = functions or Functions()
+    submitter = AsyncInvocations(functions, js, records, SystemClock(), cfg.max_event_bytes)
+    consumer = EventConsumer(js, records, runner, functions, submitter, lambda ns, fn: None, cfg, SystemClock(), lambda: 0.5)
+    return submitter, consumer, asyncio.create_task(consumer.run())
+
+
+async def wait_status(records: RedisRecords, ids: list[str], want: str, timeout_s: float = 30):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = [await records.get(i) for i in ids]
+        if all(r is not None and r.status == want for r in got):
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not all {want}: {[r.status if r else None for r in got]}")
+        await asyncio.sleep(0.05)
+
+
+async def test_events_run_retry_dead_letter_and_replay(js: JetStreamClient, records: RedisRecords):
+    cfg = EventsConfig(ack_wait_s=3, retry_base_s=0.05, retry_max_s=0.2, max_retries=2, workers=4)
+    runner = Runner(fail=3, throttle=2)
+    submitter, consumer, task = await run_consumer(js, records, runner, cfg)
+    try:
+        ok_id = await submitter.submit(WHO, "fn-a", "", b'{"id": "ok"}')
+        runner.fail = 0
+        ok = (await wait_status(records, [ok_id], "SUCCEEDED"))[0]
+        # Two throttled deliveries did not count as attempts.
+        assert ok.attempts == 1 and json.loads(ok.result_json) == {"echo": "ok"}
+
+        runner.fail = 3
+        bad_id = await submitter.submit(WHO, "fn-b", "", b'{"id": "bad"}')
+        bad = (await wait_status(records, [bad_id], "FAILED"))[0]
+        assert bad.attempts == 3 and runner.runs["bad"] == 3 and "Boom" in bad.error_json
+        letters, truncated = await submitter.dead_letters(WHO, "fn-b", 10)
+        assert [dl.invocation_id for dl in letters] == [bad_id] and not truncated
+        assert letters[0].reason == "retries_exhausted" and letters[0].event == b'{"id": "bad"}'
+
+        runner.fail = 0
+        assert await submitter.replay(WHO, "fn-b", [bad_id]) == [bad_id]
+        replayed = (await wait_status(records, [bad_id], "SUCCEEDED"))[0]
+        assert replayed.attempts == 1
+        assert (await submitter.dead_letters(WHO, "fn-b", 10))[0] == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_idempotency_key_answers_the_first_id(js: JetStreamClient, records: RedisRecords):
+    cfg = EventsConfig(ack_wait_s=3, workers=4)
+    submitter = AsyncInvocations(Functions(), js, records, SystemClock(), cfg.max_event_bytes)
+    key = uuid.uuid4().hex
+    a = await submitter.submit(WHO, "fn-i", "", b'{"id": 1}', key)
+    b = await submitter.submit(WHO, "fn-i", "", b'{"id": 2}', key)
+    c = await submitter.submit(WHO, "fn-i", "", b'{"id": 1}', key + "x")
+    assert a == b != c
+
+
+async def test_long_runs_are_kept_alive_past_ack_wait(js: JetStreamClient, records: RedisRecords):
+    cfg = EventsConfig(ack_wait_s=3, workers=4)
+    runner = Runner(sleep_s=5.0)  # longer than ack_wait: in-progress acks must hold it
+    submitter, consumer, task = await run_consumer(js, records, runner, cfg)
+    try:
+        rid = await submitter.submit(WHO, "fn-long", "", b'{"id": "long"}')
+        done = (await wait_status(records, [rid], "SUCCEEDED", timeout_s=20))[0]
+        assert done.attempts == 1 and runner.runs["long"] == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_nats_restart_keeps_stored_events(nats_server: Nats, js: JetStreamClient, records: RedisRecords):
+    cfg = EventsConfig(ack_wait_s=3, workers=8)
+    submitter = AsyncInvocations(Functions(), js, records, SystemClock(), cfg.max_event_bytes)
+    ids = [await submitter.submit(WHO, "fn-restart", "", json.dumps({"id": f"r{i}"}).encode()) for i in range(50)]
+    nats_server.kill9()
+    nats_server.start()
+    await js.wait_ready(20)
+    runner = Runner()
+    _, consumer, task = await run_consumer(js, records, runner, cfg)
+    try:
+        await wait_status(records, ids, "SUCCEEDED", timeout_s=30)
+        assert sorted(runner.runs) == sorted(f"r{i}" for i in range(50))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
