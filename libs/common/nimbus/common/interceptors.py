@@ -44,6 +44,9 @@ def _wrap(handler: grpc.RpcMethodHandler, wrap_unary: Callable[..., Any], wrap_s
 
 
 async def _abort_for(err: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(err, NotImplementedError):
+        # The generated base servicer's answer for an RPC this version does not serve yet.
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
     if isinstance(err, Throttled):
         # Initial metadata of an error reply becomes HTTP headers at the gateway.
         await context.send_initial_metadata((("retry-after", str(err.retry_after_s)),))

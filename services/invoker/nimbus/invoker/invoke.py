@@ -34,6 +34,8 @@ class InvokeResult:
     billed_ms: int
     cold_start: bool
     executed_version: str
+    # The runtime's import of the handler, on the call that started the instance; else 0.
+    init_duration_us: int = 0
 
 
 class FunctionLookup(Protocol):

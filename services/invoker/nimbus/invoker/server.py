@@ -33,6 +33,8 @@ class InvocationsServicer(invocations_pb2_grpc.InvocationsServicer):
             # the platform's overhead.
             ("x-nimbus-duration-us", str(result.duration_us)),
         ]
+        if result.cold_start and result.init_duration_us:
+            metadata.append(("x-nimbus-init-duration-us", str(result.init_duration_us)))
         if result.function_error:
             metadata.append(("x-nimbus-function-error", result.function_error))
         await context.send_initial_metadata(metadata)

@@ -62,6 +62,7 @@ class NodeCaller:
             billed_ms=res.billed_ms,
             cold_start=res.cold_start,
             executed_version=instance.version,
+            init_duration_us=res.init_duration_us,
         )
 
     async def close(self) -> None:
