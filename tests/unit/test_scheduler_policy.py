@@ -47,3 +47,23 @@ def test_published_versions_are_not_stale_after_latest_changes():
 def test_instances_of_a_deleted_version_are_stale():
     functions = {("default", "f"): fn("f", 9)}
     assert [i.instance_id for i in stale_instances([inst("v2", "a", rev=3, version="2")], functions, {("default", "f", "1")})] == ["v2"]
+
+
+def test_prefers_a_node_with_the_code_or_a_warm_sandbox():
+    import dataclasses
+
+    cold, cached = node("cold", 4096), dataclasses.replace(node("cached", 8192), cached_code=("sha1",))
+    assert place(128, ("default", "f"), [cold, cached], [], code_sha256="sha1") == "cached"
+    warm = dataclasses.replace(node("warm", 8192), warm={"python3.11": 2})
+    assert place(128, ("default", "f"), [cold, warm], [], runtime="python3.11") == "warm"
+    # Spreading still comes first.
+    assert place(128, ("default", "f"), [cold, cached], [inst("1", "cached")], code_sha256="sha1") == "cold"
+
+
+def test_node_record_round_trips_with_and_without_the_new_fields():
+    from nimbus.common.model import NodeRecord
+
+    old = b'{"node_id": "n", "address": "a", "memory_mb": 1, "cpus": 2, "started_at": "t"}'
+    assert NodeRecord.from_json(old).cached_code == ()
+    new = NodeRecord("n", "a", 1, 2, "t", ("x",), {"nodejs20": 1})
+    assert NodeRecord.from_json(new.to_json()) == new

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -123,13 +124,18 @@ class NodeRecord:
     memory_mb: int
     cpus: int
     started_at: str
+    # sha256 of every code package unpacked on the node, and idle warm sandboxes per runtime:
+    # placement prefers a node that has what a new instance needs.
+    cached_code: tuple[str, ...] = ()
+    warm: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> NodeRecord:
-        return _load(cls, raw)
+        record = _load(cls, raw)
+        return dataclasses.replace(record, cached_code=tuple(record.cached_code))
 
 
 class InstanceState(StrEnum):

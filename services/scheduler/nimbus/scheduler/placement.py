@@ -12,17 +12,26 @@ def free_memory(node: NodeRecord, instances: Iterable[InstanceRecord]) -> int:
     return node.memory_mb - used
 
 
-def place(memory_mb: int, function_key: tuple[str, str], nodes: Iterable[NodeRecord], instances: Iterable[InstanceRecord]) -> str | None:
-    """Best fit on memory, spreading one function's instances: fewest of its instances first,
-    then the least free memory that still fits (keeps big holes for big functions)."""
+def place(
+    memory_mb: int,
+    function_key: tuple[str, str],
+    nodes: Iterable[NodeRecord],
+    instances: Iterable[InstanceRecord],
+    code_sha256: str = "",
+    runtime: str = "",
+) -> str | None:
+    """Among the nodes with room: fewest of this function's instances first (spread), then a node
+    that already holds the code or a warm sandbox of the runtime (a faster cold start), then the
+    least free memory that still fits (best fit keeps big holes for big functions)."""
     instance_list = list(instances)
-    candidates: list[tuple[int, int, str]] = []
+    candidates: list[tuple[int, int, int, str]] = []
     for node in nodes:
         free = free_memory(node, instance_list)
         if free < memory_mb:
             continue
         same = sum(1 for i in instance_list if i.node_id == node.node_id and (i.namespace, i.function) == function_key)
-        candidates.append((same, free, node.node_id))
+        local = (code_sha256 in node.cached_code) + (node.warm.get(runtime, 0) > 0)
+        candidates.append((same, -local, free, node.node_id))
     if not candidates:
         return None
-    return min(candidates)[2]
+    return min(candidates)[3]

@@ -72,9 +72,14 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_reconcile_s = 0.0
 
-    async def request_instance(self, namespace: str, function: str, memory_mb: int, spec: object) -> Placed:
+    async def request_instance(
+        self, namespace: str, function: str, memory_mb: int, spec: object, code_sha256: str = "", runtime: str = ""
+    ) -> Placed:
         reservations = [_reservation(*key, mb) for key, mb in self._reserved.items() if mb > 0]
-        node_id = place(memory_mb, (namespace, function), self._nodes.values(), [*self._instances.values(), *reservations])
+        node_id = place(
+            memory_mb, (namespace, function), self._nodes.values(), [*self._instances.values(), *reservations],
+            code_sha256, runtime,
+        )
         if node_id is None:
             raise Unavailable(f"no node has {memory_mb} MB free for function {function!r}")
         node = next(n for n in self._nodes.values() if n.node_id == node_id)
@@ -94,7 +99,8 @@ class Scheduler:
         async def create() -> None:
             try:
                 await self.request_instance(
-                    target.namespace, target.function, target.config.memory_mb, self._spec_for(target)
+                    target.namespace, target.function, target.config.memory_mb, self._spec_for(target),
+                    target.code_sha256, target.config.runtime,
                 )
             except NimbusError as err:
                 log.warning("warm instance not started", extra={"fields": {"function": target.function, "error": err.message}})

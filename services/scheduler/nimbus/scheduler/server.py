@@ -14,7 +14,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
 
     async def RequestInstance(self, request: scheduler_pb2.RequestInstanceRequest, context: grpc.aio.ServicerContext) -> types_pb2.InstanceInfo:
         spec = request.spec
-        placed = await self._core.request_instance(spec.namespace, spec.function, spec.config.memory_mb, spec)
+        placed = await self._core.request_instance(
+            spec.namespace, spec.function, spec.config.memory_mb, spec, spec.code_sha256, spec.config.runtime
+        )
         return types_pb2.InstanceInfo(
             instance_id=placed.instance_id, node_id=placed.node_id, node_address=placed.node_address, spec=spec
         )
