@@ -197,3 +197,10 @@ def test_events_config_documented_example_and_errors():
                         ("NIMBUS_HTTP_LISTEN_ADDR", "nowhere"), ("NIMBUS_ASYNC_WORKERS", "0")):
         with pytest.raises(ConfigError, match=name):
             EventsConfig.from_env({name: value})
+
+
+@pytest.mark.parametrize(("max_concurrency", "want"), [(0, 16), (1, 1), (2, 1), (3, 1), (5, 2), (10, 4), (100, 16)])
+def test_async_cap_leaves_sync_room(max_concurrency, want):
+    from nimbus.invoker.consumer import async_cap
+
+    assert async_cap(max_concurrency, 16) == want

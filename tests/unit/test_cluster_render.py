@@ -15,7 +15,7 @@ from nimbus.cluster.cluster import stop_levels
 from nimbus.cluster.layout import Layout
 
 PROGRAMS = ["etcd", "nats", "redis", "envoy", "api-1", "api-2", "funcmgr", "scheduler-1", "scheduler-2",
-            "invoker-1", "invoker-2", "node-agent-1"]
+            "invoker-1", "invoker-2", "node-agent-1", "gateway-sync"]
 BINS = {"etcd": "/opt/bin/etcd", "nats": "/opt/bin/nats-server", "redis": "/opt/bin/redis-server",
         "envoy": "/opt/bin/envoy"}
 GATEWAY = 18123
@@ -154,12 +154,16 @@ def test_a_long_home_gets_a_short_socket_path(tmp_path):
     assert long.socket != Layout.at(tmp_path / ("y" * 120)).socket
 
 
-def test_envoy_config_routes_to_the_replicas(cluster_spec):
+def test_envoy_config_routes_to_the_replicas(cluster_spec, tmp_path):
     port_map = {name: 21000 + i for i, name in enumerate(cluster_spec.port_names)}
-    text = envoy.render(cluster_spec, port_map, GATEWAY)
+    text = envoy.render(cluster_spec, port_map, GATEWAY, xds_dir=tmp_path / "xds")
     assert f"port_value: {GATEWAY}" in text
     assert f"port_value: {port_map['envoy_admin']}" in text
-    for name in ("api-1", "api-2", "invoker-1", "invoker-2", "invoker-1-http", "invoker-2-http"):
+    # api and invoker replicas come from the registry by file-based EDS, one cluster per release
+    for cluster in ("api_v1", "api_v2", "invoker_v1", "invoker_v2"):
+        assert f'path: "{tmp_path}/xds/eds_{cluster}.json"' in text
+    assert f'path: "{tmp_path}/xds/rtds.json"' in text
+    for name in ("invoker-1-http", "invoker-2-http"):
         assert f'"port_value": {port_map[name]}' in text
     assert 'prefix: "/fn/"' in text
     assert str(envoy.DESCRIPTOR) in text
@@ -173,7 +177,11 @@ def test_envoy_accepts_the_rendered_config(tmp_path, cluster_spec):
         pytest.skip(f"{envoy.DESCRIPTOR} missing: run make proto")
     port_map = {name: 21000 + i for i, name in enumerate(cluster_spec.port_names)}
     path = tmp_path / "envoy.yaml"
-    path.write_text(envoy.render(cluster_spec, port_map, GATEWAY))
+    from nimbus.gateway import xds
+    from nimbus.gateway.stores.files import XdsDirectory
+
+    XdsDirectory(tmp_path / "xds").write(xds.seed_files())
+    path.write_text(envoy.render(cluster_spec, port_map, GATEWAY, xds_dir=tmp_path / "xds"))
     result = subprocess.run([binary, "--mode", "validate", "-c", str(path), "--log-level", "warn"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

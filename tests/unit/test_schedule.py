@@ -108,3 +108,11 @@ def test_a_tick_has_one_invocation_id_on_every_replica():
     assert a.invocation_id != Tick(trigger("t1", "@every 2s"), 1004.0).invocation_id
     event = scheduled_event(a)
     assert b'"detail-type": "Scheduled Event"' in event and a.invocation_id.encode() in event
+
+
+@pytest.mark.parametrize(("text", "period"), [("rate(1 minute)", 60.0), ("rate(5 minutes)", 300.0), ("rate(2 hours)", 7200.0),
+                                             ("rate(1 day)", 86400.0), ("rate(30 seconds)", 30.0)])
+def test_eventbridge_rate_is_every(text, period):
+    assert schedule.parse(text) == schedule.Every(period)
+    with pytest.raises(ValueError, match="between"):
+        schedule.parse("rate(0 minutes)")

@@ -14,7 +14,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from nimbus.cli import commands, manage, output
+from nimbus.cli import admin, commands, events, manage, output
 from nimbus.cli.commands import Context
 from nimbus.cli.inputs import UsageError
 from nimbus.cli.output import Console
@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     fn.set_defaults(func=None, subparser=fn)
 
     manage.add_parsers(sub, common)
+    # dlq, event-config, and `invocation get --wait` (it extends a group manage added).
+    events.add_parsers(sub, common)
+    admin.add_parsers(sub, common)
     return parser
 
 

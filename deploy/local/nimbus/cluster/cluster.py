@@ -17,6 +17,8 @@ from nimbus.cluster import binaries, daemon, envoy, ports, procs, render, spec
 from nimbus.cluster.health import check, envoy_upstreams_healthy
 from nimbus.cluster.layout import Layout
 from nimbus.cluster.readiness import wait_ready
+from nimbus.gateway import xds
+from nimbus.gateway.stores.files import XdsDirectory
 
 HOST = "127.0.0.1"
 
@@ -98,6 +100,17 @@ class LocalCluster:
         os.kill(pid, sig)
         return pid
 
+    def stop_program(self, name: str) -> None:
+        """Stops the program the way supervisord does (SIGTERM, then its drain) and waits until it
+        exited; supervisord does not restart it until start_program(name)."""
+        self.spec.program(name)
+        daemon.rpc(self.layout).supervisor.stopProcess(name, True)
+
+    def start_program(self, name: str) -> None:
+        """Starts a stopped program and waits until supervisord counts it as started."""
+        self.spec.program(name)
+        daemon.rpc(self.layout).supervisor.startProcess(name, True)
+
     async def healthy(self, name: str) -> bool:
         program = self.spec.program(name)
         return await check(program.health, self._ports[program.health_port])
@@ -149,9 +162,16 @@ class LocalCluster:
         zip_mb = {**os.environ, **self.extra_env}.get("NIMBUS_MAX_ZIP_MB", "") or str(envoy.DEFAULT_MAX_ZIP_MB)
         if not zip_mb.isdigit() or int(zip_mb) < 1:
             raise ClusterError(f"NIMBUS_MAX_ZIP_MB={zip_mb!r} must be a positive whole number of megabytes")
+        try:
+            limits = envoy.EdgeLimits.from_env({**os.environ, **self.extra_env})
+        except ValueError as err:
+            raise ClusterError(str(err)) from None
         self.layout.envoy_yaml.write_text(
-            envoy.render(self.spec, self._ports, self.gateway_port, max_zip_mb=int(zip_mb))
+            envoy.render(self.spec, self._ports, self.gateway_port, max_zip_mb=int(zip_mb),
+                         xds_dir=self.layout.xds_dir, limits=limits)
         )
+        # Envoy needs its xDS files to exist; the gateway program fills them from the registry.
+        XdsDirectory(self.layout.xds_dir).write(xds.seed_files())
         self._say(f"nimbus: wrote {self.layout.supervisord_conf} ({len(self.programs)} programs) "
                   f"and {self.layout.envoy_yaml}")
         self._prepared = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from nimbus.cluster.layout import DEPLOY, REPO
@@ -22,6 +23,36 @@ def max_body_bytes(max_zip_mb: int) -> int:
     return (max_zip_mb * 1024 * 1024 * 4 + 2) // 3 + 1024 * 1024
 # Longest invoke (900 s) plus margin; a stream with no bytes for this long is reset.
 STREAM_IDLE_TIMEOUT = "960s"
+# Route timeouts: invokes get the longest timeout_s (900 s) plus queueing and margin; the control
+# plane's calls (code uploads included) this long.
+INVOKE_TIMEOUT = "960s"
+CONTROL_TIMEOUT = "300s"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """Envoy's per-key rate limit (requests per second and burst per API key, and for calls
+    without a key in all). From NIMBUS_GATEWAY_KEY_RPS / _KEY_BURST / _ANON_RPS / _ANON_BURST."""
+
+    key_rps: int = 5000
+    key_burst: int = 10000
+    anon_rps: int = 20000
+    anon_burst: int = 40000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> EdgeLimits:
+        values = {}
+        for field, var in (("key_rps", "NIMBUS_GATEWAY_KEY_RPS"), ("key_burst", "NIMBUS_GATEWAY_KEY_BURST"),
+                           ("anon_rps", "NIMBUS_GATEWAY_ANON_RPS"), ("anon_burst", "NIMBUS_GATEWAY_ANON_BURST")):
+            raw = env.get(var, "").strip()
+            if raw:
+                if not raw.isdigit() or int(raw) < 1:
+                    raise ValueError(f"{var}={raw!r} must be a whole number of requests, at least 1")
+                values[field] = int(raw)
+        limits = cls(**values)
+        if limits.key_burst < limits.key_rps or limits.anon_burst < limits.anon_rps:
+            raise ValueError("NIMBUS_GATEWAY_*_BURST must be at least the matching *_RPS")
+        return limits
 
 
 def endpoints(ports: list[int]) -> str:
@@ -32,7 +63,8 @@ def endpoints(ports: list[int]) -> str:
 
 
 def render(spec: ClusterSpec, ports: Mapping[str, int], gateway_port: int, *,
-           template: Path = TEMPLATE, descriptor: Path = DESCRIPTOR, max_zip_mb: int = DEFAULT_MAX_ZIP_MB) -> str:
+           template: Path = TEMPLATE, descriptor: Path = DESCRIPTOR, max_zip_mb: int = DEFAULT_MAX_ZIP_MB,
+           xds_dir: Path = Path("/nonexistent/xds"), limits: EdgeLimits = EdgeLimits()) -> str:
     values: dict[str, object] = {
         "gateway_port": gateway_port,
         "admin_port": ports["envoy_admin"],
@@ -40,6 +72,7 @@ def render(spec: ClusterSpec, ports: Mapping[str, int], gateway_port: int, *,
         "max_body_bytes": max_body_bytes(max_zip_mb),
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
         "local_reply_mappers": local_reply_mappers(),
+        **common_values(xds_dir, limits),
     }
     bases = {p.base for p in spec.programs if p.service}
     for base in sorted(bases):
@@ -51,6 +84,20 @@ def render(spec: ClusterSpec, ports: Mapping[str, int], gateway_port: int, *,
             key = f"endpoints_{base}_{suffix}".replace("-", "_")
             values[key] = endpoints([ports[f"{p.name}-{suffix}"] for p in replicas])
     return string.Template(template.read_text()).substitute(values)
+
+
+def common_values(xds_dir: Path, limits: EdgeLimits, gateway_addr: str = "127.0.0.1") -> dict[str, object]:
+    """The template's values that do not depend on the process list (shared with deploy/compose)."""
+    return {
+        "gateway_addr": gateway_addr,
+        "xds_dir": str(xds_dir),
+        "invoke_timeout": INVOKE_TIMEOUT,
+        "control_timeout": CONTROL_TIMEOUT,
+        "key_rps": limits.key_rps,
+        "key_burst": limits.key_burst,
+        "anon_rps": limits.anon_rps,
+        "anon_burst": limits.anon_burst,
+    }
 
 
 # Envoy's local replies to REST callers, as {"code", "message", "details"} with the gRPC code that

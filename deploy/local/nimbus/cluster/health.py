@@ -71,16 +71,25 @@ async def check(kind: str, port: int) -> bool:
 
 
 async def envoy_upstreams_healthy(admin_port: int, clusters: dict[str, int]) -> bool:
-    """Envoy sees `count` healthy hosts in each named cluster (its health checks passed)."""
+    """Envoy sees `count` healthy hosts in each named cluster (its health checks passed); a service
+    name counts the hosts of all its release clusters (api: api_v1 + api_v2)."""
+    seen = await envoy_healthy_hosts(admin_port)
+    if seen is None:
+        return False
+    return all(sum(v for k, v in seen.items() if k == c or k.startswith(c + "_v")) >= n for c, n in clusters.items())
+
+
+async def envoy_healthy_hosts(admin_port: int) -> dict[str, int] | None:
+    """Healthy hosts per Envoy cluster, None when the admin interface does not answer."""
     try:
         status, body = await http_get(admin_port, "/stats?filter=membership_healthy")
     except (OSError, TimeoutError, http.client.HTTPException):
-        return False
+        return None
     if status != 200:
-        return False
+        return None
     seen: dict[str, int] = {}
     for line in body.decode(errors="replace").splitlines():
         name, _, value = line.partition(": ")
         if name.startswith("cluster.") and name.endswith(".membership_healthy"):
             seen[name[len("cluster."):-len(".membership_healthy")]] = int(value or 0)
-    return all(seen.get(c, 0) >= n for c, n in clusters.items())
+    return seen

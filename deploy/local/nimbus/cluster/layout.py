@@ -71,6 +71,11 @@ class Layout:
         return self.run / "envoy.yaml"
 
     @property
+    def xds_dir(self) -> Path:
+        """Envoy's file-based xDS, written by the gateway program (nimbus.gateway)."""
+        return self.run / "xds"
+
+    @property
     def socket(self) -> Path:
         path = self.run / "supervisor.sock"
         if len(str(path)) <= _MAX_SOCKET_PATH:

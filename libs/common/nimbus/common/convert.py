@@ -17,6 +17,7 @@ def config_to_pb(config: FunctionConfig) -> types_pb2.FunctionConfig:
         max_concurrency=config.max_concurrency,
         min_instances=config.min_instances,
         keep_alive_s=config.keep_alive_s,
+        tags=config.tags,
     )
 
 
@@ -31,6 +32,7 @@ def config_from_pb(pb: types_pb2.FunctionConfig) -> FunctionConfig:
         max_concurrency=pb.max_concurrency,
         min_instances=pb.min_instances,
         keep_alive_s=pb.keep_alive_s,
+        tags=dict(pb.tags),
     )
 
 

@@ -131,3 +131,23 @@ def scheduler_leader() -> bytes:
 def code_ref(sha256: str) -> bytes:
     """Marks a code blob as referenced; the blob GC keeps blobs that have one."""
     return f"{ROOT}/coderefs/{sha256}".encode()
+
+
+def service_endpoint(service: str, replica: str) -> bytes:
+    """A replica's registration (nimbus.common.registry), under the replica's own lease."""
+    return f"{ROOT}/registry/{service}/{replica}".encode()
+
+
+def registry_prefix(service: str | None = None) -> bytes:
+    if service is None:
+        return f"{ROOT}/registry/".encode()
+    return f"{ROOT}/registry/{service}/".encode()
+
+
+def rollout(service: str) -> bytes:
+    """How a service's traffic is shared between API releases (nimbus.common.registry.Rollout)."""
+    return f"{ROOT}/rollouts/{service}".encode()
+
+
+def rollouts_prefix() -> bytes:
+    return f"{ROOT}/rollouts/".encode()

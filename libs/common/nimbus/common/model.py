@@ -31,6 +31,8 @@ class FunctionConfig:
     max_concurrency: int = 0
     min_instances: int = 0
     keep_alive_s: int = 600
+    # Free-form labels (API v2); they never reach the function's environment.
+    tags: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FunctionConfig:

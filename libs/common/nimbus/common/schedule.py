@@ -3,6 +3,7 @@
 `parse(text)` returns a Schedule or raises ValueError with a message fit for the user;
 `next_after(schedule, t)` is the first tick strictly after the epoch time t.
 
+`rate(5 minutes)` (EventBridge's form) is `@every 5m`.
 `@every 10s` ticks on the multiples of its period since the epoch, so every replica computes the
 same ticks without talking to the others. Cron follows Vixie cron: `*`, lists, ranges, steps,
 month and weekday names, 7 as Sunday, and when both day-of-month and day-of-week are restricted a
@@ -34,6 +35,8 @@ _MONTHS = {k.lower(): v for k, v in _MONTHS.items()}
 _DAYS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_RATE = re.compile(r"rate\(\s*(\d+)\s+(seconds?|minutes?|hours?|days?)\s*\)")
+_RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,13 @@ def parse(text: str) -> Schedule:
     if not spec:
         raise ValueError("empty schedule: use a cron expression such as '*/5 * * * *' or '@every 10s'")
     lowered = spec.lower()
+    rate = _RATE.fullmatch(lowered)
+    if rate:
+        # EventBridge's rate(5 minutes): the same as @every 5m.
+        period = int(rate.group(1)) * _RATE_UNITS[rate.group(2).rstrip("s")]
+        if not MIN_EVERY_S <= period <= MAX_EVERY_S:
+            raise ValueError(f"{spec!r} must be between {MIN_EVERY_S:g}s and {MAX_EVERY_S / 86400:g} days")
+        return Every(period)
     if lowered.startswith("@every"):
         rest = spec[len("@every") :].strip()
         if not rest:

@@ -1,20 +1,29 @@
 """The lifecycle every service shares: serve gRPC with health, run background loops, drain on SIGTERM.
 
-Order on SIGTERM: health NOT_SERVING (Envoy stops sending) → server.stop(grace) lets in-flight
-calls finish → the background tasks are cancelled → `on_stop` closes clients. One crashed task
-cancels the rest and the process exits non-zero, so the supervisor restarts it.
+Order on SIGTERM: health NOT_SERVING (Envoy stops sending) → the replica leaves the service
+registry (nimbus.common.registry), and a replica behind the gateway keeps serving a moment
+(NIMBUS_DEREGISTER_WAIT_S) so Envoy drops it before it refuses anything → server.stop(grace) lets
+in-flight calls finish → the background tasks are cancelled → `on_stop` closes clients. One crashed
+task cancels the rest and the process exits non-zero, so the supervisor restarts it.
+
+Every replica registers itself once SERVING: its address, service and the public API versions it
+serves (`api_versions`), under an etcd lease of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from nimbus.common.clock import SystemClock
+from nimbus.common.registry import RegistryConfig, new_registration
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +106,19 @@ async def serve(
     drain: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     grace_s: float = 10.0,
+    api_versions: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> None:
-    """Runs until SIGTERM/SIGINT; raises if any background task fails."""
+    """Runs until SIGTERM/SIGINT; raises if any background task fails.
+
+    `api_versions`: the public API versions this replica serves behind the gateway (empty for an
+    internal service). `env`: where the registry settings come from (default os.environ; see
+    nimbus.common.registry.RegistryConfig)."""
     if server.add_insecure_port(listen_addr) == 0:
         raise RuntimeError(f"{name}: cannot listen on {listen_addr}")
+    clock = SystemClock()
+    registry_cfg = RegistryConfig.from_env(os.environ if env is None else env, name)
+    registration, registry_etcd = new_registration(registry_cfg, name, listen_addr, api_versions, clock, clock.now())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,12 +130,19 @@ async def serve(
         if ready is not None:
             await ready()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        if registry_cfg.enabled:
+            registration.serving()
         log.info("serving", extra={"fields": {"service": name, "listen": listen_addr}})
 
     async def wait_stop() -> None:
         await stop.wait()
         log.info("draining", extra={"fields": {"service": name, "grace_s": grace_s}})
         await health_servicer.enter_graceful_shutdown()
+        was_registered = registration.registered.is_set()
+        await registration.deregister()
+        if was_registered and api_versions:
+            # Envoy drops this endpoint within a moment; until then it still gets calls.
+            await asyncio.sleep(registry_cfg.deregister_wait_s)
         if drain is not None:
             try:
                 async with asyncio.timeout(grace_s):
@@ -131,12 +156,20 @@ async def serve(
         async with asyncio.TaskGroup() as group:
             group.create_task(wait_stop())
             group.create_task(become_ready())
+            if registry_cfg.enabled:
+                group.create_task(registration.run())
             for task in background:
                 group.create_task(task())
     except* _Stop:
         pass
     finally:
         await server.stop(0)
+        try:
+            async with asyncio.timeout(3):
+                await registration.deregister()
+                await registry_etcd.close()
+        except Exception:
+            log.warning("registry client did not close cleanly")
         if on_stop is not None:
             try:
                 async with asyncio.timeout(5):

@@ -18,6 +18,10 @@ ENV_MAX_BYTES = 4096
 DESCRIPTION_MAX = 256
 MAX_CONCURRENCY_MAX = 1000
 KEEP_ALIVE_S = (0, 86400)
+# As Lambda's tags: at most 50 per function, keys 1-128 characters, values up to 256.
+TAGS_MAX = 50
+TAG_KEY_MAX = 128
+TAG_VALUE_MAX = 256
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _PY_HANDLER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
@@ -67,6 +71,21 @@ def check_env(env: dict[str, str]) -> None:
         raise InvalidArgument(f"env: {size} bytes in total, over the limit of {ENV_MAX_BYTES} bytes")
 
 
+_TAG_KEY = re.compile(r"[A-Za-z0-9_.:/=+@ -]+")
+
+
+def check_tags(tags: dict[str, str]) -> None:
+    if len(tags) > TAGS_MAX:
+        raise InvalidArgument(f"tags: {len(tags)} tags, over the limit of {TAGS_MAX}")
+    for key, value in tags.items():
+        if not 1 <= len(key) <= TAG_KEY_MAX or not _TAG_KEY.fullmatch(key) or key.startswith("nimbus:"):
+            raise InvalidArgument(
+                f"tags: key {key!r} must be 1-{TAG_KEY_MAX} letters, digits, spaces or _.:/=+@- "
+                f"and not start with 'nimbus:'")
+        if len(value) > TAG_VALUE_MAX:
+            raise InvalidArgument(f"tags: the value of {key!r} has {len(value)} characters, over the limit of {TAG_VALUE_MAX}")
+
+
 def check_description(description: str) -> None:
     if len(description) > DESCRIPTION_MAX:
         raise InvalidArgument(f"description: {len(description)} characters, over the limit of {DESCRIPTION_MAX}")
@@ -82,6 +101,7 @@ def check_config(config: FunctionConfig) -> None:
     check_description(config.description)
     check_range("max_concurrency", config.max_concurrency, (0, MAX_CONCURRENCY_MAX))
     check_range("keep_alive_s", config.keep_alive_s, KEEP_ALIVE_S)
+    check_tags(config.tags)
     if config.min_instances < 0:
         raise InvalidArgument(f"min_instances: {config.min_instances} must not be negative")
     if config.max_concurrency and config.min_instances > config.max_concurrency:

@@ -36,6 +36,7 @@ _FIELD_CHECKS = {
     "min_instances": lambda v: validation.check_range("min_instances", v, (0, validation.MAX_CONCURRENCY_MAX)),
     "runtime": validation.check_runtime,
     "keep_alive_s": lambda v: validation.check_range("keep_alive_s", v, validation.KEEP_ALIVE_S),
+    "tags": validation.check_tags,
 }
 
 
@@ -55,6 +56,7 @@ class FunctionsApi:
             max_concurrency=int(fields.get("max_concurrency", 0)),  # type: ignore[call-overload]
             min_instances=int(fields.get("min_instances", 0)),  # type: ignore[call-overload]
             keep_alive_s=int(fields.get("keep_alive_s", DEFAULT_KEEP_ALIVE_S)),  # type: ignore[call-overload]
+            tags=dict(fields.get("tags", {})),  # type: ignore[call-overload]
         )
         validation.check_config(config)
         return await self._backend.create(who.namespace, name, config, code_zip)

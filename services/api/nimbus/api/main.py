@@ -14,6 +14,7 @@ from nimbus.api.versions import VersionsApi
 from nimbus.api.stores.funcmgr import FuncMgrClient
 from nimbus.api.stores.keys import EtcdKeyStore
 from nimbus.api.v1 import functions_pb2_grpc
+from nimbus.api.v2wiring import add_v2
 from nimbus.common import logs
 from nimbus.common.auth import Authenticator
 from nimbus.common.clock import SystemClock
@@ -34,7 +35,10 @@ async def main() -> None:
         FunctionsApi(funcmgr), VersionsApi(funcmgr), KeyIssuer(EtcdKeyStore(etcd), SystemClock()), cfg.max_zip_bytes,
         triggers=TriggersApi(funcmgr, EtcdTriggerStore(etcd), SystemClock()),
     )
-    functions_pb2_grpc.add_FunctionsServicer_to_server(servicer, server)
+    if "v1" in cfg.api_versions:
+        functions_pb2_grpc.add_FunctionsServicer_to_server(servicer, server)
+    if "v2" in cfg.api_versions:
+        add_v2(server, FunctionsApi(funcmgr), VersionsApi(funcmgr), etcd)
 
     async def close() -> None:
         await funcmgr.close()
@@ -49,4 +53,5 @@ async def main() -> None:
         ready=lambda: authenticator.cache.wait_ready(60),
         on_stop=close,
         grace_s=cfg.common.drain_s,
+        api_versions=cfg.api_versions,
     )

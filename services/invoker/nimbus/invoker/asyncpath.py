@@ -12,7 +12,6 @@ record) and the id is still returned, since the event is durable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -183,5 +182,3 @@ def dead_letter_of(ref: EventRef, event: bytes, error: bytes, attempts: int, rea
         reason=reason,
     )
 
-
-Draw = Callable[[], float]

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nimbus.common.config import CommonConfig, get_float, get_int, get_str
+from nimbus.common.registry import API_RELEASES, parse_api_versions
 from nimbus.invoker.eventsconfig import EventsConfig
 
 
@@ -15,6 +16,7 @@ class InvokerConfig:
     NIMBUS_MAX_INSTANCES_PER_FN      instance cap of a function without max_concurrency (default 50)
     NIMBUS_REDIS_URL                 Redis for cross-replica concurrency slots (default redis://127.0.0.1:6379/0)
     NIMBUS_NAMESPACE_CONCURRENCY     calls in flight per namespace across replicas; 0 = no limit (default 0)
+    NIMBUS_API_VERSIONS              public API versions this replica serves, e.g. v1 (default v1,v2)
     plus the async path's and triggers' variables, documented in eventsconfig.EventsConfig.
     """
 
@@ -26,6 +28,7 @@ class InvokerConfig:
     redis_url: str
     namespace_concurrency: int
     events: EventsConfig = EventsConfig()
+    api_versions: tuple[str, ...] = API_RELEASES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> InvokerConfig:
@@ -38,4 +41,5 @@ class InvokerConfig:
             redis_url=get_str(env, "NIMBUS_REDIS_URL", "redis://127.0.0.1:6379/0"),
             namespace_concurrency=get_int(env, "NIMBUS_NAMESPACE_CONCURRENCY", 0),
             events=EventsConfig.from_env(env),
+            api_versions=parse_api_versions(env),
         )

@@ -5,9 +5,9 @@ Per event: mark the record RUNNING (attempts + 1) → invoke, sending in-progres
 of ack_wait so a long call is never redelivered while it runs → decide (retry.py) → record the
 outcome → ack, nak with a delay, or dead-letter then ack. An event whose record already says it
 finished (its ack was lost, or an invoker died between recording and acking) is acked without
-running again. At most NIMBUS_ASYNC_WORKERS events run at once per invoker, and at most
-max_concurrency of one function, so async work never takes the whole of a function or starves
-sync calls, which wait in the same FIFO queues.
+running again. At most NIMBUS_ASYNC_WORKERS events run at once per invoker, and of a function
+with max_concurrency M at most (M-1)//2 (async_cap), so async work never takes the whole of a
+function or starves sync calls, which wait in the same FIFO queues.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ class EventConsumer:
         except NimbusError:
             record = None
         limit = record.config.max_concurrency if record is not None else 0
-        return min(limit, self._cfg.workers) if limit > 0 else self._cfg.workers
+        return async_cap(limit, self._cfg.workers)
 
     async def _handle(self, d: Delivery) -> None:
         try:
@@ -357,6 +357,15 @@ class EventConsumer:
                 await self._source.publish_core(dest.subject, body)
         except NimbusError as err:
             log.warning("destination not reached", extra={"fields": {"invocation_id": ref.invocation_id, "error": err.message}})
+
+
+def async_cap(max_concurrency: int, workers: int) -> int:
+    """How many events of one function an invoker runs at once. max_concurrency holds across the
+    replicas (a Redis slot per call) for sync and async alike; async takes at most (M-1)//2 per
+    replica, so with two replicas at least one of M >= 3 slots stays for sync calls."""
+    if max_concurrency <= 0:
+        return workers
+    return max(1, min(workers, (max_concurrency - 1) // 2))
 
 
 def _json_or_text(raw: bytes) -> object:

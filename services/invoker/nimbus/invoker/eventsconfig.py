@@ -23,7 +23,7 @@ class EventsConfig:
     NIMBUS_ASYNC_MAX_EVENT_AGE_S     an older event is dead-lettered, not run (default 21600 = 6 h)
     NIMBUS_ASYNC_RETRY_BASE_S        first retry delay after a function error; doubles (default 1)
     NIMBUS_ASYNC_RETRY_MAX_S         longest retry delay (default 300)
-    NIMBUS_ASYNC_MAX_EVENT_KB        largest async event (default 256)
+    NIMBUS_ASYNC_MAX_EVENT_KB        largest async event (default 256, at most 960)
     NIMBUS_INVOCATION_TTL_S          how long invocation records live in Redis (default 86400)
     NIMBUS_DLQ_MAX_AGE_S             how long dead letters are kept (default 1209600 = 14 days)
     NIMBUS_HTTP_LISTEN_ADDR          host:port of the public HTTP trigger listener (/fn/…); empty
@@ -59,6 +59,10 @@ class EventsConfig:
         max_age = get_float(env, "NIMBUS_ASYNC_MAX_EVENT_AGE_S", 21600.0, minimum=1.0)
         if max_age > MAX_EVENT_AGE_S[1]:
             raise ConfigError(f"NIMBUS_ASYNC_MAX_EVENT_AGE_S={max_age:g} must be at most {MAX_EVENT_AGE_S[1]}")
+        max_event_kb = get_int(env, "NIMBUS_ASYNC_MAX_EVENT_KB", 256, minimum=1)
+        if max_event_kb > 960:
+            # NATS's default max_payload is 1 MiB; the event's headers need some of it.
+            raise ConfigError(f"NIMBUS_ASYNC_MAX_EVENT_KB={max_event_kb} must be at most 960")
         http_addr = env.get("NIMBUS_HTTP_LISTEN_ADDR", "").strip()
         if http_addr:
             get_hostport(env, "NIMBUS_HTTP_LISTEN_ADDR", http_addr)
@@ -71,7 +75,7 @@ class EventsConfig:
             max_event_age_s=max_age,
             retry_base_s=get_float(env, "NIMBUS_ASYNC_RETRY_BASE_S", 1.0, minimum=0.01),
             retry_max_s=get_float(env, "NIMBUS_ASYNC_RETRY_MAX_S", 300.0, minimum=0.01),
-            max_event_bytes=get_int(env, "NIMBUS_ASYNC_MAX_EVENT_KB", 256, minimum=1) * 1024,
+            max_event_bytes=max_event_kb * 1024,
             record_ttl_s=get_int(env, "NIMBUS_INVOCATION_TTL_S", 86400, minimum=60),
             dlq_max_age_s=get_float(env, "NIMBUS_DLQ_MAX_AGE_S", 1209600.0, minimum=60.0),
             http_listen_addr=http_addr,

@@ -6,6 +6,7 @@ calls answer 503 until they are back, and the loops reconnect on their own.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 
@@ -56,10 +57,10 @@ class EventSystem:
         self.timers = TimerTriggers(self.triggers, self.invocations, clock)
         self.subjects = SubjectTriggers(self.triggers, self.jetstream, self.invocations)
         self.http: HttpServer | None = None
+        self.http_triggers = HttpTriggers(http_index.get, invoker, clock)
         if cfg.http_listen_addr:
             host, port = get_hostport({"NIMBUS_HTTP_LISTEN_ADDR": cfg.http_listen_addr}, "NIMBUS_HTTP_LISTEN_ADDR", "")
-            handler = HttpTriggers(http_index.get, invoker, clock)
-            self.http = HttpServer(host, port, handler.handle, cfg.http_max_body_bytes, http_status_error)
+            self.http = HttpServer(host, port, self.http_triggers.handle, cfg.http_max_body_bytes, http_status_error)
 
     @property
     def background(self) -> list[Callable[[], Awaitable[None]]]:
@@ -74,7 +75,7 @@ class EventSystem:
             await cache.wait_ready(timeout_s)
 
     async def drain(self) -> None:
-        await self.consumer.drain()
+        await asyncio.gather(self.consumer.drain(), self.http_triggers.drain())
 
     async def close(self) -> None:
         await self.jetstream.close()

@@ -6,6 +6,9 @@ import os
 import random
 
 from nimbus.api.v1 import invocations_pb2_grpc
+from nimbus.api.v2 import invocations_pb2_grpc as invocations_v2_pb2_grpc
+from nimbus.invoker.batch import BatchInvoker
+from nimbus.invoker.v2server import InvocationsV2Servicer
 from nimbus.common import logs
 from nimbus.common.auth import Authenticator
 from nimbus.common.clock import SystemClock
@@ -49,7 +52,11 @@ async def main() -> None:
     )
     invoker = Invoker(functions, dispatcher, nodes, limiter, random.random)
     events = EventSystem(cfg.events, cfg.common.replica, etcd, functions, invoker)
-    invocations_pb2_grpc.add_InvocationsServicer_to_server(AsyncInvocationsServicer(invoker, events.invocations), server)
+    v1_servicer = AsyncInvocationsServicer(invoker, events.invocations)
+    if "v1" in cfg.api_versions:
+        invocations_pb2_grpc.add_InvocationsServicer_to_server(v1_servicer, server)
+    if "v2" in cfg.api_versions:
+        invocations_v2_pb2_grpc.add_InvocationsServicer_to_server(InvocationsV2Servicer(v1_servicer, BatchInvoker(invoker)), server)
     invoker_pb2_grpc.add_InvokerControlServicer_to_server(InvokerControlServicer(dispatcher), server)
 
     async def ready() -> None:
@@ -76,4 +83,5 @@ async def main() -> None:
         drain=events.drain,
         on_stop=close,
         grace_s=cfg.common.drain_s,
+        api_versions=cfg.api_versions,
     )

@@ -78,10 +78,13 @@ class JetStreamClient:
         """Background task: connect (retrying forever), set up the streams, redo that after a
         reconnect (a nats-server with a wiped store comes back without them). Never raises."""
         delay = 0.2
+        streams_ok = False
         while True:
             try:
                 if self._nc is None or self._nc.is_closed:
                     self._ready.clear()
+                    streams_ok = False
+                    # Waits (reconnecting inside nats-py) until a server answers.
                     self._nc = await nats.connect(
                         servers=[self._url],
                         name=self._name,
@@ -96,19 +99,20 @@ class JetStreamClient:
                         reconnected_cb=self._on_reconnected,
                     )
                     self._js = self._nc.jetstream(timeout=CALL_TIMEOUT_S)
-                    await self._ensure_streams()
                     self.generation += 1
-                    self._ready.set()
                     log.info("connected to NATS", extra={"fields": {"url": self._url}})
+                if not streams_ok and self._nc.is_connected:
+                    await self._ensure_streams()
+                    streams_ok = True
+                    self._ready.set()
                 delay = 0.2
                 try:
-                    async with asyncio.timeout(5):
+                    async with asyncio.timeout(2):
                         await self._reconnected.wait()
                 except TimeoutError:
                     continue
                 self._reconnected.clear()
-                await self._ensure_streams()
-                self._ready.set()
+                streams_ok = False
             except asyncio.CancelledError:
                 raise
             except Exception as err:
@@ -147,7 +151,8 @@ class JetStreamClient:
                 subjects=["nimbus.dlq.>"],
                 retention=api.RetentionPolicy.LIMITS,
                 storage=api.StorageType.FILE,
-                duplicate_window=DUPLICATE_WINDOW_S,
+                # JetStream refuses a duplicate window longer than the stream's max age.
+                duplicate_window=min(DUPLICATE_WINDOW_S, self._dlq_max_age_s),
                 max_age=self._dlq_max_age_s,
             ),
         )

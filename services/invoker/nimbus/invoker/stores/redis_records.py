@@ -8,6 +8,7 @@ wait and a 503 (or a requeued event), never a hung or crashed invoker.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,9 +29,10 @@ CALL_TIMEOUT_S = 2.0
 PREFIX = "nimbus:inv:"
 
 # KEYS[1] the record. ARGV: mode (create|move), seq, status, allowed-from (comma list), attempts
-# delta, ttl, then field/value pairs. A newer seq starts the record afresh; an older one is
-# dropped; in "create" mode an existing record of the same seq is left alone; in "move" mode the
-# current status must be in allowed-from. Returns {applied 0|1, status, attempts}.
+# delta, ttl, updated_at, the record's fixed fields as JSON (written only when the record starts),
+# then field/value pairs. A newer seq starts the record afresh; an older one is dropped; in
+# "create" mode an existing record of the same seq is left alone; in "move" mode the current
+# status must be in allowed-from. Returns {applied 0|1, status, attempts}.
 _MOVE = """
 local cur = redis.call('HMGET', KEYS[1], 'seq', 'status', 'attempts')
 local seq = tonumber(ARGV[2])
@@ -49,8 +51,15 @@ if not fresh then
   end
 else
   redis.call('DEL', KEYS[1])
+  local base = cjson.decode(ARGV[8])
+  redis.call('HSET', KEYS[1], 'id', base[1], 'namespace', base[2], 'function', base[3], 'qualifier', base[4],
+             'created_at', base[5])
 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'status', ARGV[3], unpack(ARGV, 7))
+if #ARGV > 8 then
+  redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'status', ARGV[3], 'updated_at', ARGV[7], unpack(ARGV, 9))
+else
+  redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'status', ARGV[3], 'updated_at', ARGV[7])
+end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', tonumber(ARGV[5]))
 if attempts < 0 then
   redis.call('HSET', KEYS[1], 'attempts', 0)
@@ -59,6 +68,9 @@ end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 return {1, ARGV[3], attempts}
 """
+
+
+_ALLOWED_FROM = {status: ",".join(sorted(s.value for s in allowed_from(status))) for status in InvocationStatus}
 
 
 def record_key(invocation_id: str) -> str:
@@ -95,34 +107,24 @@ class RedisRecords:
             raise Unavailable(f"redis unavailable: {type(err).__name__}: {err}") from err
 
     @staticmethod
-    def _base(ref: EventRef, now: float) -> list[str]:
-        return [
-            "id", ref.invocation_id,
-            "namespace", ref.namespace,
-            "function", ref.function,
-            "qualifier", ref.qualifier,
-            "created_at", iso(ref.submitted_at),
-            "updated_at", iso(now),
-        ]
+    def _base(ref: EventRef) -> str:
+        return json.dumps([ref.invocation_id, ref.namespace, ref.function, ref.qualifier, iso(ref.submitted_at)])
 
     async def create(self, ref: EventRef, now: float) -> bool:
         """The QUEUED record of a just-stored event; leaves a record of the same event alone."""
-        args = ["create", str(ref.seq), InvocationStatus.QUEUED.value, "", "0", str(self._ttl_s), *self._base(ref, now)]
+        args = ["create", ref.seq, InvocationStatus.QUEUED.value, "", 0, self._ttl_s, iso(now), self._base(ref)]
         res = await self._call(self._script(keys=[record_key(ref.invocation_id)], args=args))
         return bool(int(res[0]))
 
     async def move(self, ref: EventRef, move: Move, now: float) -> MoveResult:
-        # The base fields go with every move: the consumer may be first to write the record.
-        fields = self._base(ref, now)
-        for name, value in (("result", move.result), ("error", move.error)):
+        args: list[str | int | bytes] = [
+            "move", ref.seq, move.status.value, _ALLOWED_FROM[move.status], move.attempts_delta, self._ttl_s, iso(now),
+            self._base(ref),
+        ]
+        for name, value in (("result", move.result), ("error", move.error), ("version", move.version),
+                            ("request_id", move.request_id)):
             if value is not None:
-                fields += [name, value.decode(errors="replace")]
-        if move.version is not None:
-            fields += ["version", move.version]
-        if move.request_id is not None:
-            fields += ["request_id", move.request_id]
-        allowed = ",".join(sorted(s.value for s in allowed_from(move.status)))
-        args = ["move", str(ref.seq), move.status.value, allowed, str(move.attempts_delta), str(self._ttl_s), *fields]
+                args += [name, value]
         res = await self._call(self._script(keys=[record_key(ref.invocation_id)], args=args))
         return MoveResult(applied=bool(int(res[0])), status=_s(res[1]), attempts=int(res[2]))
 

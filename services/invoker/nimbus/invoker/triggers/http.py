@@ -15,6 +15,7 @@ message does not declare, and the path after the function name is free-form.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -177,10 +178,31 @@ class HttpTriggers:
         self._lookup = lookup
         self._runner = runner
         self._clock = clock
+        self._draining = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def drain(self) -> None:
+        """SIGTERM: fail the health check (Envoy stops sending) and wait for the calls in flight."""
+        self._draining = True
+        await self._idle.wait()
 
     async def handle(self, req: HttpRequest) -> HttpResponse:
         if req.path == HEALTH_PATH:
+            if self._draining:
+                return HttpResponse(503, [("content-type", "text/plain")], b"draining\n")
             return HttpResponse(200, [("content-type", "text/plain")], b"ok\n")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._handle(req)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _handle(self, req: HttpRequest) -> HttpResponse:
         try:
             namespace, name, rest = split_path(req.path)
             trigger = self._lookup(namespace, name)

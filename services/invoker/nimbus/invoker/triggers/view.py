@@ -17,13 +17,6 @@ def of_type(source: TriggerSource, kind: TriggerType) -> list[TriggerRecord]:
     return [t for t in source.items.values() if t.type == kind]
 
 
-def http_trigger(source: TriggerSource, namespace: str, function: str) -> TriggerRecord | None:
-    for t in source.items.values():
-        if t.type == TriggerType.HTTP and t.namespace == namespace and t.function == function:
-            return t
-    return None
-
-
 class HttpIndex:
     """(namespace, function) → its http trigger, kept current as a watch-cache listener, so the
     public listener's lookup is one dict read."""

@@ -1,0 +1,117 @@
+"""gRPC adapter for the public nimbus.api.v2.Functions service: the same core as v1 (server.py),
+plus tags and paged lists (listing.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+
+from nimbus.api.functions import FunctionsApi
+from nimbus.api.listing import Listing
+from nimbus.api.v2 import functions_pb2 as pb
+from nimbus.api.v2 import functions_pb2_grpc
+from nimbus.common.auth import current_principal
+from nimbus.common.errors import InvalidArgument
+from nimbus.common.model import FunctionRecord, VersionRecord
+
+_OPTIONAL_INTS = ("memory_mb", "timeout_s", "max_concurrency", "min_instances", "keep_alive_s")
+
+
+def function_to_pb(record: FunctionRecord) -> pb.Function:
+    c = record.config
+    return pb.Function(
+        name=record.name,
+        runtime=c.runtime,
+        handler=c.handler,
+        memory_mb=c.memory_mb,
+        timeout_s=c.timeout_s,
+        env=c.env,
+        description=c.description,
+        max_concurrency=c.max_concurrency,
+        min_instances=c.min_instances,
+        keep_alive_s=c.keep_alive_s,
+        namespace=record.namespace,
+        code_sha256=record.code_sha256,
+        code_size=record.code_size,
+        revision=record.revision,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        tags=c.tags,
+    )
+
+
+def version_to_pb(record: VersionRecord) -> pb.Version:
+    config = function_to_pb(
+        FunctionRecord(record.namespace, record.name, record.config, record.code_sha256, record.code_size,
+                       record.created_at, record.created_at, record.revision)
+    )
+    return pb.Version(version=record.version, description=record.description, code_sha256=record.code_sha256,
+                      config=config, created_at=record.created_at)
+
+
+def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "runtime": request.runtime,
+        "handler": request.handler,
+        "env": dict(request.env),
+        "description": request.description,
+        "tags": dict(request.tags),
+    }
+    for name in _OPTIONAL_INTS:
+        if request.HasField(name):
+            fields[name] = getattr(request, name)
+    return fields
+
+
+def tag_filter(pairs: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"tag: {pair!r} must be key=value")
+        out[key] = value
+    return out
+
+
+def update_changes(request: pb.UpdateFunctionRequest) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    for name in ("runtime", "handler", "description", *_OPTIONAL_INTS):
+        if request.HasField(name):
+            changes[name] = getattr(request, name)
+    if request.env or request.replace_env:
+        changes["env"] = dict(request.env)
+    if request.HasField("tags"):
+        changes["tags"] = dict(request.tags.tags)
+    return changes
+
+
+class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
+    def __init__(self, functions: FunctionsApi, listing: Listing) -> None:
+        self._functions = functions
+        self._listing = listing
+
+    async def CreateFunction(self, request: pb.CreateFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
+        record = await self._functions.create(current_principal(), request.name, create_fields(request), request.code.zip_base64)
+        return function_to_pb(record)
+
+    async def GetFunction(self, request: pb.GetFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
+        return function_to_pb(await self._functions.get(current_principal(), request.name))
+
+    async def ListFunctions(self, request: pb.ListFunctionsRequest, context: grpc.aio.ServicerContext) -> pb.ListFunctionsResponse:
+        page = await self._listing.functions(current_principal(), request.page_size, request.page_token, tag_filter(request.tag))
+        return pb.ListFunctionsResponse(functions=[function_to_pb(r) for r in page.items], next_page_token=page.next_token)
+
+    async def UpdateFunction(self, request: pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
+        record = await self._functions.update_config(
+            current_principal(), request.name, update_changes(request), request.replace_env, request.expected_revision
+        )
+        return function_to_pb(record)
+
+    async def DeleteFunction(self, request: pb.DeleteFunctionRequest, context: grpc.aio.ServicerContext) -> pb.DeleteFunctionResponse:
+        await self._functions.delete(current_principal(), request.name)
+        return pb.DeleteFunctionResponse()
+
+    async def ListVersions(self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext) -> pb.ListVersionsResponse:
+        page = await self._listing.versions(current_principal(), request.name, request.page_size, request.page_token)
+        return pb.ListVersionsResponse(versions=[version_to_pb(v) for v in page.items], next_page_token=page.next_token)
