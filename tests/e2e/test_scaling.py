@@ -85,7 +85,8 @@ async def test_burst_of_50_is_served_in_parallel_within_max_concurrency(cluster,
     done.set()
     await watcher
     assert Counter(status for status, _, _ in results) == {200: 50}
-    assert served_s < 5.0, f"50 calls of 200 ms took {served_s:.1f}s (serial: 10 s)"
+    # Serially they take 10 s; 50 cold starts on 2 cores in runc sandboxes take a few seconds.
+    assert served_s < 8.0, f"50 calls of 200 ms took {served_s:.1f}s (serial: 10 s)"
     assert 1 <= peak <= 50
     # After keep_alive_s (2 s here) and the stable window, it scales back to zero.
     await until(lambda: _none_left(cluster, name), timeout_s=60, interval_s=0.5)

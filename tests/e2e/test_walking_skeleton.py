@@ -45,7 +45,10 @@ async def test_deploy_and_invoke_by_rest(gw):
     second = gw.invoke(name, [1, "two", None])
     assert second.status == 200
     assert second.json()["echo"] == [1, "two", None]
-    assert second.headers["x-nimbus-cold-start"] == "false"
+    # The other invoker replica may not have seen the new instance yet and start its own; by the
+    # third call both know an instance.
+    third = gw.invoke(name, {})
+    assert "false" in (second.headers["x-nimbus-cold-start"], third.headers["x-nimbus-cold-start"])
 
 
 async def test_invoke_by_grpc_through_the_gateway(gw):
@@ -194,3 +197,15 @@ async def test_event_is_json_whatever_the_content_type(gw):
     assert gw.invoke(name, None, raw=b"").json()["echo"] == {}
     bad = gw.request("POST", f"/v1/functions/{name}:invoke", raw=b"name=Ada")
     assert bad.status == 400 and bad.json()["message"].startswith("body: ")
+
+
+async def test_log_tail_on_request(gw):
+    name = unique("logs")
+    files = {"main.py": "def handler(event, context):\n    print('hello from', context.request_id)\n    return 1\n"}
+    assert gw.create(name, files).status == 200
+    res = gw.request("POST", f"/v1/functions/{name}:invoke?log=tail", raw=b"{}")
+    assert res.status == 200, res.body
+    tail = base64.b64decode(res.headers["x-nimbus-log-tail"]).decode()
+    assert f"hello from {res.headers['x-nimbus-request-id']}" in tail
+    assert "x-nimbus-log-tail" not in gw.invoke(name, {}).headers
+    assert gw.request("POST", f"/v1/functions/{name}:invoke?log=everything", raw=b"{}").status == 400

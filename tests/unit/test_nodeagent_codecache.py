@@ -106,3 +106,37 @@ async def test_ensure_rejects_corrupt_download(tmp_path: Path) -> None:
 async def test_ensure_rejects_bad_sha(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument):
         await CodeCache(tmp_path, FakeSource({})).ensure("../../etc")
+
+
+async def test_lru_eviction_under_the_budget_never_takes_held_code(tmp_path: Path) -> None:
+    blobs = {}
+    for name in ("a", "b", "c"):
+        # Deflated: a tiny download (the fake source sends 7-byte chunks) that unpacks to 60 KB.
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(f"{name}.bin", b"x" * 60_000)
+        data = buf.getvalue()
+        blobs[hashlib.sha256(data).hexdigest()] = data
+    a, b, c = blobs
+    cache = CodeCache(tmp_path, FakeSource(blobs), budget_mb=0)
+    cache._budget = 130_000  # room for two packages (the budget is in MB from config)
+    held = await cache.acquire(a)
+    await cache.ensure(b)
+    await cache.ensure(c)  # over budget: b (least recently used, unheld) goes; a is held
+    assert held.is_dir() and not (tmp_path / b).exists() and (tmp_path / c).is_dir()
+    cache.release(a)  # used until now: more recent than c
+    await cache.ensure(b)  # fetched again; c is now the least recently used
+    assert (tmp_path / a).is_dir() and (tmp_path / b).is_dir() and not (tmp_path / c).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([a, b])  # no trash left behind
+
+
+async def test_a_restarted_cache_knows_what_is_on_disk(tmp_path: Path) -> None:
+    data = make_zip({"app.py": b"x = 1\n"})
+    sha = hashlib.sha256(data).hexdigest()
+    source = FakeSource({sha: data})
+    await CodeCache(tmp_path, source).ensure(sha)
+    (tmp_path / ".tmp-deadbeef").mkdir()  # a crash mid-unpack
+    again = CodeCache(tmp_path, source)
+    assert await again.acquire(sha) == tmp_path / sha
+    assert source.fetches == 1 and not (tmp_path / ".tmp-deadbeef").exists()
+    assert again.usage()[sha].holders == 1

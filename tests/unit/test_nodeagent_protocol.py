@@ -41,6 +41,8 @@ CASES = [
     (Kind.RESULT, {"request_id": "r-1", "duration_us": 7}, b"null"),
     (Kind.ERROR, {"request_id": "r-1", "duration_us": 7}, b'{"errorType":"ValueError"}'),
     (Kind.INIT_ERROR, {"errorType": "Runtime.ImportModuleError", "errorMessage": "x", "stackTrace": ["a\n"]}, b""),
+    (Kind.LOAD, {"task_root": "/var/task", "handler": "app.handler", "env": {"K": "v"}, "memory_limit_mb": 128}, b""),
+    (Kind.ERROR, {"request_id": "r-2", "duration_us": 9, "fatal": True}, b'{"errorType":"Runtime.ExitError"}'),
     (Kind.RESULT, {"request_id": "big"}, bytes(range(256)) * 4096),
 ]
 
@@ -58,13 +60,17 @@ def test_layout_is_prefix_header_body() -> None:
     assert data[8 + header_len :] == b"42" and body_len == 2
 
 
-def test_partial_reads_byte_by_byte() -> None:
-    stream = b"".join(encode(k, h, b) for k, h, b in CASES)
+@pytest.mark.parametrize("step", [1, 7, 4099])
+def test_partial_reads(step: int) -> None:
+    # Byte by byte over the small frames; the 1 MB one in odd-sized pieces (a million one-byte
+    # feeds would make this test's run time depend on the machine's load).
+    cases = CASES[:-1] if step == 1 else CASES
+    stream = b"".join(encode(k, h, b) for k, h, b in cases)
     decoder = FrameDecoder()
     got: list[Frame] = []
-    for i in range(len(stream)):
-        got += decoder.feed(stream[i : i + 1])
-    assert [(f.kind, f.header, f.body) for f in got] == CASES
+    for i in range(0, len(stream), step):
+        got += decoder.feed(stream[i : i + step])
+    assert [(f.kind, f.header, f.body) for f in got] == cases
     assert decoder.pending == 0
 
 

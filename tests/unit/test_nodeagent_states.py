@@ -14,17 +14,13 @@ S = InstanceState
 pytestmark = pytest.mark.timeout(10)
 
 ALLOWED = {
-    (S.STARTING, S.READY),
-    (S.STARTING, S.FAILED),
-    (S.STARTING, S.STOPPING),
-    (S.READY, S.BUSY),
-    (S.READY, S.FAILED),
-    (S.READY, S.STOPPING),
-    (S.BUSY, S.READY),
-    (S.BUSY, S.FAILED),
-    (S.BUSY, S.STOPPING),
-    (S.FAILED, S.STOPPING),
-    (S.STOPPING, S.STOPPED),
+    (S.STARTING, S.IDLE),
+    (S.STARTING, S.DRAINING),
+    (S.IDLE, S.BUSY),
+    (S.IDLE, S.DRAINING),
+    (S.BUSY, S.IDLE),
+    (S.BUSY, S.DRAINING),
+    (S.DRAINING, S.GONE),
 }
 
 
@@ -37,8 +33,8 @@ def test_transition_table(src: InstanceState, dst: InstanceState) -> None:
             transition(src, dst)
 
 
-def test_stopped_is_terminal_and_every_state_reaches_it() -> None:
-    assert allowed(S.STOPPED) == frozenset()
+def test_gone_is_terminal_and_every_state_reaches_it() -> None:
+    assert allowed(S.GONE) == frozenset()
     for start in S:
         seen, todo = {start}, [start]
         while todo:
@@ -46,19 +42,23 @@ def test_stopped_is_terminal_and_every_state_reaches_it() -> None:
                 if nxt not in seen:
                     seen.add(nxt)
                     todo.append(nxt)
-        assert S.STOPPED in seen
+        assert S.GONE in seen
 
 
 @pytest.mark.parametrize(
     ("state", "stored"),
     [
         (S.STARTING, None),
-        (S.READY, model.InstanceState.READY),
+        (S.IDLE, model.InstanceState.READY),
         (S.BUSY, model.InstanceState.READY),
-        (S.FAILED, None),
-        (S.STOPPING, None),
-        (S.STOPPED, None),
+        (S.DRAINING, model.InstanceState.DRAINING),
+        (S.GONE, None),
     ],
 )
 def test_record_state(state: InstanceState, stored: model.InstanceState | None) -> None:
     assert record_state(state) == stored
+
+
+def test_etcd_only_ever_sees_the_three_shared_values() -> None:
+    """The invokers and the scheduler know STARTING, READY and DRAINING; nothing else is written."""
+    assert {record_state(s) for s in S} - {None} <= set(model.InstanceState)

@@ -180,7 +180,7 @@ def _leaf(sub: Any, group: str, command: str) -> argparse.ArgumentParser | None:
         return None
     for action in parent._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices.get(command)  # type: ignore[no-any-return]
+            return action.choices.get(command)
     return None
 
 

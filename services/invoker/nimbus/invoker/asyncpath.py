@@ -36,13 +36,17 @@ MAX_REPLAY_SCAN = 10000
 
 
 class Stored(Protocol):
-    seq: int
-    duplicate: bool
+    @property
+    def seq(self) -> int: ...
+    @property
+    def duplicate(self) -> bool: ...
 
 
 class StoredMessage(Protocol):
-    seq: int
-    data: bytes
+    @property
+    def seq(self) -> int: ...
+    @property
+    def data(self) -> bytes: ...
 
 
 class EventLog(Protocol):

@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,7 +56,7 @@ class Delivery(Protocol):
 
 
 class Subscription(Protocol):
-    async def fetch(self, batch: int, timeout_s: float) -> list[Delivery]: ...  # type: ignore[misc]
+    async def fetch(self, batch: int, timeout_s: float) -> Sequence[Delivery]: ...
     async def close(self) -> None: ...
 
 
@@ -105,6 +105,7 @@ class EventConsumer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot = asyncio.Event()
         self._inflight: Counter[tuple[str, str]] = Counter()
+        self._working: dict[int, tuple[Delivery, float]] = {}
         self._stopping = False
 
     # -- the pull loop -----------------------------------------------------------------------
@@ -112,6 +113,7 @@ class EventConsumer:
     async def run(self) -> None:
         """Background task: never dies; resubscribes after NATS comes back."""
         delay = 0.2
+        ticker = asyncio.create_task(self._tick())
         try:
             while True:
                 sub: Subscription | None = None
@@ -153,9 +155,10 @@ class EventConsumer:
                     if sub is not None:
                         await sub.close()
         finally:
+            ticker.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(ticker, *self._tasks, return_exceptions=True)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -207,7 +210,7 @@ class EventConsumer:
         plan = self._plan(ref)
         now = self._clock.now()
         if expired(now - ref.submitted_at, plan.policy):
-            async with self._keep_alive(d):
+            with self._keep_alive(d):
                 error = error_json("EventAgeExceeded", "the event aged out before it ran")
                 await self._dead_letter(d, ref, plan, 0, 0, error, Reason.EVENT_TOO_OLD)
             return
@@ -217,7 +220,7 @@ class EventConsumer:
             return
         self._inflight[key] += 1
         try:
-            async with self._keep_alive(d):
+            with self._keep_alive(d):
                 await self._run(d, ref, plan)
         except asyncio.CancelledError:
             # Shutting down mid-run: hand the event back now rather than after ack_wait.
@@ -229,23 +232,27 @@ class EventConsumer:
             if self._inflight[key] <= 0:
                 del self._inflight[key]
 
-    @contextlib.asynccontextmanager
-    async def _keep_alive(self, d: Delivery) -> AsyncIterator[None]:
-        """In-progress acks every third of ack_wait while the event is worked on."""
-        interval = self._cfg.ack_wait_s / 3
-
-        async def tick() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                await d.in_progress()
-
-        task = asyncio.create_task(tick())
+    @contextlib.contextmanager
+    def _keep_alive(self, d: Delivery) -> Iterator[None]:
+        """While the event is worked on, _tick sends its in-progress acks."""
+        self._working[id(d)] = (d, self._clock.monotonic())
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            del self._working[id(d)]
+
+    async def _tick(self) -> None:
+        """One loop for every running event (not a task each): an in-progress ack once a third of
+        ack_wait has passed since the last, so none is redelivered while it runs."""
+        every = self._cfg.ack_wait_s / 3
+        while True:
+            await asyncio.sleep(every / 2)
+            now = self._clock.monotonic()
+            due = [(key, d) for key, (d, last) in self._working.items() if now - last >= every]
+            for key, d in due:
+                if key in self._working:
+                    self._working[key] = (d, now)
+            await asyncio.gather(*(d.in_progress() for _, d in due), return_exceptions=True)
 
     async def _run(self, d: Delivery, ref: EventRef, plan: Plan) -> None:
         try:

@@ -64,7 +64,7 @@ class EventSystem:
 
     @property
     def background(self) -> list[Callable[[], Awaitable[None]]]:
-        tasks = [self.jetstream.run, self.triggers.run, self.event_configs.run, self.consumer.run, self.timers.run,
+        tasks: list[Callable[[], Awaitable[None]]] = [self.jetstream.run, self.triggers.run, self.event_configs.run, self.consumer.run, self.timers.run,
                  self.subjects.run]
         if self.http is not None:
             tasks.append(self.http.run)

@@ -36,6 +36,8 @@ class InvokeResult:
     executed_version: str
     # The runtime's import of the handler, on the call that started the instance; else 0.
     init_duration_us: int = 0
+    # The last 4 KB of the call's log, when the caller asked for it.
+    log_tail: bytes = b""
 
 
 class FunctionLookup(Protocol):
@@ -46,7 +48,9 @@ class FunctionLookup(Protocol):
 
 
 class InstanceCaller(Protocol):
-    async def invoke(self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float) -> InvokeResult: ...
+    async def invoke(
+        self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float, log_tail: bool = False
+    ) -> InvokeResult: ...
 
 
 class Invoker:
@@ -83,7 +87,9 @@ class Invoker:
                         await self._functions.prefetch(ns, name, number)
             return attempt()
 
-    async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult:
+    async def invoke(
+        self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float, log_tail: bool = False
+    ) -> InvokeResult:
         check_name(name)
         payload = check_event(payload)
         record = await self._functions.get(who.namespace, name)
@@ -99,7 +105,7 @@ class Invoker:
                 target.namespace, target.function, target.config.max_concurrency, call_timeout_s + _SLOT_SLACK_S
             )
         try:
-            return await self._run(target, request_id, payload, deadline_s, call_timeout_s)
+            return await self._run(target, request_id, payload, deadline_s, call_timeout_s, log_tail)
         finally:
             if slot is not None:
                 # Off the reply's path: the caller need not wait for Redis.
@@ -107,7 +113,9 @@ class Invoker:
                 self._releases.add(task)
                 task.add_done_callback(self._releases.discard)
 
-    async def _run(self, target: Target, request_id: str, payload: bytes, deadline_s: float, call_timeout_s: float) -> InvokeResult:
+    async def _run(
+        self, target: Target, request_id: str, payload: bytes, deadline_s: float, call_timeout_s: float, log_tail: bool
+    ) -> InvokeResult:
         gone: NotFound | None = None
         for _ in range(_ATTEMPTS):
             try:
@@ -117,7 +125,7 @@ class Invoker:
                 return init_failure_result(request_id, target.version, err)
             instance = grant.instance
             try:
-                result = await self._caller.invoke(instance, request_id, payload, call_timeout_s)
+                result = await self._caller.invoke(instance, request_id, payload, call_timeout_s, log_tail)
             except NotFound as err:
                 self._dispatcher.forget(instance)
                 gone = err

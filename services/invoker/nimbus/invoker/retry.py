@@ -61,7 +61,7 @@ class Decision:
 
 
 def _jittered(base: float, factor_exp: int, cap: float, draw: float) -> float:
-    full = min(cap, base * (2 ** max(0, factor_exp)))
+    full = min(cap, base * float(2 ** max(0, factor_exp)))
     return full / 2 + (full / 2) * draw
 
 

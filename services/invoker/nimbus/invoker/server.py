@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
 import grpc
 from google.api import httpbody_pb2
 
 from nimbus.api.v1 import invocations_pb2, invocations_pb2_grpc
 from nimbus.common.auth import current_principal
+from nimbus.common.errors import InvalidArgument
 from nimbus.internal.v1 import invoker_pb2, invoker_pb2_grpc
 from nimbus.invoker.dispatcher import Dispatcher
 from nimbus.invoker.invoke import Invoker
@@ -23,7 +26,13 @@ class InvocationsServicer(invocations_pb2_grpc.InvocationsServicer):
         body = request.body
         remaining = context.time_remaining()
         deadline_s = remaining if remaining is not None else _DEFAULT_DEADLINE_S
-        result = await self._invoker.invoke(current_principal(), request.name, request.qualifier, body.data, deadline_s)
+        mode = request.log.lower()
+        if mode not in ("", "none", "tail"):
+            raise InvalidArgument(f"log: {request.log!r} must be 'tail', 'none' or left out")
+        wants_tail = mode == "tail"
+        result = await self._invoker.invoke(
+            current_principal(), request.name, request.qualifier, body.data, deadline_s, wants_tail
+        )
         metadata = [
             ("x-nimbus-request-id", result.request_id),
             ("x-nimbus-cold-start", "true" if result.cold_start else "false"),
@@ -33,6 +42,8 @@ class InvocationsServicer(invocations_pb2_grpc.InvocationsServicer):
             # the platform's overhead.
             ("x-nimbus-duration-us", str(result.duration_us)),
         ]
+        if wants_tail:
+            metadata.append(("x-nimbus-log-tail", base64.b64encode(result.log_tail).decode()))
         if result.cold_start and result.init_duration_us:
             metadata.append(("x-nimbus-init-duration-us", str(result.init_duration_us)))
         if result.function_error:

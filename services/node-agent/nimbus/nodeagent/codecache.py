@@ -1,33 +1,46 @@
 """Function code on this node: fetched once by sha256, verified, unpacked read-only, then reused.
 
 HOME/nodes/<node_id>/code/<sha256>/ appears atomically (unpacked into a temp dir, then renamed), so
-a directory that exists is always complete, across crashes and restarts.
+a directory that exists is always complete, across crashes and restarts. Every instance of a
+package shares the one directory (sandboxes see it read-only). Python sources are compiled once
+here, with the sandbox's interpreter, so no instance pays for it at import time.
+
+The cache stays under a disk budget (NIMBUS_CODE_CACHE_MB): after each new package, the least
+recently used packages that no instance holds (acquire/release count holders) are deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
-import re
 import secrets
-import shutil
-import stat
-import zipfile
 from collections.abc import AsyncIterator
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from nimbus.common.errors import InvalidArgument, Unavailable
 from nimbus.common.logs import kv
+from nimbus.nodeagent.codefiles import (
+    SHA256,
+    BadPackage,
+    extract_zip,
+    make_readable,
+    publish,
+    remove_tree,
+    scan,
+    tree_size,
+)
+from nimbus.nodeagent.policy import CachedCode, evict_victims
+
+__all__ = ["BadPackage", "CodeCache", "CodeSource", "extract_zip"]
 
 log = logging.getLogger(__name__)
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-# Lambda allows 250 MB unzipped; a little headroom, and a cap on entries against zip bombs.
-MAX_UNZIPPED_BYTES = 512 * 1024 * 1024
-MAX_ENTRIES = 50_000
+_COMPILE_TIMEOUT_S = 120.0
 
 
 class CodeSource(Protocol):
@@ -36,35 +49,106 @@ class CodeSource(Protocol):
         ...
 
 
-class BadPackage(InvalidArgument):
-    """The zip cannot be unpacked safely: the function's code is at fault, not the platform."""
+@dataclass(slots=True)
+class _Entry:
+    size: int
+    last_used: int
+    holders: int = 0
 
 
 class CodeCache:
-    def __init__(self, root: Path, source: CodeSource, *, fetch_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        source: CodeSource,
+        *,
+        budget_mb: int = 4096,
+        compile_python: str | None = None,
+        fetch_timeout_s: float = 120.0,
+    ) -> None:
         self._root = root
         self._source = source
+        self._budget = budget_mb * 1024 * 1024
+        self._compile_python = compile_python
         self._fetch_timeout_s = fetch_timeout_s
         # One download per package even when several instances of it start at once.
         self._locks: dict[str, asyncio.Lock] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._tick = 0
+        self._loaded = False
+        self._index_lock = asyncio.Lock()
 
-    async def ensure(self, sha256: str) -> Path:
+    async def acquire(self, sha256: str) -> Path:
+        """The unpacked code directory, fetched when missing; held (never evicted) until release()."""
+        return await self.ensure(sha256, hold=True)
+
+    def release(self, sha256: str) -> None:
+        entry = self._entries.get(sha256)
+        if entry is not None and entry.holders > 0:
+            entry.holders -= 1
+            entry.last_used = self._next_tick()
+
+    def usage(self) -> dict[str, CachedCode]:
+        return {sha: CachedCode(e.size, e.last_used, e.holders) for sha, e in self._entries.items()}
+
+    async def ensure(self, sha256: str, *, hold: bool = False) -> Path:
         """The unpacked code directory for a package, fetching it when missing."""
-        if not _SHA256.match(sha256):
+        if not SHA256.match(sha256):
             raise InvalidArgument(f"code_sha256 {sha256!r} is not a lowercase hex sha256")
+        await self.load_index()
         final = self._root / sha256
-        if final.is_dir():
+        entry = self._entries.get(sha256)
+        if entry is not None and final.is_dir():
+            entry.last_used = self._next_tick()
+            entry.holders += hold
             return final
         lock = self._locks.setdefault(sha256, asyncio.Lock())
         try:
             async with lock:
-                if final.is_dir():
-                    return final
-                await self._fetch_and_unpack(sha256, final)
+                if not final.is_dir():
+                    await self._fetch_and_unpack(sha256, final)
+                entry = self._entries.get(sha256)
+                if entry is None:
+                    entry = self._entries[sha256] = _Entry(await asyncio.to_thread(tree_size, final), 0)
+                entry.last_used = self._next_tick()
+                # Held before evicting, so a package larger than the budget is not evicted under us.
+                entry.holders += hold
+                await self._evict()
                 return final
         finally:
             if not lock.locked():
                 self._locks.pop(sha256, None)
+
+    def _next_tick(self) -> int:
+        self._tick += 1
+        return self._tick
+
+    async def load_index(self) -> None:
+        """Once, before anything else uses the cache; every caller waits for it (the scan deletes
+        temp files, which must not be ones an ensure() is writing)."""
+        if self._loaded:
+            return
+        async with self._index_lock:
+            if not self._loaded:
+                await self._scan_disk()
+
+    async def _scan_disk(self) -> None:
+        """What a previous run left: complete packages (oldest first), and temp files to delete."""
+        found = await asyncio.to_thread(scan, self._root)
+        for sha, size in found:
+            self._entries.setdefault(sha, _Entry(size, self._next_tick()))
+        self._loaded = True
+
+    async def _evict(self) -> None:
+        victims = evict_victims(self.usage(), self._budget)
+        for sha in victims:
+            self._entries.pop(sha, None)
+            trash = self._root / f".trash-{sha[:12]}-{secrets.token_hex(4)}"
+            with contextlib.suppress(OSError):
+                os.rename(self._root / sha, trash)
+                await asyncio.to_thread(remove_tree, trash)
+        if victims:
+            log.info("evicted code packages", extra=kv(code_sha256=victims))
 
     async def _fetch_and_unpack(self, sha256: str, final: Path) -> None:
         tag = secrets.token_hex(4)
@@ -84,7 +168,10 @@ class CodeCache:
                 await asyncio.to_thread(out.close)
             if digest.hexdigest() != sha256:
                 raise Unavailable(f"code package {sha256} arrived corrupted (sha256 {digest.hexdigest()})")
-            await asyncio.to_thread(_unpack, zip_path, tmp_dir, final)
+            has_python = await asyncio.to_thread(extract_zip, zip_path, tmp_dir)
+            if has_python and self._compile_python:
+                await self._compile(tmp_dir)
+            await asyncio.to_thread(publish, tmp_dir, final)
             log.info("code package cached", extra=kv(code_sha256=sha256, size=size))
         except TimeoutError:
             raise Unavailable(
@@ -93,60 +180,24 @@ class CodeCache:
         finally:
             zip_path.unlink(missing_ok=True)
             if tmp_dir.exists():
-                await asyncio.to_thread(shutil.rmtree, tmp_dir, True)
+                await asyncio.to_thread(remove_tree, tmp_dir)
 
-
-def _unpack(zip_path: Path, tmp_dir: Path, final: Path) -> None:
-    extract_zip(zip_path, tmp_dir)
-    try:
-        os.rename(tmp_dir, final)
-    except OSError:
-        # Another agent process on the same HOME won the race: its copy is identical by sha256.
-        if not final.is_dir():
-            raise
-
-
-def extract_zip(
-    zip_path: Path, dest: Path, *, max_bytes: int = MAX_UNZIPPED_BYTES, max_entries: int = MAX_ENTRIES
-) -> None:
-    """Unpacks a zip refusing absolute paths, '..', symlinks and oversized contents."""
-    try:
-        archive = zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile as err:
-        raise BadPackage(f"code package is not a zip file: {err}") from None
-    with archive:
-        entries = archive.infolist()
-        if len(entries) > max_entries:
-            raise BadPackage(f"code package has {len(entries)} entries, more than {max_entries}")
-        if sum(e.file_size for e in entries) > max_bytes:
-            raise BadPackage(f"code package unpacks to more than {max_bytes // (1024 * 1024)} MB")
-        dest.mkdir(parents=True)
-        written = 0
-        for entry in entries:
-            parts = _safe_parts(entry.filename)
-            if not parts:
-                continue
-            target = dest.joinpath(*parts)
-            mode = entry.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise BadPackage(f"code package entry {entry.filename!r} is a symlink")
-            if entry.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(entry) as src, open(target, "wb") as out:
-                # Count real bytes: a forged header must not let a bomb through.
-                while chunk := src.read(1024 * 1024):
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise BadPackage(f"code package unpacks to more than {max_bytes // (1024 * 1024)} MB")
-                    out.write(chunk)
-            # Keep the executable bit (binaries in a package); the code is read-only for instances.
-            os.chmod(target, 0o555 if mode & 0o111 else 0o444)
-
-
-def _safe_parts(name: str) -> tuple[str, ...]:
-    path = PurePosixPath(name.replace("\\", "/"))
-    if path.is_absolute() or any(part == ".." for part in path.parts):
-        raise BadPackage(f"code package entry {name!r} escapes the code directory")
-    return tuple(part for part in path.parts if part not in ("", "."))
+    async def _compile(self, tree: Path) -> None:
+        """Best effort: byte-compiles the package's Python files into its own __pycache__ dirs."""
+        assert self._compile_python is not None
+        proc = await asyncio.create_subprocess_exec(
+            self._compile_python, "-m", "compileall", "-q", "-j", "0", str(tree),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            async with asyncio.timeout(_COMPILE_TIMEOUT_S):
+                await proc.wait()
+        except BaseException as err:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            if not isinstance(err, TimeoutError):
+                raise
+            log.warning("compiling a code package timed out; its instances compile on import")
+        # A syntax error is the function's to report at import time, not ours now.
+        await asyncio.to_thread(make_readable, tree)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nimbus.common.config import CommonConfig, ConfigError, get_hostport, get_int, get_str
+from nimbus.nodeagent.runtimes import RUNTIMES
 
 DEFAULT_PYTHON = "/usr/bin/python3.11"
-SANDBOXES = ("process",)
+DEFAULT_NODE = "/usr/bin/node"
+SANDBOXES = ("runc", "process")
+DEFAULT_POOL = "python3.11=2,nodejs20=1,provided=1"
+# Interpreters a runc sandbox can run: it sees only these host directories (read-only).
+SANDBOX_VISIBLE = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/")
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -24,6 +30,28 @@ def default_python() -> str:
     return DEFAULT_PYTHON if os.path.exists(DEFAULT_PYTHON) else sys.executable
 
 
+def default_sandbox(runc: str | None, euid: int) -> str:
+    """runc when it is installed and we are root (it needs to create namespaces and cgroups)."""
+    return "runc" if runc and euid == 0 else "process"
+
+
+def parse_pool_sizes(raw: str) -> dict[str, int]:
+    """'python3.11=2,nodejs20=1' per runtime, or one number for every runtime."""
+    raw = raw.strip()
+    if raw.isdigit():
+        return dict.fromkeys(RUNTIMES, int(raw))
+    sizes: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        runtime, sep, count = part.partition("=")
+        if not sep or runtime.strip() not in RUNTIMES or not count.strip().isdigit():
+            raise ConfigError(
+                f"NIMBUS_WARM_POOL_SIZE={raw!r} must be a number or runtime=count pairs "
+                f"(runtimes: {', '.join(RUNTIMES)}), e.g. {DEFAULT_POOL}"
+            )
+        sizes[runtime.strip()] = int(count)
+    return sizes
+
+
 @dataclass(frozen=True, slots=True)
 class NodeAgentConfig:
     """
@@ -34,9 +62,24 @@ class NodeAgentConfig:
     NIMBUS_NODE_LEASE_TTL_S   TTL of the node's etcd lease; the node record vanishes this long after
                               the agent dies (default 5, minimum 2)
     NIMBUS_INSTANCE_IDLE_S    an instance idle this long is destroyed (default 600)
-    NIMBUS_PYTHON             interpreter for python3.11 instances
-                              (default /usr/bin/python3.11 if it exists, else this interpreter)
-    NIMBUS_SANDBOX            sandbox driver: process (default process; runc comes later)
+    NIMBUS_SANDBOX            runc | process (default runc when runc is installed and the agent runs
+                              as root, else process, which isolates NOTHING and says so loudly)
+    NIMBUS_RUNC               the runc binary (default: runc on PATH, else /usr/sbin/runc)
+    NIMBUS_PYTHON             interpreter of python3.11 instances and of the provided runtime's shim
+                              (default /usr/bin/python3.11 if it exists, else this interpreter;
+                              with runc it must live under /usr, which sandboxes see)
+    NIMBUS_NODEJS             node binary of nodejs20 instances (default /usr/bin/node; nodejs20 is
+                              unavailable on the node when it is missing)
+    NIMBUS_WARM_POOL_SIZE     generic sandboxes kept booted per runtime, e.g. "python3.11=2,nodejs20=1"
+                              or one number for all (default python3.11=2,nodejs20=1,provided=1; 0 disables)
+    NIMBUS_CODE_CACHE_MB      disk budget of unpacked code; least recently used packages no instance
+                              holds are evicted beyond it (default 4096)
+    NIMBUS_SANDBOX_TMP_MB     size of each sandbox's private /tmp (a tmpfs, so it counts toward the
+                              function's memory, as on Google Cloud Functions) (default 512)
+    NIMBUS_SANDBOX_UID        the unprivileged uid (and gid) function code runs as under runc (default 10001)
+    NIMBUS_SANDBOX_CPU        quota | shares: a function's CPU after init is capped at memory/1769 MB
+                              cores (quota, as Lambda) or only weighted by it under contention
+                              (shares, faster for small functions on an idle node) (default quota)
     plus CommonConfig's NIMBUS_HOME, NIMBUS_ETCD_ENDPOINT, NIMBUS_REPLICA, NIMBUS_LOG_LEVEL, NIMBUS_DRAIN_S.
     """
 
@@ -49,9 +92,18 @@ class NodeAgentConfig:
     idle_s: int
     python: str
     sandbox: str
+    runc: str | None = None
+    node: str | None = None
+    pool_sizes: dict[str, int] = field(default_factory=dict)
+    code_cache_mb: int = 4096
+    tmp_mb: int = 512
+    sandbox_uid: int = 10001
+    cpu_quota: bool = True
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, host_mb: int | None = None) -> NodeAgentConfig:
+    def from_env(
+        cls, env: Mapping[str, str], *, host_mb: int | None = None, euid: int | None = None
+    ) -> NodeAgentConfig:
         host, port = get_hostport(env, "NIMBUS_LISTEN_ADDR", "127.0.0.1:7301")
         get_hostport(env, "NIMBUS_FUNCMGR_ADDR", "127.0.0.1:7201")
         node_id = get_str(env, "NIMBUS_NODE_ID", "node-1")
@@ -61,9 +113,26 @@ class NodeAgentConfig:
         python = get_str(env, "NIMBUS_PYTHON", default_python())
         if not os.access(python, os.X_OK):
             raise ConfigError(f"NIMBUS_PYTHON={python!r} is not an executable file")
-        sandbox = get_str(env, "NIMBUS_SANDBOX", "process")
+        runc = env.get("NIMBUS_RUNC", "").strip() or shutil.which("runc") or _existing("/usr/sbin/runc")
+        sandbox = get_str(env, "NIMBUS_SANDBOX", default_sandbox(runc, os.geteuid() if euid is None else euid))
         if sandbox not in SANDBOXES:
             raise ConfigError(f"NIMBUS_SANDBOX={sandbox!r} must be one of {', '.join(SANDBOXES)}")
+        node: str | None = env.get("NIMBUS_NODEJS", "").strip() or DEFAULT_NODE
+        if node is not None and not os.access(node, os.X_OK):
+            if "NIMBUS_NODEJS" in env:
+                raise ConfigError(f"NIMBUS_NODEJS={node!r} is not an executable file")
+            node = None
+        if sandbox == "runc":
+            if runc is None or not os.access(runc, os.X_OK):
+                raise ConfigError(f"NIMBUS_SANDBOX=runc but runc was not found (NIMBUS_RUNC={runc!r})")
+            for name, path in (("NIMBUS_PYTHON", python), ("NIMBUS_NODEJS", node)):
+                if path is not None and not os.path.realpath(path).startswith(SANDBOX_VISIBLE):
+                    raise ConfigError(
+                        f"{name}={path!r} is not under /usr: a runc sandbox cannot see it (use /usr/bin/python3.11)"
+                    )
+        cpu = get_str(env, "NIMBUS_SANDBOX_CPU", "quota")
+        if cpu not in ("quota", "shares"):
+            raise ConfigError(f"NIMBUS_SANDBOX_CPU={cpu!r} must be quota or shares")
         return cls(
             common=CommonConfig.from_env(env, "node-agent"),
             listen_addr=f"{host}:{port}",
@@ -74,4 +143,15 @@ class NodeAgentConfig:
             idle_s=get_int(env, "NIMBUS_INSTANCE_IDLE_S", 600, minimum=1),
             python=python,
             sandbox=sandbox,
+            runc=runc,
+            node=node,
+            pool_sizes=parse_pool_sizes(env.get("NIMBUS_WARM_POOL_SIZE", "") or DEFAULT_POOL),
+            code_cache_mb=get_int(env, "NIMBUS_CODE_CACHE_MB", 4096, minimum=64),
+            tmp_mb=get_int(env, "NIMBUS_SANDBOX_TMP_MB", 512, minimum=1),
+            sandbox_uid=get_int(env, "NIMBUS_SANDBOX_UID", 10001, minimum=1),
+            cpu_quota=cpu == "quota",
         )
+
+
+def _existing(path: str) -> str | None:
+    return path if os.access(path, os.X_OK) else None

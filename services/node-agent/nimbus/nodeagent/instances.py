@@ -1,8 +1,10 @@
 """Function instances on this node: create, invoke one call at a time, destroy.
 
-Each instance is a sandboxed runtime shim with one persistent Unix stream to the agent. A call
-holds the instance's lock, writes one INVOKE frame and reads one reply; nothing on that path logs,
-hops threads or touches etcd, so a warm call costs a few tens of microseconds here.
+An instance is a sandbox (boot.py) given one function version, with one persistent Unix stream to
+the agent. Creating one takes a warm sandbox from the pool when there is one (else boots one while
+the code is fetched) and loads the function into it. A call holds the instance's lock, writes one
+INVOKE frame and reads one reply; nothing on that path logs, hops threads or touches etcd.
+The lifecycle is state.py's: STARTING → IDLE ⇄ BUSY → DRAINING → GONE.
 """
 
 from __future__ import annotations
@@ -10,36 +12,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from nimbus.common.clock import Clock, iso
-from nimbus.common.errors import DeadlineExceeded, FunctionInitFailed, InvalidArgument, NotFound, Unavailable
+from nimbus.common.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from nimbus.common.logs import kv
 from nimbus.common.model import InstanceRecord
-from nimbus.common.model import InstanceState as RecordState
 from nimbus.nodeagent import spec as specs
-from nimbus.nodeagent.layout import NodeLayout
-from nimbus.nodeagent.policy import billed_ms, fits
-from nimbus.nodeagent.protocol import Kind, ProtocolError, encode
-from nimbus.nodeagent.sandbox import SandboxDriver, SandboxHandle, SandboxSpec
-from nimbus.nodeagent.shim import InitError, ShimConnection, describe_exit, listen
+from nimbus.nodeagent.boot import Booter, Sandbox
+from nimbus.nodeagent.calls import call_instance
+from nimbus.nodeagent.coldstart import CodeStore, SandboxSource, sandbox_with_code
+from nimbus.nodeagent.policy import fits
 from nimbus.nodeagent.spec import InstanceInfo, InstanceSpec, InvokeResult
 from nimbus.nodeagent.state import InstanceState, record_state, transition
 
 log = logging.getLogger(__name__)
 
-# Time an instance gets to start and import its handler, on top of the function's timeout.
-START_BUDGET_S = 10.0
 # How long a call may wait for a busy instance when the caller gave no deadline, beyond the timeout.
 LOCK_SLACK_S = 5.0
-
-
-class CodeStore(Protocol):
-    async def ensure(self, sha256: str) -> Path: ...
 
 
 class InstanceRecords(Protocol):
@@ -53,11 +45,11 @@ class Instance:
     spec: InstanceSpec
     created_at: str
     last_used: float
+    sandbox: Sandbox
     state: InstanceState = InstanceState.STARTING
-    handle: SandboxHandle | None = None
-    conn: ShimConnection | None = None
     init_duration_us: int = 0
     invoked: bool = False
+    stopping: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def move(self, target: InstanceState) -> None:
@@ -70,8 +62,8 @@ class InstanceManager:
         *,
         node_id: str,
         node_address: str,
-        layout: NodeLayout,
-        driver: SandboxDriver,
+        booter: Booter,
+        pool: SandboxSource,
         code: CodeStore,
         records: InstanceRecords,
         clock: Clock,
@@ -79,8 +71,9 @@ class InstanceManager:
     ) -> None:
         self._node_id = node_id
         self._node_address = node_address
-        self._layout = layout
-        self._driver = driver
+        self._booter = booter
+        self._driver = booter.driver
+        self._pool = pool
         self._code = code
         self._records = records
         self._clock = clock
@@ -96,34 +89,54 @@ class InstanceManager:
 
     async def create(self, spec: InstanceSpec) -> InstanceInfo:
         spec = specs.validate(spec)
-        if not self._driver.supports(spec.config.runtime):
-            raise InvalidArgument(f"runtime {spec.config.runtime!r} is not supported on node {self._node_id}")
+        runtime = spec.config.runtime
+        if not self._driver.supports(runtime):
+            raise InvalidArgument(f"runtime {runtime!r} is not supported on node {self._node_id}")
         if self._draining:
             raise Unavailable(f"node {self._node_id} is shutting down")
         if not fits(self._reserved_mb, spec.config.memory_mb, self._memory_mb):
             raise Unavailable(
                 f"node {self._node_id} has {self._memory_mb - self._reserved_mb} MB free, needs {spec.config.memory_mb}"
             )
-        inst = Instance(secrets.token_hex(6), spec, iso(self._clock.now()), self._clock.monotonic())
-        self._instances[inst.instance_id] = inst
         self._reserved_mb += spec.config.memory_mb
+        t0 = self._clock.monotonic()
         try:
-            code_dir = await self._code.ensure(spec.code_sha256)
-            await self._start(inst, code_dir)
-            inst.move(InstanceState.READY)
-            await self._records.put_instance(self._record(inst))
+            sb, code_dir, pooled = await sandbox_with_code(self._pool, self._booter, self._code, spec)
+        except BaseException:
+            self._reserved_mb -= spec.config.memory_mb
+            raise
+        inst = Instance(sb.sandbox_id, spec, iso(self._clock.now()), self._clock.monotonic(), sb)
+        self._instances[inst.instance_id] = inst
+        try:
+            t1 = self._clock.monotonic()
+            inst.init_duration_us = await self._booter.load(sb, spec, code_dir)
+            inst.move(InstanceState.IDLE)
+            t2 = self._clock.monotonic()
+            # Both needed before the first call; neither needs the other.
+            done = await asyncio.gather(
+                self._booter.throttle(sb, spec.config.memory_mb),
+                self._records.put_instance(self._record(inst)),
+                return_exceptions=True,
+            )
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except BaseException:
             # Cleanup must finish even when the caller went away (CancelledError).
-            await asyncio.shield(self._stop(inst, failed=True))
+            await asyncio.shield(self._stop(inst))
             raise
+        ms = {"sandbox_ms": t1 - t0, "load_ms": t2 - t1, "record_ms": self._clock.monotonic() - t2}
         log.info(
             "instance ready",
-            extra=kv(instance_id=inst.instance_id, function=spec.function, init_us=inst.init_duration_us),
+            extra=kv(
+                instance_id=inst.instance_id, function=spec.function, init_us=inst.init_duration_us, pooled=pooled,
+                **{k: round(v * 1000, 2) for k, v in ms.items()},
+            ),
         )
         return InstanceInfo(inst.instance_id, self._node_id, self._node_address, spec)
 
     async def invoke(
-        self, instance_id: str, request_id: str, payload: bytes, wait_s: float | None = None
+        self, instance_id: str, request_id: str, payload: bytes, wait_s: float | None = None, *, log_tail: bool = False
     ) -> InvokeResult:
         inst = self._get(instance_id)
         request_id = request_id or str(uuid.uuid4())
@@ -139,9 +152,9 @@ class InstanceManager:
         else:
             await inst.lock.acquire()
         try:
-            if inst.state is not InstanceState.READY:
+            if inst.state is not InstanceState.IDLE:
                 raise NotFound(f"instance {instance_id} is {inst.state.lower()}")
-            return await self._call(inst, request_id, payload)
+            return await self._call(inst, request_id, payload, log_tail)
         finally:
             inst.lock.release()
 
@@ -158,15 +171,14 @@ class InstanceManager:
     # -- lifecycle of the whole node -----------------------------------------------------------
 
     async def drain(self) -> None:
-        """Refuses new work, marks records DRAINING so invokers look elsewhere, waits for calls."""
+        """Refuses new work, marks instances DRAINING (in etcd too, so invokers look elsewhere),
+        and waits for the calls in flight."""
         self._draining = True
-        live = [i for i in self._instances.values() if record_state(i.state) is not None]
+        live = [i for i in self._instances.values() if i.state in (InstanceState.IDLE, InstanceState.BUSY)]
+        for inst in live:
+            inst.move(InstanceState.DRAINING)
         results = await asyncio.gather(
-            *(
-                self._records.put_instance(dataclasses.replace(self._record(i), state=RecordState.DRAINING.value))
-                for i in live
-            ),
-            return_exceptions=True,
+            *(self._records.put_instance(self._record(i)) for i in live), return_exceptions=True
         )
         for inst, result in zip(live, results, strict=True):
             if isinstance(result, Exception):
@@ -188,7 +200,7 @@ class InstanceManager:
         return [
             i.instance_id
             for i in self._instances.values()
-            if self._idle(i) and i.handle is not None and self._driver.exit_code(i.handle) is not None
+            if self._idle(i) and self._driver.exit_code(i.sandbox.handle) is not None
         ]
 
     async def reap(self, instance_id: str, *, failed: bool = False) -> bool:
@@ -196,11 +208,11 @@ class InstanceManager:
         # Re-checked here: a call may have taken the instance since the reaper looked.
         if inst is None or not self._idle(inst):
             return False
-        await self._stop(inst, failed=failed)
+        await self._stop(inst)
         return True
 
     def _idle(self, inst: Instance) -> bool:
-        return inst.state is InstanceState.READY and not inst.lock.locked()
+        return inst.state is InstanceState.IDLE and not inst.lock.locked()
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -210,91 +222,52 @@ class InstanceManager:
             raise NotFound(f"instance {instance_id} not found on node {self._node_id}")
         return inst
 
-    async def _start(self, inst: Instance, code_dir: Path) -> None:
-        spec = inst.spec
-        env, log_path = specs.instance_env(spec), self._layout.log_path(inst.instance_id)
-        sandbox = SandboxSpec(inst.instance_id, spec.config.runtime, spec.config.memory_mb, env, log_path)
-        socket_path = self._layout.socket_path(inst.instance_id)
-        listener = listen(socket_path)
-        budget = START_BUDGET_S + spec.config.timeout_s
-        try:
-            inst.handle = await self._driver.start(sandbox, code_dir, socket_path)
-            async with asyncio.timeout(budget):
-                inst.conn = await ShimConnection.accept(listener, self._driver.wait(inst.handle))
-                inst.init_duration_us = await inst.conn.handshake()
-        except TimeoutError:
-            raise FunctionInitFailed(
-                "Runtime.InitTimeout", f"the handler did not load within {budget:.0f} s"
-            ) from None
-        except InitError as err:
-            raise FunctionInitFailed(err.error_type, err.message) from None
-        except ProtocolError as err:
-            raise Unavailable(f"instance runtime misbehaved during init: {err}") from None
-        finally:
-            listener.close()
-            socket_path.unlink(missing_ok=True)
-
-    async def _call(self, inst: Instance, request_id: str, payload: bytes) -> InvokeResult:
-        assert inst.conn is not None and inst.handle is not None
-        cfg = inst.spec.config
-        cold = not inst.invoked
-        inst.invoked = True
-        init_us = inst.init_duration_us if cold else 0
-        header = specs.invoke_header(inst.spec, request_id, self._clock.now())
+    async def _call(self, inst: Instance, request_id: str, payload: bytes, want_tail: bool) -> InvokeResult:
         inst.move(InstanceState.BUSY)
         self._inflight += 1
         self._no_inflight.clear()
-        started = self._clock.monotonic()
         try:
-            async with asyncio.timeout(cfg.timeout_s):
-                reply = await inst.conn.call(encode(Kind.INVOKE, header, payload))
-            if reply.kind not in (Kind.RESULT, Kind.ERROR) or reply.header.get("request_id") != request_id:
-                raise ProtocolError(f"unexpected {reply.kind} for request {request_id}")
-        except TimeoutError:
-            await self._stop(inst, failed=True)
-            return specs.timeout_result(cfg.timeout_s, cold, init_us)
-        except (asyncio.IncompleteReadError, ConnectionError, ProtocolError):
-            elapsed_us = int((self._clock.monotonic() - started) * 1_000_000)
-            try:
-                async with asyncio.timeout(1.0):
-                    exit_text = describe_exit(await self._driver.wait(inst.handle))
-            except TimeoutError:
-                exit_text = "protocol error"
-            await self._stop(inst, failed=True)
-            return specs.exit_result(request_id, exit_text, elapsed_us, cold, init_us)
+            outcome = await call_instance(
+                inst.sandbox, self._driver, inst.spec, request_id, payload, self._clock,
+                cold=not inst.invoked, init_us=inst.init_duration_us,
+            )
         except asyncio.CancelledError:
             # The shim still runs this call and its late reply would answer the next one: kill it.
-            await asyncio.shield(self._stop(inst, failed=True))
+            await asyncio.shield(self._stop(inst))
             raise
         finally:
             self._inflight -= 1
             if self._inflight == 0:
                 self._no_inflight.set()
-        inst.move(InstanceState.READY)
+        inst.invoked = True
+        if outcome.fatal:
+            await self._stop(inst)
+        elif inst.state is InstanceState.BUSY:
+            inst.move(InstanceState.IDLE)
         inst.last_used = self._clock.monotonic()
-        duration_us = int(reply.header.get("duration_us", 0))
-        error = "" if reply.kind is Kind.RESULT else "Unhandled"
-        return InvokeResult(reply.body, error, duration_us, billed_ms(duration_us), cold, init_us)
+        result = outcome.result
+        tail = inst.sandbox.output.end(specs.log_end(inst.spec, request_id, result, outcome.note), tail=want_tail)
+        return dataclasses.replace(result, log_tail=tail) if want_tail else result
 
-    async def _stop(self, inst: Instance, *, failed: bool = False, delete_record: bool = True) -> None:
+    async def _stop(self, inst: Instance, *, delete_record: bool = True) -> None:
         """Idempotent: the first caller stops the sandbox; later callers return at once."""
-        if inst.state in (InstanceState.STOPPING, InstanceState.STOPPED):
+        if inst.stopping:
             return
+        inst.stopping = True
         had_record = record_state(inst.state) is not None
-        if failed and inst.state is not InstanceState.FAILED:
-            inst.move(InstanceState.FAILED)
-        inst.move(InstanceState.STOPPING)
+        if inst.state is not InstanceState.DRAINING:
+            inst.move(InstanceState.DRAINING)
         self._instances.pop(inst.instance_id, None)
         self._reserved_mb -= inst.spec.config.memory_mb
-        if inst.conn is not None:
-            inst.conn.close()
         try:
-            if inst.handle is not None:
-                await self._driver.stop(inst.handle)
+            await self._booter.discard(inst.sandbox)
             if had_record and delete_record:
                 await self._records.delete_instance(inst.instance_id)
         finally:
-            inst.move(InstanceState.STOPPED)
+            self._code.release(inst.spec.code_sha256)
+            inst.move(InstanceState.GONE)
 
     def _record(self, inst: Instance) -> InstanceRecord:
-        return specs.instance_record(inst.instance_id, self._node_id, self._node_address, inst.spec, inst.created_at)
+        record = specs.instance_record(inst.instance_id, self._node_id, self._node_address, inst.spec, inst.created_at)
+        stored = record_state(inst.state)
+        return dataclasses.replace(record, state=stored.value) if stored is not None else record

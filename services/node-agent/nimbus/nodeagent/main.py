@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 
 from nimbus.common import logs, service
 from nimbus.common.clock import SystemClock, iso
 from nimbus.common.etcd import Etcd
 from nimbus.common.interceptors import ErrorInterceptor
+from nimbus.common.logs import kv
 from nimbus.common.model import NodeRecord
 from nimbus.internal.v1 import nodeagent_pb2_grpc
+from nimbus.nodeagent.boot import Booter
 from nimbus.nodeagent.codecache import CodeCache
 from nimbus.nodeagent.config import NodeAgentConfig
 from nimbus.nodeagent.instances import InstanceManager
 from nimbus.nodeagent.layout import NodeLayout
+from nimbus.nodeagent.logcapture import LogWriter
+from nimbus.nodeagent.pool import WarmPool
 from nimbus.nodeagent.reaper import reap_loop
 from nimbus.nodeagent.registry import NodeRegistry
 from nimbus.nodeagent.sandbox import new_driver
 from nimbus.nodeagent.server import NodeAgentServicer
 from nimbus.nodeagent.stores.funcmgr import FuncmgrCodeSource
+
+log = logging.getLogger(__name__)
 
 
 async def main() -> None:
@@ -28,9 +36,20 @@ async def main() -> None:
 
     layout = NodeLayout.for_node(cfg.common.home, cfg.node_id)
     layout.make_dirs()
-    driver = new_driver(cfg.sandbox, layout, python=cfg.python)
+    for stale in layout.socket_root.iterdir():
+        shutil.rmtree(stale, ignore_errors=True)
+    driver = new_driver(
+        cfg.sandbox, layout, cfg.node_id,
+        python=cfg.python, node=cfg.node, runc=cfg.runc, uid=cfg.sandbox_uid, tmp_mb=cfg.tmp_mb,
+    )
+    if not driver.isolated:
+        log.warning(
+            "!!! SANDBOX DISABLED: NIMBUS_SANDBOX=process runs function code as plain processes of this "
+            "user, with NO isolation from the host, the network or each other; use runc in production !!!",
+            extra=kv(sandbox=cfg.sandbox),
+        )
     # Before serving: nothing a previous run of this node left may keep running.
-    await driver.reap_orphans()
+    await driver.prepare()
 
     etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
     funcmgr = service.channel(cfg.funcmgr_addr)
@@ -41,13 +60,22 @@ async def main() -> None:
         cpus=os.cpu_count() or 1,
         started_at=iso(clock.now()),
     )
-    registry = NodeRegistry(etcd, node, cfg.lease_ttl_s, clock)
+    writer = LogWriter(layout.logs_dir, clock)
+    booter = Booter(driver, layout, writer, cpu_quota=cfg.cpu_quota)
+    pool = WarmPool(booter, cfg.pool_sizes, clock)
+    code = CodeCache(
+        layout.code_dir, FuncmgrCodeSource(funcmgr), budget_mb=cfg.code_cache_mb, compile_python=cfg.python
+    )
+    await code.load_index()
+    registry = NodeRegistry(
+        etcd, node, cfg.lease_ttl_s, clock, status=lambda: (tuple(sorted(code.usage())), pool.counts())
+    )
     manager = InstanceManager(
         node_id=cfg.node_id,
         node_address=cfg.listen_addr,
-        layout=layout,
-        driver=driver,
-        code=CodeCache(layout.code_dir, FuncmgrCodeSource(funcmgr)),
+        booter=booter,
+        pool=pool,
+        code=code,
         records=registry,
         clock=clock,
         memory_mb=cfg.memory_mb,
@@ -57,17 +85,22 @@ async def main() -> None:
     nodeagent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(manager), server)
 
     async def on_stop() -> None:
-        await manager.close()
+        # The lease first: every record goes at once and invokers stop sending here.
         await registry.close()
+        await pool.close()
+        await manager.close()
+        await writer.flush()
+        await driver.close()
         await etcd.close()
         await funcmgr.close()
 
+    log.info("sandbox driver ready", extra=kv(sandbox=driver.name, warm_pool=cfg.pool_sizes))
     await service.serve(
         name="node-agent",
         server=server,
         health_servicer=health,
         listen_addr=cfg.listen_addr,
-        background=[registry.run, lambda: reap_loop(manager, clock, cfg.idle_s)],
+        background=[registry.run, lambda: reap_loop(manager, clock, cfg.idle_s), pool.run, writer.run],
         ready=registry.wait_registered,
         drain=manager.drain,
         on_stop=on_stop,

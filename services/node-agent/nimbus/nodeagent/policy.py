@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 
 def idle_victims(last_used: Mapping[str, float], now: float, idle_s: float) -> list[str]:
@@ -24,3 +25,35 @@ def fits(used_mb: int, request_mb: int, capacity_mb: int) -> bool:
 def reap_interval_s(idle_s: float) -> float:
     """Check often enough that an instance outlives its idle time by at most a quarter of it (≤ 5 s)."""
     return max(0.5, min(5.0, idle_s / 4))
+
+
+# Lambda's ratio: a function with this much memory gets one full core.
+MB_PER_CORE = 1769
+
+
+def cpu_fraction(memory_mb: int) -> float:
+    """Cores a function may use, in proportion to its memory, as Lambda allots them."""
+    return memory_mb / MB_PER_CORE
+
+
+@dataclass(frozen=True, slots=True)
+class CachedCode:
+    size: int
+    # A logical clock: larger is more recent.
+    last_used: int
+    # Instances holding the package; a held package is never evicted.
+    holders: int
+
+
+def evict_victims(entries: Mapping[str, CachedCode], budget_bytes: int) -> list[str]:
+    """Least recently used packages nobody holds, removed until the total fits the budget (or
+    nothing more may go: held packages can keep the cache over budget)."""
+    total = sum(e.size for e in entries.values())
+    victims: list[str] = []
+    for sha, entry in sorted(entries.items(), key=lambda kv: kv[1].last_used):
+        if total <= budget_bytes:
+            break
+        if entry.holders == 0:
+            victims.append(sha)
+            total -= entry.size
+    return victims

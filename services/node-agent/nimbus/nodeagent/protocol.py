@@ -14,6 +14,9 @@ frame in one write (prefix, header and body joined first) so a frame never costs
 
 Messages (strictly one INVOKE outstanding per connection; the agent serialises calls):
 
+    agent → shim, once: the sandbox starts generic (a warm-pool "stem cell") and waits for this
+        LOAD        {"task_root", "handler", "env": {str: str}, "namespace", "function_name",
+                     "function_version", "memory_limit_mb"}
     shim → agent, once after importing the handler:
         READY       {"init_duration_us": int}
         INIT_ERROR  {"errorType": str, "errorMessage": str, "stackTrace": [str]}   (then the shim exits)
@@ -22,10 +25,13 @@ Messages (strictly one INVOKE outstanding per connection; the agent serialises c
                      "memory_limit_mb"}                          body: the event as JSON
     shim → agent, per call:
         RESULT      {"request_id", "duration_us"}               body: the return value as JSON
-        ERROR       {"request_id", "duration_us"}               body: {"errorType", "errorMessage", "stackTrace"}
+        ERROR       {"request_id", "duration_us", "fatal"?}     body: {"errorType", "errorMessage", "stackTrace"}
+                    "fatal": true means the runtime cannot take another call (a custom runtime's
+                    process died): the agent replaces the instance.
 
-runtimes/python/bootstrap.py carries its own copy of the codec (it runs stdlib-only outside our venv);
-tests/unit/test_nodeagent_protocol.py checks that the two agree.
+The shims carry their own copies of the codec (runtimes/python/bootstrap.py, also used by the
+provided runtime, and runtimes/node/bootstrap.js; they run outside our venv);
+tests/unit/test_nodeagent_protocol.py checks that they agree with this one.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ MAX_HEADER_BYTES = 64 * 1024
 
 
 class Kind(StrEnum):
+    LOAD = "LOAD"
     READY = "READY"
     INIT_ERROR = "INIT_ERROR"
     INVOKE = "INVOKE"

@@ -1,7 +1,9 @@
 """The node's presence in etcd: one lease, with the node record and every instance record under it.
 
 When the agent dies the lease expires and etcd drops all of its records within the TTL, which is
-how the scheduler and the invokers learn that the node and its instances are gone. A keepalive
+how the scheduler and the invokers learn that the node and its instances are gone. The node record
+also says which code packages the node holds and how many warm sandboxes of each runtime it has
+idle (placement prefers such a node); the keepalive loop rewrites it when that changes. A keepalive
 runs in its own task so a slow invoke can never let the lease lapse. If the lease is lost anyway
 (etcd unreachable for longer than the TTL, or restarted without its data), the agent grants a new
 one and writes the node record and every live instance record again.
@@ -10,7 +12,9 @@ one and writes the node record and every live instance record again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Callable, Mapping
 
 from nimbus.common import keys
 from nimbus.common.clock import Clock
@@ -24,11 +28,18 @@ log = logging.getLogger(__name__)
 _CALL_TIMEOUT_S = 3.0
 _REVOKE_TIMEOUT_S = 2.0
 
+# (sha256 of the cached code packages, idle warm sandboxes per runtime), read at each keepalive.
+NodeStatus = Callable[[], tuple[tuple[str, ...], Mapping[str, int]]]
+
 
 class NodeRegistry:
-    def __init__(self, etcd: Etcd, node: NodeRecord, ttl_s: int, clock: Clock) -> None:
+    def __init__(
+        self, etcd: Etcd, node: NodeRecord, ttl_s: int, clock: Clock, status: NodeStatus | None = None
+    ) -> None:
         self._etcd = etcd
         self._node = node
+        self._status = status
+        self._written_node: NodeRecord | None = None
         self._ttl_s = ttl_s
         self._clock = clock
         self._lease: int | None = None
@@ -131,6 +142,9 @@ class NodeRegistry:
                 log.warning("node lease lost, registering again", extra=kv(lease=lease))
             async with self._lock:
                 await self._write_all(reuse_lease=ttl > 0)
+        elif self._current_node() != self._written_node:
+            async with self._lock, asyncio.timeout(timeout_s):
+                await self._put_node()
         if self._pending_deletes:
             async with self._lock:
                 for instance_id in sorted(self._pending_deletes):
@@ -144,12 +158,24 @@ class NodeRegistry:
         async with asyncio.timeout(_CALL_TIMEOUT_S * 2):
             if not reuse_lease or self._lease is None:
                 self._lease = await self._etcd.grant_lease(self._ttl_s)
-            await self._etcd.put(keys.node(self._node.node_id), self._node.to_json(), lease=self._lease)
+            await self._put_node()
             for record in list(self._records.values()):
                 await self._etcd.put(
                     keys.instance(record.node_id, record.instance_id), record.to_json(), lease=self._lease
                 )
         self._unsynced = False
+
+    def _current_node(self) -> NodeRecord:
+        if self._status is None:
+            return self._node
+        cached, warm = self._status()
+        return dataclasses.replace(self._node, cached_code=tuple(cached), warm=dict(warm))
+
+    async def _put_node(self) -> None:
+        """With the lock held and a lease: the node record as it is now."""
+        node = self._current_node()
+        await self._etcd.put(keys.node(node.node_id), node.to_json(), lease=self._lease)
+        self._written_node = node
 
     def _set_healthy(self, healthy: bool, err: Exception | None) -> None:
         # Log changes only: an etcd outage must not print a line every tick.

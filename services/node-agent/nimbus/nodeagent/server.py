@@ -55,7 +55,11 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
         self, request: nodeagent_pb2.InstanceInvokeRequest, context: grpc.aio.ServicerContext
     ) -> nodeagent_pb2.InstanceInvokeResponse:
         r = await self._manager.invoke(
-            request.instance_id, request.request_id, request.payload, wait_s=context.time_remaining()
+            request.instance_id,
+            request.request_id,
+            request.payload,
+            wait_s=context.time_remaining(),
+            log_tail=request.log_tail,
         )
         return nodeagent_pb2.InstanceInvokeResponse(
             payload=r.payload,
@@ -64,4 +68,5 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
             billed_ms=r.billed_ms,
             cold_start=r.cold_start,
             init_duration_us=r.init_duration_us,
+            log_tail=r.log_tail,
         )

@@ -1,4 +1,4 @@
-"""The agent's end of one instance's connection: accept the shim, wait for READY, exchange frames."""
+"""The agent's end of one sandbox's connection: accept the shim, LOAD, wait for READY, exchange frames."""
 
 from __future__ import annotations
 
@@ -83,6 +83,10 @@ class ShimConnection:
                 list(h.get("stackTrace", [])),
             )
         raise ProtocolError(f"expected READY, got {frame.kind}")
+
+    async def send(self, frame: bytes) -> None:
+        self._writer.write(frame)
+        await self._writer.drain()
 
     async def call(self, frame: bytes) -> Frame:
         """Sends one INVOKE frame (one write) and reads its reply."""

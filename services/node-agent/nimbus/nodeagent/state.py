@@ -1,13 +1,20 @@
 """An instance's lifecycle on its node, as an explicit state machine.
 
-    STARTING ──► READY ◄──► BUSY
-        │          │          │
-        ├──► FAILED ◄─────────┤        (init error, timeout, the process died)
-        ▼          ▼          ▼
-               STOPPING ──► STOPPED
+    STARTING ──► IDLE ◄──► BUSY
+        │          │         │
+        └──────────┴────┬────┘
+                        ▼
+                    DRAINING ──► GONE
 
-Only READY and BUSY instances have an etcd record; the record stores model.InstanceState.READY
-for both, since which instance is busy is the invoker's own bookkeeping.
+STARTING: a sandbox (fresh, or taken from the warm pool) is being given the function's code and
+imports it. IDLE and BUSY: it serves calls, one at a time. DRAINING: it takes no new call; the call
+in flight (if any) may finish, then the sandbox is stopped: after a destroy, the idle reaper, a
+timeout, a crash, or the node's own shutdown. GONE: stopped, nothing left.
+
+etcd stores only model.InstanceState's values, which the invokers and the scheduler read: READY
+for IDLE and BUSY (which instance is busy is the invoker's own bookkeeping), DRAINING for
+DRAINING. STARTING instances are not written (the scheduler waits on CreateInstance itself), and
+GONE ones are deleted.
 """
 
 from __future__ import annotations
@@ -19,22 +26,20 @@ from nimbus.common import model
 
 class InstanceState(StrEnum):
     STARTING = "STARTING"
-    READY = "READY"
+    IDLE = "IDLE"
     BUSY = "BUSY"
-    FAILED = "FAILED"
-    STOPPING = "STOPPING"
-    STOPPED = "STOPPED"
+    DRAINING = "DRAINING"
+    GONE = "GONE"
 
 
 S = InstanceState
 
 _ALLOWED: dict[InstanceState, frozenset[InstanceState]] = {
-    S.STARTING: frozenset({S.READY, S.FAILED, S.STOPPING}),
-    S.READY: frozenset({S.BUSY, S.FAILED, S.STOPPING}),
-    S.BUSY: frozenset({S.READY, S.FAILED, S.STOPPING}),
-    S.FAILED: frozenset({S.STOPPING}),
-    S.STOPPING: frozenset({S.STOPPED}),
-    S.STOPPED: frozenset(),
+    S.STARTING: frozenset({S.IDLE, S.DRAINING}),
+    S.IDLE: frozenset({S.BUSY, S.DRAINING}),
+    S.BUSY: frozenset({S.IDLE, S.DRAINING}),
+    S.DRAINING: frozenset({S.GONE}),
+    S.GONE: frozenset(),
 }
 
 
@@ -54,6 +59,8 @@ def allowed(current: InstanceState) -> frozenset[InstanceState]:
 
 def record_state(state: InstanceState) -> model.InstanceState | None:
     """What etcd stores for a state; None when the instance must have no record."""
-    if state in (S.READY, S.BUSY):
+    if state in (S.IDLE, S.BUSY):
         return model.InstanceState.READY
+    if state is S.DRAINING:
+        return model.InstanceState.DRAINING
     return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nimbus.common import keys
-from nimbus.common.etcd import Etcd, ModIs, Put
+from nimbus.common.etcd import Etcd, ModIs, Op, Put
 from nimbus.common.eventconfig import EventConfig
 from nimbus.common.triggers import TriggerRecord
 
@@ -17,7 +17,8 @@ class EtcdTriggerStore:
         a trigger with this id exists already."""
         key = keys.trigger(record.namespace, record.function, record.trigger_id)
         guard = [ModIs(keys.function(record.namespace, record.function), function_revision), ModIs(key, 0)]
-        if await self._etcd.commit(guard, [Put(key, record.to_json())]) is not None:
+        ops: list[Op] = [Put(key, record.to_json())]
+        if await self._etcd.commit(guard, ops) is not None:
             return True
         return None if await self._etcd.get(key) is not None else False
 
@@ -34,7 +35,7 @@ class EtcdTriggerStore:
 
     async def put_event_config(self, config: EventConfig, function_revision: int) -> bool:
         guard = [ModIs(keys.function(config.namespace, config.function), function_revision)]
-        ops = [Put(keys.event_config(config.namespace, config.function), config.to_json())]
+        ops: list[Op] = [Put(keys.event_config(config.namespace, config.function), config.to_json())]
         return await self._etcd.commit(guard, ops) is not None
 
     async def get_event_config(self, namespace: str, name: str) -> EventConfig | None:

@@ -51,8 +51,12 @@ class NodeCaller:
     def __init__(self) -> None:
         self._stubs = StubCache(nodeagent_pb2_grpc.NodeAgentStub)
 
-    async def invoke(self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float) -> InvokeResult:
-        req = nodeagent_pb2.InstanceInvokeRequest(instance_id=instance.instance_id, request_id=request_id, payload=payload)
+    async def invoke(
+        self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float, log_tail: bool = False
+    ) -> InvokeResult:
+        req = nodeagent_pb2.InstanceInvokeRequest(
+            instance_id=instance.instance_id, request_id=request_id, payload=payload, log_tail=log_tail
+        )
         res = await rpc.call(self._stubs.get(instance.node_address).Invoke, req, timeout_s=timeout_s)
         return InvokeResult(
             request_id=request_id,
@@ -63,6 +67,7 @@ class NodeCaller:
             cold_start=res.cold_start,
             executed_version=instance.version,
             init_duration_us=res.init_duration_us,
+            log_tail=res.log_tail,
         )
 
     async def close(self) -> None:

@@ -112,7 +112,7 @@ class RedisRecords:
 
     async def create(self, ref: EventRef, now: float) -> bool:
         """The QUEUED record of a just-stored event; leaves a record of the same event alone."""
-        args = ["create", ref.seq, InvocationStatus.QUEUED.value, "", 0, self._ttl_s, iso(now), self._base(ref)]
+        args: list[str | int | bytes] = ["create", ref.seq, InvocationStatus.QUEUED.value, "", 0, self._ttl_s, iso(now), self._base(ref)]
         res = await self._call(self._script(keys=[record_key(ref.invocation_id)], args=args))
         return bool(int(res[0]))
 

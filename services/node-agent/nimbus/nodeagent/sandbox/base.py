@@ -1,8 +1,13 @@
-"""The sandbox SPI: how an instance's runtime process is started and stopped.
+"""The sandbox SPI: how an instance's runtime shim is started, given code, limited and stopped.
 
-The core never knows whether an instance is a plain child process or a runc container. A driver
-starts the runtime shim for a spec with the function code at `code_dir` (read-only for the function)
-and gives the shim `socket_path` (bind-mounted by container drivers) through NIMBUS_SOCKET.
+The core never knows whether an instance is a plain child process or a runc container. Every
+sandbox starts generic, before the function is known (that is what lets a warm pool exist): the
+shim connects to the agent's socket in `socket_dir` and waits. Giving it a function is then
+`attach_code` (the code becomes visible, read-only, at the path it returns, and the function's
+limits apply), followed by the LOAD frame the core sends itself.
+
+Output: a driver hands back the read end of one pipe carrying the sandbox's stdout and stderr
+interleaved in the order they were written; the core tags it per call (logcapture.py).
 """
 
 from __future__ import annotations
@@ -15,45 +20,82 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class SandboxSpec:
-    instance_id: str
+    sandbox_id: str
     runtime: str
+    # The limit while the sandbox is generic; set_limits applies the function's own.
     memory_mb: int
-    # Everything the shim and the function see in their environment, shim variables included.
+    # The shim's environment before LOAD (the function's own env comes with LOAD).
     env: Mapping[str, str]
-    # Where the function's stdout and stderr go.
-    log_path: Path
+    # Host directory holding the agent's listening socket `sock`; drivers make it reachable.
+    socket_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    memory_mb: int
+    # CPU as a fraction of one core (1769 MB = 1.0, as Lambda does); None: no CPU cap.
+    cpus: float | None
 
 
 @dataclass(slots=True, eq=False)
 class SandboxHandle:
     """A started sandbox; drivers subclass it with their private state."""
 
-    instance_id: str
+    sandbox_id: str
+    runtime: str
     # The host pid of the sandbox's first process (for logs and diagnostics).
     pid: int
+    # Read end (non-blocking) of the sandbox's stdout+stderr pipe; the core owns and closes it.
+    output_fd: int
 
 
 class SandboxDriver(ABC):
+    name: str = ""
+    # Whether function code is isolated from the host; False prints a loud warning at start.
+    isolated: bool = False
+
     @abstractmethod
     def supports(self, runtime: str) -> bool:
         """Whether this node can run the runtime, e.g. python3.11."""
 
     @abstractmethod
-    async def start(self, spec: SandboxSpec, code_dir: Path, socket_path: Path) -> SandboxHandle:
-        """Starts the runtime shim; returns once the sandbox process exists (not once it is ready)."""
+    async def prepare(self) -> None:
+        """Once at agent start, before anything else: node-level setup, leftovers of a previous run
+        of this node stopped and cleaned up."""
 
     @abstractmethod
-    async def stop(self, handle: SandboxHandle, grace_s: float = 0.0) -> None:
-        """Stops the sandbox and everything in it: SIGTERM, then SIGKILL after grace_s. Idempotent."""
+    async def start(self, spec: SandboxSpec) -> SandboxHandle:
+        """Starts a generic shim; returns once the sandbox process exists (not once it connected)."""
+
+    @abstractmethod
+    async def attach_code(self, handle: SandboxHandle, code_dir: Path, limits: Limits) -> str:
+        """Makes code_dir visible read-only inside the sandbox and applies the limits (one step: a
+        cold start pays for one thread hop, not two); the path the shim must use."""
+
+    @abstractmethod
+    async def set_limits(self, handle: SandboxHandle, limits: Limits) -> None:
+        """Applies the function's memory and CPU limits to a running sandbox."""
+
+    @abstractmethod
+    async def stop(self, handle: SandboxHandle) -> None:
+        """Kills the sandbox and everything in it, and frees what it held. Idempotent."""
 
     @abstractmethod
     async def wait(self, handle: SandboxHandle) -> int:
-        """Waits for the sandbox to exit; its exit status (negative: killed by that signal)."""
+        """Waits for the sandbox's first process to exit; its status (negative: killed by that signal)."""
 
     @abstractmethod
     def exit_code(self, handle: SandboxHandle) -> int | None:
         """None while the sandbox runs."""
 
     @abstractmethod
-    async def reap_orphans(self) -> int:
-        """Stops sandboxes left by a previous run of this node-agent; how many it found."""
+    def oom_killed(self, handle: SandboxHandle) -> bool:
+        """Whether the kernel killed something in the sandbox for exceeding its memory limit."""
+
+    @abstractmethod
+    def memory_bytes(self, handle: SandboxHandle) -> int | None:
+        """Memory the sandbox uses now (its cgroup's charge), when the driver can tell."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """At agent exit, after every sandbox stopped: undo prepare()'s node-level setup."""

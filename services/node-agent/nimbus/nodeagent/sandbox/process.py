@@ -1,8 +1,9 @@
-"""The process driver: each instance is a plain child process in its own session. No isolation.
+"""The process driver: each instance is a plain child process in its own session. NO ISOLATION.
 
-It exists for development machines and tests; the runc driver adds namespaces and cgroups. The
-shim asks the kernel to SIGKILL it when the agent dies (PR_SET_PDEATHSIG), and a pid file per
-instance lets the next run of the agent kill whatever survived anyway.
+It exists for machines without runc (macOS laptops) and is used only when configured or when runc
+is missing; main.py prints a loud warning when it is. The shim asks the kernel to SIGKILL it when
+the agent dies (PR_SET_PDEATHSIG), and a pid file per instance lets the next run of the agent kill
+whatever survived anyway. There are no memory or CPU limits here; timeouts still hold.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pathlib import Path
 from nimbus.common.errors import InvalidArgument, Unavailable
 from nimbus.common.logs import kv
 from nimbus.nodeagent.layout import NodeLayout
-from nimbus.nodeagent.runtimes import PYTHON_BOOTSTRAP
-from nimbus.nodeagent.sandbox.base import SandboxDriver, SandboxHandle, SandboxSpec
+from nimbus.nodeagent.runtimes import RUNTIMES, RUNTIMES_DIR, shim_argv
+from nimbus.nodeagent.sandbox.base import Limits, SandboxDriver, SandboxHandle, SandboxSpec
 
 log = logging.getLogger(__name__)
 
@@ -32,64 +33,73 @@ class ProcessHandle(SandboxHandle):
 
 
 class ProcessDriver(SandboxDriver):
-    def __init__(self, layout: NodeLayout, *, python: str) -> None:
+    name = "process"
+    isolated = False
+
+    def __init__(self, layout: NodeLayout, *, python: str, node: str | None) -> None:
         self._layout = layout
-        # -s: no user site-packages, so the host user's packages cannot leak into a function.
-        self._commands = {"python3.11": [python, "-s", str(PYTHON_BOOTSTRAP)]}
+        self._python = python
+        self._node = node
 
     def supports(self, runtime: str) -> bool:
-        return runtime in self._commands
+        return runtime in RUNTIMES and (runtime != "nodejs20" or self._node is not None)
 
-    async def start(self, spec: SandboxSpec, code_dir: Path, socket_path: Path) -> SandboxHandle:
-        if spec.runtime not in self._commands:
+    async def prepare(self) -> None:
+        await asyncio.to_thread(reap_pid_files, self._layout)
+
+    async def start(self, spec: SandboxSpec) -> SandboxHandle:
+        if not self.supports(spec.runtime):
             raise InvalidArgument(f"runtime {spec.runtime!r} is not supported on this node")
+        argv = shim_argv(spec.runtime, RUNTIMES_DIR, python=self._python, node=self._node or "node")
         # The instance id in argv lets a later run recognise its shim under a possibly reused pid.
-        argv = [*self._commands[spec.runtime], f"{_INSTANCE_ARG}{spec.instance_id}"]
+        argv.append(f"{_INSTANCE_ARG}{spec.sandbox_id}")
         env = {
-            # Bytecode is cached per node, not written into the (shared, read-only) code directory.
-            "PYTHONPYCACHEPREFIX": str(self._layout.pycache_dir),
+            # The code directories are shared between instances: no bytecode written into them.
+            "PYTHONDONTWRITEBYTECODE": "1",
             **spec.env,
-            "NIMBUS_SOCKET": str(socket_path),
+            "NIMBUS_SOCKET": str(spec.socket_dir / "sock"),
             "NIMBUS_AGENT_PID": str(os.getpid()),
+            # Instances share the host's network here: the Runtime API takes any free port.
+            "NIMBUS_RUNTIME_API_PORT": "0",
         }
-        log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=log_fd,
-                cwd=code_dir,
+                stdout=write_fd,
+                stderr=write_fd,
+                cwd="/",
                 env=env,
                 # Its own process group: stop() kills whatever the function spawned too.
                 start_new_session=True,
             )
         except OSError as err:
+            os.close(read_fd)
             raise Unavailable(f"cannot start a {spec.runtime} instance: {err}") from err
         finally:
-            os.close(log_fd)
+            os.close(write_fd)
+        os.set_blocking(read_fd, False)
         # A few bytes; not worth a thread hop.
-        self._layout.pid_path(spec.instance_id).write_text(str(proc.pid))
-        return ProcessHandle(instance_id=spec.instance_id, pid=proc.pid, proc=proc)
+        self._layout.pid_path(spec.sandbox_id).write_text(str(proc.pid))
+        return ProcessHandle(spec.sandbox_id, spec.runtime, proc.pid, read_fd, proc)
 
-    async def stop(self, handle: SandboxHandle, grace_s: float = 0.0) -> None:
+    async def attach_code(self, handle: SandboxHandle, code_dir: Path, limits: Limits) -> str:
+        return str(code_dir)  # no cgroups here: the limits cannot apply
+
+    async def set_limits(self, handle: SandboxHandle, limits: Limits) -> None:
+        return None  # no cgroups here
+
+    async def stop(self, handle: SandboxHandle) -> None:
         assert isinstance(handle, ProcessHandle)
-        proc = handle.proc
-        if proc.returncode is None and grace_s > 0:
-            _kill_group(handle.pid, signal.SIGTERM)
-            try:
-                async with asyncio.timeout(grace_s):
-                    await proc.wait()
-            except TimeoutError:
-                pass
         # Also after the shim exited: children the function left behind share its group.
         _kill_group(handle.pid, signal.SIGKILL)
         try:
             async with asyncio.timeout(_REAP_WAIT_S):
-                await proc.wait()
+                await handle.proc.wait()
         except TimeoutError:
             log.warning("instance process did not exit after SIGKILL", extra=kv(pid=handle.pid))
-        self._layout.pid_path(handle.instance_id).unlink(missing_ok=True)
+        self._layout.pid_path(handle.sandbox_id).unlink(missing_ok=True)
 
     async def wait(self, handle: SandboxHandle) -> int:
         assert isinstance(handle, ProcessHandle)
@@ -99,20 +109,31 @@ class ProcessDriver(SandboxDriver):
         assert isinstance(handle, ProcessHandle)
         return handle.proc.returncode
 
-    async def reap_orphans(self) -> int:
-        found = 0
-        for pid_file in self._layout.run_dir.glob("*.pid"):
-            instance_id = pid_file.stem
-            try:
-                pid = int(pid_file.read_text().strip())
-            except (OSError, ValueError):
-                pid = 0
-            if pid > 0 and is_shim(pid, instance_id):
-                found += 1
-                _kill_group(pid, signal.SIGKILL)
-                log.info("killed a leftover instance", extra=kv(instance_id=instance_id, pid=pid))
-            pid_file.unlink(missing_ok=True)
-        return found
+    def oom_killed(self, handle: SandboxHandle) -> bool:
+        return False
+
+    def memory_bytes(self, handle: SandboxHandle) -> int | None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def reap_pid_files(layout: NodeLayout) -> int:
+    """Kills shims a previous run of this node left (their pid files say which); how many."""
+    found = 0
+    for pid_file in layout.run_dir.glob("*.pid"):
+        instance_id = pid_file.stem
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid > 0 and is_shim(pid, instance_id):
+            found += 1
+            _kill_group(pid, signal.SIGKILL)
+            log.info("killed a leftover instance", extra=kv(instance_id=instance_id, pid=pid))
+        pid_file.unlink(missing_ok=True)
+    return found
 
 
 def is_shim(pid: int, instance_id: str) -> bool:
@@ -122,7 +143,7 @@ def is_shim(pid: int, instance_id: str) -> bool:
     except OSError:
         return False
     marker = f"{_INSTANCE_ARG}{instance_id}".encode()
-    return marker in args and any(arg.endswith(b"bootstrap.py") for arg in args)
+    return marker in args and any(arg.endswith((b"bootstrap.py", b"bootstrap.js")) for arg in args)
 
 
 def _kill_group(pid: int, sig: signal.Signals) -> None:

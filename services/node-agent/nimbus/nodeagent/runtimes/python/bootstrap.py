@@ -2,20 +2,20 @@
 
 STANDARD LIBRARY ONLY: it runs under the sandbox's interpreter (/usr/bin/python3.11), not our venv.
 
-Started with the function code as the working directory, it connects to the agent's Unix socket
-(NIMBUS_SOCKET), imports NIMBUS_HANDLER ("module.func"), sends READY (or INIT_ERROR and exits),
-then answers INVOKE frames one at a time for the rest of its life. The wire format is documented in
-nimbus/nodeagent/protocol.py; this file keeps its own copy of the codec. stdout and stderr belong to
-the function (the agent points them at the instance's log file): the protocol never uses them.
+It starts generic, before anyone knows which function it will run (a warm-pool sandbox): it
+connects to the agent's Unix socket (NIMBUS_SOCKET) and waits for one LOAD frame naming the code
+directory, the handler ("module.func") and the function's environment. Then it imports the handler,
+sends READY (or INIT_ERROR and exits) and answers INVOKE frames one at a time for the rest of its
+life. The wire format is documented in nimbus/nodeagent/protocol.py; this file keeps its own copy
+of the codec, which the `provided` runtime shim reuses. stdout and stderr belong to the function
+(the agent captures them per call): the protocol never uses them.
 """
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import json
 import os
-import signal
 import socket
 import struct
 import sys
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
 # Cold start is interpreter start plus these imports: asyncio (~50 ms) is imported only when a
-# handler returns an awaitable, traceback only when something failed.
+# handler returns an awaitable, traceback only when something failed, ctypes and signal (~9 ms)
+# only under the process driver, which asks for a death signal.
 
 PREFIX = struct.Struct("!II")
 MAX_FRAME_BYTES = 96 * 1024 * 1024
@@ -133,14 +134,23 @@ def load_handler(spec: str) -> Callable[..., Any]:
 
 
 def die_with_parent(agent_pid: int) -> None:
-    """Asks the kernel to SIGKILL us when the agent dies, even by kill -9 (Linux only)."""
+    """Asks the kernel to SIGKILL us when the agent dies, even by kill -9 (Linux only).
+
+    Only where the agent is our parent (the process driver sets NIMBUS_AGENT_PID). In a runc
+    container our parent is first `runc run` itself, which exits right after starting us: a death
+    signal armed then would kill us. There, the agent closing our socket ends us instead."""
+    if not agent_pid:
+        return
+    import ctypes
+    import signal
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         return
     # The agent may have died before prctl took effect; then nobody would ever kill us.
-    if agent_pid and os.getppid() != agent_pid:
+    if os.getppid() != agent_pid:
         os._exit(1)
 
 
@@ -195,27 +205,57 @@ class _Marked(Exception):
         self.error_type = error_type
 
 
-def main() -> None:
+def flush_output() -> None:
+    """Everything the call printed reaches the agent's log pipe before the reply frame does."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # a handler may have replaced or closed them; logs are best effort
+            pass
+
+
+def connect() -> tuple[socket.socket, BinaryIO]:
     env = os.environ
     # The plumbing variables are the runtime's, not the function's: take them out of its environment.
     die_with_parent(int(env.pop("NIMBUS_AGENT_PID", "0") or 0))
-    socket_path = env.pop("NIMBUS_SOCKET")
-    # sys.path[0] is this script's directory; the function's code must come first instead,
-    # so a user module may even be called "bootstrap".
-    sys.path[0] = os.getcwd()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(socket_path)
-    stream = sock.makefile("rb")
+    sock.connect(env.pop("NIMBUS_SOCKET"))
+    return sock, sock.makefile("rb")
 
+
+def apply_load(header: dict[str, Any]) -> None:
+    """Becomes the function: its environment, its code directory first on sys.path, cwd there."""
+    task_root = header["task_root"]
+    os.environ.update(header.get("env") or {})
+    os.chdir(task_root)
+    # sys.path[0] is this script's directory; the function's code must come first instead,
+    # so a user module may even be called "bootstrap". PYTHONPATH from the function's env is read
+    # here because the interpreter started before it was known.
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[0:1] = [task_root, *extra]
+
+
+def main() -> None:
+    sock, stream = connect()
+    frame = read_frame(stream)
+    if frame is None:
+        return  # stopped while still in the warm pool
+    kind, header, _ = frame
+    if kind != "LOAD":
+        raise SystemExit(f"nimbus runtime: expected LOAD, got {kind!r}")
     started = time.perf_counter_ns()
     try:
-        handler = load_handler(env["NIMBUS_HANDLER"])
+        apply_load(header)
+        handler = load_handler(header["handler"])
     except InitFailure as failure:
         print(
             f"init failed: {failure.error['errorType']}: {failure.error['errorMessage']}", file=sys.stderr, flush=True
         )
+        flush_output()
         sock.sendall(encode("INIT_ERROR", failure.error))
         sys.exit(1)
+    flush_output()
     sock.sendall(encode("READY", {"init_duration_us": (time.perf_counter_ns() - started) // 1000}))
 
     loop = Loop()
@@ -227,6 +267,7 @@ def main() -> None:
         if kind != "INVOKE":
             raise SystemExit(f"nimbus runtime: unexpected frame {kind!r}")
         reply, out, duration_us = invoke(handler, loop, header, body)
+        flush_output()
         sock.sendall(encode(reply, {"request_id": header.get("request_id", ""), "duration_us": duration_us}, out))
 
 

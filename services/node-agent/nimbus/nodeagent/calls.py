@@ -1,0 +1,74 @@
+"""One call on one instance: the INVOKE frame out, the reply (or the failure) back. No state kept.
+
+A function's failures stay function errors (a result with "Unhandled"), as in Lambda: a call past
+timeout_s is "Timeout", a runtime that died mid-call is "Runtime.ExitError", or "OutOfMemory" when
+its cgroup says the kernel killed it for memory. Each of those is fatal to the instance: the
+manager destroys it before answering, so the next call gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from nimbus.common.clock import Clock
+from nimbus.nodeagent import spec as specs
+from nimbus.nodeagent.boot import Sandbox
+from nimbus.nodeagent.policy import billed_ms
+from nimbus.nodeagent.protocol import Kind, ProtocolError, encode
+from nimbus.nodeagent.sandbox import SandboxDriver
+from nimbus.nodeagent.shim import describe_exit
+from nimbus.nodeagent.spec import InstanceSpec, InvokeResult
+
+# After the connection broke, how long to wait for the exit status that explains why.
+_EXIT_STATUS_WAIT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: InvokeResult
+    # The instance cannot take another call: destroy it.
+    fatal: bool = False
+    # The platform's own line for the call's log (why it ended the call), if any.
+    note: str = ""
+
+
+async def call_instance(
+    sb: Sandbox,
+    driver: SandboxDriver,
+    spec: InstanceSpec,
+    request_id: str,
+    payload: bytes,
+    clock: Clock,
+    *,
+    cold: bool,
+    init_us: int,
+) -> Outcome:
+    cfg = spec.config
+    init_us = init_us if cold else 0
+    header = specs.invoke_header(spec, request_id, clock.now())
+    sb.output.begin(request_id, specs.log_start(spec, request_id))
+    started = clock.monotonic()
+    try:
+        async with asyncio.timeout(cfg.timeout_s):
+            reply = await sb.conn.call(encode(Kind.INVOKE, header, payload))
+        if reply.kind not in (Kind.RESULT, Kind.ERROR) or reply.header.get("request_id") != request_id:
+            raise ProtocolError(f"unexpected {reply.kind} for request {request_id}")
+    except TimeoutError:
+        result = specs.timeout_result(cfg.timeout_s, cold, init_us)
+        return Outcome(result, fatal=True, note=f"Task timed out after {cfg.timeout_s:.2f} seconds")
+    except (asyncio.IncompleteReadError, ConnectionError, ProtocolError):
+        elapsed_us = int((clock.monotonic() - started) * 1_000_000)
+        try:
+            async with asyncio.timeout(_EXIT_STATUS_WAIT_S):
+                exit_text = describe_exit(await driver.wait(sb.handle))
+        except TimeoutError:
+            exit_text = "protocol error"
+        oom_mb = cfg.memory_mb if driver.oom_killed(sb.handle) else 0
+        result = specs.exit_result(request_id, exit_text, elapsed_us, cold, init_us, oom_mb=oom_mb)
+        kind = "OutOfMemory" if oom_mb else "Runtime.ExitError"
+        return Outcome(result, fatal=True, note=f"{kind}: Runtime exited with error: {exit_text}")
+    duration_us = int(reply.header.get("duration_us", 0))
+    error = "" if reply.kind is Kind.RESULT else "Unhandled"
+    result = InvokeResult(reply.body, error, duration_us, billed_ms(duration_us), cold, init_us)
+    return Outcome(result, fatal=bool(reply.header.get("fatal")))

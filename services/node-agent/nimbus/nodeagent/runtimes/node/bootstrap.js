@@ -1,0 +1,256 @@
+// The Nimbus Node.js runtime shim (nodejs20): runs inside an instance, loads the handler, serves calls.
+//
+// Node's standard library only. Like the Python shim it starts generic (a warm-pool sandbox),
+// connects to the agent's Unix socket (NIMBUS_SOCKET), waits for one LOAD frame, loads the handler
+// ("file.export", as Lambda: `exports.handler = async (event, context) => ...`, a callback-style
+// `(event, context, callback)` or a plain synchronous return), sends READY or INIT_ERROR, then
+// answers INVOKE frames one at a time. The frame format is nimbus/nodeagent/protocol.py's.
+// stdout and stderr belong to the function; on Linux, writes to a pipe are synchronous, so
+// everything a call printed is in the agent's log pipe before its reply frame is sent.
+'use strict';
+
+const net = require('net');
+const path = require('path');
+const fs = require('fs');
+const { pathToFileURL } = require('url');
+
+const MAX_FRAME_BYTES = 96 * 1024 * 1024;
+
+function encode(type, header, body) {
+  const head = Buffer.from(JSON.stringify(Object.assign({ type }, header)));
+  const data = body || Buffer.alloc(0);
+  const prefix = Buffer.alloc(8);
+  prefix.writeUInt32BE(head.length, 0);
+  prefix.writeUInt32BE(data.length, 4);
+  return Buffer.concat([prefix, head, data]);
+}
+
+class Decoder {
+  constructor() {
+    this.buf = Buffer.alloc(0);
+  }
+
+  feed(chunk) {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    const frames = [];
+    while (this.buf.length >= 8) {
+      const headLen = this.buf.readUInt32BE(0);
+      const bodyLen = this.buf.readUInt32BE(4);
+      if (headLen + bodyLen > MAX_FRAME_BYTES) throw new Error(`frame of ${headLen + bodyLen} bytes is too large`);
+      const end = 8 + headLen + bodyLen;
+      if (this.buf.length < end) break;
+      const header = JSON.parse(this.buf.subarray(8, 8 + headLen).toString('utf8'));
+      frames.push([header.type, header, Buffer.from(this.buf.subarray(8 + headLen, end))]);
+      this.buf = this.buf.subarray(end);
+    }
+    return frames;
+  }
+}
+
+function errorObject(err, type, message) {
+  if (err instanceof Error) {
+    return {
+      errorType: type || err.name || 'Error',
+      errorMessage: message !== undefined ? message : err.message,
+      stackTrace: (err.stack || '').split('\n').slice(1).map((l) => l.trim()).filter(Boolean),
+    };
+  }
+  // Lambda reports a thrown non-Error by its type: `throw "nope"` is errorType "string".
+  return { errorType: type || typeof err, errorMessage: message !== undefined ? message : String(err), stackTrace: [] };
+}
+
+class InitFailure extends Error {
+  constructor(error) {
+    super(error.errorMessage);
+    this.error = error;
+  }
+}
+
+async function loadHandler(taskRoot, spec) {
+  // "dir/file.a.b": the module is up to the first dot after the last slash, the rest is the export path.
+  const slash = spec.lastIndexOf('/');
+  const dot = spec.indexOf('.', slash + 1);
+  if (dot < 0) {
+    throw new InitFailure({ errorType: 'Runtime.MalformedHandlerName', errorMessage: `Bad handler ${spec}`, stackTrace: [] });
+  }
+  const moduleName = spec.slice(0, dot);
+  const exportPath = spec.slice(dot + 1).split('.');
+  const base = path.resolve(taskRoot, moduleName);
+  const file = ['.js', '.mjs', '.cjs'].map((ext) => base + ext).find((f) => fs.existsSync(f));
+  if (!file) {
+    throw new InitFailure({
+      errorType: 'Runtime.ImportModuleError',
+      errorMessage: `Error: Cannot find module '${moduleName}'`,
+      stackTrace: [],
+    });
+  }
+  let mod;
+  try {
+    if (file.endsWith('.mjs')) {
+      mod = await import(pathToFileURL(file).href);
+    } else {
+      try {
+        mod = require(file);
+      } catch (err) {
+        if (err && err.code === 'ERR_REQUIRE_ESM') mod = await import(pathToFileURL(file).href);
+        else throw err;
+      }
+    }
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new InitFailure(errorObject(err, 'Runtime.UserCodeSyntaxError'));
+    if (err && err.code === 'MODULE_NOT_FOUND') throw new InitFailure(errorObject(err, 'Runtime.ImportModuleError'));
+    throw new InitFailure(errorObject(err));
+  }
+  let handler = mod;
+  for (const key of exportPath) handler = handler == null ? undefined : handler[key];
+  if (typeof handler !== 'function') {
+    throw new InitFailure({
+      errorType: 'Runtime.HandlerNotFound',
+      errorMessage: `${spec} is undefined or not exported`,
+      stackTrace: [],
+    });
+  }
+  return handler;
+}
+
+function makeContext(h, finish) {
+  const deadline = Number(h.deadline_ms || 0);
+  const remaining = () => Math.max(0, deadline - Date.now());
+  return {
+    awsRequestId: h.request_id,
+    requestId: h.request_id,
+    functionName: h.function_name,
+    functionVersion: h.function_version,
+    memoryLimitInMB: String(h.memory_limit_mb),
+    invokedFunctionArn: process.env.NIMBUS_FUNCTION_ARN || '',
+    callbackWaitsForEmptyEventLoop: true,
+    getRemainingTimeInMillis: remaining,
+    // DESIGN.md's names, for code shared with the Python runtime.
+    request_id: h.request_id,
+    function_name: h.function_name,
+    function_version: h.function_version,
+    memory_limit_mb: Number(h.memory_limit_mb),
+    get_remaining_time_ms: remaining,
+    // The legacy context methods some old handlers still call.
+    succeed: (result) => finish(null, result),
+    fail: (err) => finish(err == null ? new Error('handled') : err),
+    done: (err, result) => finish(err, result),
+  };
+}
+
+let current = null; // the finish function of the call in flight
+
+function invoke(handler, header, body) {
+  return new Promise((resolve) => {
+    const started = process.hrtime.bigint();
+    let settled = false;
+    const finish = (err, result, fatal) => {
+      if (settled) return;
+      settled = true;
+      current = null;
+      const durationUs = Number((process.hrtime.bigint() - started) / 1000n);
+      if (err != null) {
+        resolve(['ERROR', Buffer.from(JSON.stringify(err.errorType ? err : errorObject(err))), durationUs, fatal]);
+        return;
+      }
+      let out;
+      try {
+        out = JSON.stringify(result === undefined ? null : result);
+      } catch (e) {
+        resolve(['ERROR', Buffer.from(JSON.stringify(errorObject(e, 'Runtime.MarshalError', `Unable to stringify response body: ${e.message}`))), durationUs]);
+        return;
+      }
+      resolve(['RESULT', Buffer.from(out === undefined ? 'null' : out), durationUs]);
+    };
+    current = finish;
+    let event;
+    try {
+      event = body.length ? JSON.parse(body.toString('utf8')) : {};
+    } catch (e) {
+      finish({ errorType: 'Runtime.UnmarshalError', errorMessage: `Unable to unmarshal input: ${e.message}`, stackTrace: [] });
+      return;
+    }
+    const context = makeContext(header, finish);
+    let ret;
+    try {
+      ret = handler(event, context, (err, result) => finish(err == null ? null : err, result));
+    } catch (err) {
+      finish(err == null ? new Error('null thrown') : err);
+      return;
+    }
+    if (ret && typeof ret.then === 'function') {
+      ret.then((r) => finish(null, r), (e) => finish(e == null ? new Error('null rejection') : e));
+    } else if (handler.length < 3) {
+      finish(null, ret); // synchronous, callback-less
+    }
+    // else: a callback-style handler answers through its callback (or context.done/succeed/fail)
+  });
+}
+
+function onCrash(kind, err) {
+  // Lambda treats an error nobody awaited as fatal to the runtime: fail the call and be replaced.
+  if (current) current(errorObject(err, kind), undefined, true);
+  else {
+    process.stderr.write(`${kind}: ${err && err.stack ? err.stack : err}\n`);
+    process.exit(1);
+  }
+}
+
+async function main() {
+  const sockPath = process.env.NIMBUS_SOCKET;
+  delete process.env.NIMBUS_SOCKET;
+  const sock = net.createConnection(sockPath);
+  sock.setNoDelay(true);
+  const decoder = new Decoder();
+  const queue = [];
+  let wake = null;
+  sock.on('data', (chunk) => {
+    for (const frame of decoder.feed(chunk)) queue.push(frame);
+    if (wake) { const w = wake; wake = null; w(); }
+  });
+  sock.on('close', () => process.exit(0)); // the agent closed: the instance is being stopped
+  sock.on('error', () => process.exit(0));
+  const next = async () => {
+    while (!queue.length) await new Promise((r) => { wake = r; });
+    return queue.shift();
+  };
+  const send = (type, header, body) => new Promise((r) => sock.write(encode(type, header, body), r));
+
+  const [kind, load] = await next();
+  if (kind !== 'LOAD') throw new Error(`nimbus runtime: expected LOAD, got ${kind}`);
+  const started = process.hrtime.bigint();
+  Object.assign(process.env, load.env || {});
+  process.env.NIMBUS_FUNCTION_ARN = `arn:nimbus:lambda:local:${load.namespace}:function:${load.function_name}`;
+  process.chdir(load.task_root);
+  let handler;
+  try {
+    handler = await loadHandler(load.task_root, load.handler);
+  } catch (err) {
+    const error = err instanceof InitFailure ? err.error : errorObject(err);
+    process.stderr.write(`init failed: ${error.errorType}: ${error.errorMessage}\n`);
+    await send('INIT_ERROR', error);
+    process.exit(1);
+  }
+  await send('READY', { init_duration_us: Number((process.hrtime.bigint() - started) / 1000n) });
+  process.on('uncaughtException', (err) => onCrash('Runtime.UncaughtException', err));
+  process.on('unhandledRejection', (err) => onCrash('Runtime.UnhandledPromiseRejection', err));
+
+  for (;;) {
+    const [type, header, body] = await next();
+    if (type !== 'INVOKE') throw new Error(`nimbus runtime: unexpected frame ${type}`);
+    const [reply, out, durationUs, fatal] = await invoke(handler, header, body);
+    const h = { request_id: header.request_id, duration_us: durationUs };
+    if (fatal) h.fatal = true;
+    await send(reply, h, out);
+    if (fatal) process.exit(1);
+  }
+}
+
+module.exports = { encode, Decoder, invoke, loadHandler, errorObject };
+
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`nimbus runtime: ${err && err.stack ? err.stack : err}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,291 @@
+"""The runc driver: every sandbox is its own runc container (config in oci.py, seccomp.py).
+
+Containers of a node live under a runc --root of their own (HOME/nodes/<node>/sandbox/runc) and
+have ids "nimbus-<node>-<sandbox id>", so cleanup never touches anyone else's; the next start of
+the agent deletes whatever a crashed run left there. The agent makes itself a child subreaper, so
+each container's first process becomes its child once `runc run -d` returns: a pidfd tells the
+event loop when it exits and waitid() gives the real exit status (exit 3, or killed by SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nimbus.common.errors import InvalidArgument, Unavailable
+from nimbus.common.logs import kv
+from nimbus.nodeagent.layout import NodeLayout
+from nimbus.nodeagent.runtimes import RUNTIMES, shim_argv
+from nimbus.nodeagent.sandbox import cgroups, mounts, oci, rootfs, seccomp
+from nimbus.nodeagent.sandbox.base import Limits, SandboxDriver, SandboxHandle, SandboxSpec
+from nimbus.nodeagent.sandbox.runccli import RuncCli
+
+log = logging.getLogger(__name__)
+
+_EXIT_WAIT_S = 5.0
+_PR_SET_CHILD_SUBREAPER = 36
+# Inside the sandbox the Runtime API listens where Lambda's does.
+_RUNTIME_API_PORT = "9001"
+
+
+@dataclass(slots=True, eq=False)
+class RuncHandle(SandboxHandle):
+    container_id: str
+    cgroup: cgroups.Cgroup
+    bundle: Path
+    task_dir: Path
+    exited: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    pidfd: int = -1
+    stopping: asyncio.Task[None] | None = None
+
+
+class RuncDriver(SandboxDriver):
+    name = "runc"
+    isolated = True
+
+    def __init__(
+        self,
+        layout: NodeLayout,
+        node_id: str,
+        *,
+        runc: str,
+        python: str,
+        node: str | None,
+        uid: int,
+        tmp_mb: int,
+        pids: int = 128,
+    ) -> None:
+        self._layout = layout
+        self._python = python
+        self._node = node
+        self._uid = uid
+        self._tmp_mb = tmp_mb
+        self._pids = pids
+        self._prefix = f"nimbus-{node_id}-"
+        self._cgroup_parent = f"/nimbus/{node_id}"
+        self._v2 = cgroups.is_v2()
+        base = layout.sandbox_dir
+        self._state_root = base / "runc"
+        self._runc = RuncCli(runc, self._state_root)
+        self._rootfs, self._etc, self._runtime = base / "rootfs", base / "etc", base / "runtime"
+        self._tasks, self._code_ro, self._bundles = base / "tasks", base / "code-ro", base / "bundles"
+        self._system_binds: list[str] = []
+
+    def supports(self, runtime: str) -> bool:
+        return runtime in RUNTIMES and (runtime != "nodejs20" or self._node is not None)
+
+    # -- node level -----------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+        leftovers = await self._delete_leftovers()
+        if leftovers:
+            log.info("deleted leftover containers of this node", extra=kv(count=leftovers))
+        await asyncio.to_thread(self._prepare_files)
+
+    def _prepare_files(self) -> None:
+        from nimbus.nodeagent.sandbox.process import reap_pid_files
+
+        reap_pid_files(self._layout)  # a previous run may have used the process driver
+        mounts.unmount_all(self._tasks)
+        mounts.unmount_all(self._code_ro)
+        for d in (self._tasks, self._bundles):
+            shutil.rmtree(d, ignore_errors=True)
+        cgroups.remove_tree(self._cgroup_parent, self._v2)
+        self._state_root.mkdir(parents=True, exist_ok=True)
+        self._bundles.mkdir(parents=True, exist_ok=True)
+        self._system_binds = rootfs.build_rootfs(self._rootfs)
+        rootfs.build_etc(self._etc, self._uid, self._uid)
+        rootfs.copy_runtimes(self._runtime)
+        mounts.make_readonly_view(self._layout.code_dir, self._code_ro)
+        mounts.make_shared_dir(self._tasks)
+
+    async def _delete_leftovers(self) -> int:
+        ids = await self._runc.container_ids(self._prefix)
+        for cid in ids:
+            await self._runc.delete(cid)
+        return len(ids)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close_files)
+
+    def _close_files(self) -> None:
+        mounts.unmount_all(self._tasks)
+        mounts.unmount_all(self._code_ro)
+        cgroups.remove_tree(self._cgroup_parent, self._v2)
+        # The shared parent goes too once no node uses it (rmdir fails while one does).
+        cgroups.Cgroup(self._cgroup_parent.rsplit("/", 1)[0], self._v2).remove()
+
+    # -- one sandbox ----------------------------------------------------------------------------
+
+    async def start(self, spec: SandboxSpec) -> SandboxHandle:
+        if not self.supports(spec.runtime):
+            raise InvalidArgument(f"runtime {spec.runtime!r} is not supported on this node")
+        cid = self._prefix + spec.sandbox_id
+        handle = RuncHandle(
+            sandbox_id=spec.sandbox_id,
+            runtime=spec.runtime,
+            pid=0,
+            output_fd=-1,
+            container_id=cid,
+            cgroup=cgroups.Cgroup(f"{self._cgroup_parent}/{cid}", self._v2),
+            bundle=self._bundles / spec.sandbox_id,
+            task_dir=self._tasks / spec.sandbox_id,
+        )
+        try:
+            await asyncio.to_thread(self._write_bundle, spec, handle)
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(self._cleanup, handle))
+            raise
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        handle.output_fd = read_fd
+        try:
+            try:
+                # The container inherits runc's stdout and stderr: the pipe is its output from birth.
+                code, err = await self._runc.run(
+                    "run", "-d", "--pid-file", str(handle.bundle / "pid"), "-b", str(handle.bundle), cid,
+                    stdout=write_fd,
+                )
+            finally:
+                os.close(write_fd)
+            os.set_blocking(read_fd, False)
+            if code != 0:
+                raise Unavailable(f"runc could not start a {spec.runtime} sandbox: {_drain(read_fd) or err}")
+            handle.pid = int((handle.bundle / "pid").read_text())
+            handle.pidfd = os.pidfd_open(handle.pid)
+        except BaseException:
+            os.close(read_fd)
+            # Cleanup must finish even when the caller went away.
+            await asyncio.shield(self._discard(handle))
+            raise
+        asyncio.get_running_loop().add_reader(handle.pidfd, self._on_exit, handle)
+        self._layout.pid_path(spec.sandbox_id).write_text(str(handle.pid))
+        return handle
+
+    async def _discard(self, handle: RuncHandle) -> None:
+        with contextlib.suppress(Exception):
+            await self._runc.delete(handle.container_id)
+        await asyncio.to_thread(self._cleanup, handle)
+
+    def _write_bundle(self, spec: SandboxSpec, handle: RuncHandle) -> None:
+        handle.task_dir.mkdir(mode=0o755)
+        handle.bundle.mkdir(mode=0o700)
+        # Only this sandbox's user may reach the agent's socket.
+        os.chown(spec.socket_dir, self._uid, self._uid)
+        os.chmod(spec.socket_dir, 0o700)
+        sock = spec.socket_dir / "sock"
+        if sock.exists():
+            os.chown(sock, self._uid, self._uid)
+        env = {**spec.env, "NIMBUS_SOCKET": f"{oci.SOCKET_DIR}/sock", "NIMBUS_RUNTIME_API_PORT": _RUNTIME_API_PORT}
+        bundle = oci.BundleSpec(
+            args=shim_argv(spec.runtime, oci.RUNTIME_ROOT, python=self._python, node=self._node or "node"),
+            env=env,
+            uid=self._uid,
+            gid=self._uid,
+            rootfs=str(self._rootfs),
+            etc_dir=str(self._etc),
+            runtime_dir=str(self._runtime),
+            task_dir=str(handle.task_dir),
+            socket_dir=str(spec.socket_dir),
+            tmp_mb=self._tmp_mb,
+            memory_mb=spec.memory_mb,
+            pids=self._pids,
+            cpu_shares=oci.cpu_shares(spec.memory_mb),
+            cgroups_path=handle.cgroup.path,
+            seccomp=seccomp.profile(allow_listen=spec.runtime == "provided"),
+            system_binds=self._system_binds,
+        )
+        (handle.bundle / "config.json").write_text(json.dumps(oci.config(bundle)))
+
+    async def attach_code(self, handle: SandboxHandle, code_dir: Path, limits: Limits) -> str:
+        assert isinstance(handle, RuncHandle)
+        view = self._code_ro / code_dir.relative_to(self._layout.code_dir)
+
+        def attach() -> None:
+            mounts.bind(view, handle.task_dir)
+            handle.cgroup.set_limits(limits.memory_mb, limits.cpus)
+
+        await asyncio.to_thread(attach)
+        return oci.TASK_ROOT
+
+    async def set_limits(self, handle: SandboxHandle, limits: Limits) -> None:
+        assert isinstance(handle, RuncHandle)
+        await asyncio.to_thread(handle.cgroup.set_limits, limits.memory_mb, limits.cpus)
+
+    async def stop(self, handle: SandboxHandle) -> None:
+        assert isinstance(handle, RuncHandle)
+        # Idempotent and safe against concurrent callers: one stop task, everyone awaits it.
+        if handle.stopping is None:
+            handle.stopping = asyncio.ensure_future(self._stop(handle))
+        await asyncio.shield(handle.stopping)
+
+    async def _stop(self, handle: RuncHandle) -> None:
+        if not handle.exited.done() and handle.pidfd >= 0:
+            # SIGKILL to the container's first process ends its whole pid namespace at once.
+            with contextlib.suppress(ProcessLookupError, OSError):
+                signal.pidfd_send_signal(handle.pidfd, signal.SIGKILL)
+            try:
+                async with asyncio.timeout(_EXIT_WAIT_S):
+                    await asyncio.shield(handle.exited)
+            except TimeoutError:
+                log.warning("sandbox did not exit after SIGKILL", extra=kv(container=handle.container_id))
+        await self._runc.delete(handle.container_id)
+        await asyncio.to_thread(self._cleanup, handle)
+
+    def _cleanup(self, handle: RuncHandle) -> None:
+        mounts.unmount_all(handle.task_dir)
+        with contextlib.suppress(OSError):
+            handle.task_dir.rmdir()
+        shutil.rmtree(handle.bundle, ignore_errors=True)
+        handle.cgroup.remove()
+        self._layout.pid_path(handle.sandbox_id).unlink(missing_ok=True)
+
+    def _on_exit(self, handle: RuncHandle) -> None:
+        asyncio.get_running_loop().remove_reader(handle.pidfd)
+        try:
+            result = os.waitid(os.P_PIDFD, handle.pidfd, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            result = None  # not our child after all (no subreaper): the status is unknown
+        finally:
+            os.close(handle.pidfd)
+            handle.pidfd = -1
+        status = -signal.SIGKILL
+        if result is not None:
+            status = result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
+        if not handle.exited.done():
+            handle.exited.set_result(status)
+
+    async def wait(self, handle: SandboxHandle) -> int:
+        assert isinstance(handle, RuncHandle)
+        return await asyncio.shield(handle.exited)
+
+    def exit_code(self, handle: SandboxHandle) -> int | None:
+        assert isinstance(handle, RuncHandle)
+        return handle.exited.result() if handle.exited.done() else None
+
+    def oom_killed(self, handle: SandboxHandle) -> bool:
+        assert isinstance(handle, RuncHandle)
+        # One small cgroupfs read, only after a sandbox died: not worth a thread hop.
+        return handle.cgroup.oom_kills() > 0
+
+    def memory_bytes(self, handle: SandboxHandle) -> int | None:
+        assert isinstance(handle, RuncHandle)
+        return handle.cgroup.memory_bytes()
+
+
+def _drain(fd: int) -> str:
+    chunks = []
+    with contextlib.suppress(BlockingIOError, OSError):
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace").strip()

@@ -1,0 +1,73 @@
+"""The fallback process driver (no isolation, for machines without runc) still runs all three
+runtimes, captures logs and enforces timeouts, and says loudly at start that it isolates nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from test_nodeagent_runtimes import NODE_HANDLERS, RUNTIME_API_CLIENT
+from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
+    ECHO,
+    SLEEPS,
+    Agent,
+    CodeServer,
+    code_server,
+    create,
+    create_files,
+    etcd,
+    etcd_endpoint,
+    invoke,
+    pid_gone,
+    start_agent,
+)
+
+from nimbus.common.etcd import Etcd
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def agent(
+    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+) -> AsyncIterator[Agent]:
+    a = await start_agent(
+        tmp_path_factory.mktemp("process"), etcd_endpoint, code_server[0], NIMBUS_SANDBOX="process"
+    )
+    try:
+        yield a
+    finally:
+        await a.stop()
+
+
+async def test_warns_loudly_that_nothing_is_isolated(agent: Agent) -> None:
+    warning = next(json.loads(line) for line in agent.log().splitlines() if "SANDBOX DISABLED" in line)
+    assert warning["level"] == "WARNING" and "NO isolation" in warning["msg"]
+
+
+async def test_three_runtimes(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
+    py = await create(agent, code_server, ECHO)
+    assert json.loads((await invoke(agent, py.instance_id, {"py": 1})).payload) == {"py": 1}
+    node = await create_files(
+        agent, code_server, {"h.js": NODE_HANDLERS}, runtime="nodejs20", handler="h.syncHandler"
+    )
+    assert json.loads((await invoke(agent, node.instance_id, {"n": 2})).payload) == {"sync": 4}
+    custom = await create_files(
+        agent, code_server, {"bootstrap": RUNTIME_API_CLIENT}, ("bootstrap",), runtime="provided", handler="h"
+    )
+    reply = await invoke(agent, custom.instance_id, {"c": 3}, request_id="p-1", log_tail=True)
+    assert json.loads(reply.payload)["event"] == {"c": 3}
+    assert "handling p-1" in reply.log_tail.decode()
+
+
+async def test_timeout(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
+    info = await create(agent, code_server, SLEEPS, timeout_s=1)
+    pid = agent.instance_pid(info.instance_id)
+    started = time.monotonic()
+    reply = await invoke(agent, info.instance_id, {"s": 30})
+    assert time.monotonic() - started < 1.5
+    assert json.loads(reply.payload)["errorType"] == "Timeout"
+    assert pid_gone(pid)
