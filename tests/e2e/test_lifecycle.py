@@ -259,3 +259,18 @@ async def test_body_over_the_gateway_limit_is_413(gw):
     res = await asyncio.to_thread(gw.request, "POST", "/v1/functions", raw=body, timeout=120)
     assert res.status == 413, res.body[:200]
     assert res.json()["message"]
+
+
+async def test_code_is_prefetched_by_every_node_before_the_first_call(cluster, gw):
+    from nimbus.nodeagent.layout import NodeLayout
+
+    nodes = [n.replace("node-agent-", "node-") for n in cluster.names if n.startswith("node-agent-")]
+    name = unique("prefetch")
+    sha = gw.create(name, returns(f"pre-{uuid.uuid4().hex}")).json()["code_sha256"]
+
+    def everywhere(digest: str) -> bool:
+        return all((NodeLayout.for_node(str(cluster.layout.home), node).code_dir / digest).is_dir() for node in nodes)
+
+    await wait_for(lambda: everywhere(sha), timeout_s=10)
+    updated = put_code(gw, name, returns(f"pre2-{uuid.uuid4().hex}")).json()["code_sha256"]
+    await wait_for(lambda: everywhere(updated), timeout_s=10)

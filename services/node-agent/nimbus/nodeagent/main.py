@@ -20,6 +20,7 @@ from nimbus.nodeagent.instances import InstanceManager
 from nimbus.nodeagent.layout import NodeLayout
 from nimbus.nodeagent.logcapture import LogWriter
 from nimbus.nodeagent.pool import WarmPool
+from nimbus.nodeagent.prefetch import Prefetcher
 from nimbus.nodeagent.reaper import reap_loop
 from nimbus.nodeagent.registry import NodeRegistry
 from nimbus.nodeagent.sandbox import new_driver
@@ -81,6 +82,7 @@ async def main() -> None:
         memory_mb=cfg.memory_mb,
     )
 
+    prefetcher = Prefetcher(etcd, code)
     server, health = service.new_server([ErrorInterceptor()])
     nodeagent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(manager), server)
 
@@ -100,7 +102,9 @@ async def main() -> None:
         server=server,
         health_servicer=health,
         listen_addr=cfg.listen_addr,
-        background=[registry.run, lambda: reap_loop(manager, clock, cfg.idle_s), pool.run, writer.run],
+        background=[
+            registry.run, lambda: reap_loop(manager, clock, cfg.idle_s), pool.run, writer.run, prefetcher.run
+        ],
         ready=registry.wait_registered,
         drain=manager.drain,
         on_stop=on_stop,
