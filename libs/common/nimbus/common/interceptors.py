@@ -56,13 +56,37 @@ async def _abort_for(err: Exception, context: grpc.aio.ServicerContext, method: 
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
-class ErrorInterceptor(ServerInterceptor):
-    """NimbusError → its status code; anything else → INTERNAL with one logged traceback."""
+def _metadata_value(context: grpc.aio.ServicerContext, name: str) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else value.decode()
+    return None
+
+
+class _MemoizedInterceptor(ServerInterceptor):
+    """Wraps each method's handler once: building closures and handler objects per call would
+    cost every invoke on the hot path. The wrappers read what differs per call from the context."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        method = details.method
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is None:
+            handler = await continuation(details)
+            if handler is None:
+                return None
+            wrapped = self._wrapped[details.method] = self._wrap_method(handler, details.method)
+        return wrapped
 
+    def _wrap_method(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+
+class ErrorInterceptor(_MemoizedInterceptor):
+    """NimbusError → its status code; anything else → INTERNAL with one logged traceback."""
+
+    def _wrap_method(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         def wrap_unary(fn: Any) -> Any:
             async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
@@ -89,34 +113,29 @@ class ErrorInterceptor(ServerInterceptor):
         return _wrap(handler, wrap_unary, wrap_stream)
 
 
-class AuthInterceptor(ServerInterceptor):
+class AuthInterceptor(_MemoizedInterceptor):
     """Checks the bearer key of every call but health checks; the handler reads principal_var."""
 
     def __init__(self, authenticator: Authenticator, public_prefixes: Iterable[str] = ("/grpc.health.v1.",)) -> None:
+        super().__init__()
         self._auth = authenticator
         self._public = tuple(public_prefixes)
 
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if details.method.startswith(self._public):
+    def _wrap_method(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if method.startswith(self._public):
             return handler
-        header = None
-        for key, value in details.invocation_metadata or ():
-            if key == "authorization":
-                header = value if isinstance(value, str) else value.decode()
-                break
         auth = self._auth
 
         def wrap_unary(fn: Any) -> Any:
             async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                principal_var.set(await auth.authenticate(header))
+                principal_var.set(await auth.authenticate(_metadata_value(context, "authorization")))
                 return await fn(request, context)
 
             return run
 
         def wrap_stream(fn: Any) -> Any:
             async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                principal_var.set(await auth.authenticate(header))
+                principal_var.set(await auth.authenticate(_metadata_value(context, "authorization")))
                 async for item in fn(request, context):
                     yield item
 

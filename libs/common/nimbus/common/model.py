@@ -39,6 +39,21 @@ class FunctionConfig:
         return _load(cls, data)
 
 
+def _dump_without_revision(record: object) -> bytes:
+    """A record as stored: `revision` is where etcd had it when read, so it is never written."""
+    data = asdict(record)  # type: ignore[call-overload]
+    data.pop("revision")
+    return json.dumps(data, sort_keys=True).encode()
+
+
+def _load_with_revision(cls: type[T], raw: bytes, revision: int, *, has_config: bool) -> T:
+    data = json.loads(raw)
+    if has_config:
+        data["config"] = FunctionConfig.from_dict(data["config"])
+    data["revision"] = revision
+    return _load(cls, data)
+
+
 @dataclass(frozen=True, slots=True)
 class FunctionRecord:
     namespace: str
@@ -52,16 +67,11 @@ class FunctionRecord:
     revision: int = 0
 
     def to_json(self) -> bytes:
-        data = asdict(self)
-        data.pop("revision")
-        return json.dumps(data, sort_keys=True).encode()
+        return _dump_without_revision(self)
 
     @classmethod
     def from_json(cls, raw: bytes, revision: int = 0) -> FunctionRecord:
-        data = json.loads(raw)
-        data["config"] = FunctionConfig.from_dict(data["config"])
-        data["revision"] = revision
-        return _load(cls, data)
+        return _load_with_revision(cls, raw, revision, has_config=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,16 +90,11 @@ class VersionRecord:
     revision: int = 0
 
     def to_json(self) -> bytes:
-        data = asdict(self)
-        data.pop("revision")
-        return json.dumps(data, sort_keys=True).encode()
+        return _dump_without_revision(self)
 
     @classmethod
     def from_json(cls, raw: bytes, revision: int = 0) -> VersionRecord:
-        data = json.loads(raw)
-        data["config"] = FunctionConfig.from_dict(data["config"])
-        data["revision"] = revision
-        return _load(cls, data)
+        return _load_with_revision(cls, raw, revision, has_config=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +111,11 @@ class AliasRecord:
     revision: int = 0
 
     def to_json(self) -> bytes:
-        data = asdict(self)
-        data.pop("revision")
-        return json.dumps(data, sort_keys=True).encode()
+        return _dump_without_revision(self)
 
     @classmethod
     def from_json(cls, raw: bytes, revision: int = 0) -> AliasRecord:
-        data = json.loads(raw)
-        data["revision"] = revision
-        return _load(cls, data)
+        return _load_with_revision(cls, raw, revision, has_config=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,10 @@ from nimbus.common.model import AliasRecord, FunctionRecord, VersionRecord
 _OPTIONAL_INTS = ("memory_mb", "timeout_s", "max_concurrency", "min_instances", "keep_alive_s")
 
 
-def function_to_pb(record: FunctionRecord) -> pb.Function:
+def function_fields(record: FunctionRecord) -> dict[str, object]:
+    """The fields v1's Function shares with every later version's (they only add)."""
     c = record.config
-    return pb.Function(
+    return dict(
         name=record.name,
         runtime=c.runtime,
         handler=c.handler,
@@ -43,11 +44,18 @@ def function_to_pb(record: FunctionRecord) -> pb.Function:
     )
 
 
+def version_as_function(record: VersionRecord) -> FunctionRecord:
+    """A version shown as the function it snapshots (its config in API responses)."""
+    return FunctionRecord(record.namespace, record.name, record.config, record.code_sha256, record.code_size,
+                          record.created_at, record.created_at, record.revision)
+
+
+def function_to_pb(record: FunctionRecord) -> pb.Function:
+    return pb.Function(**function_fields(record))
+
+
 def version_to_pb(record: VersionRecord) -> pb.Version:
-    config = function_to_pb(
-        FunctionRecord(record.namespace, record.name, record.config, record.code_sha256, record.code_size,
-                       record.created_at, record.created_at, record.revision)
-    )
+    config = function_to_pb(version_as_function(record))
     return pb.Version(
         version=record.version,
         description=record.description,
@@ -77,6 +85,17 @@ def key_to_pb(record: KeyRecord, api_key: str = "") -> pb.ApiKey:
         description=record.description,
         created_at=record.created_at,
     )
+
+
+def update_changes(request: pb.UpdateFunctionRequest) -> dict[str, object]:
+    """The fields a PATCH sets. Works on any API version's request: later versions only add."""
+    changes: dict[str, object] = {}
+    for name in ("runtime", "handler", "description", *_OPTIONAL_INTS):
+        if request.HasField(name):
+            changes[name] = getattr(request, name)
+    if request.env or request.replace_env:
+        changes["env"] = dict(request.env)
+    return changes
 
 
 def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
@@ -111,14 +130,8 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         return pb.ListFunctionsResponse(functions=[function_to_pb(r) for r in records])
 
     async def UpdateFunction(self, request: pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
-        changes: dict[str, object] = {}
-        for name in ("runtime", "handler", "description", *_OPTIONAL_INTS):
-            if request.HasField(name):
-                changes[name] = getattr(request, name)
-        if request.env or request.replace_env:
-            changes["env"] = dict(request.env)
         record = await self._functions.update_config(
-            current_principal(), request.name, changes, request.replace_env, request.expected_revision
+            current_principal(), request.name, update_changes(request), request.replace_env, request.expected_revision
         )
         return function_to_pb(record)
 

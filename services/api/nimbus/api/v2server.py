@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import grpc
 
+from nimbus.api import server as v1
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.listing import Listing
 from nimbus.api.v2 import functions_pb2 as pb
@@ -15,53 +16,19 @@ from nimbus.common.auth import current_principal
 from nimbus.common.errors import InvalidArgument
 from nimbus.common.model import FunctionRecord, VersionRecord
 
-_OPTIONAL_INTS = ("memory_mb", "timeout_s", "max_concurrency", "min_instances", "keep_alive_s")
-
 
 def function_to_pb(record: FunctionRecord) -> pb.Function:
-    c = record.config
-    return pb.Function(
-        name=record.name,
-        runtime=c.runtime,
-        handler=c.handler,
-        memory_mb=c.memory_mb,
-        timeout_s=c.timeout_s,
-        env=c.env,
-        description=c.description,
-        max_concurrency=c.max_concurrency,
-        min_instances=c.min_instances,
-        keep_alive_s=c.keep_alive_s,
-        namespace=record.namespace,
-        code_sha256=record.code_sha256,
-        code_size=record.code_size,
-        revision=record.revision,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        tags=c.tags,
-    )
+    return pb.Function(**v1.function_fields(record), tags=record.config.tags)
 
 
 def version_to_pb(record: VersionRecord) -> pb.Version:
-    config = function_to_pb(
-        FunctionRecord(record.namespace, record.name, record.config, record.code_sha256, record.code_size,
-                       record.created_at, record.created_at, record.revision)
-    )
+    config = function_to_pb(v1.version_as_function(record))
     return pb.Version(version=record.version, description=record.description, code_sha256=record.code_sha256,
                       config=config, created_at=record.created_at)
 
 
 def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
-    fields: dict[str, object] = {
-        "runtime": request.runtime,
-        "handler": request.handler,
-        "env": dict(request.env),
-        "description": request.description,
-        "tags": dict(request.tags),
-    }
-    for name in _OPTIONAL_INTS:
-        if request.HasField(name):
-            fields[name] = getattr(request, name)
-    return fields
+    return {**v1.create_fields(request), "tags": dict(request.tags)}  # type: ignore[arg-type]
 
 
 def tag_filter(pairs: Iterable[str]) -> dict[str, str]:
@@ -75,12 +42,7 @@ def tag_filter(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def update_changes(request: pb.UpdateFunctionRequest) -> dict[str, object]:
-    changes: dict[str, object] = {}
-    for name in ("runtime", "handler", "description", *_OPTIONAL_INTS):
-        if request.HasField(name):
-            changes[name] = getattr(request, name)
-    if request.env or request.replace_env:
-        changes["env"] = dict(request.env)
+    changes = v1.update_changes(request)  # type: ignore[arg-type]
     if request.HasField("tags"):
         changes["tags"] = dict(request.tags.tags)
     return changes
