@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib.util
 import json
@@ -88,14 +89,35 @@ class Target:
             await self._etcd.close()
             self._etcd = None
 
-    async def instance_functions(self) -> list[str]:
-        """The function name of every instance record in etcd (all states)."""
-        from nimbus.common import keys
+    async def _etcd_client(self) -> Any:
         from nimbus.common.etcd import Etcd
 
         if self._etcd is None:
             self._etcd = Etcd(HOST, self.cluster.ports["etcd"])
-        kvs, _ = await self._etcd.get_prefix(keys.instances_prefix())
+        return self._etcd
+
+    async def warm_sandboxes(self, runtime: str = "python3.11") -> int:
+        """Idle warm-pool sandboxes of the runtime on every node, as the nodes report them in etcd."""
+        from nimbus.common import keys
+        from nimbus.common.model import NodeRecord
+
+        kvs, _ = await (await self._etcd_client()).get_prefix(keys.nodes_prefix())
+        return sum(NodeRecord.from_json(kv.value).warm.get(runtime, 0) for kv in kvs)
+
+    async def wait_warm_sandboxes(self, count: int, timeout_s: float, runtime: str = "python3.11") -> bool:
+        """Polls (bounded) until the nodes report at least count warm sandboxes; False on timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while await self.warm_sandboxes(runtime) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def instance_functions(self) -> list[str]:
+        """The function name of every instance record in etcd (all states)."""
+        from nimbus.common import keys
+
+        kvs, _ = await (await self._etcd_client()).get_prefix(keys.instances_prefix())
         names = []
         for kv in kvs:
             try:

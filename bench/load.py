@@ -55,6 +55,23 @@ class LoadResult:
     def rps(self) -> float:
         return round(self.ok_count / self.elapsed_s, 1) if self.elapsed_s > 0 else 0.0
 
+    @classmethod
+    def concat(cls, parts: list[LoadResult]) -> LoadResult:
+        """Jobs run one after another as one result (indexes renumbered in order)."""
+        names = {name for part in parts for name in part.headers}
+        return cls(
+            index=list(range(sum(len(p.ok) for p in parts))),
+            lat_us=[v for p in parts for v in p.lat_us],
+            ok=[v for p in parts for v in p.ok],
+            headers={name: [v for p in parts for v in p.headers.get(name, [None] * len(p.ok))] for name in names},
+            bodies=[v for p in parts for v in p.bodies],
+            errors=sum(p.errors for p in parts),
+            error_samples=[v for p in parts for v in p.error_samples][:10],
+            elapsed_s=sum(p.elapsed_s for p in parts),
+            started_at=parts[0].started_at if parts else 0.0,
+            warmup_errors=sum(p.warmup_errors for p in parts),
+        )
+
 
 async def run_job(job: Job) -> LoadResult:
     """Runs the job in a child process bounded by the job's own bound plus a margin; raises

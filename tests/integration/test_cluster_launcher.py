@@ -153,7 +153,7 @@ async def test_start_timeout_names_the_program_and_its_log(tmp_path):
     spec = tmp_path / "cluster.toml"
     spec.write_text(
         (REPO / "deploy/local/cluster.toml").read_text()
-        + '\n[[process]]\nname = "broken"\nservice = true\nhealth = "grpc"\npriority = 20\n'
+        + '\n[[process]]\nname = "broken"\nservice = true\nhealth = "grpc"\npriority = 20\nports = ["{name}-metrics"]\n'
         'command = "{python} -c \'import sys; print(\\"boom\\"); sys.exit(3)\'"\n'
     )
     cluster = LocalCluster(tmp_path / "home", free_port(), only={"redis", "broken"}, spec_path=spec)

@@ -248,9 +248,11 @@ async def test_logs_are_tagged_ordered_and_tailed(agent: Agent, code_server: tup
     reply = await invoke(agent, info.instance_id, {"lines": 3}, request_id="log-1", log_tail=True)
     lines = reply.log_tail.decode().splitlines()
     assert lines[0] == "START RequestId: log-1 Version: $LATEST"
-    assert lines[1:7] == ["line 0", "err 0", "line 1", "err 1", "line 2", "err 2"]
+    # stdout and stderr are two pipes: each stream keeps its order, the two interleave as read.
+    assert [x for x in lines[1:7] if x.startswith("line")] == ["line 0", "line 1", "line 2"]
+    assert [x for x in lines[1:7] if x.startswith("err")] == ["err 0", "err 1", "err 2"]
     assert lines[7] == "END RequestId: log-1" and lines[8].startswith("REPORT RequestId: log-1\tDuration: ")
-    assert "Init Duration" in lines[8]
+    assert "Init Duration" in lines[8] and "\tMax Memory Used: " in lines[8]
     assert (await invoke(agent, info.instance_id, {"lines": 1}, request_id="log-2")).log_tail == b""
 
     big = await invoke(agent, info.instance_id, {"lines": 0, "big": 300 * 1024}, request_id="log-3", log_tail=True)
@@ -262,14 +264,19 @@ async def test_logs_are_tagged_ordered_and_tailed(agent: Agent, code_server: tup
     path = agent.home / "nodes" / agent.node_id / "logs" / f"{info.instance_id}.jsonl"
 
     async def flushed() -> bool:
-        return path.exists() and '"request_id": "log-3", "type": "platform", "message": "END' in path.read_text()
+        return path.exists() and '"request_id": "log-3", "stream": "platform", "message": "REPORT' in path.read_text()
 
     await wait_until(flushed, 5, "the log records on disk")
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    mine = [r["message"] for r in records if r["request_id"] == "log-1" and r["type"] == "output"]
-    assert mine == ["line 0", "err 0", "line 1", "err 1", "line 2", "err 2"]
-    assert [r["message"] for r in records if r["request_id"] == "log-2" and r["type"] == "output"] == ["line 0", "err 0"]
-    kept = sum(len(r["message"]) for r in records if r["request_id"] == "log-3" and r["type"] == "output")
+    def of(request_id: str, stream: str) -> list[str]:
+        return [r["message"] for r in records if r["request_id"] == request_id and r["stream"] == stream]
+
+    assert of("log-1", "stdout") == ["line 0", "line 1", "line 2"] and of("log-1", "stderr") == ["err 0", "err 1", "err 2"]
+    assert of("log-2", "stdout") == ["line 0"] and of("log-2", "stderr") == ["err 0"]
+    report = next(r["report"] for r in records if r["request_id"] == "log-1" and "report" in r)
+    assert report["cold_start"] is True and report["memory_mb"] > 0 and report["max_memory_used_mb"] > 0
+    assert all(r["function"] == "printer" and r["version"] == "$LATEST" for r in records if r["request_id"])
+    kept = sum(len(r["message"]) for r in records if r["request_id"] == "log-3" and r["stream"] in ("stdout", "stderr"))
     assert kept == 256 * 1024
     assert all(r["instance_id"] == info.instance_id and r["ts"].endswith("Z") for r in records)
 
@@ -277,7 +284,7 @@ async def test_logs_are_tagged_ordered_and_tailed(agent: Agent, code_server: tup
 async def test_node_and_provided_output_is_captured(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
     iid = await node_fn(agent, code_server, "logs")
     tail = (await invoke(agent, iid, {}, request_id="nl", log_tail=True)).log_tail.decode().splitlines()
-    assert tail[1:4] == ["out one", "err two", "out three"]
+    assert sorted(tail[1:4]) == ["err two", "out one", "out three"] and tail.index("out one") < tail.index("out three")
     info = await create_files(
         agent, code_server, {"bootstrap": RUNTIME_API_CLIENT}, ("bootstrap",), runtime="provided", handler="h"
     )

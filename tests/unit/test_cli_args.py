@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nimbus.cli import commands, manage, output
+from nimbus.cli import commands, logs, manage, metering, output
 from nimbus.cli.inputs import UsageError, load_code, parse_env_pairs, read_event
 from nimbus.cli.main import build_parser, main
 from nimbus.client import InvokeResult, NimbusApiError, NimbusConnectionError
@@ -83,8 +83,10 @@ def test_invoke_arguments() -> None:
         (["keys", "create", "--namespace", "t", "--admin"], manage.keys_create),
         (["keys", "list"], manage.keys_list),
         (["keys", "revoke", "k1"], manage.keys_revoke),
-        (["logs", "x", "-f"], manage.logs),
-        (["usage"], manage.usage),
+        (["logs", "x", "-f"], logs.logs),
+        (["usage"], metering.usage),
+        (["usage", "--from", "2024-01-01", "--to", "2024-01-31"], metering.usage),
+        (["metrics", "x", "--minutes", "5"], metering.metrics),
         (["trigger", "add", "x", "--type", "timer", "--schedule", "rate(1 minute)"], manage.trigger_add),
         (["trigger", "rm", "x", "t1"], manage.trigger_delete),
     ],
@@ -331,3 +333,12 @@ def test_bad_endpoint_is_a_usage_error() -> None:
     err = io.StringIO()
     assert main(["--endpoint", "ftp://x", "fn", "list"], env={}, stdout=io.StringIO(), stderr=err) == 2
     assert "ftp://x" in err.getvalue() and "from argument" in err.getvalue()
+
+
+def test_deploy_instance_concurrency_is_sent_and_shown() -> None:
+    a = parse("deploy", "hello", "--src", "src", "--instance-concurrency", "10")
+    assert commands._config_fields(a, None)["instance_concurrency"] == 10
+    assert "instance_concurrency" not in commands._config_fields(parse("deploy", "hello", "--src", "src"), None)
+    rows = dict(output.function_summary({"name": "hello", "instance_concurrency": 10}, detailed=True))
+    assert rows["instance concurrency"] == "10"
+    assert dict(output.function_summary({"name": "old"}, detailed=True))["instance concurrency"] == "1"

@@ -1,4 +1,4 @@
-"""The secondary commands (versions, aliases, logs, usage, triggers, async) against an in-memory fake
+"""The secondary commands (versions, aliases, logs, triggers, async) against an in-memory fake
 of the SDK client: what they send and what they print."""
 
 from __future__ import annotations
@@ -77,9 +77,6 @@ class FakeClient:
         self._record("request", method, path)
         if path in self.pages:
             return self.pages[path]
-        if path.startswith("/v1/usage"):
-            return {"rows": [{"day": "2024-01-01", "namespace": "default", "function": "f", "version": "$LATEST",
-                              "requests": "12", "gb_seconds": 0.5}]}
         return {}
 
     def create_trigger(self, name: str, type: str, **fields: Any) -> dict[str, Any]:  # noqa: A002
@@ -318,16 +315,6 @@ def test_keys_forbidden_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- the rest -----------------------------------------------------------------------------------
 
 
-def test_usage_table_and_query() -> None:
-    c = FakeClient()
-    code, out = run(["usage", "--from", "2024-01-01"], c)
-    assert code == 0
-    assert c.calls == [("request", ("GET", "/v1/usage?from=2024-01-01"), {})]
-    lines = out.splitlines()
-    assert lines[0].split() == ["DAY", "NAMESPACE", "FUNCTION", "VERSION", "REQUESTS", "GB-SECONDS"]
-    assert lines[1].split() == ["2024-01-01", "default", "f", "$LATEST", "12", "0.500"]
-
-
 def test_trigger_add_validates() -> None:
     with pytest.raises(UsageError, match="--schedule"):
         run(["trigger", "add", "f", "--type", "timer"], FakeClient())
@@ -335,27 +322,6 @@ def test_trigger_add_validates() -> None:
     code, out = run(["trigger", "add", "f", "--type", "timer", "--schedule", "rate(1 minute)"], c)
     assert code == 0 and out == "added timer trigger t1 to f\n"
     assert c.calls[0][2] == {"schedule": "rate(1 minute)", "subject": None, "qualifier": None}
-
-
-def test_logs_follow_dedupes_and_advances_since() -> None:
-    c = FakeClient()
-    line1 = {"timestamp": "t1", "request_id": "abcdefghij", "stream": "stdout", "message": "hello\n"}
-    line2 = {"timestamp": "t2", "request_id": "abcdefghij", "stream": "stdout", "message": "bye"}
-    c.log_pages = [{"lines": [line1]}, {"lines": [line1, line2]}]
-    args = build_parser().parse_args(["logs", "f", "-f"])
-    out = io.StringIO()
-    ctx = Context(console=Console(out, io.StringIO(), {}), make_client=lambda: c)  # type: ignore[arg-type,return-value]
-    sleeps: list[float] = []
-
-    def fake_sleep(s: float) -> None:
-        sleeps.append(s)
-        if len(sleeps) == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        manage.logs(ctx, args, sleep=fake_sleep)
-    assert out.getvalue().splitlines() == ["t1 abcdefgh hello", "t2 abcdefgh bye"]
-    assert [call[2]["since"] for call in c.calls] == [None, "t1"]
 
 
 def test_invoke_async_prints_id() -> None:

@@ -121,10 +121,14 @@ def test_service_environment(tmp_path, cluster_spec):
         "NIMBUS_FUNCMGR_ADDR": f"127.0.0.1:{port['funcmgr']}",
         "NIMBUS_SCHEDULER_ADDR": f"127.0.0.1:{port['scheduler-1']},127.0.0.1:{port['scheduler-2']}",
         "NIMBUS_GATEWAY_PORT": str(GATEWAY),
+        "NIMBUS_METRICS_ADDR": f"127.0.0.1:{port['invoker-2-metrics']}",
         "PYTHONUNBUFFERED": "1",
         "NIMBUS_HTTP_LISTEN_ADDR": f"127.0.0.1:{port['invoker-2-http']}",
     }
     assert port["invoker-1-http"] != port["invoker-2-http"]
+    # Every service replica has a metrics port of its own.
+    metrics = {p.name: programs[p.name].environment["NIMBUS_METRICS_ADDR"] for p in cluster_spec.programs if p.service}
+    assert len(set(metrics.values())) == len(metrics) and {"api-1", "gateway-sync", "node-agent-1"} <= set(metrics)
     assert programs["node-agent-1"].environment["NIMBUS_NODE_ID"] == "node-1"
     assert "NIMBUS_NODE_ID" not in programs["api-1"].environment
     assert not programs["etcd"].environment  # infrastructure gets supervisord's environment only
@@ -159,13 +163,13 @@ def test_envoy_config_routes_to_the_replicas(cluster_spec, tmp_path):
     text = envoy.render(cluster_spec, port_map, GATEWAY, xds_dir=tmp_path / "xds")
     assert f"port_value: {GATEWAY}" in text
     assert f"port_value: {port_map['envoy_admin']}" in text
-    # api and invoker replicas come from the registry by file-based EDS, one cluster per release
-    for cluster in ("api_v1", "api_v2", "invoker_v1", "invoker_v2"):
+    # api and invoker replicas come from the registry by file-based EDS, one cluster per release,
+    # and the invokers' HTTP listeners (REST invoke, HTTP triggers) too
+    for cluster in ("api_v1", "api_v2", "invoker_v1", "invoker_v2", "invoker_http"):
         assert f'path: "{tmp_path}/xds/eds_{cluster}.json"' in text
     assert f'path: "{tmp_path}/xds/rtds.json"' in text
-    for name in ("invoker-1-http", "invoker-2-http"):
-        assert f'"port_value": {port_map[name]}' in text
     assert 'prefix: "/fn/"' in text
+    assert 'regex: "/v1/functions/[^/]+:(invoke|invokeAsync)"' in text
     assert str(envoy.DESCRIPTOR) in text
     assert "reject_unknown_query_parameters: true" in text
     assert "${" not in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -66,7 +67,7 @@ def test_build_puts_each_replica_in_its_release_cluster():
     assert [e.replica for e in snap.endpoints["api_v1"]] == ["old"]
     assert [e.replica for e in snap.endpoints["invoker_v2"]] == ["invoker-1"]
     assert snap.endpoints["invoker_v1"] == ()
-    assert set(snap.endpoints) == {"api_v1", "api_v2", "invoker_v1", "invoker_v2"}
+    assert set(snap.endpoints) == {"api_v1", "api_v2", "invoker_v1", "invoker_v2", "invoker_http"}
     # v1 calls of api: 1 old replica and 2 new ones; v2 calls only where v2 is spoken
     assert snap.weights["nimbus.routes.api.v1.api_v1"] == 333
     assert snap.weights["nimbus.routes.api.v1.api_v2"] == 667
@@ -74,9 +75,19 @@ def test_build_puts_each_replica_in_its_release_cluster():
     assert snap.weights["nimbus.routes.invoker.v1.invoker_v2"] == 1000
 
 
+def test_invokers_http_listeners_form_their_own_cluster():
+    with_http = replace(ep("invoker", "invoker-1", 4), http_address="127.0.0.1:9404")
+    records = [with_http, ep("invoker", "invoker-2", 5), replace(with_http, replica="gone", state=DRAINING)]
+    snap = xds.build(records, {})
+    assert [(e.replica, e.address) for e in snap.endpoints["invoker_http"]] == [("invoker-1", "127.0.0.1:9404")]
+    assert [e.replica for e in snap.endpoints["invoker_v2"]] == ["invoker-1", "invoker-2"]
+    assert "nimbus.routes.invoker.v1.invoker_http" not in snap.weights
+
+
 def test_files_are_discovery_responses_with_the_v3_types():
     files = xds.files(xds.build([ep("api", "api-1", 7101)], {"api": Rollout("api", "v2", 1.0)}))
-    assert set(files) == {"eds_api_v1.json", "eds_api_v2.json", "eds_invoker_v1.json", "eds_invoker_v2.json", "rtds.json"}
+    assert set(files) == {"eds_api_v1.json", "eds_api_v2.json", "eds_invoker_v1.json", "eds_invoker_v2.json",
+                          "eds_invoker_http.json", "rtds.json"}
     eds = json.loads(files["eds_api_v2.json"])
     (resource,) = eds["resources"]
     assert resource["@type"] == "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -106,8 +117,11 @@ def test_the_envoy_template_routes_match_what_the_gateway_writes(tmp_path):
     weighted = {r["route"]["weighted_clusters"]["runtime_key_prefix"]: [c["name"] for c in r["route"]["weighted_clusters"]["clusters"]]
                 for r in routes if "weighted_clusters" in r["route"]}
     assert weighted == {spec_.runtime_prefix: list(spec_.clusters) for spec_ in xds.route_specs()}
-    by_prefix = {r["match"]["prefix"]: r["route"] for r in routes}
+    by_prefix = {r["match"]["prefix"]: r["route"] for r in routes if "prefix" in r["match"]}
     assert by_prefix["/nimbus.api.v1.Invocations/"]["timeout"] == envoy.INVOKE_TIMEOUT
+    (rest_invoke,) = [r for r in routes if "safe_regex" in r["match"]]
+    assert rest_invoke["route"] == {"cluster": "invoker_http", "timeout": envoy.INVOKE_TIMEOUT}
+    assert rest_invoke["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]["disabled"] is True
     assert by_prefix["/nimbus.api.v2."]["timeout"] == envoy.CONTROL_TIMEOUT
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     for name in xds.all_clusters():

@@ -28,6 +28,7 @@ def test_defaults() -> None:
     assert cfg.common.replica == "node-agent"
     assert cfg.pool_sizes == {"python3.11": 2, "nodejs20": 1, "provided": 1}
     assert (cfg.code_cache_mb, cfg.tmp_mb, cfg.sandbox_uid, cfg.cpu_quota) == (4096, 512, 10001, True)
+    assert (cfg.nats_url, cfg.log_retention_h, cfg.log_max_mb) == ("nats://127.0.0.1:4222", 72.0, 1024)
 
 
 @pytest.mark.parametrize(
@@ -68,8 +69,12 @@ def test_example_env() -> None:
         "NIMBUS_SANDBOX_TMP_MB": "64",
         "NIMBUS_SANDBOX_UID": "20000",
         "NIMBUS_SANDBOX_CPU": "shares",
+        "NIMBUS_NATS_URL": "nats://127.0.0.1:4333",
+        "NIMBUS_LOG_RETENTION_H": "1.5",
+        "NIMBUS_LOG_MAX_MB": "64",
     }
     cfg = NodeAgentConfig.from_env(env, host_mb=1)
+    assert (cfg.nats_url, cfg.log_retention_h, cfg.log_max_mb) == ("nats://127.0.0.1:4333", 1.5, 64)
     assert (cfg.sandbox, cfg.pool_sizes) == ("process", {"python3.11": 3, "nodejs20": 0})
     assert (cfg.code_cache_mb, cfg.tmp_mb, cfg.sandbox_uid, cfg.cpu_quota) == (1024, 64, 20000, False)
     assert (cfg.listen_addr, cfg.node_id, cfg.funcmgr_addr) == ("0.0.0.0:7400", "node-a.2", "10.0.0.1:7201")
@@ -96,6 +101,9 @@ def test_example_env() -> None:
         ("NIMBUS_SANDBOX_CPU", "unlimited"),
         ("NIMBUS_NODEJS", "/nonexistent/node"),
         ("NIMBUS_RUNC", "/nonexistent/runc"),
+        ("NIMBUS_NATS_URL", "http://127.0.0.1:4222"),
+        ("NIMBUS_LOG_RETENTION_H", "0"),
+        ("NIMBUS_LOG_MAX_MB", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

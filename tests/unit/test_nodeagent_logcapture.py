@@ -1,7 +1,9 @@
-"""Per-call output capture on a real pipe: attribution, order, the cap and its marker, the tail."""
+"""Per-call output capture on real pipes: streams, attribution, the cap and its marker, the REPORT
+record, the tail."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -9,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from nimbus.nodeagent.logcapture import MAX_CALL_BYTES, TAIL_BYTES, LogWriter, OutputCapture
+from nimbus.common.model import FunctionConfig
+from nimbus.nodeagent import spec as specs
+from nimbus.nodeagent.logcapture import MAX_CALL_BYTES, TAIL_BYTES, LogSource, LogWriter, OutputCapture, record
+from nimbus.nodeagent.spec import InstanceSpec, InvokeResult
 
 pytestmark = pytest.mark.timeout(10)
+
+SPEC = InstanceSpec("ns", "fn", "3", FunctionConfig(runtime="python3.11", handler="m.h", memory_mb=256), "sha", 1)
+SOURCE = LogSource("ns", "fn", "3")
 
 
 class FixedClock:
@@ -26,63 +34,151 @@ class FixedClock:
 
 
 @pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    yield r, w
-    os.close(w)
+def pipes() -> Iterator[tuple[int, int, int, int]]:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    os.set_blocking(out_r, False)
+    os.set_blocking(err_r, False)
+    yield out_r, out_w, err_r, err_w
+    os.close(out_w)
+    os.close(err_w)
 
 
-async def records(writer: LogWriter, path: Path) -> list[dict[str, str]]:
+async def records(writer: LogWriter, path: Path) -> list[dict[str, object]]:
+    await asyncio.sleep(0)  # the deferred REPORT
     await writer.flush()
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-async def test_output_is_tagged_per_call_in_order(tmp_path: Path, pipe: tuple[int, int]) -> None:
-    r, w = pipe
+def end(request_id: str, *, cold: bool = False, error: bytes = b"") -> specs.CallEnd:
+    result = InvokeResult(error or b"null", "Unhandled" if error else "", 12_345, 13, cold, 250_000 if cold else 0)
+    return specs.log_end(SPEC, request_id, result)
+
+
+def test_record_has_every_field_of_the_stream_contract() -> None:
+    line = record("2026-01-01T00:00:00.000Z", "i1", SOURCE, "r1", "stderr", "héllo")
+    assert line.endswith(b"\n")
+    assert json.loads(line) == {
+        "ts": "2026-01-01T00:00:00.000Z", "namespace": "ns", "function": "fn", "version": "3",
+        "request_id": "r1", "stream": "stderr", "message": "héllo", "instance_id": "i1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("cold", "error", "want_error", "init_part"),
+    [
+        (True, b"", "", "\tInit Duration: 250.00 ms"),
+        (False, b'{"errorType": "ValueError", "errorMessage": "x"}', "ValueError", ""),
+        (False, b"not json", "Unhandled", ""),
+    ],
+)
+def test_report_line_and_fields(cold: bool, error: bytes, want_error: str, init_part: str) -> None:
+    footer = end("r1", cold=cold, error=error)
+    assert footer.report.error == want_error
+    assert footer.report.billed_ms == 13 and footer.report.memory_mb == 256 and footer.report.cold_start is cold
+    line = specs.report_line("r1", footer.report)
+    assert line == (
+        "REPORT RequestId: r1\tDuration: 12.35 ms\tBilled Duration: 13 ms\tMemory Size: 256 MB\t"
+        "Max Memory Used: 0 MB" + init_part
+    )
+
+
+async def test_streams_are_kept_apart_and_tagged_per_call(tmp_path: Path, pipes: tuple[int, int, int, int]) -> None:
+    out_r, out_w, err_r, err_w = pipes
     writer = LogWriter(tmp_path, FixedClock())
-    cap = OutputCapture(r, "inst", writer)
-    os.write(w, b"init line\n")
+    cap = OutputCapture(out_r, err_r, "inst", writer, peak_memory=lambda: 40 * 1024 * 1024 + 1)
+    cap.assign(SOURCE)
+    os.write(out_w, b"init line\n")
     cap.begin("req-1", "START RequestId: req-1")
-    os.write(w, b"one\ntw")
-    os.write(w, b"o\nno newline at the end")
-    tail = cap.end(["END RequestId: req-1"], tail=True)
-    assert tail.decode().splitlines() == [
-        "START RequestId: req-1", "one", "two", "no newline at the end", "END RequestId: req-1"
-    ]
+    os.write(out_w, b"one\ntw")
+    os.write(err_w, b"oops\n")
+    os.write(out_w, b"o\nno newline at the end")
+    tail = cap.end(end("req-1", cold=True), tail=True)
+    lines = tail.decode().splitlines()
+    assert lines[0] == "START RequestId: req-1"
+    assert sorted(lines[1:5]) == sorted(["one", "two", "no newline at the end", "oops"])
+    assert lines[5] == "END RequestId: req-1"
+    assert lines[6].startswith("REPORT RequestId: req-1\t") and "Max Memory Used: 41 MB" in lines[6]
     cap.begin("req-2", "START RequestId: req-2")
-    assert cap.end(["END RequestId: req-2"]) == b""  # no tail unless asked
+    assert cap.end(end("req-2")) == b""  # no tail unless asked
     cap.close()
-    got = [(rec["request_id"], rec["type"], rec["message"]) for rec in await records(writer, tmp_path / "inst.jsonl")]
-    assert got == [
-        ("", "output", "init line"),
-        ("req-1", "platform", "START RequestId: req-1"),
-        ("req-1", "output", "one"),
-        ("req-1", "output", "two"),
-        ("req-1", "output", "no newline at the end"),
-        ("req-1", "platform", "END RequestId: req-1"),
-        ("req-2", "platform", "START RequestId: req-2"),
-        ("req-2", "platform", "END RequestId: req-2"),
+    got = await records(writer, tmp_path / "inst.jsonl")
+    assert all(r["namespace"] == "ns" and r["function"] == "fn" and r["version"] == "3" for r in got)
+    assert [(r["request_id"], r["stream"], r["message"]) for r in got if r["stream"] != "platform"] == [
+        ("", "stdout", "init line"),
+        ("req-1", "stdout", "one"),
+        ("req-1", "stdout", "two"),
+        ("req-1", "stderr", "oops"),
+        ("req-1", "stdout", "no newline at the end"),
     ]
+    platform = [(r["request_id"], str(r["message"]).split("\t")[0]) for r in got if r["stream"] == "platform"]
+    assert platform == [
+        ("req-1", "START RequestId: req-1"), ("req-1", "END RequestId: req-1"), ("req-1", "REPORT RequestId: req-1"),
+        ("req-2", "START RequestId: req-2"), ("req-2", "END RequestId: req-2"), ("req-2", "REPORT RequestId: req-2"),
+    ]
+    reports = [r["report"] for r in got if "report" in r]
+    assert reports == [
+        {"duration_ms": 12.345, "billed_ms": 13, "memory_mb": 256, "max_memory_used_mb": 41, "cold_start": True,
+         "init_duration_ms": 250.0, "error": ""},
+        {"duration_ms": 12.345, "billed_ms": 13, "memory_mb": 256, "max_memory_used_mb": 41, "cold_start": False,
+         "init_duration_ms": 0.0, "error": ""},
+    ]
+    assert all(str(r["message"]).startswith("REPORT") for r in got if "report" in r)
 
 
-async def test_a_call_keeps_256_kb_and_says_what_it_dropped(tmp_path: Path, pipe: tuple[int, int]) -> None:
-    r, w = pipe
+async def test_a_call_keeps_256_kb_and_says_what_it_dropped(tmp_path: Path, pipes: tuple[int, int, int, int]) -> None:
+    out_r, out_w, err_r, _ = pipes
     writer = LogWriter(tmp_path, FixedClock())
-    cap = OutputCapture(r, "big", writer)
+    cap = OutputCapture(out_r, err_r, "big", writer)
+    cap.assign(SOURCE)
     cap.begin("req", "START")
     line = b"y" * 1023 + b"\n"
     sent = 0
     for _ in range(300):  # 300 KB in pipe-sized steps, read as they come
-        os.write(w, line * 16)
+        os.write(out_w, line * 16)
         sent += len(line) * 16
-        cap._read()
-    tail = cap.end(["END"], tail=True).decode()
+        cap._read_all()
+    tail = cap.end(end("req"), tail=True).decode()
     assert len(tail.encode()) <= TAIL_BYTES
     marker = f"[nimbus] output truncated: {sent - MAX_CALL_BYTES} bytes over the 256 KB limit were dropped"
-    assert tail.splitlines()[-2:] == [marker, "END"]
+    assert tail.splitlines()[-3:-1] == [marker, "END RequestId: req"]
     cap.close()
-    kept = [rec for rec in await records(writer, tmp_path / "big.jsonl") if rec["type"] == "output"]
-    assert sum(len(rec["message"]) + 1 for rec in kept) == MAX_CALL_BYTES
-    # The next call starts with a fresh allowance.
-    assert all(rec["request_id"] == "req" for rec in kept)
+    got = await records(writer, tmp_path / "big.jsonl")
+    kept = [r for r in got if r["stream"] == "stdout"]
+    assert sum(len(str(r["message"])) + 1 for r in kept) == MAX_CALL_BYTES
+    assert all(r["request_id"] == "req" for r in kept)
+    assert [r["message"] for r in got if r["stream"] == "platform"][1] == marker
+
+
+async def test_the_writer_says_when_an_instance_is_finished(tmp_path: Path, pipes: tuple[int, int, int, int]) -> None:
+    out_r, out_w, err_r, _ = pipes
+    writer = LogWriter(tmp_path, FixedClock())
+    cap = OutputCapture(out_r, err_r, "gone", writer)
+    assert not writer.finished("gone")
+    os.write(out_w, b"last words\n")
+    cap.close()
+    assert not writer.finished("gone")  # its last line is not on disk yet
+    await writer.flush()
+    assert writer.finished("gone") and writer.written.is_set()
+    assert json.loads((tmp_path / "gone.jsonl").read_text())["function"] == ""  # never given a function
+
+
+async def test_overlapping_calls_leave_ambiguous_lines_unattributed(
+    tmp_path: Path, pipes: tuple[int, int, int, int]
+) -> None:
+    out_r, out_w, err_r, _ = pipes
+    writer = LogWriter(tmp_path, FixedClock())
+    cap = OutputCapture(out_r, err_r, "multi", writer)
+    cap.assign(SOURCE)
+    cap.begin("a", "START a")
+    os.write(out_w, b"only a runs\n")
+    cap.begin("b", "START b")
+    os.write(out_w, b"both run\n")
+    cap.end(end("a"))
+    os.write(out_w, b"only b runs\n")
+    cap.end(end("b"))
+    cap.close()
+    got = await records(writer, tmp_path / "multi.jsonl")
+    assert [(r["request_id"], r["message"]) for r in got if r["stream"] == "stdout"] == [
+        ("a", "only a runs"), ("", "both run"), ("b", "only b runs")
+    ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import io
 import json
@@ -11,7 +10,7 @@ import struct
 import pytest
 
 from nimbus.nodeagent import protocol
-from nimbus.nodeagent.protocol import Frame, FrameDecoder, Kind, ProtocolError, encode, read_frame
+from nimbus.nodeagent.protocol import Frame, FrameDecoder, Kind, ProtocolError, encode
 from nimbus.nodeagent.runtimes import PYTHON_BOOTSTRAP
 
 pytestmark = pytest.mark.timeout(10)
@@ -103,24 +102,6 @@ def test_bad_frames_raise(data: bytes) -> None:
 def test_encode_refuses_oversized_body() -> None:
     with pytest.raises(ProtocolError):
         encode(Kind.RESULT, {}, b"x" * protocol.MAX_FRAME_BYTES)
-
-
-async def test_read_frame_from_stream_in_pieces() -> None:
-    reader = asyncio.StreamReader()
-    data = encode(Kind.RESULT, {"request_id": "a"}, b'"ok"')
-    task = asyncio.ensure_future(read_frame(reader))
-    for i in range(0, len(data), 5):
-        reader.feed_data(data[i : i + 5])
-        await asyncio.sleep(0)
-    assert await task == Frame(Kind.RESULT, {"request_id": "a"}, b'"ok"')
-
-
-async def test_read_frame_eof_mid_frame_is_incomplete_read() -> None:
-    reader = asyncio.StreamReader()
-    reader.feed_data(encode(Kind.RESULT, {}, b"abc")[:-1])
-    reader.feed_eof()
-    with pytest.raises(asyncio.IncompleteReadError):
-        await read_frame(reader)
 
 
 @pytest.mark.parametrize(("kind", "header", "body"), CASES)

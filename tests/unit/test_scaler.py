@@ -99,3 +99,15 @@ def test_load_reports_keep_instances():
 def test_victims_keep_the_spread():
     chosen = victims([inst("a1", "a"), inst("a2", "a"), inst("b1", "b")], 1)
     assert chosen[0].node_id == "a"
+
+
+def test_instance_concurrency_lets_fewer_instances_hold_the_load():
+    # 2.8 calls in flight need 4 one-call instances (test above) but one instance of 10 slots.
+    report = LoadReport("invoker-1", 1.0, {load_key("ns", "f", "$LATEST", 7): 2.8}, 0.0)
+    record = fn()
+    record = FunctionRecord("ns", "f", FunctionConfig("python3.11", "main.handler", instance_concurrency=10),
+                            "sha", 1, "c", "u", record.revision)
+    instances = [inst(f"i{k}", created=f"2026-01-01T00:00:0{k}.000Z") for k in range(4)]
+    a, act, _ = scaler([record], instances, [report])
+    a.tick()
+    assert len(act.drained) == 2  # down toward one, at most halving per step

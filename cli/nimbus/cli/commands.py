@@ -57,6 +57,7 @@ def _config_fields(args: argparse.Namespace, env: dict[str, str] | None) -> dict
         "description": args.description,
         "max_concurrency": args.max_concurrency,
         "min_instances": args.min_instances,
+        "instance_concurrency": args.instance_concurrency,
     }
     if env is not None or args.replace_env:
         fields["env"] = env or {}
@@ -130,6 +131,7 @@ def _create(ctx: Context, args: argparse.Namespace, zip_bytes: bytes, env: dict[
         "description": args.description,
         "max_concurrency": args.max_concurrency,
         "min_instances": args.min_instances,
+        "instance_concurrency": args.instance_concurrency,
     }
     return _send_code(
         ctx, args, zip_bytes,

@@ -14,7 +14,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from nimbus.cli import admin, commands, events, manage, output
+from nimbus.cli import admin, commands, events, manage, metering, output
 from nimbus.cli.commands import Context
 from nimbus.cli.inputs import UsageError
 from nimbus.cli.output import Console
@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", metavar="TEXT")
     p.add_argument("--max-concurrency", type=_positive_int, metavar="N")
     p.add_argument("--min-instances", type=_non_negative_int, metavar="N")
+    p.add_argument("--instance-concurrency", type=_positive_int, metavar="N",
+                   help="calls one instance serves at the same time, 1-100 (default 1; not for provided)")
     p.add_argument("--force", action="store_true", help="upload the code even when its sha256 is unchanged")
     p.add_argument("--upload", choices=("auto", "json", "grpc"), default="auto",
                    help="how to send the code: auto (default) streams packages over 1 MiB over gRPC and "
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     # dlq, event-config, and `invocation get --wait` (it extends a group manage added).
     events.add_parsers(sub, common)
     admin.add_parsers(sub, common)
+    metering.add_parsers(sub, common)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The other commands of the public CLI: versions, aliases, keys, async invokes, logs, usage, triggers.
+"""The other commands of the public CLI: versions, aliases, keys, async invokes, logs, triggers.
 
 Thin like commands.py: call the SDK, print a table or the server's JSON.
 """
@@ -6,17 +6,13 @@ Thin like commands.py: call the SDK, print a table or the server's JSON.
 from __future__ import annotations
 
 import argparse
-import time
-import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nimbus.cli import commands, output
+from nimbus.cli import commands, logs, output
 from nimbus.cli.commands import Context
 from nimbus.cli.inputs import UsageError, read_event
 from nimbus.client.client import function_path
-
-LOG_POLL_S = 1.0
 
 
 def _print(ctx: Context, data: Any, human: Callable[[], str]) -> int:
@@ -211,48 +207,6 @@ def keys_revoke(ctx: Context, args: argparse.Namespace) -> int:
     return _print(ctx, data, lambda: f"revoked key {args.key_id}")
 
 
-# -- logs and usage -----------------------------------------------------------------------------
-
-
-def _log_line(line: dict[str, Any]) -> str:
-    rid = str(line.get("request_id") or "-")[:8]
-    return f"{line.get('timestamp', '')} {rid} {str(line.get('message', '')).rstrip()}"
-
-
-def logs(ctx: Context, args: argparse.Namespace, sleep: Callable[[float], None] = time.sleep) -> int:
-    client = ctx.client()
-    since, seen = args.since, set()
-    while True:
-        data = client.get_logs(args.name, request_id=args.request_id, since=since, limit=args.limit)
-        for line in data.get("lines") or []:
-            key = (line.get("timestamp"), line.get("request_id"), line.get("stream"), line.get("message"))
-            if key in seen:
-                continue
-            seen.add(key)
-            if ctx.json:
-                ctx.console.print_json(line, pretty=False)
-            else:
-                ctx.console.print(_log_line(line))
-            since = line.get("timestamp") or since
-        ctx.console.stdout.flush()
-        if not args.follow:
-            return 0
-        sleep(LOG_POLL_S)
-
-
-def usage(ctx: Context, args: argparse.Namespace) -> int:
-    data = ctx.client().request("GET", "/v1/usage" + _usage_query(args))
-    rows = [(r.get("day"), r.get("namespace"), r.get("function"), r.get("version"), r.get("requests", 0),
-             f"{float(r.get('gb_seconds', 0)):.3f}") for r in data.get("rows") or []]
-    header = ("DAY", "NAMESPACE", "FUNCTION", "VERSION", "REQUESTS", "GB-SECONDS")
-    return _print(ctx, data, lambda: _table(ctx, header, rows) if rows else "no usage recorded")
-
-
-def _usage_query(args: argparse.Namespace) -> str:
-    params = {k: v for k, v in (("from", args.from_), ("to", args.to)) if v}
-    return "?" + urllib.parse.urlencode(params) if params else ""
-
-
 # -- triggers -----------------------------------------------------------------------------------
 
 
@@ -341,18 +295,7 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.add_argument("key_id", metavar="KEY_ID")
     p.set_defaults(func=keys_revoke)
 
-    p = sub.add_parser("logs", parents=common, help="show a function's logs")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("-f", "--follow", action="store_true", help="keep polling for new lines")
-    p.add_argument("--request-id", metavar="ID")
-    p.add_argument("--since", metavar="TIME", help="only lines from this time on (RFC 3339)")
-    p.add_argument("--limit", type=int, metavar="N")
-    p.set_defaults(func=logs)
-
-    p = sub.add_parser("usage", parents=common, help="requests and GB-seconds per function and day")
-    p.add_argument("--from", dest="from_", metavar="DAY")
-    p.add_argument("--to", metavar="DAY")
-    p.set_defaults(func=usage)
+    logs.add_parser(sub, common)
 
     triggers = group("trigger", "run functions on a timer or a NATS subject")
     p = triggers.add_parser("add", parents=common, help="add a trigger")

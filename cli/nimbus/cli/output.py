@@ -332,6 +332,7 @@ def function_summary(fn: Mapping[str, Any], *, detailed: bool = False) -> list[t
             ("namespace", _or_dash(fn.get("namespace"))),
             ("max concurrency", _or_dash(as_int(fn.get("max_concurrency")))),
             ("min instances", str(as_int(fn.get("min_instances")) or 0)),
+            ("instance concurrency", str(as_int(fn.get("instance_concurrency")) or 1)),
             ("revision", _or_dash(fn.get("revision"))),
             ("created", _or_dash(fn.get("created_at"))),
             ("updated", _or_dash(fn.get("updated_at"))),

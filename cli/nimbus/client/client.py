@@ -122,6 +122,7 @@ class Client:
         description: str | None = None,
         max_concurrency: int | None = None,
         min_instances: int | None = None,
+        instance_concurrency: int | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "name": name,
@@ -136,13 +137,15 @@ class Client:
             "description": description,
             "max_concurrency": max_concurrency,
             "min_instances": min_instances,
+            "instance_concurrency": instance_concurrency,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return self.request("POST", "/v1/functions", body)
 
     def update_function(self, name: str, **fields: Any) -> dict[str, Any]:
         """PATCH the given fields (runtime, handler, memory_mb, timeout_s, env, replace_env,
-        description, max_concurrency, min_instances, expected_revision); None values are left out."""
+        description, max_concurrency, min_instances, instance_concurrency, expected_revision); None values
+        are left out."""
         body = {k: (dict(v) if k == "env" else v) for k, v in fields.items() if v is not None}
         return self.request("PATCH", function_path(name), body)
 
@@ -240,10 +243,16 @@ class Client:
         return self.request("GET", function_path(name, "/logs") + query)
 
     def get_metrics(self, name: str, minutes: int | None = None) -> dict[str, Any]:
+        """Per-minute `buckets` of the last `minutes` (default 60, at most 1440), oldest first."""
         return self.request("GET", function_path(name, "/metrics") + _query(minutes=minutes))
 
     def get_usage(self, from_: str | None = None, to: str | None = None) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/v1/usage" + _query(**{"from": from_, "to": to})).get("rows") or [])
+        return list(self.get_usage_report(from_, to).get("rows") or [])
+
+    def get_usage_report(self, from_: str | None = None, to: str | None = None) -> dict[str, Any]:
+        """The `rows` per function, version and UTC day (YYYY-MM-DD, inclusive; default this month
+        so far), the range used (`from`, `to`) and the totals."""
+        return self.request("GET", "/v1/usage" + _query(**{"from": from_, "to": to}))
 
     def create_trigger(self, name: str, type: str, **fields: Any) -> dict[str, Any]:  # noqa: A002
         body = {"type": type, **{k: v for k, v in fields.items() if v is not None}}

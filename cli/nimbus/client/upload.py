@@ -118,6 +118,7 @@ def upload_function(
     description: str | None = None,
     max_concurrency: int | None = None,
     min_instances: int | None = None,
+    instance_concurrency: int | None = None,
     progress: Progress | None = None,
     chunk_size: int | None = None,
     deadline_s: float | None = None,
@@ -128,7 +129,8 @@ def upload_function(
         name=name, runtime=runtime, handler=handler, env=dict(env or {}), description=description or ""
     )
     for field, value in (("memory_mb", memory_mb), ("timeout_s", timeout_s),
-                         ("max_concurrency", max_concurrency), ("min_instances", min_instances)):
+                         ("max_concurrency", max_concurrency), ("min_instances", min_instances),
+                         ("instance_concurrency", instance_concurrency)):
         if value is not None:
             setattr(create, field, value)  # proto3 `optional`: set means "given"
     first = functions_pb2.UploadCodeRequest(create=create)

@@ -7,14 +7,12 @@ NIMBUS_GATEWAY_ADDR (default 0.0.0.0) and NIMBUS_GATEWAY_PORT (default 8080): th
 NIMBUS_ENVOY_ADMIN_PORT (default 9901): the admin interface, on 127.0.0.1 only.
 NIMBUS_XDS_DIR (default /xds): the files the gateway-sync program writes; empty ones are written
 when missing, so Envoy can start first.
-NIMBUS_INVOKER_HTTP_ENDPOINTS: the invokers' HTTP trigger listeners, "ip:port,ip:port".
 NIMBUS_MAX_ZIP_MB and NIMBUS_GATEWAY_KEY_RPS/_KEY_BURST/_ANON_RPS/_ANON_BURST as in the local cluster.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import string
 import sys
@@ -26,16 +24,6 @@ from nimbus.gateway import xds
 from nimbus.gateway.stores.files import XdsDirectory
 
 
-def http_endpoints(raw: str) -> str:
-    hosts = []
-    for item in (a.strip() for a in raw.split(",") if a.strip()):
-        host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"NIMBUS_INVOKER_HTTP_ENDPOINTS: {item!r} must be ip:port")
-        hosts.append({"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}})
-    return json.dumps(hosts)
-
-
 def render(env: Mapping[str, str], template: Path = envoy.TEMPLATE) -> str:
     zip_mb = int(env.get("NIMBUS_MAX_ZIP_MB", "") or envoy.DEFAULT_MAX_ZIP_MB)
     values: dict[str, object] = {
@@ -45,7 +33,6 @@ def render(env: Mapping[str, str], template: Path = envoy.TEMPLATE) -> str:
         "max_body_bytes": envoy.max_body_bytes(zip_mb),
         "stream_idle_timeout": envoy.STREAM_IDLE_TIMEOUT,
         "local_reply_mappers": envoy.local_reply_mappers(),
-        "endpoints_invoker_http": http_endpoints(env.get("NIMBUS_INVOKER_HTTP_ENDPOINTS", "")),
         **envoy.common_values(Path(env.get("NIMBUS_XDS_DIR", "") or "/xds"), envoy.EdgeLimits.from_env(env),
                               env.get("NIMBUS_GATEWAY_ADDR", "") or "0.0.0.0"),
     }

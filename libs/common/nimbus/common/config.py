@@ -52,6 +52,14 @@ def get_hostport(env: Mapping[str, str], name: str, default: str) -> tuple[str, 
     return host, int(port)
 
 
+def get_optional_hostport(env: Mapping[str, str], name: str) -> str:
+    """host:port, or "" when the variable is unset or empty."""
+    raw = env.get(name, "").strip()
+    if raw:
+        get_hostport(env, name, raw)
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class CommonConfig:
     """What every service reads.
@@ -61,6 +69,7 @@ class CommonConfig:
     NIMBUS_ETCD_ENDPOINT   etcd client address host:port (default 127.0.0.1:2379)
     NIMBUS_LOG_LEVEL       DEBUG | INFO | WARNING | ERROR (default INFO)
     NIMBUS_DRAIN_S         how long SIGTERM waits for in-flight calls (default 10)
+    NIMBUS_METRICS_ADDR    host:port of the Prometheus scrape endpoint (default: none, no endpoint)
     """
 
     home: str
@@ -69,6 +78,7 @@ class CommonConfig:
     etcd_port: int
     log_level: str
     drain_s: float
+    metrics_addr: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], service: str) -> CommonConfig:
@@ -83,4 +93,5 @@ class CommonConfig:
             etcd_port=port,
             log_level=level,
             drain_s=get_float(env, "NIMBUS_DRAIN_S", 10.0),
+            metrics_addr=get_optional_hostport(env, "NIMBUS_METRICS_ADDR"),
         )

@@ -18,6 +18,7 @@ def config_to_pb(config: FunctionConfig) -> types_pb2.FunctionConfig:
         min_instances=config.min_instances,
         keep_alive_s=config.keep_alive_s,
         tags=config.tags,
+        instance_concurrency=config.instance_concurrency,
     )
 
 
@@ -33,6 +34,8 @@ def config_from_pb(pb: types_pb2.FunctionConfig) -> FunctionConfig:
         min_instances=pb.min_instances,
         keep_alive_s=pb.keep_alive_s,
         tags=dict(pb.tags),
+        # proto3's zero is an older writer that did not know the field: one call per instance.
+        instance_concurrency=pb.instance_concurrency or 1,
     )
 
 

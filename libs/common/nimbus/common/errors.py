@@ -123,6 +123,22 @@ def from_rpc_error(err: grpc.aio.AioRpcError | grpc.RpcError) -> NimbusError:
     """Turns a peer's status back into our class, so errors round-trip between services."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else str(err)
+    return from_status(code, details)
+
+
+_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_number(err: NimbusError) -> int:
+    """The numeric status code, for errors carried inside a message rather than as a call's status."""
+    return int(err.code.value[0])
+
+
+def from_status_number(number: int, details: str) -> NimbusError:
+    return from_status(_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN), details)
+
+
+def from_status(code: grpc.StatusCode, details: str | None) -> NimbusError:
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         init_failure = FunctionInitFailed.parse(details or "")
         if init_failure is not None:

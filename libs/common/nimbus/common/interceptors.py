@@ -1,4 +1,5 @@
-"""Server interceptors: error mapping and authentication, built explicitly in each main.
+"""Server interceptors: telemetry, error mapping and authentication, built explicitly in each main
+(telemetry first, so it times and traces everything the others do).
 
 grpc.aio interceptors cannot see a handler's exceptions or share contextvars with it, so each
 interceptor wraps the method handler's behaviour instead; the wrapper runs in the handler's task.
@@ -6,13 +7,16 @@ interceptor wraps the method handler's behaviour instead; the wrapper runs in th
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
 from grpc.aio import ServerInterceptor
 
+from nimbus.common import metrics, tracing
 from nimbus.common.auth import Authenticator, principal_var
 from nimbus.common.errors import NimbusError, Throttled
 
@@ -81,6 +85,77 @@ class _MemoizedInterceptor(ServerInterceptor):
 
     def _wrap_method(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         raise NotImplementedError
+
+
+def _code_name(context: grpc.aio.ServicerContext) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    return "UNKNOWN" if code is None else str(code)
+
+
+class TelemetryInterceptor(_MemoizedInterceptor):
+    """Per call: a server span continuing the caller's traceparent (the trace id of every log line
+    the call writes), and the call counted and timed by method and status code. Health checks are
+    left alone: Envoy sends them every second. Series are bound once per method."""
+
+    def __init__(self, untraced_prefixes: Iterable[str] = ("/grpc.health.v1.",)) -> None:
+        super().__init__()
+        self._untraced = tuple(untraced_prefixes)
+
+    def _wrap_method(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if method.startswith(self._untraced):
+            return handler
+        name = method.lstrip("/")
+        series = metrics.MethodSeries(name)
+        clock = time.perf_counter
+
+        def wrap_unary(fn: Any) -> Any:
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                token, span = tracing.start(name, _metadata_value(context, tracing.TRACEPARENT))
+                t0 = clock()
+                code = "OK"
+                try:
+                    return await fn(request, context)
+                except grpc.aio.AbortError:
+                    code = _code_name(context)
+                    raise
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except BaseException:
+                    code = "UNKNOWN"
+                    raise
+                finally:
+                    series.observe(code, clock() - t0)
+                    tracing.finish(token, span, None if code == "OK" else code)
+
+            return run
+
+        def wrap_stream(fn: Any) -> Any:
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                token, span = tracing.start(name, _metadata_value(context, tracing.TRACEPARENT))
+                t0 = clock()
+                code = "OK"
+                try:
+                    async for item in fn(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    code = _code_name(context)
+                    raise
+                except (asyncio.CancelledError, GeneratorExit):
+                    code = "CANCELLED"
+                    raise
+                except BaseException:
+                    code = "UNKNOWN"
+                    raise
+                finally:
+                    series.observe(code, clock() - t0)
+                    tracing.finish(token, span, None if code == "OK" else code)
+
+            return run
+
+        return _wrap(handler, wrap_unary, wrap_stream)
 
 
 class ErrorInterceptor(_MemoizedInterceptor):

@@ -33,6 +33,8 @@ class FunctionConfig:
     keep_alive_s: int = 600
     # Free-form labels (API v2); they never reach the function's environment.
     tags: dict[str, str] = field(default_factory=dict)
+    # Calls one instance serves at the same time; records written before it existed read as 1.
+    instance_concurrency: int = 1
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FunctionConfig:
@@ -163,6 +165,8 @@ class InstanceRecord:
     memory_mb: int
     state: str
     created_at: str
+    # Calls it serves at the same time: the invokers' slot count for it.
+    instance_concurrency: int = 1
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

@@ -65,6 +65,11 @@ class ServiceEndpoint:
     state: str = SERVING
     started_at: str = ""
     pid: int = 0
+    # host:port of its Prometheus endpoint (GET /metrics); "" when it serves none.
+    metrics_address: str = ""
+    # host:port of the replica's plain HTTP/1.1 listener, if it has one (the invokers' REST invokes
+    # and HTTP triggers); the gateway routes to it like to `address`.
+    http_address: str = ""
 
     @property
     def release(self) -> str:
@@ -262,16 +267,20 @@ class Registration:
 
 
 def new_registration(cfg: RegistryConfig, service: str, listen_addr: str, api_versions: Sequence[str],
-                     clock: Clock, now: float) -> tuple[Registration, Etcd]:
+                     clock: Clock, now: float, metrics_addr: str = "", http_addr: str = "") -> tuple[Registration, Etcd]:
     """A Registration with an etcd client of its own (closed by the caller)."""
     etcd = Etcd(cfg.etcd_host, cfg.etcd_port)
+    address = advertise_address(listen_addr, cfg.advertise_addr)
     endpoint = ServiceEndpoint(
         service=service,
         replica=cfg.replica,
-        address=advertise_address(listen_addr, cfg.advertise_addr),
+        address=address,
         api_versions=tuple(api_versions),
         state=SERVING,
         started_at=iso(now),
         pid=os.getpid(),
+        metrics_address=advertise_address(metrics_addr) if metrics_addr else "",
+        # Reached on the same host as the gRPC address, on the listener's own port.
+        http_address=f"{address.rpartition(':')[0]}:{http_addr.rpartition(':')[2]}" if http_addr else "",
     )
     return Registration(etcd, endpoint, cfg.ttl_s, clock), etcd

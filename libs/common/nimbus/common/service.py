@@ -8,6 +8,10 @@ task cancels the rest and the process exits non-zero, so the supervisor restarts
 
 Every replica registers itself once SERVING: its address, service and the public API versions it
 serves (`api_versions`), under an etcd lease of its own.
+
+Telemetry: with `metrics_addr` (NIMBUS_METRICS_ADDR) the replica serves Prometheus text there and
+records the address in its registry entry; traces go to OTEL_EXPORTER_OTLP_ENDPOINT when it is set
+(nimbus.common.tracing), flushed last on the way out.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from nimbus.common import metrics, tracing
 from nimbus.common.clock import SystemClock
 from nimbus.common.registry import RegistryConfig, new_registration
 
@@ -108,17 +113,26 @@ async def serve(
     grace_s: float = 10.0,
     api_versions: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    metrics_addr: str = "",
+    http_addr: str = "",
 ) -> None:
     """Runs until SIGTERM/SIGINT; raises if any background task fails.
 
     `api_versions`: the public API versions this replica serves behind the gateway (empty for an
     internal service). `env`: where the registry settings come from (default os.environ; see
-    nimbus.common.registry.RegistryConfig)."""
+    nimbus.common.registry.RegistryConfig, and the OTEL_* variables of nimbus.common.tracing).
+    `metrics_addr`: where to serve GET /metrics ("" serves nothing). `http_addr`: the replica's
+    HTTP/1.1 listener, if it has one, registered beside the gRPC address so the gateway routes to
+    it and stops when it drains."""
     if server.add_insecure_port(listen_addr) == 0:
         raise RuntimeError(f"{name}: cannot listen on {listen_addr}")
     clock = SystemClock()
-    registry_cfg = RegistryConfig.from_env(os.environ if env is None else env, name)
-    registration, registry_etcd = new_registration(registry_cfg, name, listen_addr, api_versions, clock, clock.now())
+    env = os.environ if env is None else env
+    registry_cfg = RegistryConfig.from_env(env, name)
+    tracing.setup(tracing.TracingConfig.from_env(env, name, registry_cfg.replica))
+    registration, registry_etcd = new_registration(
+        registry_cfg, name, listen_addr, api_versions, clock, clock.now(), metrics_addr, http_addr
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -158,6 +172,8 @@ async def serve(
             group.create_task(become_ready())
             if registry_cfg.enabled:
                 group.create_task(registration.run())
+            if metrics_addr:
+                group.create_task(metrics.serve_metrics(metrics_addr))
             for task in background:
                 group.create_task(task())
     except* _Stop:
@@ -176,6 +192,12 @@ async def serve(
                     await on_stop()
             except Exception:
                 log.exception("error while closing clients")
+        if tracing.exporting():
+            try:
+                async with asyncio.timeout(5):
+                    await asyncio.to_thread(tracing.shutdown)
+            except Exception:
+                log.warning("spans not flushed before exit")
         log.info("stopped", extra={"fields": {"service": name}})
 
 

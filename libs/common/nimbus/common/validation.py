@@ -18,6 +18,7 @@ ENV_MAX_BYTES = 4096
 DESCRIPTION_MAX = 256
 MAX_CONCURRENCY_MAX = 1000
 KEEP_ALIVE_S = (0, 86400)
+INSTANCE_CONCURRENCY = (1, 100)
 # As Lambda's tags: at most 50 per function, keys 1-128 characters, values up to 256.
 TAGS_MAX = 50
 TAG_KEY_MAX = 128
@@ -91,6 +92,15 @@ def check_description(description: str) -> None:
         raise InvalidArgument(f"description: {len(description)} characters, over the limit of {DESCRIPTION_MAX}")
 
 
+def check_instance_concurrency(runtime: str, value: int) -> None:
+    check_range("instance_concurrency", value, INSTANCE_CONCURRENCY)
+    if runtime == "provided" and value > 1:
+        raise InvalidArgument(
+            f"instance_concurrency: {value} is not possible for runtime 'provided'; it must be 1, "
+            "because the Lambda Runtime API serves one call at a time"
+        )
+
+
 def check_config(config: FunctionConfig) -> None:
     """The whole config, as it will be stored."""
     check_runtime(config.runtime)
@@ -102,6 +112,7 @@ def check_config(config: FunctionConfig) -> None:
     check_range("max_concurrency", config.max_concurrency, (0, MAX_CONCURRENCY_MAX))
     check_range("keep_alive_s", config.keep_alive_s, KEEP_ALIVE_S)
     check_tags(config.tags)
+    check_instance_concurrency(config.runtime, config.instance_concurrency)
     if config.min_instances < 0:
         raise InvalidArgument(f"min_instances: {config.min_instances} must not be negative")
     if config.max_concurrency and config.min_instances > config.max_concurrency:

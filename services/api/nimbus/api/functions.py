@@ -37,6 +37,10 @@ _FIELD_CHECKS = {
     "runtime": validation.check_runtime,
     "keep_alive_s": lambda v: validation.check_range("keep_alive_s", v, validation.KEEP_ALIVE_S),
     "tags": validation.check_tags,
+    # The runtime half (not `provided`) is funcmgr's check of the merged config.
+    "instance_concurrency": lambda v: validation.check_range(
+        "instance_concurrency", v, validation.INSTANCE_CONCURRENCY
+    ),
 }
 
 
@@ -57,6 +61,7 @@ class FunctionsApi:
             min_instances=int(fields.get("min_instances", 0)),  # type: ignore[call-overload]
             keep_alive_s=int(fields.get("keep_alive_s", DEFAULT_KEEP_ALIVE_S)),  # type: ignore[call-overload]
             tags=dict(fields.get("tags", {})),  # type: ignore[call-overload]
+            instance_concurrency=int(fields.get("instance_concurrency", 1)),  # type: ignore[call-overload]
         )
         validation.check_config(config)
         return await self._backend.create(who.namespace, name, config, code_zip)

@@ -11,14 +11,18 @@ import grpc
 
 from nimbus.api.apikeys import KeyIssuer
 from nimbus.api.functions import FunctionsApi
+from nimbus.api.logs import LogLine, LogsApi
+from nimbus.api.metrics import MetricsApi, MinuteMetrics
+from nimbus.api.usage import Usage, UsageApi, gb_seconds
 from nimbus.api.versions import VersionsApi
 from nimbus.api.v1 import functions_pb2 as pb
 from nimbus.api.v1 import functions_pb2_grpc
 from nimbus.common.auth import KeyRecord, current_principal
+from nimbus.common.clock import iso
 from nimbus.common.errors import InvalidArgument, TooLarge
 from nimbus.common.model import AliasRecord, FunctionRecord, VersionRecord
 
-_OPTIONAL_INTS = ("memory_mb", "timeout_s", "max_concurrency", "min_instances", "keep_alive_s")
+_OPTIONAL_INTS = ("memory_mb", "timeout_s", "max_concurrency", "min_instances", "keep_alive_s", "instance_concurrency")
 
 
 def function_fields(record: FunctionRecord) -> dict[str, object]:
@@ -35,6 +39,7 @@ def function_fields(record: FunctionRecord) -> dict[str, object]:
         max_concurrency=c.max_concurrency,
         min_instances=c.min_instances,
         keep_alive_s=c.keep_alive_s,
+        instance_concurrency=c.instance_concurrency,
         namespace=record.namespace,
         code_sha256=record.code_sha256,
         code_size=record.code_size,
@@ -87,6 +92,42 @@ def key_to_pb(record: KeyRecord, api_key: str = "") -> pb.ApiKey:
     )
 
 
+def minute_to_pb(m: MinuteMetrics) -> pb.MetricsBucket:
+    return pb.MetricsBucket(
+        start=iso(m.start),
+        invocations=m.invocations,
+        errors=m.errors,
+        throttles=m.throttles,
+        duration_p50_ms=m.duration_p50_ms,
+        duration_p90_ms=m.duration_p90_ms,
+        duration_p99_ms=m.duration_p99_ms,
+        cold_starts=m.cold_starts,
+        duration_avg_ms=m.duration_avg_ms,
+        init_duration_avg_ms=m.init_duration_avg_ms,
+        max_memory_used_mb=m.max_memory_used_mb,
+    )
+
+
+def usage_to_pb(usage: Usage) -> pb.GetUsageResponse:
+    rows = [
+        pb.UsageRow(namespace=usage.namespace, function=r.function, version=r.version, day=r.day,
+                    requests=r.requests, gb_seconds=r.gb_seconds, billed_mb_ms=r.mb_ms)
+        for r in usage.rows
+    ]
+    total = usage.total_mb_ms
+    return pb.GetUsageResponse(
+        rows=rows, to=usage.last.isoformat(), total_requests=usage.total_requests,
+        total_gb_seconds=gb_seconds(total), total_billed_mb_ms=total, **{"from": usage.first.isoformat()},
+    )
+
+
+def log_line_to_pb(line: LogLine) -> pb.LogLine:
+    return pb.LogLine(
+        timestamp=line.timestamp, request_id=line.request_id, stream=line.stream, message=line.message,
+        version=line.version,
+    )
+
+
 def update_changes(request: pb.UpdateFunctionRequest) -> dict[str, object]:
     """The fields a PATCH sets. Works on any API version's request: later versions only add."""
     changes: dict[str, object] = {}
@@ -112,11 +153,15 @@ def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
 
 
 class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
-    def __init__(self, functions: FunctionsApi, versions: VersionsApi, keys: KeyIssuer, max_zip_bytes: int) -> None:
+    def __init__(self, functions: FunctionsApi, versions: VersionsApi, keys: KeyIssuer, max_zip_bytes: int,
+                 *, metrics: MetricsApi, usage: UsageApi, logs: LogsApi) -> None:
         self._functions = functions
         self._versions = versions
         self._keys = keys
         self._max_zip_bytes = max_zip_bytes
+        self._metrics = metrics
+        self._usage = usage
+        self._logs = logs
 
     async def CreateFunction(self, request: pb.CreateFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
         record = await self._functions.create(current_principal(), request.name, create_fields(request), request.code.zip_base64)
@@ -200,6 +245,24 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
     async def DeleteAlias(self, request: pb.DeleteAliasRequest, context: grpc.aio.ServicerContext) -> pb.DeleteAliasResponse:
         await self._versions.delete_alias(current_principal(), request.name, request.alias)
         return pb.DeleteAliasResponse()
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext) -> pb.GetMetricsResponse:
+        minutes = await self._metrics.get(current_principal(), request.name, request.minutes)
+        return pb.GetMetricsResponse(buckets=[minute_to_pb(m) for m in minutes])
+
+    async def GetLogs(self, request: pb.GetLogsRequest, context: grpc.aio.ServicerContext) -> pb.GetLogsResponse:
+        lines, truncated = await self._logs.get(
+            current_principal(), request.name, request.request_id, request.since, request.until, request.limit
+        )
+        return pb.GetLogsResponse(lines=[log_line_to_pb(line) for line in lines], truncated=truncated)
+
+    async def TailLogs(self, request: pb.TailLogsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.LogLine]:
+        async for line in self._logs.tail(current_principal(), request.name, request.request_id, request.since):
+            yield log_line_to_pb(line)
+
+    async def GetUsage(self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext) -> pb.GetUsageResponse:
+        # `from` is a Python keyword, hence getattr.
+        return usage_to_pb(await self._usage.get(current_principal(), getattr(request, "from"), request.to))
 
     async def CreateKey(self, request: pb.CreateKeyRequest, context: grpc.aio.ServicerContext) -> pb.ApiKey:
         issued = await self._keys.create(current_principal(), request.namespace, request.description, request.admin)

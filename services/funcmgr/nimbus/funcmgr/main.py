@@ -8,7 +8,7 @@ from nimbus.common import logs
 from nimbus.common.clock import SystemClock
 from nimbus.funcmgr.blobgc import BlobCollector
 from nimbus.common.etcd import Etcd
-from nimbus.common.interceptors import ErrorInterceptor
+from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
 from nimbus.common.service import new_server, serve
 from nimbus.funcmgr.config import FuncMgrConfig
 from nimbus.funcmgr.functions import FunctionManager
@@ -30,7 +30,7 @@ async def main() -> None:
     core = FunctionManager(store, blobs, PackageLimits(cfg.max_zip_bytes, cfg.max_unzipped_bytes), clock)
     versions = VersionManager(store, clock)
     collector = BlobCollector(etcd, blobs, clock, cfg.blob_gc_s, cfg.blob_gc_grace_s)
-    server, health = new_server([ErrorInterceptor()])
+    server, health = new_server([TelemetryInterceptor(), ErrorInterceptor()])
     funcmgr_pb2_grpc.add_FunctionManagerServicer_to_server(FunctionManagerServicer(core, versions, blobs), server)
     await serve(
         name="funcmgr",
@@ -41,4 +41,5 @@ async def main() -> None:
         ready=lambda: etcd.wait_ready(),
         on_stop=etcd.close,
         grace_s=cfg.common.drain_s,
+        metrics_addr=cfg.common.metrics_addr,
     )

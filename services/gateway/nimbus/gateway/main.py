@@ -7,7 +7,7 @@ import os
 from nimbus.common import keys, logs
 from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd, WatchCache
-from nimbus.common.interceptors import ErrorInterceptor
+from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
 from nimbus.common.registry import Rollout, ServiceEndpoint
 from nimbus.common.service import new_server, serve
 from nimbus.gateway import xds
@@ -26,7 +26,7 @@ async def main() -> None:
     endpoints = WatchCache(etcd, keys.registry_prefix(), lambda kv: ServiceEndpoint.from_json(kv.value))
     rollouts = WatchCache(etcd, keys.rollouts_prefix(), lambda kv: Rollout.from_json(kv.value))
     sync = GatewaySync(endpoints, rollouts, out, SystemClock(), debounce_s=cfg.debounce_s, resync_s=cfg.resync_s)
-    server, health = new_server([ErrorInterceptor()])
+    server, health = new_server([TelemetryInterceptor(), ErrorInterceptor()])
 
     await serve(
         name="gateway",
@@ -37,4 +37,5 @@ async def main() -> None:
         ready=sync.synced.wait,
         on_stop=etcd.close,
         grace_s=cfg.common.drain_s,
+        metrics_addr=cfg.common.metrics_addr,
     )

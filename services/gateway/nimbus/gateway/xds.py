@@ -1,7 +1,8 @@
 """The registry as Envoy resources, rendered as file-based xDS. Pure: records in, JSON out.
 
 Envoy's bootstrap (deploy/local/envoy.yaml.tmpl) declares one upstream cluster per routed service
-and API release (api_v1, api_v2, invoker_v1, invoker_v2), each of type EDS reading its endpoints
+and API release (api_v1, api_v2, invoker_v1, invoker_v2), plus invoker_http for the invokers' HTTP/1.1
+listeners (REST invoke and HTTP triggers), each of type EDS reading its endpoints
 from `eds_<cluster>.json`, and one RTDS runtime layer read from `rtds.json` that holds the route
 weights: every version's routes are `weighted_clusters` whose `runtime_key_prefix` is
 `nimbus.routes.<service>.<version>`, so the weight of a cluster is the runtime key
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nimbus.common.registry import API_RELEASES, SERVING, Rollout, ServiceEndpoint
 from nimbus.gateway.weights import integer_weights, shares
@@ -39,8 +40,15 @@ def eds_file(cluster: str) -> str:
     return f"eds_{cluster}.json"
 
 
+# The invokers' HTTP/1.1 listeners (REST invoke, HTTP triggers): one cluster of every serving
+# replica that registered an http_address, whatever its release (v1's REST invoke is in all).
+HTTP_CLUSTERS: dict[str, str] = {"invoker_http": "invoker"}
+
+
 def all_clusters(services: Iterable[str] = ROUTED_SERVICES) -> list[str]:
-    return [cluster_name(s, r) for s in services for r in API_RELEASES]
+    services = tuple(services)
+    http = [c for c, s in HTTP_CLUSTERS.items() if s in services]
+    return [cluster_name(s, r) for s in services for r in API_RELEASES] + http
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +91,11 @@ def build(records: Iterable[ServiceEndpoint], rollouts: Mapping[str, Rollout],
         if record.service not in services or record.state != SERVING or not record.release:
             continue
         by_cluster[cluster_name(record.service, record.release)].append(record)
+        for http_cluster, service in HTTP_CLUSTERS.items():
+            if record.service == service and record.http_address:
+                by_cluster[http_cluster].append(replace(record, address=record.http_address))
     endpoints = {c: tuple(sorted(eps, key=lambda e: (e.replica, e.address))) for c, eps in by_cluster.items()}
-    counts = {c: len(eps) for c, eps in endpoints.items()}
+    counts = {c: len(eps) for c, eps in endpoints.items() if c not in HTTP_CLUSTERS}
     release_of = {cluster_name(s, r): r for s in services for r in API_RELEASES}
     weights: dict[str, int] = {}
     for spec in route_specs(services):

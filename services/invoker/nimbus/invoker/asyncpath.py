@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from nimbus.common import tracing
 from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import InvalidArgument, NotFound, TooLarge, Unavailable
@@ -106,7 +107,10 @@ class AsyncInvocations:
         """Stores one event (no checks: callers have made them) and writes its QUEUED record."""
         now = self._clock.now()
         headers = envelope.event_headers(invocation_id, namespace, name, qualifier, now, source)
-        stored = await self._log.publish(envelope.event_subject(namespace, name), payload, headers, msg_id)
+        # The consumer continues this trace from the message's traceparent, on every delivery.
+        with tracing.span("async.publish", tracing.SpanKind.PRODUCER):
+            tracing.inject(headers)
+            stored = await self._log.publish(envelope.event_subject(namespace, name), payload, headers, msg_id)
         if not stored.duplicate:
             ref = EventRef(invocation_id, namespace, name, qualifier, now, stored.seq)
             try:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import grpc
 
 from nimbus.api.v1 import invocations_pb2 as pb
+from nimbus.common import tracing
 from nimbus.common.auth import current_principal
 from nimbus.invoker.asyncpath import AsyncInvocations
 from nimbus.invoker.envelope import DeadLetter
 from nimbus.invoker.invoke import Invoker
 from nimbus.invoker.records import InvocationRecord
+from nimbus.invoker.replyheaders import IDEMPOTENCY_HEADER
 from nimbus.invoker.server import InvocationsServicer
 
-IDEMPOTENCY_HEADER = "x-nimbus-idempotency-key"
 
 
 def _metadata(context: grpc.aio.ServicerContext, name: str) -> str:
@@ -61,6 +62,7 @@ class AsyncInvocationsServicer(InvocationsServicer):
     async def InvokeAsync(self, request: pb.InvokeAsyncRequest, context: grpc.aio.ServicerContext) -> pb.InvokeAsyncResponse:
         key = _metadata(context, IDEMPOTENCY_HEADER)
         invocation_id = await self._async.submit(current_principal(), request.name, request.qualifier, request.body.data, key)
+        await context.send_initial_metadata(((tracing.TRACE_ID_HEADER, tracing.current_trace_id()),))
         return pb.InvokeAsyncResponse(invocation_id=invocation_id)
 
     async def GetInvocation(self, request: pb.GetInvocationRequest, context: grpc.aio.ServicerContext) -> pb.Invocation:

@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from nimbus.common import tracing
 from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import InvalidArgument, NimbusError, NotFound, Throttled, Unavailable
 from nimbus.common.eventconfig import Destination, EventConfig
-from nimbus.invoker import envelope
+from nimbus.invoker import envelope, telemetry
 from nimbus.invoker.asyncpath import AsyncInvocations, dead_letter_of
 from nimbus.invoker.eventsconfig import EventsConfig
 from nimbus.invoker.invoke import FunctionLookup, InvokeResult
@@ -207,6 +208,14 @@ class EventConsumer:
             log.error("dropping a message that is not an event", extra={"fields": {"seq": d.seq, "error": str(err)}})
             await d.term()
             return
+        # Each delivery, retries included, is a span of the trace the accepting call began.
+        with tracing.continued("async.run", d.headers.get(tracing.TRACEPARENT)) as span:
+            if span.is_recording():
+                span.set_attributes({"nimbus.invocation_id": ref.invocation_id, "nimbus.namespace": ref.namespace,
+                                     "nimbus.function": ref.function, "nimbus.delivery": d.deliveries})
+            await self._handle_event(d, ref)
+
+    async def _handle_event(self, d: Delivery, ref: EventRef) -> None:
         plan = self._plan(ref)
         now = self._clock.now()
         if expired(now - ref.submitted_at, plan.policy):
@@ -334,6 +343,7 @@ class EventConsumer:
         condition = "EventAgeExceeded" if reason == Reason.EVENT_TOO_OLD else "RetriesExhausted"
         await self._send_to(plan.on_failure, ref, d.data, condition, attempts, None, error)
         await d.ack()
+        telemetry.dead_lettered(ref.namespace, ref.function)
 
     async def _record(self, ref: EventRef, move: Move) -> bool:
         """Writes a move, retrying a lost Redis for a few seconds (the event is kept alive)."""

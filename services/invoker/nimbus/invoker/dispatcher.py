@@ -64,8 +64,10 @@ class Dispatcher:
         if instance is not None:
             return Grant(instance, cold=False)
         waiter = pool.enqueue()
-        cap = target.config.max_concurrency or self._max_instances
-        if pool.needs_start(cap):
+        slots = target.config.instance_concurrency
+        # max_concurrency counts calls; the cap counts instances, each taking `slots` of them.
+        cap = -(-target.config.max_concurrency // slots) or self._max_instances
+        if pool.needs_start(cap, slots):
             self._start(pool, target)
         wait_s = min(self._queue_wait_s, deadline_s)
         try:

@@ -23,6 +23,9 @@ from nimbus.invoker.invoke import FunctionLookup, Invoker
 from nimbus.invoker.stores.jetstream import JetStreamClient
 from nimbus.invoker.stores.redis_records import RedisRecords
 from nimbus.invoker.triggers.http import HttpTriggers, http_status_error
+from nimbus.invoker.httpfront import HttpFront
+from nimbus.invoker.restinvoke import PATH_PREFIX as REST_PREFIX
+from nimbus.invoker.restinvoke import Authenticator, RestInvoke
 from nimbus.invoker.triggers.httpserver import HttpServer
 from nimbus.invoker.triggers.subject import SubjectTriggers
 from nimbus.invoker.triggers.timer import TimerTriggers
@@ -38,7 +41,8 @@ def _event_config(kv: KV) -> EventConfig:
 
 
 class EventSystem:
-    def __init__(self, cfg: EventsConfig, replica: str, etcd: Etcd, functions: FunctionLookup, invoker: Invoker) -> None:
+    def __init__(self, cfg: EventsConfig, replica: str, etcd: Etcd, functions: FunctionLookup, invoker: Invoker,
+                 authenticator: Authenticator) -> None:
         clock = SystemClock()
         self.jetstream = JetStreamClient(
             cfg.nats_url, name=replica, ack_wait_s=cfg.ack_wait_s, dlq_max_age_s=cfg.dlq_max_age_s
@@ -57,10 +61,13 @@ class EventSystem:
         self.timers = TimerTriggers(self.triggers, self.invocations, clock)
         self.subjects = SubjectTriggers(self.triggers, self.jetstream, self.invocations)
         self.http: HttpServer | None = None
-        self.http_triggers = HttpTriggers(http_index.get, invoker, clock)
+        triggers = HttpTriggers(http_index.get, invoker, clock)
+        rest = RestInvoke(authenticator, invoker, self.invocations)
+        self.http_front = HttpFront([(REST_PREFIX, rest.handle)], triggers.handle)
         if cfg.http_listen_addr:
             host, port = get_hostport({"NIMBUS_HTTP_LISTEN_ADDR": cfg.http_listen_addr}, "NIMBUS_HTTP_LISTEN_ADDR", "")
-            self.http = HttpServer(host, port, self.http_triggers.handle, cfg.http_max_body_bytes, http_status_error)
+            self.http = HttpServer(host, port, self.http_front.handle, cfg.http_max_body_bytes, http_status_error,
+                                   closing=lambda: self.http_front.draining)
 
     @property
     def background(self) -> list[Callable[[], Awaitable[None]]]:
@@ -75,7 +82,7 @@ class EventSystem:
             await cache.wait_ready(timeout_s)
 
     async def drain(self) -> None:
-        await asyncio.gather(self.consumer.drain(), self.http_triggers.drain())
+        await asyncio.gather(self.consumer.drain(), self.http_front.drain())
 
     async def close(self) -> None:
         await self.jetstream.close()

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from nimbus.common import logs, tracing
 from nimbus.common.auth import Principal
-from nimbus.common.errors import FunctionInitFailed, InvalidArgument, NotFound, Unavailable
+from nimbus.common.errors import FunctionInitFailed, InvalidArgument, NotFound, Throttled, Unavailable
 from nimbus.common.model import AliasRecord, FunctionRecord, InstanceRecord, VersionRecord
 from nimbus.common.validation import check_name
+from nimbus.invoker import telemetry
 from nimbus.invoker.dispatcher import Dispatcher
 from nimbus.invoker.limits import ConcurrencyLimiter
 from nimbus.invoker.target import Target, resolve
@@ -53,6 +55,10 @@ class InstanceCaller(Protocol):
     ) -> InvokeResult: ...
 
 
+class ThrottleSink(Protocol):
+    def record(self, namespace: str, function: str) -> None: ...
+
+
 class Invoker:
     def __init__(
         self,
@@ -61,12 +67,14 @@ class Invoker:
         caller: InstanceCaller,
         limiter: ConcurrencyLimiter,
         draw: Callable[[], float],
+        throttles: ThrottleSink | None = None,
     ) -> None:
         self._functions = functions
         self._dispatcher = dispatcher
         self._caller = caller
         self._limiter = limiter
         self._draw = draw
+        self._throttles = throttles
         self._releases: set[asyncio.Task[None]] = set()
 
     async def _target(self, record: FunctionRecord, qualifier: str) -> Target:
@@ -90,6 +98,17 @@ class Invoker:
     async def invoke(
         self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float, log_tail: bool = False
     ) -> InvokeResult:
+        try:
+            return await self._invoke(who, name, qualifier, payload, deadline_s, log_tail)
+        except Throttled:
+            # No node ran the call, so no REPORT counts it: the function's metrics learn it here.
+            if self._throttles is not None:
+                self._throttles.record(who.namespace, name)
+            raise
+
+    async def _invoke(
+        self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float, log_tail: bool
+    ) -> InvokeResult:
         check_name(name)
         payload = check_event(payload)
         record = await self._functions.get(who.namespace, name)
@@ -97,6 +116,25 @@ class Invoker:
             raise NotFound(f"function {name!r} not found")
         target = await self._target(record, qualifier)
         request_id = str(uuid.uuid4())
+        logs.bind_request(request_id, target.namespace, target.function)
+        span = tracing.current_span()
+        if span.is_recording():
+            span.set_attributes({"nimbus.namespace": target.namespace, "nimbus.function": target.function,
+                                 "nimbus.version": target.version, "nimbus.request_id": request_id})
+        series = telemetry.function_series(target.namespace, target.function, target.version)
+        try:
+            result = await self._limited(target, request_id, payload, deadline_s, log_tail, series)
+        except Throttled:
+            series.refused()
+            raise
+        except Exception:
+            series.failed()
+            raise
+        series.completed(result.function_error, result.duration_us, result.cold_start, result.init_duration_us)
+        return result
+
+    async def _limited(self, target: Target, request_id: str, payload: bytes, deadline_s: float, log_tail: bool,
+                       series: telemetry.FunctionSeries) -> InvokeResult:
         # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
         call_timeout_s = target.config.timeout_s + 5.0
         slot = None
@@ -105,7 +143,7 @@ class Invoker:
                 target.namespace, target.function, target.config.max_concurrency, call_timeout_s + _SLOT_SLACK_S
             )
         try:
-            return await self._run(target, request_id, payload, deadline_s, call_timeout_s, log_tail)
+            return await self._run(target, request_id, payload, deadline_s, call_timeout_s, log_tail, series)
         finally:
             if slot is not None:
                 # Off the reply's path: the caller need not wait for Redis.
@@ -114,16 +152,20 @@ class Invoker:
                 task.add_done_callback(self._releases.discard)
 
     async def _run(
-        self, target: Target, request_id: str, payload: bytes, deadline_s: float, call_timeout_s: float, log_tail: bool
+        self, target: Target, request_id: str, payload: bytes, deadline_s: float, call_timeout_s: float, log_tail: bool,
+        series: telemetry.FunctionSeries,
     ) -> InvokeResult:
         gone: NotFound | None = None
         for _ in range(_ATTEMPTS):
             try:
-                grant = await self._dispatcher.acquire(target, deadline_s)
+                # The queue wait, and on a cold path the instance start under it.
+                with tracing.span("invoker.dispatch"):
+                    grant = await self._dispatcher.acquire(target, deadline_s)
             except FunctionInitFailed as err:
                 # As Lambda does: code that cannot load is the function's error, not the platform's.
                 return init_failure_result(request_id, target.version, err)
             instance = grant.instance
+            series.concurrent.inc()
             try:
                 result = await self._caller.invoke(instance, request_id, payload, call_timeout_s, log_tail)
             except NotFound as err:
@@ -138,6 +180,8 @@ class Invoker:
             except BaseException:
                 self._dispatcher.release(instance)
                 raise
+            finally:
+                series.concurrent.dec()
             self._dispatcher.release(instance)
             # Cold means this call waited for an instance to start, as Lambda counts it: an
             # instance kept warm by min_instances serves its first call warm.

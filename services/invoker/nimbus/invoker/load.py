@@ -21,7 +21,7 @@ class LoadMeter:
     def sample(self, pools: Mapping[PoolKey, Pool]) -> None:
         self._ticks += 1
         for key, pool in pools.items():
-            load = len(pool.busy) + sum(1 for w in pool.waiters if not w.done())
+            load = pool.in_flight + sum(1 for w in pool.waiters if not w.done())
             if load:
                 self._sums[load_key(key.namespace, key.function, key.version, key.function_revision)] += load
 

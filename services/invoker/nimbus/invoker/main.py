@@ -13,7 +13,7 @@ from nimbus.common import logs
 from nimbus.common.auth import Authenticator
 from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd
-from nimbus.common.interceptors import AuthInterceptor, ErrorInterceptor
+from nimbus.common.interceptors import AuthInterceptor, ErrorInterceptor, TelemetryInterceptor
 from nimbus.common.service import new_server, serve
 from nimbus.internal.v1 import invoker_pb2_grpc
 from nimbus.invoker.config import InvokerConfig
@@ -24,10 +24,12 @@ from nimbus.invoker.load import LoadMeter
 from nimbus.invoker.asyncserver import AsyncInvocationsServicer
 from nimbus.invoker.eventsystem import EventSystem
 from nimbus.invoker.server import InvokerControlServicer
+from nimbus.invoker import telemetry
 from nimbus.invoker.stores.functions import CachedFunctions
 from nimbus.invoker.stores.instances import instances_cache
 from nimbus.invoker.stores.loadreport import LoadReporter
 from nimbus.invoker.stores.redis_slots import RedisSlots
+from nimbus.invoker.stores.throttles import ThrottleRecorder
 from nimbus.invoker.stores.peers import NodeCaller, SchedulerClient
 
 
@@ -45,13 +47,15 @@ async def main() -> None:
     clock = SystemClock()
     slots = RedisSlots(cfg.redis_url)
     limiter = ConcurrencyLimiter(slots, clock, cfg.namespace_concurrency)
+    throttles = ThrottleRecorder(cfg.redis_url, clock)
+    telemetry.watch_queues(dispatcher.pools)
     reporter = LoadReporter(etcd, cfg.common.replica, LoadMeter(), dispatcher.pools, clock)
 
     server, health = new_server(
-        [ErrorInterceptor(), AuthInterceptor(authenticator, public_prefixes=("/grpc.health.v1.", "/nimbus.internal."))]
+        [TelemetryInterceptor(), ErrorInterceptor(), AuthInterceptor(authenticator, public_prefixes=("/grpc.health.v1.", "/nimbus.internal."))]
     )
-    invoker = Invoker(functions, dispatcher, nodes, limiter, random.random)
-    events = EventSystem(cfg.events, cfg.common.replica, etcd, functions, invoker)
+    invoker = Invoker(functions, dispatcher, nodes, limiter, random.random, throttles)
+    events = EventSystem(cfg.events, cfg.common.replica, etcd, functions, invoker, authenticator)
     v1_servicer = AsyncInvocationsServicer(invoker, events.invocations)
     if "v1" in cfg.api_versions:
         invocations_pb2_grpc.add_InvocationsServicer_to_server(v1_servicer, server)
@@ -68,6 +72,7 @@ async def main() -> None:
         await events.close()
         await reporter.close()
         await slots.close()
+        await throttles.close()
         await dispatcher.close()
         await scheduler.close()
         await nodes.close()
@@ -78,10 +83,13 @@ async def main() -> None:
         server=server,
         health_servicer=health,
         listen_addr=cfg.listen_addr,
-        background=[authenticator.cache.run, *(cache.run for cache in functions.caches), instances.run, reporter.run, *events.background],
+        background=[authenticator.cache.run, *(cache.run for cache in functions.caches), instances.run, reporter.run, throttles.run, *events.background,
+                    lambda: telemetry.sample_backlog(events.jetstream, clock)],
         ready=ready,
         drain=events.drain,
         on_stop=close,
         grace_s=cfg.common.drain_s,
+        metrics_addr=cfg.common.metrics_addr,
         api_versions=cfg.api_versions,
+        http_addr=cfg.events.http_listen_addr,
     )

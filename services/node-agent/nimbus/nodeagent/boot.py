@@ -20,7 +20,7 @@ from pathlib import Path
 from nimbus.common.errors import FunctionInitFailed, Unavailable
 from nimbus.nodeagent import spec as specs
 from nimbus.nodeagent.layout import NodeLayout
-from nimbus.nodeagent.logcapture import LogWriter, OutputCapture
+from nimbus.nodeagent.logcapture import LogSource, LogWriter, OutputCapture
 from nimbus.nodeagent.policy import cpu_fraction
 from nimbus.nodeagent.protocol import Kind, ProtocolError, encode
 from nimbus.nodeagent.sandbox import Limits, SandboxDriver, SandboxHandle, SandboxSpec
@@ -67,7 +67,7 @@ class Booter:
         try:
             spec = SandboxSpec(sandbox_id, runtime, GENERIC_MEMORY_MB, specs.BASE_ENV, socket_dir)
             handle = await self._driver.start(spec)
-            output = OutputCapture(handle.output_fd, sandbox_id, self._writer)
+            output = self._capture(handle)
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
                     conn = await ShimConnection.accept(listener, self._driver.wait(handle))
@@ -83,6 +83,13 @@ class Booter:
             (socket_dir / "sock").unlink(missing_ok=True)
         return Sandbox(sandbox_id, runtime, handle, conn, output, socket_dir)
 
+    def _capture(self, handle: SandboxHandle) -> OutputCapture:
+        driver = self._driver
+        return OutputCapture(
+            handle.output_fd, handle.error_fd, handle.sandbox_id, self._writer,
+            peak_memory=lambda: driver.peak_memory_bytes(handle),
+        )
+
     async def load(self, sb: Sandbox, spec: InstanceSpec, code_dir: Path) -> int:
         """Gives the sandbox its function and waits for the import; the init time in µs.
 
@@ -90,6 +97,8 @@ class Booter:
         sandbox), Unavailable when the sandbox misbehaved."""
         memory_mb = spec.config.memory_mb
         budget = specs.START_BUDGET_S + spec.config.timeout_s
+        # From here on (the function's init output too) its lines are the function's.
+        sb.output.assign(LogSource(spec.namespace, spec.function, spec.version))
         try:
             task_root = await self._driver.attach_code(sb.handle, code_dir, Limits(memory_mb, None))
             async with asyncio.timeout(budget):
@@ -116,6 +125,7 @@ class Booter:
     async def discard(self, sb: Sandbox) -> None:
         """Stops the sandbox and frees everything it held. Safe to call twice."""
         sb.conn.close()
+        sb.output.keep_peak_memory()
         await self._cleanup(sb.handle, sb.output, sb.socket_dir)
 
     async def _cleanup(self, handle: SandboxHandle | None, output: OutputCapture | None, socket_dir: Path) -> None:
@@ -126,6 +136,7 @@ class Booter:
             if output is not None:
                 output.close()
             elif handle is not None:
-                with contextlib.suppress(OSError):
-                    os.close(handle.output_fd)
+                for fd in (handle.output_fd, handle.error_fd):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
             await asyncio.to_thread(shutil.rmtree, socket_dir, True)

@@ -3,7 +3,9 @@
 A function's failures stay function errors (a result with "Unhandled"), as in Lambda: a call past
 timeout_s is "Timeout", a runtime that died mid-call is "Runtime.ExitError", or "OutOfMemory" when
 its cgroup says the kernel killed it for memory. Each of those is fatal to the instance: the
-manager destroys it before answering, so the next call gets a fresh one.
+manager destroys it before answering, so the next call gets a fresh one. With instance_concurrency
+> 1 the other calls in flight on it end then too (as on Cloud Run and SCF), as
+"Runtime.ExitError" naming the call that ended the instance.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from nimbus.nodeagent.boot import Sandbox
 from nimbus.nodeagent.policy import billed_ms
 from nimbus.nodeagent.protocol import Kind, ProtocolError, encode
 from nimbus.nodeagent.sandbox import SandboxDriver
-from nimbus.nodeagent.shim import describe_exit
+from nimbus.nodeagent.shim import CallAborted, describe_exit
 from nimbus.nodeagent.spec import InstanceSpec, InvokeResult
 
 # After the connection broke, how long to wait for the exit status that explains why.
@@ -47,17 +49,18 @@ async def call_instance(
     cfg = spec.config
     init_us = init_us if cold else 0
     header = specs.invoke_header(spec, request_id, clock.now())
-    sb.output.begin(request_id, specs.log_start(spec, request_id))
     started = clock.monotonic()
     try:
         async with asyncio.timeout(cfg.timeout_s):
-            reply = await sb.conn.call(encode(Kind.INVOKE, header, payload))
-        if reply.kind not in (Kind.RESULT, Kind.ERROR) or reply.header.get("request_id") != request_id:
-            raise ProtocolError(f"unexpected {reply.kind} for request {request_id}")
+            reply = await sb.conn.call(request_id, encode(Kind.INVOKE, header, payload))
     except TimeoutError:
         result = specs.timeout_result(cfg.timeout_s, cold, init_us)
         return Outcome(result, fatal=True, note=f"Task timed out after {cfg.timeout_s:.2f} seconds")
-    except (asyncio.IncompleteReadError, ConnectionError, ProtocolError):
+    except CallAborted as err:
+        elapsed_us = int((clock.monotonic() - started) * 1_000_000)
+        result = specs.exit_result(request_id, str(err), elapsed_us, cold, init_us)
+        return Outcome(result, fatal=True, note=f"Runtime.ExitError: {err}")
+    except (OSError, ProtocolError):
         elapsed_us = int((clock.monotonic() - started) * 1_000_000)
         try:
             async with asyncio.timeout(_EXIT_STATUS_WAIT_S):

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from nimbus.common.config import CommonConfig, ConfigError, get_hostport, get_int, get_str
+from nimbus.common.config import CommonConfig, ConfigError, get_float, get_hostport, get_int, get_str
 from nimbus.nodeagent.runtimes import RUNTIMES
 
 DEFAULT_PYTHON = "/usr/bin/python3.11"
@@ -80,6 +80,10 @@ class NodeAgentConfig:
     NIMBUS_SANDBOX_CPU        quota | shares: a function's CPU after init is capped at memory/1769 MB
                               cores (quota, as Lambda) or only weighted by it under contention
                               (shares, faster for small functions on an idle node) (default quota)
+    NIMBUS_NATS_URL           NATS with JetStream, where function logs are shipped (stream NIMBUS_LOGS)
+                              (default nats://127.0.0.1:4222)
+    NIMBUS_LOG_RETENTION_H    hours NIMBUS_LOGS keeps a line (default 72)
+    NIMBUS_LOG_MAX_MB         size bound of NIMBUS_LOGS; the oldest lines go first (default 1024)
     plus CommonConfig's NIMBUS_HOME, NIMBUS_ETCD_ENDPOINT, NIMBUS_REPLICA, NIMBUS_LOG_LEVEL, NIMBUS_DRAIN_S.
     """
 
@@ -99,6 +103,9 @@ class NodeAgentConfig:
     tmp_mb: int = 512
     sandbox_uid: int = 10001
     cpu_quota: bool = True
+    nats_url: str = "nats://127.0.0.1:4222"
+    log_retention_h: float = 72.0
+    log_max_mb: int = 1024
 
     @classmethod
     def from_env(
@@ -133,6 +140,9 @@ class NodeAgentConfig:
         cpu = get_str(env, "NIMBUS_SANDBOX_CPU", "quota")
         if cpu not in ("quota", "shares"):
             raise ConfigError(f"NIMBUS_SANDBOX_CPU={cpu!r} must be quota or shares")
+        nats_url = get_str(env, "NIMBUS_NATS_URL", "nats://127.0.0.1:4222")
+        if not nats_url.startswith(("nats://", "tls://")):
+            raise ConfigError(f"NIMBUS_NATS_URL={nats_url!r} must start with nats:// or tls://")
         return cls(
             common=CommonConfig.from_env(env, "node-agent"),
             listen_addr=f"{host}:{port}",
@@ -150,6 +160,9 @@ class NodeAgentConfig:
             tmp_mb=get_int(env, "NIMBUS_SANDBOX_TMP_MB", 512, minimum=1),
             sandbox_uid=get_int(env, "NIMBUS_SANDBOX_UID", 10001, minimum=1),
             cpu_quota=cpu == "quota",
+            nats_url=nats_url,
+            log_retention_h=get_float(env, "NIMBUS_LOG_RETENTION_H", 72.0, minimum=0.01),
+            log_max_mb=get_int(env, "NIMBUS_LOG_MAX_MB", 1024, minimum=1),
         )
 
 

@@ -1,10 +1,17 @@
-"""Function instances on this node: create, invoke one call at a time, destroy.
+"""Function instances on this node: create, invoke up to instance_concurrency calls at a time, destroy.
 
 An instance is a sandbox (boot.py) given one function version, with one persistent Unix stream to
 the agent. Creating one takes a warm sandbox from the pool when there is one (else boots one while
-the code is fetched) and loads the function into it. A call holds the instance's lock, writes one
-INVOKE frame and reads one reply; nothing on that path logs, hops threads or touches etcd.
-The lifecycle is state.py's: STARTING → IDLE ⇄ BUSY → DRAINING → GONE.
+the code is fetched) and loads the function into it. A call takes one of the instance's
+instance_concurrency slots (1 by default), writes one INVOKE frame and waits for the reply that
+names its request id; nothing on that path logs, hops threads or touches etcd. The slots live here,
+on the instance's node, so however many invokers pick the same instance it never has more calls in
+flight than its slots: a call beyond them waits first in, first out. The lifecycle is state.py's:
+STARTING → IDLE ⇄ BUSY → DRAINING → GONE (BUSY while at least one call runs).
+
+When a call kills its instance (timeout, crash, a fatal runtime error, or a cancelled call whose
+late reply the shim would still send), the other calls in flight on it end at once with
+Runtime.ExitError, as on Cloud Run and SCF.
 """
 
 from __future__ import annotations
@@ -13,11 +20,13 @@ import asyncio
 import dataclasses
 import logging
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from nimbus.common import tracing
 from nimbus.common.clock import Clock, iso
-from nimbus.common.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from nimbus.common.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from nimbus.common.logs import kv
 from nimbus.common.model import InstanceRecord
 from nimbus.nodeagent import spec as specs
@@ -31,7 +40,7 @@ from nimbus.nodeagent.state import InstanceState, record_state, transition
 log = logging.getLogger(__name__)
 
 # How long a call may wait for a busy instance when the caller gave no deadline, beyond the timeout.
-LOCK_SLACK_S = 5.0
+SLOT_SLACK_S = 5.0
 
 
 class InstanceRecords(Protocol):
@@ -50,7 +59,14 @@ class Instance:
     init_duration_us: int = 0
     invoked: bool = False
     stopping: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # A destroy waits for the calls queued before it; calls that come after it find the instance gone.
+    closing: bool = False
+    # Slots taken (by calls, or by destroy taking them all), of spec.config.instance_concurrency.
+    taken: int = 0
+    # Calls waiting for a slot, first in first out; a freed slot passes straight to the first.
+    slot_waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    # Request ids of the calls running.
+    calls: set[str] = field(default_factory=set)
 
     def move(self, target: InstanceState) -> None:
         self.state = transition(self.state, target)
@@ -109,7 +125,8 @@ class InstanceManager:
         self._instances[inst.instance_id] = inst
         try:
             t1 = self._clock.monotonic()
-            inst.init_duration_us = await self._booter.load(sb, spec, code_dir)
+            with tracing.span("instance.init"):
+                inst.init_duration_us = await self._booter.load(sb, spec, code_dir)
             inst.move(InstanceState.IDLE)
             t2 = self._clock.monotonic()
             # Both needed before the first call; neither needs the other.
@@ -142,31 +159,47 @@ class InstanceManager:
         request_id = request_id or str(uuid.uuid4())
         if self._draining:
             raise Unavailable(f"node {self._node_id} is shutting down")
-        if inst.lock.locked():
-            # A call is running: wait our turn, bounded by the caller's deadline.
+        if inst.closing:
+            raise NotFound(f"instance {instance_id} is being destroyed")
+        if inst.taken < inst.spec.config.instance_concurrency and not inst.slot_waiters:
+            inst.taken += 1
+        else:
+            # Every slot is taken: wait our turn, bounded by the caller's deadline.
             try:
-                async with asyncio.timeout(wait_s if wait_s is not None else inst.spec.config.timeout_s + LOCK_SLACK_S):
-                    await inst.lock.acquire()
+                await self._wait_slot(inst, wait_s if wait_s is not None else inst.spec.config.timeout_s + SLOT_SLACK_S)
             except TimeoutError:
                 raise DeadlineExceeded(f"instance {instance_id} stayed busy past the deadline") from None
-        else:
-            await inst.lock.acquire()
         try:
-            if inst.state is not InstanceState.IDLE:
+            if inst.state is not InstanceState.IDLE and inst.state is not InstanceState.BUSY:
                 raise NotFound(f"instance {instance_id} is {inst.state.lower()}")
+            if request_id in inst.calls:
+                # Replies are matched by request id (an async event redelivered while its first
+                # attempt still runs here): the caller retries once the first attempt ended.
+                raise AlreadyExists(f"request {request_id} is already running on instance {instance_id}")
             return await self._call(inst, request_id, payload, log_tail)
         finally:
-            inst.lock.release()
+            self._free_slot(inst)
 
     async def destroy(self, instance_id: str, wait_s: float | None = None) -> None:
         inst = self._get(instance_id)
-        # The lock is FIFO: calls queued before us finish, calls after us find the instance gone.
+        # Takes every slot through the FIFO: calls queued before us finish first.
+        inst.closing = True
+        held = 0
         try:
-            async with asyncio.timeout(wait_s if wait_s is not None else LOCK_SLACK_S):
-                async with inst.lock:
-                    await self._stop(inst)
+            async with asyncio.timeout(wait_s if wait_s is not None else SLOT_SLACK_S):
+                for _ in range(inst.spec.config.instance_concurrency):
+                    if inst.taken < inst.spec.config.instance_concurrency and not inst.slot_waiters:
+                        inst.taken += 1
+                    else:
+                        await self._wait_slot(inst, None)
+                    held += 1
         except TimeoutError:
-            await self._stop(inst)  # the running call sees the shim exit and answers Runtime.ExitError
+            pass  # the running calls see the shim exit and answer Runtime.ExitError
+        try:
+            await self._stop(inst)
+        finally:
+            for _ in range(held):
+                self._free_slot(inst)
 
     # -- lifecycle of the whole node -----------------------------------------------------------
 
@@ -193,6 +226,13 @@ class InstanceManager:
 
     # -- what the reaper (reaper.py) sees ----------------------------------------------------------
 
+    def states(self) -> dict[str, int]:
+        """How many instances are in each state (the metrics read it when scraped)."""
+        counts = dict.fromkeys(InstanceState, 0)
+        for inst in list(self._instances.values()):
+            counts[inst.state] += 1
+        return {state.value: n for state, n in counts.items()}
+
     def idle_since(self) -> dict[str, float]:
         return {i.instance_id: i.last_used for i in self._instances.values() if self._idle(i)}
 
@@ -212,9 +252,33 @@ class InstanceManager:
         return True
 
     def _idle(self, inst: Instance) -> bool:
-        return inst.state is InstanceState.IDLE and not inst.lock.locked()
+        return inst.state is InstanceState.IDLE and inst.taken == 0
 
     # -- internals -----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _wait_slot(inst: Instance, timeout_s: float | None) -> None:
+        """Queues for a slot; returns holding it."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        inst.slot_waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                InstanceManager._free_slot(inst)  # handed to us in the instant we gave up
+            else:
+                waiter.cancel()
+            raise
+
+    @staticmethod
+    def _free_slot(inst: Instance) -> None:
+        while inst.slot_waiters:
+            waiter = inst.slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes on: `taken` stays
+                return
+        inst.taken -= 1
 
     def _get(self, instance_id: str) -> Instance:
         inst = self._instances.get(instance_id)
@@ -223,31 +287,44 @@ class InstanceManager:
         return inst
 
     async def _call(self, inst: Instance, request_id: str, payload: bytes, want_tail: bool) -> InvokeResult:
-        inst.move(InstanceState.BUSY)
+        # While calls overlap, their output is nobody's (logcapture.py); START/END/REPORT stay theirs.
+        inst.sandbox.output.begin(request_id, specs.log_start(inst.spec, request_id))
+        if not inst.calls:
+            inst.move(InstanceState.BUSY)
+        inst.calls.add(request_id)
         self._inflight += 1
         self._no_inflight.clear()
         try:
-            outcome = await call_instance(
-                inst.sandbox, self._driver, inst.spec, request_id, payload, self._clock,
-                cold=not inst.invoked, init_us=inst.init_duration_us,
-            )
+            with tracing.span("instance.call"):
+                outcome = await call_instance(
+                    inst.sandbox, self._driver, inst.spec, request_id, payload, self._clock,
+                    cold=not inst.invoked, init_us=inst.init_duration_us,
+                )
         except asyncio.CancelledError:
-            # The shim still runs this call and its late reply would answer the next one: kill it.
+            # The shim still runs this call and would send a reply nobody waits for: kill it.
+            self._abort_others(inst, request_id, "was cancelled")
             await asyncio.shield(self._stop(inst))
             raise
         finally:
+            inst.calls.discard(request_id)
             self._inflight -= 1
             if self._inflight == 0:
                 self._no_inflight.set()
         inst.invoked = True
         if outcome.fatal:
+            self._abort_others(inst, request_id, f"ended it ({outcome.note or 'fatal runtime error'})")
             await self._stop(inst)
-        elif inst.state is InstanceState.BUSY:
+        elif not inst.calls and inst.state is InstanceState.BUSY:
             inst.move(InstanceState.IDLE)
         inst.last_used = self._clock.monotonic()
         result = outcome.result
         tail = inst.sandbox.output.end(specs.log_end(inst.spec, request_id, result, outcome.note), tail=want_tail)
         return dataclasses.replace(result, log_tail=tail) if want_tail else result
+
+    @staticmethod
+    def _abort_others(inst: Instance, request_id: str, why: str) -> None:
+        if any(other != request_id for other in inst.calls):
+            inst.sandbox.conn.abort(f"the instance was stopped because request {request_id} {why}")
 
     async def _stop(self, inst: Instance, *, delete_record: bool = True) -> None:
         """Idempotent: the first caller stops the sandbox; later callers return at once."""

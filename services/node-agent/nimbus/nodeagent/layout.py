@@ -1,7 +1,8 @@
 """Where a node keeps its files, under HOME/nodes/<node_id>/. Paths only, no I/O but mkdir.
 
     code/<sha256>/          unpacked code packages (codecache.py)
-    logs/<id>.jsonl         each instance's captured output, one JSON object per line
+    logs/<id>.jsonl         each instance's captured output, one JSON object per line, until shipped
+    logs/cursors.json       how far each file has been shipped to NIMBUS_LOGS (logship.py)
     run/<id>.pid            the host pid of each sandbox's first process
     sockets/<id>/sock       the agent's listening socket for one sandbox (bind-mounted into it)
     sandbox/                the runc driver's: rootfs/ skeleton, etc/, runtime/ (shim copies),

@@ -1,34 +1,48 @@
-"""Function output: read from each sandbox's pipe, tagged with the request id, capped, persisted.
+"""Function output: read from each sandbox's two pipes, tagged with the call and stream, capped, persisted.
 
-A sandbox's stdout and stderr share one pipe, so lines keep the order they were written in. The
-shims flush before they send a reply frame, so when the reply arrives everything the call printed
-is already in the pipe: `end()` drains it synchronously before the call is reported done, and no
-line can slip into the next call. Output between calls (init, background threads) is recorded
-with an empty request id. Each call keeps at most 256 KB; the rest is counted and replaced by one
-visible truncation line.
+A sandbox's stdout and stderr are separate pipes, so every line keeps its stream ("stdout" or
+"stderr"); Nimbus' own lines (START/END/REPORT, the truncation and timeout notes) carry the stream
+"platform". Between the two pipes the order is the order the agent read them in: each pipe is read
+as soon as it is readable, so lines written a few µs apart to different streams may swap, lines of
+one stream never do. The shims flush before they send a reply frame, so when the reply arrives
+everything the call printed is already in the pipes: `end()` drains them synchronously before the
+call is reported done, and no line can slip into the next call. Output between calls (init,
+background threads) is recorded with an empty request id. Each call keeps at most 256 KB of output
+(both streams together); the rest is counted and replaced by one visible truncation line.
 
 Records are JSON lines in HOME/nodes/<node>/logs/<instance_id>.jsonl, appended in batches by one
-background task (LogWriter.run) so the call path never waits on the disk:
+background task (LogWriter.run) so the call path never waits on the disk, in the format of
+nimbus.common.logstream (the shipper, logship.py, sends the file's lines to JetStream as they are):
 
-    {"ts": "...Z", "instance_id": "...", "request_id": "...",
-     "type": "output"|"platform", "message": "..."}
+    {"ts": "...Z", "namespace": ..., "function": ..., "version": ..., "request_id": ...,
+     "stream": "stdout"|"stderr"|"platform", "message": ..., "instance_id": ...}
+
+and the REPORT line's record also has "report": {"duration_ms", "billed_ms", "memory_mb",
+"max_memory_used_mb", "cold_start", "init_duration_ms", "error"}. A sandbox's output before it is
+given a function (a pooled one's) has empty namespace and function, and is not shipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from nimbus.common.clock import Clock, iso
 from nimbus.common.logs import kv
+from nimbus.nodeagent import spec as specs
+from nimbus.nodeagent.spec import CallEnd, Report
 
 log = logging.getLogger(__name__)
 
+STDOUT, STDERR, PLATFORM = "stdout", "stderr", "platform"
 MAX_CALL_BYTES = 256 * 1024
 TAIL_BYTES = 4096
 # A runaway instance cannot fill the disk: its file stops growing here (with one last line saying so).
@@ -37,6 +51,36 @@ _FLUSH_INTERVAL_S = 0.2
 _READ_CHUNK = 65536
 # Reads per wakeup: a function printing in a tight loop must not keep the event loop in here.
 _READS_PER_WAKEUP = 16
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """Whose lines these are; known once the sandbox is given its function."""
+
+    namespace: str = ""
+    function: str = ""
+    version: str = ""
+
+
+def record(
+    ts: str, instance_id: str, source: LogSource, request_id: str, stream: str, message: str,
+    report: Report | None = None,
+) -> bytes:
+    """One JSON line of an instance's log file. Pure."""
+    fields: dict[str, object] = {
+        "ts": ts,
+        "namespace": source.namespace,
+        "function": source.function,
+        "version": source.version,
+        "request_id": request_id,
+        "stream": stream,
+        "message": message,
+        "instance_id": instance_id,
+    }
+    if report is not None:
+        fields["report"] = dataclasses.asdict(report)
+    return json.dumps(fields, ensure_ascii=False).encode() + b"\n"
 
 
 class LogWriter:
@@ -47,14 +91,33 @@ class LogWriter:
         self._clock = clock
         self._pending: dict[str, list[bytes]] = defaultdict(list)
         self._sizes: dict[str, int] = {}
+        self._open: set[str] = set()
+        self._writing: set[str] = set()
         self._wake = asyncio.Event()
+        # Set after every write, for the shipper.
+        self.written = asyncio.Event()
 
-    def append(self, instance_id: str, request_id: str, kind: str, messages: list[str]) -> None:
+    def opened(self, instance_id: str) -> None:
+        self._open.add(instance_id)
+
+    def closed(self, instance_id: str) -> None:
+        self._open.discard(instance_id)
+        self._wake.set()
+
+    def finished(self, instance_id: str) -> bool:
+        """Whether the instance is gone and every line it printed is in its file."""
+        return instance_id not in self._open and instance_id not in self._pending and instance_id not in self._writing
+
+    def append(
+        self, instance_id: str, source: LogSource, request_id: str, stream: str, messages: list[str],
+        report: Report | None = None,
+    ) -> None:
+        """The messages as records; `report` goes with the last one."""
         ts = iso(self._clock.now())
         lines = self._pending[instance_id]
-        for message in messages:
-            record = {"ts": ts, "instance_id": instance_id, "request_id": request_id, "type": kind, "message": message}
-            lines.append(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+        for i, message in enumerate(messages):
+            last = report if i == len(messages) - 1 else None
+            lines.append(record(ts, instance_id, source, request_id, stream, message, last))
         self._wake.set()
 
     async def run(self) -> None:
@@ -70,8 +133,17 @@ class LogWriter:
     async def flush(self) -> None:
         self._wake.clear()
         batch, self._pending = self._pending, defaultdict(list)
-        if batch:
+        if not batch:
+            return
+        self._writing = set(batch)
+        try:
             await asyncio.to_thread(self._write, batch)
+        finally:
+            self._writing = set()
+            for instance_id in batch:
+                if instance_id not in self._open:
+                    self._sizes.pop(instance_id, None)
+            self.written.set()
 
     def _write(self, batch: dict[str, list[bytes]]) -> None:
         for instance_id, lines in batch.items():
@@ -81,100 +153,184 @@ class LogWriter:
                 continue
             data = b"".join(lines)
             if size + len(data) >= MAX_FILE_BYTES:
-                note = {"instance_id": instance_id, "type": "platform", "message": "[nimbus] log file limit reached"}
+                note = {"instance_id": instance_id, "stream": PLATFORM, "message": "[nimbus] log file limit reached"}
                 data = data[: MAX_FILE_BYTES - size] + b"\n" + json.dumps(note).encode() + b"\n"
             with open(path, "ab") as f:
                 f.write(data)
             self._sizes[instance_id] = size + len(data)
 
 
-class OutputCapture:
-    """One sandbox's output pipe, split into lines and attributed to the call in flight."""
+class _Pipe:
+    __slots__ = ("fd", "stream", "partial", "open")
 
-    def __init__(self, fd: int, instance_id: str, writer: LogWriter) -> None:
-        self._fd = fd
+    def __init__(self, fd: int, stream: str) -> None:
+        self.fd = fd
+        self.stream = stream
+        self.partial = b""
+        self.open = True
+
+
+class _Segment:
+    """The output of one call, or of the time between calls; capped at MAX_CALL_BYTES."""
+
+    __slots__ = ("request_id", "lines", "kept", "dropped")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.lines: list[str] = []
+        self.kept = 0
+        self.dropped = 0
+
+
+class OutputCapture:
+    """One sandbox's stdout and stderr pipes, split into lines and attributed to the call in flight.
+
+    An instance that serves several calls at once cannot tell whose a line is: while more than one
+    call is in flight, lines go with an empty request id (as output between calls does)."""
+
+    def __init__(
+        self, stdout_fd: int, stderr_fd: int, instance_id: str, writer: LogWriter,
+        peak_memory: Callable[[], int | None] = lambda: None,
+    ) -> None:
         self._instance_id = instance_id
         self._writer = writer
-        self._request_id = ""
-        self._partial = b""
-        self._lines: list[str] = []
-        self._kept = 0
-        self._dropped = 0
-        self._open = True
-        asyncio.get_running_loop().add_reader(fd, self._read)
+        self._peak_memory = peak_memory
+        self._source = LogSource()
+        self._pipes = (_Pipe(stdout_fd, STDOUT), _Pipe(stderr_fd, STDERR))
+        self._calls: dict[str, _Segment] = {}
+        self._between = _Segment("")
+        self._closed = False
+        writer.opened(instance_id)
+        loop = asyncio.get_running_loop()
+        for pipe in self._pipes:
+            loop.add_reader(pipe.fd, self._read, pipe)
+
+    def assign(self, source: LogSource) -> None:
+        """The function the sandbox was given: every later record names it."""
+        self._source = source
 
     def begin(self, request_id: str, header_line: str) -> None:
-        self._read()  # output from before the call belongs to before the call
-        self._segment_done()
-        self._request_id = request_id
-        self._lines = [header_line]
-        self._writer.append(self._instance_id, request_id, "platform", [header_line])
+        self._read_all()  # output from before the call belongs to before the call
+        self._flush_partials()
+        if not self._calls:
+            self._close_segment(self._between)
+            self._between = _Segment("")
+        call = self._calls[request_id] = _Segment(request_id)
+        call.lines.append(header_line)
+        self._writer.append(self._instance_id, self._source, request_id, PLATFORM, [header_line])
 
-    def end(self, footer_lines: list[str], *, tail: bool = False) -> bytes:
-        """Closes the call's segment: everything it printed, then the footer. Its last 4 KB if asked."""
-        self._read()
-        self._segment_done(footer_lines)
-        text = ("\n".join(self._lines) + "\n").encode() if tail else b""
-        self._request_id, self._lines = "", []
+    def end(self, footer: CallEnd, *, tail: bool = False) -> bytes:
+        """Closes the call's segment: everything it printed, then the footer. Its last 4 KB if asked.
+
+        The REPORT line needs the sandbox's peak memory, a few-µs read; unless the tail is wanted
+        now, it is read just after the reply has gone (still before the next call can begin)."""
+        self._read_all()
+        self._flush_partials()
+        request_id, source = footer.request_id, self._source
+        call = self._calls.pop(request_id, None) or _Segment(request_id)
+        self._close_segment(call, footer.notes)
+        end_line = specs.log_end_line(request_id)
+        if not tail:
+            self._writer.append(self._instance_id, source, request_id, PLATFORM, [end_line])
+            asyncio.get_running_loop().call_soon(self._report, source, request_id, footer.report)
+            return b""
+        report = self._report(source, request_id, footer.report, end_line)
+        text = ("\n".join([*call.lines, end_line, specs.report_line(request_id, report)]) + "\n").encode()
         return text[-TAIL_BYTES:]
 
     def close(self) -> None:
-        """Reads what is left (the sandbox is dead or dying) and closes the pipe."""
-        if not self._open:
+        """Reads what is left (the sandbox is dead or dying) and closes the pipes."""
+        if self._closed:
             return
-        self._read()
-        self._segment_done()
-        self._open = False
-        with contextlib.suppress(Exception):
-            asyncio.get_running_loop().remove_reader(self._fd)
-        os.close(self._fd)
+        self._read_all()
+        self._flush_partials()
+        self._close_segment(self._between)
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        for pipe in self._pipes:
+            if pipe.open:
+                pipe.open = False
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(pipe.fd)
+            os.close(pipe.fd)
+        self._writer.closed(self._instance_id)
 
-    def _read(self) -> None:
-        if not self._open:
+    def keep_peak_memory(self) -> None:
+        """Reads the peak memory one last time, before the sandbox (and its cgroup) goes: a call
+        that killed its instance is reported after that."""
+        peak = self._peak_memory()
+        self._peak_memory = lambda: peak
+
+    def _report(self, source: LogSource, request_id: str, report: Report, *before: str) -> Report:
+        peak = self._peak_memory()
+        report = dataclasses.replace(report, max_memory_used_mb=-(-peak // _MB) if peak else 0)
+        self._writer.append(
+            self._instance_id, source, request_id, PLATFORM, [*before, specs.report_line(request_id, report)], report
+        )
+        return report
+
+    def _target(self) -> _Segment:
+        if len(self._calls) == 1:
+            return next(iter(self._calls.values()))
+        return self._between
+
+    def _read_all(self) -> None:
+        for pipe in self._pipes:
+            self._read(pipe)
+
+    def _read(self, pipe: _Pipe) -> None:
+        if not pipe.open:
             return
         for _ in range(_READS_PER_WAKEUP):
             try:
-                chunk = os.read(self._fd, _READ_CHUNK)
+                chunk = os.read(pipe.fd, _READ_CHUNK)
             except BlockingIOError:
                 return
             except OSError as err:
                 log.warning("reading instance output failed", extra=kv(instance_id=self._instance_id, error=str(err)))
                 chunk = b""
             if not chunk:  # EOF: the sandbox exited
+                pipe.open = False
                 with contextlib.suppress(Exception):
-                    asyncio.get_running_loop().remove_reader(self._fd)
+                    asyncio.get_running_loop().remove_reader(pipe.fd)
                 return
-            self._take(chunk)
+            self._take(pipe, chunk)
 
-    def _take(self, chunk: bytes) -> None:
-        room = MAX_CALL_BYTES - self._kept
+    def _take(self, pipe: _Pipe, chunk: bytes) -> None:
+        seg = self._target()
+        room = MAX_CALL_BYTES - seg.kept
         if room <= 0:
-            self._dropped += len(chunk)
+            seg.dropped += len(chunk)
             return
         if len(chunk) > room:
-            self._dropped += len(chunk) - room
+            seg.dropped += len(chunk) - room
             chunk = chunk[:room]
-        self._kept += len(chunk)
-        data = self._partial + chunk
-        *complete, self._partial = data.split(b"\n")
+        seg.kept += len(chunk)
+        data = pipe.partial + chunk
+        *complete, pipe.partial = data.split(b"\n")
         if complete:
             messages = [line.decode(errors="replace") for line in complete]
-            self._lines.extend(messages)
-            self._writer.append(self._instance_id, self._request_id, "output", messages)
+            seg.lines.extend(messages)
+            self._writer.append(self._instance_id, self._source, seg.request_id, pipe.stream, messages)
 
-    def _segment_done(self, footer: list[str] | None = None) -> None:
-        """Ends the current segment (a call, or the output between calls) and resets the cap."""
-        if self._partial:
-            message = self._partial.decode(errors="replace")
-            self._partial = b""
-            self._lines.append(message)
-            self._writer.append(self._instance_id, self._request_id, "output", [message])
-        platform = list(footer or [])
-        if self._dropped:
+    def _flush_partials(self) -> None:
+        """An unfinished line goes with the segment it was printed in, as a line of its own."""
+        seg = self._target()
+        for pipe in self._pipes:
+            if pipe.partial:
+                message = pipe.partial.decode(errors="replace")
+                pipe.partial = b""
+                seg.lines.append(message)
+                self._writer.append(self._instance_id, self._source, seg.request_id, pipe.stream, [message])
+
+    def _close_segment(self, seg: _Segment, notes: tuple[str, ...] = ()) -> None:
+        """The segment's truncation line (if it dropped output) and the platform's notes."""
+        platform = list(notes)
+        if seg.dropped:
             limit = MAX_CALL_BYTES // 1024
-            note = f"[nimbus] output truncated: {self._dropped} bytes over the {limit} KB limit were dropped"
+            note = f"[nimbus] output truncated: {seg.dropped} bytes over the {limit} KB limit were dropped"
             platform.insert(0, note)
         if platform:
-            self._lines.extend(platform)
-            self._writer.append(self._instance_id, self._request_id, "platform", platform)
-        self._kept = self._dropped = 0
+            seg.lines.extend(platform)
+            self._writer.append(self._instance_id, self._source, seg.request_id, PLATFORM, platform)
+        seg.kept = seg.dropped = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -9,7 +11,7 @@ import shutil
 from nimbus.common import logs, service
 from nimbus.common.clock import SystemClock, iso
 from nimbus.common.etcd import Etcd
-from nimbus.common.interceptors import ErrorInterceptor
+from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
 from nimbus.common.logs import kv
 from nimbus.common.model import NodeRecord
 from nimbus.internal.v1 import nodeagent_pb2_grpc
@@ -19,13 +21,16 @@ from nimbus.nodeagent.config import NodeAgentConfig
 from nimbus.nodeagent.instances import InstanceManager
 from nimbus.nodeagent.layout import NodeLayout
 from nimbus.nodeagent.logcapture import LogWriter
+from nimbus.nodeagent.logship import LogShipper
 from nimbus.nodeagent.pool import WarmPool
 from nimbus.nodeagent.prefetch import Prefetcher
 from nimbus.nodeagent.reaper import reap_loop
 from nimbus.nodeagent.registry import NodeRegistry
 from nimbus.nodeagent.sandbox import new_driver
-from nimbus.nodeagent.server import NodeAgentServicer
+from nimbus.nodeagent.server import STREAM_METHOD, NodeAgentServicer
+from nimbus.nodeagent.telemetry import watch_instances
 from nimbus.nodeagent.stores.funcmgr import FuncmgrCodeSource
+from nimbus.nodeagent.stores.logstream import LogStreamPublisher
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,10 @@ async def main() -> None:
         started_at=iso(clock.now()),
     )
     writer = LogWriter(layout.logs_dir, clock)
+    publisher = LogStreamPublisher(
+        cfg.nats_url, name=f"node-agent-{cfg.node_id}", retention_h=cfg.log_retention_h, max_mb=cfg.log_max_mb
+    )
+    shipper = LogShipper(layout.logs_dir, writer, publisher, cfg.node_id, clock)
     booter = Booter(driver, layout, writer, cpu_quota=cfg.cpu_quota)
     pool = WarmPool(booter, cfg.pool_sizes, clock)
     code = CodeCache(
@@ -83,7 +92,10 @@ async def main() -> None:
     )
 
     prefetcher = Prefetcher(etcd, code)
-    server, health = service.new_server([ErrorInterceptor()])
+    watch_instances(manager.states)
+    server, health = service.new_server(
+        [TelemetryInterceptor(untraced_prefixes=("/grpc.health.v1.", STREAM_METHOD)), ErrorInterceptor()]
+    )
     nodeagent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(manager), server)
 
     async def on_stop() -> None:
@@ -93,6 +105,11 @@ async def main() -> None:
         await manager.close()
         await writer.flush()
         await driver.close()
+        # What is not shipped now is shipped by the next start, from the files.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.5):
+                await shipper.ship()
+        await publisher.close()
         await etcd.close()
         await funcmgr.close()
 
@@ -103,10 +120,12 @@ async def main() -> None:
         health_servicer=health,
         listen_addr=cfg.listen_addr,
         background=[
-            registry.run, lambda: reap_loop(manager, clock, cfg.idle_s), pool.run, writer.run, prefetcher.run
+            registry.run, lambda: reap_loop(manager, clock, cfg.idle_s), pool.run, writer.run, shipper.run,
+            prefetcher.run,
         ],
         ready=registry.wait_registered,
         drain=manager.drain,
         on_stop=on_stop,
         grace_s=cfg.common.drain_s,
+        metrics_addr=cfg.common.metrics_addr,
     )

@@ -12,11 +12,13 @@ Keeping the body out of the JSON header means an event or a result is never re-e
 and the fixed 8-byte prefix lets a reader take a frame with two exact reads. A writer sends a whole
 frame in one write (prefix, header and body joined first) so a frame never costs extra syscalls.
 
-Messages (strictly one INVOKE outstanding per connection; the agent serialises calls):
+Messages. Up to the function's instance_concurrency INVOKEs may be outstanding on a connection
+(1 by default); each reply names its call's request_id, replies come in any order, and the agent
+never has the same request_id outstanding twice on one connection:
 
     agent → shim, once: the sandbox starts generic (a warm-pool "stem cell") and waits for this
         LOAD        {"task_root", "handler", "env": {str: str}, "namespace", "function_name",
-                     "function_version", "memory_limit_mb"}
+                     "function_version", "memory_limit_mb", "instance_concurrency"}
     shim → agent, once after importing the handler:
         READY       {"init_duration_us": int}
         INIT_ERROR  {"errorType": str, "errorMessage": str, "stackTrace": [str]}   (then the shim exits)
@@ -27,7 +29,8 @@ Messages (strictly one INVOKE outstanding per connection; the agent serialises c
         RESULT      {"request_id", "duration_us"}               body: the return value as JSON
         ERROR       {"request_id", "duration_us", "fatal"?}     body: {"errorType", "errorMessage", "stackTrace"}
                     "fatal": true means the runtime cannot take another call (a custom runtime's
-                    process died): the agent replaces the instance.
+                    process died): the agent replaces the instance, ending the other calls in
+                    flight on it.
 
 The shims carry their own copies of the codec (runtimes/python/bootstrap.py, also used by the
 provided runtime, and runtimes/node/bootstrap.js; they run outside our venv);
@@ -36,7 +39,6 @@ tests/unit/test_nodeagent_protocol.py checks that they agree with this one.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 from collections.abc import Mapping
@@ -78,7 +80,10 @@ def encode(kind: Kind, header: Mapping[str, Any] | None = None, body: bytes = b"
 
 
 def parse_prefix(prefix: bytes) -> tuple[int, int]:
-    header_len, body_len = PREFIX.unpack(prefix)
+    return _checked(*PREFIX.unpack(prefix))
+
+
+def _checked(header_len: int, body_len: int) -> tuple[int, int]:
     if header_len == 0 or header_len > MAX_HEADER_BYTES or header_len + body_len > MAX_FRAME_BYTES:
         raise ProtocolError(f"bad frame prefix: header {header_len} B, body {body_len} B")
     return header_len, body_len
@@ -100,26 +105,30 @@ class FrameDecoder:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buf += data
+        # Whole frames in a fresh chunk (the usual case) are parsed from it without buffering.
+        buf: bytes | bytearray
+        if self._buf:
+            self._buf += data
+            buf = self._buf
+        else:
+            buf = data
         frames: list[Frame] = []
-        while len(self._buf) >= PREFIX.size:
-            header_len, body_len = parse_prefix(bytes(self._buf[: PREFIX.size]))
-            end = PREFIX.size + header_len + body_len
-            if len(self._buf) < end:
+        pos, size = 0, len(buf)
+        while size - pos >= PREFIX.size:
+            header_len, body_len = _checked(*PREFIX.unpack_from(buf, pos))
+            head_end = pos + PREFIX.size + header_len
+            end = head_end + body_len
+            if size < end:
                 break
-            head_end = PREFIX.size + header_len
-            frames.append(parse_frame(bytes(self._buf[PREFIX.size : head_end]), bytes(self._buf[head_end:end])))
-            del self._buf[:end]
+            frames.append(parse_frame(bytes(buf[pos + PREFIX.size : head_end]), bytes(buf[head_end:end])))
+            pos = end
+        if buf is self._buf:
+            del self._buf[:pos]
+        elif pos < size:
+            self._buf += buf[pos:]
         return frames
 
     @property
     def pending(self) -> int:
         """Bytes of an incomplete frame still buffered."""
         return len(self._buf)
-
-
-async def read_frame(reader: asyncio.StreamReader) -> Frame:
-    """Reads one frame; asyncio.IncompleteReadError means the peer closed (the instance exited)."""
-    header_len, body_len = parse_prefix(await reader.readexactly(PREFIX.size))
-    data = await reader.readexactly(header_len + body_len)
-    return parse_frame(data[:header_len], data[header_len:])

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
 import grpc
 
+from nimbus.common import logs, metrics, tracing
 from nimbus.common.convert import config_from_pb, config_to_pb
+from nimbus.common.errors import NimbusError, status_number
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc, types_pb2
+from nimbus.nodeagent import telemetry
 from nimbus.nodeagent.instances import InstanceManager
-from nimbus.nodeagent.spec import InstanceInfo, InstanceSpec
+from nimbus.nodeagent.spec import InstanceInfo, InstanceSpec, InvokeResult
+
+log = logging.getLogger(__name__)
+
+# A streamed call is traced and counted as the unary Invoke it stands for, so traces and the
+# per-method series read the same whichever way the invoker called.
+INVOKE_METHOD = "nimbus.internal.v1.NodeAgent/Invoke"
+# The stream itself is not traced: it lives as long as the invoker, and each call on it has a span.
+STREAM_METHOD = "/nimbus.internal.v1.NodeAgent/InvokeStream"
 
 
 def spec_from_proto(msg: types_pb2.InstanceSpec) -> InstanceSpec:
@@ -39,11 +55,14 @@ def info_to_proto(info: InstanceInfo) -> types_pb2.InstanceInfo:
 class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
     def __init__(self, manager: InstanceManager) -> None:
         self._manager = manager
+        self._invoke_series = metrics.MethodSeries(INVOKE_METHOD)
 
     async def CreateInstance(
         self, request: nodeagent_pb2.CreateInstanceRequest, context: grpc.aio.ServicerContext
     ) -> types_pb2.InstanceInfo:
-        return info_to_proto(await self._manager.create(spec_from_proto(request.spec)))
+        spec = spec_from_proto(request.spec)
+        logs.bind_request("", spec.namespace, spec.function)
+        return info_to_proto(await telemetry.timed_start(spec.config.runtime, self._manager.create(spec)))
 
     async def DestroyInstance(
         self, request: nodeagent_pb2.DestroyInstanceRequest, context: grpc.aio.ServicerContext
@@ -54,6 +73,7 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
     async def Invoke(
         self, request: nodeagent_pb2.InstanceInvokeRequest, context: grpc.aio.ServicerContext
     ) -> nodeagent_pb2.InstanceInvokeResponse:
+        logs.request_id_var.set(request.request_id)
         r = await self._manager.invoke(
             request.instance_id,
             request.request_id,
@@ -61,12 +81,92 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
             wait_s=context.time_remaining(),
             log_tail=request.log_tail,
         )
-        return nodeagent_pb2.InstanceInvokeResponse(
-            payload=r.payload,
-            function_error=r.function_error,
-            duration_us=r.duration_us,
-            billed_ms=r.billed_ms,
-            cold_start=r.cold_start,
-            init_duration_us=r.init_duration_us,
-            log_tail=r.log_tail,
-        )
+        return result_to_proto(r)
+
+    async def InvokeStream(
+        self, requests: AsyncIterator[nodeagent_pb2.InvokeBatchRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[nodeagent_pb2.InvokeBatchResponse]:
+        """Many calls at once over one stream: each runs in its own task; the replies ready when
+        the stream can take a message go out together, in whatever order they finished. The
+        invoker closing its side lets the calls in flight finish; the stream breaking (the invoker
+        died) cancels them, as it would a unary call."""
+        replies: asyncio.Queue[nodeagent_pb2.StreamedInvokeResponse | None] = asyncio.Queue()
+        calls: set[asyncio.Task[None]] = set()
+
+        async def run(msg: nodeagent_pb2.StreamedInvokeRequest) -> None:
+            replies.put_nowait(await self._one(msg))
+
+        async def read() -> None:
+            try:
+                async for batch in requests:
+                    for msg in batch.calls:
+                        task = asyncio.create_task(run(msg))
+                        calls.add(task)
+                        task.add_done_callback(calls.discard)
+                if calls:
+                    await asyncio.wait(set(calls))
+            finally:
+                replies.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            done = False
+            while not done:
+                first = await replies.get()
+                if first is None:
+                    break
+                ready = [first]
+                while not replies.empty():
+                    reply = replies.get_nowait()
+                    if reply is None:
+                        done = True
+                        break
+                    ready.append(reply)
+                yield nodeagent_pb2.InvokeBatchResponse(replies=ready)
+            await reader
+        finally:
+            reader.cancel()
+            for task in list(calls):
+                task.cancel()
+
+    async def _one(self, msg: nodeagent_pb2.StreamedInvokeRequest) -> nodeagent_pb2.StreamedInvokeResponse:
+        req = msg.invoke
+        token, span = tracing.start(INVOKE_METHOD, msg.traceparent or None)
+        logs.request_id_var.set(req.request_id)
+        t0 = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            r = await self._manager.invoke(
+                req.instance_id,
+                req.request_id,
+                req.payload,
+                wait_s=msg.wait_ms / 1000 if msg.wait_ms > 0 else None,
+                log_tail=req.log_tail,
+            )
+            return nodeagent_pb2.StreamedInvokeResponse(call_id=msg.call_id, result=result_to_proto(r))
+        except NimbusError as err:
+            code = err.code
+            return nodeagent_pb2.StreamedInvokeResponse(
+                call_id=msg.call_id, error_code=status_number(err), error_message=err.message
+            )
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("streamed invoke failed", extra={"fields": {"instance_id": req.instance_id}})
+            return nodeagent_pb2.StreamedInvokeResponse(
+                call_id=msg.call_id, error_code=code.value[0], error_message="internal error"
+            )
+        finally:
+            self._invoke_series.observe(code.name, time.perf_counter() - t0)
+            tracing.finish(token, span, None if code is grpc.StatusCode.OK else code.name)
+
+
+def result_to_proto(r: InvokeResult) -> nodeagent_pb2.InstanceInvokeResponse:
+    return nodeagent_pb2.InstanceInvokeResponse(
+        payload=r.payload,
+        function_error=r.function_error,
+        duration_us=r.duration_us,
+        billed_ms=r.billed_ms,
+        cold_start=r.cold_start,
+        init_duration_us=r.init_duration_us,
+        log_tail=r.log_tail,
+    )

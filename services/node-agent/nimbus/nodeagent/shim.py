@@ -1,4 +1,5 @@
-"""The agent's end of one sandbox's connection: accept the shim, LOAD, wait for READY, exchange frames."""
+"""The agent's end of one sandbox's connection: accept the shim, LOAD, wait for READY, then calls,
+several in flight at once when the function's instance_concurrency allows, matched by request_id."""
 
 from __future__ import annotations
 
@@ -7,13 +8,11 @@ import contextlib
 import os
 import signal
 import socket
+from collections import deque
 from collections.abc import Awaitable
 from pathlib import Path
 
-from nimbus.nodeagent.protocol import Frame, Kind, ProtocolError, read_frame
-
-# Payloads are bounded by the frame limit, not by the stream's line limit (unused here).
-_READER_LIMIT = 1024 * 1024
+from nimbus.nodeagent.protocol import Frame, FrameDecoder, Kind, ProtocolError
 
 
 class InitError(Exception):
@@ -42,10 +41,95 @@ def listen(path: Path) -> socket.socket:
     return sock
 
 
+class CallAborted(ConnectionError):
+    """The agent gave up on the instance (another call on it timed out or failed fatally), so the
+    calls still in flight on it end too; the message says why."""
+
+
+class _Demux(asyncio.Protocol):
+    """Reads frames as they arrive and hands each reply to the call that waits for its request_id.
+
+    Runs in the transport's data callback: a reply wakes its caller directly, with no reader task
+    between them, so one call in flight costs what a plain read did."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[str, asyncio.Future[Frame]] = {}
+        self._decoder = FrameDecoder()
+        self._control: deque[Frame] = deque()
+        self._control_waiter: asyncio.Future[None] | None = None
+        # Set while the transport's buffer is over its high-water mark.
+        self.writable: asyncio.Future[None] | None = None
+        self.failure: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+        except ProtocolError as err:
+            self.fail(err)
+            return
+        for frame in frames:
+            if frame.kind is Kind.RESULT or frame.kind is Kind.ERROR:
+                waiter = self.pending.pop(frame.header.get("request_id", ""), None)
+                if waiter is None:
+                    # A reply nobody asked for: the shim and the agent disagree about what runs.
+                    self.fail(ProtocolError(f"reply for unknown request {frame.header.get('request_id')!r}"))
+                    return
+                if not waiter.done():
+                    waiter.set_result(frame)
+            else:
+                self._control.append(frame)
+                self._wake_control()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(exc or ConnectionResetError("the runtime closed its connection"))
+
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self.writable = self.writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    async def drain(self) -> None:
+        if self.writable is not None:
+            await asyncio.shield(self.writable)
+
+    async def next_control(self) -> Frame:
+        while not self._control:
+            if self.failure is not None:
+                raise self.failure
+            self._control_waiter = asyncio.get_running_loop().create_future()
+            await self._control_waiter
+        return self._control.popleft()
+
+    def fail(self, error: BaseException) -> None:
+        """Ends every call in flight with `error`; the first failure is the one they all see."""
+        if self.failure is None:
+            self.failure = error
+        pending, self.pending = self.pending, {}
+        for waiter in pending.values():
+            if not waiter.done():
+                waiter.set_exception(self.failure)
+        self._wake_control()
+        self.resume_writing()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _wake_control(self) -> None:
+        waiter, self._control_waiter = self._control_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
 class ShimConnection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, demux: _Demux) -> None:
+        self._demux = demux
 
     @classmethod
     async def accept(cls, listener: socket.socket, exited: Awaitable[int]) -> ShimConnection:
@@ -64,14 +148,14 @@ class ShimConnection:
             for task in (accept_task, exit_task):
                 task.cancel()
             await asyncio.gather(accept_task, exit_task, return_exceptions=True)
-        reader, writer = await asyncio.open_unix_connection(sock=conn, limit=_READER_LIMIT)
-        return cls(reader, writer)
+        _, demux = await loop.connect_accepted_socket(_Demux, sock=conn)
+        return cls(demux)
 
     async def handshake(self) -> int:
         """The shim's first frame: its import time in µs, or the handler's import error."""
         try:
-            frame = await read_frame(self._reader)
-        except (asyncio.IncompleteReadError, ConnectionError):
+            frame = await self._demux.next_control()
+        except (ConnectionError, ProtocolError):
             raise InitError("Runtime.ExitError", "runtime exited while loading the handler") from None
         if frame.kind is Kind.READY:
             return int(frame.header.get("init_duration_us", 0))
@@ -85,17 +169,45 @@ class ShimConnection:
         raise ProtocolError(f"expected READY, got {frame.kind}")
 
     async def send(self, frame: bytes) -> None:
-        self._writer.write(frame)
-        await self._writer.drain()
+        self._write(frame)
+        await self._demux.drain()
 
-    async def call(self, frame: bytes) -> Frame:
-        """Sends one INVOKE frame (one write) and reads its reply."""
-        self._writer.write(frame)
-        await self._writer.drain()
-        return await read_frame(self._reader)
+    async def call(self, request_id: str, frame: bytes) -> Frame:
+        """Sends one INVOKE frame (one write) and waits for the reply that names request_id.
+
+        Several calls may be in flight; each request_id at most once (the caller sees to that).
+        Raises ConnectionError (CallAborted when the agent ended the instance) or ProtocolError."""
+        demux = self._demux
+        waiter: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        demux.pending[request_id] = waiter
+        try:
+            self._write(frame)
+            if demux.writable is not None:
+                await demux.drain()
+            return await waiter
+        finally:
+            # A timed-out or cancelled call: its late reply would now be a protocol error, which
+            # is right, since the agent stops the instance after either.
+            if demux.pending.get(request_id) is waiter:
+                del demux.pending[request_id]
+
+    def busy_with(self, request_id: str) -> bool:
+        return request_id in self._demux.pending
+
+    def abort(self, reason: str) -> None:
+        """Ends the calls still in flight with CallAborted(reason) and drops the connection."""
+        self._demux.fail(CallAborted(reason))
 
     def close(self) -> None:
-        self._writer.close()
+        if self._demux.transport is not None:
+            self._demux.transport.close()
+
+    def _write(self, frame: bytes) -> None:
+        demux = self._demux
+        if demux.failure is not None:
+            raise demux.failure
+        assert demux.transport is not None
+        demux.transport.write(frame)
 
 
 def describe_exit(status: int) -> str:

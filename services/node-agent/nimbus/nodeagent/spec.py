@@ -16,6 +16,7 @@ from nimbus.nodeagent.policy import billed_ms
 _HANDLER = re.compile(r"^[A-Za-z_][\w/.-]*\.[A-Za-z_$][\w$]*$")
 _CUSTOM_HANDLER = re.compile(r"^[\x21-\x7e]{1,128}$")
 MAX_TIMEOUT_S = 900
+MAX_INSTANCE_CONCURRENCY = 100
 # Time an instance gets to import its handler, on top of the function's timeout.
 START_BUDGET_S = 10.0
 MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 10240
@@ -76,6 +77,8 @@ def validate(spec: InstanceSpec) -> InstanceSpec:
         raise InvalidArgument(f"memory_mb={cfg.memory_mb} must be in {MIN_MEMORY_MB}..{MAX_MEMORY_MB}")
     if not 1 <= cfg.timeout_s <= MAX_TIMEOUT_S:
         raise InvalidArgument(f"timeout_s={cfg.timeout_s} must be in 1..{MAX_TIMEOUT_S}")
+    if not 1 <= cfg.instance_concurrency <= MAX_INSTANCE_CONCURRENCY:
+        raise InvalidArgument(f"instance_concurrency={cfg.instance_concurrency} must be in 1..{MAX_INSTANCE_CONCURRENCY}")
     return replace(spec, config=cfg, version=spec.version or "$LATEST")
 
 
@@ -106,6 +109,8 @@ def load_header(spec: InstanceSpec, task_root: str) -> dict[str, object]:
         "function_name": spec.function,
         "function_version": spec.version,
         "memory_limit_mb": cfg.memory_mb,
+        # How many INVOKEs the shim may be given at once (it sizes its worker threads by it).
+        "instance_concurrency": cfg.instance_concurrency,
     }
 
 
@@ -150,6 +155,7 @@ def instance_record(
         code_sha256=spec.code_sha256,
         function_revision=spec.function_revision,
         memory_mb=spec.config.memory_mb,
+        instance_concurrency=spec.config.instance_concurrency,
         state=RecordState.READY.value,
         created_at=created_at,
     )
@@ -159,13 +165,67 @@ def log_start(spec: InstanceSpec, request_id: str) -> str:
     return f"START RequestId: {request_id} Version: {spec.version}"
 
 
-def log_end(spec: InstanceSpec, request_id: str, r: InvokeResult, note: str = "") -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A call's REPORT, as text (report_line) and as the structured field of its log record
+    (nimbus.common.logstream), so no consumer parses text. The field names are that contract."""
+
+    duration_ms: float
+    billed_ms: int
+    memory_mb: int
+    # Filled in at the end of the call from the sandbox's peak memory (logcapture.py).
+    max_memory_used_mb: int
+    cold_start: bool
+    init_duration_ms: float
+    # "" on success, else the error type (e.g. "Timeout", "OutOfMemory", the exception's class).
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    """What a call's log ends with: the platform's notes (why it ended the call), END, REPORT."""
+
+    request_id: str
+    notes: tuple[str, ...]
+    report: Report
+
+
+def log_end(spec: InstanceSpec, request_id: str, r: InvokeResult, note: str = "") -> CallEnd:
     """Lambda's END and REPORT lines, after the platform's own note when it ended the call."""
-    report = (
-        f"REPORT RequestId: {request_id}\tDuration: {r.duration_us / 1000:.2f} ms\t"
-        f"Billed Duration: {r.billed_ms} ms\tMemory Size: {spec.config.memory_mb} MB"
+    report = Report(
+        duration_ms=round(r.duration_us / 1000, 3),
+        billed_ms=r.billed_ms,
+        memory_mb=spec.config.memory_mb,
+        max_memory_used_mb=0,
+        cold_start=r.cold_start,
+        init_duration_ms=round(r.init_duration_us / 1000, 3) if r.cold_start else 0.0,
+        error=error_type(r),
+    )
+    notes = (f"RequestId: {request_id} Error: {note}",) if note else ()
+    return CallEnd(request_id, notes, report)
+
+
+def error_type(r: InvokeResult) -> str:
+    """The failed call's errorType (its payload is {"errorType", ...}); "" when it succeeded."""
+    if not r.function_error:
+        return ""
+    try:
+        body = json.loads(r.payload)
+    except ValueError:
+        return r.function_error
+    kind = body.get("errorType") if isinstance(body, dict) else None
+    return kind if isinstance(kind, str) and kind else r.function_error
+
+
+def log_end_line(request_id: str) -> str:
+    return f"END RequestId: {request_id}"
+
+
+def report_line(request_id: str, r: Report) -> str:
+    line = (
+        f"REPORT RequestId: {request_id}\tDuration: {r.duration_ms:.2f} ms\tBilled Duration: {r.billed_ms} ms\t"
+        f"Memory Size: {r.memory_mb} MB\tMax Memory Used: {r.max_memory_used_mb} MB"
     )
     if r.cold_start:
-        report += f"\tInit Duration: {r.init_duration_us / 1000:.2f} ms"
-    notes = [f"RequestId: {request_id} Error: {note}"] if note else []
-    return [*notes, f"END RequestId: {request_id}", report]
+        line += f"\tInit Duration: {r.init_duration_ms:.2f} ms"
+    return line

@@ -7,7 +7,7 @@ import os
 from nimbus.common import keys, logs
 from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd
-from nimbus.common.interceptors import ErrorInterceptor
+from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
 from nimbus.common.service import new_server, serve
 from nimbus.internal.v1 import scheduler_pb2_grpc
 from nimbus.scheduler.config import SchedulerConfig
@@ -15,6 +15,7 @@ from nimbus.scheduler.leader import LeaderElection
 from nimbus.scheduler.scaler import Autoscaler, Tuning
 from nimbus.scheduler.scheduler import Scheduler
 from nimbus.scheduler.server import SchedulerServicer
+from nimbus.scheduler.telemetry import watch_instances
 from nimbus.scheduler.stores.nodes import EtcdFunctionReader, NodeAgentClient, caches, spec_for
 
 
@@ -47,7 +48,8 @@ async def main() -> None:
         Tuning(cfg.stable_window_s, cfg.panic_window_s),
         lambda: leader.is_leader,
     )
-    server, health = new_server([ErrorInterceptor()])
+    watch_instances(lambda: watched.instances.items, lambda: leader.is_leader)
+    server, health = new_server([TelemetryInterceptor(), ErrorInterceptor()])
     scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(core), server)
 
     async def ready() -> None:
@@ -77,4 +79,5 @@ async def main() -> None:
         ready=ready,
         on_stop=close,
         grace_s=cfg.common.drain_s,
+        metrics_addr=cfg.common.metrics_addr,
     )

@@ -113,8 +113,10 @@ class Autoscaler:
             target = targets[key]
             cfg = ScaleConfig(
                 min_instances=target.config.min_instances if target.version == LATEST else 0,
-                max_instances=target.config.max_concurrency,
+                # max_concurrency counts calls; with several calls per instance, fewer instances hold them.
+                max_instances=-(-target.config.max_concurrency // target.config.instance_concurrency),
                 keep_alive_s=float(target.config.keep_alive_s),
+                instance_concurrency=target.config.instance_concurrency,
                 stable_window_s=self._tuning.stable_window_s,
                 panic_window_s=self._tuning.panic_window_s,
             )

@@ -25,6 +25,7 @@ from nats.aio.subscription import Subscription
 from nats.js import api
 from nats.js.client import JetStreamContext
 
+from nimbus.common import natsconn
 from nimbus.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -85,15 +86,9 @@ class JetStreamClient:
                     self._ready.clear()
                     streams_ok = False
                     # Waits (reconnecting inside nats-py) until a server answers.
-                    self._nc = await nats.connect(
-                        servers=[self._url],
-                        name=self._name,
-                        connect_timeout=2,
-                        allow_reconnect=True,
-                        max_reconnect_attempts=-1,
-                        reconnect_time_wait=0.5,
-                        ping_interval=5,
-                        max_outstanding_pings=2,
+                    self._nc = await natsconn.connect(
+                        self._url,
+                        self._name,
                         error_cb=self._on_error,
                         disconnected_cb=self._on_disconnected,
                         reconnected_cb=self._on_reconnected,
@@ -220,6 +215,15 @@ class JetStreamClient:
         except (nats.errors.Error, asyncio.TimeoutError, OSError) as err:
             raise _unavailable(err, "publish") from err
         return Stored(seq=int(ack.seq), duplicate=bool(ack.duplicate))
+
+    async def backlog(self, timeout_s: float) -> tuple[int, int]:
+        """The events consumer's counts: (not yet delivered, delivered and not yet acked)."""
+        js = self._require()
+        try:
+            info = await js.consumer_info(EVENTS_STREAM, CONSUMER, timeout=timeout_s)
+        except (nats.errors.Error, asyncio.TimeoutError, OSError) as err:
+            raise _unavailable(err, "consumer info") from err
+        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
     async def subscribe_events(self) -> EventSubscription:
         js = self._require()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
-from nimbus.common import rpc
+from nimbus.common import rpc, tracing
 from nimbus.common.clock import iso
 from nimbus.common.convert import config_to_pb
 from nimbus.common.model import InstanceRecord, InstanceState
 from nimbus.common.service import StubCache, channel
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from nimbus.invoker.invoke import InvokeResult
+from nimbus.invoker.stores.nodestream import NodeStream
 from nimbus.invoker.target import Target
 
 
@@ -42,22 +43,30 @@ class SchedulerClient:
             code_sha256=target.code_sha256,
             function_revision=target.revision,
             memory_mb=target.config.memory_mb,
+            instance_concurrency=target.config.instance_concurrency,
             state=InstanceState.READY,
             created_at=iso(time.time()),
         )
 
 
 class NodeCaller:
+    """Invokes instances over one multiplexed stream per node-agent."""
+
     def __init__(self) -> None:
         self._stubs = StubCache(nodeagent_pb2_grpc.NodeAgentStub)
+        self._streams: dict[str, NodeStream] = {}
 
     async def invoke(
         self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float, log_tail: bool = False
     ) -> InvokeResult:
+        address = instance.node_address
+        stream = self._streams.get(address)
+        if stream is None:
+            stream = self._streams[address] = NodeStream(self._stubs.get(address), address)
         req = nodeagent_pb2.InstanceInvokeRequest(
             instance_id=instance.instance_id, request_id=request_id, payload=payload, log_tail=log_tail
         )
-        res = await rpc.call(self._stubs.get(instance.node_address).Invoke, req, timeout_s=timeout_s)
+        res = await stream.invoke(req, timeout_s, tracing.current_traceparent())
         return InvokeResult(
             request_id=request_id,
             payload=res.payload,
@@ -71,4 +80,7 @@ class NodeCaller:
         )
 
     async def close(self) -> None:
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.close()
         await self._stubs.close()

@@ -15,7 +15,6 @@ message does not declare, and the path after the function name is free-form.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -38,7 +37,6 @@ _JSON = "application/json"
 # Added by the gateway for its own use; not part of the client's request.
 _GATEWAY_HEADERS = ("x-envoy-", "x-nimbus-client-content-type")
 _DEADLINE_S = 900.0
-HEALTH_PATH = "/healthz"
 
 
 class Runner(Protocol):
@@ -178,31 +176,8 @@ class HttpTriggers:
         self._lookup = lookup
         self._runner = runner
         self._clock = clock
-        self._draining = False
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    async def drain(self) -> None:
-        """SIGTERM: fail the health check (Envoy stops sending) and wait for the calls in flight."""
-        self._draining = True
-        await self._idle.wait()
 
     async def handle(self, req: HttpRequest) -> HttpResponse:
-        if req.path == HEALTH_PATH:
-            if self._draining:
-                return HttpResponse(503, [("content-type", "text/plain")], b"draining\n")
-            return HttpResponse(200, [("content-type", "text/plain")], b"ok\n")
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            return await self._handle(req)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
-
-    async def _handle(self, req: HttpRequest) -> HttpResponse:
         try:
             namespace, name, rest = split_path(req.path)
             trigger = self._lookup(namespace, name)

@@ -163,7 +163,11 @@ Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
 class HttpServer:
-    def __init__(self, host: str, port: int, handler: Handler, max_body: int, error_body: Callable[[int, str], HttpResponse]) -> None:
+    def __init__(self, host: str, port: int, handler: Handler, max_body: int, error_body: Callable[[int, str], HttpResponse],
+                 closing: Callable[[], bool] = lambda: False) -> None:
+        """closing(): true once the server is going away; each answer then closes its connection,
+        so the gateway opens new ones elsewhere instead of reusing this one."""
+        self._closing = closing
         self._host = host
         self._port = port
         self._handler = handler
@@ -209,7 +213,7 @@ class HttpServer:
                 except Exception:
                     log.exception("HTTP trigger handler failed")
                     res = self._error_body(500, "internal error")
-                keep = req.keep_alive
+                keep = req.keep_alive and not self._closing()
                 writer.write(format_response(res, head_only=req.method == "HEAD", keep_alive=keep))
                 await writer.drain()
                 if not keep:

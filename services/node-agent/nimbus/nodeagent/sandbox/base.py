@@ -6,8 +6,8 @@ shim connects to the agent's socket in `socket_dir` and waits. Giving it a funct
 `attach_code` (the code becomes visible, read-only, at the path it returns, and the function's
 limits apply), followed by the LOAD frame the core sends itself.
 
-Output: a driver hands back the read end of one pipe carrying the sandbox's stdout and stderr
-interleaved in the order they were written; the core tags it per call (logcapture.py).
+Output: a driver hands back the read ends of two pipes, the sandbox's stdout and its stderr, so
+every line keeps the stream it was written to; the core tags them per call (logcapture.py).
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ class SandboxHandle:
     runtime: str
     # The host pid of the sandbox's first process (for logs and diagnostics).
     pid: int
-    # Read end (non-blocking) of the sandbox's stdout+stderr pipe; the core owns and closes it.
+    # Read ends (non-blocking) of the sandbox's stdout and stderr pipes; the core owns and closes them.
     output_fd: int
+    error_fd: int
 
 
 class SandboxDriver(ABC):
@@ -95,6 +96,11 @@ class SandboxDriver(ABC):
     @abstractmethod
     def memory_bytes(self, handle: SandboxHandle) -> int | None:
         """Memory the sandbox uses now (its cgroup's charge), when the driver can tell."""
+
+    @abstractmethod
+    def peak_memory_bytes(self, handle: SandboxHandle) -> int | None:
+        """The most memory the sandbox has used since it started, when the driver can tell; a
+        few-µs read, called at the end of every call for its REPORT line."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -62,27 +62,31 @@ class ProcessDriver(SandboxDriver):
             # Instances share the host's network here: the Runtime API takes any free port.
             "NIMBUS_RUNTIME_API_PORT": "0",
         }
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
+                stdout=out_w,
+                stderr=err_w,
                 cwd="/",
                 env=env,
                 # Its own process group: stop() kills whatever the function spawned too.
                 start_new_session=True,
             )
         except OSError as err:
-            os.close(read_fd)
+            os.close(out_r)
+            os.close(err_r)
             raise Unavailable(f"cannot start a {spec.runtime} instance: {err}") from err
         finally:
-            os.close(write_fd)
-        os.set_blocking(read_fd, False)
+            os.close(out_w)
+            os.close(err_w)
+        os.set_blocking(out_r, False)
+        os.set_blocking(err_r, False)
         # A few bytes; not worth a thread hop.
         self._layout.pid_path(spec.sandbox_id).write_text(str(proc.pid))
-        return ProcessHandle(spec.sandbox_id, spec.runtime, proc.pid, read_fd, proc)
+        return ProcessHandle(spec.sandbox_id, spec.runtime, proc.pid, out_r, err_r, proc)
 
     async def attach_code(self, handle: SandboxHandle, code_dir: Path, limits: Limits) -> str:
         return str(code_dir)  # no cgroups here: the limits cannot apply
@@ -115,6 +119,10 @@ class ProcessDriver(SandboxDriver):
     def memory_bytes(self, handle: SandboxHandle) -> int | None:
         return None
 
+    def peak_memory_bytes(self, handle: SandboxHandle) -> int | None:
+        # No cgroup here: the shim's own peak RSS (VmHWM), without what it spawned.
+        return peak_rss_bytes(handle.pid)
+
     async def close(self) -> None:
         return None
 
@@ -134,6 +142,21 @@ def reap_pid_files(layout: NodeLayout) -> int:
             log.info("killed a leftover instance", extra=kv(instance_id=instance_id, pid=pid))
         pid_file.unlink(missing_ok=True)
     return found
+
+
+def peak_rss_bytes(pid: int) -> int | None:
+    try:
+        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
+        try:
+            status = os.read(fd, 8192)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    start = status.find(b"VmHWM:")
+    if start < 0:
+        return None
+    return int(status[start + 6 : status.index(b"kB", start)]) * 1024
 
 
 def is_shim(pid: int, instance_id: str) -> bool:

@@ -137,6 +137,7 @@ class RuncDriver(SandboxDriver):
             runtime=spec.runtime,
             pid=0,
             output_fd=-1,
+            error_fd=-1,
             container_id=cid,
             cgroup=cgroups.Cgroup(f"{self._cgroup_parent}/{cid}", self._v2),
             bundle=self._bundles / spec.sandbox_id,
@@ -147,24 +148,29 @@ class RuncDriver(SandboxDriver):
         except BaseException:
             await asyncio.shield(asyncio.to_thread(self._cleanup, handle))
             raise
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-        handle.output_fd = read_fd
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        handle.output_fd, handle.error_fd = out_r, err_r
         try:
             try:
-                # The container inherits runc's stdout and stderr: the pipe is its output from birth.
+                # The container inherits runc's stdout and stderr: the pipes are its output from birth.
                 code, err = await self._runc.run(
                     "run", "-d", "--pid-file", str(handle.bundle / "pid"), "-b", str(handle.bundle), cid,
-                    stdout=write_fd,
+                    stdout=out_w, stderr=err_w,
                 )
             finally:
-                os.close(write_fd)
-            os.set_blocking(read_fd, False)
+                os.close(out_w)
+                os.close(err_w)
+            os.set_blocking(out_r, False)
+            os.set_blocking(err_r, False)
             if code != 0:
-                raise Unavailable(f"runc could not start a {spec.runtime} sandbox: {_drain(read_fd) or err}")
+                why = " ".join(filter(None, (_drain(err_r), _drain(out_r)))) or err
+                raise Unavailable(f"runc could not start a {spec.runtime} sandbox: {why}")
             handle.pid = int((handle.bundle / "pid").read_text())
             handle.pidfd = os.pidfd_open(handle.pid)
         except BaseException:
-            os.close(read_fd)
+            os.close(out_r)
+            os.close(err_r)
             # Cleanup must finish even when the caller went away.
             await asyncio.shield(self._discard(handle))
             raise
@@ -281,6 +287,10 @@ class RuncDriver(SandboxDriver):
     def memory_bytes(self, handle: SandboxHandle) -> int | None:
         assert isinstance(handle, RuncHandle)
         return handle.cgroup.memory_bytes()
+
+    def peak_memory_bytes(self, handle: SandboxHandle) -> int | None:
+        assert isinstance(handle, RuncHandle)
+        return handle.cgroup.peak_memory_bytes()
 
 
 def _drain(fd: int) -> str:

@@ -20,13 +20,14 @@ class RuncCli:
         self._binary = binary
         self._root = state_root
 
-    async def run(self, *args: str, stdout: int | None = None) -> tuple[int, str]:
-        """(exit code, output); with `stdout`, runc's output (and its container's) go there instead."""
+    async def run(self, *args: str, stdout: int | None = None, stderr: int | None = None) -> tuple[int, str]:
+        """(exit code, output); with `stdout` and `stderr`, runc's output (and its container's) go
+        there instead."""
         proc = await asyncio.create_subprocess_exec(
             self._binary, "--root", str(self._root), *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=stdout if stdout is not None else asyncio.subprocess.PIPE,
-            stderr=stdout if stdout is not None else asyncio.subprocess.STDOUT,
+            stderr=stderr if stderr is not None else stdout if stdout is not None else asyncio.subprocess.STDOUT,
         )
         try:
             async with asyncio.timeout(TIMEOUT_S):

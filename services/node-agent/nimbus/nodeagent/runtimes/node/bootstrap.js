@@ -4,7 +4,9 @@
 // connects to the agent's Unix socket (NIMBUS_SOCKET), waits for one LOAD frame, loads the handler
 // ("file.export", as Lambda: `exports.handler = async (event, context) => ...`, a callback-style
 // `(event, context, callback)` or a plain synchronous return), sends READY or INIT_ERROR, then
-// answers INVOKE frames one at a time. The frame format is nimbus/nodeagent/protocol.py's.
+// answers INVOKE frames: each call starts as its frame arrives, so with instance_concurrency > 1
+// async handlers overlap (the agent sends at most that many at once) and each reply names its
+// request_id. The frame format is nimbus/nodeagent/protocol.py's.
 // stdout and stderr belong to the function; on Linux, writes to a pipe are synchronous, so
 // everything a call printed is in the agent's log pipe before its reply frame is sent.
 'use strict';
@@ -138,7 +140,7 @@ function makeContext(h, finish) {
   };
 }
 
-let current = null; // the finish function of the call in flight
+const inflight = new Set(); // the finish functions of the calls in flight
 
 function invoke(handler, header, body) {
   return new Promise((resolve) => {
@@ -147,7 +149,7 @@ function invoke(handler, header, body) {
     const finish = (err, result, fatal) => {
       if (settled) return;
       settled = true;
-      current = null;
+      inflight.delete(finish);
       const durationUs = Number((process.hrtime.bigint() - started) / 1000n);
       if (err != null) {
         resolve(['ERROR', Buffer.from(JSON.stringify(err.errorType ? err : errorObject(err))), durationUs, fatal]);
@@ -162,7 +164,7 @@ function invoke(handler, header, body) {
       }
       resolve(['RESULT', Buffer.from(out === undefined ? 'null' : out), durationUs]);
     };
-    current = finish;
+    inflight.add(finish);
     let event;
     try {
       event = body.length ? JSON.parse(body.toString('utf8')) : {};
@@ -188,9 +190,11 @@ function invoke(handler, header, body) {
 }
 
 function onCrash(kind, err) {
-  // Lambda treats an error nobody awaited as fatal to the runtime: fail the call and be replaced.
-  if (current) current(errorObject(err, kind), undefined, true);
-  else {
+  // Lambda treats an error nobody awaited as fatal to the runtime: fail the calls and be replaced
+  // (which of several overlapping calls caused it cannot be known).
+  if (inflight.size) {
+    for (const finish of [...inflight]) finish(errorObject(err, kind), undefined, true);
+  } else {
     process.stderr.write(`${kind}: ${err && err.stack ? err.stack : err}\n`);
     process.exit(1);
   }
@@ -235,14 +239,24 @@ async function main() {
   process.on('uncaughtException', (err) => onCrash('Runtime.UncaughtException', err));
   process.on('unhandledRejection', (err) => onCrash('Runtime.UnhandledPromiseRejection', err));
 
+  let sending = 0;
+  let dying = false;
+  const serve = async (header, body) => {
+    const [reply, out, durationUs, fatal] = await invoke(handler, header, body);
+    const h = { request_id: header.request_id, duration_us: durationUs };
+    if (fatal) {
+      h.fatal = true;
+      dying = true;
+    }
+    sending += 1;
+    await send(reply, h, out);
+    sending -= 1;
+    if (dying && sending === 0 && inflight.size === 0) process.exit(1);
+  };
   for (;;) {
     const [type, header, body] = await next();
     if (type !== 'INVOKE') throw new Error(`nimbus runtime: unexpected frame ${type}`);
-    const [reply, out, durationUs, fatal] = await invoke(handler, header, body);
-    const h = { request_id: header.request_id, duration_us: durationUs };
-    if (fatal) h.fatal = true;
-    await send(reply, h, out);
-    if (fatal) process.exit(1);
+    serve(header, body);
   }
 }
 

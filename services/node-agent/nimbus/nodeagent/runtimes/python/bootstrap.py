@@ -5,8 +5,9 @@ STANDARD LIBRARY ONLY: it runs under the sandbox's interpreter (/usr/bin/python3
 It starts generic, before anyone knows which function it will run (a warm-pool sandbox): it
 connects to the agent's Unix socket (NIMBUS_SOCKET) and waits for one LOAD frame naming the code
 directory, the handler ("module.func") and the function's environment. Then it imports the handler,
-sends READY (or INIT_ERROR and exits) and answers INVOKE frames one at a time for the rest of its
-life. The wire format is documented in nimbus/nodeagent/protocol.py; this file keeps its own copy
+sends READY (or INIT_ERROR and exits) and answers INVOKE frames for the rest of its life: one at a
+time on this thread, or, when LOAD says instance_concurrency N > 1, on N worker threads (a handler
+may be plain blocking code), each reply naming its request_id. The wire format is documented in nimbus/nodeagent/protocol.py; this file keeps its own copy
 of the codec, which the `provided` runtime shim reuses. stdout and stderr belong to the function
 (the agent captures them per call): the protocol never uses them.
 """
@@ -173,6 +174,32 @@ class Loop:
         return self._loop.run_until_complete(awaitable)
 
 
+class SharedLoop(Loop):
+    """With concurrent calls: one event loop on its own thread, so async handlers overlap on it
+    while each worker thread waits for its own coroutine."""
+
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def run(self, awaitable: Any) -> Any:
+        import asyncio
+
+        with self._lock:
+            if self._loop is None:
+                import threading
+
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="nimbus-loop", daemon=True).start()
+
+        async def wait() -> Any:
+            return await awaitable
+
+        return asyncio.run_coroutine_threadsafe(wait(), self._loop).result()
+
+
 def invoke(handler: Callable[..., Any], loop: Loop, header: dict[str, Any], body: bytes) -> tuple[str, bytes, int]:
     """Runs one call; (frame type, body, duration in µs)."""
     started = time.perf_counter_ns()
@@ -258,6 +285,10 @@ def main() -> None:
     flush_output()
     sock.sendall(encode("READY", {"init_duration_us": (time.perf_counter_ns() - started) // 1000}))
 
+    workers = int(header.get("instance_concurrency") or 1)
+    if workers > 1:
+        serve_concurrently(handler, sock, stream, workers)
+        return
     loop = Loop()
     while True:
         frame = read_frame(stream)
@@ -269,6 +300,37 @@ def main() -> None:
         reply, out, duration_us = invoke(handler, loop, header, body)
         flush_output()
         sock.sendall(encode(reply, {"request_id": header.get("request_id", ""), "duration_us": duration_us}, out))
+
+
+def serve_concurrently(handler: Callable[..., Any], sock: socket.socket, stream: BinaryIO, workers: int) -> None:
+    """This thread reads INVOKE frames; `workers` threads run them (the agent sends at most that
+    many at once) and send each reply whole, one at a time, as it is ready."""
+    import queue
+    import threading
+
+    calls: queue.SimpleQueue[tuple[dict[str, Any], bytes]] = queue.SimpleQueue()
+    send_lock = threading.Lock()
+    loop = SharedLoop()
+
+    def work() -> None:
+        while True:
+            header, body = calls.get()
+            reply, out, duration_us = invoke(handler, loop, header, body)
+            flush_output()
+            frame = encode(reply, {"request_id": header.get("request_id", ""), "duration_us": duration_us}, out)
+            with send_lock:
+                sock.sendall(frame)
+
+    for n in range(workers):
+        threading.Thread(target=work, name=f"nimbus-call-{n}", daemon=True).start()
+    while True:
+        frame = read_frame(stream)
+        if frame is None:
+            return  # the agent closed the connection: the instance is being stopped
+        kind, header, body = frame
+        if kind != "INVOKE":
+            raise SystemExit(f"nimbus runtime: unexpected frame {kind!r}")
+        calls.put((header, body))
 
 
 if __name__ == "__main__":

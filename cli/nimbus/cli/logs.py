@@ -1,0 +1,124 @@
+"""`nimbus logs NAME [-f] [--request-id ID] [--since 10m|RFC3339] [--limit N]`.
+
+One line per log line: timestamp, the request id's first 8 characters ("-" between calls), the
+stream (stdout, stderr, or platform for Nimbus' own START/END/REPORT and notes), the message. On a
+terminal, platform lines are dim and stderr red; piped, the text is plain. -f follows the log live
+over gRPC (nimbus.client.tail) until Ctrl-C; --json prints each line as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from nimbus.cli import output
+from nimbus.cli.commands import Context
+from nimbus.cli.inputs import UsageError
+from nimbus.client.tail import follow_logs
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_LIMIT = 10000
+STREAM_WIDTH = 8
+# SGR codes: platform lines dim, stderr red.
+DIM, RED = "2", "31"
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+
+
+def parse_since(text: str, now: float) -> str:
+    """'10m', '2h', '30s', '1d' (that long ago) or an RFC 3339 time, as RFC 3339. Pure."""
+    text = text.strip()
+    match = _DURATION.fullmatch(text)
+    if match:
+        return rfc3339(now - int(match.group(1)) * _UNIT_S[match.group(2)])
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise UsageError(f"--since {text!r}: expected a duration such as 10m, 2h, 1d or a time such as "
+                         "2026-01-02T03:04:05Z")
+    return text
+
+
+def format_line(line: dict[str, Any], *, color: bool) -> str:
+    """One log line for people. Pure."""
+    stream = str(line.get("stream") or "")
+    rid = str(line.get("request_id") or "-")[:8]
+    message = str(line.get("message") or "").rstrip("\n")
+    text = f"{line.get('timestamp', '')}  {rid:<8}  {stream:<{STREAM_WIDTH}}  {message}"
+    if stream == "platform":
+        return output.style(text, DIM, enabled=color)
+    if stream == "stderr":
+        return output.style(text, RED, enabled=color)
+    return text
+
+
+def logs(ctx: Context, args: argparse.Namespace, clock: Callable[[], float] = time.time) -> int:
+    since = parse_since(args.since, clock()) if args.since else ""
+    if args.limit is not None and not 1 <= args.limit <= MAX_LIMIT:
+        raise UsageError(f"--limit {args.limit}: expected 1 to {MAX_LIMIT}")
+    if args.follow:
+        return _follow(ctx, args, since or rfc3339(clock()))
+    data = ctx.client().get_logs(args.name, request_id=args.request_id, since=since or None, limit=args.limit)
+    lines = data.get("lines") or []
+    for line in lines:
+        _print(ctx, line)
+    if data.get("truncated"):
+        last = lines[-1].get("timestamp", "") if lines else ""
+        ctx.console.warn(f"more lines matched than the {len(lines)} shown; see the rest with --since {last}"
+                         " or raise --limit (up to 10000)")
+    elif not lines and not ctx.json:
+        ctx.console.info(f"no log lines for {args.name}" + (f" since {since}" if since else " in the last hour"))
+    return 0
+
+
+def _follow(ctx: Context, args: argparse.Namespace, since: str) -> int:
+    client = ctx.client()
+    ctx.console.info(f"following the log of {args.name} from {since} (Ctrl-C to stop)")
+
+    def reconnecting(why: str) -> None:
+        ctx.console.info(output.style(f"({why}; reconnecting)", DIM, enabled=ctx.console.err_color))
+
+    for line in follow_logs(client, args.name, request_id=args.request_id or "", since=since,
+                            on_reconnect=reconnecting):
+        _print(ctx, line)
+        ctx.console.stdout.flush()
+    ctx.console.info(f"{args.name} was deleted; the log ends here")
+    return 0
+
+
+def _print(ctx: Context, line: dict[str, Any]) -> None:
+    if ctx.json:
+        ctx.console.print_json(line, pretty=False)
+    else:
+        ctx.console.print(format_line(line, color=ctx.console.out_color))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    return value
+
+
+def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("logs", parents=common, help="show or follow a function's logs",
+                       description="Print a function's log lines, oldest first (the last hour, 1000 lines, "
+                                   "unless told otherwise); -f keeps following new lines until Ctrl-C.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-f", "--follow", action="store_true", help="follow new lines as they arrive")
+    p.add_argument("--request-id", metavar="ID", help="only the lines of one call")
+    p.add_argument("--since", metavar="TIME", help="from this long ago (10m, 2h, 1d) or this time (RFC 3339)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help=f"at most N lines (default 1000, max {MAX_LIMIT})")
+    p.set_defaults(func=logs)

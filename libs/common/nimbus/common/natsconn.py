@@ -1,0 +1,38 @@
+"""One way to connect to NATS for every service: reconnect forever, notice a dead server within
+~10 s (pings), and report what happens through the caller's callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client as NatsClient
+
+Callback = Callable[[], Awaitable[None]]
+ErrorCallback = Callable[[Exception], Awaitable[None]]
+
+
+async def connect(
+    url: str,
+    name: str,
+    *,
+    error_cb: ErrorCallback,
+    reconnected_cb: Callback,
+    disconnected_cb: Callback | None = None,
+) -> NatsClient:
+    options: dict[str, object] = {}
+    if disconnected_cb is not None:
+        options["disconnected_cb"] = disconnected_cb
+    return await nats.connect(
+        servers=[url],
+        name=name,
+        connect_timeout=2,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        ping_interval=5,
+        max_outstanding_pings=2,
+        error_cb=error_cb,
+        reconnected_cb=reconnected_cb,
+        **options,
+    )

@@ -1,0 +1,141 @@
+"""The log shipper's pure parts (batching, message ids, cursors) and its loop over files with an
+in-memory publisher (a fake of the Publisher protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from nimbus.common.errors import Unavailable
+from nimbus.nodeagent.logcapture import LogSource, record
+from nimbus.nodeagent.logship import (
+    BATCH_BYTES,
+    CURSORS_FILE,
+    MAX_BACKOFF_S,
+    LogShipper,
+    batches,
+    complete_lines,
+    next_backoff,
+    parse_cursors,
+)
+
+pytestmark = pytest.mark.timeout(10)
+
+TS = "2026-01-01T00:00:00.000Z"
+
+
+def line(message: str, source: LogSource = LogSource("ns", "fn", "1"), request_id: str = "r") -> bytes:
+    return record(TS, "i1", source, request_id, "stdout", message)
+
+
+@pytest.mark.parametrize(
+    ("data", "limit", "want"),
+    [
+        (b"", 10, 0),
+        (b"abc", 10, 0),  # a line still being written
+        (b"ab\ncd", 10, 3),
+        (b"ab\ncd\n", 10, 6),
+        (b"ab\ncd\nef\n", 7, 6),  # at most limit ...
+        (b"abcdefghij\nx\n", 4, 11),  # ... unless the first line alone is longer
+        (b"abcdefghij", 4, 0),
+    ],
+)
+def test_complete_lines(data: bytes, limit: int, want: int) -> None:
+    assert complete_lines(data, limit) == want
+
+
+def test_batches_group_by_function_skip_unassigned_and_keep_ids_stable() -> None:
+    chunk = line("pooled", LogSource()) + line("a") + b"not json\n" + line("b") + line("bad", LogSource("n.s", "fn"))
+    got = batches("node-1", "i1", 100, chunk)
+    assert [(b.subject, b.msg_id) for b in got] == [("logs.ns.fn", f"node-1/i1/100-{100 + len(chunk)}")]
+    assert [json.loads(x)["message"] for x in got[0].data.splitlines()] == ["a", "b"]
+    assert batches("node-1", "i1", 100, chunk) == got  # a re-send is recognised as one
+    assert batches("node-1", "i1", 101, chunk)[0].msg_id != got[0].msg_id
+
+
+def test_a_line_too_long_for_one_message_is_cut() -> None:
+    got = batches("n", "i", 0, line("x" * (BATCH_BYTES + 10)))
+    message = json.loads(got[0].data)["message"]
+    assert len(got[0].data) < BATCH_BYTES and message.endswith("characters to ship it")
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [('{"a": 5, "b": 0}', {"a": 5, "b": 0}), ('{"a": -1, "b": "x"}', {}), ("[1]", {}), ("garbage", {}), ("", {})],
+)
+def test_parse_cursors(text: str, want: dict[str, int]) -> None:
+    assert parse_cursors(text) == want
+
+
+def test_backoff_doubles_to_a_cap() -> None:
+    steps = [0.0]
+    for _ in range(8):
+        steps.append(next_backoff(steps[-1]))
+    assert steps[:4] == [0.0, 0.5, 1.0, 2.0] and steps[-1] == MAX_BACKOFF_S
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.messages: dict[str, tuple[str, bytes]] = {}
+        self.down = False
+
+    async def publish(self, subject: str, data: bytes, msg_id: str) -> bool:
+        if self.down:
+            raise Unavailable("NATS is down")
+        duplicate = msg_id in self.messages
+        self.messages.setdefault(msg_id, (subject, data))
+        return duplicate
+
+    def lines(self) -> list[str]:
+        return [json.loads(x)["message"] for _, data in self.messages.values() for x in data.splitlines()]
+
+
+class FakeWriter:
+    def __init__(self) -> None:
+        self.written = asyncio.Event()
+        self.open: set[str] = set()
+
+    def finished(self, instance_id: str) -> bool:
+        return instance_id not in self.open
+
+
+class Clock:
+    def now(self) -> float:
+        return 0.0
+
+    def monotonic(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        return None
+
+
+async def test_ships_from_the_cursor_keeps_it_on_failure_and_deletes_finished_files(tmp_path: Path) -> None:
+    pub, writer = FakePublisher(), FakeWriter()
+    writer.open.add("i1")
+    f = tmp_path / "i1.jsonl"
+    f.write_bytes(line("one") + line("two") + b'{"partial')
+    shipper = LogShipper(tmp_path, writer, pub, "node-1", Clock())
+    assert await shipper.ship() == 1
+    assert pub.lines() == ["one", "two"]
+    assert json.loads((tmp_path / CURSORS_FILE).read_text()) == {"i1": len(line("one") + line("two"))}
+
+    with f.open("ab") as out:
+        out.write(b'", "x": 1}\n' + line("three"))
+    pub.down = True
+    with pytest.raises(Unavailable):
+        await shipper.ship()
+    assert json.loads((tmp_path / CURSORS_FILE).read_text())["i1"] == len(line("one") + line("two"))
+
+    pub.down = False
+    # A new shipper (the agent restarted) resumes from the persisted cursor: nothing twice, nothing lost.
+    restarted = LogShipper(tmp_path, writer, pub, "node-1", Clock())
+    assert await restarted.ship() == 1
+    assert pub.lines() == ["one", "two", "three"]
+    assert f.exists()  # the instance still lives
+    writer.open.clear()
+    assert await restarted.ship() == 0
+    assert not f.exists() and json.loads((tmp_path / CURSORS_FILE).read_text()) == {}
