@@ -109,6 +109,8 @@ async def test_echo_cold_then_warm_and_record_lifecycle(
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await invoke(agent, info.instance_id, {})
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # Destroying what is gone is done already (the scheduler may ask twice).
+    await agent.stub.DestroyInstance(nodeagent_pb2.DestroyInstanceRequest(instance_id=info.instance_id), timeout=10)
 
 
 async def test_context_fields(agent: Agent, code_server: tuple[str, CodeServer]) -> None:

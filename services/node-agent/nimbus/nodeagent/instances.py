@@ -181,7 +181,12 @@ class InstanceManager:
             self._free_slot(inst)
 
     async def destroy(self, instance_id: str, wait_s: float | None = None) -> None:
-        inst = self._get(instance_id)
+        inst = self._instances.get(instance_id)
+        if inst is None:
+            # Already gone (stopped by a call, the reaper or a drain): destroying is done, and a
+            # record left behind is removed so nobody keeps asking.
+            await self._records.delete_instance(instance_id)
+            return
         # Takes every slot through the FIFO: calls queued before us finish first.
         inst.closing = True
         held = 0
@@ -337,9 +342,11 @@ class InstanceManager:
         self._instances.pop(inst.instance_id, None)
         self._reserved_mb -= inst.spec.config.memory_mb
         try:
-            await self._booter.discard(inst.sandbox)
+            # The record goes first: invokers stop routing to it at once, and a sandbox that is
+            # slow to stop cannot leave a record nothing on this node answers for.
             if had_record and delete_record:
                 await self._records.delete_instance(inst.instance_id)
+            await self._booter.discard(inst.sandbox)
         finally:
             self._code.release(inst.spec.code_sha256)
             inst.move(InstanceState.GONE)
