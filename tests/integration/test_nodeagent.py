@@ -290,7 +290,8 @@ async def test_restart_deletes_leftover_containers(
     pid = agent.instance_pid(info.instance_id)
     container = f"nimbus-{node_id}-{info.instance_id}"
     await agent.stop(signal.SIGKILL, cleanup=False)
-    with pytest.raises(grpc.aio.AioRpcError):
+    # The call fails: by the connection's reset, or cancelled when stop() closes the channel first.
+    with pytest.raises((grpc.aio.AioRpcError, asyncio.CancelledError)):
         await call
     assert not pid_gone(pid)
     assert container in runc_ids(home, node_id)

