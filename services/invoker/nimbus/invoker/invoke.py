@@ -98,17 +98,6 @@ class Invoker:
     async def invoke(
         self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float, log_tail: bool = False
     ) -> InvokeResult:
-        try:
-            return await self._invoke(who, name, qualifier, payload, deadline_s, log_tail)
-        except Throttled:
-            # No node ran the call, so no REPORT counts it: the function's metrics learn it here.
-            if self._throttles is not None:
-                self._throttles.record(who.namespace, name)
-            raise
-
-    async def _invoke(
-        self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float, log_tail: bool
-    ) -> InvokeResult:
         check_name(name)
         payload = check_event(payload)
         record = await self._functions.get(who.namespace, name)
@@ -126,6 +115,9 @@ class Invoker:
             result = await self._limited(target, request_id, payload, deadline_s, log_tail, series)
         except Throttled:
             series.refused()
+            # No node ran the call, so no REPORT counts it: the function's per-minute metrics learn it here.
+            if self._throttles is not None:
+                self._throttles.record(who.namespace, name)
             raise
         except Exception:
             series.failed()

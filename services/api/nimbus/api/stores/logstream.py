@@ -9,31 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
-import nats
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
 
 from nimbus.api.logs import StoredBatch
-from nimbus.common import logstream, natsconn
+from nimbus.common import logstream
 from nimbus.common.errors import Unavailable
+from nimbus.common.logstream import CALL_TIMEOUT_S, ERRORS, LogStreamConnection
 
-log = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT_S = 5.0
-CALL_TIMEOUT_S = 5.0
 FETCH_BATCH = 256
 # How long a tail's fetch waits for new messages before it yields None to its caller.
 FOLLOW_WAIT_S = 1.0
 INACTIVE_S = 30.0
-_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
 
 
 def _unavailable(err: BaseException, what: str) -> Unavailable:
@@ -42,14 +35,7 @@ def _unavailable(err: BaseException, what: str) -> Unavailable:
 
 class JetStreamLogStore:
     def __init__(self, url: str, *, name: str, retention_h: float, max_mb: int) -> None:
-        self._url = url
-        self._name = name
-        self._retention_h = retention_h
-        self._max_mb = max_mb
-        self._nc: NatsClient | None = None
-        self._js: JetStreamContext | None = None
-        self._stream_ok = False
-        self._lock = asyncio.Lock()
+        self._conn = LogStreamConnection(url, name=name, retention_h=retention_h, max_mb=max_mb)
 
     async def read(self, subject: str, since: float) -> AsyncIterator[StoredBatch]:
         sub = await self._consumer(subject, since)
@@ -57,7 +43,7 @@ class JetStreamLogStore:
             try:
                 async with asyncio.timeout(CALL_TIMEOUT_S):
                     pending = (await sub.consumer_info()).num_pending
-            except _ERRORS as err:
+            except ERRORS as err:
                 raise _unavailable(err, "read") from err
             while pending > 0:
                 msgs = await self._fetch(sub, CALL_TIMEOUT_S)
@@ -82,13 +68,7 @@ class JetStreamLogStore:
             await self._drop(sub)
 
     async def close(self) -> None:
-        nc, self._nc, self._js = self._nc, None, None
-        if nc is not None and not nc.is_closed:
-            try:
-                async with asyncio.timeout(2):
-                    await nc.drain()
-            except Exception:
-                await nc.close()
+        await self._conn.close()
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -97,11 +77,11 @@ class JetStreamLogStore:
             return await sub.fetch(FETCH_BATCH, timeout=wait_s)
         except (nats.errors.TimeoutError, TimeoutError):
             return []
-        except _ERRORS as err:
+        except ERRORS as err:
             raise _unavailable(err, "read") from err
 
     async def _consumer(self, subject: str, since: float | None) -> JetStreamContext.PullSubscription:
-        js = await self._connected()
+        js = await self._conn.jetstream()
         config = api.ConsumerConfig(
             ack_policy=api.AckPolicy.NONE,
             inactive_threshold=INACTIVE_S,
@@ -119,9 +99,9 @@ class JetStreamLogStore:
                 return await js.pull_subscribe(subject, stream=logstream.STREAM, config=config)
         except nats.js.errors.NotFoundError:
             # The stream went (a wiped NATS): make it again at the next call.
-            self._stream_ok = False
+            self._conn.stream_gone()
             raise Unavailable("the log stream is being set up; retry shortly") from None
-        except _ERRORS as err:
+        except ERRORS as err:
             raise _unavailable(err, "open a reader") from err
 
     async def _drop(self, sub: JetStreamContext.PullSubscription) -> None:
@@ -130,32 +110,5 @@ class JetStreamLogStore:
             async with asyncio.timeout(2):
                 info = await sub.consumer_info()
                 await sub.unsubscribe()
-                if self._js is not None:
-                    await self._js.delete_consumer(logstream.STREAM, info.name)
-
-    async def _connected(self) -> JetStreamContext:
-        async with self._lock:
-            try:
-                if self._nc is None or self._nc.is_closed:
-                    self._stream_ok = False
-                    async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                        self._nc = await natsconn.connect(
-                            self._url, self._name, error_cb=self._on_error, reconnected_cb=self._on_reconnected
-                        )
-                    self._js = self._nc.jetstream(timeout=CALL_TIMEOUT_S)
-                assert self._js is not None
-                if not self._nc.is_connected:
-                    raise Unavailable(f"the log store (NATS at {self._url}) is not connected; retry shortly")
-                if not self._stream_ok:
-                    async with asyncio.timeout(CALL_TIMEOUT_S * 2):
-                        await logstream.ensure_stream(self._js, self._retention_h, self._max_mb)
-                    self._stream_ok = True
-                return self._js
-            except _ERRORS as err:
-                raise _unavailable(err, "connect") from err
-
-    async def _on_error(self, err: Exception) -> None:
-        log.debug("NATS client error", extra={"fields": {"error": f"{type(err).__name__}: {err}"}})
-
-    async def _on_reconnected(self) -> None:
-        self._stream_ok = False
+                js = await self._conn.jetstream()
+                await js.delete_consumer(logstream.STREAM, info.name)
