@@ -1,4 +1,5 @@
-"""The invoker's multiplexed InvokeStream to a real node-agent process (stores/nodestream.py)."""
+"""The invoker's multiplexed connection to a real node-agent process (stores/nodestream.py): the
+node's invoke lane by default, InvokeStream when the node turns the lane off."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
     create,
     etcd,
     etcd_endpoint,
+    pid_gone,
     start_agent,
     wait_until,
 )
@@ -27,42 +29,49 @@ from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
 pytestmark = pytest.mark.timeout(60)
 
 
+LANE_OFF = {"NIMBUS_INVOKE_LANE_ADDR": "off"}
+
+
 async def _sent(stream: NodeStream) -> bool:
-    """The stream has the call in flight: sent, its reply awaited (white-box, to order the kill)."""
-    open_stream = stream._stream  # noqa: SLF001
-    return open_stream is not None and bool(open_stream.pending) and not open_stream.writing and not open_stream.outbox
+    return stream.in_flight
 
 
 def call(instance_id: str, event: object, request_id: str) -> nodeagent_pb2.InstanceInvokeRequest:
     return nodeagent_pb2.InstanceInvokeRequest(instance_id=instance_id, request_id=request_id, payload=json.dumps(event).encode())
 
 
-async def test_calls_share_one_stream_and_get_their_own_replies(agent, code_server) -> None:
-    echo = await create(agent, code_server, ECHO)
-    sleeper = await create(agent, code_server, SLEEPS, name="sleeper")
+@pytest.mark.parametrize("kind", ["lane", "stream"])
+async def test_calls_share_one_connection_and_get_their_own_replies(kind, tmp_path, etcd_endpoint, etcd, code_server) -> None:
+    agent = await start_agent(tmp_path, etcd_endpoint, code_server[0], **(LANE_OFF if kind == "stream" else {}))
     stream = NodeStream(agent.stub, agent.addr)
     try:
+        echo = await create(agent, code_server, ECHO)
+        sleeper = await create(agent, code_server, SLEEPS, name="sleeper")
         slow = asyncio.create_task(stream.invoke(call(sleeper.instance_id, {"s": 0.5}, "slow"), 10))
         # The slow call does not hold up the others on the same stream.
         fast = await asyncio.wait_for(
             asyncio.gather(*(stream.invoke(call(echo.instance_id, {"i": i}, f"r{i}"), 10) for i in range(20))), 5
         )
         assert not slow.done()
+        assert stream.kind == kind
         assert [json.loads(r.payload) for r in fast] == [{"i": i} for i in range(20)]
         assert json.loads((await slow).payload) == "slept"
         with pytest.raises(NotFound):
             await stream.invoke(call("no-such-instance", {}, "x"), 5)
     finally:
         stream.close()
+        await agent.stop()
 
 
-async def test_a_dead_node_fails_the_calls_in_flight_at_once(tmp_path, etcd_endpoint, etcd, code_server) -> None:
-    node = await start_agent(tmp_path, etcd_endpoint, code_server[0])
+@pytest.mark.parametrize("kind", ["lane", "stream"])
+async def test_a_dead_node_fails_the_calls_in_flight_at_once(kind, tmp_path, etcd_endpoint, etcd, code_server) -> None:
+    node = await start_agent(tmp_path, etcd_endpoint, code_server[0], **(LANE_OFF if kind == "stream" else {}))
     stream = NodeStream(node.stub, node.addr)
     try:
         echo = await create(node, code_server, ECHO)
         info = await create(node, code_server, SLEEPS, name="sleeper")
-        await stream.invoke(call(echo.instance_id, {}, "first"), 10)  # the stream is up
+        await stream.invoke(call(echo.instance_id, {}, "first"), 10)  # the connection is up
+        assert stream.kind == kind
         in_flight = asyncio.create_task(stream.invoke(call(info.instance_id, {"s": 30}, "long"), 60))
         await wait_until(lambda: _sent(stream), 5, "the long call to be sent")
         await node.stop(signal.SIGKILL)
@@ -72,3 +81,42 @@ async def test_a_dead_node_fails_the_calls_in_flight_at_once(tmp_path, etcd_endp
             await stream.invoke(call(info.instance_id, {}, "after"), 5)
     finally:
         stream.close()
+
+
+async def test_sigterm_lets_the_calls_on_the_lane_finish(tmp_path, etcd_endpoint, etcd, code_server) -> None:
+    node = await start_agent(tmp_path, etcd_endpoint, code_server[0])
+    stream = NodeStream(node.stub, node.addr)
+    try:
+        info = await create(node, code_server, SLEEPS, name="sleeper")
+        in_flight = asyncio.create_task(stream.invoke(call(info.instance_id, {"s": 1.5}, "long"), 30))
+        await wait_until(lambda: _sent(stream), 5, "the call to be sent")
+        assert stream.kind == "lane"
+        node.proc.send_signal(signal.SIGTERM)
+        reply = await asyncio.wait_for(in_flight, 15)
+        assert json.loads(reply.payload) == "slept"
+        assert await node.stop() == 0, node.log()
+    finally:
+        stream.close()
+
+
+async def test_an_invoker_going_away_cancels_its_calls_on_the_lane(tmp_path, etcd_endpoint, etcd, code_server) -> None:
+    """As a broken InvokeStream or a cancelled unary call does: the instance that ran the call is
+    stopped (it would answer nobody), and the node keeps serving others."""
+    node = await start_agent(tmp_path, etcd_endpoint, code_server[0])
+    first, second = NodeStream(node.stub, node.addr), NodeStream(node.stub, node.addr)
+    try:
+        sleeper = await create(node, code_server, SLEEPS, name="sleeper")
+        echo = await create(node, code_server, ECHO)
+        pid = node.instance_pid(sleeper.instance_id)
+        abandoned = asyncio.create_task(first.invoke(call(sleeper.instance_id, {"s": 30}, "abandoned"), 60))
+        await wait_until(lambda: _sent(first), 5, "the call to be sent")
+        first.close()
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(abandoned, 5)
+        await wait_until(lambda: asyncio.sleep(0, pid_gone(pid)), 10, "the abandoned call's instance to stop")
+        reply = await second.invoke(call(echo.instance_id, {"still": "here"}, "other"), 10)
+        assert json.loads(reply.payload) == {"still": "here"}
+    finally:
+        first.close()
+        second.close()
+        await node.stop()

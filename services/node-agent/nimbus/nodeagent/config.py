@@ -56,6 +56,9 @@ def parse_pool_sizes(raw: str) -> dict[str, int]:
 class NodeAgentConfig:
     """
     NIMBUS_LISTEN_ADDR        gRPC listen address, also the address written to etcd (default 127.0.0.1:7301)
+    NIMBUS_INVOKE_LANE_ADDR   the invoke lane: a framed TCP listener invokers send calls over instead
+                              of the slower InvokeStream (default: NIMBUS_LISTEN_ADDR's host, a free
+                              port; "off" serves InvokeStream only)
     NIMBUS_NODE_ID            this node's id in etcd keys and under HOME/nodes/ (default node-1)
     NIMBUS_FUNCMGR_ADDR       funcmgr's gRPC address, for FetchCode (default 127.0.0.1:7201)
     NIMBUS_NODE_MEMORY_MB     memory the node offers to instances (default 80% of host RAM)
@@ -106,6 +109,7 @@ class NodeAgentConfig:
     nats_url: str = "nats://127.0.0.1:4222"
     log_retention_h: float = 72.0
     log_max_mb: int = 1024
+    invoke_lane_addr: str = ""
 
     @classmethod
     def from_env(
@@ -140,6 +144,10 @@ class NodeAgentConfig:
         cpu = get_str(env, "NIMBUS_SANDBOX_CPU", "quota")
         if cpu not in ("quota", "shares"):
             raise ConfigError(f"NIMBUS_SANDBOX_CPU={cpu!r} must be quota or shares")
+        lane = get_str(env, "NIMBUS_INVOKE_LANE_ADDR", f"{host}:0")
+        if lane != "off":
+            lane_host, lane_port = get_hostport(env, "NIMBUS_INVOKE_LANE_ADDR", lane)
+            lane = f"{lane_host}:{lane_port}"
         nats_url = get_str(env, "NIMBUS_NATS_URL", "nats://127.0.0.1:4222")
         if not nats_url.startswith(("nats://", "tls://")):
             raise ConfigError(f"NIMBUS_NATS_URL={nats_url!r} must start with nats:// or tls://")
@@ -163,6 +171,7 @@ class NodeAgentConfig:
             nats_url=nats_url,
             log_retention_h=get_float(env, "NIMBUS_LOG_RETENTION_H", 72.0, minimum=0.01),
             log_max_mb=get_int(env, "NIMBUS_LOG_MAX_MB", 1024, minimum=1),
+            invoke_lane_addr="" if lane == "off" else lane,
         )
 
 

@@ -19,6 +19,7 @@ from nimbus.nodeagent.boot import Booter
 from nimbus.nodeagent.codecache import CodeCache
 from nimbus.nodeagent.config import NodeAgentConfig
 from nimbus.nodeagent.instances import InstanceManager
+from nimbus.nodeagent.invokelane import InvokeLane
 from nimbus.nodeagent.layout import NodeLayout
 from nimbus.nodeagent.logcapture import LogWriter
 from nimbus.nodeagent.logship import LogShipper
@@ -27,7 +28,7 @@ from nimbus.nodeagent.prefetch import Prefetcher
 from nimbus.nodeagent.reaper import reap_loop
 from nimbus.nodeagent.registry import NodeRegistry
 from nimbus.nodeagent.sandbox import new_driver
-from nimbus.nodeagent.server import STREAM_METHOD, NodeAgentServicer
+from nimbus.nodeagent.server import LANE_METHOD, STREAM_METHOD, NodeAgentServicer
 from nimbus.nodeagent.telemetry import watch_instances
 from nimbus.nodeagent.stores.funcmgr import FuncmgrCodeSource
 from nimbus.nodeagent.stores.logstream import LogStreamPublisher
@@ -94,13 +95,20 @@ async def main() -> None:
     prefetcher = Prefetcher(etcd, code)
     watch_instances(manager.states)
     server, health = service.new_server(
-        [TelemetryInterceptor(untraced_prefixes=("/grpc.health.v1.", STREAM_METHOD)), ErrorInterceptor()]
+        [TelemetryInterceptor(untraced_prefixes=("/grpc.health.v1.", STREAM_METHOD, LANE_METHOD)), ErrorInterceptor()]
     )
-    nodeagent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(manager), server)
+    lane: InvokeLane | None = None
+    servicer = NodeAgentServicer(manager, lambda: lane.address if lane is not None else "")
+    if cfg.invoke_lane_addr:
+        lane = InvokeLane(servicer.run_call, cfg.invoke_lane_addr)
+        await lane.start()
+    nodeagent_pb2_grpc.add_NodeAgentServicer_to_server(servicer, server)
 
     async def on_stop() -> None:
         # The lease first: every record goes at once and invokers stop sending here.
         await registry.close()
+        if lane is not None:
+            await lane.close()
         await pool.close()
         await manager.close()
         await writer.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 INVOKE_METHOD = "nimbus.internal.v1.NodeAgent/Invoke"
 # The stream itself is not traced: it lives as long as the invoker, and each call on it has a span.
 STREAM_METHOD = "/nimbus.internal.v1.NodeAgent/InvokeStream"
+# Asked once per invoker connection: not worth a trace of its own.
+LANE_METHOD = "/nimbus.internal.v1.NodeAgent/GetInvokeLane"
 
 
 def spec_from_proto(msg: types_pb2.InstanceSpec) -> InstanceSpec:
@@ -53,8 +55,9 @@ def info_to_proto(info: InstanceInfo) -> types_pb2.InstanceInfo:
 
 
 class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
-    def __init__(self, manager: InstanceManager) -> None:
+    def __init__(self, manager: InstanceManager, lane_address: Callable[[], str] = str) -> None:
         self._manager = manager
+        self._lane_address = lane_address
         self._invoke_series = metrics.MethodSeries(INVOKE_METHOD)
 
     async def CreateInstance(
@@ -94,7 +97,7 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
         calls: set[asyncio.Task[None]] = set()
 
         async def run(msg: nodeagent_pb2.StreamedInvokeRequest) -> None:
-            replies.put_nowait(await self._one(msg))
+            replies.put_nowait(await self.run_call(msg))
 
         async def read() -> None:
             try:
@@ -129,7 +132,13 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
             for task in list(calls):
                 task.cancel()
 
-    async def _one(self, msg: nodeagent_pb2.StreamedInvokeRequest) -> nodeagent_pb2.StreamedInvokeResponse:
+    async def GetInvokeLane(
+        self, request: nodeagent_pb2.GetInvokeLaneRequest, context: grpc.aio.ServicerContext
+    ) -> nodeagent_pb2.GetInvokeLaneResponse:
+        return nodeagent_pb2.GetInvokeLaneResponse(address=self._lane_address())
+
+    async def run_call(self, msg: nodeagent_pb2.StreamedInvokeRequest) -> nodeagent_pb2.StreamedInvokeResponse:
+        """One call of InvokeStream or of the invoke lane (invokelane.py)."""
         req = msg.invoke
         token, span = tracing.start(INVOKE_METHOD, msg.traceparent or None)
         logs.request_id_var.set(req.request_id)

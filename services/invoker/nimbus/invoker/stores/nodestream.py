@@ -1,9 +1,10 @@
-"""Calls to one node-agent over one long-lived InvokeStream, matched to their replies by call id.
+"""Calls to one node-agent over one long-lived connection, matched to their replies by call id.
 
-A message on an open HTTP/2 stream costs about half of a unary call (no new stream, no headers,
-no per-call deadline machinery), and the invoke path is mostly that cost. The stream opens on the
-first call and again after it breaks; when it breaks (the node died or restarted) every call
-waiting on it fails at once with Unavailable, as a unary call to a dead node would.
+The connection is the node's invoke lane (framed TCP, nimbus.common.lane) when the node offers
+one, else an InvokeStream: both carry the same messages, and the invoke path is mostly their
+per-message cost, which is a fifth on the lane. It opens on the first call and again after it
+breaks; when it breaks (the node died or restarted) every call waiting on it fails at once with
+Unavailable, as a unary call to a dead node would.
 
 A call whose caller gives up (deadline, cancellation) is not recalled: the node finishes it and
 its reply is dropped, so an instance is never cut off mid-call by a client going away.
@@ -17,13 +18,18 @@ import itertools
 import logging
 
 import grpc
+from google.protobuf.message import DecodeError
 
+from nimbus.common import lane
 from nimbus.common.errors import DeadlineExceeded, Unavailable, from_status_number
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 Reply = nodeagent_pb2.StreamedInvokeResponse
+Call = nodeagent_pb2.StreamedInvokeRequest
+# Asking a node where its lane is, and connecting to it.
+_OPEN_TIMEOUT_S = 2.0
 
 
 class _Stream:
@@ -89,9 +95,82 @@ class _Stream:
         finally:
             self.writing = False
 
+    @property
+    def sending(self) -> bool:
+        return self.writing or bool(self.outbox)
+
     def close(self) -> None:
         self.call.cancel()
         self.reader.cancel()
+
+
+def _batch(calls: list[Call]) -> nodeagent_pb2.InvokeBatchRequest:
+    return nodeagent_pb2.InvokeBatchRequest(calls=calls)
+
+
+class _Lane(asyncio.Protocol):
+    """One connection to a node's invoke lane and the calls waiting on it. Calls made within one
+    turn of the event loop go out as one frame."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.pending: dict[int, asyncio.Future[Reply]] = {}
+        self.broken = False
+        self._reader = lane.FrameReader()
+        self._transport: asyncio.Transport | None = None
+        self._outbox: list[Call] = []
+        self._flushing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            batches = [nodeagent_pb2.InvokeBatchResponse.FromString(body) for body in self._reader.feed(data)]
+        except (lane.FrameError, DecodeError) as err:
+            self.fail(Unavailable(f"node-agent {self.address} sent a broken reply: {err}"))
+            self.close()
+            return
+        for batch in batches:
+            for reply in batch.replies:
+                waiter = self.pending.pop(reply.call_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        why = f": {exc}" if exc else ""
+        self.fail(Unavailable(f"node-agent {self.address} closed the invoke lane{why}"))
+
+    def fail(self, error: Exception) -> None:
+        self.broken = True
+        self._outbox = []
+        pending, self.pending = self.pending, {}
+        for waiter in pending.values():
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    async def send(self, msg: Call) -> None:
+        if self.broken:
+            raise Unavailable(f"node-agent {self.address} closed the invoke lane")
+        self._outbox.append(msg)
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = False
+        calls, self._outbox = self._outbox, []
+        if calls and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(lane.encode(calls, _batch))
+
+    @property
+    def sending(self) -> bool:
+        return self._flushing or bool(self._outbox)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
 
 class NodeStream:
@@ -100,44 +179,99 @@ class NodeStream:
     def __init__(self, stub: nodeagent_pb2_grpc.NodeAgentStub, address: str) -> None:
         self._stub = stub
         self._address = address
-        self._stream: _Stream | None = None
+        self._stream: _Stream | _Lane | None = None
+        self._opening: asyncio.Task[_Stream | _Lane] | None = None
         self._ids = itertools.count(1)
 
-    def _open(self) -> _Stream:
+    async def _open(self) -> _Stream | _Lane:
         stream = self._stream
-        if stream is None or stream.broken:
-            if stream is not None:
-                stream.close()
+        if stream is not None and not stream.broken:
+            return stream
+        if self._opening is None:
+            # One opening for every call that finds the connection down; a context of its own, as
+            # the connection outlives the call that opened it.
+            self._opening = asyncio.get_running_loop().create_task(self._connect(), context=contextvars.Context())
+        opening = self._opening
+        try:
+            return await asyncio.shield(opening)
+        finally:
+            if opening.done() and self._opening is opening:
+                self._opening = None
+
+    async def _connect(self) -> _Stream | _Lane:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        lane_address = await self._lane_address()
+        if not lane_address:
             try:
-                stream = self._stream = _Stream(self._stub, self._address)
+                self._stream = _Stream(self._stub, self._address)
             except grpc.aio.UsageError as err:  # the channel was closed under us
                 raise Unavailable(f"node-agent {self._address} is unreachable: {err}") from err
-        return stream
+            return self._stream
+        host, _, port = lane_address.rpartition(":")
+        try:
+            async with asyncio.timeout(_OPEN_TIMEOUT_S):
+                _, protocol = await asyncio.get_running_loop().create_connection(
+                    lambda: _Lane(self._address), host, int(port)
+                )
+        except (OSError, TimeoutError) as err:
+            raise Unavailable(f"node-agent {self._address}: cannot reach its invoke lane {lane_address}: {err}") from None
+        self._stream = protocol
+        return protocol
+
+    async def _lane_address(self) -> str:
+        """"" when the node serves InvokeStream only (turned off, or a node-agent from before the lane)."""
+        try:
+            res = await self._stub.GetInvokeLane(nodeagent_pb2.GetInvokeLaneRequest(), timeout=_OPEN_TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return ""
+            raise Unavailable(f"node-agent {self._address} is unreachable: {err.code().name}: {err.details()}") from None
+        except grpc.aio.UsageError as err:
+            raise Unavailable(f"node-agent {self._address} is unreachable: {err}") from err
+        return str(res.address)
 
     async def invoke(
         self, req: nodeagent_pb2.InstanceInvokeRequest, timeout_s: float, traceparent: str = ""
     ) -> nodeagent_pb2.InstanceInvokeResponse:
-        stream = self._open()
         call_id = next(self._ids)
         waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        stream.pending[call_id] = waiter
+        stream: _Stream | _Lane | None = None
         try:
-            msg = nodeagent_pb2.StreamedInvokeRequest(
-                call_id=call_id, invoke=req, wait_ms=max(1, int(timeout_s * 1000)), traceparent=traceparent
-            )
+            msg = Call(call_id=call_id, invoke=req, wait_ms=max(1, int(timeout_s * 1000)), traceparent=traceparent)
             try:
                 async with asyncio.timeout(timeout_s):
+                    stream = await self._open()
+                    stream.pending[call_id] = waiter
                     await stream.send(msg)
                     reply = await waiter
             except TimeoutError:
                 raise DeadlineExceeded(f"peer did not answer within {timeout_s:.1f}s") from None
         finally:
-            stream.pending.pop(call_id, None)
+            if stream is not None:
+                stream.pending.pop(call_id, None)
         if reply.error_code:
             raise from_status_number(reply.error_code, reply.error_message)
         return reply.result
 
+    @property
+    def kind(self) -> str:
+        """What carries the calls now: "lane", "stream", or "" before the first call."""
+        if self._stream is None:
+            return ""
+        return "lane" if isinstance(self._stream, _Lane) else "stream"
+
+    @property
+    def in_flight(self) -> bool:
+        """Some call is sent and waits for its reply."""
+        stream = self._stream
+        return stream is not None and bool(stream.pending) and not stream.sending
+
     def close(self) -> None:
+        if self._opening is not None:
+            self._opening.cancel()
+            self._opening = None
         if self._stream is not None:
             self._stream.close()
             self._stream = None
