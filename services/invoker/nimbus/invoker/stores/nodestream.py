@@ -187,16 +187,12 @@ class NodeStream:
         stream = self._stream
         if stream is not None and not stream.broken:
             return stream
-        if self._opening is None:
+        if self._opening is None or self._opening.done():
             # One opening for every call that finds the connection down; a context of its own, as
-            # the connection outlives the call that opened it.
+            # the connection outlives the call that opened it. Its callers may all have given up.
             self._opening = asyncio.get_running_loop().create_task(self._connect(), context=contextvars.Context())
-        opening = self._opening
-        try:
-            return await asyncio.shield(opening)
-        finally:
-            if opening.done() and self._opening is opening:
-                self._opening = None
+            self._opening.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(self._opening)
 
     async def _connect(self) -> _Stream | _Lane:
         if self._stream is not None:
