@@ -4,13 +4,13 @@ import pytest
 import uvloop
 
 from nimbus.common.config import ConfigError
-from nimbus.common.eventloop import loop_factory, loop_name
+from nimbus.common.eventloop import loop_factory, loop_name, new_uvloop
 
 
 @pytest.mark.parametrize("raw", [None, "", "uvloop", " UVLoop "])
 def test_uvloop_is_the_default(raw):
     env = {} if raw is None else {"NIMBUS_EVENT_LOOP": raw}
-    assert loop_factory(env) is uvloop.new_event_loop
+    assert loop_factory(env) is new_uvloop
 
 
 def test_asyncio_is_the_escape_hatch():
@@ -23,7 +23,7 @@ def test_an_unknown_loop_names_the_variable():
 
 
 def test_loop_names():
-    for factory, name in ((uvloop.new_event_loop, "uvloop"), (asyncio.new_event_loop, "asyncio")):
+    for factory, name in ((new_uvloop, "uvloop"), (uvloop.new_event_loop, "uvloop"), (asyncio.new_event_loop, "asyncio")):
         loop = factory()
         try:
             assert loop_name(loop) == name
