@@ -60,50 +60,50 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
 
 
 def new_uvloop() -> asyncio.AbstractEventLoop:
-    return _uvloop_class()()
+    """A uvloop loop that starts subprocesses as asyncio's does (see the module's docstring)."""
+    global _LOOP_CLASS
+    if _LOOP_CLASS is None:
+        # Made on first use, so that NIMBUS_EVENT_LOOP=asyncio never imports uvloop.
+        import uvloop
+
+        _LOOP_CLASS = type("Loop", (_AsyncioSubprocesses, uvloop.Loop), {"__module__": __name__})
+    return _LOOP_CLASS()
 
 
 _LOOP_CLASS: type[asyncio.AbstractEventLoop] | None = None
 
 
-def _uvloop_class() -> type[asyncio.AbstractEventLoop]:
-    """uvloop.Loop with asyncio's way of starting subprocesses (defined on first use, so that
-    NIMBUS_EVENT_LOOP=asyncio never imports uvloop)."""
-    global _LOOP_CLASS
-    if _LOOP_CLASS is None:
-        import uvloop
+class _AsyncioSubprocesses:
+    """subprocess_exec and subprocess_shell as asyncio's loop has them, for a loop (uvloop's)
+    whose own start processes with fork(); every other method is the loop's."""
 
-        class Loop(uvloop.Loop):  # type: ignore[misc]
-            async def subprocess_exec(  # type: ignore[override]
-                self, protocol_factory: Callable[[], asyncio.SubprocessProtocol], program: Any, *args: Any,
-                stdin: Any = _PIPE, stdout: Any = _PIPE, stderr: Any = _PIPE, universal_newlines: bool = False,
-                shell: bool = False, bufsize: int = 0, encoding: Any = None, errors: Any = None, text: Any = None,
-                **kwargs: Any,
-            ) -> tuple[asyncio.SubprocessTransport, asyncio.SubprocessProtocol]:
-                if shell:
-                    raise ValueError("shell must be False")
-                _check_popen_args(universal_newlines, bufsize, text, encoding, errors)
-                protocol = protocol_factory()
-                transport = await _spawn(self, protocol, [program, *args], False, stdin, stdout, stderr, kwargs)
-                return transport, protocol
+    async def subprocess_exec(
+        self, protocol_factory: Callable[[], asyncio.SubprocessProtocol], program: Any, *args: Any,
+        stdin: Any = _PIPE, stdout: Any = _PIPE, stderr: Any = _PIPE, universal_newlines: bool = False,
+        shell: bool = False, bufsize: int = 0, encoding: Any = None, errors: Any = None, text: Any = None,
+        **kwargs: Any,
+    ) -> tuple[asyncio.SubprocessTransport, asyncio.SubprocessProtocol]:
+        if shell:
+            raise ValueError("shell must be False")
+        _check_popen_args(universal_newlines, bufsize, text, encoding, errors)
+        protocol = protocol_factory()
+        transport = await _spawn(self, protocol, [program, *args], False, stdin, stdout, stderr, kwargs)
+        return transport, protocol
 
-            async def subprocess_shell(  # type: ignore[override]
-                self, protocol_factory: Callable[[], asyncio.SubprocessProtocol], cmd: str | bytes, *,
-                stdin: Any = _PIPE, stdout: Any = _PIPE, stderr: Any = _PIPE, universal_newlines: bool = False,
-                shell: bool = True, bufsize: int = 0, encoding: Any = None, errors: Any = None, text: Any = None,
-                **kwargs: Any,
-            ) -> tuple[asyncio.SubprocessTransport, asyncio.SubprocessProtocol]:
-                if not isinstance(cmd, (bytes, str)):
-                    raise ValueError("cmd must be a string")
-                if not shell:
-                    raise ValueError("shell must be True")
-                _check_popen_args(universal_newlines, bufsize, text, encoding, errors)
-                protocol = protocol_factory()
-                transport = await _spawn(self, protocol, cmd, True, stdin, stdout, stderr, kwargs)
-                return transport, protocol
-
-        _LOOP_CLASS = Loop
-    return _LOOP_CLASS
+    async def subprocess_shell(
+        self, protocol_factory: Callable[[], asyncio.SubprocessProtocol], cmd: str | bytes, *,
+        stdin: Any = _PIPE, stdout: Any = _PIPE, stderr: Any = _PIPE, universal_newlines: bool = False,
+        shell: bool = True, bufsize: int = 0, encoding: Any = None, errors: Any = None, text: Any = None,
+        **kwargs: Any,
+    ) -> tuple[asyncio.SubprocessTransport, asyncio.SubprocessProtocol]:
+        if not isinstance(cmd, (bytes, str)):
+            raise ValueError("cmd must be a string")
+        if not shell:
+            raise ValueError("shell must be True")
+        _check_popen_args(universal_newlines, bufsize, text, encoding, errors)
+        protocol = protocol_factory()
+        transport = await _spawn(self, protocol, cmd, True, stdin, stdout, stderr, kwargs)
+        return transport, protocol
 
 
 def _check_popen_args(universal_newlines: bool, bufsize: int, text: Any, encoding: Any, errors: Any) -> None:
@@ -121,7 +121,7 @@ def _check_popen_args(universal_newlines: bool, bufsize: int, text: Any, encodin
 
 
 async def _spawn(
-    loop: asyncio.AbstractEventLoop, protocol: asyncio.SubprocessProtocol, args: Any, shell: bool,
+    loop: Any, protocol: asyncio.SubprocessProtocol, args: Any, shell: bool,
     stdin: Any, stdout: Any, stderr: Any, kwargs: dict[str, Any],
 ) -> asyncio.SubprocessTransport:
     """What asyncio's _UnixSelectorEventLoop._make_subprocess_transport does, with the exit
@@ -142,7 +142,7 @@ async def _spawn(
     return transport  # type: ignore[no-any-return]
 
 
-def _watch_exit(loop: asyncio.AbstractEventLoop, transport: Any) -> None:
+def _watch_exit(loop: Any, transport: Any) -> None:
     pid: int = transport.get_pid()
     popen: subprocess.Popen[bytes] = transport.get_extra_info("subprocess")
     try:
