@@ -70,6 +70,9 @@ class CommonConfig:
     NIMBUS_LOG_LEVEL       DEBUG | INFO | WARNING | ERROR (default INFO)
     NIMBUS_DRAIN_S         how long SIGTERM waits for in-flight calls (default 10)
     NIMBUS_METRICS_ADDR    host:port of the Prometheus scrape endpoint (default: none, no endpoint)
+    NIMBUS_EVENT_LOOP      uvloop | asyncio (default uvloop): the process's event loop, chosen by
+                           nimbus.common.service.run before main (nimbus.common.eventloop), so
+                           not a field here
     """
 
     home: str

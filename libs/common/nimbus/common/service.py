@@ -12,6 +12,9 @@ serves (`api_versions`), under an etcd lease of its own.
 Telemetry: with `metrics_addr` (NIMBUS_METRICS_ADDR) the replica serves Prometheus text there and
 records the address in its registry entry; traces go to OTEL_EXPORTER_OTLP_ENDPOINT when it is set
 (nimbus.common.tracing), flushed last on the way out.
+
+`run` starts the process's event loop: uvloop, or asyncio's with NIMBUS_EVENT_LOOP=asyncio
+(nimbus.common.eventloop).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from nimbus.common import metrics, tracing
+from nimbus.common import eventloop, metrics, tracing
 from nimbus.common.clock import SystemClock
 from nimbus.common.registry import RegistryConfig, new_registration
 
@@ -146,7 +149,10 @@ async def serve(
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         if registry_cfg.enabled:
             registration.serving()
-        log.info("serving", extra={"fields": {"service": name, "listen": listen_addr}})
+        log.info(
+            "serving",
+            extra={"fields": {"service": name, "listen": listen_addr, "event_loop": eventloop.loop_name(loop)}},
+        )
 
     async def wait_stop() -> None:
         await stop.wait()
@@ -201,9 +207,13 @@ async def serve(
         log.info("stopped", extra={"fields": {"service": name}})
 
 
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    """Entry point of every service's __main__."""
+def run(main: Callable[[], Awaitable[None]], env: Mapping[str, str] | None = None) -> None:
+    """Entry point of every service's __main__: runs `main` on the loop NIMBUS_EVENT_LOOP names
+    (nimbus.common.eventloop; uvloop unless it says asyncio)."""
+    factory = eventloop.loop_factory(os.environ if env is None else env)
     try:
-        asyncio.run(main())
+        # asyncio.run() itself, with a loop factory (asyncio.run takes one only from 3.12 on).
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
     except KeyboardInterrupt:
         pass
