@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import itertools
 import logging
+from typing import cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -122,8 +123,8 @@ class _Lane(asyncio.Protocol):
         self._flushing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, hence the cast.
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:
