@@ -20,6 +20,7 @@ records the address in its registry entry; traces go to OTEL_EXPORTER_OTLP_ENDPO
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -146,6 +147,9 @@ async def serve(
     async def become_ready() -> None:
         if ready is not None:
             await ready()
+        # What exists by now (modules, config, clients) lives as long as the process: out of the
+        # collector's sight, a full collection stops walking ~60k objects (10-25 ms here).
+        gc.freeze()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         if registry_cfg.enabled:
             registration.serving()
