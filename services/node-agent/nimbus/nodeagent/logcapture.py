@@ -31,6 +31,7 @@ import json
 import json.encoder
 import logging
 import os
+import select
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -245,10 +246,13 @@ class OutputCapture:
         self._calls: dict[str, _Segment] = {}
         self._between = _Segment("")
         self._closed = False
+        # The open pipes, for _read_all.
+        self._poll = select.poll()
         writer.opened(instance_id)
         loop = asyncio.get_running_loop()
         for pipe in self._pipes:
             loop.add_reader(pipe.fd, self._read, pipe)
+            self._poll.register(pipe.fd, select.POLLIN)
 
     def assign(self, source: LogSource) -> None:
         """The function the sandbox was given: every later record names it."""
@@ -257,8 +261,9 @@ class OutputCapture:
     def begin(self, request_id: str, header_line: str) -> None:
         self._read_all()  # output from before the call belongs to before the call
         self._flush_partials()
-        if not self._calls:
-            self._close_segment(self._between)
+        between = self._between
+        if not self._calls and (between.lines or between.kept or between.dropped):
+            self._close_segment(between)
             self._between = _Segment("")
         call = self._calls[request_id] = _Segment(request_id)
         call.lines.append(header_line)
@@ -291,12 +296,9 @@ class OutputCapture:
         self._flush_partials()
         self._close_segment(self._between)
         self._closed = True
-        loop = asyncio.get_running_loop()
         for pipe in self._pipes:
             if pipe.open:
-                pipe.open = False
-                with contextlib.suppress(Exception):
-                    loop.remove_reader(pipe.fd)
+                self._stop_reading(pipe)
             os.close(pipe.fd)
         self._writer.closed(self._instance_id)
 
@@ -320,8 +322,14 @@ class OutputCapture:
         return self._between
 
     def _read_all(self) -> None:
-        for pipe in self._pipes:
-            self._read(pipe)
+        """Reads what the pipes hold now. At a call's start and end they are usually empty: one
+        poll says so, where a read on each would fail with EAGAIN."""
+        ready = self._poll.poll(0)
+        if ready:
+            fds = {fd for fd, _ in ready}
+            for pipe in self._pipes:
+                if pipe.fd in fds:
+                    self._read(pipe)
 
     def _read(self, pipe: _Pipe) -> None:
         if not pipe.open:
@@ -335,11 +343,15 @@ class OutputCapture:
                 log.warning("reading instance output failed", extra=kv(instance_id=self._instance_id, error=str(err)))
                 chunk = b""
             if not chunk:  # EOF: the sandbox exited
-                pipe.open = False
-                with contextlib.suppress(Exception):
-                    asyncio.get_running_loop().remove_reader(pipe.fd)
+                self._stop_reading(pipe)
                 return
             self._take(pipe, chunk)
+
+    def _stop_reading(self, pipe: _Pipe) -> None:
+        pipe.open = False
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(pipe.fd)
+        self._poll.unregister(pipe.fd)
 
     def _take(self, pipe: _Pipe, chunk: bytes) -> None:
         seg = self._target()
