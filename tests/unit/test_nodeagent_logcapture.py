@@ -97,6 +97,12 @@ def test_record_is_what_json_dumps_writes(message: str, report: specs.Report | N
     assert got == want
 
 
+def test_with_peak_memory_is_replace_of_that_one_field() -> None:
+    samples = {"float": 1.5, "int": 7, "bool": True, "str": "x"}
+    report = specs.Report(**{f.name: samples[str(f.type)] for f in dataclasses.fields(specs.Report)})
+    assert specs.with_peak_memory(report, 99) == dataclasses.replace(report, max_memory_used_mb=99)
+
+
 async def test_the_writer_stamps_records_as_iso_does(tmp_path: Path) -> None:
     class Clock(FixedClock):
         t = 0.0

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import json.encoder
 import logging
@@ -310,7 +309,7 @@ class OutputCapture:
 
     def _report(self, source: LogSource, request_id: str, report: Report, *before: str) -> Report:
         peak = self._peak_memory()
-        report = dataclasses.replace(report, max_memory_used_mb=-(-peak // _MB) if peak else 0)
+        report = specs.with_peak_memory(report, -(-peak // _MB) if peak else 0)
         self._writer.append(
             self._instance_id, source, request_id, PLATFORM, [*before, specs.report_line(request_id, report)], report
         )

@@ -181,6 +181,19 @@ class Report:
     error: str
 
 
+def with_peak_memory(r: Report, max_memory_used_mb: int) -> Report:
+    """dataclasses.replace(r, max_memory_used_mb=...), at a third of its cost: every call's REPORT."""
+    return Report(
+        duration_ms=r.duration_ms,
+        billed_ms=r.billed_ms,
+        memory_mb=r.memory_mb,
+        max_memory_used_mb=max_memory_used_mb,
+        cold_start=r.cold_start,
+        init_duration_ms=r.init_duration_ms,
+        error=r.error,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CallEnd:
     """What a call's log ends with: the platform's notes (why it ended the call), END, REPORT."""
