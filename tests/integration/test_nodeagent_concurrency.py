@@ -36,6 +36,7 @@ def handler(event, context):
     if event.get("say"):
         # One write per line: print() writes the text and the newline apart, which threads interleave.
         sys.stdout.write(event["say"] + "\\n")
+        time.sleep(event.get("linger", 0))
     return {"n": event["n"], "request_id": context.request_id, "start": started, "end": time.time()}
 """
 
@@ -143,7 +144,9 @@ async def test_output_of_overlapping_calls_is_nobodys(agent: Agent, code_server:
             agent.stub.Invoke(
                 nodeagent_pb2.InstanceInvokeRequest(
                     instance_id=iid, request_id=f"say-{n}", log_tail=True,
-                    payload=json.dumps({"n": n, "s": 0.3, "say": f"said by {n}"}).encode(),
+                    # Each prints midway through its 0.6 s, so each line comes while the other call
+                    # runs too, however far apart the two calls start (up to 0.3 s).
+                    payload=json.dumps({"n": n, "s": 0.3, "say": f"said by {n}", "linger": 0.3}).encode(),
                 ),
                 timeout=30,
             )

@@ -4,6 +4,7 @@ record, the tail."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from nimbus.common.clock import iso
 from nimbus.common.model import FunctionConfig
 from nimbus.nodeagent import spec as specs
 from nimbus.nodeagent.logcapture import MAX_CALL_BYTES, TAIL_BYTES, LogSource, LogWriter, OutputCapture, record
@@ -62,6 +64,59 @@ def test_record_has_every_field_of_the_stream_contract() -> None:
         "ts": "2026-01-01T00:00:00.000Z", "namespace": "ns", "function": "fn", "version": "3",
         "request_id": "r1", "stream": "stderr", "message": "héllo", "instance_id": "i1",
     }
+
+
+def reference_record(
+    ts: str, instance_id: str, source: LogSource, request_id: str, stream: str, message: str,
+    report: specs.Report | None = None,
+) -> bytes:
+    """The record as a plain json.dumps of its fields writes it: what record() must match byte for byte."""
+    fields: dict[str, object] = {
+        "ts": ts, "namespace": source.namespace, "function": source.function, "version": source.version,
+        "request_id": request_id, "stream": stream, "message": message, "instance_id": instance_id,
+    }
+    if report is not None:
+        fields["report"] = dataclasses.asdict(report)
+    return json.dumps(fields, ensure_ascii=False).encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "", "plain", 'quotes " and \\ backslash', "tab\tnew\nline\r\x00\x1f\x7f", "héllo ünïcode ✓ 🚀",
+        "\u2028\u2029", "\ufffd",
+    ],
+)
+@pytest.mark.parametrize("report", [None, end("r1").report, end("r1", cold=True).report])
+def test_record_is_what_json_dumps_writes(message: str, report: specs.Report | None) -> None:
+    source = LogSource("ns-1", "fn_ü", "$LATEST")
+    if report is not None:
+        report = dataclasses.replace(report, max_memory_used_mb=41, error='Err"ör')
+    got = record("2026-01-01T00:00:00.123Z", "i\"1", source, "req-\u00e9", "stdout", message, report)
+    want = reference_record("2026-01-01T00:00:00.123Z", "i\"1", source, "req-\u00e9", "stdout", message, report)
+    assert got == want
+
+
+def test_with_peak_memory_is_replace_of_that_one_field() -> None:
+    samples = {"float": 1.5, "int": 7, "bool": True, "str": "x"}
+    report = specs.Report(**{f.name: samples[str(f.type)] for f in dataclasses.fields(specs.Report)})
+    assert specs.with_peak_memory(report, 99) == dataclasses.replace(report, max_memory_used_mb=99)
+
+
+async def test_the_writer_stamps_records_as_iso_does(tmp_path: Path) -> None:
+    class Clock(FixedClock):
+        t = 0.0
+
+        def now(self) -> float:
+            return self.t
+
+    clock = Clock()
+    writer = LogWriter(tmp_path, clock)
+    times = [1_700_000_000.25, 1_700_000_000.9995, 1_700_000_001.0, 1_700_000_059.999999, 1_700_000_060.5, 86_399.001]
+    for clock.t in times:
+        writer.append("i", SOURCE, "r", "stdout", ["line"])
+    await writer.flush()
+    assert [json.loads(line)["ts"] for line in (tmp_path / "i.jsonl").read_text().splitlines()] == list(map(iso, times))
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,22 @@ def test_batches_group_by_function_skip_unassigned_and_keep_ids_stable() -> None
     assert batches("node-1", "i1", 101, chunk)[0].msg_id != got[0].msg_id
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"", b"\n", b"  \n", b"1, 2\n", b'{"a": 1} {"b": 2}\n', b"[1\n", b'{"ts": ' + line("nested"), b"\xff\xfe\n",
+        b"null\n",
+    ],
+)
+def test_lines_that_are_not_one_record_each_are_skipped_alone(odd: bytes) -> None:
+    """The lines are parsed as one JSON array when they can be: a line that is no record of its
+    own, wherever it stands, must still cost only itself."""
+    chunk = line("a") + odd + line("b") + odd + line("c")
+    got = batches("n", "i", 0, chunk)
+    assert [json.loads(x)["message"] for x in got[0].data.splitlines()] == ["a", "b", "c"]
+    assert got[0].data == line("a") + line("b") + line("c")
+
+
 def test_a_line_too_long_for_one_message_is_cut() -> None:
     got = batches("n", "i", 0, line("x" * (BATCH_BYTES + 10)))
     message = json.loads(got[0].data)["message"]
@@ -139,3 +155,36 @@ async def test_ships_from_the_cursor_keeps_it_on_failure_and_deletes_finished_fi
     writer.open.clear()
     assert await restarted.ship() == 0
     assert not f.exists() and json.loads((tmp_path / CURSORS_FILE).read_text()) == {}
+
+
+async def test_the_cursors_file_is_rewritten_in_place_and_stays_valid(tmp_path: Path) -> None:
+    pub, writer = FakePublisher(), FakeWriter()
+    shipper = LogShipper(tmp_path, writer, pub, "node-1", Clock())
+    names = [f"instance-{n:04d}" for n in range(250)]  # their cursors take more than a page
+    writer.open.update(names)
+    for name in names[:2]:
+        (tmp_path / f"{name}.jsonl").write_bytes(line("one"))
+    await shipper.ship()
+    cursors = tmp_path / CURSORS_FILE
+    inode = cursors.stat().st_ino
+    assert parse_cursors(cursors.read_text()) == dict.fromkeys(names[:2], len(line("one")))
+
+    for name in names:
+        (tmp_path / f"{name}.jsonl").write_bytes(line("one") + line("two"))
+    await shipper.ship()
+    assert parse_cursors(cursors.read_text()) == dict.fromkeys(names, len(line("one") + line("two")))
+    assert cursors.stat().st_size > 4096  # replaced by a new file, not written in place
+
+    writer.open.difference_update(names[1:])  # all but one finished: their files and cursors go
+    await shipper.ship()
+    assert parse_cursors(cursors.read_text()) == {names[0]: len(line("one") + line("two"))}
+    writer.open.clear()
+    await shipper.ship()
+    assert json.loads(cursors.read_text()) == {}
+    assert cursors.stat().st_size <= 4096 and cursors.stat().st_ino != inode
+    inode = cursors.stat().st_ino
+    (tmp_path / "late.jsonl").write_bytes(line("x"))
+    writer.open.add("late")
+    await shipper.ship()
+    assert json.loads(cursors.read_text()) == {"late": len(line("x"))}  # the shorter text, padded
+    assert cursors.stat().st_ino == inode

@@ -92,11 +92,27 @@ def test_split_inside_prefix_then_many_frames_in_one_chunk() -> None:
         struct.pack("!II", 4, 0) + b"nope",  # not JSON
         struct.pack("!II", 2, 0) + b"{}",  # no type
         struct.pack("!II", 15, 0) + b'{"type":"NOPE"}',
+        struct.pack("!II", 12, 0) + b'{"type":[1]}',
+        struct.pack("!II", 3, 0) + b"[1]",
     ],
 )
 def test_bad_frames_raise(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         FrameDecoder().feed(data)
+
+
+@pytest.mark.parametrize("request_id", ["r-1", "", 'q"u\\o', "é✓🚀", "\x00\n"])
+@pytest.mark.parametrize(("name", "version", "memory_mb"), [("f", "$LATEST", 128), ("fn-ü", "7", 10240)])
+def test_invoke_encoder_writes_what_encode_writes(request_id: str, name: str, version: str, memory_mb: int) -> None:
+    header = {
+        "request_id": request_id, "deadline_ms": 1_700_000_000_123,
+        "function_name": name, "function_version": version, "memory_limit_mb": memory_mb,
+    }
+    frames = protocol.InvokeEncoder(name, version, memory_mb)
+    assert frames.encode(request_id, 1_700_000_000_123, b"{}") == encode(Kind.INVOKE, header, b"{}")
+    assert FrameDecoder().feed(frames.encode(request_id, 5, b"")) == [Frame(Kind.INVOKE, {**header, "deadline_ms": 5})]
+    with pytest.raises(ProtocolError):
+        frames.encode(request_id, 5, b"x" * protocol.MAX_FRAME_BYTES)
 
 
 def test_encode_refuses_oversized_body() -> None:

@@ -3,6 +3,7 @@ the seccomp profile, cgroup files and the minimal /etc."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,28 @@ def test_oom_kills_are_read_from_the_cgroup(tmp_path: Path) -> None:
     (leaf / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
     assert cgroups.Cgroup("/nimbus/c", v2=False, root=tmp_path).oom_kills() == 2
     assert cgroups.Cgroup("/nimbus/missing", v2=False, root=tmp_path).oom_kills() == 0
+
+
+@pytest.mark.parametrize(
+    ("v2", "rel"), [(False, "memory/nimbus/c/memory.max_usage_in_bytes"), (True, "nimbus/c/memory.peak")]
+)
+def test_peak_memory_is_read_again_through_one_kept_fd(tmp_path: Path, v2: bool, rel: str) -> None:
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / rel).write_text("4096\n")
+    cg = cgroups.Cgroup("/nimbus/c", v2=v2, root=tmp_path)
+    assert cg.peak_memory_bytes() == 4096
+    fd = cg.open_peak_memory()
+    try:
+        assert cgroups.read_counter(fd) == 4096
+        (tmp_path / rel).write_text("123456789\n")  # the kernel regenerates the file at every read
+        assert cgroups.read_counter(fd) == cgroups.read_counter(fd) == 123456789
+        (tmp_path / rel).write_text("")
+        assert cgroups.read_counter(fd) is None
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError):
+        cgroups.Cgroup("/nimbus/missing", v2=v2, root=tmp_path).open_peak_memory()
+    assert cgroups.Cgroup("/nimbus/missing", v2=v2, root=tmp_path).peak_memory_bytes() is None
 
 
 def test_minimal_etc_has_no_secrets(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from nimbus.common.clock import Clock
 from nimbus.nodeagent import spec as specs
 from nimbus.nodeagent.boot import Sandbox
 from nimbus.nodeagent.policy import billed_ms
-from nimbus.nodeagent.protocol import Kind, ProtocolError, encode
+from nimbus.nodeagent.protocol import InvokeEncoder, Kind, ProtocolError
 from nimbus.nodeagent.sandbox import SandboxDriver
 from nimbus.nodeagent.shim import CallAborted, describe_exit
 from nimbus.nodeagent.spec import InstanceSpec, InvokeResult
@@ -43,16 +43,17 @@ async def call_instance(
     payload: bytes,
     clock: Clock,
     *,
+    frames: InvokeEncoder,
     cold: bool,
     init_us: int,
 ) -> Outcome:
     cfg = spec.config
     init_us = init_us if cold else 0
-    header = specs.invoke_header(spec, request_id, clock.now())
+    frame = frames.encode(request_id, specs.deadline_ms(spec, clock.now()), payload)
     started = clock.monotonic()
     try:
         async with asyncio.timeout(cfg.timeout_s):
-            reply = await sb.conn.call(request_id, encode(Kind.INVOKE, header, payload))
+            reply = await sb.conn.call(request_id, frame)
     except TimeoutError:
         result = specs.timeout_result(cfg.timeout_s, cold, init_us)
         return Outcome(result, fatal=True, note=f"Task timed out after {cfg.timeout_s:.2f} seconds")

@@ -34,6 +34,7 @@ from nimbus.nodeagent.boot import Booter, Sandbox
 from nimbus.nodeagent.calls import call_instance
 from nimbus.nodeagent.coldstart import CodeStore, SandboxSource, sandbox_with_code
 from nimbus.nodeagent.policy import fits
+from nimbus.nodeagent.protocol import InvokeEncoder
 from nimbus.nodeagent.spec import InstanceInfo, InstanceSpec, InvokeResult
 from nimbus.nodeagent.state import InstanceState, record_state, transition
 
@@ -55,6 +56,7 @@ class Instance:
     created_at: str
     last_used: float
     sandbox: Sandbox
+    frames: InvokeEncoder
     state: InstanceState = InstanceState.STARTING
     init_duration_us: int = 0
     invoked: bool = False
@@ -121,7 +123,9 @@ class InstanceManager:
         except BaseException:
             self._reserved_mb -= spec.config.memory_mb
             raise
-        inst = Instance(sb.sandbox_id, spec, iso(self._clock.now()), self._clock.monotonic(), sb)
+        inst = Instance(
+            sb.sandbox_id, spec, iso(self._clock.now()), self._clock.monotonic(), sb, specs.invoke_encoder(spec)
+        )
         self._instances[inst.instance_id] = inst
         try:
             t1 = self._clock.monotonic()
@@ -303,7 +307,7 @@ class InstanceManager:
             with tracing.span("instance.call"):
                 outcome = await call_instance(
                     inst.sandbox, self._driver, inst.spec, request_id, payload, self._clock,
-                    cold=not inst.invoked, init_us=inst.init_duration_us,
+                    frames=inst.frames, cold=not inst.invoked, init_us=inst.init_duration_us,
                 )
         except asyncio.CancelledError:
             # The shim still runs this call and would send a reply nobody waits for: kill it.

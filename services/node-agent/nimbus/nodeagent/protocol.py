@@ -40,6 +40,7 @@ tests/unit/test_nodeagent_protocol.py checks that they agree with this one.
 from __future__ import annotations
 
 import json
+import json.encoder
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,8 +73,36 @@ class Frame:
     body: bytes = b""
 
 
+# json.dumps(..., separators=(",", ":")) without making an encoder at every frame.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_enc = json.encoder.encode_basestring_ascii
+# Kind(name) for the names that are valid, without the Enum call.
+_KINDS = {k.value: k for k in Kind}
+
+
 def encode(kind: Kind, header: Mapping[str, Any] | None = None, body: bytes = b"") -> bytes:
-    head = json.dumps({"type": kind.value, **(header or {})}, separators=(",", ":")).encode()
+    return _frame(_dumps({"type": kind.value, **(header or {})}).encode(), body)
+
+
+class InvokeEncoder:
+    """One instance's INVOKE frames, as encode(Kind.INVOKE, {"request_id", "deadline_ms",
+    "function_name", "function_version", "memory_limit_mb"}, body) writes them: the fields that are
+    the same for every call on the instance are encoded once."""
+
+    __slots__ = ("_tail",)
+
+    def __init__(self, function_name: str, function_version: str, memory_limit_mb: int) -> None:
+        fixed = {
+            "function_name": function_name, "function_version": function_version, "memory_limit_mb": memory_limit_mb,
+        }
+        self._tail = "," + _dumps(fixed)[1:]
+
+    def encode(self, request_id: str, deadline_ms: int, body: bytes) -> bytes:
+        head = '{"type":"INVOKE","request_id":' + _enc(request_id) + ',"deadline_ms":' + str(deadline_ms) + self._tail
+        return _frame(head.encode(), body)
+
+
+def _frame(head: bytes, body: bytes) -> bytes:
     if len(head) > MAX_HEADER_BYTES or len(head) + len(body) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame too large: header {len(head)} B, body {len(body)} B")
     return b"".join((PREFIX.pack(len(head), len(body)), head, body))
@@ -92,7 +121,10 @@ def _checked(header_len: int, body_len: int) -> tuple[int, int]:
 def parse_frame(header_bytes: bytes, body: bytes) -> Frame:
     try:
         header = json.loads(header_bytes)
-        kind = Kind(header.pop("type"))
+        name = header.pop("type")
+        kind = _KINDS.get(name) if type(name) is str else None
+        if kind is None:
+            kind = Kind(name)  # raises ValueError
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ProtocolError(f"bad frame header: {err}") from None
     return Frame(kind, header, body)

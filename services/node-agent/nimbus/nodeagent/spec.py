@@ -10,6 +10,7 @@ from nimbus.common.errors import InvalidArgument
 from nimbus.common.model import FunctionConfig, InstanceRecord
 from nimbus.common.model import InstanceState as RecordState
 from nimbus.nodeagent.policy import billed_ms
+from nimbus.nodeagent.protocol import InvokeEncoder
 
 # "module.func", "pkg.module.func" or Lambda's "dir/module.func" (python3.11, nodejs20); a custom
 # runtime reads its handler from _HANDLER and may give it any meaning, within reason.
@@ -114,15 +115,14 @@ def load_header(spec: InstanceSpec, task_root: str) -> dict[str, object]:
     }
 
 
-def invoke_header(spec: InstanceSpec, request_id: str, now: float) -> dict[str, object]:
-    """The INVOKE frame's header (protocol.py); the deadline is wall-clock epoch ms for the shim."""
-    return {
-        "request_id": request_id,
-        "deadline_ms": int((now + spec.config.timeout_s) * 1000),
-        "function_name": spec.function,
-        "function_version": spec.version,
-        "memory_limit_mb": spec.config.memory_mb,
-    }
+def invoke_encoder(spec: InstanceSpec) -> InvokeEncoder:
+    """The INVOKE frames (protocol.py) of an instance of this spec."""
+    return InvokeEncoder(spec.function, spec.version, spec.config.memory_mb)
+
+
+def deadline_ms(spec: InstanceSpec, now: float) -> int:
+    """A call's deadline as the INVOKE frame gives it to the shim: wall-clock epoch ms."""
+    return int((now + spec.config.timeout_s) * 1000)
 
 
 def timeout_result(timeout_s: float, cold: bool, init_us: int) -> InvokeResult:
@@ -179,6 +179,19 @@ class Report:
     init_duration_ms: float
     # "" on success, else the error type (e.g. "Timeout", "OutOfMemory", the exception's class).
     error: str
+
+
+def with_peak_memory(r: Report, max_memory_used_mb: int) -> Report:
+    """dataclasses.replace(r, max_memory_used_mb=...), at a third of its cost: every call's REPORT."""
+    return Report(
+        duration_ms=r.duration_ms,
+        billed_ms=r.billed_ms,
+        memory_mb=r.memory_mb,
+        max_memory_used_mb=max_memory_used_mb,
+        cold_start=r.cold_start,
+        init_duration_ms=r.init_duration_ms,
+        error=r.error,
+    )
 
 
 @dataclass(frozen=True, slots=True)

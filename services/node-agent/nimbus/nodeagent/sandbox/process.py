@@ -30,6 +30,10 @@ _REAP_WAIT_S = 5.0
 @dataclass(slots=True, eq=False)
 class ProcessHandle(SandboxHandle):
     proc: asyncio.subprocess.Process
+    # The shim's /proc/<pid>/status, opened at the first call's REPORT and kept until the stop:
+    # every call reads it, and an open and a close cost more than the read.
+    status_fd: int = -1
+    stopped: bool = False
 
 
 class ProcessDriver(SandboxDriver):
@@ -96,6 +100,10 @@ class ProcessDriver(SandboxDriver):
 
     async def stop(self, handle: SandboxHandle) -> None:
         assert isinstance(handle, ProcessHandle)
+        handle.stopped = True
+        if handle.status_fd >= 0:
+            os.close(handle.status_fd)
+            handle.status_fd = -1
         # Also after the shim exited: children the function left behind share its group.
         _kill_group(handle.pid, signal.SIGKILL)
         try:
@@ -121,7 +129,18 @@ class ProcessDriver(SandboxDriver):
 
     def peak_memory_bytes(self, handle: SandboxHandle) -> int | None:
         # No cgroup here: the shim's own peak RSS (VmHWM), without what it spawned.
-        return peak_rss_bytes(handle.pid)
+        assert isinstance(handle, ProcessHandle)
+        if handle.status_fd < 0:
+            if handle.stopped:
+                return peak_rss_bytes(handle.pid)  # no fd may outlive stop(), which closed it
+            try:
+                handle.status_fd = os.open(f"/proc/{handle.pid}/status", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+        try:
+            return parse_vm_hwm(os.pread(handle.status_fd, 8192, 0))
+        except OSError:
+            return None
 
     async def close(self) -> None:
         return None
@@ -153,6 +172,10 @@ def peak_rss_bytes(pid: int) -> int | None:
             os.close(fd)
     except OSError:
         return None
+    return parse_vm_hwm(status)
+
+
+def parse_vm_hwm(status: bytes) -> int | None:
     start = status.find(b"VmHWM:")
     if start < 0:
         return None

@@ -44,6 +44,8 @@ class RuncHandle(SandboxHandle):
     task_dir: Path
     exited: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     pidfd: int = -1
+    # The cgroup's peak-memory file, opened at the first call's REPORT and kept until the stop.
+    peak_fd: int = -1
     stopping: asyncio.Task[None] | None = None
 
 
@@ -236,6 +238,9 @@ class RuncDriver(SandboxDriver):
         await asyncio.shield(handle.stopping)
 
     async def _stop(self, handle: RuncHandle) -> None:
+        if handle.peak_fd >= 0:
+            os.close(handle.peak_fd)
+            handle.peak_fd = -1
         if not handle.exited.done() and handle.pidfd >= 0:
             # SIGKILL to the container's first process ends its whole pid namespace at once.
             with contextlib.suppress(ProcessLookupError, OSError):
@@ -290,7 +295,14 @@ class RuncDriver(SandboxDriver):
 
     def peak_memory_bytes(self, handle: SandboxHandle) -> int | None:
         assert isinstance(handle, RuncHandle)
-        return handle.cgroup.peak_memory_bytes()
+        if handle.peak_fd < 0:
+            if handle.stopping is not None:
+                return handle.cgroup.peak_memory_bytes()  # no fd may outlive _stop, which closed it
+            try:
+                handle.peak_fd = handle.cgroup.open_peak_memory()
+            except OSError:
+                return None
+        return cgroups.read_counter(handle.peak_fd)
 
 
 def _drain(fd: int) -> str:

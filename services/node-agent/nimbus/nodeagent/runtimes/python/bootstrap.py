@@ -36,13 +36,16 @@ PREFIX = struct.Struct("!II")
 MAX_FRAME_BYTES = 96 * 1024 * 1024
 _PR_SET_PDEATHSIG = 1
 _THIS_FILE = os.path.abspath(__file__)
+# json.dumps(..., separators=(",", ":")) without making an encoder at every call (thread-safe: each
+# encode keeps its state to itself).
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 # -- the codec (mirrors protocol.py) -----------------------------------------------------------
 
 
 def encode(kind: str, header: dict[str, Any], body: bytes = b"") -> bytes:
-    head = json.dumps({"type": kind, **header}, separators=(",", ":")).encode()
+    head = _dumps({"type": kind, **header}).encode()
     return b"".join((PREFIX.pack(len(head), len(body)), head, body))
 
 
@@ -213,7 +216,7 @@ def invoke(handler: Callable[..., Any], loop: Loop, header: dict[str, Any], body
         if hasattr(result, "__await__"):
             result = loop.run(result)
         try:
-            out = json.dumps(result, separators=(",", ":")).encode()
+            out = _dumps(result).encode()
         except (TypeError, ValueError) as err:
             raise _Marked("Runtime.MarshalError", f"Unable to marshal response: {err}") from None
     except _Marked as err:
