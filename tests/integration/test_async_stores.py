@@ -20,7 +20,7 @@ import pytest_asyncio
 from nimbus.cluster import binaries
 from nimbus.common.auth import Principal
 from nimbus.common.clock import SystemClock
-from nimbus.common.errors import Throttled
+from nimbus.common.errors import Throttled, Unavailable
 from nimbus.common.model import FunctionConfig, FunctionRecord
 from nimbus.invoker.asyncpath import AsyncInvocations
 from nimbus.invoker.consumer import EventConsumer
@@ -28,7 +28,7 @@ from nimbus.invoker.eventsconfig import EventsConfig
 from nimbus.invoker.invoke import InvokeResult
 from nimbus.invoker.records import EventRef, InvocationStatus, Move
 from nimbus.invoker.stores.jetstream import JetStreamClient
-from nimbus.invoker.stores.redis_records import RedisRecords
+from nimbus.invoker.stores.redis_records import RedisRecords, record_key
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -176,6 +176,43 @@ async def test_records_follow_the_sequence_rule(records: RedisRecords):
     assert await records.create(EventRef(rid, "ns", "fn", "", 200.0, 9), 200.0)
     record = await records.get(rid)
     assert record is not None and (record.status, record.attempts, record.result_json) == ("QUEUED", 0, "")
+
+
+async def test_writes_made_together_share_a_batch_and_keep_their_own_outcomes(records: RedisRecords):
+    refs = [EventRef(str(uuid.uuid4()), "ns", "fn", "", 100.0, 7) for _ in range(40)]
+    assert all(await asyncio.gather(*(records.create(ref, 100.0) for ref in refs)))
+    first = refs[0]
+    # Queued in the same instant: one batch, applied in the order they were made.
+    results = await asyncio.gather(
+        records.move(first, Move(InvocationStatus.RUNNING, attempts_delta=1), 101.0),
+        records.move(first, Move(InvocationStatus.SUCCEEDED, result=b'{"r": 1}', error=b""), 102.0),
+        records.move(first, Move(InvocationStatus.RUNNING, attempts_delta=1), 103.0),
+        # Bytes go as they are (not valid UTF-8 here); strings that look like numbers stay strings.
+        *(records.move(ref, Move(InvocationStatus.FAILED, error=b"\xff\x00e", version="7", request_id="12"), 104.0)
+          for ref in refs[1:]),
+        records.create(first, 105.0),
+    )
+    running, done, late, *failed, again = results
+    assert (running.applied, running.status, running.attempts) == (True, "RUNNING", 1)
+    assert (done.applied, done.status) == (True, "SUCCEEDED")
+    assert (late.applied, late.status, late.attempts) == (False, "SUCCEEDED", 1)
+    assert all(m.applied and m.status == "FAILED" for m in failed) and again is False
+    record = await records.get(first.invocation_id)
+    assert record is not None and (record.status, record.attempts, record.result_json) == ("SUCCEEDED", 1, '{"r": 1}')
+    assert (record.namespace, record.function, record.created_at) == ("ns", "fn", "1970-01-01T00:01:40.000Z")
+    raw = await records._redis.hgetall(record_key(refs[1].invocation_id))
+    assert (raw[b"error"], raw[b"version"], raw[b"request_id"], raw[b"seq"]) == (b"\xff\x00e", b"7", b"12", b"7")
+
+
+async def test_a_lost_redis_fails_each_write_within_the_deadline():
+    store = RedisRecords(f"redis://127.0.0.1:{free_port()}/0", 600)
+    try:
+        ref = EventRef(str(uuid.uuid4()), "ns", "fn", "", 100.0, 1)
+        outcomes = await asyncio.gather(store.create(ref, 100.0), store.move(ref, Move(InvocationStatus.RUNNING), 101.0),
+                                        return_exceptions=True)
+        assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
+    finally:
+        await store.close()
 
 
 async def test_publish_dedups_by_message_id(js: JetStreamClient):
