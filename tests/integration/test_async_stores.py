@@ -27,6 +27,7 @@ from nimbus.invoker.consumer import EventConsumer
 from nimbus.invoker.eventsconfig import EventsConfig
 from nimbus.invoker.invoke import InvokeResult
 from nimbus.invoker.records import EventRef, InvocationStatus, Move
+from nimbus.invoker.stores import jetstream
 from nimbus.invoker.stores.jetstream import JetStreamClient
 from nimbus.invoker.stores.redis_records import RedisRecords, record_key
 
@@ -220,6 +221,34 @@ async def test_publish_dedups_by_message_id(js: JetStreamClient):
     first = await js.publish(subject, b"{}", {}, "same-id")
     again = await js.publish(subject, b"{}", {}, "same-id")
     assert not first.duplicate and again.duplicate and again.seq == first.seq
+
+
+async def test_standing_pull_hands_over_at_most_the_room_and_outlives_its_requests(js: JetStreamClient):
+    subject = "nimbus.events.ns.pull-" + uuid.uuid4().hex[:8]
+    for i in range(10):
+        await js.publish(subject, b"{}", {"test": subject}, f"pull-{subject}-{i}")
+    sub = await js.subscribe_events()
+    try:
+        seen: list[int] = []
+        deadline = time.monotonic() + 20
+        while len(seen) < 10 and time.monotonic() < deadline:
+            got = await sub.pull(3, 1.0, batch_min=2)
+            assert len(got) <= 3
+            for d in got:
+                if d.headers.get("test") == subject:  # the stream may hold other tests' events
+                    assert d.deliveries == 1
+                    seen.append(d.seq)
+                await d.ack()
+        assert len(seen) == 10 == len(set(seen))
+        # Idle past the requests' expiry: the pull asks again and the next event still comes.
+        assert await sub.pull(2, 0.2) == []
+        await asyncio.sleep(jetstream.PULL_EXPIRES_S + 0.5)
+        await js.publish(subject, b"{}", {"test": subject}, f"pull-{subject}-late")
+        late = await sub.pull(2, 5.0)
+        assert [d.headers.get("test") for d in late] == [subject]
+        await late[0].ack()
+    finally:
+        await sub.close()
 
 
 async def run_consumer(js, records, runner, cfg, functions=None):  # type: ignore[no-untyped-def]

@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 S = InvocationStatus
 _RECORD_TRIES = 5
-_FETCH_TIMEOUT_S = 2.0
-_GRAB_S = 0.02
+# The pull loop wakes at least this often with nothing to do (to notice a reconnect).
+_PULL_WAIT_S = 2.0
 # Acquire wait of an async run: the dispatcher's queue wait applies (it is the smaller).
 _INVOKE_DEADLINE_S = 900.0
 _CAP_RETRY_S = 0.5
@@ -57,7 +57,8 @@ class Delivery(Protocol):
 
 
 class Subscription(Protocol):
-    async def fetch(self, batch: int, timeout_s: float) -> Sequence[Delivery]: ...
+    async def pull(self, room: int, wait_s: float, batch_min: int = 1, busy: bool = False) -> Sequence[Delivery]: ...
+    def take_all(self) -> Sequence[Delivery]: ...
     async def close(self) -> None: ...
 
 
@@ -108,6 +109,8 @@ class EventConsumer:
         self._inflight: Counter[tuple[str, str]] = Counter()
         self._working: dict[int, tuple[Delivery, float]] = {}
         self._stopping = False
+        # Free room is asked for in batches of this many (or after a moment), not one by one.
+        self._batch_min = max(1, cfg.workers // 4)
 
     # -- the pull loop -----------------------------------------------------------------------
 
@@ -123,11 +126,7 @@ class EventConsumer:
                     sub = await self._source.subscribe_events()
                     generation = self._source.generation
                     delay = 0.2
-                    while self._source.generation == generation:
-                        if self._stopping:
-                            # Draining: running events finish; new ones stay with JetStream.
-                            await asyncio.sleep(0.5)
-                            continue
+                    while self._source.generation == generation and not self._stopping:
                         free = self._cfg.workers - len(self._tasks)
                         if free <= 0:
                             self._slot.clear()
@@ -135,17 +134,19 @@ class EventConsumer:
                                 async with asyncio.timeout(1.0):
                                     await self._slot.wait()
                             continue
-                        # What is there now (a short collect), else wait for the next event.
-                        deliveries = await sub.fetch(free, _GRAB_S) if free > 1 else []
-                        if not deliveries:
-                            deliveries = await sub.fetch(1, _FETCH_TIMEOUT_S)
-                        for delivery in deliveries:
+                        for delivery in await sub.pull(free, _PULL_WAIT_S, self._batch_min, busy=bool(self._tasks)):
                             if self._stopping:
                                 await delivery.nak()
                                 continue
                             task = asyncio.create_task(self._handle(delivery))
                             self._tasks.add(task)
                             task.add_done_callback(self._done)
+                    if self._stopping:
+                        # Draining: running events finish; no more come.
+                        await self._give_back(sub)
+                        sub = None
+                        while True:
+                            await asyncio.sleep(3600)
                 except asyncio.CancelledError:
                     raise
                 except Exception as err:
@@ -154,12 +155,20 @@ class EventConsumer:
                     delay = min(delay * 2, 2.0)
                 finally:
                     if sub is not None:
-                        await sub.close()
+                        await self._give_back(sub)
         finally:
             ticker.cancel()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(ticker, *self._tasks, return_exceptions=True)
+
+    @staticmethod
+    async def _give_back(sub: Subscription) -> None:
+        """Closes the subscription; events that came and were not started go back at once
+        rather than after ack_wait."""
+        for delivery in sub.take_all():
+            await delivery.nak()
+        await sub.close()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
