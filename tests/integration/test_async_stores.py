@@ -314,8 +314,53 @@ async def test_long_runs_are_kept_alive_past_ack_wait(js: JetStreamClient, recor
     submitter, consumer, task = await run_consumer(js, records, runner, cfg)
     try:
         rid = await submitter.submit(WHO, "fn-long", "", b'{"id": "long"}')
+        # Marked RUNNING while it runs; the run counts once.
+        running = (await wait_status(records, [rid], "RUNNING", timeout_s=10))[0]
+        assert running.attempts == 1
         done = (await wait_status(records, [rid], "SUCCEEDED", timeout_s=20))[0]
         assert done.attempts == 1 and runner.runs["long"] == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+class SwitchedRecords:
+    """The real store behind a switch that makes every call fail as a lost Redis would."""
+
+    def __init__(self, store: RedisRecords) -> None:
+        self.store = store
+        self.down = True
+
+    async def create(self, ref: EventRef, now: float) -> bool:
+        if self.down:
+            raise Unavailable("redis down")
+        return await self.store.create(ref, now)
+
+    async def move(self, ref: EventRef, move: Move, now: float):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise Unavailable("redis down")
+        return await self.store.move(ref, move, now)
+
+    async def get(self, invocation_id: str):  # type: ignore[no-untyped-def]
+        return await self.store.get(invocation_id)
+
+
+async def test_no_record_no_run_and_short_runs_count_once(js: JetStreamClient, records: RedisRecords):
+    cfg = EventsConfig(ack_wait_s=3, workers=4)
+    switched = SwitchedRecords(records)
+    runner = Runner()
+    submitter, consumer, task = await run_consumer(js, switched, runner, cfg)
+    try:
+        ids = [await submitter.submit(WHO, "fn-down", "", json.dumps({"id": f"d{i}"}).encode()) for i in range(3)]
+        await asyncio.sleep(1.5)
+        assert runner.runs == {}  # stored, but nothing runs while its outcome could not be kept
+        switched.down = False
+        done = await wait_status(records, ids, "SUCCEEDED")
+        assert [r.attempts for r in done] == [1, 1, 1] and sorted(runner.runs.values()) == [1, 1, 1]
+        # With the store back, a first delivery goes from QUEUED straight to SUCCEEDED, counted once.
+        rid = await submitter.submit(WHO, "fn-down", "", b'{"id": "quick"}')
+        quick = (await wait_status(records, [rid], "SUCCEEDED"))[0]
+        assert quick.attempts == 1 and runner.runs["quick"] == 1
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
