@@ -7,9 +7,9 @@ redelivered while it runs → decide (retry.py) → record the outcome with the 
 marked RUNNING meanwhile (and counted there). A redelivered event is marked RUNNING before it runs,
 and one whose record already says it finished (its ack was lost, or an invoker died between
 recording and acking) is acked without running again. While record writes fail, every event
-waits for its RUNNING mark (no record, no run). At most NIMBUS_ASYNC_WORKERS events run at once per invoker, and of a function
-with max_concurrency M at most (M-1)//2 (async_cap), so async work never takes the whole of a
-function or starves sync calls, which wait in the same FIFO queues.
+waits for its RUNNING mark (no record, no run). At most NIMBUS_ASYNC_WORKERS events run at once per
+invoker, and of a function with max_concurrency M at most (M-1)//2 (async_cap), so async work never
+takes the whole of a function or starves sync calls, which wait in the same FIFO queues.
 """
 
 from __future__ import annotations

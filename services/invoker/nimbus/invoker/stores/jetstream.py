@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -280,11 +279,11 @@ class JetStreamClient:
             raise _unavailable(err, "delete") from err
 
 
-def _ack_fields(reply: str) -> tuple[int, int]:
+def _ack_fields(reply: str | None) -> tuple[int, int]:
     """(stream sequence, delivery count) from a JetStream ack subject, in either of its forms:
     $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> or, with a domain and
     an account hash, $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>..."""
-    tokens = reply.split(".")
+    tokens = (reply or "").split(".")
     if tokens[:2] != ["$JS", "ACK"]:
         raise ValueError(f"not a JetStream ack subject: {reply!r}")
     if len(tokens) == 9:
@@ -359,8 +358,8 @@ class EventSubscription:
         self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
 
     async def _on_message(self, msg: Msg) -> None:
-        headers = msg.headers
-        status = headers.get(_STATUS) if headers else None
+        headers = msg.headers or {}
+        status = headers.get(_STATUS)
         if status is None:
             self._asked = max(0, self._asked - 1)
             try:
@@ -374,7 +373,6 @@ class EventSubscription:
             return  # a heartbeat
         # 404/408: the request ended with this many of its events not delivered; 409: JetStream
         # refused or cut it short (leadership change, limits, the consumer gone).
-        assert headers is not None
         pending = headers.get(_PENDING)
         self._asked = max(0, self._asked - int(pending)) if pending and pending.isdigit() else 0
         if status == "409" and "deleted" in headers.get("Description", "").lower():
@@ -385,7 +383,7 @@ class EventSubscription:
         """Asks for the room not yet asked for, once it reaches batch_min or has waited
         ASK_DELAY_S (at once when the caller has nothing to do); returns how long until a short
         ask is due, if one waits."""
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         if self._asked and now > self._asked_until:
             self._asked = 0
         want = room - len(self._ready) - self._asked

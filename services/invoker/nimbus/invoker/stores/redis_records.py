@@ -167,16 +167,17 @@ class RedisRecords:
                             fields[i] = len(args)
                     items.append(item)
                 args[1] = json.dumps(items)
+                replies: list[_Reply] = []
+                error: Unavailable | None = None
                 try:
                     async with asyncio.timeout(CALL_TIMEOUT_S):
                         replies = json.loads(await self._script(keys=[key for key, _, _ in batch], args=args))
                 except (redis.exceptions.RedisError, OSError, TimeoutError) as err:
-                    replies = None
                     error = _unavailable(err)
                 for index, (_, _, waiter) in enumerate(batch):
                     if waiter.done():
                         continue  # its caller gave up
-                    if replies is None:
+                    if error is not None:
                         waiter.set_exception(error)
                     else:
                         waiter.set_result(replies[index])
