@@ -20,15 +20,16 @@ import pytest_asyncio
 from nimbus.cluster import binaries
 from nimbus.common.auth import Principal
 from nimbus.common.clock import SystemClock
-from nimbus.common.errors import Throttled
+from nimbus.common.errors import Throttled, Unavailable
 from nimbus.common.model import FunctionConfig, FunctionRecord
 from nimbus.invoker.asyncpath import AsyncInvocations
 from nimbus.invoker.consumer import EventConsumer
 from nimbus.invoker.eventsconfig import EventsConfig
 from nimbus.invoker.invoke import InvokeResult
 from nimbus.invoker.records import EventRef, InvocationStatus, Move
+from nimbus.invoker.stores import jetstream
 from nimbus.invoker.stores.jetstream import JetStreamClient
-from nimbus.invoker.stores.redis_records import RedisRecords
+from nimbus.invoker.stores.redis_records import RedisRecords, record_key
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -178,11 +179,76 @@ async def test_records_follow_the_sequence_rule(records: RedisRecords):
     assert record is not None and (record.status, record.attempts, record.result_json) == ("QUEUED", 0, "")
 
 
+async def test_writes_made_together_share_a_batch_and_keep_their_own_outcomes(records: RedisRecords):
+    refs = [EventRef(str(uuid.uuid4()), "ns", "fn", "", 100.0, 7) for _ in range(40)]
+    assert all(await asyncio.gather(*(records.create(ref, 100.0) for ref in refs)))
+    first = refs[0]
+    # Queued in the same instant: one batch, applied in the order they were made.
+    results = await asyncio.gather(
+        records.move(first, Move(InvocationStatus.RUNNING, attempts_delta=1), 101.0),
+        records.move(first, Move(InvocationStatus.SUCCEEDED, result=b'{"r": 1}', error=b""), 102.0),
+        records.move(first, Move(InvocationStatus.RUNNING, attempts_delta=1), 103.0),
+        # Bytes go as they are (not valid UTF-8 here); strings that look like numbers stay strings.
+        *(records.move(ref, Move(InvocationStatus.FAILED, error=b"\xff\x00e", version="7", request_id="12"), 104.0)
+          for ref in refs[1:]),
+        records.create(first, 105.0),
+    )
+    running, done, late, *failed, again = results
+    assert (running.applied, running.status, running.attempts) == (True, "RUNNING", 1)
+    assert (done.applied, done.status) == (True, "SUCCEEDED")
+    assert (late.applied, late.status, late.attempts) == (False, "SUCCEEDED", 1)
+    assert all(m.applied and m.status == "FAILED" for m in failed) and again is False
+    record = await records.get(first.invocation_id)
+    assert record is not None and (record.status, record.attempts, record.result_json) == ("SUCCEEDED", 1, '{"r": 1}')
+    assert (record.namespace, record.function, record.created_at) == ("ns", "fn", "1970-01-01T00:01:40.000Z")
+    raw = await records._redis.hgetall(record_key(refs[1].invocation_id))
+    assert (raw[b"error"], raw[b"version"], raw[b"request_id"], raw[b"seq"]) == (b"\xff\x00e", b"7", b"12", b"7")
+
+
+async def test_a_lost_redis_fails_each_write_within_the_deadline():
+    store = RedisRecords(f"redis://127.0.0.1:{free_port()}/0", 600)
+    try:
+        ref = EventRef(str(uuid.uuid4()), "ns", "fn", "", 100.0, 1)
+        outcomes = await asyncio.gather(store.create(ref, 100.0), store.move(ref, Move(InvocationStatus.RUNNING), 101.0),
+                                        return_exceptions=True)
+        assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
+    finally:
+        await store.close()
+
+
 async def test_publish_dedups_by_message_id(js: JetStreamClient):
     subject = "nimbus.events.ns.dedup"
     first = await js.publish(subject, b"{}", {}, "same-id")
     again = await js.publish(subject, b"{}", {}, "same-id")
     assert not first.duplicate and again.duplicate and again.seq == first.seq
+
+
+async def test_standing_pull_hands_over_at_most_the_room_and_outlives_its_requests(js: JetStreamClient):
+    subject = "nimbus.events.ns.pull-" + uuid.uuid4().hex[:8]
+    for i in range(10):
+        await js.publish(subject, b"{}", {"test": subject}, f"pull-{subject}-{i}")
+    sub = await js.subscribe_events()
+    try:
+        seen: list[int] = []
+        deadline = time.monotonic() + 20
+        while len(seen) < 10 and time.monotonic() < deadline:
+            got = await sub.pull(3, 1.0, batch_min=2)
+            assert len(got) <= 3
+            for d in got:
+                if d.headers.get("test") == subject:  # the stream may hold other tests' events
+                    assert d.deliveries == 1
+                    seen.append(d.seq)
+                await d.ack()
+        assert len(seen) == 10 == len(set(seen))
+        # Idle past the requests' expiry: the pull asks again and the next event still comes.
+        assert await sub.pull(2, 0.2) == []
+        await asyncio.sleep(jetstream.PULL_EXPIRES_S + 0.5)
+        await js.publish(subject, b"{}", {"test": subject}, f"pull-{subject}-late")
+        late = await sub.pull(2, 5.0)
+        assert [d.headers.get("test") for d in late] == [subject]
+        await late[0].ack()
+    finally:
+        await sub.close()
 
 
 async def run_consumer(js, records, runner, cfg, functions=None):  # type: ignore[no-untyped-def]
@@ -248,8 +314,53 @@ async def test_long_runs_are_kept_alive_past_ack_wait(js: JetStreamClient, recor
     submitter, consumer, task = await run_consumer(js, records, runner, cfg)
     try:
         rid = await submitter.submit(WHO, "fn-long", "", b'{"id": "long"}')
+        # Marked RUNNING while it runs; the run counts once.
+        running = (await wait_status(records, [rid], "RUNNING", timeout_s=10))[0]
+        assert running.attempts == 1
         done = (await wait_status(records, [rid], "SUCCEEDED", timeout_s=20))[0]
         assert done.attempts == 1 and runner.runs["long"] == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+class SwitchedRecords:
+    """The real store behind a switch that makes every call fail as a lost Redis would."""
+
+    def __init__(self, store: RedisRecords) -> None:
+        self.store = store
+        self.down = True
+
+    async def create(self, ref: EventRef, now: float) -> bool:
+        if self.down:
+            raise Unavailable("redis down")
+        return await self.store.create(ref, now)
+
+    async def move(self, ref: EventRef, move: Move, now: float):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise Unavailable("redis down")
+        return await self.store.move(ref, move, now)
+
+    async def get(self, invocation_id: str):  # type: ignore[no-untyped-def]
+        return await self.store.get(invocation_id)
+
+
+async def test_no_record_no_run_and_short_runs_count_once(js: JetStreamClient, records: RedisRecords):
+    cfg = EventsConfig(ack_wait_s=3, workers=4)
+    switched = SwitchedRecords(records)
+    runner = Runner()
+    submitter, consumer, task = await run_consumer(js, switched, runner, cfg)
+    try:
+        ids = [await submitter.submit(WHO, "fn-down", "", json.dumps({"id": f"d{i}"}).encode()) for i in range(3)]
+        await asyncio.sleep(1.5)
+        assert runner.runs == {}  # stored, but nothing runs while its outcome could not be kept
+        switched.down = False
+        done = await wait_status(records, ids, "SUCCEEDED")
+        assert [r.attempts for r in done] == [1, 1, 1] and sorted(runner.runs.values()) == [1, 1, 1]
+        # With the store back, a first delivery goes from QUEUED straight to SUCCEEDED, counted once.
+        rid = await submitter.submit(WHO, "fn-down", "", b'{"id": "quick"}')
+        quick = (await wait_status(records, [rid], "SUCCEEDED"))[0]
+        assert quick.attempts == 1 and runner.runs["quick"] == 1
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

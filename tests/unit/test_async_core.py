@@ -71,6 +71,9 @@ def test_record_lifecycle_table():
     assert not can_move(S.SUCCEEDED, S.FAILED)
     assert allowed_from(S.RUNNING) == {S.QUEUED, S.RUNNING}
     assert allowed_from(S.FAILED) == {S.QUEUED, S.RUNNING}
+    # A first run that ended before it was marked RUNNING records its outcome straight from QUEUED.
+    assert allowed_from(S.SUCCEEDED) == {S.QUEUED, S.RUNNING}
+    assert allowed_from(S.QUEUED) == {S.QUEUED, S.RUNNING}
 
 
 def test_envelope_round_trip_and_rejects():

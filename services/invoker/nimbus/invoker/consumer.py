@@ -1,13 +1,15 @@
 """The async data path's back half: pull events from the shared JetStream consumer and run them
 through the same Invoker core as sync calls.
 
-Per event: mark the record RUNNING (attempts + 1) → invoke, sending in-progress acks every third
-of ack_wait so a long call is never redelivered while it runs → decide (retry.py) → record the
-outcome → ack, nak with a delay, or dead-letter then ack. An event whose record already says it
-finished (its ack was lost, or an invoker died between recording and acking) is acked without
-running again. At most NIMBUS_ASYNC_WORKERS events run at once per invoker, and of a function
-with max_concurrency M at most (M-1)//2 (async_cap), so async work never takes the whole of a
-function or starves sync calls, which wait in the same FIFO queues.
+Per event: invoke, sending in-progress acks every third of ack_wait so a long call is never
+redelivered while it runs → decide (retry.py) → record the outcome with the run counted
+(attempts + 1) → ack, nak with a delay, or dead-letter then ack. A run that lasts a moment is
+marked RUNNING meanwhile (and counted there). A redelivered event is marked RUNNING before it runs,
+and one whose record already says it finished (its ack was lost, or an invoker died between
+recording and acking) is acked without running again. While record writes fail, every event
+waits for its RUNNING mark (no record, no run). At most NIMBUS_ASYNC_WORKERS events run at once per
+invoker, and of a function with max_concurrency M at most (M-1)//2 (async_cap), so async work never
+takes the whole of a function or starves sync calls, which wait in the same FIFO queues.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ log = logging.getLogger(__name__)
 
 S = InvocationStatus
 _RECORD_TRIES = 5
-_FETCH_TIMEOUT_S = 2.0
-_GRAB_S = 0.02
+# The pull loop wakes at least this often with nothing to do (to notice a reconnect).
+_PULL_WAIT_S = 2.0
 # Acquire wait of an async run: the dispatcher's queue wait applies (it is the smaller).
 _INVOKE_DEADLINE_S = 900.0
 _CAP_RETRY_S = 0.5
+# A first delivery's run is marked RUNNING in its record once it has lasted this long.
+_MARK_RUNNING_AFTER_S = 0.5
 
 
 class Delivery(Protocol):
@@ -57,7 +61,8 @@ class Delivery(Protocol):
 
 
 class Subscription(Protocol):
-    async def fetch(self, batch: int, timeout_s: float) -> Sequence[Delivery]: ...
+    async def pull(self, room: int, wait_s: float, batch_min: int = 1, busy: bool = False) -> Sequence[Delivery]: ...
+    def take_all(self) -> Sequence[Delivery]: ...
     async def close(self) -> None: ...
 
 
@@ -72,6 +77,15 @@ class EventSource(Protocol):
 
 class Runner(Protocol):
     async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult: ...
+
+
+@dataclass(slots=True)
+class _Mark:
+    """Whether this run is counted in the record yet (by a RUNNING mark), and its attempt number."""
+
+    counted: bool
+    attempts: int
+    writing: asyncio.Future[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +122,11 @@ class EventConsumer:
         self._inflight: Counter[tuple[str, str]] = Counter()
         self._working: dict[int, tuple[Delivery, float]] = {}
         self._stopping = False
+        # The last record write failed (or none was made yet): runs wait for a RUNNING mark until
+        # one succeeds.
+        self._records_down = True
+        # Free room is asked for in batches of this many (or after a moment), not one by one.
+        self._batch_min = max(1, cfg.workers // 4)
 
     # -- the pull loop -----------------------------------------------------------------------
 
@@ -123,11 +142,7 @@ class EventConsumer:
                     sub = await self._source.subscribe_events()
                     generation = self._source.generation
                     delay = 0.2
-                    while self._source.generation == generation:
-                        if self._stopping:
-                            # Draining: running events finish; new ones stay with JetStream.
-                            await asyncio.sleep(0.5)
-                            continue
+                    while self._source.generation == generation and not self._stopping:
                         free = self._cfg.workers - len(self._tasks)
                         if free <= 0:
                             self._slot.clear()
@@ -135,17 +150,19 @@ class EventConsumer:
                                 async with asyncio.timeout(1.0):
                                     await self._slot.wait()
                             continue
-                        # What is there now (a short collect), else wait for the next event.
-                        deliveries = await sub.fetch(free, _GRAB_S) if free > 1 else []
-                        if not deliveries:
-                            deliveries = await sub.fetch(1, _FETCH_TIMEOUT_S)
-                        for delivery in deliveries:
+                        for delivery in await sub.pull(free, _PULL_WAIT_S, self._batch_min, busy=bool(self._tasks)):
                             if self._stopping:
                                 await delivery.nak()
                                 continue
                             task = asyncio.create_task(self._handle(delivery))
                             self._tasks.add(task)
                             task.add_done_callback(self._done)
+                    if self._stopping:
+                        # Draining: running events finish; no more come.
+                        await self._give_back(sub)
+                        sub = None
+                        while True:
+                            await asyncio.sleep(3600)
                 except asyncio.CancelledError:
                     raise
                 except Exception as err:
@@ -154,12 +171,20 @@ class EventConsumer:
                     delay = min(delay * 2, 2.0)
                 finally:
                     if sub is not None:
-                        await sub.close()
+                        await self._give_back(sub)
         finally:
             ticker.cancel()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(ticker, *self._tasks, return_exceptions=True)
+
+    @staticmethod
+    async def _give_back(sub: Subscription) -> None:
+        """Closes the subscription; events that came and were not started go back at once
+        rather than after ack_wait."""
+        for delivery in sub.take_all():
+            await delivery.nak()
+        await sub.close()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -264,21 +289,47 @@ class EventConsumer:
             await asyncio.gather(*(d.in_progress() for _, d in due), return_exceptions=True)
 
     async def _run(self, d: Delivery, ref: EventRef, plan: Plan) -> None:
-        try:
-            started = await self._records.move(ref, Move(S.RUNNING, attempts_delta=1), self._clock.now())
-        except Unavailable as err:
-            # No record, no run: the outcome could not be kept. Not the function's fault.
-            log.warning("record store unavailable; event requeued", extra={"fields": {"error": err.message}})
-            await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
-            return
-        if not started.applied and started.status in TERMINAL:
-            await d.ack()  # finished before; only its ack was lost
-            return
-        attempts = started.attempts if started.applied else d.deliveries
-        outcome, result, error = await self._invoke(ref, d.data)
+        if d.deliveries > 1 or self._records_down:
+            # It may have run, even finished, before; or the outcome may not be kept: find out first.
+            try:
+                started = await self._records.move(ref, Move(S.RUNNING, attempts_delta=1), self._clock.now())
+            except Unavailable as err:
+                # No record, no run: the outcome could not be kept. Not the function's fault.
+                self._records_down = True
+                log.warning("record store unavailable; event requeued", extra={"fields": {"error": err.message}})
+                await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
+                return
+            self._records_down = False
+            if not started.applied and started.status in TERMINAL:
+                await d.ack()  # finished before; only its ack was lost
+                return
+            mark = _Mark(counted=True, attempts=started.attempts if started.applied else d.deliveries)
+            outcome, result, error = await self._invoke(ref, d.data)
+        else:
+            # A first delivery has not run before: the run is counted with its outcome, and shows
+            # as RUNNING only once it lasts _MARK_RUNNING_AFTER_S (most runs end before that).
+            mark = _Mark(counted=False, attempts=1)
+            timer = asyncio.get_running_loop().call_later(_MARK_RUNNING_AFTER_S, self._mark_running, ref, mark)
+            try:
+                outcome, result, error = await self._invoke(ref, d.data)
+            finally:
+                timer.cancel()
+                if mark.writing is not None:
+                    await mark.writing
         now = self._clock.now()
-        decision = decide(outcome, attempts, d.deliveries, now - ref.submitted_at, plan.policy, self._draw())
-        await self._apply(d, ref, plan, decision, attempts, result, error)
+        decision = decide(outcome, mark.attempts, d.deliveries, now - ref.submitted_at, plan.policy, self._draw())
+        await self._apply(d, ref, plan, decision, mark, result, error)
+
+    def _mark_running(self, ref: EventRef, mark: _Mark) -> None:
+        async def write() -> None:
+            try:
+                moved = await self._records.move(ref, Move(S.RUNNING, attempts_delta=1), self._clock.now())
+            except Unavailable:
+                return  # the outcome's write counts the run instead
+            if moved.applied:
+                mark.counted, mark.attempts = True, moved.attempts
+
+        mark.writing = asyncio.ensure_future(write())
 
     async def _invoke(self, ref: EventRef, payload: bytes) -> tuple[Outcome, InvokeResult | None, bytes]:
         who = Principal(namespace=ref.namespace, key_id="async", admin=False)
@@ -299,30 +350,37 @@ class EventConsumer:
             return Outcome.FUNCTION_ERROR, result, result.payload
         return Outcome.SUCCEEDED, result, b""
 
-    async def _apply(self, d: Delivery, ref: EventRef, plan: Plan, decision: Decision, attempts: int,
+    async def _apply(self, d: Delivery, ref: EventRef, plan: Plan, decision: Decision, mark: _Mark,
                      result: InvokeResult | None, error: bytes) -> None:
         version = result.executed_version if result is not None else None
         request_id = result.request_id if result is not None else None
+        attempts = mark.attempts
+        # The run counts once: in its RUNNING mark if it got one, else in its outcome.
+        uncounted = 0 if mark.counted else 1
         if decision.action == Action.ACK:
             assert result is not None
-            move = Move(S.SUCCEEDED, result=result.payload, error=b"", version=version, request_id=request_id)
+            move = Move(S.SUCCEEDED, attempts_delta=uncounted, result=result.payload, error=b"", version=version,
+                        request_id=request_id)
             if not await self._record(ref, move):
                 await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
                 return
             await self._send_to(plan.on_success, ref, d.data, "Success", attempts, result, b"")
             await d.ack()
         elif decision.action == Action.RETRY:
-            await self._record(ref, Move(S.QUEUED, error=error, version=version, request_id=request_id))
+            await self._record(ref, Move(S.QUEUED, attempts_delta=uncounted, error=error, version=version,
+                                         request_id=request_id))
             await d.nak(decision.delay_s)
         elif decision.action == Action.REQUEUE:
-            # Not an attempt: give the count back.
-            await self._record(ref, Move(S.QUEUED, attempts_delta=-1))
+            # Not an attempt: give a counted run back (an uncounted one leaves the record as it is).
+            if mark.counted:
+                await self._record(ref, Move(S.QUEUED, attempts_delta=-1))
             await d.nak(decision.delay_s)
         else:
             reason = decision.reason or Reason.RETRIES_EXHAUSTED
             # When the function did not run this time (throttled, gone), the run is not counted.
             delta = 0 if result is not None else -1
-            await self._dead_letter(d, ref, plan, max(0, attempts + delta), delta, error, reason, version, request_id)
+            await self._dead_letter(d, ref, plan, max(0, attempts + delta), delta + uncounted, error, reason, version,
+                                    request_id)
 
     async def _dead_letter(self, d: Delivery, ref: EventRef, plan: Plan, attempts: int, attempts_delta: int, error: bytes,
                            reason: Reason, version: str | None = None, request_id: str | None = None) -> None:
@@ -351,8 +409,10 @@ class EventConsumer:
         for attempt in range(_RECORD_TRIES):
             try:
                 await self._records.move(ref, move, self._clock.now())
+                self._records_down = False
                 return True
             except Unavailable as err:
+                self._records_down = True
                 if attempt == _RECORD_TRIES - 1:
                     log.warning("outcome not recorded", extra={"fields": {"invocation_id": ref.invocation_id, "error": err.message}})
                     return False

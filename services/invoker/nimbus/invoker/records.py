@@ -26,9 +26,11 @@ class InvocationStatus(StrEnum):
 S = InvocationStatus
 
 # Within one stored event (one seq). RUNNING -> RUNNING: a redelivery after the invoker running it
-# died; RUNNING -> QUEUED: waiting for a retry (function error) or requeued (throttled).
+# died; RUNNING -> QUEUED: waiting for a retry (function error) or requeued (throttled); QUEUED ->
+# SUCCEEDED or QUEUED: a first run that ended before it was marked RUNNING (the consumer marks a
+# first run only once it lasts a moment, and counts it with its outcome).
 _ALLOWED: dict[InvocationStatus, frozenset[InvocationStatus]] = {
-    S.QUEUED: frozenset({S.RUNNING, S.FAILED}),
+    S.QUEUED: frozenset({S.RUNNING, S.QUEUED, S.SUCCEEDED, S.FAILED}),
     S.RUNNING: frozenset({S.RUNNING, S.QUEUED, S.SUCCEEDED, S.FAILED}),
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset(),

@@ -12,7 +12,9 @@ One durable pull consumer, `invokers`, on NIMBUS_EVENTS is shared by every invok
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -226,11 +228,12 @@ class JetStreamClient:
         return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
     async def subscribe_events(self) -> EventSubscription:
-        js = self._require()
+        subscription = EventSubscription(self.nc, f"{_JS_API}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{CONSUMER}")
         try:
-            return EventSubscription(await js.pull_subscribe_bind(durable=CONSUMER, stream=EVENTS_STREAM))
+            await subscription.open()
         except (nats.errors.Error, asyncio.TimeoutError, OSError) as err:
             raise _unavailable(err, "subscribe") from err
+        return subscription
 
     async def publish_core(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
         """Plain NATS (at most once), for destinations and replies."""
@@ -276,6 +279,20 @@ class JetStreamClient:
             raise _unavailable(err, "delete") from err
 
 
+def _ack_fields(reply: str | None) -> tuple[int, int]:
+    """(stream sequence, delivery count) from a JetStream ack subject, in either of its forms:
+    $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> or, with a domain and
+    an account hash, $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>..."""
+    tokens = (reply or "").split(".")
+    if tokens[:2] != ["$JS", "ACK"]:
+        raise ValueError(f"not a JetStream ack subject: {reply!r}")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[4])
+    if len(tokens) >= 11:
+        return int(tokens[7]), int(tokens[6])
+    raise ValueError(f"not a JetStream ack subject: {reply!r}")
+
+
 class Delivery:
     """One delivery of an event from the shared consumer. Acks never raise: a lost ack means a
     redelivery, which the consumer recognises by the event's finished record."""
@@ -285,10 +302,8 @@ class Delivery:
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
         self.data: bytes = msg.data
-        self.headers: dict[str, str] = dict(msg.headers or {})
-        meta = msg.metadata
-        self.seq: int = int(meta.sequence.stream)
-        self.deliveries: int = int(meta.num_delivered)
+        self.headers: dict[str, str] = msg.headers or {}
+        self.seq, self.deliveries = _ack_fields(msg.reply)
 
     async def _send(self, what: str, fn: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -309,29 +324,118 @@ class Delivery:
         await self._send("term", self._msg.term)
 
 
-class EventSubscription:
-    def __init__(self, sub: JetStreamContext.PullSubscription) -> None:
-        self._sub = sub
+# A pull request lasts this long at the server; an idle invoker renews it this often.
+PULL_EXPIRES_S = 2.0
+# Room below a batch waits at most this long for more before it is asked for anyway.
+ASK_DELAY_S = 0.02
+_JS_API = "$JS.API"
+_STATUS = "Status"
+_PENDING = "Nats-Pending-Messages"
 
-    async def fetch(self, batch: int, timeout_s: float) -> list[Delivery]:
-        """Up to batch events; [] when none came within timeout_s. A batch of one returns as soon
-        as an event arrives; a larger batch collects for up to timeout_s, so callers keep it short
-        and long-poll with a batch of one."""
+
+class EventSubscription:
+    """A standing pull on the shared consumer. `pull(room, ...)` hands over what has arrived (at
+    most room) and keeps JetStream asked for as many events as the caller has room for, a batch at
+    a time: an event costs no request of its own, and nothing arrives that the caller could not
+    start at once (the count of asked-for events follows each delivery and each request's end)."""
+
+    def __init__(self, nc: NatsClient, next_subject: str) -> None:
+        self._nc = nc
+        self._next_subject = next_subject
+        self._inbox = ""
+        self._sub: Subscription | None = None
+        self._ready: deque[Delivery] = deque()
+        self._arrived = asyncio.Event()
+        # Events asked for and neither delivered nor given up by JetStream, and by when every
+        # request made so far has ended for sure (should an end-of-request status be lost).
+        self._asked = 0
+        self._asked_until = 0.0
+        self._short_since: float | None = None
+        self._error: Unavailable | None = None
+
+    async def open(self) -> None:
+        self._inbox = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
+
+    async def _on_message(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        status = headers.get(_STATUS)
+        if status is None:
+            self._asked = max(0, self._asked - 1)
+            try:
+                self._ready.append(Delivery(msg))
+            except ValueError as err:  # not a JetStream message: nothing to ack it with
+                log.warning("undeliverable message dropped", extra={"fields": {"error": str(err)}})
+                return
+            self._arrived.set()
+            return
+        if status == "100":
+            return  # a heartbeat
+        # 404/408: the request ended with this many of its events not delivered; 409: JetStream
+        # refused or cut it short (leadership change, limits, the consumer gone).
+        pending = headers.get(_PENDING)
+        self._asked = max(0, self._asked - int(pending)) if pending and pending.isdigit() else 0
+        if status == "409" and "deleted" in headers.get("Description", "").lower():
+            self._error = Unavailable("NATS fetch failed: the events consumer was deleted")
+            self._arrived.set()
+
+    async def _ask(self, room: int, batch_min: int, busy: bool) -> float | None:
+        """Asks for the room not yet asked for, once it reaches batch_min or has waited
+        ASK_DELAY_S (at once when the caller has nothing to do); returns how long until a short
+        ask is due, if one waits."""
+        now = asyncio.get_running_loop().time()
+        if self._asked and now > self._asked_until:
+            self._asked = 0
+        want = room - len(self._ready) - self._asked
+        if want <= 0:
+            self._short_since = None
+            return None
+        if want < batch_min and (busy or self._asked or self._ready):
+            if self._short_since is None:
+                self._short_since = now
+            due = self._short_since + ASK_DELAY_S - now
+            if due > 0:
+                return due
+        self._short_since = None
+        request = json.dumps({"batch": want, "expires": int(PULL_EXPIRES_S * 1e9)}).encode()
         try:
-            msgs = await self._sub.fetch(batch, timeout=timeout_s)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
-            return []
+            await self._nc.publish(self._next_subject, request, reply=self._inbox)
         except (nats.errors.Error, OSError) as err:
             raise _unavailable(err, "fetch") from err
-        out = []
-        for msg in msgs:
+        self._asked += want
+        self._asked_until = now + PULL_EXPIRES_S + 1.0
+        return None
+
+    async def pull(self, room: int, wait_s: float, batch_min: int = 1, busy: bool = False) -> list[Delivery]:
+        """Up to room events: what has arrived, else the first to arrive within wait_s ([] if
+        none, or when a short ask falls due first: call again). busy: the caller has events
+        running, so a room smaller than batch_min may wait a moment for more."""
+        if self._error is not None:
+            raise self._error
+        due = await self._ask(room, batch_min, busy)
+        if not self._ready:
+            self._arrived.clear()
             try:
-                out.append(Delivery(msg))
-            except Exception as err:  # not a JetStream message (no ack subject): nothing to do with it
-                log.warning("undeliverable message dropped", extra={"fields": {"error": str(err)}})
+                async with asyncio.timeout(wait_s if due is None else min(wait_s, due)):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return []
+            if self._error is not None:
+                raise self._error
+        out: list[Delivery] = []
+        while self._ready and len(out) < room:
+            out.append(self._ready.popleft())
+        return out
+
+    def take_all(self) -> list[Delivery]:
+        """What has arrived and not been handed over (to give back when stopping)."""
+        out = list(self._ready)
+        self._ready.clear()
         return out
 
     async def close(self) -> None:
+        if self._sub is None:
+            return
         try:
             await self._sub.unsubscribe()
         except Exception:
