@@ -8,9 +8,10 @@ The lane exists for speed: one message round trip over an HTTP/2 stream in grpc.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
@@ -78,3 +79,39 @@ def encode(items: Sequence[M], wrap: Callable[[list[M]], Message]) -> bytes:
     if group:
         out.append(frame(wrap(group).SerializeToString()))
     return b"".join(out)
+
+
+class FrameWriter(Generic[M]):
+    """What one end of a lane sends: messages put within one turn of the event loop go out as the
+    frames of one write."""
+
+    __slots__ = ("_wrap", "_transport", "_queued", "_scheduled")
+
+    def __init__(self, wrap: Callable[[list[M]], Message]) -> None:
+        self._wrap = wrap
+        self._transport: asyncio.Transport | None = None
+        self._queued: list[M] = []
+        self._scheduled = False
+
+    def attach(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+
+    def put(self, msg: M) -> None:
+        self._queued.append(msg)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def drop(self) -> None:
+        self._queued = []
+
+    @property
+    def sending(self) -> bool:
+        """Something is put and not yet written."""
+        return self._scheduled or bool(self._queued)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        queued, self._queued = self._queued, []
+        if queued and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(encode(queued, self._wrap))

@@ -113,12 +113,7 @@ class LogStreamConnection:
 
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
-        if nc is not None and not nc.is_closed:
-            try:
-                async with asyncio.timeout(2):
-                    await nc.drain()
-            except Exception:
-                await nc.close()
+        await natsconn.close(nc, 2)
 
     async def _on_error(self, err: Exception) -> None:
         log.debug("NATS client error", extra={"fields": {"error": f"{type(err).__name__}: {err}"}})

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import nats
@@ -36,3 +37,14 @@ async def connect(
         reconnected_cb=reconnected_cb,
         **options,
     )
+
+
+async def close(nc: NatsClient | None, timeout_s: float) -> None:
+    """Drains nc (what was published goes out first), or closes it when draining takes too long."""
+    if nc is None or nc.is_closed:
+        return
+    try:
+        async with asyncio.timeout(timeout_s):
+            await nc.drain()
+    except Exception:
+        await nc.close()

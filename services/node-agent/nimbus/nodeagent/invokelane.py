@@ -35,14 +35,14 @@ class _Connection(asyncio.Protocol):
         self._run_call = run_call
         self._connections = connections
         self._reader = lane.FrameReader()
+        self._writer: lane.FrameWriter[Reply] = lane.FrameWriter(_batch)
         self._transport: asyncio.Transport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._replies: list[Reply] = []
-        self._flushing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, hence the cast.
         self._transport = cast(asyncio.Transport, transport)
+        self._writer.attach(self._transport)
         self._connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -61,17 +61,7 @@ class _Connection(asyncio.Protocol):
                 task.add_done_callback(self._tasks.discard)
 
     async def _run(self, msg: Request) -> None:
-        reply = await self._run_call(msg)
-        self._replies.append(reply)
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flushing = False
-        replies, self._replies = self._replies, []
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(lane.encode(replies, _batch))
+        self._writer.put(await self._run_call(msg))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)

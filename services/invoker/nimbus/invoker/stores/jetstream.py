@@ -199,12 +199,7 @@ class JetStreamClient:
 
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
-        if nc is not None and not nc.is_closed:
-            try:
-                async with asyncio.timeout(3):
-                    await nc.drain()
-            except Exception:
-                await nc.close()
+        await natsconn.close(nc, 3)
 
     # -- events ------------------------------------------------------------------------------
 

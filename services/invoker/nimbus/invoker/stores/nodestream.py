@@ -118,13 +118,13 @@ class _Lane(asyncio.Protocol):
         self.pending: dict[int, asyncio.Future[Reply]] = {}
         self.broken = False
         self._reader = lane.FrameReader()
+        self._writer: lane.FrameWriter[Call] = lane.FrameWriter(_batch)
         self._transport: asyncio.Transport | None = None
-        self._outbox: list[Call] = []
-        self._flushing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, hence the cast.
         self._transport = cast(asyncio.Transport, transport)
+        self._writer.attach(self._transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -145,7 +145,7 @@ class _Lane(asyncio.Protocol):
 
     def fail(self, error: Exception) -> None:
         self.broken = True
-        self._outbox = []
+        self._writer.drop()
         pending, self.pending = self.pending, {}
         for waiter in pending.values():
             if not waiter.done():
@@ -154,20 +154,11 @@ class _Lane(asyncio.Protocol):
     async def send(self, msg: Call) -> None:
         if self.broken:
             raise Unavailable(f"node-agent {self.address} closed the invoke lane")
-        self._outbox.append(msg)
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flushing = False
-        calls, self._outbox = self._outbox, []
-        if calls and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(lane.encode(calls, _batch))
+        self._writer.put(msg)
 
     @property
     def sending(self) -> bool:
-        return self._flushing or bool(self._outbox)
+        return self._writer.sending
 
     def close(self) -> None:
         if self._transport is not None:
