@@ -167,6 +167,20 @@ async def test_start_timeout_names_the_program_and_its_log(tmp_path):
     assert cluster.supervisord_pid is None  # a failed start stops what it started
 
 
+async def test_start_stops_waiting_for_a_service_with_a_bad_setting(tmp_path):
+    cluster = LocalCluster(tmp_path / "home", free_port(), {"NIMBUS_EVENT_LOOP": "bogus"}, only={"etcd", "funcmgr"})
+    started = time.monotonic()
+    with pytest.raises(ClusterError) as err:
+        await cluster.start(timeout_s=120)
+    message = str(err.value)
+    assert message.startswith("configuration error (exit status 78): funcmgr")
+    assert "NIMBUS_EVENT_LOOP" in message and "bogus" in message
+    assert "Traceback" not in message
+    # Not the 120 s deadline: the first exit with status 78 ends the wait.
+    assert time.monotonic() - started < 60
+    assert cluster.supervisord_pid is None
+
+
 def _cli(args: list[str], home: Path, gateway: int, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NIMBUS_HOME": str(home), "NIMBUS_GATEWAY_PORT": str(gateway)}
     return subprocess.run([sys.executable, "-m", "nimbus.cluster", *args], env=env, capture_output=True,

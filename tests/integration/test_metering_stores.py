@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from nimbus.api.meter import Meter, Report
+from nimbus.api.meter import Meter, Report, parse_reports
 from nimbus.api.metrics import MetricsApi
 from nimbus.api.stores.logfeed import CONSUMER, LogFeed
 from nimbus.api.stores.meterstore import RedisMeter
@@ -194,6 +194,24 @@ async def test_reports_become_exact_usage_and_minute_metrics(nats_server: Nats, 
     assert m1[fm.DURATION_US] == 2500 + 999100
     assert m1[fm.bucket_field(bucket_of(2.5))] == 1 and m1[fm.bucket_field(bucket_of(999.1))] == 1
     assert m2[fm.INVOCATIONS] == 2 and fm.ERRORS not in {k for k, v in m2.items() if v}
+
+
+async def test_one_batch_sums_large_bills_exactly_and_skips_the_seen(store: RedisMeter) -> None:
+    """The script adds a whole batch per hash in Lua: sums past 2**32 stay exact integers, and a
+    batch that mixes counted and new request ids adds only the new ones."""
+    ns = namespace()
+    ts = "2026-11-27T10:00:30.000Z"
+    big = [report(ns, f"r{i}", ts=ts, billed_ms=900_000, memory_mb=10240, duration_ms=899_999.5, mem_used=i)
+           for i in range(600)]
+    first, _ = parse_reports(b"\n".join(json.dumps(r).encode() for r in big[:250]))
+    assert await store.apply(first) == 250
+    every, _ = parse_reports(b"\n".join(json.dumps(r).encode() for r in big))
+    assert await store.apply(every) == 350
+    assert await store.apply(every) == 0
+    usage = await usage_of(store, ns, "2026-11-27", "2026-11-27")
+    assert usage == {("hello", "$LATEST", "2026-11-27"): (600, 600 * 900_000 * 10240)}
+    (m,) = await store.minutes(ns, "hello", [fm.minute_start(datetime.fromisoformat(ts).timestamp())])
+    assert m[fm.INVOCATIONS] == 600 and m[fm.DURATION_US] == 600 * 899_999_500 and m[fm.MAX_MEMORY_MB] == 599
 
 
 async def test_duplicates_and_redeliveries_count_once(nats_server: Nats, store: RedisMeter) -> None:

@@ -14,7 +14,7 @@ from nimbus.api.config import ApiConfig
 from nimbus.api.meter import Meter, Report, parse_reports
 from nimbus.api.meterconfig import MIN_SEEN_TTL_S, MeterConfig
 from nimbus.api.metrics import MetricsApi, check_minutes, minute_metrics, minute_starts
-from nimbus.api.stores.meterstore import USAGE_TTL_S, report_args
+from nimbus.api.stores.meterstore import USAGE_TTL_S, script_args
 from nimbus.api.usage import UsageApi, UsageRow, day_range, days_of, gb_seconds, usage_rows
 from nimbus.common import fnmetrics as fm
 from nimbus.common.auth import Principal
@@ -99,17 +99,25 @@ def test_day_is_the_utc_day_of_the_record(ts: str, day: str) -> None:
     assert reports[0].day == day
 
 
-def test_report_args_carry_exact_integers() -> None:
+def test_script_args_carry_exact_integers_and_share_hashes() -> None:
     rec = record(ts="2026-11-27T10:11:12.500Z", report_billed_ms=1001, report_memory_mb=10240,
                  report_duration_ms=1000.4, report_init_duration_ms=87.25, report_cold_start=True,
                  report_error="Timeout")
-    (r,), _ = parse_reports(body(rec))
-    keys, args = report_args(r)
+    # Same function and minute, and a call of the next minute: three reports, three hashes.
+    later = record(ts="2026-11-27T10:12:00.000Z", request_id="r3")
+    (r1, r2, r3), _ = parse_reports(body(rec, {**rec, "request_id": "r2"}, later))
+    keys, args = script_args([r1, r2, r3], seen_ttl_s=99)
     minute = 1795774260  # 2026-11-27T10:11:00Z
-    assert keys == ["nimbus:meter:seen:acme:r1", "nimbus:usage:acme:2026-11-27", f"nimbus:fnm:acme/hello:{minute}"]
+    assert keys == ["nimbus:meter:seen:acme:r1", "nimbus:meter:seen:acme:r2", "nimbus:meter:seen:acme:r3",
+                    "nimbus:usage:acme:2026-11-27", f"nimbus:fnm:acme/hello:{minute}",
+                    f"nimbus:fnm:acme/hello:{minute + 60}"]
     day_start = 1795737600  # 2026-11-27T00:00:00Z
-    assert args == ["hello|$LATEST", 1001 * 10240, day_start + USAGE_TTL_S, 1, 1, 1000400,
-                    fm.bucket_field(bucket_of(1000.4)), 87250, 1, 40, minute + fm.MINUTE_TTL_S]
+    expires = [day_start + USAGE_TTL_S, minute + fm.MINUTE_TTL_S, minute + 60 + fm.MINUTE_TTL_S]
+    assert args[:6] == [99, 3, 3, *expires]
+    bucket = fm.bucket_field(bucket_of(1000.4))
+    assert args[6] == f"1 2 hello|$LATEST {bucket} {1001 * 10240} 1 1 1000400 87250 1 40"
+    assert args[7] == args[6]
+    assert args[8].startswith("1 3 hello|$LATEST ")
 
 
 # -- usage --------------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ class ConfigError(ValueError):
     """A bad environment variable; the message names the variable and the value."""
 
 
+# sysexits.h's EX_CONFIG: a service that exits with it cannot start as configured, so the local
+# cluster stops waiting for it instead of restarting it until its deadline.
+EXIT_CONFIG = 78
+
+
 def get_str(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, default).strip()
     if not value:

@@ -24,6 +24,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -32,6 +33,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from nimbus.common import eventloop, metrics, tracing
 from nimbus.common.clock import SystemClock
+from nimbus.common.config import EXIT_CONFIG, ConfigError
 from nimbus.common.registry import RegistryConfig, new_registration
 
 log = logging.getLogger(__name__)
@@ -214,10 +216,14 @@ async def serve(
 def run(main: Callable[[], Awaitable[None]], env: Mapping[str, str] | None = None) -> None:
     """Entry point of every service's __main__: runs `main` on the loop NIMBUS_EVENT_LOOP names
     (nimbus.common.eventloop; uvloop unless it says asyncio)."""
-    factory = eventloop.loop_factory(os.environ if env is None else env)
     try:
+        factory = eventloop.loop_factory(os.environ if env is None else env)
         # asyncio.run() itself, with a loop factory (asyncio.run takes one only from 3.12 on).
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(main())
     except KeyboardInterrupt:
         pass
+    except ConfigError as err:
+        # One line that names the variable, not a traceback; the exit status tells the supervisor.
+        print(f"configuration error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG) from None

@@ -25,38 +25,58 @@ CALL_TIMEOUT_S = 5.0
 # Usage is what users are billed for: kept beyond the longest range GetUsage reads (366 days).
 USAGE_TTL_S = 400 * 86400
 # Reports per script call: bounds how long one call holds Redis.
-_CHUNK = 200
+_CHUNK = 500
 
-# Per report: KEYS seen, usage, minute; ARGV (after ARGV[1], the seen TTL) _FIELDS values each.
-# SET NX and the increments run in one script, so a report is counted entirely or not at all.
+# KEYS: one seen key per report, then the batch's distinct hashes (usage and minute keys).
+# ARGV: the seen TTL, the report count n, the hash count k, each hash's expire-at, then one packed
+# line per report (see report_line). SET NX gates each report; the new ones are summed in Lua and
+# written with one HINCRBY per hash and field, so a batch costs Redis a SET per report and a few
+# commands per function and minute instead of fourteen per report. The script runs atomically:
+# a report is counted entirely or not at all.
 APPLY = """
-local ttl = ARGV[1]
+local ttl, n, k = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local sums, mem = {}, {}
+local function add(h, field, v)
+  v = tonumber(v)
+  if v ~= 0 then
+    local t = sums[h]
+    if not t then t = {}; sums[h] = t end
+    t[field] = (t[field] or 0) + v
+  end
+end
 local applied = 0
-for i = 0, #KEYS / 3 - 1 do
-  local a = 1 + i * 11
-  if redis.call('SET', KEYS[3*i+1], '1', 'NX', 'EX', ttl) then
-    local usage, minute, fv = KEYS[3*i+2], KEYS[3*i+3], ARGV[a+1]
-    redis.call('HINCRBY', usage, fv .. '|req', 1)
-    redis.call('HINCRBY', usage, fv .. '|mbms', ARGV[a+2])
-    redis.call('EXPIREAT', usage, ARGV[a+3])
-    redis.call('HINCRBY', minute, 'inv', 1)
-    redis.call('HINCRBY', minute, 'err', ARGV[a+4])
-    redis.call('HINCRBY', minute, 'cold', ARGV[a+5])
-    redis.call('HINCRBY', minute, 'dur_us', ARGV[a+6])
-    redis.call('HINCRBY', minute, ARGV[a+7], 1)
-    redis.call('HINCRBY', minute, 'init_us', ARGV[a+8])
-    redis.call('HINCRBY', minute, 'inits', ARGV[a+9])
-    local mem = tonumber(ARGV[a+10])
-    if mem > tonumber(redis.call('HGET', minute, 'mem') or '0') then
-      redis.call('HSET', minute, 'mem', mem)
-    end
-    redis.call('EXPIREAT', minute, ARGV[a+11])
+for i = 1, n do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
+    local u, m, fv, bucket, mbms, err, cold, dur, init, inits, mb = string.match(ARGV[3 + k + i],
+      '^(%d+) (%d+) (%S+) (%S+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+    u, m = n + tonumber(u), n + tonumber(m)
+    add(u, fv .. '|req', 1)
+    add(u, fv .. '|mbms', mbms)
+    add(m, 'inv', 1)
+    add(m, 'err', err)
+    add(m, 'cold', cold)
+    add(m, 'dur_us', dur)
+    add(m, bucket, 1)
+    add(m, 'init_us', init)
+    add(m, 'inits', inits)
+    mb = tonumber(mb)
+    if mb > (mem[m] or 0) then mem[m] = mb end
     applied = applied + 1
+  end
+end
+for h, fields in pairs(sums) do
+  for field, v in pairs(fields) do
+    redis.call('HINCRBY', KEYS[h], field, string.format('%d', v))
+  end
+  redis.call('EXPIREAT', KEYS[h], ARGV[3 + h - n])
+end
+for h, mb in pairs(mem) do
+  if mb > tonumber(redis.call('HGET', KEYS[h], 'mem') or '0') then
+    redis.call('HSET', KEYS[h], 'mem', mb)
   end
 end
 return applied
 """
-_FIELDS = 11
 
 
 def usage_key(namespace: str, day: str) -> str:
@@ -71,23 +91,34 @@ def _day_epoch(day: str) -> int:
     return int(datetime.combine(date.fromisoformat(day), time(), UTC).timestamp())
 
 
-def report_args(r: Report) -> tuple[list[str], list[object]]:
-    minute = fm.minute_start(r.epoch_s)
-    keys = [seen_key(r.namespace, r.request_id), usage_key(r.namespace, r.day), fm.minute_key(r.namespace, r.function, minute)]
-    args: list[object] = [
-        f"{r.function}|{r.version}",
-        r.mb_ms,
-        _day_epoch(r.day) + USAGE_TTL_S,
-        1 if r.error else 0,
-        1 if r.cold_start else 0,
-        round(r.duration_ms * 1000),
-        fm.bucket_field(bucket_of(r.duration_ms)),
-        round(r.init_duration_ms * 1000),
-        1 if r.init_duration_ms > 0 else 0,
-        r.max_memory_used_mb,
-        fm.expire_at(minute),
-    ]
-    return keys, args
+def script_args(reports: Sequence[Report], seen_ttl_s: int) -> tuple[list[str], list[object]]:
+    """KEYS and ARGV of one APPLY call for these reports. Pure."""
+    seen = [seen_key(r.namespace, r.request_id) for r in reports]
+    # hash key → its 1-based index among the hashes; and each one's expire-at, in that order
+    index: dict[str, int] = {}
+    expires: list[int] = []
+    lines: list[str] = []
+    for r in reports:
+        day, minute = r.day, fm.minute_start(r.epoch_s)
+        usage, per_minute = usage_key(r.namespace, day), fm.minute_key(r.namespace, r.function, minute)
+        if usage not in index:
+            index[usage] = len(index) + 1
+            expires.append(_day_epoch(day) + USAGE_TTL_S)
+        if per_minute not in index:
+            index[per_minute] = len(index) + 1
+            expires.append(fm.expire_at(minute))
+        lines.append(report_line(r, index[usage], index[per_minute]))
+    return seen + list(index), [seen_ttl_s, len(reports), len(index), *expires, *lines]
+
+
+def report_line(r: Report, usage: int, minute: int) -> str:
+    """One report as APPLY reads it: space-separated, every field a token without spaces
+    (function names and versions cannot hold one; validated in meter.report_of)."""
+    return (
+        f"{usage} {minute} {r.function}|{r.version} {fm.bucket_field(bucket_of(r.duration_ms))} {r.mb_ms}"
+        f" {1 if r.error else 0} {1 if r.cold_start else 0} {round(r.duration_ms * 1000)}"
+        f" {round(r.init_duration_ms * 1000)} {1 if r.init_duration_ms > 0 else 0} {r.max_memory_used_mb}"
+    )
 
 
 def _unavailable(err: BaseException) -> Unavailable:
@@ -104,12 +135,7 @@ class RedisMeter:
         applied = 0
         try:
             for start in range(0, len(reports), _CHUNK):
-                keys: list[str] = []
-                args: list[object] = [self._seen_ttl_s]
-                for r in reports[start : start + _CHUNK]:
-                    k, a = report_args(r)
-                    keys += k
-                    args += a
+                keys, args = script_args(reports[start : start + _CHUNK], self._seen_ttl_s)
                 async with asyncio.timeout(CALL_TIMEOUT_S):
                     applied += int(await self._apply(keys=keys, args=args))
         except (redis.exceptions.RedisError, OSError, TimeoutError) as err:
