@@ -188,3 +188,47 @@ async def test_the_cursors_file_is_rewritten_in_place_and_stays_valid(tmp_path: 
     await shipper.ship()
     assert json.loads(cursors.read_text()) == {"late": len(line("x"))}  # the shorter text, padded
     assert cursors.stat().st_ino == inode
+
+
+class StepClock(Clock):
+    """Time moves only when the shipper sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+async def test_rounds_are_at_least_every_s_apart(tmp_path: Path) -> None:
+    clock = StepClock()
+    shipped_at: list[float] = []
+
+    class TimedPublisher(FakePublisher):
+        async def publish(self, subject: str, data: bytes, msg_id: str) -> bool:
+            shipped_at.append(clock.t)
+            return await super().publish(subject, data, msg_id)
+
+    pub, writer = TimedPublisher(), FakeWriter()
+    writer.open.add("i1")
+    f = tmp_path / "i1.jsonl"
+    f.write_bytes(line("one"))
+    writer.written.set()
+    task = asyncio.create_task(LogShipper(tmp_path, writer, pub, "node-1", clock, every_s=1.0).run())
+    try:
+        while not shipped_at:
+            await asyncio.sleep(0.001)
+        # Written right after a round: it waits for the interval, not for the next write.
+        with f.open("ab") as out:
+            out.write(line("two"))
+        writer.written.set()
+        while len(shipped_at) < 2:
+            await asyncio.sleep(0.001)
+    finally:
+        task.cancel()
+    assert shipped_at == [0.0, 1.0]
+    assert pub.lines() == ["one", "two"]

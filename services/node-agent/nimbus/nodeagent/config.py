@@ -87,6 +87,8 @@ class NodeAgentConfig:
                               (default nats://127.0.0.1:4222)
     NIMBUS_LOG_RETENTION_H    hours NIMBUS_LOGS keeps a line (default 72)
     NIMBUS_LOG_MAX_MB         size bound of NIMBUS_LOGS; the oldest lines go first (default 1024)
+    NIMBUS_LOG_SHIP_MS        the shortest time between two shipping rounds: lines reach NIMBUS_LOGS
+                              (`nimbus logs`, usage, metrics) within about this long (default 1000)
     plus CommonConfig's NIMBUS_HOME, NIMBUS_ETCD_ENDPOINT, NIMBUS_REPLICA, NIMBUS_LOG_LEVEL, NIMBUS_DRAIN_S.
     """
 
@@ -109,6 +111,7 @@ class NodeAgentConfig:
     nats_url: str = "nats://127.0.0.1:4222"
     log_retention_h: float = 72.0
     log_max_mb: int = 1024
+    log_ship_s: float = 1.0
     invoke_lane_addr: str = ""
 
     @classmethod
@@ -171,6 +174,7 @@ class NodeAgentConfig:
             nats_url=nats_url,
             log_retention_h=get_float(env, "NIMBUS_LOG_RETENTION_H", 72.0, minimum=0.01),
             log_max_mb=get_int(env, "NIMBUS_LOG_MAX_MB", 1024, minimum=1),
+            log_ship_s=get_int(env, "NIMBUS_LOG_SHIP_MS", 1000, minimum=10) / 1000,
             invoke_lane_addr="" if lane == "off" else lane,
         )
 

@@ -71,7 +71,7 @@ async def main() -> None:
     publisher = LogStreamPublisher(
         cfg.nats_url, name=f"node-agent-{cfg.node_id}", retention_h=cfg.log_retention_h, max_mb=cfg.log_max_mb
     )
-    shipper = LogShipper(layout.logs_dir, writer, publisher, cfg.node_id, clock)
+    shipper = LogShipper(layout.logs_dir, writer, publisher, cfg.node_id, clock, every_s=cfg.log_ship_s)
     booter = Booter(driver, layout, writer, cpu_quota=cfg.cpu_quota)
     pool = WarmPool(booter, cfg.pool_sizes, clock)
     code = CodeCache(
