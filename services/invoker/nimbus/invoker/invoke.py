@@ -12,6 +12,7 @@ from typing import Protocol
 
 from nimbus.common import logs, tracing
 from nimbus.common.auth import Principal
+from nimbus.common.clock import Clock, SystemClock
 from nimbus.common.errors import FunctionInitFailed, InvalidArgument, NotFound, Throttled, Unavailable
 from nimbus.common.model import AliasRecord, FunctionRecord, InstanceRecord, VersionRecord
 from nimbus.common.validation import check_name
@@ -20,9 +21,16 @@ from nimbus.invoker.dispatcher import Dispatcher
 from nimbus.invoker.limits import ConcurrencyLimiter
 from nimbus.invoker.target import Target, resolve
 
-# Retries on another instance when the chosen one was gone before the call reached it (drained,
-# reaped). A node that stops answering mid-call is a 503 at once: the call may have run.
-_ATTEMPTS = 3
+# An instance the node says is gone (drained by the autoscaler, reaped when idle) never ran the
+# call, so the call moves on to another. A scale-down destroys a batch of instances at once and the
+# invokers keep handing them out until each record's deletion reaches them through the watch (tens
+# to hundreds of ms on a busy node), so a call may meet many gone instances in a row. Each one is
+# dropped from the pool, so the call walks past them all and, once none is left, waits for a new
+# instance like any other call; only its deadline ends the walk. Instances started for the call
+# itself being gone too ends it after this many: each costs a start, and a node that keeps losing
+# what it just started must not be asked for more until the deadline.
+# A node that stops answering mid-call is a 503 at once: the call may have run.
+_FRESH_GONE_LIMIT = 3
 # A concurrency slot outlives its call by this much before it lapses on its own.
 _SLOT_SLACK_S = 10.0
 
@@ -68,6 +76,7 @@ class Invoker:
         limiter: ConcurrencyLimiter,
         draw: Callable[[], float],
         throttles: ThrottleSink | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._functions = functions
         self._dispatcher = dispatcher
@@ -75,6 +84,7 @@ class Invoker:
         self._limiter = limiter
         self._draw = draw
         self._throttles = throttles
+        self._clock = clock or SystemClock()
         self._releases: set[asyncio.Task[None]] = set()
 
     async def _target(self, record: FunctionRecord, qualifier: str) -> Target:
@@ -147,12 +157,13 @@ class Invoker:
         self, target: Target, request_id: str, payload: bytes, deadline_s: float, call_timeout_s: float, log_tail: bool,
         series: telemetry.FunctionSeries,
     ) -> InvokeResult:
-        gone: NotFound | None = None
-        for _ in range(_ATTEMPTS):
+        give_up_at = self._clock.monotonic() + deadline_s
+        fresh_gone = 0
+        while True:
             try:
                 # The queue wait, and on a cold path the instance start under it.
                 with tracing.span("invoker.dispatch"):
-                    grant = await self._dispatcher.acquire(target, deadline_s)
+                    grant = await self._dispatcher.acquire(target, give_up_at - self._clock.monotonic())
             except FunctionInitFailed as err:
                 # As Lambda does: code that cannot load is the function's error, not the platform's.
                 return init_failure_result(request_id, target.version, err)
@@ -162,7 +173,10 @@ class Invoker:
                 result = await self._caller.invoke(instance, request_id, payload, call_timeout_s, log_tail)
             except NotFound as err:
                 self._dispatcher.forget(instance)
-                gone = err
+                if grant.cold:
+                    fresh_gone += 1
+                if fresh_gone >= _FRESH_GONE_LIMIT or self._clock.monotonic() >= give_up_at:
+                    raise Unavailable(f"function {target.function!r} could not be run: {err.message}") from None
                 continue
             except Unavailable:
                 # The node is gone or going: stop routing to any of its instances before its
@@ -178,7 +192,6 @@ class Invoker:
             # Cold means this call waited for an instance to start, as Lambda counts it: an
             # instance kept warm by min_instances serves its first call warm.
             return dataclasses.replace(result, cold_start=grant.cold)
-        raise Unavailable(f"function {target.function!r} could not be run: {gone.message if gone else 'no instance'}")
 
 
 def init_failure_result(request_id: str, version: str, err: FunctionInitFailed) -> InvokeResult:

@@ -54,7 +54,7 @@ async def main() -> None:
     server, health = new_server(
         [TelemetryInterceptor(), ErrorInterceptor(), AuthInterceptor(authenticator, public_prefixes=("/grpc.health.v1.", "/nimbus.internal."))]
     )
-    invoker = Invoker(functions, dispatcher, nodes, limiter, random.random, throttles)
+    invoker = Invoker(functions, dispatcher, nodes, limiter, random.random, throttles, clock)
     events = EventSystem(cfg.events, cfg.common.replica, etcd, functions, invoker, authenticator)
     v1_servicer = AsyncInvocationsServicer(invoker, events.invocations)
     if "v1" in cfg.api_versions:
