@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from nimbus.common.errors import NotFound, Unavailable
+from nimbus.common.errors import DeadlineExceeded, NotFound, Unavailable
 from nimbus.internal.v1 import nodeagent_pb2
 from nimbus.invoker.stores.nodestream import NodeStream
 from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
@@ -58,6 +58,29 @@ async def test_calls_share_one_connection_and_get_their_own_replies(kind, tmp_pa
         assert json.loads((await slow).payload) == "slept"
         with pytest.raises(NotFound):
             await stream.invoke(call("no-such-instance", {}, "x"), 5)
+    finally:
+        stream.close()
+        await agent.stop()
+
+
+@pytest.mark.parametrize("kind", ["lane", "stream"])
+async def test_a_call_past_its_deadline_fails_and_the_others_go_on(kind, tmp_path, etcd_endpoint, etcd, code_server) -> None:
+    agent = await start_agent(tmp_path, etcd_endpoint, code_server[0], **(LANE_OFF if kind == "stream" else {}))
+    stream = NodeStream(agent.stub, agent.addr)
+    try:
+        first = await create(agent, code_server, SLEEPS, name="sleeper")
+        second = await create(agent, code_server, SLEEPS, name="sleeper2")
+        long = asyncio.create_task(stream.invoke(call(first.instance_id, {"s": 1.0}, "long"), 10))
+        await wait_until(lambda: _sent(stream), 5, "the long call to be sent")
+        # A shorter deadline than any before it still fires on time.
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(DeadlineExceeded, match="within 0.3s"):
+            await stream.invoke(call(second.instance_id, {"s": 2}, "short"), 0.3)
+        assert asyncio.get_running_loop().time() - t0 < 0.9
+        assert json.loads((await asyncio.wait_for(long, 5)).payload) == "slept"
+        assert not long.cancelled()
+        if kind == "lane":
+            assert not stream._stream.deadlines  # type: ignore[union-attr]  # nothing kept of finished calls
     finally:
         stream.close()
         await agent.stop()

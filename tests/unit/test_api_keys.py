@@ -64,3 +64,30 @@ async def test_non_admin_keys_may_not_manage_keys(action):
 async def test_bad_namespace_names(namespace):
     with pytest.raises(InvalidArgument, match="^namespace: "):
         await KeyIssuer(FakeKeyStore(), FixedClock()).create(ADMIN, namespace, "", False)
+
+
+class NoEtcd:
+    async def get(self, key):
+        return None
+
+
+async def test_authenticator_remembers_a_header_but_follows_the_key_store():
+    from nimbus.common import keys as etcd_keys
+    from nimbus.common.auth import Authenticator, hash_key
+    from nimbus.common.errors import Unauthenticated
+
+    auth = Authenticator(NoEtcd())  # type: ignore[arg-type]
+    etcd_key = etcd_keys.api_key(hash_key("nmb_k"))
+    auth.cache.items[etcd_key] = KeyRecord("k1", "team", False, "", "")
+    first = await auth.authenticate("Bearer nmb_k")
+    assert first == Principal("team", "k1", False)
+    assert await auth.authenticate("Bearer nmb_k") is first
+    assert await auth.authenticate("bearer  nmb_k ") == first  # another spelling of the same key
+    auth.cache.items[etcd_key] = KeyRecord("k1", "team", True, "", "")  # the key changed
+    assert (await auth.authenticate("Bearer nmb_k")).admin
+    del auth.cache.items[etcd_key]  # the key was deleted
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate("Bearer nmb_k")
+    for bad in (None, "", "Basic x"):
+        with pytest.raises(Unauthenticated):
+            await auth.authenticate(bad)

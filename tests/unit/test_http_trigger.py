@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 
@@ -11,7 +10,7 @@ import pytest
 from nimbus.common.errors import NotFound
 from nimbus.invoker.invoke import InvokeResult
 from nimbus.invoker.triggers.http import proxy_event, proxy_response, split_path
-from nimbus.invoker.triggers.httpserver import HttpError, HttpRequest, HttpResponse, format_response, parse_head, read_request
+from nimbus.invoker.triggers.httpserver import HttpError, HttpRequest, HttpResponse, RequestParser, format_response, parse_head
 from nimbus.invoker.triggers.subject import subject_event
 
 
@@ -32,13 +31,12 @@ def test_parse_head_and_keep_alive():
 
 
 def read(raw: bytes, max_body: int = 1000) -> HttpRequest | None:
-    async def go() -> HttpRequest | None:
-        reader = asyncio.StreamReader()
-        reader.feed_data(raw)
-        reader.feed_eof()
-        return await read_request(reader, max_body)
-
-    return asyncio.run(go())
+    parser = RequestParser(max_body)
+    parser.feed(raw)
+    req = parser.next()
+    if req is None:
+        parser.at_eof()
+    return req
 
 
 def test_read_request_bodies():
@@ -52,12 +50,46 @@ def test_read_request_bodies():
     assert err.value.status == 413
 
 
+def test_parser_takes_any_chunking_and_pipelined_requests():
+    raw = (b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+           b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\nx-t: 1\r\n\r\n"
+           b"GET /c?q=1 HTTP/1.1\r\n\r\n")
+    for step in (1, 7, len(raw)):
+        parser, got = RequestParser(1000), []
+        for i in range(0, len(raw), step):
+            parser.feed(raw[i:i + step])
+            while (req := parser.next()) is not None:
+                got.append((req.method, req.path, req.query, req.body))
+        assert got == [("POST", "/a", "", b"hello"), ("POST", "/b", "", b"hello!!!"), ("GET", "/c", "q=1", b"")]
+        assert parser.buffered == 0 and not parser.in_body
+
+
+def test_parser_refuses_what_the_stream_loop_refused():
+    with pytest.raises(HttpError) as err:
+        read(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024)
+    assert err.value.status == 413
+    for bad in (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
+        with pytest.raises(HttpError) as err:
+            read(bad)
+        assert err.value.status == 400
+    with pytest.raises(HttpError) as err:
+        read(b"GET / HTTP/1.1\r\nx: " + b"y" * 70_000)
+    assert err.value.status == 431
+    with pytest.raises(HttpError) as err:
+        read(b"GET / HTTP/1.1\r\nHost: h")
+    assert err.value.status == 400 and "incomplete" in err.value.message
+    assert read(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel") is None  # a cut body just ends the connection
+
+
 def test_format_response_is_one_buffer_with_length():
     raw = format_response(HttpResponse(201, [("content-type", "text/plain"), ("transfer-encoding", "chunked")], b"hi"))
     assert raw.startswith(b"HTTP/1.1 201 Created\r\n")
     assert b"content-length: 2\r\n" in raw and b"transfer-encoding" not in raw and raw.endswith(b"\r\n\r\nhi")
     assert b"content-length" not in format_response(HttpResponse(204, [], b"ignored"))
     assert format_response(HttpResponse(200, [], b"body"), head_only=True).endswith(b"\r\n\r\n")
+    assert format_response(HttpResponse(299, [("x-a", "1"), ("x-b", "bad\r\nx-c: 2")], b""), keep_alive=False) == (
+        b"HTTP/1.1 299 Unknown\r\nx-a: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
 
 
 def test_split_path():

@@ -53,3 +53,17 @@ def test_an_oversized_length_is_refused() -> None:
     reader = lane.FrameReader()
     with pytest.raises(lane.FrameError, match="over the limit"):
         reader.feed((lane.MAX_FRAME_BYTES + 1).to_bytes(4, "big") + b"x")
+
+
+def test_a_batch_is_encoded_as_its_wrapper_would_be() -> None:
+    calls = [call(1), call(2, b"x" * 300), call(3, b"y" * 70_000)]
+    assert lane.encode(calls, batch) == lane.frame(batch(calls).SerializeToString())
+    assert lane.encode([call(1)], batch) == lane.frame(batch([call(1)]).SerializeToString())
+
+
+def test_a_wrapper_with_other_fields_is_serialized_whole() -> None:
+    def response(results: list[nodeagent_pb2.InstanceInvokeResponse]) -> nodeagent_pb2.StreamedInvokeResponse:
+        return nodeagent_pb2.StreamedInvokeResponse(call_id=9, result=results[0] if results else None)
+
+    result = nodeagent_pb2.InstanceInvokeResponse(payload=b"{}")
+    assert lane.encode([result], response) == lane.frame(response([result]).SerializeToString())

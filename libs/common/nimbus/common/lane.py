@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
@@ -43,6 +43,11 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
+        if not buf and len(data) >= HEADER_BYTES:
+            # The usual case: the chunk is exactly one frame.
+            (size,) = _LENGTH.unpack_from(data)
+            if len(data) == HEADER_BYTES + size and size <= MAX_FRAME_BYTES:
+                return [data[HEADER_BYTES:]]
         buf += data
         out: list[bytes] = []
         start = 0
@@ -65,8 +70,55 @@ class FrameReader:
         return len(self._buf)
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# wrap → the tag of its one repeated message field (b"" when wrap's message has other fields).
+_TAGS: dict[Callable[[list[Any]], Message], bytes] = {}
+
+
+def _repeated_tag(wrap: Callable[[list[M]], Message]) -> bytes:
+    tag = _TAGS.get(wrap)
+    if tag is None:
+        fields = wrap([]).DESCRIPTOR.fields
+        only = fields[0] if len(fields) == 1 else None
+        repeated_message = only is not None and only.is_repeated and only.type == only.TYPE_MESSAGE
+        tag = _TAGS[wrap] = _varint(only.number << 3 | 2) if only is not None and repeated_message else b""
+    return tag
+
+
 def encode(items: Sequence[M], wrap: Callable[[list[M]], Message]) -> bytes:
-    """The frames that carry items: one, or several when together they pass SPLIT_BYTES."""
+    """The frames that carry items: one, or several when together they pass SPLIT_BYTES.
+
+    When wrap's message is only the repeated field that holds the items (InvokeBatchRequest,
+    InvokeBatchResponse), its encoding is each item's as a length-delimited field, so the items are
+    serialized once and joined, rather than copied into a wrapper first (a third of the cost)."""
+    tag = _repeated_tag(wrap)
+    if not tag:
+        return _encode_wrapped(items, wrap)
+    out: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for item in items:
+        body = item.SerializeToString()
+        length = len(body)
+        group += (tag, bytes((length,)) if length < 0x80 else _varint(length), body)
+        size += length
+        if size >= SPLIT_BYTES:
+            out.append(frame(b"".join(group)))
+            group, size = [], 0
+    if group:
+        out.append(frame(b"".join(group)))
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+def _encode_wrapped(items: Sequence[M], wrap: Callable[[list[M]], Message]) -> bytes:
     out: list[bytes] = []
     group: list[M] = []
     size = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Protocol, cast
 
 from nimbus.common.errors import FunctionInitFailed, NimbusError, Throttled, Unavailable
 from nimbus.common.model import InstanceRecord, InstanceState
@@ -27,11 +27,13 @@ class Dispatcher:
         self._capacity = capacity
         self._queue_wait_s = queue_wait_s
         self._max_instances = max_instances_per_fn
-        self._pools: dict[PoolKey, Pool] = {}
+        # Looked up by plain tuples on the hot path (a PoolKey is one).
+        # Every key is a PoolKey; the hot path looks pools up by plain tuples, which equal them.
+        self._pools: dict[tuple[str, str, str, int], Pool] = {}
         self._starts: set[asyncio.Task[None]] = set()
 
     def pools(self) -> dict[PoolKey, Pool]:
-        return self._pools
+        return cast(dict[PoolKey, Pool], self._pools)
 
     def on_instance(self, key: bytes, instance: InstanceRecord | None) -> None:
         """Listener for the instances watch cache."""
@@ -56,6 +58,11 @@ class Dispatcher:
         for pool in self._pools.values():
             for instance_id in [i for i, inst in pool.instances.items() if inst.node_id == node_id]:
                 pool.remove(instance_id)
+
+    def try_acquire(self, target: Target) -> InstanceRecord | None:
+        """An idle instance at once (a warm call), else None: then acquire() waits for one."""
+        pool = self._pools.get((target.namespace, target.function, target.version, target.revision))
+        return pool.try_acquire() if pool is not None else None
 
     async def acquire(self, target: Target, deadline_s: float) -> Grant:
         key = PoolKey(target.namespace, target.function, target.version, target.revision)
@@ -91,7 +98,7 @@ class Dispatcher:
             pool.release(waiter.result().instance.instance_id)
 
     def release(self, instance: InstanceRecord) -> None:
-        pool = self._pools.get(key_of(instance))
+        pool = self._pools.get((instance.namespace, instance.function, instance.version, instance.function_revision))
         if pool is not None:
             pool.release(instance.instance_id)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import uuid
+import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,12 +15,12 @@ from nimbus.common import logs, tracing
 from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock, SystemClock
 from nimbus.common.errors import FunctionInitFailed, InvalidArgument, NotFound, Throttled, Unavailable
-from nimbus.common.model import AliasRecord, FunctionRecord, InstanceRecord, VersionRecord
+from nimbus.common.model import LATEST, AliasRecord, FunctionRecord, InstanceRecord, VersionRecord
 from nimbus.common.validation import check_name
 from nimbus.invoker import telemetry
 from nimbus.invoker.dispatcher import Dispatcher
 from nimbus.invoker.limits import ConcurrencyLimiter
-from nimbus.invoker.target import Target, resolve
+from nimbus.invoker.target import Target, latest, resolve
 
 # An instance the node says is gone (drained by the autoscaler, reaped when idle) never ran the
 # call, so the call moves on to another. A scale-down destroys a batch of instances at once and the
@@ -33,6 +34,21 @@ from nimbus.invoker.target import Target, resolve
 _FRESH_GONE_LIMIT = 3
 # A concurrency slot outlives its call by this much before it lapses on its own.
 _SLOT_SLACK_S = 10.0
+# Targets of $LATEST kept per function record (by identity), before the cache starts over.
+_LATEST_TARGETS = 4096
+
+# Request ids are random UUIDs (version 4), drawn from a generator seeded from os.urandom rather
+# than os.urandom per id as uuid.uuid4() does (~7 µs against ~1 µs); the child of a fork reseeds it.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_request_id() -> str:
+    """A random UUID4 in its canonical text form, as str(uuid.uuid4())."""
+    h = f"{_ids.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +102,19 @@ class Invoker:
         self._throttles = throttles
         self._clock = clock or SystemClock()
         self._releases: set[asyncio.Task[None]] = set()
+        self._latest: dict[int, tuple[FunctionRecord, Target]] = {}
 
     async def _target(self, record: FunctionRecord, qualifier: str) -> Target:
+        if not qualifier or qualifier == LATEST:
+            # The usual call: its Target made once per record (records are replaced, never changed).
+            cached = self._latest.get(id(record))
+            if cached is not None and cached[0] is record:
+                return cached[1]
+            if len(self._latest) >= _LATEST_TARGETS:
+                self._latest.clear()
+            target = latest(record)
+            self._latest[id(record)] = (record, target)
+            return target
         ns, name = record.namespace, record.name
 
         def attempt() -> Target:
@@ -114,15 +141,20 @@ class Invoker:
         if record is None:
             raise NotFound(f"function {name!r} not found")
         target = await self._target(record, qualifier)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         logs.bind_request(request_id, target.namespace, target.function)
-        span = tracing.current_span()
-        if span.is_recording():
-            span.set_attributes({"nimbus.namespace": target.namespace, "nimbus.function": target.function,
-                                 "nimbus.version": target.version, "nimbus.request_id": request_id})
+        if tracing.exporting():
+            span = tracing.current_span()
+            if span.is_recording():
+                span.set_attributes({"nimbus.namespace": target.namespace, "nimbus.function": target.function,
+                                     "nimbus.version": target.version, "nimbus.request_id": request_id})
         series = telemetry.function_series(target.namespace, target.function, target.version)
         try:
-            result = await self._limited(target, request_id, payload, deadline_s, log_tail, series)
+            if self._limiter.applies(target.config.max_concurrency):
+                result = await self._limited(target, request_id, payload, deadline_s, log_tail, series)
+            else:
+                # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
+                result = await self._run(target, request_id, payload, deadline_s, target.config.timeout_s + 5.0, log_tail, series)
         except Throttled:
             series.refused()
             # No node ran the call, so no REPORT counts it: the function's per-minute metrics learn it here.
@@ -139,19 +171,16 @@ class Invoker:
                        series: telemetry.FunctionSeries) -> InvokeResult:
         # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
         call_timeout_s = target.config.timeout_s + 5.0
-        slot = None
-        if self._limiter.applies(target.config.max_concurrency):
-            slot = await self._limiter.acquire(
-                target.namespace, target.function, target.config.max_concurrency, call_timeout_s + _SLOT_SLACK_S
-            )
+        slot = await self._limiter.acquire(
+            target.namespace, target.function, target.config.max_concurrency, call_timeout_s + _SLOT_SLACK_S
+        )
         try:
             return await self._run(target, request_id, payload, deadline_s, call_timeout_s, log_tail, series)
         finally:
-            if slot is not None:
-                # Off the reply's path: the caller need not wait for Redis.
-                task = asyncio.create_task(self._limiter.release(slot))
-                self._releases.add(task)
-                task.add_done_callback(self._releases.discard)
+            # Off the reply's path: the caller need not wait for Redis.
+            task = asyncio.create_task(self._limiter.release(slot))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
 
     async def _run(
         self, target: Target, request_id: str, payload: bytes, deadline_s: float, call_timeout_s: float, log_tail: bool,
@@ -160,20 +189,23 @@ class Invoker:
         give_up_at = self._clock.monotonic() + deadline_s
         fresh_gone = 0
         while True:
-            try:
-                # The queue wait, and on a cold path the instance start under it.
-                with tracing.span("invoker.dispatch"):
-                    grant = await self._dispatcher.acquire(target, give_up_at - self._clock.monotonic())
-            except FunctionInitFailed as err:
-                # As Lambda does: code that cannot load is the function's error, not the platform's.
-                return init_failure_result(request_id, target.version, err)
-            instance = grant.instance
+            # The queue wait, and on a cold path the instance start under it.
+            with tracing.span("invoker.dispatch"):
+                instance = self._dispatcher.try_acquire(target)
+                cold = False
+                if instance is None:
+                    try:
+                        grant = await self._dispatcher.acquire(target, give_up_at - self._clock.monotonic())
+                    except FunctionInitFailed as err:
+                        # As Lambda does: code that cannot load is the function's error, not the platform's.
+                        return init_failure_result(request_id, target.version, err)
+                    instance, cold = grant.instance, grant.cold
             series.concurrent.inc()
             try:
                 result = await self._caller.invoke(instance, request_id, payload, call_timeout_s, log_tail)
             except NotFound as err:
                 self._dispatcher.forget(instance)
-                if grant.cold:
+                if cold:
                     fresh_gone += 1
                 if fresh_gone >= _FRESH_GONE_LIMIT or self._clock.monotonic() >= give_up_at:
                     raise Unavailable(f"function {target.function!r} could not be run: {err.message}") from None
@@ -191,7 +223,8 @@ class Invoker:
             self._dispatcher.release(instance)
             # Cold means this call waited for an instance to start, as Lambda counts it: an
             # instance kept warm by min_instances serves its first call warm.
-            return dataclasses.replace(result, cold_start=grant.cold)
+            # (Rebuilt only when it differs: most warm calls keep the node's answer as it is.)
+            return result if result.cold_start == cold else dataclasses.replace(result, cold_start=cold)
 
 
 def init_failure_result(request_id: str, version: str, err: FunctionInitFailed) -> InvokeResult:

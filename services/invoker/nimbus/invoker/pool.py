@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from nimbus.common.model import InstanceRecord
 
 
-@dataclass(frozen=True, slots=True)
-class PoolKey:
+class PoolKey(NamedTuple):
+    """A tuple, so a pool is found by a plain (namespace, function, version, revision) tuple too:
+    its hash and compare run in C, ~10x cheaper than a frozen dataclass's, twice per call."""
+
     namespace: str
     function: str
     version: str

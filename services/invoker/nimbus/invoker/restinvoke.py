@@ -50,6 +50,8 @@ def parse_query(query: str, method: str) -> dict[str, str]:
     """The call's query parameters; any other one is a 400, as the transcoder answered."""
     allowed = _QUERY_FIELDS[method]
     fields: dict[str, str] = {}
+    if not query:
+        return fields
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in allowed:
             raise InvalidArgument(f"{key}: unknown query parameter; :{method} takes {' and '.join(allowed)}")
@@ -98,10 +100,13 @@ class RestInvoke:
             tracing.finish(token, span, None if code == "OK" else code)
 
     async def _call(self, req: HttpRequest, name: str, method: str) -> HttpResponse:
-        query = parse_query(req.query, method)
-        log_tail = wants_log_tail(query.get("log", ""))
+        if req.query:
+            query = parse_query(req.query, method)
+            log_tail = wants_log_tail(query.get("log", ""))
+            qualifier = query.get("qualifier", "")
+        else:
+            log_tail, qualifier = False, ""
         who = await self._auth.authenticate(req.header("authorization"))
-        qualifier = query.get("qualifier", "")
         if method == "invokeAsync":
             key = req.header(IDEMPOTENCY_HEADER) or ""
             invocation_id = await self._submitter.submit(who, name, qualifier, req.body, key)
