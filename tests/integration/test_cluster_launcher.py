@@ -173,12 +173,15 @@ async def test_start_stops_waiting_for_a_service_with_a_bad_setting(tmp_path):
     with pytest.raises(ClusterError) as err:
         await cluster.start(timeout_s=120)
     message = str(err.value)
-    assert message.startswith("configuration error (exit status 78): funcmgr")
+    assert message.startswith("configuration error: funcmgr cannot start as configured")
     assert "NIMBUS_EVENT_LOOP" in message and "bogus" in message
     assert "Traceback" not in message
-    # Not the 120 s deadline: the first exit with status 78 ends the wait.
+    # Not the 120 s deadline: the first configuration-error line ends the wait.
     assert time.monotonic() - started < 60
     assert cluster.supervisord_pid is None
+    # Mended, the same home starts: the old line in funcmgr's log is not this run's.
+    async with LocalCluster(tmp_path / "home", free_port(), only={"etcd", "funcmgr"}) as mended:
+        assert mended.state("funcmgr") == "RUNNING"
 
 
 def _cli(args: list[str], home: Path, gateway: int, timeout: float = 60) -> subprocess.CompletedProcess[str]:

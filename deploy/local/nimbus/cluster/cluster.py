@@ -16,7 +16,7 @@ from typing import Any
 from nimbus.cluster import binaries, daemon, envoy, ports, procs, render, spec
 from nimbus.cluster.health import check, envoy_upstreams_healthy
 from nimbus.cluster.layout import Layout
-from nimbus.cluster.readiness import wait_ready
+from nimbus.cluster.readiness import log_offsets, wait_ready
 from nimbus.gateway import xds
 from nimbus.gateway.stores.files import XdsDirectory
 
@@ -183,13 +183,14 @@ class LocalCluster:
         try:
             if not self._prepared:
                 self.prepare()
+            offsets = log_offsets(self)
             pid = self._supervisord.start(dict(os.environ))
             self._say(f"nimbus: supervisord started (pid {pid}); logs in {self.layout.logs}")
             try:
                 await self._supervisord.wait_running(deadline)
             except daemon.SupervisordError as err:
                 raise ClusterError(str(err)) from None
-            await wait_ready(self, deadline, timeout_s, self._say)
+            await wait_ready(self, deadline, timeout_s, self._say, offsets)
             await self._wait_gateway_routes(deadline)
             await self._bootstrap(deadline)
         except BaseException:

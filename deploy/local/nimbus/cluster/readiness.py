@@ -7,13 +7,13 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from nimbus.common.config import EXIT_CONFIG
+from nimbus.common.config import CONFIG_ERROR_PREFIX
 
 if TYPE_CHECKING:
     from nimbus.cluster.cluster import LocalCluster
 
 POLL_S = 0.1
-# How often a program that is not ready yet is asked for its last exit status.
+# How often the log of a program that is not ready yet is read for a configuration error.
 EXIT_CHECK_S = 0.5
 TAIL_LINES = 5
 
@@ -26,16 +26,36 @@ def _tail(path, n: int = TAIL_LINES) -> list[str]:
         return []
 
 
-async def _exited_misconfigured(cluster: LocalCluster, name: str) -> bool:
+def log_offsets(cluster: LocalCluster) -> dict[str, int]:
+    """Where each program's log ends before this start: what follows is this run's."""
+    offsets = {}
+    for name in cluster.names:
+        try:
+            offsets[name] = cluster.log_path(name).stat().st_size
+        except OSError:
+            offsets[name] = 0
+    return offsets
+
+
+def _said_misconfigured(cluster: LocalCluster, name: str, offset: int) -> bool:
+    """Whether the program printed nimbus.common.service's configuration-error line in this run.
+    (Its exit status, 78, is no help here: supervisord forgets it for a program that exits within
+    startsecs.)"""
     try:
-        info = await asyncio.to_thread(cluster.info, name)
-    except Exception:  # supervisord busy or gone: the deadline still applies
+        with open(cluster.log_path(name), "rb") as f:
+            f.seek(offset)
+            text = f.read()
+    except OSError:
         return False
-    return info.get("exitstatus") == EXIT_CONFIG and info.get("statename") != "RUNNING"
+    marker = CONFIG_ERROR_PREFIX.encode()
+    return text.startswith(marker) or b"\n" + marker in text
 
 
-async def wait_ready(cluster: LocalCluster, deadline: float, timeout_s: float, say) -> None:
-    """Polls every program until ready; raises ClusterError naming the rest, their state and log."""
+async def wait_ready(cluster: LocalCluster, deadline: float, timeout_s: float, say,
+                     offsets: dict[str, int] | None = None) -> None:
+    """Polls every program until ready; raises ClusterError naming the rest, their state and log.
+    offsets (log_offsets() before the programs started) lets it stop at once for a program that
+    exited on a configuration error, which restarting cannot mend."""
     from nimbus.cluster.cluster import ClusterError
 
     started = time.monotonic()
@@ -48,9 +68,9 @@ async def wait_ready(cluster: LocalCluster, deadline: float, timeout_s: float, s
         while not await cluster.ready(name):
             if time.monotonic() > deadline or cluster.supervisord_exited() is not None or misconfigured:
                 return
-            if time.monotonic() > next_exit_check:
+            if offsets is not None and time.monotonic() > next_exit_check:
                 next_exit_check = time.monotonic() + EXIT_CHECK_S
-                if await _exited_misconfigured(cluster, name):
+                if await asyncio.to_thread(_said_misconfigured, cluster, name, offsets.get(name, 0)):
                     misconfigured.append(name)
                     return
             await asyncio.sleep(POLL_S)
@@ -64,7 +84,7 @@ async def wait_ready(cluster: LocalCluster, deadline: float, timeout_s: float, s
     lines = [f"not ready after {timeout_s:g} s: {names}"]
     if misconfigured:
         pending = set(misconfigured)
-        lines = [f"configuration error (exit status {EXIT_CONFIG}): {', '.join(misconfigured)}"]
+        lines = [f"configuration error: {', '.join(misconfigured)} cannot start as configured"]
     elif cluster.supervisord_exited() is not None:
         lines = [f"supervisord exited (see {cluster.layout.logs}/supervisord.log); not ready: {names}"]
     for name in cluster.names:

@@ -11,9 +11,11 @@ class ConfigError(ValueError):
     """A bad environment variable; the message names the variable and the value."""
 
 
-# sysexits.h's EX_CONFIG: a service that exits with it cannot start as configured, so the local
-# cluster stops waiting for it instead of restarting it until its deadline.
+# sysexits.h's EX_CONFIG: a service that exits with it cannot start as configured (systemd's
+# RestartPreventExitStatus= and similar can stop restarting it). It first prints one line starting
+# with CONFIG_ERROR_PREFIX, which the local cluster looks for in the program's log.
 EXIT_CONFIG = 78
+CONFIG_ERROR_PREFIX = "configuration error: "
 
 
 def get_str(env: Mapping[str, str], name: str, default: str) -> str:

@@ -33,7 +33,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from nimbus.common import eventloop, metrics, tracing
 from nimbus.common.clock import SystemClock
-from nimbus.common.config import EXIT_CONFIG, ConfigError
+from nimbus.common.config import CONFIG_ERROR_PREFIX, EXIT_CONFIG, ConfigError
 from nimbus.common.registry import RegistryConfig, new_registration
 
 log = logging.getLogger(__name__)
@@ -225,5 +225,5 @@ def run(main: Callable[[], Awaitable[None]], env: Mapping[str, str] | None = Non
         pass
     except ConfigError as err:
         # One line that names the variable, not a traceback; the exit status tells the supervisor.
-        print(f"configuration error: {err}", file=sys.stderr, flush=True)
+        print(f"{CONFIG_ERROR_PREFIX}{err}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_CONFIG) from None
