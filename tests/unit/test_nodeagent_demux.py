@@ -107,3 +107,38 @@ async def test_ready_before_handshake_is_kept() -> None:
     conn, demux, _ = connection()
     demux.data_received(encode(Kind.READY, {"init_duration_us": 42}))
     assert await conn.handshake() == 42
+
+
+async def test_each_call_ends_at_its_own_timeout_and_the_others_go_on() -> None:
+    conn, demux, _ = connection()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    slow = asyncio.create_task(conn.call("slow", b"", 0.2))
+    quick = asyncio.create_task(conn.call("quick", b"", 0.05))
+    answered = asyncio.create_task(conn.call("answered", b"", 0.01))
+    await asyncio.sleep(0)
+    demux.data_received(reply("answered", b"1"))
+    assert (await answered).body == b"1"
+    with pytest.raises(TimeoutError):
+        await quick
+    assert 0.05 <= loop.time() - started < 0.15
+    assert not slow.done()
+    with pytest.raises(TimeoutError):
+        await slow
+    assert loop.time() - started >= 0.2
+    assert demux.pending == {} and demux.deadlines == {}
+
+
+async def test_a_reply_in_time_leaves_no_deadline_and_a_failure_no_timer() -> None:
+    conn, demux, _ = connection()
+    task = asyncio.create_task(conn.call("a", b"", 5))
+    await asyncio.sleep(0)
+    demux.data_received(reply("a", b"1"))
+    assert (await task).body == b"1"
+    assert demux.deadlines == {}
+    task = asyncio.create_task(conn.call("b", b"", 5))
+    await asyncio.sleep(0)
+    conn.abort("gone")
+    with pytest.raises(CallAborted):
+        await task
+    assert demux.deadlines == {} and demux._timer is None

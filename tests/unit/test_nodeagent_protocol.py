@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from nimbus.nodeagent import protocol
-from nimbus.nodeagent.protocol import Frame, FrameDecoder, Kind, ProtocolError, encode
+from nimbus.nodeagent.protocol import Frame, FrameDecoder, Kind, ProtocolError, encode, parse_frame
 from nimbus.nodeagent.runtimes import PYTHON_BOOTSTRAP
 
 pytestmark = pytest.mark.timeout(10)
@@ -133,3 +133,29 @@ def test_shim_read_frame_eof() -> None:
     shim = _bootstrap()
     assert shim.read_frame(io.BytesIO(b"")) is None
     assert shim.read_frame(io.BytesIO(encode(Kind.INVOKE, {}, b"{}")[:-1])) is None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'{"type":"RESULT","request_id":"abc-1","duration_us":57}',
+        b'{"type":"ERROR","request_id":"","duration_us":0}',
+        b'{"type":"ERROR","request_id":"a b!#[]~","duration_us":123456789012345678}',
+        b'{"type":"RESULT","request_id":"a\\"b\\\\c","duration_us":5}',
+        b'{"type":"RESULT","request_id":"\\u00e9","duration_us":5}',
+        b'{"type":"ERROR","request_id":"x","duration_us":5,"fatal":true}',
+        b'{"type":"RESULT","duration_us":5,"request_id":"x"}',
+        b'{"type":"RESULT","request_id":"x","duration_us":-5}',
+    ],
+)
+def test_a_reply_header_reads_as_json_loads_reads_it(header: bytes) -> None:
+    expected = json.loads(header)
+    kind = expected.pop("type")
+    frame = parse_frame(header, b"body")
+    assert (frame.kind, frame.header, frame.body) == (kind, expected, b"body")
+    assert [type(v) for v in frame.header.values()] == [type(v) for v in expected.values()]
+
+
+def test_a_reply_header_json_refuses_is_still_refused() -> None:
+    with pytest.raises(ProtocolError):
+        parse_frame(b'{"type":"RESULT","request_id":"x","duration_us":05}', b"")

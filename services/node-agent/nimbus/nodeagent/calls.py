@@ -52,8 +52,7 @@ async def call_instance(
     frame = frames.encode(request_id, specs.deadline_ms(spec, clock.now()), payload)
     started = clock.monotonic()
     try:
-        async with asyncio.timeout(cfg.timeout_s):
-            reply = await sb.conn.call(request_id, frame)
+        reply = await sb.conn.call(request_id, frame, cfg.timeout_s)
     except TimeoutError:
         result = specs.timeout_result(cfg.timeout_s, cold, init_us)
         return Outcome(result, fatal=True, note=f"Task timed out after {cfg.timeout_s:.2f} seconds")

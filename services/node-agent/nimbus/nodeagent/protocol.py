@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import json.encoder
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,6 +79,14 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _enc = json.encoder.encode_basestring_ascii
 # Kind(name) for the names that are valid, without the Enum call.
 _KINDS = {k.value: k for k in Kind}
+# A reply's header as the shims write it (json.dumps with separators=(",", ":"), JSON.stringify):
+# {"type":"RESULT"|"ERROR","request_id":"...","duration_us":N}, with a request id of printable ASCII
+# without '"' or '\\' (so nothing in it is escaped). json.loads reads exactly these fields from it;
+# this reads them at a third of its cost (every call's reply). Any other header goes to json.loads.
+_REPLY = re.compile(
+    rb'\{"type":"(RESULT|ERROR)","request_id":"([\x20\x21\x23-\x5b\x5d-\x7e]*)","duration_us":(0|[1-9][0-9]{0,17})\}'
+)
+_REPLY_KINDS = {b"RESULT": Kind.RESULT, b"ERROR": Kind.ERROR}
 
 
 def encode(kind: Kind, header: Mapping[str, Any] | None = None, body: bytes = b"") -> bytes:
@@ -119,6 +128,10 @@ def _checked(header_len: int, body_len: int) -> tuple[int, int]:
 
 
 def parse_frame(header_bytes: bytes, body: bytes) -> Frame:
+    reply = _REPLY.fullmatch(header_bytes)
+    if reply is not None:
+        kind_name, request_id, duration_us = reply.groups()
+        return Frame(_REPLY_KINDS[kind_name], {"request_id": request_id.decode(), "duration_us": int(duration_us)}, body)
     try:
         header = json.loads(header_bytes)
         name = header.pop("type")

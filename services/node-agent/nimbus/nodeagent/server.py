@@ -152,7 +152,9 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
                 wait_s=msg.wait_ms / 1000 if msg.wait_ms > 0 else None,
                 log_tail=req.log_tail,
             )
-            return nodeagent_pb2.StreamedInvokeResponse(call_id=msg.call_id, result=result_to_proto(r))
+            reply = nodeagent_pb2.StreamedInvokeResponse(call_id=msg.call_id)
+            fill_result(reply.result, r)
+            return reply
         except NimbusError as err:
             code = err.code
             return nodeagent_pb2.StreamedInvokeResponse(
@@ -165,8 +167,27 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
                 call_id=msg.call_id, error_code=code.value[0], error_message="internal error"
             )
         finally:
-            self._invoke_series.observe(code.name, time.perf_counter() - t0)
+            self._invoke_series.observe("OK" if code is grpc.StatusCode.OK else code.name, time.perf_counter() - t0)
             tracing.finish(token, span, None if code is grpc.StatusCode.OK else code.name)
+
+
+def fill_result(msg: nodeagent_pb2.InstanceInvokeResponse, r: InvokeResult) -> None:
+    """result_to_proto(r) written into msg (a reply's result field) in place: no message built and
+    copied, and only the fields that are set (proto3 leaves the rest out anyway; payload is always
+    written, which marks the field present even when it is empty)."""
+    msg.payload = r.payload
+    if r.function_error:
+        msg.function_error = r.function_error
+    if r.duration_us:
+        msg.duration_us = r.duration_us
+    if r.billed_ms:
+        msg.billed_ms = r.billed_ms
+    if r.cold_start:
+        msg.cold_start = True
+    if r.init_duration_us:
+        msg.init_duration_us = r.init_duration_us
+    if r.log_tail:
+        msg.log_tail = r.log_tail
 
 
 def result_to_proto(r: InvokeResult) -> nodeagent_pb2.InstanceInvokeResponse:

@@ -61,6 +61,12 @@ class _Demux(asyncio.Protocol):
         # Set while the transport's buffer is over its high-water mark.
         self.writable: asyncio.Future[None] | None = None
         self.failure: BaseException | None = None
+        # The calls' deadlines (loop time) by request_id, and the one timer that enforces them all:
+        # it fires at the earliest, so each call ends at its own deadline as asyncio.timeout would
+        # end it, without a timer made and cancelled per call (a third of asyncio.timeout's cost).
+        self.deadlines: dict[str, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -108,10 +114,41 @@ class _Demux(asyncio.Protocol):
             await self._control_waiter
         return self._control.popleft()
 
+    def watch(self, request_id: str, deadline: float) -> None:
+        """Ends the call with TimeoutError at `deadline` (loop time) unless it is over by then."""
+        self.deadlines[request_id] = deadline
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = asyncio.get_running_loop().call_at(at, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        earliest: float | None = None
+        for request_id, deadline in list(self.deadlines.items()):
+            if deadline <= now:
+                del self.deadlines[request_id]
+                waiter = self.pending.get(request_id)
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(TimeoutError())
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._arm(earliest)
+
     def fail(self, error: BaseException) -> None:
         """Ends every call in flight with `error`; the first failure is the one they all see."""
         if self.failure is None:
             self.failure = error
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.deadlines.clear()
         pending, self.pending = self.pending, {}
         for waiter in pending.values():
             if not waiter.done():
@@ -172,24 +209,31 @@ class ShimConnection:
         self._write(frame)
         await self._demux.drain()
 
-    async def call(self, request_id: str, frame: bytes) -> Frame:
-        """Sends one INVOKE frame (one write) and waits for the reply that names request_id.
+    async def call(self, request_id: str, frame: bytes, timeout_s: float | None = None) -> Frame:
+        """Sends one INVOKE frame (one write) and waits for the reply that names request_id, for
+        at most timeout_s if given (then raises TimeoutError, as `async with asyncio.timeout(timeout_s)`).
 
         Several calls may be in flight; each request_id at most once (the caller sees to that).
         Raises ConnectionError (CallAborted when the agent ended the instance) or ProtocolError."""
         demux = self._demux
-        waiter: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        waiter: asyncio.Future[Frame] = loop.create_future()
         demux.pending[request_id] = waiter
         try:
             self._write(frame)
+            if deadline is not None:
+                demux.watch(request_id, deadline)
             if demux.writable is not None:
-                await demux.drain()
+                async with asyncio.timeout_at(deadline):
+                    await demux.drain()
             return await waiter
         finally:
             # A timed-out or cancelled call: its late reply would now be a protocol error, which
             # is right, since the agent stops the instance after either.
             if demux.pending.get(request_id) is waiter:
                 del demux.pending[request_id]
+            demux.deadlines.pop(request_id, None)
 
     def busy_with(self, request_id: str) -> bool:
         return request_id in self._demux.pending
