@@ -112,7 +112,11 @@ async def test_the_writer_stamps_records_as_iso_does(tmp_path: Path) -> None:
 
     clock = Clock()
     writer = LogWriter(tmp_path, clock)
-    times = [1_700_000_000.25, 1_700_000_000.9995, 1_700_000_001.0, 1_700_000_059.999999, 1_700_000_060.5, 86_399.001]
+    # Repeats within one millisecond (the cached text), and a time whose ms rounds up to the next second.
+    times = [
+        1_700_000_000.25, 1_700_000_000.2502, 1_700_000_000.2509, 1_700_000_000.9995, 1_700_000_001.0,
+        1_700_000_059.999999, 1_700_000_059.9999999999, 1_700_000_060.0, 1_700_000_060.5, 86_399.001, 86_399.001,
+    ]
     for clock.t in times:
         writer.append("i", SOURCE, "r", "stdout", ["line"])
     await writer.flush()

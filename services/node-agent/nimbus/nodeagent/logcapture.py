@@ -125,6 +125,8 @@ class LogWriter:
         # The timestamp's whole seconds, formatted once per second.
         self._second = -1
         self._second_text = ""
+        self._ms = -1
+        self._ms_text = ""
         self._wake = asyncio.Event()
         # Set after every write, for the shipper.
         self.written = asyncio.Event()
@@ -151,18 +153,26 @@ class LogWriter:
             fmt = self._formats[instance_id] = _Format(instance_id, source)
         ts = self._timestamp()
         lines = self._pending[instance_id]
-        last = len(messages) - 1
-        for i, message in enumerate(messages):
-            lines.append(fmt.line(ts, request_id, stream, message, report if i == last else None))
+        if len(messages) == 1:  # START, END, REPORT: every call's
+            lines.append(fmt.line(ts, request_id, stream, messages[0], report))
+        else:
+            last = len(messages) - 1
+            for i, message in enumerate(messages):
+                lines.append(fmt.line(ts, request_id, stream, message, report if i == last else None))
         self._wake.set()
 
     def _timestamp(self) -> str:
-        """clock.iso(now); the seconds part is cached, as every line of every call is stamped."""
+        """clock.iso(now); the seconds part is cached, and the whole text for lines stamped within
+        the same millisecond (a call's START, END and REPORT often are), as every line is stamped."""
         now = self._clock.now()
         second = int(now)
+        ms = int(now * 1000)
+        if ms == self._ms and second == self._second:
+            return self._ms_text
         if second != self._second:
             self._second, self._second_text = second, iso(second).removesuffix(".000Z")
-        return f"{self._second_text}.{int(now * 1000) % 1000:03d}Z"
+        self._ms, self._ms_text = ms, f"{self._second_text}.{ms % 1000:03d}Z"
+        return self._ms_text
 
     async def run(self) -> None:
         """Runs for the agent's life; a failed write is logged and the batch dropped."""
