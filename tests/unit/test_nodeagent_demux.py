@@ -126,7 +126,7 @@ async def test_each_call_ends_at_its_own_timeout_and_the_others_go_on() -> None:
     with pytest.raises(TimeoutError):
         await slow
     assert loop.time() - started >= 0.2
-    assert demux.pending == {} and demux.deadlines == {}
+    assert demux.pending == {} and not demux.deadlines
 
 
 async def test_a_reply_in_time_leaves_no_deadline_and_a_failure_no_timer() -> None:
@@ -135,10 +135,10 @@ async def test_a_reply_in_time_leaves_no_deadline_and_a_failure_no_timer() -> No
     await asyncio.sleep(0)
     demux.data_received(reply("a", b"1"))
     assert (await task).body == b"1"
-    assert demux.deadlines == {}
+    assert not demux.deadlines
     task = asyncio.create_task(conn.call("b", b"", 5))
     await asyncio.sleep(0)
     conn.abort("gone")
     with pytest.raises(CallAborted):
         await task
-    assert demux.deadlines == {} and demux._timer is None
+    assert not demux.deadlines and not demux.deadlines.armed

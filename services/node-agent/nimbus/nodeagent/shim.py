@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Awaitable
 from pathlib import Path
 
+from nimbus.common.deadlines import Deadlines
 from nimbus.nodeagent.protocol import Frame, FrameDecoder, Kind, ProtocolError
 
 
@@ -61,12 +62,9 @@ class _Demux(asyncio.Protocol):
         # Set while the transport's buffer is over its high-water mark.
         self.writable: asyncio.Future[None] | None = None
         self.failure: BaseException | None = None
-        # The calls' deadlines (loop time) by request_id, and the one timer that enforces them all:
-        # it fires at the earliest, so each call ends at its own deadline as asyncio.timeout would
-        # end it, without a timer made and cancelled per call (a third of asyncio.timeout's cost).
-        self.deadlines: dict[str, float] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        # The calls' deadlines by request_id: each call ends at its own, as asyncio.timeout would
+        # end it, with one timer for them all.
+        self.deadlines: Deadlines[str, None] = Deadlines(self._overdue)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -114,40 +112,15 @@ class _Demux(asyncio.Protocol):
             await self._control_waiter
         return self._control.popleft()
 
-    def watch(self, request_id: str, deadline: float) -> None:
-        """Ends the call with TimeoutError at `deadline` (loop time) unless it is over by then."""
-        self.deadlines[request_id] = deadline
-        if self._timer is None or deadline < self._timer_at:
-            self._arm(deadline)
-
-    def _arm(self, at: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = at
-        self._timer = asyncio.get_running_loop().call_at(at, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        now = asyncio.get_running_loop().time()
-        earliest: float | None = None
-        for request_id, deadline in list(self.deadlines.items()):
-            if deadline <= now:
-                del self.deadlines[request_id]
-                waiter = self.pending.get(request_id)
-                if waiter is not None and not waiter.done():
-                    waiter.set_exception(TimeoutError())
-            elif earliest is None or deadline < earliest:
-                earliest = deadline
-        if earliest is not None:
-            self._arm(earliest)
+    def _overdue(self, request_id: str, _: None) -> None:
+        waiter = self.pending.get(request_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
 
     def fail(self, error: BaseException) -> None:
         """Ends every call in flight with `error`; the first failure is the one they all see."""
         if self.failure is None:
             self.failure = error
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self.deadlines.clear()
         pending, self.pending = self.pending, {}
         for waiter in pending.values():
@@ -223,7 +196,7 @@ class ShimConnection:
         try:
             self._write(frame)
             if deadline is not None:
-                demux.watch(request_id, deadline)
+                demux.deadlines.add(request_id, deadline, None)
             if demux.writable is not None:
                 async with asyncio.timeout_at(deadline):
                     await demux.drain()
@@ -233,7 +206,7 @@ class ShimConnection:
             # is right, since the agent stops the instance after either.
             if demux.pending.get(request_id) is waiter:
                 del demux.pending[request_id]
-            demux.deadlines.pop(request_id, None)
+            demux.deadlines.discard(request_id)
 
     def busy_with(self, request_id: str) -> bool:
         return request_id in self._demux.pending

@@ -22,6 +22,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from nimbus.common import lane
+from nimbus.common.deadlines import Deadlines
 from nimbus.common.errors import DeadlineExceeded, Unavailable, from_status_number
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc
 
@@ -120,9 +121,8 @@ class _Lane(asyncio.Protocol):
         self._reader = lane.FrameReader()
         self._writer: lane.FrameWriter[Call] = lane.FrameWriter(_batch)
         self._transport: asyncio.Transport | None = None
-        # call id → (deadline in loop time, the call's timeout) for the calls that may be pending.
-        self.deadlines: dict[int, tuple[float, float]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        # The pending calls' deadlines; the value is the call's timeout, for the error's message.
+        self.deadlines: Deadlines[int, float] = Deadlines(self._overdue)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, hence the cast.
@@ -150,9 +150,6 @@ class _Lane(asyncio.Protocol):
         self.broken = True
         self._writer.drop()
         self.deadlines.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         pending, self.pending = self.pending, {}
         for waiter in pending.values():
             if not waiter.done():
@@ -167,36 +164,10 @@ class _Lane(asyncio.Protocol):
         """send() for a lane known to be open."""
         self._writer.put(msg)
 
-    def expire_at(self, call_id: int, deadline: float, timeout_s: float) -> None:
-        """Fails the call's waiter with DeadlineExceeded at deadline (loop time) if it is still
-        pending then. One timer serves every call: it is armed only when none is armed for an
-        earlier time, and when it fires it fails what is due and re-arms for the next deadline."""
-        self.deadlines[call_id] = (deadline, timeout_s)
-        timer = self._timer
-        if timer is not None:
-            if timer.when() <= deadline:
-                return
-            timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        now = asyncio.get_running_loop().time()
-        pending = self.pending
-        deadlines = self.deadlines
-        next_at = None
-        for call_id, (deadline, timeout_s) in list(deadlines.items()):
-            waiter = pending.get(call_id)
-            if waiter is None or waiter.done():
-                del deadlines[call_id]
-            elif deadline <= now:
-                del deadlines[call_id]
-                del pending[call_id]
-                waiter.set_exception(DeadlineExceeded(f"peer did not answer within {timeout_s:.1f}s"))
-            elif next_at is None or deadline < next_at:
-                next_at = deadline
-        if next_at is not None:
-            self._timer = asyncio.get_running_loop().call_at(next_at, self._expire)
+    def _overdue(self, call_id: int, timeout_s: float) -> None:
+        waiter = self.pending.pop(call_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(DeadlineExceeded(f"peer did not answer within {timeout_s:.1f}s"))
 
     @property
     def sending(self) -> bool:
@@ -280,7 +251,7 @@ class NodeStream:
                 # The warm path: no asyncio.timeout() (~6 µs); the lane's deadline timer fails the
                 # waiter at the same instant instead.
                 stream.pending[call_id] = waiter
-                stream.expire_at(call_id, deadline, timeout_s)
+                stream.deadlines.add(call_id, deadline, timeout_s)
                 stream.put(msg)
                 reply = await waiter
             else:
@@ -290,7 +261,7 @@ class NodeStream:
                         stream = await self._open()
                         stream.pending[call_id] = waiter
                         if type(stream) is _Lane:
-                            stream.expire_at(call_id, deadline, timeout_s)
+                            stream.deadlines.add(call_id, deadline, timeout_s)
                         await stream.send(msg)
                         reply = await waiter
                 except TimeoutError:
@@ -299,7 +270,7 @@ class NodeStream:
             if stream is not None:
                 stream.pending.pop(call_id, None)
                 if type(stream) is _Lane:
-                    stream.deadlines.pop(call_id, None)
+                    stream.deadlines.discard(call_id)
         if reply.error_code:
             raise from_status_number(reply.error_code, reply.error_message)
         return reply.result
