@@ -11,7 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def store(redis_url: str) -> AsyncIterator[RedisMeter]:
-    meter_store = RedisMeter(redis_url, SEEN_TTL_S)
+    meter_store = RedisMeter(redis_url, SEEN_TTL_S, SystemClock())
     yield meter_store
     await meter_store.close()
 
@@ -118,6 +118,13 @@ def line(ns: str, rid: str, ts: str, text: str, fn: str = "hello") -> dict[str, 
             "stream": "stdout", "message": text, "instance_id": "i-1"}
 
 
+def ago(seconds: float) -> tuple[str, str]:
+    """A REPORT time this long before now, and its UTC day: the stores keep minutes 25 h, so the
+    tests stamp their reports relative to the clock rather than on a date that ages out."""
+    ts = datetime.now(UTC) - timedelta(seconds=seconds)
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"), ts.date().isoformat()
+
+
 def namespace() -> str:
     return "t" + uuid.uuid4().hex[:12]
 
@@ -154,7 +161,9 @@ async def usage_of(store: RedisMeter, ns: str, first: str, last: str) -> dict[tu
 
 async def test_reports_become_exact_usage_and_minute_metrics(nats_server: Nats, store: RedisMeter) -> None:
     ns = namespace()
-    day1, day2 = "2026-11-27", "2026-11-28"
+    # Yesterday's last second and today's first (both within the 25 h the minutes are kept).
+    today = datetime.now(UTC).date()
+    day1, day2 = (today - timedelta(days=1)).isoformat(), today.isoformat()
     records = [
         # Two calls a second before midnight, one after it: two days.
         report(ns, "a1", ts=f"{day1}T23:59:59.100Z", billed_ms=3, memory_mb=128, duration_ms=2.5, cold=True,
@@ -200,7 +209,7 @@ async def test_one_batch_sums_large_bills_exactly_and_skips_the_seen(store: Redi
     """The script adds a whole batch per hash in Lua: sums past 2**32 stay exact integers, and a
     batch that mixes counted and new request ids adds only the new ones."""
     ns = namespace()
-    ts = "2026-11-27T10:00:30.000Z"
+    ts, day = ago(3600)
     big = [report(ns, f"r{i}", ts=ts, billed_ms=900_000, memory_mb=10240, duration_ms=899_999.5, mem_used=i)
            for i in range(600)]
     first, _ = parse_reports(b"\n".join(json.dumps(r).encode() for r in big[:250]))
@@ -208,15 +217,38 @@ async def test_one_batch_sums_large_bills_exactly_and_skips_the_seen(store: Redi
     every, _ = parse_reports(b"\n".join(json.dumps(r).encode() for r in big))
     assert await store.apply(every) == 350
     assert await store.apply(every) == 0
-    usage = await usage_of(store, ns, "2026-11-27", "2026-11-27")
-    assert usage == {("hello", "$LATEST", "2026-11-27"): (600, 600 * 900_000 * 10240)}
+    usage = await usage_of(store, ns, day, day)
+    assert usage == {("hello", "$LATEST", day): (600, 600 * 900_000 * 10240)}
     (m,) = await store.minutes(ns, "hello", [fm.minute_start(datetime.fromisoformat(ts).timestamp())])
     assert m[fm.INVOCATIONS] == 600 and m[fm.DURATION_US] == 600 * 899_999_500 and m[fm.MAX_MEMORY_MB] == 599
 
 
+async def test_a_report_older_than_the_minute_retention_is_billed_but_not_in_the_minutes(store: RedisMeter) -> None:
+    """A node that ships a backlog after a day's outage: its calls are still billed on their day,
+    while their minutes, which would have expired already, stay empty; the fresh call of the same
+    batch lands in its minute as usual."""
+    ns = namespace()
+    old_ts, old_day = ago(fm.MINUTE_TTL_S + 600)
+    new_ts, new_day = ago(60)
+    old = report(ns, "old", ts=old_ts, billed_ms=5, memory_mb=128)
+    new = report(ns, "new", ts=new_ts, billed_ms=7, memory_mb=256)
+    reports, _ = parse_reports(b"\n".join(json.dumps(r).encode() for r in (old, new)))
+    assert await store.apply(reports) == 2
+    usage = await usage_of(store, ns, old_day, new_day)
+    if old_day == new_day:
+        assert usage == {("hello", "$LATEST", new_day): (2, 5 * 128 + 7 * 256)}
+    else:
+        assert usage == {("hello", "$LATEST", old_day): (1, 5 * 128), ("hello", "$LATEST", new_day): (1, 7 * 256)}
+    old_minute = fm.minute_start(datetime.fromisoformat(old_ts).timestamp())
+    new_minute = fm.minute_start(datetime.fromisoformat(new_ts).timestamp())
+    (m_old, m_new) = await store.minutes(ns, "hello", [old_minute, new_minute])
+    assert m_old == {} and m_new[fm.INVOCATIONS] == 1
+    assert await store.apply(reports) == 0  # and it is still counted once
+
+
 async def test_duplicates_and_redeliveries_count_once(nats_server: Nats, store: RedisMeter) -> None:
     ns = namespace()
-    ts = "2026-11-27T10:00:00.000Z"
+    ts, day = ago(7200)
     calls = [report(ns, f"r{i}", ts=ts, billed_ms=10 + i, memory_mb=128) for i in range(5)]
     async with Publisher(nats_server.url) as pub:
         # The same REPORT twice in a message, and a whole message sent again (a node-agent that
@@ -229,12 +261,12 @@ async def test_duplicates_and_redeliveries_count_once(nats_server: Nats, store: 
         finally:
             await replica.stop()
     expected = (5, sum((10 + i) * 128 for i in range(5)))
-    assert await usage_of(store, ns, "2026-11-27", "2026-11-27") == {("hello", "$LATEST", "2026-11-27"): expected}
+    assert await usage_of(store, ns, day, day) == {("hello", "$LATEST", day): expected}
     # Applying the same reports straight to the store again changes nothing either.
     parsed = [Report(ns, "hello", "$LATEST", c["request_id"], datetime.fromisoformat(ts),
                      c["report"]["billed_ms"], 128, 1.0, 0, False, 0.0, "") for c in calls]
     assert await store.apply(parsed) == 0
-    assert await usage_of(store, ns, "2026-11-27", "2026-11-27") == {("hello", "$LATEST", "2026-11-27"): expected}
+    assert await usage_of(store, ns, day, day) == {("hello", "$LATEST", day): expected}
 
 
 class StallingStore:
@@ -261,7 +293,7 @@ class StallingStore:
 async def test_a_replica_killed_mid_batch_loses_and_doubles_nothing(nats_server: Nats, store: RedisMeter,
                                                                     when: str) -> None:
     ns = namespace()
-    ts = "2026-11-27T12:00:00.000Z"
+    ts, day = ago(7200)
     calls = [report(ns, f"k{i}", ts=ts, billed_ms=i + 1, memory_mb=512) for i in range(40)]
     async with Publisher(nats_server.url) as pub:
         for i in range(0, 40, 4):
@@ -276,7 +308,7 @@ async def test_a_replica_killed_mid_batch_loses_and_doubles_nothing(nats_server:
         finally:
             await survivor.stop()
     expected = (40, sum((i + 1) * 512 for i in range(40)))
-    assert await usage_of(store, ns, "2026-11-27", "2026-11-27") == {("hello", "$LATEST", "2026-11-27"): expected}
+    assert await usage_of(store, ns, day, day) == {("hello", "$LATEST", day): expected}
     # After: the dead replica's batch was in Redis, and its redelivery to the survivor added nothing.
     assert (stalling.applied > 0) == (when == "after")
     assert stalling.applied + survivor.meter.applied == 40
@@ -284,7 +316,7 @@ async def test_a_replica_killed_mid_batch_loses_and_doubles_nothing(nats_server:
 
 async def test_two_replicas_share_the_stream_exactly(nats_server: Nats, store: RedisMeter) -> None:
     ns = namespace()
-    ts = "2026-11-27T13:00:00.000Z"
+    ts, day = ago(7200)
     # 200 messages of 3 calls of one function each.
     calls = [report(ns, f"p{i}", ts=ts, fn=f"f{i // 3 % 3}", billed_ms=i % 17 + 1, memory_mb=128 * (i % 4 + 1))
              for i in range(600)]
@@ -299,11 +331,11 @@ async def test_two_replicas_share_the_stream_exactly(nats_server: Nats, store: R
                 await r.stop()
     assert sum(r.meter.applied for r in replicas) == 600
     assert all(r.meter.applied > 0 for r in replicas), "both replicas should have taken batches"
-    rows = await usage_of(store, ns, "2026-11-27", "2026-11-27")
+    rows = await usage_of(store, ns, day, day)
     expected = {}
     for f in ("f0", "f1", "f2"):
         mine = [c for c in calls if c["function"] == f]
-        expected[(f, "$LATEST", "2026-11-27")] = (len(mine), sum(c["report"]["billed_ms"] * c["report"]["memory_mb"] for c in mine))
+        expected[(f, "$LATEST", day)] = (len(mine), sum(c["report"]["billed_ms"] * c["report"]["memory_mb"] for c in mine))
     assert rows == expected
 
 
@@ -343,7 +375,7 @@ async def test_throttles_land_in_the_minute_and_survive_a_redis_outage(
     proc = start_redis(port, tmp_path)
     try:
         await late.flush()
-        other = RedisMeter(f"redis://127.0.0.1:{port}/0", SEEN_TTL_S)
+        other = RedisMeter(f"redis://127.0.0.1:{port}/0", SEEN_TTL_S, SystemClock())
         try:
             (m,) = await other.minutes(ns, "later", [fm.minute_start(clock.now())])
             if not m:  # the minute turned between record and read

@@ -106,8 +106,8 @@ def test_script_args_carry_exact_integers_and_share_hashes() -> None:
     # Same function and minute, and a call of the next minute: three reports, three hashes.
     later = record(ts="2026-11-27T10:12:00.000Z", request_id="r3")
     (r1, r2, r3), _ = parse_reports(body(rec, {**rec, "request_id": "r2"}, later))
-    keys, args = script_args([r1, r2, r3], seen_ttl_s=99)
     minute = 1795774260  # 2026-11-27T10:11:00Z
+    keys, args = script_args([r1, r2, r3], seen_ttl_s=99, now_s=minute + 3600)
     assert keys == ["nimbus:meter:seen:acme:r1", "nimbus:meter:seen:acme:r2", "nimbus:meter:seen:acme:r3",
                     "nimbus:usage:acme:2026-11-27", f"nimbus:fnm:acme/hello:{minute}",
                     f"nimbus:fnm:acme/hello:{minute + 60}"]
@@ -118,6 +118,27 @@ def test_script_args_carry_exact_integers_and_share_hashes() -> None:
     assert args[6] == f"1 2 hello|$LATEST {bucket} {1001 * 10240} 1 1 1000400 87250 1 40"
     assert args[7] == args[6]
     assert args[8].startswith("1 3 hello|$LATEST ")
+
+
+def test_a_report_older_than_the_minute_retention_counts_in_usage_only() -> None:
+    old, fresh = record(ts="2026-11-27T10:11:12.500Z", request_id="old"), record(ts="2026-11-28T11:00:00.000Z")
+    (r_old, r_fresh), _ = parse_reports(body(old, fresh))
+    old_minute = 1795774260  # 2026-11-27T10:11:00Z
+    # The old report's minute expired a second ago; the fresh one's is live.
+    keys, args = script_args([r_old, r_fresh], seen_ttl_s=99, now_s=old_minute + fm.MINUTE_TTL_S + 1)
+    fresh_minute = fm.minute_start(r_fresh.epoch_s)
+    assert keys == ["nimbus:meter:seen:acme:old", "nimbus:meter:seen:acme:r1", "nimbus:usage:acme:2026-11-27",
+                    "nimbus:usage:acme:2026-11-28", f"nimbus:fnm:acme/hello:{fresh_minute}"]
+    assert args[1:3] == [2, 3]
+    assert str(args[6]).startswith("1 0 hello|$LATEST ")  # usage hash 1, no minute hash
+    assert str(args[7]).startswith("2 3 hello|$LATEST ")
+
+
+def test_a_report_past_every_retention_is_only_marked_seen() -> None:
+    (r,), _ = parse_reports(body(record(ts="2026-11-27T10:11:12.500Z")))
+    keys, args = script_args([r], seen_ttl_s=99, now_s=r.epoch_s + USAGE_TTL_S + 86400)
+    assert keys == ["nimbus:meter:seen:acme:r1"]
+    assert args[:3] == [99, 1, 0] and str(args[3]).startswith("0 0 hello|$LATEST ")
 
 
 # -- usage --------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ async def main() -> None:
     authenticator = Authenticator(etcd)
     funcmgr = FuncMgrClient(cfg.funcmgr_addr, cfg.funcmgr_timeout_s)
     clock = SystemClock()
-    meter_store = RedisMeter(cfg.meter.redis_url, cfg.meter.seen_ttl_s)
+    meter_store = RedisMeter(cfg.meter.redis_url, cfg.meter.seen_ttl_s, clock)
     log_feed = LogFeed(cfg.meter.nats_url, name=cfg.common.replica, retention_h=cfg.meter.log_retention_h,
                        max_mb=cfg.meter.log_max_mb, ack_wait_s=cfg.meter.ack_wait_s,
                        max_ack_pending=cfg.meter.batch * 8)

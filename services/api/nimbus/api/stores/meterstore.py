@@ -18,6 +18,7 @@ import redis.exceptions
 from nimbus.api.meter import Report
 from nimbus.api.usage import UsageRow
 from nimbus.common import fnmetrics as fm
+from nimbus.common.clock import Clock
 from nimbus.common.errors import Unavailable
 from nimbus.common.histogram import bucket_of
 
@@ -29,7 +30,8 @@ _CHUNK = 500
 
 # KEYS: one seen key per report, then the batch's distinct hashes (usage and minute keys).
 # ARGV: the seen TTL, the report count n, the hash count k, each hash's expire-at, then one packed
-# line per report (see report_line). SET NX gates each report; the new ones are summed in Lua and
+# line per report (see report_line); a hash index of 0 means the report adds nothing to that kind
+# of hash (its retention has passed). SET NX gates each report; the new ones are summed in Lua and
 # written with one HINCRBY per hash and field, so a batch costs Redis a SET per report and a few
 # commands per function and minute instead of fourteen per report. The script runs atomically:
 # a report is counted entirely or not at all.
@@ -49,18 +51,24 @@ for i = 1, n do
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
     local u, m, fv, bucket, mbms, err, cold, dur, init, inits, mb = string.match(ARGV[3 + k + i],
       '^(%d+) (%d+) (%S+) (%S+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
-    u, m = n + tonumber(u), n + tonumber(m)
-    add(u, fv .. '|req', 1)
-    add(u, fv .. '|mbms', mbms)
-    add(m, 'inv', 1)
-    add(m, 'err', err)
-    add(m, 'cold', cold)
-    add(m, 'dur_us', dur)
-    add(m, bucket, 1)
-    add(m, 'init_us', init)
-    add(m, 'inits', inits)
-    mb = tonumber(mb)
-    if mb > (mem[m] or 0) then mem[m] = mb end
+    u, m = tonumber(u), tonumber(m)
+    if u ~= 0 then
+      u = n + u
+      add(u, fv .. '|req', 1)
+      add(u, fv .. '|mbms', mbms)
+    end
+    if m ~= 0 then
+      m = n + m
+      add(m, 'inv', 1)
+      add(m, 'err', err)
+      add(m, 'cold', cold)
+      add(m, 'dur_us', dur)
+      add(m, bucket, 1)
+      add(m, 'init_us', init)
+      add(m, 'inits', inits)
+      mb = tonumber(mb)
+      if mb > (mem[m] or 0) then mem[m] = mb end
+    end
     applied = applied + 1
   end
 end
@@ -91,23 +99,32 @@ def _day_epoch(day: str) -> int:
     return int(datetime.combine(date.fromisoformat(day), time(), UTC).timestamp())
 
 
-def script_args(reports: Sequence[Report], seen_ttl_s: int) -> tuple[list[str], list[object]]:
-    """KEYS and ARGV of one APPLY call for these reports. Pure."""
+def script_args(reports: Sequence[Report], seen_ttl_s: int, now_s: float) -> tuple[list[str], list[object]]:
+    """KEYS and ARGV of one APPLY call for these reports, at wall time `now_s`. Pure.
+
+    A report older than a hash's retention (a node that shipped a backlog after a long outage) is
+    still marked seen, but adds nothing to a hash that would already have expired: an EXPIREAT in
+    the past would delete the whole hash, with the counts of every other call in it. Usage is kept
+    400 days and read 366 back, so in practice only the 25 h minute metrics skip such a report."""
     seen = [seen_key(r.namespace, r.request_id) for r in reports]
     # hash key → its 1-based index among the hashes; and each one's expire-at, in that order
     index: dict[str, int] = {}
     expires: list[int] = []
     lines: list[str] = []
+
+    def slot(key: str, expire_at: int) -> int:
+        if expire_at <= now_s:
+            return 0
+        if key not in index:
+            index[key] = len(index) + 1
+            expires.append(expire_at)
+        return index[key]
+
     for r in reports:
         day, minute = r.day, fm.minute_start(r.epoch_s)
-        usage, per_minute = usage_key(r.namespace, day), fm.minute_key(r.namespace, r.function, minute)
-        if usage not in index:
-            index[usage] = len(index) + 1
-            expires.append(_day_epoch(day) + USAGE_TTL_S)
-        if per_minute not in index:
-            index[per_minute] = len(index) + 1
-            expires.append(fm.expire_at(minute))
-        lines.append(report_line(r, index[usage], index[per_minute]))
+        usage = slot(usage_key(r.namespace, day), _day_epoch(day) + USAGE_TTL_S)
+        per_minute = slot(fm.minute_key(r.namespace, r.function, minute), fm.expire_at(minute))
+        lines.append(report_line(r, usage, per_minute))
     return seen + list(index), [seen_ttl_s, len(reports), len(index), *expires, *lines]
 
 
@@ -126,7 +143,8 @@ def _unavailable(err: BaseException) -> Unavailable:
 
 
 class RedisMeter:
-    def __init__(self, url: str, seen_ttl_s: int) -> None:
+    def __init__(self, url: str, seen_ttl_s: int, clock: Clock) -> None:
+        self._clock = clock
         self._redis = aioredis.from_url(url, socket_timeout=CALL_TIMEOUT_S, socket_connect_timeout=CALL_TIMEOUT_S)
         self._apply = self._redis.register_script(APPLY)
         self._seen_ttl_s = seen_ttl_s
@@ -135,7 +153,7 @@ class RedisMeter:
         applied = 0
         try:
             for start in range(0, len(reports), _CHUNK):
-                keys, args = script_args(reports[start : start + _CHUNK], self._seen_ttl_s)
+                keys, args = script_args(reports[start : start + _CHUNK], self._seen_ttl_s, self._clock.now())
                 async with asyncio.timeout(CALL_TIMEOUT_S):
                     applied += int(await self._apply(keys=keys, args=args))
         except (redis.exceptions.RedisError, OSError, TimeoutError) as err:
