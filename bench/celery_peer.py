@@ -39,15 +39,22 @@ class PeerUnavailable(RuntimeError):
 
 
 async def _run(argv: list[str], timeout_s: float, cwd: Path | None = None) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=str(cwd) if cwd else None, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=str(cwd) if cwd else None,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(timeout_s):
             out, err = await proc.communicate()
     except TimeoutError:
         await terminate(proc)
         return -1, f"timed out after {timeout_s:g} s"
-    return proc.returncode or 0, out.decode(errors="replace") if proc.returncode == 0 else err.decode(errors="replace")
+    return proc.returncode or 0, out.decode(
+        errors="replace"
+    ) if proc.returncode == 0 else err.decode(errors="replace")
 
 
 async def ensure_venv(cfg: BenchConfig, log: Callable[[str], None]) -> Path:
@@ -61,8 +68,10 @@ async def ensure_venv(cfg: BenchConfig, log: Callable[[str], None]) -> Path:
     code, out = await _run([sys.executable, "-m", "venv", "--clear", str(venv)], 120)
     if code != 0:
         raise PeerUnavailable(f"python -m venv {venv} failed: {out[-400:]}")
-    code, out = await _run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", PACKAGE],
-                           _INSTALL_TIMEOUT_S)
+    code, out = await _run(
+        [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", PACKAGE],
+        _INSTALL_TIMEOUT_S,
+    )
     if code != 0:
         raise PeerUnavailable(f"pip install {PACKAGE} failed: {out[-400:]}")
     return py
@@ -82,23 +91,56 @@ async def measure(cfg: BenchConfig, events: int, log: Callable[[str], None]) -> 
         tmp = Path(tmp_name)
         (tmp / "bench_tasks.py").write_text(TASKS.format(host=HOST, port=port))
         redis = await asyncio.create_subprocess_exec(
-            _redis_server(), "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
-            "--dir", str(tmp), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL)
+            _redis_server(),
+            "--bind",
+            HOST,
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         worker: asyncio.subprocess.Process | None = None
         try:
             await wait_port(port, 20, redis)
-            worker_args = ["-A", "bench_tasks", "worker", "--pool=prefork", "--concurrency=2", "--loglevel=warning",
-                           "--without-gossip", "--without-mingle", "--without-heartbeat"]
+            worker_args = [
+                "-A",
+                "bench_tasks",
+                "worker",
+                "--pool=prefork",
+                "--concurrency=2",
+                "--loglevel=warning",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ]
             with (tmp / "worker.log").open("wb") as wlog:
                 worker = await asyncio.create_subprocess_exec(
-                    str(py), "-m", "celery", *worker_args, cwd=str(tmp), stdin=asyncio.subprocess.DEVNULL,
-                    stdout=wlog, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+                    str(py),
+                    "-m",
+                    "celery",
+                    *worker_args,
+                    cwd=str(tmp),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=wlog,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
             log(f"bench: async peer: {events} Celery tasks through Redis")
-            code, out = await _run([str(py), str(PRODUCER), str(port), str(events), "120"], 180, cwd=tmp)
+            code, out = await _run(
+                [str(py), str(PRODUCER), str(port), str(events), "120"], 180, cwd=tmp
+            )
             if code != 0:
-                raise PeerUnavailable(f"the producer failed: {out[-600:]}; worker log: "
-                                      f"{(tmp / 'worker.log').read_text()[-400:]}")
+                raise PeerUnavailable(
+                    f"the producer failed: {out[-600:]}; worker log: "
+                    f"{(tmp / 'worker.log').read_text()[-400:]}"
+                )
             data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         finally:
             if worker is not None:

@@ -36,8 +36,17 @@ def main() -> None:
         except Exception:  # a failed or timed-out task is counted, not raised
             errors += 1
     done_s = time.perf_counter() - t0
-    print(json.dumps({"events": events, "accepted_eps": round(events / accepted_s, 1),
-                      "completed": completed, "completed_eps": round(completed / done_s, 1), "errors": errors}))
+    print(
+        json.dumps(
+            {
+                "events": events,
+                "accepted_eps": round(events / accepted_s, 1),
+                "completed": completed,
+                "completed_eps": round(completed / done_s, 1),
+                "errors": errors,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

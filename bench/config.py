@@ -9,7 +9,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-SECTIONS = ("warm", "floors", "cold_start", "throughput", "async", "autoscale", "memory", "peer", "peer_async")
+SECTIONS = (
+    "warm",
+    "floors",
+    "cold_start",
+    "throughput",
+    "async",
+    "autoscale",
+    "memory",
+    "peer",
+    "peer_async",
+)
 
 
 class BenchConfigError(ValueError):
@@ -92,8 +102,10 @@ class BenchConfig:
             chosen = tuple(s.strip() for s in raw_sections.split(",") if s.strip())
             unknown = [s for s in chosen if s not in SECTIONS]
             if unknown:
-                raise BenchConfigError(f"NIMBUS_BENCH_SECTIONS={raw_sections!r}: unknown {unknown}; "
-                                       f"known: {', '.join(SECTIONS)}")
+                raise BenchConfigError(
+                    f"NIMBUS_BENCH_SECTIONS={raw_sections!r}: unknown {unknown}; "
+                    f"known: {', '.join(SECTIONS)}"
+                )
         else:
             chosen = SECTIONS
         home = Path(env.get("HOME", str(Path.home())))

@@ -89,8 +89,13 @@ async def _serve_echo(port: int, stop: asyncio.Event) -> None:
         return request
 
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        ECHO_SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                ECHO_SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+            ),
+        )
+    )
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await stop.wait()

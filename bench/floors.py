@@ -29,40 +29,82 @@ def envoy_config(listen_port: int, upstream_port: int, admin_port: int) -> dict[
     return {
         "admin": {"address": {"socket_address": {"address": HOST, "port_value": admin_port}}},
         "static_resources": {
-            "listeners": [{
-                "name": "floor",
-                "address": {"socket_address": {"address": HOST, "port_value": listen_port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": _HCM,
-                        "stat_prefix": "floor",
-                        "codec_type": "AUTO",
-                        "route_config": {"name": "floor", "virtual_hosts": [{
-                            "name": "floor", "domains": ["*"],
-                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "echo", "timeout": "0s"}}],
-                        }]},
-                        "http_filters": [{
-                            "name": "envoy.filters.http.router",
-                            "typed_config": {"@type": _ROUTER},
-                        }],
+            "listeners": [
+                {
+                    "name": "floor",
+                    "address": {"socket_address": {"address": HOST, "port_value": listen_port}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        "@type": _HCM,
+                                        "stat_prefix": "floor",
+                                        "codec_type": "AUTO",
+                                        "route_config": {
+                                            "name": "floor",
+                                            "virtual_hosts": [
+                                                {
+                                                    "name": "floor",
+                                                    "domains": ["*"],
+                                                    "routes": [
+                                                        {
+                                                            "match": {"prefix": "/"},
+                                                            "route": {
+                                                                "cluster": "echo",
+                                                                "timeout": "0s",
+                                                            },
+                                                        }
+                                                    ],
+                                                }
+                                            ],
+                                        },
+                                        "http_filters": [
+                                            {
+                                                "name": "envoy.filters.http.router",
+                                                "typed_config": {"@type": _ROUTER},
+                                            }
+                                        ],
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "echo",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": _HTTP_OPTIONS,
+                            "explicit_http_config": {"http2_protocol_options": {}},
+                        },
                     },
-                }]}],
-            }],
-            "clusters": [{
-                "name": "echo",
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": _HTTP_OPTIONS,
-                        "explicit_http_config": {"http2_protocol_options": {}},
+                    "load_assignment": {
+                        "cluster_name": "echo",
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {
+                                                    "address": HOST,
+                                                    "port_value": upstream_port,
+                                                }
+                                            }
+                                        },
+                                    }
+                                ]
+                            }
+                        ],
                     },
-                },
-                "load_assignment": {"cluster_name": "echo", "endpoints": [{"lb_endpoints": [{
-                    "endpoint": {"address": {"socket_address": {"address": HOST, "port_value": upstream_port}}},
-                }]}]},
-            }],
+                }
+            ],
         },
     }
 
@@ -76,8 +118,13 @@ def envoy_binary() -> str:
 @asynccontextmanager
 async def _child(*argv: str, port: int, timeout_s: float = 20.0) -> AsyncIterator[int]:
     """Starts argv, waits until it listens on port, yields the PID; stops that PID on the way out."""
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=str(REPO), stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=None)
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=str(REPO),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=None,
+    )
     try:
         await wait_port(port, timeout_s, proc)
         yield proc.pid
@@ -86,8 +133,17 @@ async def _child(*argv: str, port: int, timeout_s: float = 20.0) -> AsyncIterato
 
 
 def _grpc_job(port: int, request_b64: str, cfg: BenchConfig) -> Job:
-    return Job(kind="grpc", host=HOST, port=port, grpc_method=ECHO_METHOD, request_b64=request_b64,
-               count=cfg.warm_calls, duration_s=120, warmup_calls=cfg.warmup_calls, warmup_s=20)
+    return Job(
+        kind="grpc",
+        host=HOST,
+        port=port,
+        grpc_method=ECHO_METHOD,
+        request_b64=request_b64,
+        count=cfg.warm_calls,
+        duration_s=120,
+        warmup_calls=cfg.warmup_calls,
+        warmup_s=20,
+    )
 
 
 def summary(result: LoadResult) -> dict[str, Any]:
@@ -99,24 +155,54 @@ async def measure(cfg: BenchConfig, request_b64: str, log: Any) -> dict[str, Any
     request_b64 is the serialized InvokeRequest the echo server sends back, so sizes match."""
     out: dict[str, Any] = {}
     echo_port = free_port()
-    async with _child(sys.executable, "-m", "bench.floor_servers", "echo", str(echo_port), port=echo_port):
+    async with _child(
+        sys.executable, "-m", "bench.floor_servers", "echo", str(echo_port), port=echo_port
+    ):
         log("bench: floors: bare gRPC echo")
         out["grpc_bare"] = summary(await run_job(_grpc_job(echo_port, request_b64, cfg)))
         listen, admin = free_port(), free_port()
         with tempfile.TemporaryDirectory(prefix="nimbus-bench-envoy-") as tmp:
             conf = Path(tmp) / "envoy.json"
             conf.write_text(json.dumps(envoy_config(listen, echo_port, admin)))
-            async with _child(envoy_binary(), "-c", str(conf), "--log-level", "error",
-                              "--disable-hot-restart", port=listen):
+            async with _child(
+                envoy_binary(),
+                "-c",
+                str(conf),
+                "--log-level",
+                "error",
+                "--disable-hot-restart",
+                port=listen,
+            ):
                 log("bench: floors: gRPC echo through Envoy")
                 out["grpc_envoy"] = summary(await run_job(_grpc_job(listen, request_b64, cfg)))
     http_port = free_port()
-    async with _child(sys.executable, "-m", "bench.floor_servers", "http", str(http_port), port=http_port):
+    async with _child(
+        sys.executable, "-m", "bench.floor_servers", "http", str(http_port), port=http_port
+    ):
         log("bench: floors: plain HTTP server, handler in process")
-        job = Job(kind="http", host=HOST, port=http_port, paths=("/noop",), count=cfg.warm_calls,
-                  duration_s=120, warmup_calls=cfg.warmup_calls, warmup_s=20)
+        job = Job(
+            kind="http",
+            host=HOST,
+            port=http_port,
+            paths=("/noop",),
+            count=cfg.warm_calls,
+            duration_s=120,
+            warmup_calls=cfg.warmup_calls,
+            warmup_s=20,
+        )
         out["http_inprocess"] = summary(await run_job(job))
-        loaded = await run_job(Job(kind="http", host=HOST, port=http_port, paths=("/noop",), concurrency=32,
-                                   count=10**7, duration_s=cfg.load_s, warmup_calls=320, warmup_s=3))
+        loaded = await run_job(
+            Job(
+                kind="http",
+                host=HOST,
+                port=http_port,
+                paths=("/noop",),
+                concurrency=32,
+                count=10**7,
+                duration_s=cfg.load_s,
+                warmup_calls=320,
+                warmup_s=3,
+            )
+        )
         out["http_inprocess_c32"] = {**summary(loaded), "rps": loaded.rps()}
     return out

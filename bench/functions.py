@@ -8,7 +8,9 @@ import zipfile
 
 NOOP_SOURCE = "def handler(event, context):\n    return {}\n"
 
-SLEEP_200MS_SOURCE = "import time\n\n\ndef handler(event, context):\n    time.sleep(0.2)\n    return {}\n"
+SLEEP_200MS_SOURCE = (
+    "import time\n\n\ndef handler(event, context):\n    time.sleep(0.2)\n    return {}\n"
+)
 
 HANDLER = "main.handler"
 RUNTIME = "python3.11"
@@ -28,4 +30,10 @@ def zip_b64(source: str) -> str:
 
 def create_body(name: str, source: str, **extra: object) -> dict[str, object]:
     """The POST /v1/functions body for one Python function."""
-    return {"name": name, "runtime": RUNTIME, "handler": HANDLER, "code": {"zip_base64": zip_b64(source)}, **extra}
+    return {
+        "name": name,
+        "runtime": RUNTIME,
+        "handler": HANDLER,
+        "code": {"zip_base64": zip_b64(source)},
+        **extra,
+    }

@@ -63,7 +63,10 @@ class LoadResult:
             index=list(range(sum(len(p.ok) for p in parts))),
             lat_us=[v for p in parts for v in p.lat_us],
             ok=[v for p in parts for v in p.ok],
-            headers={name: [v for p in parts for v in p.headers.get(name, [None] * len(p.ok))] for name in names},
+            headers={
+                name: [v for p in parts for v in p.headers.get(name, [None] * len(p.ok))]
+                for name in names
+            },
             bodies=[v for p in parts for v in p.bodies],
             errors=sum(p.errors for p in parts),
             error_samples=[v for p in parts for v in p.error_samples][:10],
@@ -77,8 +80,14 @@ async def run_job(job: Job) -> LoadResult:
     """Runs the job in a child process bounded by the job's own bound plus a margin; raises
     RuntimeError with the child's stderr when it fails."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.loadgen", cwd=str(REPO),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        cwd=str(REPO),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(job.bound_s() + 15):
             stdout, stderr = await proc.communicate(json.dumps(asdict(job)).encode())
@@ -86,9 +95,19 @@ async def run_job(job: Job) -> LoadResult:
         await terminate(proc)
         raise
     if proc.returncode != 0:
-        raise RuntimeError(f"loadgen exited {proc.returncode}: {stderr.decode(errors='replace')[-2000:]}")
+        raise RuntimeError(
+            f"loadgen exited {proc.returncode}: {stderr.decode(errors='replace')[-2000:]}"
+        )
     data = json.loads(stdout)
-    return LoadResult(index=data["index"], lat_us=data["lat_us"], ok=data["ok"], headers=data["headers"],
-                      bodies=data.get("bodies", []), errors=data["errors"],
-                      error_samples=data["error_samples"], elapsed_s=data["elapsed_s"],
-                      started_at=data.get("started_at", 0.0), warmup_errors=data.get("warmup_errors", 0))
+    return LoadResult(
+        index=data["index"],
+        lat_us=data["lat_us"],
+        ok=data["ok"],
+        headers=data["headers"],
+        bodies=data.get("bodies", []),
+        errors=data["errors"],
+        error_samples=data["error_samples"],
+        elapsed_s=data["elapsed_s"],
+        started_at=data.get("started_at", 0.0),
+        warmup_errors=data.get("warmup_errors", 0),
+    )

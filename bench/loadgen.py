@@ -77,8 +77,16 @@ class Outcome:
     started_at: float = 0.0  # epoch seconds when the measured phase began
     warmup_errors: int = 0
 
-    def record(self, index: int, lat_us: int, ok: bool, hdrs: dict[str, str], job: Job, error: str,
-               body: str) -> None:
+    def record(
+        self,
+        index: int,
+        lat_us: int,
+        ok: bool,
+        hdrs: dict[str, str],
+        job: Job,
+        error: str,
+        body: str,
+    ) -> None:
         capture = job.capture
         self.index.append(index)
         if job.keep_body:
@@ -93,10 +101,18 @@ class Outcome:
                 self.error_samples.append(error)
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "lat_us": self.lat_us, "ok": self.ok, "headers": self.headers,
-                "bodies": self.bodies, "errors": self.errors, "error_samples": self.error_samples,
-                "elapsed_s": round(self.elapsed_s, 4), "started_at": self.started_at,
-                "warmup_errors": self.warmup_errors}
+        return {
+            "index": self.index,
+            "lat_us": self.lat_us,
+            "ok": self.ok,
+            "headers": self.headers,
+            "bodies": self.bodies,
+            "errors": self.errors,
+            "error_samples": self.error_samples,
+            "elapsed_s": round(self.elapsed_s, 4),
+            "started_at": self.started_at,
+            "warmup_errors": self.warmup_errors,
+        }
 
 
 class _Caller:
@@ -151,7 +167,9 @@ class _GrpcCaller(_Caller):
         return not failed, hdrs, f"function error {failed}" if failed else "", body
 
 
-async def _phase(job: Job, callers: list[_Caller], count: int, duration_s: float, out: Outcome | None) -> int:
+async def _phase(
+    job: Job, callers: list[_Caller], count: int, duration_s: float, out: Outcome | None
+) -> int:
     """Runs the workers until count calls were issued or duration_s passed; returns errors when
     out is None (warm-up), else records into out."""
     issued = 0

@@ -67,8 +67,14 @@ def memory_cgroup(pid: int) -> str | None:
 
 def cgroup_usage_mb(cgroup: str) -> float | None:
     kind, _, path = cgroup.partition("/")
-    candidates = ([CGROUP_ROOT / "memory" / path / "memory.usage_in_bytes"] if kind == "memory"
-                  else [CGROUP_ROOT / path / "memory.current", CGROUP_ROOT / "unified" / path / "memory.current"])
+    candidates = (
+        [CGROUP_ROOT / "memory" / path / "memory.usage_in_bytes"]
+        if kind == "memory"
+        else [
+            CGROUP_ROOT / path / "memory.current",
+            CGROUP_ROOT / "unified" / path / "memory.current",
+        ]
+    )
     for f in candidates:
         try:
             return round(int(f.read_text().strip()) / (1024 * 1024), 1)
@@ -81,8 +87,12 @@ def snapshot(pids: Mapping[str, int]) -> dict[str, float | None]:
     return {name: rss_mb(pid) for name, pid in pids.items()}
 
 
-async def sample_peak(pids: Callable[[], Mapping[str, int]], stop: asyncio.Event,
-                      interval_s: float = 0.25, bound_s: float = 600.0) -> dict[str, float | None]:
+async def sample_peak(
+    pids: Callable[[], Mapping[str, int]],
+    stop: asyncio.Event,
+    interval_s: float = 0.25,
+    bound_s: float = 600.0,
+) -> dict[str, float | None]:
     """The highest RSS seen per name until stop is set (at most bound_s)."""
     peak: dict[str, float | None] = {}
     deadline = time.monotonic() + bound_s

@@ -36,8 +36,12 @@ class PeerUnavailable(RuntimeError):
 
 def service_definition(http_port: int, lambda_port: int, cold_names: list[str]) -> dict[str, Any]:
     """serverless.json: one warm no-op function plus one function per cold start, each on POST /<name>."""
+
     def fn(module: str, name: str) -> dict[str, Any]:
-        return {"handler": f"{module}.handler", "events": [{"httpApi": {"path": f"/{name}", "method": "post"}}]}
+        return {
+            "handler": f"{module}.handler",
+            "events": [{"httpApi": {"path": f"/{name}", "method": "post"}}],
+        }
 
     functions = {"noop": fn("main", "noop")}
     for name in cold_names:
@@ -47,8 +51,14 @@ def service_definition(http_port: int, lambda_port: int, cold_names: list[str]) 
         "frameworkVersion": "3",
         "provider": {"name": "aws", "runtime": "python3.11", "region": "us-east-1"},
         "plugins": ["serverless-offline"],
-        "custom": {"serverless-offline": {"host": HOST, "httpPort": http_port, "lambdaPort": lambda_port,
-                                          "noPrependStageInUrl": True}},
+        "custom": {
+            "serverless-offline": {
+                "host": HOST,
+                "httpPort": http_port,
+                "lambdaPort": lambda_port,
+                "noPrependStageInUrl": True,
+            }
+        },
         "functions": functions,
     }
 
@@ -68,16 +78,29 @@ async def ensure_installed(cfg: BenchConfig, log: Callable[[str], None]) -> Path
     (root / "package.json").write_text('{"name": "nimbus-bench-peer", "private": true}\n')
     log(f"bench: peer: npm install {' '.join(PACKAGES)} into {root} (once; about a minute)")
     proc = await asyncio.create_subprocess_exec(
-        npm, "install", "--no-audit", "--no-fund", "--loglevel=error", *PACKAGES, cwd=str(root),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        npm,
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        *PACKAGES,
+        cwd=str(root),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
         async with asyncio.timeout(_INSTALL_TIMEOUT_S):
             output, _ = await proc.communicate()
     except TimeoutError:
         await terminate(proc)
-        raise PeerUnavailable(f"npm install did not finish within {_INSTALL_TIMEOUT_S:g} s") from None
+        raise PeerUnavailable(
+            f"npm install did not finish within {_INSTALL_TIMEOUT_S:g} s"
+        ) from None
     if proc.returncode != 0 or not exe.exists():
-        raise PeerUnavailable(f"npm install failed ({proc.returncode}): {output.decode(errors='replace')[-800:]}")
+        raise PeerUnavailable(
+            f"npm install failed ({proc.returncode}): {output.decode(errors='replace')[-800:]}"
+        )
     return exe
 
 
@@ -101,33 +124,79 @@ async def measure(cfg: BenchConfig, python: str, log: Callable[[str], None]) -> 
         (svc / "main.py").write_text(NOOP_SOURCE)
         for i, name in enumerate(cold_names):
             (svc / f"{name}.py").write_text(unique_noop(i))
-        (svc / "serverless.json").write_text(json.dumps(service_definition(http_port, lambda_port, cold_names)))
-        env = {**os.environ, "SLS_TELEMETRY_DISABLED": "1", "SLS_NOTIFICATIONS_MODE": "off",
-               "PATH": f"{_python_bin(tmp, python)}{os.pathsep}{os.environ.get('PATH', '')}"}
+        (svc / "serverless.json").write_text(
+            json.dumps(service_definition(http_port, lambda_port, cold_names))
+        )
+        env = {
+            **os.environ,
+            "SLS_TELEMETRY_DISABLED": "1",
+            "SLS_NOTIFICATIONS_MODE": "off",
+            "PATH": f"{_python_bin(tmp, python)}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
         env.pop("VIRTUAL_ENV", None)
         log_path = tmp / "serverless.log"
         with log_path.open("wb") as log_file:
             t0 = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
-                str(exe), "offline", "start", cwd=str(svc), env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+                str(exe),
+                "offline",
+                "start",
+                cwd=str(svc),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
                 try:
                     await wait_port(http_port, _START_TIMEOUT_S, proc)
                 except (TimeoutError, RuntimeError) as err:
-                    raise PeerUnavailable(f"serverless offline did not start: {err}; "
-                                          f"log: {log_path.read_text()[-800:]}") from None
+                    raise PeerUnavailable(
+                        f"serverless offline did not start: {err}; "
+                        f"log: {log_path.read_text()[-800:]}"
+                    ) from None
                 started_s = time.monotonic() - t0
-                log(f"bench: peer: serverless-offline listening after {started_s:.1f} s; cold starts")
-                cold = await run_job(Job(kind="http", host=HOST, port=http_port,
-                                         paths=tuple(f"/{n}" for n in cold_names), count=len(cold_names),
-                                         duration_s=300, call_timeout_s=30))
+                log(
+                    f"bench: peer: serverless-offline listening after {started_s:.1f} s; cold starts"
+                )
+                cold = await run_job(
+                    Job(
+                        kind="http",
+                        host=HOST,
+                        port=http_port,
+                        paths=tuple(f"/{n}" for n in cold_names),
+                        count=len(cold_names),
+                        duration_s=300,
+                        call_timeout_s=30,
+                    )
+                )
                 log("bench: peer: warm calls")
-                warm = await run_job(Job(kind="http", host=HOST, port=http_port, paths=("/noop",),
-                                         count=cfg.warm_calls, duration_s=120, warmup_calls=cfg.warmup_calls,
-                                         warmup_s=30))
-                loaded = await run_job(Job(kind="http", host=HOST, port=http_port, paths=("/noop",), concurrency=32,
-                                           count=10**7, duration_s=cfg.load_s, warmup_calls=320, warmup_s=15))
+                warm = await run_job(
+                    Job(
+                        kind="http",
+                        host=HOST,
+                        port=http_port,
+                        paths=("/noop",),
+                        count=cfg.warm_calls,
+                        duration_s=120,
+                        warmup_calls=cfg.warmup_calls,
+                        warmup_s=30,
+                    )
+                )
+                loaded = await run_job(
+                    Job(
+                        kind="http",
+                        host=HOST,
+                        port=http_port,
+                        paths=("/noop",),
+                        concurrency=32,
+                        count=10**7,
+                        duration_s=cfg.load_s,
+                        warmup_calls=320,
+                        warmup_s=15,
+                    )
+                )
             finally:
                 await terminate(proc, group=True)
     return {
@@ -136,7 +205,14 @@ async def measure(cfg: BenchConfig, python: str, log: Callable[[str], None]) -> 
         "python": python,
         "startup_s": round(started_s, 2),
         "warm": {**summarize_us(warm.ok_lat_us()), "errors": warm.errors},
-        "cold_start": {**summarize_us(cold.ok_lat_us()), "errors": cold.errors,
-                       "note": "first HTTP call of each function: spawns its Python process and imports the handler"},
-        "throughput_c32": {**summarize_us(loaded.ok_lat_us()), "errors": loaded.errors, "rps": loaded.rps()},
+        "cold_start": {
+            **summarize_us(cold.ok_lat_us()),
+            "errors": cold.errors,
+            "note": "first HTTP call of each function: spawns its Python process and imports the handler",
+        },
+        "throughput_c32": {
+            **summarize_us(loaded.ok_lat_us()),
+            "errors": loaded.errors,
+            "rps": loaded.rps(),
+        },
     }

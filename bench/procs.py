@@ -17,7 +17,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_port(port: int, timeout_s: float, proc: asyncio.subprocess.Process | None = None) -> None:
+async def wait_port(
+    port: int, timeout_s: float, proc: asyncio.subprocess.Process | None = None
+) -> None:
     """Until something accepts on HOST:port; raises TimeoutError, or RuntimeError if proc exits."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -29,13 +31,17 @@ async def wait_port(port: int, timeout_s: float, proc: asyncio.subprocess.Proces
         except OSError:
             pass
         if proc is not None and proc.returncode is not None:
-            raise RuntimeError(f"process {proc.pid} exited with {proc.returncode} before listening on {port}")
+            raise RuntimeError(
+                f"process {proc.pid} exited with {proc.returncode} before listening on {port}"
+            )
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing listens on {HOST}:{port} after {timeout_s:g} s")
         await asyncio.sleep(0.05)
 
 
-async def terminate(proc: asyncio.subprocess.Process, grace_s: float = 5.0, *, group: bool = False) -> None:
+async def terminate(
+    proc: asyncio.subprocess.Process, grace_s: float = 5.0, *, group: bool = False
+) -> None:
     """SIGTERM, then SIGKILL after grace_s, to this child only (or to the process group it leads,
     when it was started with start_new_session=True and group is set). Idempotent."""
     if proc.returncode is not None:

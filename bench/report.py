@@ -39,7 +39,9 @@ TARGETS = (
     Target("cold_start_p50_ms", "cold start p50 <= 30 ms with a warm pool", 30.0),
     Target("cold_start_nopool_p50_ms", "cold start p50 <= 150 ms without a pool", 150.0),
     Target("sync_throughput_rps", ">= 1,000 warm sync invokes/s", 1000.0, higher_is_better=True),
-    Target("async_throughput_eps", ">= 500 async events/s end to end", 500.0, higher_is_better=True),
+    Target(
+        "async_throughput_eps", ">= 500 async events/s end to end", 500.0, higher_is_better=True
+    ),
 )
 
 
@@ -78,11 +80,17 @@ def headline(sections: dict[str, Any]) -> dict[str, Any]:
         "cold_start_pool": bool(dig(pool, "warm_pool")),
         "cold_start_p50_ms": _cold_figure(pool, "p50"),
         "cold_start_p99_ms": _cold_figure(pool, "p99"),
-        "cold_start_nopool_p50_ms": _cold_figure(nopool if dig(nopool, "overhead") else pool, "p50"),
-        "cold_start_nopool_p99_ms": _cold_figure(nopool if dig(nopool, "overhead") else pool, "p99"),
+        "cold_start_nopool_p50_ms": _cold_figure(
+            nopool if dig(nopool, "overhead") else pool, "p50"
+        ),
+        "cold_start_nopool_p99_ms": _cold_figure(
+            nopool if dig(nopool, "overhead") else pool, "p99"
+        ),
         "cold_start_basis": dig(pool, "overhead_basis"),
         "sync_throughput_rps": thr.get("best_rps") if isinstance(thr, dict) else None,
-        "sync_throughput_concurrency": thr.get("best_concurrency") if isinstance(thr, dict) else None,
+        "sync_throughput_concurrency": thr.get("best_concurrency")
+        if isinstance(thr, dict)
+        else None,
         "async_throughput_eps": dig(sections.get("async"), "completed_eps"),
         "async_accepted_eps": dig(sections.get("async"), "accepted_eps"),
         "burst_served_s": dig(scale, "served_s"),
@@ -105,7 +113,9 @@ def headline(sections: dict[str, Any]) -> dict[str, Any]:
             "failed": dig(sections.get("peer_async"), "failed"),
         },
     }
-    out["warm_overhead_ratio_to_grpc_floor"] = ratio(out["warm_overhead_p50_ms"], out["grpc_floor_p50_ms"])
+    out["warm_overhead_ratio_to_grpc_floor"] = ratio(
+        out["warm_overhead_p50_ms"], out["grpc_floor_p50_ms"]
+    )
     return out
 
 
@@ -119,9 +129,16 @@ def verdicts(head: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"key": t.key, "target": t.text, "value": value, "verdict": verdict})
     peer_p50 = dig(head, "peer", "warm_p50_ms")
     ours = head.get("warm_rest_p50_ms")
-    rows.append({"key": "beat_peer_warm_p50", "target": "warm p50 end to end below the peer's",
-                 "value": ours, "verdict": "n/a" if peer_p50 is None or ours is None
-                 else ("met" if ours < peer_p50 else "NOT met")})
+    rows.append(
+        {
+            "key": "beat_peer_warm_p50",
+            "target": "warm p50 end to end below the peer's",
+            "value": ours,
+            "verdict": "n/a"
+            if peer_p50 is None or ours is None
+            else ("met" if ours < peer_p50 else "NOT met"),
+        }
+    )
     return rows
 
 
@@ -153,34 +170,118 @@ def rows(head: dict[str, Any]) -> list[Row]:
     apeer = head.get("peer_async") or {}
     g50 = head.get("grpc_floor_p50_ms")
     return [
-        Row("warm overhead p50 (REST)", head.get("warm_overhead_p50_ms"), "ms", "bare gRPC p50", g50,
-            *tv("warm_overhead_p50_ms")),
-        Row("warm overhead p99 (REST)", head.get("warm_overhead_p99_ms"), "ms", "bare gRPC p99",
-            head.get("grpc_floor_p99_ms"), *tv("warm_overhead_p99_ms")),
-        Row("warm overhead p50 (gRPC)", head.get("warm_grpc_overhead_p50_ms"), "ms", "bare gRPC p50", g50),
-        Row("gRPC through Envoy p50 (floor)", head.get("grpc_envoy_floor_p50_ms"), "ms", "bare gRPC p50", g50),
-        Row("warm end to end p50 (REST)", head.get("warm_rest_p50_ms"), "ms", "plain HTTP, in process p50",
-            head.get("http_floor_p50_ms")),
-        Row("warm end to end p50 (REST)", head.get("warm_rest_p50_ms"), "ms", f"{pname} warm p50",
-            peer.get("warm_p50_ms"), *tv("beat_peer_warm_p50")),
-        Row("warm end to end p99 (REST)", head.get("warm_rest_p99_ms"), "ms", f"{pname} warm p99",
-            peer.get("warm_p99_ms")),
-        Row("cold start p50", head.get("cold_start_p50_ms"), "ms", f"{pname} cold p50",
-            peer.get("cold_start_p50_ms"), *tv("cold_start_p50_ms")),
-        Row("cold start p50, no pool", head.get("cold_start_nopool_p50_ms"), "ms", f"{pname} cold p50",
-            peer.get("cold_start_p50_ms"), *tv("cold_start_nopool_p50_ms")),
-        Row("cold start p99, no pool", head.get("cold_start_nopool_p99_ms"), "ms", f"{pname} cold p99",
-            peer.get("cold_start_p99_ms")),
-        Row("sync throughput (best, 0 errors)", head.get("sync_throughput_rps"), "req/s",
-            "plain HTTP, in process, c=32", head.get("http_floor_rps_c32"), *tv("sync_throughput_rps")),
-        Row("sync throughput (best, 0 errors)", head.get("sync_throughput_rps"), "req/s", f"{pname} c=32",
-            peer.get("rps_c32")),
-        Row("async events end to end", head.get("async_throughput_eps"), "events/s",
-            f"{apeer.get('name') or 'async peer'} tasks end to end", apeer.get("completed_eps"),
-            *tv("async_throughput_eps")),
-        Row("async events accepted", head.get("async_accepted_eps"), "events/s",
-            f"{apeer.get('name') or 'async peer'} tasks sent", apeer.get("accepted_eps")),
-        Row("burst 0->50 of 200 ms: all served", head.get("burst_served_s"), "s", "one call (0.2 s)", 0.2),
+        Row(
+            "warm overhead p50 (REST)",
+            head.get("warm_overhead_p50_ms"),
+            "ms",
+            "bare gRPC p50",
+            g50,
+            *tv("warm_overhead_p50_ms"),
+        ),
+        Row(
+            "warm overhead p99 (REST)",
+            head.get("warm_overhead_p99_ms"),
+            "ms",
+            "bare gRPC p99",
+            head.get("grpc_floor_p99_ms"),
+            *tv("warm_overhead_p99_ms"),
+        ),
+        Row(
+            "warm overhead p50 (gRPC)",
+            head.get("warm_grpc_overhead_p50_ms"),
+            "ms",
+            "bare gRPC p50",
+            g50,
+        ),
+        Row(
+            "gRPC through Envoy p50 (floor)",
+            head.get("grpc_envoy_floor_p50_ms"),
+            "ms",
+            "bare gRPC p50",
+            g50,
+        ),
+        Row(
+            "warm end to end p50 (REST)",
+            head.get("warm_rest_p50_ms"),
+            "ms",
+            "plain HTTP, in process p50",
+            head.get("http_floor_p50_ms"),
+        ),
+        Row(
+            "warm end to end p50 (REST)",
+            head.get("warm_rest_p50_ms"),
+            "ms",
+            f"{pname} warm p50",
+            peer.get("warm_p50_ms"),
+            *tv("beat_peer_warm_p50"),
+        ),
+        Row(
+            "warm end to end p99 (REST)",
+            head.get("warm_rest_p99_ms"),
+            "ms",
+            f"{pname} warm p99",
+            peer.get("warm_p99_ms"),
+        ),
+        Row(
+            "cold start p50",
+            head.get("cold_start_p50_ms"),
+            "ms",
+            f"{pname} cold p50",
+            peer.get("cold_start_p50_ms"),
+            *tv("cold_start_p50_ms"),
+        ),
+        Row(
+            "cold start p50, no pool",
+            head.get("cold_start_nopool_p50_ms"),
+            "ms",
+            f"{pname} cold p50",
+            peer.get("cold_start_p50_ms"),
+            *tv("cold_start_nopool_p50_ms"),
+        ),
+        Row(
+            "cold start p99, no pool",
+            head.get("cold_start_nopool_p99_ms"),
+            "ms",
+            f"{pname} cold p99",
+            peer.get("cold_start_p99_ms"),
+        ),
+        Row(
+            "sync throughput (best, 0 errors)",
+            head.get("sync_throughput_rps"),
+            "req/s",
+            "plain HTTP, in process, c=32",
+            head.get("http_floor_rps_c32"),
+            *tv("sync_throughput_rps"),
+        ),
+        Row(
+            "sync throughput (best, 0 errors)",
+            head.get("sync_throughput_rps"),
+            "req/s",
+            f"{pname} c=32",
+            peer.get("rps_c32"),
+        ),
+        Row(
+            "async events end to end",
+            head.get("async_throughput_eps"),
+            "events/s",
+            f"{apeer.get('name') or 'async peer'} tasks end to end",
+            apeer.get("completed_eps"),
+            *tv("async_throughput_eps"),
+        ),
+        Row(
+            "async events accepted",
+            head.get("async_accepted_eps"),
+            "events/s",
+            f"{apeer.get('name') or 'async peer'} tasks sent",
+            apeer.get("accepted_eps"),
+        ),
+        Row(
+            "burst 0->50 of 200 ms: all served",
+            head.get("burst_served_s"),
+            "s",
+            "one call (0.2 s)",
+            0.2,
+        ),
         Row("burst peak instances", head.get("burst_peak_instances"), "", "concurrency", 50.0),
         Row("scale-down after the burst to <= 1 instance", head.get("scale_down_s"), "s", "", None),
     ]
@@ -201,8 +302,17 @@ def table_text(head: dict[str, Any]) -> str:
     cells = [("figure", "value", "baseline", "base", "ratio", "target", "verdict")]
     for r in rows(head):
         base = f"{_fmt(r.baseline, r.unit)} {r.unit}".strip() if r.baseline_label else "-"
-        cells.append((r.label, f"{_fmt(r.value, r.unit)} {r.unit}".strip(), r.baseline_label, base,
-                      "-" if r.ratio is None else f"{r.ratio:g}x", r.target, r.verdict))
+        cells.append(
+            (
+                r.label,
+                f"{_fmt(r.value, r.unit)} {r.unit}".strip(),
+                r.baseline_label,
+                base,
+                "-" if r.ratio is None else f"{r.ratio:g}x",
+                r.target,
+                r.verdict,
+            )
+        )
     widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(c))).rstrip() for c in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -210,11 +320,20 @@ def table_text(head: dict[str, Any]) -> str:
 
 
 def table_markdown(head: dict[str, Any]) -> str:
-    out = ["| figure | value | baseline (same run) | ratio | target | verdict |", "|---|---|---|---|---|---|"]
+    out = [
+        "| figure | value | baseline (same run) | ratio | target | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows(head):
-        base = f"{r.baseline_label}: {_fmt(r.baseline, r.unit)} {r.unit}".rstrip() if r.baseline_label else "-"
-        out.append(f"| {r.label} | {_fmt(r.value, r.unit)} {r.unit} | {base} | "
-                   f"{'-' if r.ratio is None else f'{r.ratio:g}x'} | {r.target or '-'} | {r.verdict or '-'} |")
+        base = (
+            f"{r.baseline_label}: {_fmt(r.baseline, r.unit)} {r.unit}".rstrip()
+            if r.baseline_label
+            else "-"
+        )
+        out.append(
+            f"| {r.label} | {_fmt(r.value, r.unit)} {r.unit} | {base} | "
+            f"{'-' if r.ratio is None else f'{r.ratio:g}x'} | {r.target or '-'} | {r.verdict or '-'} |"
+        )
     return "\n".join(out)
 
 
@@ -261,10 +380,16 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     levels = dig(sections, "throughput", "levels") or []
     if levels:
-        lines += ["", "| concurrency | req/s | p50 ms | p90 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| concurrency | req/s | p50 ms | p90 ms | p99 ms | errors |",
+            "|---|---|---|---|---|---|",
+        ]
         for lv in levels:
-            lines.append(f"| {lv.get('concurrency')} | {_fmt(lv.get('rps'), 'req/s')} | {_fmt(lv.get('p50_ms'))} | "
-                         f"{_fmt(lv.get('p90_ms'))} | {_fmt(lv.get('p99_ms'))} | {lv.get('errors')} |")
+            lines.append(
+                f"| {lv.get('concurrency')} | {_fmt(lv.get('rps'), 'req/s')} | {_fmt(lv.get('p50_ms'))} | "
+                f"{_fmt(lv.get('p90_ms'))} | {_fmt(lv.get('p99_ms'))} | {lv.get('errors')} |"
+            )
     idle = dig(sections, "memory", "idle", "rss_mb") or {}
     load = dig(sections, "memory", "under_load", "rss_mb_peak") or {}
     if idle:
@@ -272,11 +397,17 @@ def markdown(results: dict[str, Any]) -> str:
         for name in idle:
             lines.append(f"| {name} | {_fmt(idle.get(name))} | {_fmt(load.get(name))} |")
         inst = dig(sections, "memory", "idle", "instances") or {}
-        lines.append(f"| idle instances and pooled sandboxes (x{inst.get('count')}), min-max | "
-                     f"{_fmt(inst.get('rss_mb_min'))}-{_fmt(inst.get('rss_mb_max'))} | - |")
+        lines.append(
+            f"| idle instances and pooled sandboxes (x{inst.get('count')}), min-max | "
+            f"{_fmt(inst.get('rss_mb_min'))}-{_fmt(inst.get('rss_mb_max'))} | - |"
+        )
         cg = dig(sections, "memory", "idle", "instance_cgroup") or {}
-        lines += ["", f"cgroup memory of one idle instance: {_fmt(cg.get('usage_mb'))} MB ({cg.get('cgroup')})"
-                  if "usage_mb" in cg else f"cgroup memory of one idle instance: skipped — {cg.get('skipped')}"]
+        lines += [
+            "",
+            f"cgroup memory of one idle instance: {_fmt(cg.get('usage_mb'))} MB ({cg.get('cgroup')})"
+            if "usage_mb" in cg
+            else f"cgroup memory of one idle instance: skipped — {cg.get('skipped')}",
+        ]
     notes = skipped_notes(sections)
     if notes:
         lines += ["", "Skipped or failed:", ""] + [f"- {n}" for n in notes]

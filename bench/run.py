@@ -33,7 +33,9 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-async def run_section(ctx: Ctx, name: str, fn: Section, timings: dict[str, float]) -> dict[str, Any]:
+async def run_section(
+    ctx: Ctx, name: str, fn: Section, timings: dict[str, float]
+) -> dict[str, Any]:
     if not ctx.cfg.wants(name.removesuffix("_nopool")):
         return skipped("not selected (NIMBUS_BENCH_SECTIONS)")
     t0 = time.monotonic()
@@ -47,8 +49,15 @@ async def run_section(ctx: Ctx, name: str, fn: Section, timings: dict[str, float
         timings[name] = round(time.monotonic() - t0, 1)
 
 
-async def _with_cluster(ctx: Ctx, env: dict[str, str], plan: list[tuple[str, Section]],
-                        out: dict[str, Any], timings: dict[str, float], *, idle_sample: bool = False) -> None:
+async def _with_cluster(
+    ctx: Ctx,
+    env: dict[str, str],
+    plan: list[tuple[str, Section]],
+    out: dict[str, Any],
+    timings: dict[str, float],
+    *,
+    idle_sample: bool = False,
+) -> None:
     """Starts a cluster, runs the plan's sections on it, stops it. A cluster that does not start
     is an error of every section of the plan."""
     if not any(ctx.cfg.wants(name.removesuffix("_nopool")) for name, _ in plan):
@@ -70,8 +79,11 @@ async def _with_cluster(ctx: Ctx, env: dict[str, str], plan: list[tuple[str, Sec
             if name in out:
                 continue
             # The cause once, in the first section it stopped; the others point there.
-            out[name] = {"error": f"cluster: {type(err).__name__}: {err}" if first is None
-                         else f"cluster failed, see {first}"}
+            out[name] = {
+                "error": f"cluster: {type(err).__name__}: {err}"
+                if first is None
+                else f"cluster failed, see {first}"
+            }
             first = first or name
     finally:
         ctx.target = None
@@ -86,10 +98,14 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
     pool = node_agent_honours(WARM_POOL_VAR)
     load_before = loadavg()
     if load_before and load_before[0] > (os.cpu_count() or 1):
-        say(f"bench: the machine is busy (load {load_before[0]:.1f} on {os.cpu_count()} cores): absolute figures "
-            "will be noisy; compare them with the baselines of the same run")
-    say(f"bench: {'quick' if cfg.quick else 'full'} run; warm pool in the node-agent: "
-        f"{'yes (' + WARM_POOL_VAR + ')' if pool else 'no'}")
+        say(
+            f"bench: the machine is busy (load {load_before[0]:.1f} on {os.cpu_count()} cores): absolute figures "
+            "will be noisy; compare them with the baselines of the same run"
+        )
+    say(
+        f"bench: {'quick' if cfg.quick else 'full'} run; warm pool in the node-agent: "
+        f"{'yes (' + WARM_POOL_VAR + ')' if pool else 'no'}"
+    )
 
     out["floors"] = await run_section(ctx, "floors", sections.floors, timings)
 
@@ -97,24 +113,36 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
         return {**await sections.cold_start(c, "pool" if pool else "nopool"), "warm_pool": pool}
 
     main_env = {WARM_POOL_VAR: cfg.warm_pool_size} if pool and cfg.warm_pool_size else {}
-    await _with_cluster(ctx, main_env, [
-        ("warm", sections.warm),
-        ("cold_start", cold),
-        ("throughput", sections.throughput),
-        ("async", sections.async_invoke),
-        ("autoscale", sections.autoscale),
-        ("memory", sections.memory),
-    ], out, timings, idle_sample=True)
+    await _with_cluster(
+        ctx,
+        main_env,
+        [
+            ("warm", sections.warm),
+            ("cold_start", cold),
+            ("throughput", sections.throughput),
+            ("async", sections.async_invoke),
+            ("autoscale", sections.autoscale),
+            ("memory", sections.memory),
+        ],
+        out,
+        timings,
+        idle_sample=True,
+    )
 
     if pool:
+
         async def cold_nopool(c: Ctx) -> dict[str, Any]:
             return {**await sections.cold_start(c, "nopool"), "warm_pool": False}
 
-        await _with_cluster(ctx, {WARM_POOL_VAR: "0"}, [("cold_start_nopool", cold_nopool)], out, timings)
+        await _with_cluster(
+            ctx, {WARM_POOL_VAR: "0"}, [("cold_start_nopool", cold_nopool)], out, timings
+        )
     else:
-        out["cold_start_nopool"] = {"same_as": "cold_start",
-                                    "note": f"the node-agent does not read {WARM_POOL_VAR} yet: the one "
-                                            "cold-start run is without a pool"}
+        out["cold_start_nopool"] = {
+            "same_as": "cold_start",
+            "note": f"the node-agent does not read {WARM_POOL_VAR} yet: the one "
+            "cold-start run is without a pool",
+        }
 
     out["peer"] = await run_section(ctx, "peer", sections.peer, timings)
     out["peer_async"] = await run_section(ctx, "peer_async", sections.async_peer, timings)
@@ -135,7 +163,9 @@ def loadavg() -> list[float]:
         return []
 
 
-def meta(cfg: BenchConfig, started: datetime, duration_s: float, timings: dict[str, float]) -> dict[str, Any]:
+def meta(
+    cfg: BenchConfig, started: datetime, duration_s: float, timings: dict[str, float]
+) -> dict[str, Any]:
     return {
         "started_at": started.strftime("%Y-%m-%d %H:%M UTC"),
         "duration_s": duration_s,
@@ -146,8 +176,13 @@ def meta(cfg: BenchConfig, started: datetime, duration_s: float, timings: dict[s
         "commit": _git("rev-parse", "--short", "HEAD"),
         "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "python": sys.version.split()[0],
-        "config": {"warm_calls": cfg.warm_calls, "cold_functions": cfg.cold_functions, "load_s": cfg.load_s,
-                   "concurrency_levels": list(cfg.concurrency_levels), "sections": list(cfg.sections)},
+        "config": {
+            "warm_calls": cfg.warm_calls,
+            "cold_functions": cfg.cold_functions,
+            "load_s": cfg.load_s,
+            "concurrency_levels": list(cfg.concurrency_levels),
+            "sections": list(cfg.sections),
+        },
     }
 
 
@@ -167,8 +202,13 @@ def machine() -> str:
 def _git(*args: str) -> str:
     try:
         # --no-optional-locks: a read never rewrites the index of the checkout.
-        done = subprocess.run(["git", "--no-optional-locks", *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=10)
+        done = subprocess.run(
+            ["git", "--no-optional-locks", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return done.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -215,7 +255,11 @@ def main() -> None:
     say("")
     shown = [str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in paths]
     say(f"bench: {results['meta']['duration_s']} s; wrote {', '.join(shown)}")
-    errors = [name for name, sec in results["sections"].items() if isinstance(sec, dict) and "error" in sec]
+    errors = [
+        name
+        for name, sec in results["sections"].items()
+        if isinstance(sec, dict) and "error" in sec
+    ]
     if errors:
         say(f"bench: sections with errors: {', '.join(errors)}")
         sys.exit(1)

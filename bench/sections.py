@@ -56,15 +56,32 @@ def skipped(reason: str) -> dict[str, Any]:
 
 # -- helpers ------------------------------------------------------------------------------------
 
+
 def _rest_job(t: Target, paths: tuple[str, ...], **kw: Any) -> Job:
-    return Job(kind="http", host=HOST, port=t.port, paths=paths, headers=t.auth_headers(),
-               capture=(DURATION_HEADER, INIT_HEADER, COLD_HEADER), fail_headers=(ERROR_HEADER,), **kw)
+    return Job(
+        kind="http",
+        host=HOST,
+        port=t.port,
+        paths=paths,
+        headers=t.auth_headers(),
+        capture=(DURATION_HEADER, INIT_HEADER, COLD_HEADER),
+        fail_headers=(ERROR_HEADER,),
+        **kw,
+    )
 
 
 def _grpc_job(t: Target, name: str, **kw: Any) -> Job:
-    return Job(kind="grpc", host=HOST, port=t.port, grpc_method=INVOKE_METHOD, request_b64=invoke_request_b64(name),
-               metadata=(("authorization", f"Bearer {t.api_key}"),),
-               capture=(DURATION_HEADER, INIT_HEADER, COLD_HEADER), fail_headers=(ERROR_HEADER,), **kw)
+    return Job(
+        kind="grpc",
+        host=HOST,
+        port=t.port,
+        grpc_method=INVOKE_METHOD,
+        request_b64=invoke_request_b64(name),
+        metadata=(("authorization", f"Bearer {t.api_key}"),),
+        capture=(DURATION_HEADER, INIT_HEADER, COLD_HEADER),
+        fail_headers=(ERROR_HEADER,),
+        **kw,
+    )
 
 
 def overhead_figures(result: LoadResult, *, subtract_init: bool = False) -> dict[str, Any]:
@@ -76,7 +93,9 @@ def overhead_figures(result: LoadResult, *, subtract_init: bool = False) -> dict
     if result.error_samples:
         out["error_samples"] = result.error_samples
     diffs = differences(e2e, handler)
-    basis = "end-to-end minus x-nimbus-duration-us (the handler's duration as the instance reports it)"
+    basis = (
+        "end-to-end minus x-nimbus-duration-us (the handler's duration as the instance reports it)"
+    )
     if diffs is None:
         diffs = e2e
         basis = "end-to-end (the response has no x-nimbus-duration-us; a no-op handler's own time is included)"
@@ -86,7 +105,9 @@ def overhead_figures(result: LoadResult, *, subtract_init: bool = False) -> dict
         init = result.ok_header_us(INIT_HEADER)
         less_init = differences(diffs, init)
         if less_init is None:
-            out["import_time"] = "not reported by the response (no x-nimbus-init-duration-us): not subtracted"
+            out["import_time"] = (
+                "not reported by the response (no x-nimbus-init-duration-us): not subtracted"
+            )
         else:
             diffs = less_init
             basis += ", minus x-nimbus-init-duration-us (the function's import time)"
@@ -103,34 +124,59 @@ async def setup(ctx: Ctx) -> None:
     warm = await run_job(_rest_job(t, (t.invoke_path(NOOP),), count=20, duration_s=30))
     if warm.ok_count == 0:
         first = warm.error_samples[0] if warm.error_samples else "no answer"
-        raise RuntimeError(f"the no-op function does not answer ({warm.errors} of 20 calls failed): {first[:300]}")
+        raise RuntimeError(
+            f"the no-op function does not answer ({warm.errors} of 20 calls failed): {first[:300]}"
+        )
     ctx.pids = {name: t.cluster.pid(name) for name in t.cluster.names}
 
 
 # -- (1) warm -----------------------------------------------------------------------------------
 
+
 async def warm(ctx: Ctx) -> dict[str, Any]:
     t = ctx.need_target()
     cfg = ctx.cfg
-    out: dict[str, Any] = {"function": NOOP, "calls": cfg.warm_calls, "warmup_calls": cfg.warmup_calls}
+    out: dict[str, Any] = {
+        "function": NOOP,
+        "calls": cfg.warm_calls,
+        "warmup_calls": cfg.warmup_calls,
+    }
     ctx.log(f"bench: warm: {cfg.warm_calls} sequential REST calls")
-    rest = await run_job(_rest_job(t, (t.invoke_path(NOOP),), count=cfg.warm_calls, duration_s=300,
-                                   warmup_calls=cfg.warmup_calls, warmup_s=30))
+    rest = await run_job(
+        _rest_job(
+            t,
+            (t.invoke_path(NOOP),),
+            count=cfg.warm_calls,
+            duration_s=300,
+            warmup_calls=cfg.warmup_calls,
+            warmup_s=30,
+        )
+    )
     out["rest"] = overhead_figures(rest)
     ctx.log(f"bench: warm: {cfg.warm_calls} sequential gRPC calls")
-    grpc = await run_job(_grpc_job(t, NOOP, count=cfg.warm_calls, duration_s=300,
-                                   warmup_calls=cfg.warmup_calls, warmup_s=30))
+    grpc = await run_job(
+        _grpc_job(
+            t,
+            NOOP,
+            count=cfg.warm_calls,
+            duration_s=300,
+            warmup_calls=cfg.warmup_calls,
+            warmup_s=30,
+        )
+    )
     out["grpc"] = overhead_figures(grpc)
     return out
 
 
 # -- (2) floors ---------------------------------------------------------------------------------
 
+
 async def floors(ctx: Ctx) -> dict[str, Any]:
     return await floor_bench.measure(ctx.cfg, invoke_request_b64(NOOP), ctx.log)
 
 
 # -- (3) cold start -----------------------------------------------------------------------------
+
 
 async def cold_start(ctx: Ctx, label: str) -> dict[str, Any]:
     """The first call of cfg.cold_functions freshly created functions (each with its own code
@@ -147,13 +193,21 @@ async def cold_start(ctx: Ctx, label: str) -> dict[str, Any]:
     # first one (the pool refills in the background), so "with the warm pool" measures calls that
     # had one: first calls back to back would drain it and measure the no-pool path instead.
     pool = await t.warm_sandboxes()
-    ctx.log(f"bench: cold start ({label}): first call of each, each once {pool} warm sandboxes are ready")
+    ctx.log(
+        f"bench: cold start ({label}): first call of each, each once {pool} warm sandboxes are ready"
+    )
     results = []
     for name in names:
         refilled = await t.wait_warm_sandboxes(pool, timeout_s=10.0)
         if not refilled:
-            ctx.log(f"bench: cold start ({label}): the warm pool was not back to {pool} within 10 s; calling anyway")
-        results.append(await run_job(_rest_job(t, (t.invoke_path(name),), count=1, duration_s=120, call_timeout_s=60)))
+            ctx.log(
+                f"bench: cold start ({label}): the warm pool was not back to {pool} within 10 s; calling anyway"
+            )
+        results.append(
+            await run_job(
+                _rest_job(t, (t.invoke_path(name),), count=1, duration_s=120, call_timeout_s=60)
+            )
+        )
     result = LoadResult.concat(results)
     out = overhead_figures(result, subtract_init=True)
     out["warm_sandboxes_before_each_call"] = pool
@@ -166,6 +220,7 @@ async def cold_start(ctx: Ctx, label: str) -> dict[str, Any]:
 
 # -- (4) throughput -----------------------------------------------------------------------------
 
+
 async def throughput(ctx: Ctx) -> dict[str, Any]:
     """Warm sync invokes/s of the no-op at each concurrency, REST, closed loop; memory sampled meanwhile."""
     t = ctx.need_target()
@@ -176,21 +231,43 @@ async def throughput(ctx: Ctx) -> dict[str, Any]:
     try:
         for c in cfg.concurrency_levels:
             ctx.log(f"bench: throughput: concurrency {c} for {cfg.load_s:g} s")
-            res = await run_job(_rest_job(t, (t.invoke_path(NOOP),), concurrency=c, count=_BIG,
-                                          duration_s=cfg.load_s, warmup_calls=c * 10, warmup_s=5))
-            levels.append({"concurrency": c, "rps": res.rps(), "calls": len(res.ok), "errors": res.errors,
-                           "warmup_errors": res.warmup_errors, "error_samples": res.error_samples,
-                           **summarize_us(res.ok_lat_us())})
+            res = await run_job(
+                _rest_job(
+                    t,
+                    (t.invoke_path(NOOP),),
+                    concurrency=c,
+                    count=_BIG,
+                    duration_s=cfg.load_s,
+                    warmup_calls=c * 10,
+                    warmup_s=5,
+                )
+            )
+            levels.append(
+                {
+                    "concurrency": c,
+                    "rps": res.rps(),
+                    "calls": len(res.ok),
+                    "errors": res.errors,
+                    "warmup_errors": res.warmup_errors,
+                    "error_samples": res.error_samples,
+                    **summarize_us(res.ok_lat_us()),
+                }
+            )
     finally:
         stop.set()
         ctx.memory_load = {"rss_mb_peak": await sampler}
     zero = [lv for lv in levels if lv["errors"] == 0 and lv["calls"] > 0]
     best = max(zero, key=lambda lv: lv["rps"]) if zero else None
-    return {"levels": levels, "seconds_per_level": cfg.load_s,
-            "best_rps": best["rps"] if best else None, "best_concurrency": best["concurrency"] if best else None}
+    return {
+        "levels": levels,
+        "seconds_per_level": cfg.load_s,
+        "best_rps": best["rps"] if best else None,
+        "best_concurrency": best["concurrency"] if best else None,
+    }
 
 
 # -- (5) async ----------------------------------------------------------------------------------
+
 
 async def async_invoke(ctx: Ctx) -> dict[str, Any]:
     """Events/s accepted and completed end to end. Skipped while :invokeAsync is not served."""
@@ -198,21 +275,40 @@ async def async_invoke(ctx: Ctx) -> dict[str, Any]:
     submit_path = f"/v1/functions/{NOOP}:invokeAsync"
     res = await t.request("POST", submit_path, {})
     if res.status != 200:
-        return skipped(f"POST :invokeAsync answers HTTP {res.status} {res.body[:120].decode(errors='replace')} "
-                       "(async invoke is issue 6)")
+        return skipped(
+            f"POST :invokeAsync answers HTTP {res.status} {res.body[:120].decode(errors='replace')} "
+            "(async invoke is issue 6)"
+        )
     n = 200 if ctx.cfg.quick else 2000
     ctx.log(f"bench: async: submitting {n} events")
-    submit = await run_job(Job(kind="http", host=HOST, port=t.port, paths=(submit_path,), headers=t.auth_headers(),
-                               concurrency=32, count=n, duration_s=120, keep_body=True))
+    submit = await run_job(
+        Job(
+            kind="http",
+            host=HOST,
+            port=t.port,
+            paths=(submit_path,),
+            headers=t.auth_headers(),
+            concurrency=32,
+            count=n,
+            duration_s=120,
+            keep_body=True,
+        )
+    )
     ids = [str(json.loads(b).get("invocation_id", "")) for b in submit.ok_bodies()]
     await _wait_drained(t, bound_s=120.0, log=ctx.log)
     done = await _wait_completed(t, [i for i in ids if i], bound_s=120.0)
     finished = [ts for ts in done.values() if ts is not None]
     span = max(finished) - submit.started_at if finished else None
-    return {"events": n, "accepted": submit.ok_count, "errors": submit.errors, "error_samples": submit.error_samples,
-            "accepted_eps": submit.rps(), "completed": len(finished),
-            "completed_eps": round(len(finished) / span, 1) if span else None,
-            "note": "completed = SUCCEEDED or FAILED; completion time from each record's updated_at"}
+    return {
+        "events": n,
+        "accepted": submit.ok_count,
+        "errors": submit.errors,
+        "error_samples": submit.error_samples,
+        "accepted_eps": submit.rps(),
+        "completed": len(finished),
+        "completed_eps": round(len(finished) / span, 1) if span else None,
+        "note": "completed = SUCCEEDED or FAILED; completion time from each record's updated_at",
+    }
 
 
 async def _wait_drained(t: Target, bound_s: float, log: Callable[[str], None]) -> None:
@@ -236,7 +332,9 @@ async def _wait_drained(t: Target, bound_s: float, log: Callable[[str], None]) -
                 return
             await asyncio.sleep(0.1)
     except Exception as err:
-        log(f"bench: async: the events consumer could not be read ({err}); polling the records instead")
+        log(
+            f"bench: async: the events consumer could not be read ({err}); polling the records instead"
+        )
     finally:
         await nc.close()
 
@@ -247,9 +345,21 @@ async def _wait_completed(t: Target, ids: list[str], bound_s: float) -> dict[str
     pending = list(ids)
     deadline = time.monotonic() + bound_s
     while pending and time.monotonic() < deadline:
-        res = await run_job(Job(kind="http", host=HOST, port=t.port, method="GET", body="",
-                                paths=tuple(f"/v1/invocations/{i}" for i in pending), headers=t.auth_headers(),
-                                concurrency=16, count=len(pending), duration_s=60, keep_body=True))
+        res = await run_job(
+            Job(
+                kind="http",
+                host=HOST,
+                port=t.port,
+                method="GET",
+                body="",
+                paths=tuple(f"/v1/invocations/{i}" for i in pending),
+                headers=t.auth_headers(),
+                concurrency=16,
+                count=len(pending),
+                duration_s=60,
+                keep_body=True,
+            )
+        )
         still: list[str] = []
         seen: set[str] = set()
         for index, ok, body in zip(res.index, res.ok, res.bodies):
@@ -277,6 +387,7 @@ def _epoch(stamp: str) -> float:
 
 # -- (6) autoscaling ----------------------------------------------------------------------------
 
+
 async def autoscale(ctx: Ctx) -> dict[str, Any]:
     """A 0 -> N concurrent burst of a 200 ms function: time until all are served, peak instances,
     and the time back down to min_instances (0) after it, within a bound."""
@@ -293,26 +404,42 @@ async def autoscale(ctx: Ctx) -> dict[str, Any]:
             peak = max(peak, sum(1 for f in await t.instance_functions() if f == SLEEPER))
             await asyncio.sleep(0.1)
 
-    ctx.log(f"bench: autoscale: burst of {cfg.burst_concurrency} concurrent calls of a 200 ms function")
+    ctx.log(
+        f"bench: autoscale: burst of {cfg.burst_concurrency} concurrent calls of a 200 ms function"
+    )
     counter = asyncio.create_task(count_instances())
     try:
-        burst = await run_job(_rest_job(t, (t.invoke_path(SLEEPER),), concurrency=cfg.burst_concurrency,
-                                        count=cfg.burst_concurrency, duration_s=120, call_timeout_s=60))
+        burst = await run_job(
+            _rest_job(
+                t,
+                (t.invoke_path(SLEEPER),),
+                concurrency=cfg.burst_concurrency,
+                count=cfg.burst_concurrency,
+                duration_s=120,
+                call_timeout_s=60,
+            )
+        )
     finally:
         stop.set()
         await counter
     at_served = sum(1 for f in await t.instance_functions() if f == SLEEPER)
     out: dict[str, Any] = {
-        "concurrency": cfg.burst_concurrency, "handler_ms": cfg.burst_sleep_ms,
-        "served": burst.ok_count, "errors": burst.errors, "error_samples": burst.error_samples,
+        "concurrency": cfg.burst_concurrency,
+        "handler_ms": cfg.burst_sleep_ms,
+        "served": burst.ok_count,
+        "errors": burst.errors,
+        "error_samples": burst.error_samples,
         "served_s": round(burst.elapsed_s, 3) if burst.ok_count == cfg.burst_concurrency else None,
-        "peak_instances_during_burst": max(peak, at_served), "instances_when_served": at_served,
+        "peak_instances_during_burst": max(peak, at_served),
+        "instances_when_served": at_served,
         "latency": summarize_us(burst.ok_lat_us()),
         "cold_starts": sum(1 for f in burst.ok_header(COLD_HEADER) if f == "true"),
     }
     out["scale_down"] = await _scale_down(ctx, t)
     # Instances asked for during the burst may become ready only after it: the peak counts them too.
-    out["peak_instances"] = max(out["peak_instances_during_burst"], out["scale_down"].pop("max_seen", 0))
+    out["peak_instances"] = max(
+        out["peak_instances_during_burst"], out["scale_down"].pop("max_seen", 0)
+    )
     return out
 
 
@@ -336,16 +463,23 @@ async def _scale_down(ctx: Ctx, t: Target) -> dict[str, Any]:
         await asyncio.sleep(0.5)
     out["instances_left"] = left
     if "scale_down_s" not in out:
-        knobs = ", ".join(f"{var}={t.env.get(var) or config_default(svc, var) or '?'}"
-                          for svc, var in (("scheduler", "NIMBUS_SCALE_STABLE_WINDOW_S"),
-                                           ("nodeagent", "NIMBUS_INSTANCE_IDLE_S"))
-                          if config_default(svc, var) or var in t.env)
-        out["skipped"] = (f"not back to min within {bound:g} s ({left} instances left); "
-                          f"the platform's scale-down settings: {knobs or 'none found'}")
+        knobs = ", ".join(
+            f"{var}={t.env.get(var) or config_default(svc, var) or '?'}"
+            for svc, var in (
+                ("scheduler", "NIMBUS_SCALE_STABLE_WINDOW_S"),
+                ("nodeagent", "NIMBUS_INSTANCE_IDLE_S"),
+            )
+            if config_default(svc, var) or var in t.env
+        )
+        out["skipped"] = (
+            f"not back to min within {bound:g} s ({left} instances left); "
+            f"the platform's scale-down settings: {knobs or 'none found'}"
+        )
     return out
 
 
 # -- (7) memory ---------------------------------------------------------------------------------
+
 
 def memory_idle(ctx: Ctx) -> None:
     """RSS of every program at idle, and of the idle warm instances (their cgroup when they have one)."""
@@ -358,15 +492,23 @@ def memory_idle(ctx: Ctx) -> None:
     if not instances:
         cgroup = skipped("no instance process found under the node-agent")
     else:
-        own, agent_cg = mem.memory_cgroup(instances[0]), mem.memory_cgroup(next(iter(agents.values())))
+        own, agent_cg = (
+            mem.memory_cgroup(instances[0]),
+            mem.memory_cgroup(next(iter(agents.values()))),
+        )
         if own is None or own == agent_cg:
-            cgroup = skipped("instances run in the node-agent's own cgroup (process sandbox; runc is issue 4)")
+            cgroup = skipped(
+                "instances run in the node-agent's own cgroup (process sandbox; runc is issue 4)"
+            )
         else:
             cgroup = {"cgroup": own, "usage_mb": mem.cgroup_usage_mb(own)}
     ctx.memory_idle = {
         "rss_mb": mem.snapshot(ctx.pids),
-        "instances": {"count": len(instances), "rss_mb_min": min(inst_rss, default=None),
-                      "rss_mb_max": max(inst_rss, default=None)},
+        "instances": {
+            "count": len(instances),
+            "rss_mb_min": min(inst_rss, default=None),
+            "rss_mb_max": max(inst_rss, default=None),
+        },
         "instance_cgroup": cgroup,
     }
 
@@ -374,18 +516,26 @@ def memory_idle(ctx: Ctx) -> None:
 async def memory(ctx: Ctx) -> dict[str, Any]:
     if not ctx.memory_idle:
         return skipped("no idle sample was taken")
-    return {"idle": ctx.memory_idle, "under_load": ctx.memory_load or skipped("the throughput section did not run"),
-            "note": "RSS from /proc/<pid>/status VmRSS; under load = the peak during the throughput section"}
+    return {
+        "idle": ctx.memory_idle,
+        "under_load": ctx.memory_load or skipped("the throughput section did not run"),
+        "note": "RSS from /proc/<pid>/status VmRSS; under load = the peak during the throughput section",
+    }
 
 
 # -- (8) peer -----------------------------------------------------------------------------------
+
 
 async def peer(ctx: Ctx) -> dict[str, Any]:
     python = os.environ.get("NIMBUS_PYTHON") or _node_python()
     try:
         return await peer_bench.measure(ctx.cfg, python, ctx.log)
     except peer_bench.PeerUnavailable as err:
-        return {"name": peer_bench.NAME, "tried": [f"npm {' '.join(peer_bench.PACKAGES)}"], "failed": str(err)}
+        return {
+            "name": peer_bench.NAME,
+            "tried": [f"npm {' '.join(peer_bench.PACKAGES)}"],
+            "failed": str(err),
+        }
 
 
 def _node_python() -> str:
@@ -400,5 +550,8 @@ async def async_peer(ctx: Ctx) -> dict[str, Any]:
     try:
         return await celery_bench.measure(ctx.cfg, n, ctx.log)
     except celery_bench.PeerUnavailable as err:
-        return {"name": celery_bench.NAME, "tried": [f"pip {celery_bench.PACKAGE} in the bench cache"],
-                "failed": str(err)}
+        return {
+            "name": celery_bench.NAME,
+            "tried": [f"pip {celery_bench.PACKAGE} in the bench cache"],
+            "failed": str(err),
+        }

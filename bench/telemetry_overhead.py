@@ -23,7 +23,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from nimbus.common import logs, metrics, rpc, tracing
 from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
 from nimbus.common.service import new_server
@@ -50,7 +49,13 @@ def pieces() -> dict[str, float]:
         logs.bind_request("3f1c0a52-8f7e-4a43-9d0e-0c1b2a3d4e5f", "default", "fn")
         span = tracing.current_span()
         if span.is_recording():
-            span.set_attributes({"nimbus.namespace": "default", "nimbus.function": "fn", "nimbus.version": "$LATEST"})
+            span.set_attributes(
+                {
+                    "nimbus.namespace": "default",
+                    "nimbus.function": "fn",
+                    "nimbus.version": "$LATEST",
+                }
+            )
         fn = telemetry.function_series("default", "fn", "$LATEST")
         with tracing.span("invoker.dispatch"):
             pass
@@ -78,7 +83,9 @@ def pieces() -> dict[str, float]:
         out["trace_id in one log line"] = per_call_us(
             lambda: tracing.current_span().get_span_context().trace_id, N
         )
-        out["one whole JSON log line (for scale)"] = per_call_us(lambda: formatter.format(record), N // 4)
+        out["one whole JSON log line (for scale)"] = per_call_us(
+            lambda: formatter.format(record), N // 4
+        )
     finally:
         tracing.finish(token, span)
     return out
@@ -107,15 +114,26 @@ class _Health(health_pb2_grpc.HealthServicer):
 async def round_trip_us(interceptors: list[grpc.aio.ServerInterceptor], calls: int = 3000) -> float:
     """p50 of a unary call through a real server (a Check on a service named as no health one)."""
     server, _ = new_server(interceptors)
-    generic = grpc.method_handlers_generic_handler("bench.Echo", {"Check": grpc.unary_unary_rpc_method_handler(
-        _Health().Check, health_pb2.HealthCheckRequest.FromString, health_pb2.HealthCheckResponse.SerializeToString)})
+    generic = grpc.method_handlers_generic_handler(
+        "bench.Echo",
+        {
+            "Check": grpc.unary_unary_rpc_method_handler(
+                _Health().Check,
+                health_pb2.HealthCheckRequest.FromString,
+                health_pb2.HealthCheckResponse.SerializeToString,
+            )
+        },
+    )
     server.add_generic_rpc_handlers((generic,))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            call = ch.unary_unary("/bench.Echo/Check", health_pb2.HealthCheckRequest.SerializeToString,
-                                  health_pb2.HealthCheckResponse.FromString)
+            call = ch.unary_unary(
+                "/bench.Echo/Check",
+                health_pb2.HealthCheckRequest.SerializeToString,
+                health_pb2.HealthCheckResponse.FromString,
+            )
             samples = []
             for i in range(calls):
                 t0 = time.perf_counter()
@@ -131,7 +149,10 @@ async def round_trips() -> dict[str, float]:
     out = {}
     for _ in range(2):  # interleaved, the machine is shared
         out["bare"] = min(out.get("bare", 1e9), await round_trip_us([ErrorInterceptor()]))
-        out["telemetry"] = min(out.get("telemetry", 1e9), await round_trip_us([TelemetryInterceptor(), ErrorInterceptor()]))
+        out["telemetry"] = min(
+            out.get("telemetry", 1e9),
+            await round_trip_us([TelemetryInterceptor(), ErrorInterceptor()]),
+        )
     return out
 
 
@@ -140,7 +161,9 @@ def main() -> None:
     export_on()
     result["export (SDK spans, dropped)"] = pieces()
     result["round trip p50 us, export"] = asyncio.run(round_trips())
-    print(json.dumps({k: {n: round(v, 2) for n, v in d.items()} for k, d in result.items()}, indent=2))
+    print(
+        json.dumps({k: {n: round(v, 2) for n, v in d.items()} for k, d in result.items()}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from support import Gateway, free_port
-
 from nimbus.cluster import LocalCluster
+from support import Gateway, free_port
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -13,9 +13,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
-from support import free_port
-
 from nimbus.cluster import LocalCluster
+from support import free_port
 
 
 @dataclass
@@ -50,8 +49,13 @@ def spawn_api(cluster: LocalCluster, name: str, api_versions: str, **env: str) -
         **env,
     }
     log = open(cluster.layout.logs / f"{name}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "nimbus.api"], env=environ, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nimbus.api"],
+        env=environ,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     log.close()
     return Replica(name, port, proc)
 
@@ -68,7 +72,8 @@ def envoy_hosts(cluster: LocalCluster) -> dict[str, dict[str, bool]]:
             sock = h["address"]["socket_address"]
             status = h.get("health_status", {})
             healthy = status.get("eds_health_status", "HEALTHY") == "HEALTHY" and not any(
-                v is True for k, v in status.items() if k.startswith("failed"))
+                v is True for k, v in status.items() if k.startswith("failed")
+            )
             hosts[f"{sock['address']}:{sock['port_value']}"] = healthy
         out[c["name"]] = hosts
     return out

@@ -43,8 +43,16 @@ class Gateway:
         self.port = port
         self.api_key = api_key
 
-    def request(self, method: str, path: str, body: Any = None, *, key: str | None = "default", raw: bytes | None = None,
-                timeout: float = 60) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        key: str | None = "default",
+        raw: bytes | None = None,
+        timeout: float = 60,
+    ) -> Response:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         headers = {"Content-Type": "application/json"}
         api_key = self.api_key if key == "default" else key
@@ -58,13 +66,18 @@ class Gateway:
         finally:
             conn.close()
 
-    def create(self, name: str, files: dict[str, str], handler: str = "main.handler", **extra: Any) -> Response:
-        body = {"name": name, "runtime": "python3.11", "handler": handler,
-                "code": {"zip_base64": base64.b64encode(zip_of(files)).decode()}, **extra}
+    def create(
+        self, name: str, files: dict[str, str], handler: str = "main.handler", **extra: Any
+    ) -> Response:
+        body = {
+            "name": name,
+            "runtime": "python3.11",
+            "handler": handler,
+            "code": {"zip_base64": base64.b64encode(zip_of(files)).decode()},
+            **extra,
+        }
         return self.request("POST", "/v1/functions", body)
 
     def invoke(self, name: str, event: Any, *, raw: bytes | None = None, **kw: Any) -> Response:
         data = raw if raw is not None else json.dumps(event).encode()
         return self.request("POST", f"/v1/functions/{name}:invoke", raw=data, **kw)
-
-

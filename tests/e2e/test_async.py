@@ -18,15 +18,16 @@ import grpc
 import nats
 import pytest
 from google.api import httpbody_pb2
-from support import Gateway, zip_of
-
 from nimbus.api.v1 import invocations_pb2, invocations_pb2_grpc
+from support import Gateway, zip_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ID_ECHO = {"main.py": "def handler(event, context):\n    return {'id': event.get('id')}\n"}
 ECHO = {"main.py": "def handler(event, context):\n    return event\n"}
-FAILS = {"main.py": "def handler(event, context):\n    raise RuntimeError('always fails: ' + str(event.get('n')))\n"}
+FAILS = {
+    "main.py": "def handler(event, context):\n    raise RuntimeError('always fails: ' + str(event.get('n')))\n"
+}
 HTTP_FN = {
     "main.py": (
         "import json\n"
@@ -64,7 +65,12 @@ def invoke_async(gw: Gateway, name: str, event: Any, key: str | None = None) -> 
 
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
     try:
-        conn.request("POST", f"/v1/functions/{name}:invokeAsync", body=json.dumps(event).encode(), headers=headers)
+        conn.request(
+            "POST",
+            f"/v1/functions/{name}:invokeAsync",
+            body=json.dumps(event).encode(),
+            headers=headers,
+        )
         res = conn.getresponse()
         return res.status, json.loads(res.read() or b"{}")
     finally:
@@ -117,7 +123,9 @@ async def test_another_namespace_cannot_see_an_invocation(gw):
     name = unique("tenant")
     assert gw.create(name, ECHO).status == 200
     _, body = await asyncio.to_thread(invoke_async, gw, name, {"secret": 1})
-    other = gw.request("POST", "/v1/keys", {"namespace": unique("other")[:20], "description": "async test"})
+    other = gw.request(
+        "POST", "/v1/keys", {"namespace": unique("other")[:20], "description": "async test"}
+    )
     assert other.status == 200, other.body
     res = gw.request("GET", f"/v1/invocations/{body['invocation_id']}", key=other.json()["api_key"])
     assert res.status == 404
@@ -140,7 +148,9 @@ async def test_idempotency_key_returns_the_first_invocation_and_runs_once(gw):
 # -- 2,000 events, one invoker killed -------------------------------------------------------
 
 
-async def submit_all(gw: Gateway, name: str, count: int, on_half: Any = None, concurrency: int = 48) -> tuple[dict[str, str], float]:
+async def submit_all(
+    gw: Gateway, name: str, count: int, on_half: Any = None, concurrency: int = 48
+) -> tuple[dict[str, str], float]:
     """InvokeAsync over gRPC through the gateway; each event's id doubles as its idempotency key,
     so a submit retried after a failure (the invoker it reached was killed) is never stored twice."""
     ids: dict[str, str] = {}
@@ -155,19 +165,28 @@ async def submit_all(gw: Gateway, name: str, count: int, on_half: Any = None, co
         async def worker() -> None:
             while not queue.empty():
                 event_id = queue.get_nowait()
-                body = httpbody_pb2.HttpBody(content_type="application/json", data=json.dumps({"id": event_id}).encode())
+                body = httpbody_pb2.HttpBody(
+                    content_type="application/json", data=json.dumps({"id": event_id}).encode()
+                )
                 for attempt in range(100):
                     try:
                         res = await stub.InvokeAsync(
                             invocations_pb2.InvokeAsyncRequest(name=name, body=body),
-                            metadata=(("authorization", f"Bearer {gw.api_key}"), ("x-nimbus-idempotency-key", event_id)),
+                            metadata=(
+                                ("authorization", f"Bearer {gw.api_key}"),
+                                ("x-nimbus-idempotency-key", event_id),
+                            ),
                             timeout=10,
                         )
                         ids[event_id] = res.invocation_id
                         break
                     except grpc.aio.AioRpcError as err:
-                        if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                                              grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+                        if err.code() not in (
+                            grpc.StatusCode.UNAVAILABLE,
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            grpc.StatusCode.INTERNAL,
+                            grpc.StatusCode.UNKNOWN,
+                        ):
                             raise
                         await asyncio.sleep(0.1 * min(attempt + 1, 10))
                 if len(ids) >= count // 2 and not half.is_set():
@@ -200,7 +219,9 @@ async def wait_consumer_idle(cluster: Any, timeout_s: float) -> None:
         await nc.close()
 
 
-async def wait_all_finished(gw: Gateway, ids: list[str], timeout_s: float, cluster: Any = None) -> dict[str, dict[str, Any]]:
+async def wait_all_finished(
+    gw: Gateway, ids: list[str], timeout_s: float, cluster: Any = None
+) -> dict[str, dict[str, Any]]:
     if cluster is not None:
         await wait_consumer_idle(cluster, timeout_s)
     pending = set(ids)
@@ -214,12 +235,21 @@ async def wait_all_finished(gw: Gateway, ids: list[str], timeout_s: float, clust
         async def check(invocation_id: str) -> None:
             async with sem:
                 try:
-                    inv = await stub.GetInvocation(invocations_pb2.GetInvocationRequest(id=invocation_id), metadata=meta, timeout=10)
+                    inv = await stub.GetInvocation(
+                        invocations_pb2.GetInvocationRequest(id=invocation_id),
+                        metadata=meta,
+                        timeout=10,
+                    )
                 except grpc.aio.AioRpcError:
                     return
             if inv.status in ("SUCCEEDED", "FAILED"):
-                done[invocation_id] = {"status": inv.status, "attempts": inv.attempts, "result": inv.result_json,
-                                       "created_at": inv.created_at, "updated_at": inv.updated_at}
+                done[invocation_id] = {
+                    "status": inv.status,
+                    "attempts": inv.attempts,
+                    "result": inv.result_json,
+                    "created_at": inv.created_at,
+                    "updated_at": inv.updated_at,
+                }
                 pending.discard(invocation_id)
 
         while pending and time.monotonic() < deadline:
@@ -241,8 +271,12 @@ async def warm(cluster: Any, gw: Gateway, name: str, instances: int) -> None:
         counts = []
         for replica in ("invoker-1", "invoker-2"):
             async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.ports[replica]}") as channel:
-                stats = await invoker_pb2_grpc.InvokerControlStub(channel).GetStats(invoker_pb2.GetStatsRequest(), timeout=2)
-            counts.append(max((f.instances for f in stats.functions if f.function == name), default=0))
+                stats = await invoker_pb2_grpc.InvokerControlStub(channel).GetStats(
+                    invoker_pb2.GetStatsRequest(), timeout=2
+                )
+            counts.append(
+                max((f.instances for f in stats.functions if f.function == name), default=0)
+            )
         return min(counts)
 
     deadline = time.monotonic() + 30
@@ -254,7 +288,9 @@ def span_s(records: list[dict[str, Any]]) -> float:
     def parse(text: str) -> float:
         return time.mktime(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) + int(text[20:23]) / 1000
 
-    return max(parse(r["updated_at"]) for r in records) - min(parse(r["created_at"]) for r in records)
+    return max(parse(r["updated_at"]) for r in records) - min(
+        parse(r["created_at"]) for r in records
+    )
 
 
 async def test_2000_events_throughput(cluster, gw, capsys):
@@ -265,8 +301,10 @@ async def test_2000_events_throughput(cluster, gw, capsys):
     assert all(r["status"] == "SUCCEEDED" for r in done.values())
     completed_s = span_s(list(done.values()))
     with capsys.disabled():
-        print(f"\n[async throughput] 2000 events accepted in {accept_s:.2f}s ({2000 / accept_s:.0f}/s), completed in "
-              f"{completed_s:.2f}s ({2000 / completed_s:.0f}/s); extra runs: {sum(r['attempts'] - 1 for r in done.values())}")
+        print(
+            f"\n[async throughput] 2000 events accepted in {accept_s:.2f}s ({2000 / accept_s:.0f}/s), completed in "
+            f"{completed_s:.2f}s ({2000 / completed_s:.0f}/s); extra runs: {sum(r['attempts'] - 1 for r in done.values())}"
+        )
 
 
 async def test_2000_events_through_two_invokers_with_one_killed(cluster, gw, capsys):
@@ -283,26 +321,37 @@ async def test_2000_events_through_two_invokers_with_one_killed(cluster, gw, cap
     assert killed, "the invoker was never killed"
     assert len(ids) == 2000
     done = await wait_all_finished(gw, list(ids.values()), timeout_s=120, cluster=cluster)
-    wrong = [eid for eid, inv in ids.items() if done[inv]["status"] != "SUCCEEDED" or json.loads(done[inv]["result"]) != {"id": eid}]
+    wrong = [
+        eid
+        for eid, inv in ids.items()
+        if done[inv]["status"] != "SUCCEEDED" or json.loads(done[inv]["result"]) != {"id": eid}
+    ]
     assert not wrong, f"{len(wrong)} events did not succeed with their own id, e.g. {wrong[:5]}"
     duplicates = sum(r["attempts"] - 1 for r in done.values())
     runs_twice = sum(1 for r in done.values() if r["attempts"] > 1)
     completed_s = span_s(list(done.values()))
     with capsys.disabled():
-        print(f"\n[async kill test] 2000 events accepted in {accept_s:.2f}s ({2000 / accept_s:.0f}/s), all completed "
-              f"{completed_s:.2f}s after the first was accepted ({2000 / completed_s:.0f}/s); invoker-1 (pid {victim_pid}) "
-              f"killed mid-way; events run more than once: {runs_twice} ({duplicates} extra runs)")
+        print(
+            f"\n[async kill test] 2000 events accepted in {accept_s:.2f}s ({2000 / accept_s:.0f}/s), all completed "
+            f"{completed_s:.2f}s after the first was accepted ({2000 / completed_s:.0f}/s); invoker-1 (pid {victim_pid}) "
+            f"killed mid-way; events run more than once: {runs_twice} ({duplicates} extra runs)"
+        )
     await cluster.wait_healthy("invoker-1", timeout_s=30)
 
 
-SLEEPY = {"main.py": "import time\ndef handler(event, context):\n    time.sleep(event.get('s', 0))\n    return {'slept': event.get('s', 0)}\n"}
+SLEEPY = {
+    "main.py": "import time\ndef handler(event, context):\n    time.sleep(event.get('s', 0))\n    return {'slept': event.get('s', 0)}\n"
+}
 
 
 async def test_async_work_leaves_room_for_sync_calls(gw):
     """max_concurrency 5 with a backlog of slow async events: sync calls still get a slot."""
     name = unique("share")
     assert gw.create(name, SLEEPY, timeout_s=10, max_concurrency=5).status == 200
-    ids = [(await asyncio.to_thread(invoke_async, gw, name, {"s": 1.0}))[1]["invocation_id"] for _ in range(12)]
+    ids = [
+        (await asyncio.to_thread(invoke_async, gw, name, {"s": 1.0}))[1]["invocation_id"]
+        for _ in range(12)
+    ]
     await asyncio.sleep(1.5)  # the backlog is running
     for _ in range(3):
         res = await asyncio.to_thread(gw.invoke, name, {"s": 0})
@@ -321,9 +370,18 @@ async def test_failing_function_is_retried_dead_lettered_and_replayed(cluster, g
     nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
     try:
         alerts = await nc.subscribe(f"test.alerts.{name}")
-        cfg = gw.request("PUT", f"/v1/functions/{name}/event-invoke-config", {"on_failure": {"subject": f"test.alerts.{name}"}})
+        cfg = gw.request(
+            "PUT",
+            f"/v1/functions/{name}/event-invoke-config",
+            {"on_failure": {"subject": f"test.alerts.{name}"}},
+        )
         assert cfg.status == 200, cfg.body
-        assert gw.request("GET", f"/v1/functions/{name}/event-invoke-config").json()["on_failure"]["subject"] == f"test.alerts.{name}"
+        assert (
+            gw.request("GET", f"/v1/functions/{name}/event-invoke-config").json()["on_failure"][
+                "subject"
+            ]
+            == f"test.alerts.{name}"
+        )
         _, body = await asyncio.to_thread(invoke_async, gw, name, {"n": 7})
         invocation_id = body["invocation_id"]
         record = await eventually(lambda: finished(gw, invocation_id))
@@ -331,26 +389,45 @@ async def test_failing_function_is_retried_dead_lettered_and_replayed(cluster, g
         assert record["status"] == "FAILED" and record["attempts"] == 3
         assert json.loads(record["error_json"])["errorMessage"] == "always fails: 7"
         alert = json.loads((await alerts.next_msg(timeout=10)).data)
-        assert alert["requestContext"]["condition"] == "RetriesExhausted" and alert["requestPayload"] == {"n": 7}
+        assert alert["requestContext"]["condition"] == "RetriesExhausted" and alert[
+            "requestPayload"
+        ] == {"n": 7}
     finally:
         await nc.close()
 
     letters = gw.request("GET", f"/v1/functions/{name}/deadletters").json()
     assert [dl["invocation_id"] for dl in letters["dead_letters"]] == [invocation_id]
     letter = letters["dead_letters"][0]
-    assert json.loads(letter["event_json"]) == {"n": 7} and letter["attempts"] == 3 and letter["reason"] == "retries_exhausted"
+    assert (
+        json.loads(letter["event_json"]) == {"n": 7}
+        and letter["attempts"] == 3
+        and letter["reason"] == "retries_exhausted"
+    )
 
     # Fix the function, then replay: the same invocation runs again and succeeds.
     from base64 import b64encode
 
-    fixed = gw.request("PUT", f"/v1/functions/{name}/code", {"code": {"zip_base64": b64encode(zip_of(ECHO)).decode()}})
+    fixed = gw.request(
+        "PUT",
+        f"/v1/functions/{name}/code",
+        {"code": {"zip_base64": b64encode(zip_of(ECHO)).decode()}},
+    )
     assert fixed.status == 200
-    replay = gw.request("POST", f"/v1/functions/{name}/deadletters:replay", {"invocation_ids": [invocation_id]})
+    replay = gw.request(
+        "POST", f"/v1/functions/{name}/deadletters:replay", {"invocation_ids": [invocation_id]}
+    )
     assert replay.status == 200 and replay.json()["invocation_ids"] == [invocation_id]
-    record = await eventually(lambda: (r := finished(gw, invocation_id)) and r["status"] == "SUCCEEDED" and r)
+    record = await eventually(
+        lambda: (r := finished(gw, invocation_id)) and r["status"] == "SUCCEEDED" and r
+    )
     assert json.loads(record["result_json"]) == {"n": 7} and record["attempts"] == 1
     assert gw.request("GET", f"/v1/functions/{name}/deadletters").json()["dead_letters"] == []
-    assert gw.request("POST", f"/v1/functions/{name}/deadletters:replay", {"invocation_ids": [invocation_id]}).status == 404
+    assert (
+        gw.request(
+            "POST", f"/v1/functions/{name}/deadletters:replay", {"invocation_ids": [invocation_id]}
+        ).status
+        == 404
+    )
 
 
 async def test_max_retries_zero_dead_letters_the_first_failure(gw):
@@ -358,7 +435,10 @@ async def test_max_retries_zero_dead_letters_the_first_failure(gw):
     assert gw.create(name, FAILS).status == 200
     bad = gw.request("PUT", f"/v1/functions/{name}/event-invoke-config", {"max_retries": 9})
     assert bad.status == 400 and "max_retries" in bad.json()["message"]
-    assert gw.request("PUT", f"/v1/functions/{name}/event-invoke-config", {"max_retries": 0}).status == 200
+    assert (
+        gw.request("PUT", f"/v1/functions/{name}/event-invoke-config", {"max_retries": 0}).status
+        == 200
+    )
     _, body = await asyncio.to_thread(invoke_async, gw, name, {"n": 1})
     # The invokers see the config through an etcd watch; give it a moment.
     record = await eventually(lambda: finished(gw, body["invocation_id"]))
@@ -380,13 +460,19 @@ async def test_trigger_validation_names_the_field(gw):
     ):
         res = gw.request("POST", f"/v1/functions/{name}/triggers", body)
         assert res.status == 400 and res.json()["message"].startswith(field), res.body
-    assert gw.request("POST", f"/v1/functions/{unique('ghost')}/triggers", {"type": "http"}).status == 404
+    assert (
+        gw.request("POST", f"/v1/functions/{unique('ghost')}/triggers", {"type": "http"}).status
+        == 404
+    )
     first = gw.request("POST", f"/v1/functions/{name}/triggers", {"type": "http"})
     assert first.status == 200 and first.json()["id"] == "http"
     assert gw.request("POST", f"/v1/functions/{name}/triggers", {"type": "http"}).status == 409
     listed = gw.request("GET", f"/v1/functions/{name}/triggers").json()["triggers"]
     assert [t["type"] for t in listed] == ["http"]
-    assert gw.request("GET", f"/v1/functions/{name}/triggers/http").json()["url"] == first.json()["url"]
+    assert (
+        gw.request("GET", f"/v1/functions/{name}/triggers/http").json()["url"]
+        == first.json()["url"]
+    )
     assert gw.request("DELETE", f"/v1/functions/{name}/triggers/http").status == 200
     assert gw.request("GET", f"/v1/functions/{name}/triggers/http").status == 404
 
@@ -395,16 +481,28 @@ async def test_timer_fires_once_per_tick_with_two_invokers(cluster, gw):
     name = unique("timer")
     assert gw.create(name, ECHO).status == 200
     out = f"test.timer.{name}"
-    assert gw.request("PUT", f"/v1/functions/{name}/event-invoke-config", {"on_success": {"subject": out}}).status == 200
+    assert (
+        gw.request(
+            "PUT", f"/v1/functions/{name}/event-invoke-config", {"on_success": {"subject": out}}
+        ).status
+        == 200
+    )
     nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
     try:
         sub = await nc.subscribe(out)
         await asyncio.sleep(1.0)  # the invokers' watch sees the event config
         interval, intervals = 2, 5
-        created = gw.request("POST", f"/v1/functions/{name}/triggers", {"type": "timer", "schedule": f"@every {interval}s"})
+        created = gw.request(
+            "POST",
+            f"/v1/functions/{name}/triggers",
+            {"type": "timer", "schedule": f"@every {interval}s"},
+        )
         assert created.status == 200, created.body
         await asyncio.sleep(interval * intervals)
-        assert gw.request("DELETE", f"/v1/functions/{name}/triggers/{created.json()['id']}").status == 200
+        assert (
+            gw.request("DELETE", f"/v1/functions/{name}/triggers/{created.json()['id']}").status
+            == 200
+        )
         await asyncio.sleep(2.0)  # runs already queued finish
         ticks: list[str] = []
         while True:
@@ -427,7 +525,12 @@ async def test_a_message_on_a_subject_runs_the_function(cluster, gw):
     name = unique("subj")
     assert gw.create(name, ECHO).status == 200
     subject = f"test.orders.{name}"
-    assert gw.request("POST", f"/v1/functions/{name}/triggers", {"type": "subject", "subject": subject}).status == 200
+    assert (
+        gw.request(
+            "POST", f"/v1/functions/{name}/triggers", {"type": "subject", "subject": subject}
+        ).status
+        == 200
+    )
     nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
     try:
         reply = None
@@ -475,8 +578,14 @@ async def test_public_http_trigger_hides_function_errors(gw):
     assert gw.create(name, FAILS).status == 200
     ns = gw.request("GET", f"/v1/functions/{name}").json()["namespace"]
     assert gw.request("POST", f"/v1/functions/{name}/triggers", {"type": "http"}).status == 200
-    res = await eventually(lambda: (r := gw.request("GET", f"/fn/{ns}/{name}", key=None)).status == 502 and r, timeout_s=15)
-    assert res.json() == {"message": "Internal server error"} and res.headers["x-nimbus-function-error"] == "Unhandled"
+    res = await eventually(
+        lambda: (r := gw.request("GET", f"/fn/{ns}/{name}", key=None)).status == 502 and r,
+        timeout_s=15,
+    )
+    assert (
+        res.json() == {"message": "Internal server error"}
+        and res.headers["x-nimbus-function-error"] == "Unhandled"
+    )
 
 
 # -- nats-server restart ----------------------------------------------------------------------
@@ -492,7 +601,10 @@ async def test_nats_restart_loses_nothing_accepted(cluster, gw):
     await eventually(lambda: cluster.pid("nats") not in (0, old), timeout_s=30)
     await cluster.wait_healthy("nats", timeout_s=30)
     done = await wait_all_finished(gw, list(ids.values()), timeout_s=90, cluster=cluster)
-    assert all(done[inv]["status"] == "SUCCEEDED" and json.loads(done[inv]["result"]) == {"id": eid} for eid, inv in ids.items())
+    assert all(
+        done[inv]["status"] == "SUCCEEDED" and json.loads(done[inv]["result"]) == {"id": eid}
+        for eid, inv in ids.items()
+    )
     # Accepting works again after the restart.
     status, body = await asyncio.to_thread(invoke_async, gw, name, {"id": "after"})
     assert status == 200

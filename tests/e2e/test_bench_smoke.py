@@ -22,10 +22,22 @@ def test_quick_bench_runs_and_reports_the_headline_keys(tmp_path):
         # No npm or extra venv installs from the test suite: a missing peer is recorded, not fatal.
         "NIMBUS_BENCH_NO_INSTALL": "1",
     }
-    run = subprocess.run([sys.executable, "-m", "bench.run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=840)
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
     headline = results["headline"]
-    for key in ("warm_overhead_p50_ms", "grpc_floor_p50_ms", "cold_start_p50_ms", "sync_throughput_rps"):
+    for key in (
+        "warm_overhead_p50_ms",
+        "grpc_floor_p50_ms",
+        "cold_start_p50_ms",
+        "sync_throughput_rps",
+    ):
         assert key in headline, key
     assert headline["warm_overhead_p50_ms"] > 0 and headline["grpc_floor_p50_ms"] > 0

@@ -15,11 +15,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import Gateway
-
 from nimbus.client import NimbusApiError, zip_directory
 from nimbus.client.config import ClientConfig
 from nimbus.client.upload import upload_code
+from support import Gateway
 
 NIMBUS = [sys.executable, "-m", "nimbus.cli"]
 MiB = 1024 * 1024
@@ -36,14 +35,24 @@ VERSION = %d
 """
 
 
-def run(gw: Gateway, *args: str, key: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NIMBUS_ENDPOINT": f"http://127.0.0.1:{gw.port}",
-           "NIMBUS_API_KEY": key or gw.api_key, "NO_COLOR": "1"}
-    return subprocess.run([*NIMBUS, *args], capture_output=True, text=True, env=env, timeout=timeout)
+def run(
+    gw: Gateway, *args: str, key: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "NIMBUS_ENDPOINT": f"http://127.0.0.1:{gw.port}",
+        "NIMBUS_API_KEY": key or gw.api_key,
+        "NO_COLOR": "1",
+    }
+    return subprocess.run(
+        [*NIMBUS, *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    )
     return proc
 
 
@@ -86,8 +95,21 @@ def test_deploy_large_package_streams_over_grpc_and_runs(gw: Gateway, tmp_path: 
     zip_bytes = zip_directory(src)
     assert len(zip_bytes) > MiB
 
-    deployed = ok(run(gw, "deploy", name, "--runtime", "python3.11", "--handler", "main.handler",
-                      "--src", str(src), "--memory", "256"))
+    deployed = ok(
+        run(
+            gw,
+            "deploy",
+            name,
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "main.handler",
+            "--src",
+            str(src),
+            "--memory",
+            "256",
+        )
+    )
     assert deployed.stdout.splitlines()[0] == f"created function {name}"
     # Piped stderr: plain progress lines, the streaming path and no fallback to the JSON body.
     assert "over gRPC" in deployed.stderr and "(100%)" in deployed.stderr, deployed.stderr
@@ -109,7 +131,11 @@ def test_deploy_large_package_streams_over_grpc_and_runs(gw: Gateway, tmp_path: 
     assert "over gRPC" in updated.stderr and "JSON body instead" not in updated.stderr
 
     def runs_new_code() -> None:
-        assert invoke_json(gw, name) == {"size": len(blob2), "sha256": hashlib.sha256(blob2).hexdigest(), "v": 2}
+        assert invoke_json(gw, name) == {
+            "size": len(blob2),
+            "sha256": hashlib.sha256(blob2).hexdigest(),
+            "v": 2,
+        }
 
     eventually(runs_new_code)
 
@@ -123,17 +149,37 @@ def test_sdk_streaming_upload_and_its_errors(gw: Gateway, tmp_path: Path) -> Non
     name = unique("sdk-up")
     src = tmp_path / "src"
     write_package(src, 1, 10)
-    ok(run(gw, "deploy", name, "--runtime", "python3.11", "--handler", "main.handler", "--src", str(src)))
-    config = ClientConfig(endpoint=f"http://127.0.0.1:{gw.port}", api_key=gw.api_key,
-                          endpoint_source="test", api_key_source="test")
+    ok(
+        run(
+            gw,
+            "deploy",
+            name,
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "main.handler",
+            "--src",
+            str(src),
+        )
+    )
+    config = ClientConfig(
+        endpoint=f"http://127.0.0.1:{gw.port}",
+        api_key=gw.api_key,
+        endpoint_source="test",
+        api_key_source="test",
+    )
 
     blob = write_package(src, 3, 2 * MiB + 7)
     zip_bytes = zip_directory(src)
     seen: list[tuple[int, int]] = []
-    fn = upload_code(config, name, zip_bytes, progress=lambda sent, total: seen.append((sent, total)))
+    fn = upload_code(
+        config, name, zip_bytes, progress=lambda sent, total: seen.append((sent, total))
+    )
     assert fn["name"] == name and fn["code_sha256"] == hashlib.sha256(zip_bytes).hexdigest()
     assert seen[0] == (0, len(zip_bytes)) and seen[-1] == (len(zip_bytes), len(zip_bytes))
-    eventually(lambda: _assert_equal(invoke_json(gw, name)["sha256"], hashlib.sha256(blob).hexdigest()))
+    eventually(
+        lambda: _assert_equal(invoke_json(gw, name)["sha256"], hashlib.sha256(blob).hexdigest())
+    )
 
     with pytest.raises(NimbusApiError) as exc:
         upload_code(config, unique("missing"), zip_bytes)
@@ -158,7 +204,19 @@ def test_versions_and_weighted_alias(gw: Gateway, tmp_path: Path) -> None:
     name = unique("ver")
     src = tmp_path / "src"
     write_package(src, 1, 10)
-    ok(run(gw, "deploy", name, "--runtime", "python3.11", "--handler", "main.handler", "--src", str(src)))
+    ok(
+        run(
+            gw,
+            "deploy",
+            name,
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "main.handler",
+            "--src",
+            str(src),
+        )
+    )
     published = ok(run(gw, "--json", "version", "publish", name, "--description", "first"))
     v1 = json.loads(published.stdout)["version"]
 
@@ -166,7 +224,9 @@ def test_versions_and_weighted_alias(gw: Gateway, tmp_path: Path) -> None:
     ok(run(gw, "deploy", name, "--src", str(src)))
     human = ok(run(gw, "version", "publish", name))
     assert human.stdout.startswith("published version ") and f" of {name} " in human.stdout
-    v2 = json.loads(ok(run(gw, "--json", "version", "list", name)).stdout)["versions"][-1]["version"]
+    v2 = json.loads(ok(run(gw, "--json", "version", "list", name)).stdout)["versions"][-1][
+        "version"
+    ]
     assert v1 != v2
 
     listed = ok(run(gw, "version", "list", name)).stdout.splitlines()
@@ -181,8 +241,21 @@ def test_versions_and_weighted_alias(gw: Gateway, tmp_path: Path) -> None:
     # An alias on v1 that sends 30 % of the calls to v2.
     bad = run(gw, "alias", "set", name, "live", "--version", v1, "--weight", f"{v2}=1.5")
     assert bad.returncode == 2 and "VERSION=FRACTION" in bad.stderr
-    set_ = ok(run(gw, "alias", "set", name, "live", "--version", v1, "--weight", f"{v2}=0.3",
-                  "--description", "canary"))
+    set_ = ok(
+        run(
+            gw,
+            "alias",
+            "set",
+            name,
+            "live",
+            "--version",
+            v1,
+            "--weight",
+            f"{v2}=0.3",
+            "--description",
+            "canary",
+        )
+    )
     assert set_.stdout.strip() == f"alias live of {name} -> version {v1}, 30% to version {v2}"
     alias = json.loads(ok(run(gw, "--json", "alias", "get", name, "live")).stdout)
     assert alias["version"] == v1 and alias["routing"]["version"] == v2
@@ -205,7 +278,9 @@ def test_versions_and_weighted_alias(gw: Gateway, tmp_path: Path) -> None:
     missing = run(gw, "alias", "get", name, "live")
     assert missing.returncode == 1 and "(HTTP 404)" in missing.stderr
     assert ok(run(gw, "version", "delete", name, v1)).stdout == f"deleted version {v1} of {name}\n"
-    versions = json.loads(ok(run(gw, "--json", "version", "list", name)).stdout).get("versions") or []
+    versions = (
+        json.loads(ok(run(gw, "--json", "version", "list", name)).stdout).get("versions") or []
+    )
     assert [v["version"] for v in versions] == [v2]
     ok(run(gw, "fn", "delete", name))
 
@@ -219,8 +294,11 @@ def test_keys_create_list_revoke(gw: Gateway, tmp_path: Path) -> None:
     assert "cannot be shown again" in human.stderr
     assert f"namespace {namespace}" in human.stdout.splitlines()[0]
 
-    created = json.loads(ok(run(gw, "--json", "keys", "create", "--namespace", namespace,
-                                "--description", "e2e")).stdout)
+    created = json.loads(
+        ok(
+            run(gw, "--json", "keys", "create", "--namespace", namespace, "--description", "e2e")
+        ).stdout
+    )
     key, key_id = created["api_key"], created["key_id"]
     assert key and key_id and created["namespace"] == namespace
 
@@ -234,7 +312,20 @@ def test_keys_create_list_revoke(gw: Gateway, tmp_path: Path) -> None:
     name = unique("tenant-fn")
     src = tmp_path / "src"
     write_package(src, 1, 10)
-    ok(run(gw, "deploy", name, "--runtime", "python3.11", "--handler", "main.handler", "--src", str(src), key=key))
+    ok(
+        run(
+            gw,
+            "deploy",
+            name,
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "main.handler",
+            "--src",
+            str(src),
+            key=key,
+        )
+    )
     assert invoke_json(gw, name, key=key)["v"] == 1
     assert name in ok(run(gw, "fn", "list", key=key)).stdout
     assert name not in ok(run(gw, "fn", "list")).stdout  # the admin's namespace does not see it

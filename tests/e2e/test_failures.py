@@ -9,12 +9,13 @@ import uuid
 
 import grpc
 import pytest
-
 from nimbus.internal.v1 import invoker_pb2, invoker_pb2_grpc
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-SLOW = {"main.py": "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 'done'\n"}
+SLOW = {
+    "main.py": "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 'done'\n"
+}
 ECHO = {"main.py": "def handler(event, context):\n    return event\n"}
 
 
@@ -41,7 +42,9 @@ async def calls_at_invokers(cluster, name: str) -> int:
     total = 0
     for replica in ("invoker-1", "invoker-2"):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.ports[replica]}") as channel:
-            stats = await invoker_pb2_grpc.InvokerControlStub(channel).GetStats(invoker_pb2.GetStatsRequest(), timeout=2)
+            stats = await invoker_pb2_grpc.InvokerControlStub(channel).GetStats(
+                invoker_pb2.GetStatsRequest(), timeout=2
+            )
         total += sum(f.queued + f.in_flight for f in stats.functions if f.function == name)
     return total
 
@@ -57,7 +60,9 @@ async def eventually_async(probe, want: int, timeout_s: float = 20.0) -> None:
     raise AssertionError(f"saw {seen}, wanted {want} within {timeout_s}s")
 
 
-@pytest.mark.parametrize("victim", ["invoker-1", "api-1", "funcmgr", "scheduler-1", "node-agent-1", "etcd"])
+@pytest.mark.parametrize(
+    "victim", ["invoker-1", "api-1", "funcmgr", "scheduler-1", "node-agent-1", "etcd"]
+)
 async def test_kill_9_of_a_service_converges(cluster, gw, victim):
     name = unique("k9")
     assert gw.create(name, ECHO).status == 200

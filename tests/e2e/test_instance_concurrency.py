@@ -38,7 +38,9 @@ async def test_a_burst_shares_few_instances(cluster, gw: Gateway):
     seen.update(i.instance_id for i in await instances_of(cluster, name))
     done.set()
     await watcher
-    assert Counter(status for status, _, _ in results) == {200: 20}, [b for s, _, b in results if s != 200]
+    assert Counter(status for status, _, _ in results) == {200: 20}, [
+        b for s, _, b in results if s != 200
+    ]
     assert all(body == b'"ok"' for _, _, body in results)
     # Two instances of 10 slots hold the burst; one call per instance would start 20.
     assert 1 <= len(seen) <= 4, seen
@@ -50,7 +52,10 @@ async def test_a_burst_shares_few_instances(cluster, gw: Gateway):
 async def test_out_of_range_is_400_naming_the_field(gw: Gateway, value: int):
     res = gw.create(unique("bad"), SLEEPS, instance_concurrency=value)
     assert res.status == 400
-    assert res.json()["message"] == f"instance_concurrency: {value} is out of range; it must be between 1 and 100"
+    assert (
+        res.json()["message"]
+        == f"instance_concurrency: {value} is out of range; it must be between 1 and 100"
+    )
 
 
 async def test_update_shows_and_versions_snapshot_it(gw: Gateway):
@@ -71,9 +76,18 @@ async def test_update_shows_and_versions_snapshot_it(gw: Gateway):
 
 async def test_provided_runtime_refuses_more_than_one(gw: Gateway):
     res = gw.request(
-        "POST", "/v1/functions",
-        {"name": unique("prov"), "runtime": "provided", "handler": "bootstrap", "instance_concurrency": 2,
-         "code": {"zip_base64": ""}},
+        "POST",
+        "/v1/functions",
+        {
+            "name": unique("prov"),
+            "runtime": "provided",
+            "handler": "bootstrap",
+            "instance_concurrency": 2,
+            "code": {"zip_base64": ""},
+        },
     )
     assert res.status == 400
-    assert res.json()["message"].startswith("instance_concurrency: 2") and "Runtime API" in res.json()["message"]
+    assert (
+        res.json()["message"].startswith("instance_concurrency: 2")
+        and "Runtime API" in res.json()["message"]
+    )

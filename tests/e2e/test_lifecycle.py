@@ -30,7 +30,9 @@ def b64(files: dict[str, str]) -> str:
 
 
 def put_code(gw, name: str, files: dict[str, str], **extra):
-    return gw.request("PUT", f"/v1/functions/{name}/code", {"code": {"zip_base64": b64(files)}, **extra})
+    return gw.request(
+        "PUT", f"/v1/functions/{name}/code", {"code": {"zip_base64": b64(files)}, **extra}
+    )
 
 
 def blobs(cluster) -> set[str]:
@@ -76,8 +78,16 @@ def bad_zip_with(entry: str) -> str:
 async def test_bad_packages_are_rejected_and_nothing_is_stored(cluster, gw, code, match):
     before = blobs(cluster)
     name = unique("bad")
-    res = gw.request("POST", "/v1/functions", {"name": name, "runtime": "python3.11", "handler": "main.handler",
-                                               "code": {"zip_base64": code}})
+    res = gw.request(
+        "POST",
+        "/v1/functions",
+        {
+            "name": name,
+            "runtime": "python3.11",
+            "handler": "main.handler",
+            "code": {"zip_base64": code},
+        },
+    )
     assert res.status == 400, res.body
     assert match in res.json()["message"]
     assert blobs(cluster) == before
@@ -124,16 +134,23 @@ async def test_weighted_alias_splits_calls(gw):
     gw.request("POST", f"/v1/functions/{name}/versions", {})
     put_code(gw, name, returns("b"))
     gw.request("POST", f"/v1/functions/{name}/versions", {})
-    alias = gw.request("PUT", f"/v1/functions/{name}/aliases/live", {"version": "1", "routing": {"version": "2", "weight": 0.3}})
+    alias = gw.request(
+        "PUT",
+        f"/v1/functions/{name}/aliases/live",
+        {"version": "1", "routing": {"version": "2", "weight": 0.3}},
+    )
     assert alias.status == 200, alias.body
     assert alias.json()["routing"] == {"version": "2", "weight": 0.3}
 
     def run_calls(n: int, counts: Counter) -> None:
         import http.client
+
         conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
         headers = {"Authorization": f"Bearer {gw.api_key}"}
         for _ in range(n):
-            conn.request("POST", f"/v1/functions/{name}:invoke?qualifier=live", body=b"{}", headers=headers)
+            conn.request(
+                "POST", f"/v1/functions/{name}:invoke?qualifier=live", body=b"{}", headers=headers
+            )
             res = conn.getresponse()
             res.read()
             counts[res.status, res.getheader("x-nimbus-executed-version")] += 1
@@ -153,7 +170,9 @@ async def test_alias_blocks_version_delete(gw):
     gw.request("POST", f"/v1/functions/{name}/versions", {})
     assert gw.request("PUT", f"/v1/functions/{name}/aliases/prod", {"version": "1"}).status == 200
     assert gw.request("GET", f"/v1/functions/{name}/aliases/prod").json()["version"] == "1"
-    assert [a["alias"] for a in gw.request("GET", f"/v1/functions/{name}/aliases").json()["aliases"]] == ["prod"]
+    assert [
+        a["alias"] for a in gw.request("GET", f"/v1/functions/{name}/aliases").json()["aliases"]
+    ] == ["prod"]
     blocked = gw.request("DELETE", f"/v1/functions/{name}/versions/1")
     assert blocked.status == 409 and "prod" in blocked.json()["message"]
     assert gw.request("PUT", f"/v1/functions/{name}/aliases/bad", {"version": "7"}).status == 404
@@ -168,7 +187,12 @@ async def test_alias_blocks_version_delete(gw):
 async def test_stale_expected_revision_is_409(gw):
     name = unique("rev")
     rev = int(gw.create(name, returns("x")).json()["revision"])
-    assert gw.request("PATCH", f"/v1/functions/{name}", {"timeout_s": 5, "expected_revision": rev}).status == 200
+    assert (
+        gw.request(
+            "PATCH", f"/v1/functions/{name}", {"timeout_s": 5, "expected_revision": rev}
+        ).status
+        == 200
+    )
     stale = gw.request("PATCH", f"/v1/functions/{name}", {"timeout_s": 6, "expected_revision": rev})
     assert stale.status == 409
     assert put_code(gw, name, returns("y"), expected_revision=rev).status == 409
@@ -177,9 +201,14 @@ async def test_stale_expected_revision_is_409(gw):
 async def test_twenty_concurrent_updates_lose_nothing(gw):
     name = unique("race")
     assert gw.create(name, returns("x")).status == 200
-    results = await asyncio.gather(*(
-        asyncio.to_thread(gw.request, "PATCH", f"/v1/functions/{name}", {"env": {f"K{i}": str(i)}}) for i in range(20)
-    ))
+    results = await asyncio.gather(
+        *(
+            asyncio.to_thread(
+                gw.request, "PATCH", f"/v1/functions/{name}", {"env": {f"K{i}": str(i)}}
+            )
+            for i in range(20)
+        )
+    )
     assert [r.status for r in results] == [200] * 20, [r.body for r in results if r.status != 200]
     env = gw.request("GET", f"/v1/functions/{name}").json()["env"]
     assert env == {f"K{i}": str(i) for i in range(20)}
@@ -193,6 +222,7 @@ async def test_code_update_under_load_fails_no_call(gw):
 
     def loop() -> None:
         import http.client
+
         conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
         headers = {"Authorization": f"Bearer {gw.api_key}"}
         deadline = time.monotonic() + 30
@@ -234,8 +264,13 @@ async def test_keys_list_and_revoke(gw):
     assert gw.request("DELETE", f"/v1/keys/{issued['key_id']}").status == 200
     revoked_at = time.monotonic()
     # Every api and invoker replica refuses it within 2 s (several calls reach both replicas).
-    await wait_for(lambda: all(gw.request("GET", "/v1/functions", key=key).status == 401 for _ in range(4)), timeout_s=2)
-    await wait_for(lambda: all(gw.invoke("x", {}, key=key).status == 401 for _ in range(4)), timeout_s=2)
+    await wait_for(
+        lambda: all(gw.request("GET", "/v1/functions", key=key).status == 401 for _ in range(4)),
+        timeout_s=2,
+    )
+    await wait_for(
+        lambda: all(gw.invoke("x", {}, key=key).status == 401 for _ in range(4)), timeout_s=2
+    )
     assert time.monotonic() - revoked_at < 2.5
 
 
@@ -255,7 +290,11 @@ async def test_delete_removes_versions_and_aliases_and_frees_the_name(gw):
 
 async def test_body_over_the_gateway_limit_is_413(gw):
     # The base64 of a zip over the 50 MB default limit: Envoy refuses it before any service reads it.
-    body = b'{"name": "huge", "runtime": "python3.11", "handler": "main.handler", "code": {"zip_base64": "' + b"A" * (70 * 1024 * 1024) + b'"}}'
+    body = (
+        b'{"name": "huge", "runtime": "python3.11", "handler": "main.handler", "code": {"zip_base64": "'
+        + b"A" * (70 * 1024 * 1024)
+        + b'"}}'
+    )
     res = await asyncio.to_thread(gw.request, "POST", "/v1/functions", raw=body, timeout=120)
     assert res.status == 413, res.body[:200]
     assert res.json()["message"]
@@ -264,12 +303,17 @@ async def test_body_over_the_gateway_limit_is_413(gw):
 async def test_code_is_prefetched_by_every_node_before_the_first_call(cluster, gw):
     from nimbus.nodeagent.layout import NodeLayout
 
-    nodes = [n.replace("node-agent-", "node-") for n in cluster.names if n.startswith("node-agent-")]
+    nodes = [
+        n.replace("node-agent-", "node-") for n in cluster.names if n.startswith("node-agent-")
+    ]
     name = unique("prefetch")
     sha = gw.create(name, returns(f"pre-{uuid.uuid4().hex}")).json()["code_sha256"]
 
     def everywhere(digest: str) -> bool:
-        return all((NodeLayout.for_node(str(cluster.layout.home), node).code_dir / digest).is_dir() for node in nodes)
+        return all(
+            (NodeLayout.for_node(str(cluster.layout.home), node).code_dir / digest).is_dir()
+            for node in nodes
+        )
 
     await wait_for(lambda: everywhere(sha), timeout_s=10)
     updated = put_code(gw, name, returns(f"pre2-{uuid.uuid4().hex}")).json()["code_sha256"]

@@ -56,7 +56,12 @@ def call_lines(gw, name: str, request_id: str) -> list[dict[str, Any]]:
 
 
 def cli_env(gw, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "NIMBUS_ENDPOINT": f"http://127.0.0.1:{gw.port}", "NIMBUS_API_KEY": gw.api_key, **extra}
+    env = {
+        **os.environ,
+        "NIMBUS_ENDPOINT": f"http://127.0.0.1:{gw.port}",
+        "NIMBUS_API_KEY": gw.api_key,
+        **extra,
+    }
     env.pop("NO_COLOR", None)
     return env
 
@@ -84,7 +89,12 @@ def test_a_call_has_its_streams_and_report(gw, loud: str) -> None:
     assert platform[-2] == f"END RequestId: {rid}"
     report = platform[-1]
     assert report.startswith(f"REPORT RequestId: {rid}\tDuration: ")
-    for part in ("\tBilled Duration: ", "\tMemory Size: 128 MB", "\tMax Memory Used: ", "\tInit Duration: "):
+    for part in (
+        "\tBilled Duration: ",
+        "\tMemory Size: 128 MB",
+        "\tMax Memory Used: ",
+        "\tInit Duration: ",
+    ):
         assert part in report, report
     assert int(report.split("Max Memory Used: ")[1].split(" MB")[0]) > 0
     assert all(line["request_id"] == rid and line["version"] == "$LATEST" for line in lines)
@@ -100,10 +110,16 @@ def test_a_call_has_its_streams_and_report(gw, loud: str) -> None:
             break
     assert second.headers["x-nimbus-cold-start"] == "false"
     rid2 = second.headers["x-nimbus-request-id"]
-    report2 = [line["message"] for line in call_lines(gw, loud, rid2) if line["message"].startswith("REPORT")][0]
+    report2 = [
+        line["message"]
+        for line in call_lines(gw, loud, rid2)
+        if line["message"].startswith("REPORT")
+    ][0]
     assert "Init Duration" not in report2
     everything = gw.request("GET", f"/v1/functions/{loud}/logs").json()
-    assert {rid, rid2} <= {line["request_id"] for line in everything["lines"]} and everything["truncated"] is False
+    assert {rid, rid2} <= {line["request_id"] for line in everything["lines"]} and everything[
+        "truncated"
+    ] is False
     limited = gw.request("GET", f"/v1/functions/{loud}/logs?limit=2").json()
     assert len(limited["lines"]) == 2 and limited["truncated"] is True
 
@@ -112,14 +128,18 @@ def test_a_300_kb_print_is_cut_with_a_note(gw, loud: str) -> None:
     res = gw.invoke(loud, {"tag": "big", "big": 300 * 1024})
     assert res.status == 200, res.body
     lines = call_lines(gw, loud, res.headers["x-nimbus-request-id"])
-    notes = [line["message"] for line in lines if line["message"].startswith("[nimbus] output truncated")]
+    notes = [
+        line["message"] for line in lines if line["message"].startswith("[nimbus] output truncated")
+    ]
     assert len(notes) == 1 and "over the 256 KB limit were dropped" in notes[0]
     assert [line["stream"] for line in lines if line["message"] == notes[0]] == ["platform"]
 
 
 def test_bad_queries(gw, loud: str) -> None:
     res = gw.request("GET", f"/v1/functions/{loud}/logs?limit=10001")
-    assert res.status == 400 and "limit" in res.json()["message"] and "10000" in res.json()["message"]
+    assert (
+        res.status == 400 and "limit" in res.json()["message"] and "10000" in res.json()["message"]
+    )
     res = gw.request("GET", f"/v1/functions/{loud}/logs?since=yesterday")
     assert res.status == 400 and "since" in res.json()["message"]
     assert gw.request("GET", "/v1/functions/no-such-fn/logs").status == 404
@@ -128,8 +148,13 @@ def test_bad_queries(gw, loud: str) -> None:
 def test_cli_prints_plain_lines_when_piped(gw, loud: str) -> None:
     rid = gw.invoke(loud, {"tag": "piped"}).headers["x-nimbus-request-id"]
     call_lines(gw, loud, rid)
-    out = subprocess.run([*NIMBUS, "logs", loud, "--request-id", rid], capture_output=True, text=True,
-                         env=cli_env(gw), timeout=60)
+    out = subprocess.run(
+        [*NIMBUS, "logs", loud, "--request-id", rid],
+        capture_output=True,
+        text=True,
+        env=cli_env(gw),
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "\x1b[" not in out.stdout
     rows = out.stdout.splitlines()
@@ -138,8 +163,13 @@ def test_cli_prints_plain_lines_when_piped(gw, loud: str) -> None:
 
 
 def test_cli_follows_new_lines_until_interrupted(gw, loud: str) -> None:
-    proc = subprocess.Popen([*NIMBUS, "logs", loud, "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=cli_env(gw))
+    proc = subprocess.Popen(
+        [*NIMBUS, "logs", loud, "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(gw),
+    )
     out: queue.Queue[str] = queue.Queue()
     err: list[str] = []
     threading.Thread(target=lambda: [out.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
@@ -172,14 +202,21 @@ def test_rest_tail_streams_a_json_array(gw, loud: str) -> None:
     since = call_lines(gw, loud, rid)[0]["timestamp"]
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
     try:
-        conn.request("GET", f"/v1/functions/{loud}/logs:tail?request_id={rid}&since={since}",
-                     headers={"Authorization": f"Bearer {gw.api_key}"})
+        conn.request(
+            "GET",
+            f"/v1/functions/{loud}/logs:tail?request_id={rid}&since={since}",
+            headers={"Authorization": f"Bearer {gw.api_key}"},
+        )
         resp = conn.getresponse()
         assert resp.status == 200
         body = b""
         deadline = time.monotonic() + 30
         while b"REPORT RequestId" not in body and time.monotonic() < deadline:
             body += resp.read1(65536)
-        assert body.lstrip().startswith(b"[") and b'"stream":"stdout"' in body and b"to stdout rest-tail" in body
+        assert (
+            body.lstrip().startswith(b"[")
+            and b'"stream":"stdout"' in body
+            and b"to stdout rest-tail" in body
+        )
     finally:
         conn.close()

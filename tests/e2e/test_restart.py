@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from support import Gateway, free_port
-
 from nimbus.cluster import LocalCluster
+from support import Gateway, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -19,7 +18,10 @@ async def test_functions_survive_a_full_restart(tmp_path):
     await first.start(timeout_s=90)
     try:
         gw = Gateway(port, first.credentials["api_key"])
-        assert gw.create(name, {"main.py": "def handler(e, c):\n    return 'still here'\n"}).status == 200
+        assert (
+            gw.create(name, {"main.py": "def handler(e, c):\n    return 'still here'\n"}).status
+            == 200
+        )
         assert gw.invoke(name, {}).json() == "still here"
     finally:
         await first.stop()

@@ -17,7 +17,9 @@ from replicas import envoy_hosts, until
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(240)]
 
 ECHO = {"main.py": "def handler(event, context):\n    return event\n"}
-SLOW = {"main.py": "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return event\n"}
+SLOW = {
+    "main.py": "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return event\n"
+}
 
 
 class Load:
@@ -31,12 +33,39 @@ class Load:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [
-            *(threading.Thread(target=self._loop, args=("invoke", lambda i: gw.invoke(echo, {"i": i}, timeout=30),
-                                                        lambda r, i: r.json() == {"i": i}), daemon=True) for _ in range(2)),
-            *(threading.Thread(target=self._loop, args=("slow", lambda i: gw.invoke(slow, {"s": 0.4, "i": i}, timeout=30),
-                                                        lambda r, i: r.json() == {"s": 0.4, "i": i}), daemon=True) for _ in range(2)),
-            threading.Thread(target=self._loop, args=("get", lambda i: gw.request("GET", f"/v1/functions/{echo}", timeout=30),
-                                                      lambda r, i: r.json()["name"] == echo), daemon=True),
+            *(
+                threading.Thread(
+                    target=self._loop,
+                    args=(
+                        "invoke",
+                        lambda i: gw.invoke(echo, {"i": i}, timeout=30),
+                        lambda r, i: r.json() == {"i": i},
+                    ),
+                    daemon=True,
+                )
+                for _ in range(2)
+            ),
+            *(
+                threading.Thread(
+                    target=self._loop,
+                    args=(
+                        "slow",
+                        lambda i: gw.invoke(slow, {"s": 0.4, "i": i}, timeout=30),
+                        lambda r, i: r.json() == {"s": 0.4, "i": i},
+                    ),
+                    daemon=True,
+                )
+                for _ in range(2)
+            ),
+            threading.Thread(
+                target=self._loop,
+                args=(
+                    "get",
+                    lambda i: gw.request("GET", f"/v1/functions/{echo}", timeout=30),
+                    lambda r, i: r.json()["name"] == echo,
+                ),
+                daemon=True,
+            ),
         ]
 
     def _loop(self, kind, call, good) -> None:
@@ -45,7 +74,11 @@ class Load:
             i += 1
             try:
                 res = call(i)
-                ok = res.status == 200 and not res.headers.get("x-nimbus-function-error") and good(res, i)
+                ok = (
+                    res.status == 200
+                    and not res.headers.get("x-nimbus-function-error")
+                    and good(res, i)
+                )
                 what = f"{kind} {res.status} {res.body[:200]!r}"
             except Exception as err:
                 ok, what = False, f"{kind} {err!r}"
@@ -70,7 +103,9 @@ async def test_rolling_restart_of_api_and_invokers_fails_no_call(cluster, gw):
     echo, slow = f"rr-{uuid.uuid4().hex[:8]}", f"rr-slow-{uuid.uuid4().hex[:8]}"
     assert gw.create(echo, ECHO).status == 200
     assert gw.create(slow, SLOW, timeout_s=30).status == 200
-    assert gw.invoke(echo, {"i": 0}).status == 200 and gw.invoke(slow, {"s": 0, "i": 0}).status == 200
+    assert (
+        gw.invoke(echo, {"i": 0}).status == 200 and gw.invoke(slow, {"s": 0, "i": 0}).status == 200
+    )
     times: dict[str, float] = {}
     with Load(gw, echo, slow) as load:
         await asyncio.sleep(1.0)
@@ -83,10 +118,16 @@ async def test_rolling_restart_of_api_and_invokers_fails_no_call(cluster, gw):
             assert address not in envoy_hosts(cluster)[cluster_name]
             await asyncio.to_thread(cluster.start_program, program)
             assert cluster.pid(program) != old_pid
-            await until(lambda: envoy_hosts(cluster)[cluster_name].get(address), 30, f"{program} routed again")
+            await until(
+                lambda: envoy_hosts(cluster)[cluster_name].get(address),
+                30,
+                f"{program} routed again",
+            )
             times[program] = time.monotonic() - started
             await asyncio.sleep(1.0)
-    print(f"\n[rolling restart] seconds from SIGTERM to routed again: {json.dumps({k: round(v, 1) for k, v in times.items()})}; "
-          f"calls ok: {load.ok}, failed: {len(load.failures)}")
+    print(
+        f"\n[rolling restart] seconds from SIGTERM to routed again: {json.dumps({k: round(v, 1) for k, v in times.items()})}; "
+        f"calls ok: {load.ok}, failed: {len(load.failures)}"
+    )
     assert load.failures == [], load.failures[:10]
     assert load.ok["invoke"] > 50 and load.ok["slow"] > 10 and load.ok["get"] > 20

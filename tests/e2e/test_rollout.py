@@ -13,11 +13,10 @@ import uuid
 
 import grpc
 import pytest
-from replicas import envoy_counter, envoy_hosts, envoy_runtime, spawn_api, until
-
 from nimbus.api.v1 import functions_pb2 as v1_pb
 from nimbus.api.v1 import functions_pb2_grpc as v1_grpc
 from nimbus.cli.main import main as cli
+from replicas import envoy_counter, envoy_hosts, envoy_runtime, spawn_api, until
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(240)]
 
@@ -33,7 +32,10 @@ class V1Traffic:
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._rest, daemon=True), threading.Thread(target=self._grpc, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._rest, daemon=True),
+            threading.Thread(target=self._grpc, daemon=True),
+        ]
 
     def _record(self, ok: bool, what: str) -> None:
         with self._lock:
@@ -46,7 +48,10 @@ class V1Traffic:
         while not self._stop.is_set():
             try:
                 res = self.gw.request("GET", f"/v1/functions/{self.name}", timeout=10)
-                self._record(res.status == 200 and res.json()["name"] == self.name, f"REST {res.status} {res.body[:200]!r}")
+                self._record(
+                    res.status == 200 and res.json()["name"] == self.name,
+                    f"REST {res.status} {res.body[:200]!r}",
+                )
             except Exception as err:
                 self._record(False, f"REST {err!r}")
 
@@ -56,7 +61,9 @@ class V1Traffic:
             stub = v1_grpc.FunctionsStub(channel)
             while not self._stop.is_set():
                 try:
-                    got = stub.GetFunction(v1_pb.GetFunctionRequest(name=self.name), metadata=meta, timeout=10)
+                    got = stub.GetFunction(
+                        v1_pb.GetFunctionRequest(name=self.name), metadata=meta, timeout=10
+                    )
                     self._record(got.name == self.name, f"gRPC {got!r}")
                 except grpc.RpcError as err:
                     self._record(False, f"gRPC {err.code().name}: {err.details()}")
@@ -74,16 +81,23 @@ class V1Traffic:
 
 def admin(gw, *args: str) -> None:
     out, err = io.StringIO(), io.StringIO()
-    code = cli(["admin", *args, "--endpoint", f"http://127.0.0.1:{gw.port}", "--api-key", gw.api_key],
-               env={}, stdout=out, stderr=err)
+    code = cli(
+        ["admin", *args, "--endpoint", f"http://127.0.0.1:{gw.port}", "--api-key", gw.api_key],
+        env={},
+        stdout=out,
+        stderr=err,
+    )
     assert code == 0, err.getvalue()
 
 
 async def set_weight(cluster, gw, weight: float) -> None:
     await asyncio.to_thread(admin, gw, "rollout", "api", "--version", "v2", "--weight", str(weight))
     want = str(round(weight * 1000))
-    await until(lambda: envoy_runtime(cluster).get("nimbus.routes.api.v1.api_v2") == want, 5,
-                f"Envoy's api v1 route gives {want}/1000 to api_v2")
+    await until(
+        lambda: envoy_runtime(cluster).get("nimbus.routes.api.v1.api_v2") == want,
+        5,
+        f"Envoy's api v1 route gives {want}/1000 to api_v2",
+    )
 
 
 async def test_rollout_v1_to_v2_fails_no_v1_call(cluster, gw):
@@ -91,8 +105,11 @@ async def test_rollout_v1_to_v2_fails_no_v1_call(cluster, gw):
     assert gw.create(name, ECHO).status == 200
     old = [spawn_api(cluster, f"api-old-{i}-{uuid.uuid4().hex[:4]}", "v1") for i in (1, 2)]
     try:
-        await until(lambda: all(envoy_hosts(cluster)["api_v1"].get(r.address) for r in old), 30,
-                    "the v1-only replicas in Envoy's api_v1 cluster")
+        await until(
+            lambda: all(envoy_hosts(cluster)["api_v1"].get(r.address) for r in old),
+            30,
+            "the v1-only replicas in Envoy's api_v1 cluster",
+        )
         # Before the new release takes any traffic: every v1 call to the v1-only replicas.
         await set_weight(cluster, gw, 0.0)
         with V1Traffic(gw, name) as traffic:
@@ -104,17 +121,26 @@ async def test_rollout_v1_to_v2_fails_no_v1_call(cluster, gw):
             started = time.monotonic()
             for program in ("api-1", "api-2"):
                 await asyncio.to_thread(cluster.start_program, program)
-            await until(lambda: len([h for h in envoy_hosts(cluster)["api_v2"].values() if h]) == 2, 30,
-                        "the v2 replicas in Envoy's api_v2 cluster")
-            print(f"\n[rollout] v2 replicas started and routed in {time.monotonic() - started:.1f} s")
+            await until(
+                lambda: len([h for h in envoy_hosts(cluster)["api_v2"].values() if h]) == 2,
+                30,
+                "the v2 replicas in Envoy's api_v2 cluster",
+            )
+            print(
+                f"\n[rollout] v2 replicas started and routed in {time.monotonic() - started:.1f} s"
+            )
             seen: dict[float, tuple[int, int]] = {}
             for weight in (0.1, 0.5, 1.0):
                 await set_weight(cluster, gw, weight)
-                before = (envoy_counter(cluster, "cluster.api_v1.upstream_rq_total"),
-                          envoy_counter(cluster, "cluster.api_v2.upstream_rq_total"))
+                before = (
+                    envoy_counter(cluster, "cluster.api_v1.upstream_rq_total"),
+                    envoy_counter(cluster, "cluster.api_v2.upstream_rq_total"),
+                )
                 await asyncio.sleep(2.0)
-                seen[weight] = (envoy_counter(cluster, "cluster.api_v1.upstream_rq_total") - before[0],
-                                envoy_counter(cluster, "cluster.api_v2.upstream_rq_total") - before[1])
+                seen[weight] = (
+                    envoy_counter(cluster, "cluster.api_v1.upstream_rq_total") - before[0],
+                    envoy_counter(cluster, "cluster.api_v2.upstream_rq_total") - before[1],
+                )
             print(f"[rollout] calls to (api_v1, api_v2) per weight of v2: {seen}")
             assert seen[0.1][1] > 0 and seen[0.1][0] > seen[0.1][1]
             assert seen[1.0][0] == 0 and seen[1.0][1] > 0

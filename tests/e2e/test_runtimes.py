@@ -77,11 +77,34 @@ def awslambdaric_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("awslambdaric")
     cache = tmp_path_factory.mktemp("pip-cache")
     cmd = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
-        "--target", str(target), "--cache-dir", str(cache), "--only-binary=:all:",
-        "--implementation", "cp", "--python-version", "3.11", "--abi", "cp311",
-        "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
-        "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux1_x86_64", "--platform", "manylinux_2_5_x86_64",
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--target",
+        str(target),
+        "--cache-dir",
+        str(cache),
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        "3.11",
+        "--abi",
+        "cp311",
+        "--platform",
+        "manylinux2014_x86_64",
+        "--platform",
+        "manylinux_2_17_x86_64",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--platform",
+        "manylinux1_x86_64",
+        "--platform",
+        "manylinux_2_5_x86_64",
         "awslambdaric",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -123,7 +146,10 @@ async def test_nodejs20_through_the_gateway(gw: Gateway) -> None:
     assert got["echo"] == {"n": 1} and got["requestId"] == first.headers["x-nimbus-request-id"]
     assert (got["functionName"], got["memory"]) == (name, "128")
     assert 0 < got["left"] <= 3000
-    assert first.headers["x-nimbus-cold-start"] == "true" and "x-nimbus-function-error" not in first.headers
+    assert (
+        first.headers["x-nimbus-cold-start"] == "true"
+        and "x-nimbus-function-error" not in first.headers
+    )
     await assert_warm_calls(gw, name)
 
     failed = await asyncio.to_thread(gw.invoke, name, {"fail": "boom"})
@@ -133,7 +159,9 @@ async def test_nodejs20_through_the_gateway(gw: Gateway) -> None:
     assert any("index.js" in line for line in err["stackTrace"])
 
 
-async def test_provided_runs_the_unmodified_awslambdaric(gw: Gateway, awslambdaric_dir: Path) -> None:
+async def test_provided_runs_the_unmodified_awslambdaric(
+    gw: Gateway, awslambdaric_dir: Path
+) -> None:
     name = unique("ric")
     deploy(gw, name, "provided", "function.handler", ric_zip(awslambdaric_dir))
     first = await asyncio.to_thread(gw.invoke, name, {"hello": "ric"}, timeout=90)
@@ -151,6 +179,10 @@ async def test_provided_runs_the_unmodified_awslambdaric(gw: Gateway, awslambdar
     assert failed.status == 200 and failed.headers["x-nimbus-function-error"] == "Unhandled"
     err = failed.json()
     assert (err["errorType"], err["errorMessage"]) == ("ValueError", "ric failure: 7")
-    assert isinstance(err["stackTrace"], list) and any("function.py" in line for line in err["stackTrace"])
+    assert isinstance(err["stackTrace"], list) and any(
+        "function.py" in line for line in err["stackTrace"]
+    )
     # The runtime keeps serving after a handler error.
-    assert (await asyncio.to_thread(gw.invoke, name, {"again": True})).json()["echo"] == {"again": True}
+    assert (await asyncio.to_thread(gw.invoke, name, {"again": True})).json()["echo"] == {
+        "again": True
+    }

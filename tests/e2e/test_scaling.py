@@ -11,15 +11,16 @@ import uuid
 from collections import Counter
 
 import pytest
-from support import Gateway
-
 from nimbus.common import keys
 from nimbus.common.etcd import Etcd
 from nimbus.common.model import InstanceRecord
+from support import Gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-SLEEPS = {"main.py": "import time\ndef handler(event, context):\n    time.sleep(event.get('s', 0.2))\n    return 'ok'\n"}
+SLEEPS = {
+    "main.py": "import time\ndef handler(event, context):\n    time.sleep(event.get('s', 0.2))\n    return 'ok'\n"
+}
 
 
 def unique(prefix: str) -> str:
@@ -47,7 +48,9 @@ async def until(check, timeout_s: float, interval_s: float = 0.2):
     raise AssertionError(f"condition not met within {timeout_s}s (last: {last!r})")
 
 
-def burst(gw: Gateway, name: str, calls: int, event: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+def burst(
+    gw: Gateway, name: str, calls: int, event: bytes
+) -> list[tuple[int, dict[str, str], bytes]]:
     results: list[tuple[int, dict[str, str], bytes]] = []
     lock = threading.Lock()
     gate = threading.Barrier(calls)

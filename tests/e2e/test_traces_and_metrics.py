@@ -26,18 +26,19 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
-from support import Gateway, Response, free_port
-
 from nimbus.cluster import LocalCluster
 from nimbus.common import keys
 from nimbus.common.etcd import Etcd
 from nimbus.common.registry import ServiceEndpoint
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+from support import Gateway, Response, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-ECHO = {"main.py": "import time\ndef handler(event, context):\n    time.sleep(event.get('s', 0))\n    return event\n"}
+ECHO = {
+    "main.py": "import time\ndef handler(event, context):\n    time.sleep(event.get('s', 0))\n    return event\n"
+}
 SERVICES = ("api", "funcmgr", "gateway", "invoker", "node-agent", "scheduler")
 
 
@@ -61,8 +62,15 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
             attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
             for scope in resource_spans.scope_spans:
                 for s in scope.spans:
-                    self.spans.append(ReceivedSpan(attrs.get("service.name", ""), s.trace_id.hex(), s.span_id.hex(),
-                                                   s.parent_span_id.hex(), s.name))
+                    self.spans.append(
+                        ReceivedSpan(
+                            attrs.get("service.name", ""),
+                            s.trace_id.hex(),
+                            s.span_id.hex(),
+                            s.parent_span_id.hex(),
+                            s.name,
+                        )
+                    )
         return trace_service_pb2.ExportTraceServiceResponse()
 
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
@@ -92,7 +100,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     cluster = LocalCluster(home=home, gateway_port=free_port(), env=env)
     try:
         await cluster.start(timeout_s=120)
-        yield Stack(cluster, Gateway(cluster.gateway_port, cluster.credentials["api_key"]), receiver)
+        yield Stack(
+            cluster, Gateway(cluster.gateway_port, cluster.credentials["api_key"]), receiver
+        )
     finally:
         await cluster.stop()
         await server.stop(0)
@@ -105,15 +115,25 @@ def unique(prefix: str) -> str:
 def post(gw: Gateway, path: str, body: bytes, headers: dict[str, str] | None = None) -> Response:
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=60)
     try:
-        conn.request("POST", path, body=body, headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {gw.api_key}", **(headers or {})})
+        conn.request(
+            "POST",
+            path,
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {gw.api_key}",
+                **(headers or {}),
+            },
+        )
         res = conn.getresponse()
         return Response(res.status, {k.lower(): v for k, v in res.getheaders()}, res.read())
     finally:
         conn.close()
 
 
-async def eventually(check: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.2) -> Any:
+async def eventually(
+    check: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.2
+) -> Any:
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -124,9 +144,12 @@ async def eventually(check: Callable[[], Any], timeout_s: float = 30.0, interval
     raise AssertionError(f"condition not met within {timeout_s}s; last: {last!r}")
 
 
-async def whole_trace(receiver: TraceReceiver, trace_id: str, root_parent: str, names: set[str]) -> list[ReceivedSpan]:
+async def whole_trace(
+    receiver: TraceReceiver, trace_id: str, root_parent: str, names: set[str]
+) -> list[ReceivedSpan]:
     """The trace's spans once the expected names are in and every parent has arrived (processes
     export their batches independently)."""
+
     def ready() -> list[ReceivedSpan] | None:
         spans = receiver.trace(trace_id)
         ids = {s.span_id for s in spans}
@@ -137,7 +160,9 @@ async def whole_trace(receiver: TraceReceiver, trace_id: str, root_parent: str, 
     return spans
 
 
-def assert_one_tree(spans: list[ReceivedSpan], root_parent: str) -> tuple[ReceivedSpan, dict[str, list[ReceivedSpan]]]:
+def assert_one_tree(
+    spans: list[ReceivedSpan], root_parent: str
+) -> tuple[ReceivedSpan, dict[str, list[ReceivedSpan]]]:
     """One root, whose parent is root_parent (the caller's span, or none); every other span's parent
     is in the trace. Returns the root and the children of each span id."""
     ids = {s.span_id for s in spans}
@@ -150,37 +175,64 @@ def assert_one_tree(spans: list[ReceivedSpan], root_parent: str) -> tuple[Receiv
     return roots[0], children
 
 
-def has_path(children: dict[str, list[ReceivedSpan]], start: ReceivedSpan, path: list[tuple[str, str]]) -> bool:
+def has_path(
+    children: dict[str, list[ReceivedSpan]], start: ReceivedSpan, path: list[tuple[str, str]]
+) -> bool:
     """Whether a chain of descendants of start has these (service, span name) pairs, in order,
     each the child of the one before."""
     if not path:
         return True
     service, name = path[0]
-    return any(has_path(children, c, path[1:])
-               for c in children[start.span_id] if c.name == name and c.service == service)
+    return any(
+        has_path(children, c, path[1:])
+        for c in children[start.span_id]
+        if c.name == name and c.service == service
+    )
 
 
 async def test_a_cold_then_warm_sync_call_is_one_trace_each(stack: Stack) -> None:
     name = unique("traced")
     assert stack.gw.create(name, ECHO).status == 200
     client_trace, client_span = secrets.token_hex(16), secrets.token_hex(8)
-    cold = await asyncio.to_thread(post, stack.gw, f"/v1/functions/{name}:invoke", b'{"n": 1}',
-                                   {"traceparent": f"00-{client_trace}-{client_span}-01"})
+    cold = await asyncio.to_thread(
+        post,
+        stack.gw,
+        f"/v1/functions/{name}:invoke",
+        b'{"n": 1}',
+        {"traceparent": f"00-{client_trace}-{client_span}-01"},
+    )
     assert cold.status == 200 and cold.headers["x-nimbus-cold-start"] == "true", cold
     # The gateway passes the client's traceparent on: the call joins the client's trace.
     assert cold.headers["x-nimbus-trace-id"] == client_trace
 
-    expected = {"nimbus.api.v1.Invocations/Invoke", "invoker.dispatch", "nimbus.internal.v1.Scheduler/RequestInstance",
-                "nimbus.internal.v1.NodeAgent/CreateInstance", "instance.init", "nimbus.internal.v1.NodeAgent/Invoke",
-                "instance.call"}
+    expected = {
+        "nimbus.api.v1.Invocations/Invoke",
+        "invoker.dispatch",
+        "nimbus.internal.v1.Scheduler/RequestInstance",
+        "nimbus.internal.v1.NodeAgent/CreateInstance",
+        "instance.init",
+        "nimbus.internal.v1.NodeAgent/Invoke",
+        "instance.call",
+    }
     spans = await whole_trace(stack.receiver, client_trace, client_span, expected)
     assert {s.service for s in spans} == {"invoker", "scheduler", "node-agent"}
     invoke, children = assert_one_tree(spans, root_parent=client_span)
     assert (invoke.name, invoke.service) == ("nimbus.api.v1.Invocations/Invoke", "invoker")
-    assert has_path(children, invoke, [
-        ("invoker", "invoker.dispatch"), ("scheduler", "nimbus.internal.v1.Scheduler/RequestInstance"),
-        ("node-agent", "nimbus.internal.v1.NodeAgent/CreateInstance"), ("node-agent", "instance.init")])
-    assert has_path(children, invoke, [("node-agent", "nimbus.internal.v1.NodeAgent/Invoke"), ("node-agent", "instance.call")])
+    assert has_path(
+        children,
+        invoke,
+        [
+            ("invoker", "invoker.dispatch"),
+            ("scheduler", "nimbus.internal.v1.Scheduler/RequestInstance"),
+            ("node-agent", "nimbus.internal.v1.NodeAgent/CreateInstance"),
+            ("node-agent", "instance.init"),
+        ],
+    )
+    assert has_path(
+        children,
+        invoke,
+        [("node-agent", "nimbus.internal.v1.NodeAgent/Invoke"), ("node-agent", "instance.call")],
+    )
 
     # Warm, and without a traceparent: a trace of its own, named in the reply, with no start in it.
     # (The other invoker may not have seen the new instance yet: its first call can start one too.)
@@ -195,8 +247,14 @@ async def test_a_cold_then_warm_sync_call_is_one_trace_each(stack: Stack) -> Non
     spans = await whole_trace(stack.receiver, trace_id, "", {"instance.call"})
     invoke, children = assert_one_tree(spans, root_parent="")
     assert invoke.name == "nimbus.api.v1.Invocations/Invoke"
-    assert has_path(children, invoke, [("node-agent", "nimbus.internal.v1.NodeAgent/Invoke"), ("node-agent", "instance.call")])
-    assert not {"nimbus.internal.v1.Scheduler/RequestInstance", "instance.init"} & {s.name for s in spans}
+    assert has_path(
+        children,
+        invoke,
+        [("node-agent", "nimbus.internal.v1.NodeAgent/Invoke"), ("node-agent", "instance.call")],
+    )
+    assert not {"nimbus.internal.v1.Scheduler/RequestInstance", "instance.init"} & {
+        s.name for s in spans
+    }
 
     # The log lines a call causes carry its trace id (on a good call only the start logs).
     def started_lines() -> list[dict[str, Any]]:
@@ -217,8 +275,13 @@ async def test_an_async_call_is_one_trace_from_accept_to_the_run(stack: Stack) -
     name = unique("traced-async")
     assert stack.gw.create(name, ECHO).status == 200
     client_trace, client_span = secrets.token_hex(16), secrets.token_hex(8)
-    accepted = await asyncio.to_thread(post, stack.gw, f"/v1/functions/{name}:invokeAsync", b'{"n": 3}',
-                                       {"traceparent": f"00-{client_trace}-{client_span}-01"})
+    accepted = await asyncio.to_thread(
+        post,
+        stack.gw,
+        f"/v1/functions/{name}:invokeAsync",
+        b'{"n": 3}',
+        {"traceparent": f"00-{client_trace}-{client_span}-01"},
+    )
     assert accepted.status == 200, accepted
     assert accepted.headers["x-nimbus-trace-id"] == client_trace
     invocation_id = accepted.json()["invocation_id"]
@@ -226,24 +289,41 @@ async def test_an_async_call_is_one_trace_from_accept_to_the_run(stack: Stack) -
     def finished() -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", stack.gw.port, timeout=10)
         try:
-            conn.request("GET", f"/v1/invocations/{invocation_id}", headers={"Authorization": f"Bearer {stack.gw.api_key}"})
+            conn.request(
+                "GET",
+                f"/v1/invocations/{invocation_id}",
+                headers={"Authorization": f"Bearer {stack.gw.api_key}"},
+            )
             return json.loads(conn.getresponse().read()).get("status") == "SUCCEEDED"
         finally:
             conn.close()
 
     await eventually(lambda: finished(), timeout_s=60, interval_s=0.3)
-    spans = await whole_trace(stack.receiver, client_trace, client_span, {"async.run", "instance.call"})
+    spans = await whole_trace(
+        stack.receiver, client_trace, client_span, {"async.run", "instance.call"}
+    )
     accept, children = assert_one_tree(spans, root_parent=client_span)
     assert (accept.name, accept.service) == ("nimbus.api.v1.Invocations/InvokeAsync", "invoker")
-    assert has_path(children, accept, [
-        ("invoker", "async.publish"), ("invoker", "async.run"), ("invoker", "invoker.dispatch")])
-    assert has_path(children, accept, [
-        ("invoker", "async.publish"), ("invoker", "async.run"), ("node-agent", "nimbus.internal.v1.NodeAgent/Invoke"),
-        ("node-agent", "instance.call")])
+    assert has_path(
+        children,
+        accept,
+        [("invoker", "async.publish"), ("invoker", "async.run"), ("invoker", "invoker.dispatch")],
+    )
+    assert has_path(
+        children,
+        accept,
+        [
+            ("invoker", "async.publish"),
+            ("invoker", "async.run"),
+            ("node-agent", "nimbus.internal.v1.NodeAgent/Invoke"),
+            ("node-agent", "instance.call"),
+        ],
+    )
     assert [s.name for s in spans].count("async.run") == 1  # it ran once: no redelivery
 
 
 # -- metrics ------------------------------------------------------------------------------------
+
 
 async def registry_records(cluster: LocalCluster) -> list[ServiceEndpoint]:
     etcd = Etcd("127.0.0.1", cluster.ports["etcd"])
@@ -271,8 +351,15 @@ def scrape(address: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
     return out
 
 
-def total(scrapes: list[dict[tuple[str, tuple[tuple[str, str], ...]], float]], name: str, **labels: str) -> float:
-    return sum(v for s in scrapes for (n, ls), v in s.items() if n == name and labels.items() <= dict(ls).items())
+def total(
+    scrapes: list[dict[tuple[str, tuple[tuple[str, str], ...]], float]], name: str, **labels: str
+) -> float:
+    return sum(
+        v
+        for s in scrapes
+        for (n, ls), v in s.items()
+        if n == name and labels.items() <= dict(ls).items()
+    )
 
 
 async def test_every_replica_serves_metrics_and_the_function_series_move(stack: Stack) -> None:
@@ -285,8 +372,10 @@ async def test_every_replica_serves_metrics_and_the_function_series_move(stack: 
     for service in SERVICES:
         for address in by_service[service]:
             scraped = await asyncio.to_thread(scrape, address)
-            assert any(n == "nimbus_grpc_server_requests_total" or n == "process_cpu_seconds_total"
-                       for n, _ in scraped), f"{service} at {address}"
+            assert any(
+                n == "nimbus_grpc_server_requests_total" or n == "process_cpu_seconds_total"
+                for n, _ in scraped
+            ), f"{service} at {address}"
 
     def invokers() -> list[dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
         return [scrape(a) for a in by_service["invoker"]]
@@ -311,15 +400,22 @@ async def test_every_replica_serves_metrics_and_the_function_series_move(stack: 
     runner = threading.Thread(target=lambda: slow.append(stack.gw.invoke(name, {"s": 1.5})))
     runner.start()
     try:
-        await eventually(lambda: total(invokers(), "nimbus_concurrent_executions", **fn) == 1, timeout_s=10,
-                         interval_s=0.05)
+        await eventually(
+            lambda: total(invokers(), "nimbus_concurrent_executions", **fn) == 1,
+            timeout_s=10,
+            interval_s=0.05,
+        )
         refused = await asyncio.to_thread(stack.gw.invoke, name, {"n": "x"})
         # While the call runs its instance is BUSY on the node and recorded in etcd.
         nodes = [await asyncio.to_thread(scrape, a) for a in by_service["node-agent"]]
         schedulers = [await asyncio.to_thread(scrape, a) for a in by_service["scheduler"]]
     finally:
         await asyncio.to_thread(runner.join, 30)
-    assert refused.status == 429 and slow[0].status == 200 and "x-nimbus-function-error" not in slow[0].headers
+    assert (
+        refused.status == 429
+        and slow[0].status == 200
+        and "x-nimbus-function-error" not in slow[0].headers
+    )
     calls += 1
     after = await asyncio.to_thread(invokers)
     assert total(after, "nimbus_invocations_total", **fn, outcome="success") == calls
@@ -327,8 +423,20 @@ async def test_every_replica_serves_metrics_and_the_function_series_move(stack: 
     assert total(after, "nimbus_throttles_total", **fn) == 1
 
     assert total(nodes, "nimbus_node_instances", state="BUSY") >= 1, [
-        (labels, v) for n in nodes for (metric, labels), v in n.items() if metric == "nimbus_node_instances"]
+        (labels, v)
+        for n in nodes
+        for (metric, labels), v in n.items()
+        if metric == "nimbus_node_instances"
+    ]
     assert total(nodes, "nimbus_instance_starts_total", outcome="ok") >= 1
     assert total(schedulers, "nimbus_scheduler_leader") == 1
     assert max(total([s], "nimbus_scheduler_instances", function=name) for s in schedulers) >= 1
-    assert total(after, "nimbus_grpc_server_requests_total", method="nimbus.api.v1.Invocations/Invoke", code="OK") >= calls
+    assert (
+        total(
+            after,
+            "nimbus_grpc_server_requests_total",
+            method="nimbus.api.v1.Invocations/Invoke",
+            code="OK",
+        )
+        >= calls
+    )

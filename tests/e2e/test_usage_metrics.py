@@ -31,7 +31,9 @@ def handler(event, context):
         raise ValueError("asked to fail")
     return {"ok": True}
 """
-REPORT = re.compile(r"^REPORT RequestId: (\S+)\tDuration: [0-9.]+ ms\tBilled Duration: (\d+) ms\tMemory Size: (\d+) MB")
+REPORT = re.compile(
+    r"^REPORT RequestId: (\S+)\tDuration: [0-9.]+ ms\tBilled Duration: (\d+) ms\tMemory Size: (\d+) MB"
+)
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -51,7 +53,9 @@ def window() -> str:
     return f"from={today - timedelta(days=1)}&to={today + timedelta(days=1)}"
 
 
-def usage_rows(gw: Gateway, name: str, key: str | None = "default") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def usage_rows(
+    gw: Gateway, name: str, key: str | None = "default"
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     res = gw.request("GET", f"/v1/usage?{window()}", key=key)
     assert res.status == 200, res.body
     data = res.json()
@@ -100,7 +104,9 @@ def test_usage_and_metrics_match_the_report_lines(gw: Gateway) -> None:
         for r in slow:
             (throttled if r.status == 429 else responses).append(r)
             slow_ran = slow_ran or r.status == 200
-    assert slow_ran and throttled, "no call was throttled while the slow call held max_concurrency 1"
+    assert slow_ran and throttled, (
+        "no call was throttled while the slow call held max_concurrency 1"
+    )
     assert all(r.status == 200 for r in responses), [r.status for r in responses]
     calls = len(responses)
     errors = sum(1 for r in responses if r.headers.get("x-nimbus-function-error"))
@@ -112,8 +118,11 @@ def test_usage_and_metrics_match_the_report_lines(gw: Gateway) -> None:
         return rows if sum(int(r["requests"]) for r in rows) >= calls else None
 
     rows = wait_for(metered, 120, f"usage to count {calls} requests")
-    reports = wait_for(lambda: (lambda found: found if len(found) >= calls else None)(report_lines(gw, name)),
-                       60, "every REPORT line")
+    reports = wait_for(
+        lambda: (lambda found: found if len(found) >= calls else None)(report_lines(gw, name)),
+        60,
+        "every REPORT line",
+    )
     assert set(reports) == {r.headers["x-nimbus-request-id"] for r in responses}
     mb_ms = sum(billed * memory for billed, memory in reports.values())
     assert all(memory == 256 for _, memory in reports.values())
@@ -135,25 +144,56 @@ def test_usage_and_metrics_match_the_report_lines(gw: Gateway) -> None:
     buckets = wait_for(metrics_seen, 30, "the throttle in the metrics")
     assert len(buckets) == 15
     starts = [datetime.fromisoformat(b["start"]) for b in buckets]
-    assert starts == sorted(starts) and all((b - a).total_seconds() == 60 for a, b in zip(starts, starts[1:]))
+    assert starts == sorted(starts) and all(
+        (b - a).total_seconds() == 60 for a, b in zip(starts, starts[1:])
+    )
     assert sum(int(b.get("invocations", 0)) for b in buckets) == calls
     assert sum(int(b.get("errors", 0)) for b in buckets) == errors
     assert sum(int(b.get("throttles", 0)) for b in buckets) == len(throttled)
     assert sum(int(b.get("cold_starts", 0)) for b in buckets) >= 1
     busy = [b for b in buckets if int(b.get("invocations", 0))]
-    assert all(0 < b["duration_p50_ms"] <= b["duration_p90_ms"] <= b["duration_p99_ms"] for b in busy)
+    assert all(
+        0 < b["duration_p50_ms"] <= b["duration_p90_ms"] <= b["duration_p99_ms"] for b in busy
+    )
     # The slow call (4 s) is in some minute's tail.
     assert max(b["duration_p99_ms"] for b in busy) >= 3000
 
     # The CLI prints the same through the SDK.
-    env = {**os.environ, "NIMBUS_ENDPOINT": f"http://127.0.0.1:{gw.port}", "NIMBUS_API_KEY": gw.api_key}
+    env = {
+        **os.environ,
+        "NIMBUS_ENDPOINT": f"http://127.0.0.1:{gw.port}",
+        "NIMBUS_API_KEY": gw.api_key,
+    }
     today = datetime.now(UTC).date()
-    out = subprocess.run([sys.executable, "-m", "nimbus.cli", "usage", "--json", "--from", str(today - timedelta(days=1)),
-                          "--to", str(today + timedelta(days=1))], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nimbus.cli",
+            "usage",
+            "--json",
+            "--from",
+            str(today - timedelta(days=1)),
+            "--to",
+            str(today + timedelta(days=1)),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
-    assert sum(int(r["requests"]) for r in json.loads(out.stdout)["rows"] if r["function"] == name) == calls
-    out = subprocess.run([sys.executable, "-m", "nimbus.cli", "metrics", name, "--minutes", "5"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    assert (
+        sum(int(r["requests"]) for r in json.loads(out.stdout)["rows"] if r["function"] == name)
+        == calls
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "nimbus.cli", "metrics", name, "--minutes", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].split()[:3] == ["MINUTE(UTC)", "CALLS", "ERRORS"]
     assert len(out.stdout.splitlines()) == 6
@@ -167,8 +207,12 @@ def test_usage_is_per_namespace_and_validated(gw: Gateway) -> None:
     rows, data = usage_rows(gw, "", key=other_key)
     assert data.get("rows", []) == [] and int(data.get("total_requests", 0)) == 0
 
-    for query, field in [("from=2026-13-01", "from"), ("to=yesterday", "to"), ("from=2026-02-01&to=2026-01-31", "to"),
-                         ("from=2024-01-01&to=2025-01-01", "from")]:
+    for query, field in [
+        ("from=2026-13-01", "from"),
+        ("to=yesterday", "to"),
+        ("from=2026-02-01&to=2026-01-31", "to"),
+        ("from=2024-01-01&to=2025-01-01", "from"),
+    ]:
         res = gw.request("GET", f"/v1/usage?{query}")
         assert res.status == 400, (query, res.body)
         assert res.json()["message"].startswith(f"{field}:"), res.body

@@ -8,16 +8,18 @@ import uuid
 
 import grpc
 import pytest
-
 from google.api import httpbody_pb2
-from support import zip_of
-
 from nimbus.api.v1 import invocations_pb2, invocations_pb2_grpc
+from support import zip_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-ECHO = {"main.py": "def handler(event, context):\n    return {'echo': event, 'rid': context.request_id, 'fn': context.function_name}\n"}
-RAISES = {"main.py": "def handler(event, context):\n    raise ValueError('bad input: ' + str(event))\n"}
+ECHO = {
+    "main.py": "def handler(event, context):\n    return {'echo': event, 'rid': context.request_id, 'fn': context.function_name}\n"
+}
+RAISES = {
+    "main.py": "def handler(event, context):\n    raise ValueError('bad input: ' + str(event))\n"
+}
 
 
 def unique(prefix: str) -> str:
@@ -29,7 +31,12 @@ async def test_deploy_and_invoke_by_rest(gw):
     created = gw.create(name, ECHO)
     assert created.status == 200, created.body
     fn = created.json()
-    assert fn["name"] == name and fn["runtime"] == "python3.11" and fn["memory_mb"] == 128 and fn["timeout_s"] == 3
+    assert (
+        fn["name"] == name
+        and fn["runtime"] == "python3.11"
+        and fn["memory_mb"] == 128
+        and fn["timeout_s"] == 3
+    )
     assert len(fn["code_sha256"]) == 64
 
     first = gw.invoke(name, {"n": 1})
@@ -57,7 +64,10 @@ async def test_invoke_by_grpc_through_the_gateway(gw):
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
         stub = invocations_pb2_grpc.InvocationsStub(channel)
         call = stub.Invoke(
-            invocations_pb2.InvokeRequest(name=name, body=httpbody_pb2.HttpBody(content_type="application/json", data=b'{"g": 2}')),
+            invocations_pb2.InvokeRequest(
+                name=name,
+                body=httpbody_pb2.HttpBody(content_type="application/json", data=b'{"g": 2}'),
+            ),
             metadata=(("authorization", f"Bearer {gw.api_key}"),),
             timeout=30,
         )
@@ -77,7 +87,9 @@ async def test_function_error_is_a_200_with_the_error_header(gw):
     err = res.json()
     assert err["errorType"] == "ValueError"
     assert "bad input" in err["errorMessage"]
-    assert isinstance(err["stackTrace"], list) and any("main.py" in line for line in err["stackTrace"])
+    assert isinstance(err["stackTrace"], list) and any(
+        "main.py" in line for line in err["stackTrace"]
+    )
 
 
 async def test_unknown_function_is_404(gw):
@@ -107,8 +119,12 @@ async def test_missing_or_bad_key_is_401(gw, key):
     ],
 )
 async def test_invalid_fields_are_400_naming_the_field(gw, override, field):
-    body = {"name": unique("bad"), "runtime": "python3.11", "handler": "main.handler",
-            "code": {"zip_base64": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}}
+    body = {
+        "name": unique("bad"),
+        "runtime": "python3.11",
+        "handler": "main.handler",
+        "code": {"zip_base64": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="},
+    }
     body.update(override)
     res = gw.request("POST", "/v1/functions", body)
     assert res.status == 400, res.body
@@ -136,7 +152,11 @@ async def test_list_get_update_delete(gw):
     got = gw.request("GET", f"/v1/functions/{name}").json()
     assert got["memory_mb"] == 256 and got["env"] == {"GREETING": "hi"}
     patched = gw.request("PATCH", f"/v1/functions/{name}", {"timeout_s": 10})
-    assert patched.status == 200 and patched.json()["timeout_s"] == 10 and patched.json()["memory_mb"] == 256
+    assert (
+        patched.status == 200
+        and patched.json()["timeout_s"] == 10
+        and patched.json()["memory_mb"] == 256
+    )
     assert gw.request("DELETE", f"/v1/functions/{name}").status == 200
     assert gw.request("GET", f"/v1/functions/{name}").status == 404
 
@@ -161,7 +181,9 @@ async def test_env_reaches_the_function(gw):
 async def test_namespaces_see_nothing_of_each_other(gw):
     name = unique("private")
     assert gw.create(name, ECHO).status == 200
-    issued = gw.request("POST", "/v1/keys", {"namespace": unique("tenant").lower(), "description": "test"})
+    issued = gw.request(
+        "POST", "/v1/keys", {"namespace": unique("tenant").lower(), "description": "test"}
+    )
     assert issued.status == 200, issued.body
     other = issued.json()["api_key"]
     assert gw.request("GET", "/v1/functions", key=other).json()["functions"] == []
@@ -172,7 +194,12 @@ async def test_namespaces_see_nothing_of_each_other(gw):
 
 async def test_code_that_cannot_load_is_a_function_error(gw):
     name = unique("broken")
-    assert gw.create(name, {"main.py": "import no_such_module\ndef handler(e, c):\n    return 1\n"}).status == 200
+    assert (
+        gw.create(
+            name, {"main.py": "import no_such_module\ndef handler(e, c):\n    return 1\n"}
+        ).status
+        == 200
+    )
     res = gw.invoke(name, {})
     assert res.status == 200, res.body
     assert res.headers["x-nimbus-function-error"] == "Unhandled"
@@ -188,8 +215,15 @@ async def test_event_is_json_whatever_the_content_type(gw):
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
     try:
         # What `curl -d '{...}'` sends: a form content type around a JSON body.
-        conn.request("POST", f"/v1/functions/{name}:invoke", body=b'{"curl": true}',
-                     headers={"Authorization": f"Bearer {gw.api_key}", "Content-Type": "application/x-www-form-urlencoded"})
+        conn.request(
+            "POST",
+            f"/v1/functions/{name}:invoke",
+            body=b'{"curl": true}',
+            headers={
+                "Authorization": f"Bearer {gw.api_key}",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
         res = conn.getresponse()
         assert res.status == 200 and json.loads(res.read())["echo"] == {"curl": True}
     finally:
@@ -201,11 +235,15 @@ async def test_event_is_json_whatever_the_content_type(gw):
 
 async def test_log_tail_on_request(gw):
     name = unique("logs")
-    files = {"main.py": "def handler(event, context):\n    print('hello from', context.request_id)\n    return 1\n"}
+    files = {
+        "main.py": "def handler(event, context):\n    print('hello from', context.request_id)\n    return 1\n"
+    }
     assert gw.create(name, files).status == 200
     res = gw.request("POST", f"/v1/functions/{name}:invoke?log=tail", raw=b"{}")
     assert res.status == 200, res.body
     tail = base64.b64decode(res.headers["x-nimbus-log-tail"]).decode()
     assert f"hello from {res.headers['x-nimbus-request-id']}" in tail
     assert "x-nimbus-log-tail" not in gw.invoke(name, {}).headers
-    assert gw.request("POST", f"/v1/functions/{name}:invoke?log=everything", raw=b"{}").status == 400
+    assert (
+        gw.request("POST", f"/v1/functions/{name}:invoke?log=everything", raw=b"{}").status == 400
+    )

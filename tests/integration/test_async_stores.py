@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-
 from nimbus.cluster import binaries
 from nimbus.common.auth import Principal
 from nimbus.common.clock import SystemClock
@@ -60,8 +59,11 @@ class Nats:
 
     def start(self) -> None:
         bin_ = binaries.resolve({"nats"})["nats"]
-        self.proc = subprocess.Popen([bin_, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [bin_, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_port(self.port)
 
     def kill9(self) -> None:
@@ -88,8 +90,20 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nats]:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     bin_ = binaries.resolve({"redis"})["redis"]
-    proc = subprocess.Popen([bin_, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir",
-                             str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            bin_,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path_factory.mktemp("redis")),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     wait_port(port)
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
@@ -146,7 +160,9 @@ class Runner:
         self.runs: dict[str, int] = {}
         self.throttled: dict[str, int] = {}
 
-    async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult:
+    async def invoke(
+        self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float
+    ) -> InvokeResult:
         key = json.loads(payload)["id"]
         if self.throttled.get(key, 0) < self.throttle:
             self.throttled[key] = self.throttled.get(key, 0) + 1
@@ -155,7 +171,15 @@ class Runner:
         if self.sleep_s:
             await asyncio.sleep(self.sleep_s)
         if self.runs[key] <= self.fail:
-            return InvokeResult("rq", b'{"errorType": "Boom", "errorMessage": "no"}', "Unhandled", 1, 1, False, "$LATEST")
+            return InvokeResult(
+                "rq",
+                b'{"errorType": "Boom", "errorMessage": "no"}',
+                "Unhandled",
+                1,
+                1,
+                False,
+                "$LATEST",
+            )
         return InvokeResult("rq", json.dumps({"echo": key}).encode(), "", 1, 1, False, "$LATEST")
 
 
@@ -167,19 +191,29 @@ async def test_records_follow_the_sequence_rule(records: RedisRecords):
     moved = await records.move(ref, Move(InvocationStatus.RUNNING, attempts_delta=1), 102.0)
     assert (moved.applied, moved.status, moved.attempts) == (True, "RUNNING", 1)
     assert not await records.create(ref, 103.0)  # a late accept never resets progress
-    done = await records.move(ref, Move(InvocationStatus.SUCCEEDED, result=b'{"r": 1}', error=b""), 104.0)
+    done = await records.move(
+        ref, Move(InvocationStatus.SUCCEEDED, result=b'{"r": 1}', error=b""), 104.0
+    )
     assert done.applied
     late = await records.move(ref, Move(InvocationStatus.RUNNING, attempts_delta=1), 105.0)
     assert (late.applied, late.status) == (False, "SUCCEEDED")
-    stale = await records.move(EventRef(rid, "ns", "fn", "", 100.0, 4), Move(InvocationStatus.FAILED), 106.0)
+    stale = await records.move(
+        EventRef(rid, "ns", "fn", "", 100.0, 4), Move(InvocationStatus.FAILED), 106.0
+    )
     assert not stale.applied
     # A replay is a newer event: it starts the record afresh.
     assert await records.create(EventRef(rid, "ns", "fn", "", 200.0, 9), 200.0)
     record = await records.get(rid)
-    assert record is not None and (record.status, record.attempts, record.result_json) == ("QUEUED", 0, "")
+    assert record is not None and (record.status, record.attempts, record.result_json) == (
+        "QUEUED",
+        0,
+        "",
+    )
 
 
-async def test_writes_made_together_share_a_batch_and_keep_their_own_outcomes(records: RedisRecords):
+async def test_writes_made_together_share_a_batch_and_keep_their_own_outcomes(
+    records: RedisRecords,
+):
     refs = [EventRef(str(uuid.uuid4()), "ns", "fn", "", 100.0, 7) for _ in range(40)]
     assert all(await asyncio.gather(*(records.create(ref, 100.0) for ref in refs)))
     first = refs[0]
@@ -189,8 +223,14 @@ async def test_writes_made_together_share_a_batch_and_keep_their_own_outcomes(re
         records.move(first, Move(InvocationStatus.SUCCEEDED, result=b'{"r": 1}', error=b""), 102.0),
         records.move(first, Move(InvocationStatus.RUNNING, attempts_delta=1), 103.0),
         # Bytes go as they are (not valid UTF-8 here); strings that look like numbers stay strings.
-        *(records.move(ref, Move(InvocationStatus.FAILED, error=b"\xff\x00e", version="7", request_id="12"), 104.0)
-          for ref in refs[1:]),
+        *(
+            records.move(
+                ref,
+                Move(InvocationStatus.FAILED, error=b"\xff\x00e", version="7", request_id="12"),
+                104.0,
+            )
+            for ref in refs[1:]
+        ),
         records.create(first, 105.0),
     )
     running, done, late, *failed, again = results
@@ -199,18 +239,34 @@ async def test_writes_made_together_share_a_batch_and_keep_their_own_outcomes(re
     assert (late.applied, late.status, late.attempts) == (False, "SUCCEEDED", 1)
     assert all(m.applied and m.status == "FAILED" for m in failed) and again is False
     record = await records.get(first.invocation_id)
-    assert record is not None and (record.status, record.attempts, record.result_json) == ("SUCCEEDED", 1, '{"r": 1}')
-    assert (record.namespace, record.function, record.created_at) == ("ns", "fn", "1970-01-01T00:01:40.000Z")
+    assert record is not None and (record.status, record.attempts, record.result_json) == (
+        "SUCCEEDED",
+        1,
+        '{"r": 1}',
+    )
+    assert (record.namespace, record.function, record.created_at) == (
+        "ns",
+        "fn",
+        "1970-01-01T00:01:40.000Z",
+    )
     raw = await records._redis.hgetall(record_key(refs[1].invocation_id))
-    assert (raw[b"error"], raw[b"version"], raw[b"request_id"], raw[b"seq"]) == (b"\xff\x00e", b"7", b"12", b"7")
+    assert (raw[b"error"], raw[b"version"], raw[b"request_id"], raw[b"seq"]) == (
+        b"\xff\x00e",
+        b"7",
+        b"12",
+        b"7",
+    )
 
 
 async def test_a_lost_redis_fails_each_write_within_the_deadline():
     store = RedisRecords(f"redis://127.0.0.1:{free_port()}/0", 600)
     try:
         ref = EventRef(str(uuid.uuid4()), "ns", "fn", "", 100.0, 1)
-        outcomes = await asyncio.gather(store.create(ref, 100.0), store.move(ref, Move(InvocationStatus.RUNNING), 101.0),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            store.create(ref, 100.0),
+            store.move(ref, Move(InvocationStatus.RUNNING), 101.0),
+            return_exceptions=True,
+        )
         assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
     finally:
         await store.close()
@@ -223,7 +279,9 @@ async def test_publish_dedups_by_message_id(js: JetStreamClient):
     assert not first.duplicate and again.duplicate and again.seq == first.seq
 
 
-async def test_standing_pull_hands_over_at_most_the_room_and_outlives_its_requests(js: JetStreamClient):
+async def test_standing_pull_hands_over_at_most_the_room_and_outlives_its_requests(
+    js: JetStreamClient,
+):
     subject = "nimbus.events.ns.pull-" + uuid.uuid4().hex[:8]
     for i in range(10):
         await js.publish(subject, b"{}", {"test": subject}, f"pull-{subject}-{i}")
@@ -254,7 +312,17 @@ async def test_standing_pull_hands_over_at_most_the_room_and_outlives_its_reques
 async def run_consumer(js, records, runner, cfg, functions=None):  # type: ignore[no-untyped-def]
     functions = functions or Functions()
     submitter = AsyncInvocations(functions, js, records, SystemClock(), cfg.max_event_bytes)
-    consumer = EventConsumer(js, records, runner, functions, submitter, lambda ns, fn: None, cfg, SystemClock(), lambda: 0.5)
+    consumer = EventConsumer(
+        js,
+        records,
+        runner,
+        functions,
+        submitter,
+        lambda ns, fn: None,
+        cfg,
+        SystemClock(),
+        lambda: 0.5,
+    )
     return submitter, consumer, asyncio.create_task(consumer.run())
 
 
@@ -345,13 +413,18 @@ class SwitchedRecords:
         return await self.store.get(invocation_id)
 
 
-async def test_no_record_no_run_and_short_runs_count_once(js: JetStreamClient, records: RedisRecords):
+async def test_no_record_no_run_and_short_runs_count_once(
+    js: JetStreamClient, records: RedisRecords
+):
     cfg = EventsConfig(ack_wait_s=3, workers=4)
     switched = SwitchedRecords(records)
     runner = Runner()
     submitter, consumer, task = await run_consumer(js, switched, runner, cfg)
     try:
-        ids = [await submitter.submit(WHO, "fn-down", "", json.dumps({"id": f"d{i}"}).encode()) for i in range(3)]
+        ids = [
+            await submitter.submit(WHO, "fn-down", "", json.dumps({"id": f"d{i}"}).encode())
+            for i in range(3)
+        ]
         await asyncio.sleep(1.5)
         assert runner.runs == {}  # stored, but nothing runs while its outcome could not be kept
         switched.down = False
@@ -366,10 +439,15 @@ async def test_no_record_no_run_and_short_runs_count_once(js: JetStreamClient, r
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_nats_restart_keeps_stored_events(nats_server: Nats, js: JetStreamClient, records: RedisRecords):
+async def test_nats_restart_keeps_stored_events(
+    nats_server: Nats, js: JetStreamClient, records: RedisRecords
+):
     cfg = EventsConfig(ack_wait_s=3, workers=8)
     submitter = AsyncInvocations(Functions(), js, records, SystemClock(), cfg.max_event_bytes)
-    ids = [await submitter.submit(WHO, "fn-restart", "", json.dumps({"id": f"r{i}"}).encode()) for i in range(50)]
+    ids = [
+        await submitter.submit(WHO, "fn-restart", "", json.dumps({"id": f"r{i}"}).encode())
+        for i in range(50)
+    ]
     nats_server.kill9()
     nats_server.start()
     await js.wait_ready(20)

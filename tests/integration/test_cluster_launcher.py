@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from nimbus.cluster import ClusterError, LocalCluster, free_port
-from nimbus.cluster import procs
+from nimbus.cluster import ClusterError, LocalCluster, free_port, procs
 from nimbus.cluster.layout import REPO
 
 pytestmark = pytest.mark.timeout(180)
@@ -124,10 +122,13 @@ async def test_two_clusters_with_envoy_side_by_side(tmp_path):
         await b.start(timeout_s=60)
         try:
             assert a.gateway_port != b.gateway_port
+
             # The ports each cluster really listens on (ports of programs `only` left out are
             # merely reserved in ports.json and may be picked by the other cluster).
             def bound(c):
-                return {c.ports[port] for prog in c.programs for port in prog.ports} | {c.gateway_port}
+                return {c.ports[port] for prog in c.programs for port in prog.ports} | {
+                    c.gateway_port
+                }
 
             assert bound(a).isdisjoint(bound(b))
             for c in (a, b):
@@ -168,7 +169,9 @@ async def test_start_timeout_names_the_program_and_its_log(tmp_path):
 
 
 async def test_start_stops_waiting_for_a_service_with_a_bad_setting(tmp_path):
-    cluster = LocalCluster(tmp_path / "home", free_port(), {"NIMBUS_EVENT_LOOP": "bogus"}, only={"etcd", "funcmgr"})
+    cluster = LocalCluster(
+        tmp_path / "home", free_port(), {"NIMBUS_EVENT_LOOP": "bogus"}, only={"etcd", "funcmgr"}
+    )
     started = time.monotonic()
     with pytest.raises(ClusterError) as err:
         await cluster.start(timeout_s=120)
@@ -184,10 +187,18 @@ async def test_start_stops_waiting_for_a_service_with_a_bad_setting(tmp_path):
         assert mended.state("funcmgr") == "RUNNING"
 
 
-def _cli(args: list[str], home: Path, gateway: int, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _cli(
+    args: list[str], home: Path, gateway: int, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NIMBUS_HOME": str(home), "NIMBUS_GATEWAY_PORT": str(gateway)}
-    return subprocess.run([sys.executable, "-m", "nimbus.cluster", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "nimbus.cluster", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def test_cli_down_with_nothing_running(tmp_path):
@@ -210,10 +221,20 @@ def test_cli_up_refuses_a_busy_gateway_port(tmp_path):
 def test_cli_up_is_interrupted_cleanly_by_down(tmp_path):
     """`down` from another shell stops an `up` that is still waiting for its programs."""
     home = tmp_path / "home"
-    env = {**os.environ, "NIMBUS_HOME": str(home), "NIMBUS_GATEWAY_PORT": str(free_port()),
-           "NIMBUS_START_TIMEOUT_S": "120"}
-    up = subprocess.Popen([sys.executable, "-m", "nimbus.cluster", "up"], env=env, cwd=REPO,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "NIMBUS_HOME": str(home),
+        "NIMBUS_GATEWAY_PORT": str(free_port()),
+        "NIMBUS_START_TIMEOUT_S": "120",
+    }
+    up = subprocess.Popen(
+        [sys.executable, "-m", "nimbus.cluster", "up"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (home / "run" / "supervisord.pid").exists():

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from nimbus.api.v1 import functions_pb2, functions_pb2_grpc
 from nimbus.cluster import binaries, envoy, free_port, spec
 from nimbus.common.registry import Rollout, ServiceEndpoint
@@ -33,11 +32,21 @@ def edge(tmp_path: Path):
     xds_dir = tmp_path / "xds"
     XdsDirectory(xds_dir).write(xds.seed_files())
     config = tmp_path / "envoy.yaml"
-    config.write_text(envoy.render(cluster_spec, ports, gateway, xds_dir=xds_dir,
-                                   limits=envoy.EdgeLimits(key_rps=2, key_burst=3, anon_rps=50, anon_burst=50)))
+    config.write_text(
+        envoy.render(
+            cluster_spec,
+            ports,
+            gateway,
+            xds_dir=xds_dir,
+            limits=envoy.EdgeLimits(key_rps=2, key_burst=3, anon_rps=50, anon_burst=50),
+        )
+    )
     binary = binaries.resolve({"envoy"})["envoy"]
-    proc = subprocess.Popen([binary, "-c", str(config), "--disable-hot-restart", "--log-level", "warn"],
-                            stdout=open(tmp_path / "envoy.log", "wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [binary, "-c", str(config), "--disable-hot-restart", "--log-level", "warn"],
+        stdout=open(tmp_path / "envoy.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     admin = ports["envoy_admin"]
     deadline = time.monotonic() + 20
     while True:
@@ -82,7 +91,11 @@ def test_per_key_rate_limit_answers_429_with_retry_after(edge):
     with grpc.insecure_channel(f"127.0.0.1:{gateway}") as channel:
         stub = functions_pb2_grpc.FunctionsStub(channel)
         with pytest.raises(grpc.RpcError) as err:
-            stub.ListFunctions(functions_pb2.ListFunctionsRequest(), metadata=(("authorization", "Bearer key-a"),), timeout=5)
+            stub.ListFunctions(
+                functions_pb2.ListFunctionsRequest(),
+                metadata=(("authorization", "Bearer key-a"),),
+                timeout=5,
+            )
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     # the bucket refills
     time.sleep(1.1)
@@ -91,27 +104,43 @@ def test_per_key_rate_limit_answers_429_with_retry_after(edge):
 
 def test_route_timeouts_and_loopback_admin(edge):
     _, admin, _, text = edge
-    assert f"timeout: {envoy.INVOKE_TIMEOUT}" in text and f"timeout: {envoy.CONTROL_TIMEOUT}" in text
+    assert (
+        f"timeout: {envoy.INVOKE_TIMEOUT}" in text and f"timeout: {envoy.CONTROL_TIMEOUT}" in text
+    )
     assert f"address: 127.0.0.1, port_value: {admin}" in text
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/config_dump?resource=dynamic_route_configs", timeout=2):
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{admin}/config_dump?resource=dynamic_route_configs", timeout=2
+    ):
         pass
-    routes = json.load(urllib.request.urlopen(f"http://127.0.0.1:{admin}/config_dump?include_eds", timeout=2))
+    routes = json.load(
+        urllib.request.urlopen(f"http://127.0.0.1:{admin}/config_dump?include_eds", timeout=2)
+    )
     dumped = json.dumps(routes)
     assert '"timeout": "960s"' in dumped and '"timeout": "300s"' in dumped
 
 
 def test_xds_files_move_endpoints_and_weights_without_restart(edge):
     _, admin, xds_dir, _ = edge
-    records = [ServiceEndpoint("api", "api-1", "127.0.0.1:1", ("v1", "v2")),
-               ServiceEndpoint("api", "old-1", "127.0.0.1:2", ("v1",))]
+    records = [
+        ServiceEndpoint("api", "api-1", "127.0.0.1:1", ("v1", "v2")),
+        ServiceEndpoint("api", "old-1", "127.0.0.1:2", ("v1",)),
+    ]
     started = time.monotonic()
     XdsDirectory(xds_dir).write(xds.files(xds.build(records, {"api": Rollout("api", "v2", 0.25)})))
 
     def seen() -> tuple[set[str], str]:
-        clusters = json.load(urllib.request.urlopen(f"http://127.0.0.1:{admin}/clusters?format=json", timeout=2))
-        hosts = {f"{c['name']}/{h.get('hostname', '')}" for c in clusters["cluster_statuses"]
-                 if c["name"].startswith("api_") for h in c.get("host_statuses", [])}
-        runtime = json.load(urllib.request.urlopen(f"http://127.0.0.1:{admin}/runtime", timeout=2))["entries"]
+        clusters = json.load(
+            urllib.request.urlopen(f"http://127.0.0.1:{admin}/clusters?format=json", timeout=2)
+        )
+        hosts = {
+            f"{c['name']}/{h.get('hostname', '')}"
+            for c in clusters["cluster_statuses"]
+            if c["name"].startswith("api_")
+            for h in c.get("host_statuses", [])
+        }
+        runtime = json.load(urllib.request.urlopen(f"http://127.0.0.1:{admin}/runtime", timeout=2))[
+            "entries"
+        ]
         return hosts, runtime.get("nimbus.routes.api.v1.api_v2", {}).get("final_value", "")
 
     while seen() != ({"api_v2/api-1", "api_v1/old-1"}, "250"):

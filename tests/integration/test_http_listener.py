@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-
 from nimbus.cluster.ports import free_port
 from nimbus.invoker.triggers import httpserver
 from nimbus.invoker.triggers.httpserver import HttpRequest, HttpResponse, HttpServer
@@ -21,7 +20,9 @@ async def echo(req: HttpRequest) -> HttpResponse:
         raise RuntimeError("boom")
     if req.path == "/slow":
         await asyncio.sleep(0.05)
-    return HttpResponse(200, [("x-path", req.path), ("x-query", req.query)], req.body or req.method.encode())
+    return HttpResponse(
+        200, [("x-path", req.path), ("x-query", req.query)], req.body or req.method.encode()
+    )
 
 
 def error_body(status: int, message: str) -> HttpResponse:
@@ -48,10 +49,14 @@ async def listening(closing: bool = False) -> AsyncIterator[int]:
             await task
 
 
-async def read_response(reader: asyncio.StreamReader, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+async def read_response(
+    reader: asyncio.StreamReader, head_only: bool = False
+) -> tuple[int, dict[str, str], bytes]:
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
     status = int(head[0].split(" ")[1])
-    headers = dict((k.lower(), v.strip()) for k, _, v in (line.partition(":") for line in head[1:] if line))
+    headers = dict(
+        (k.lower(), v.strip()) for k, _, v in (line.partition(":") for line in head[1:] if line)
+    )
     body = b"" if head_only else await reader.readexactly(int(headers.get("content-length", "0")))
     return status, headers, body
 
@@ -59,13 +64,19 @@ async def read_response(reader: asyncio.StreamReader, head_only: bool = False) -
 async def test_keep_alive_pipelining_and_pieces():
     async with listening() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /a?x=1 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /slow HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
-        assert await read_response(reader) == (200, {"x-path": "/a", "x-query": "x=1", "content-length": "2"}, b"hi")
+        writer.write(
+            b"POST /a?x=1 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /slow HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
+        )
+        assert await read_response(reader) == (
+            200,
+            {"x-path": "/a", "x-query": "x=1", "content-length": "2"},
+            b"hi",
+        )
         assert (await read_response(reader))[2] == b"GET"
         assert (await read_response(reader))[1]["x-path"] == "/b"
         raw = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
         for i in range(len(raw)):
-            writer.write(raw[i:i + 1])
+            writer.write(raw[i : i + 1])
             await writer.drain()
         assert (await read_response(reader))[2] == b"abcde"
         writer.write(b"HEAD /h HTTP/1.1\r\n\r\n")
@@ -113,7 +124,9 @@ async def test_idle_and_body_deadlines(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(httpserver, "BODY_TIMEOUT_S", 0.1)
     async with listening() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for _ in range(3):  # calls keep the connection; the timer armed at the start does not cut it
+        for _ in range(
+            3
+        ):  # calls keep the connection; the timer armed at the start does not cut it
             await asyncio.sleep(0.12)
             writer.write(b"GET / HTTP/1.1\r\n\r\n")
             assert (await read_response(reader))[0] == 200

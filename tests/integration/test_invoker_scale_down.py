@@ -17,13 +17,20 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
-
 from nimbus.common.auth import Principal
 from nimbus.common.clock import SystemClock
 from nimbus.common.convert import config_to_pb
 from nimbus.common.errors import NimbusError
 from nimbus.common.etcd import Etcd, WatchCache
-from nimbus.common.model import LATEST, AliasRecord, FunctionConfig, FunctionRecord, InstanceRecord, InstanceState, VersionRecord
+from nimbus.common.model import (
+    LATEST,
+    AliasRecord,
+    FunctionConfig,
+    FunctionRecord,
+    InstanceRecord,
+    InstanceState,
+    VersionRecord,
+)
 from nimbus.internal.v1 import nodeagent_pb2, types_pb2
 from nimbus.invoker.dispatcher import Dispatcher
 from nimbus.invoker.invoke import Invoker
@@ -76,14 +83,29 @@ class NodeCapacity:
 
     async def request_instance(self, target: Target, timeout_s: float) -> InstanceRecord:
         spec = types_pb2.InstanceSpec(
-            namespace=target.namespace, function=target.function, version=target.version,
-            config=config_to_pb(target.config), code_sha256=target.code_sha256, function_revision=target.revision,
+            namespace=target.namespace,
+            function=target.function,
+            version=target.version,
+            config=config_to_pb(target.config),
+            code_sha256=target.code_sha256,
+            function_revision=target.revision,
         )
-        info = await self._agent.stub.CreateInstance(nodeagent_pb2.CreateInstanceRequest(spec=spec), timeout=timeout_s)
+        info = await self._agent.stub.CreateInstance(
+            nodeagent_pb2.CreateInstanceRequest(spec=spec), timeout=timeout_s
+        )
         self.started += 1
         return InstanceRecord(
-            info.instance_id, info.node_id, info.node_address, target.namespace, target.function, target.version,
-            target.code_sha256, target.revision, target.config.memory_mb, InstanceState.READY, "t",
+            info.instance_id,
+            info.node_id,
+            info.node_address,
+            target.namespace,
+            target.function,
+            target.version,
+            target.code_sha256,
+            target.revision,
+            target.config.memory_mb,
+            InstanceState.READY,
+            "t",
             target.config.instance_concurrency,
         )
 
@@ -112,11 +134,15 @@ class Rig:
         return Pool()
 
     async def call(self) -> bytes:
-        return (await self.invoker.invoke(WHO, self.target.function, "", b'{"ok": 1}', deadline_s=20.0)).payload
+        return (
+            await self.invoker.invoke(WHO, self.target.function, "", b'{"ok": 1}', deadline_s=20.0)
+        ).payload
 
     async def destroy(self, instance_id: str) -> None:
         """As the scheduler drains an instance on a scale-down."""
-        await self.agent.stub.DestroyInstance(nodeagent_pb2.DestroyInstanceRequest(instance_id=instance_id), timeout=20)
+        await self.agent.stub.DestroyInstance(
+            nodeagent_pb2.DestroyInstanceRequest(instance_id=instance_id), timeout=20
+        )
 
     async def clear(self) -> None:
         """Destroys every instance of the pool, once the starts asked for meanwhile are done."""
@@ -145,7 +171,10 @@ class Rig:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def rig(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_endpoint: str,
+    etcd: Etcd,
+    code_server: tuple[str, CodeServer],
 ) -> AsyncIterator[Rig]:
     agent = await start_agent(tmp_path_factory.mktemp("scale-down"), etcd_endpoint, code_server[0])
     sha = code_server[1].add({"app.py": ECHO})
@@ -158,11 +187,25 @@ async def rig(
     watch.listeners.append(dispatcher.on_instance)
     caller = NodeCaller()
     clock = SystemClock()
-    invoker = Invoker(OneFunction(record), dispatcher, caller, ConcurrencyLimiter(NoSlots(), clock, 0), lambda: 0.0, clock=clock)
+    invoker = Invoker(
+        OneFunction(record),
+        dispatcher,
+        caller,
+        ConcurrencyLimiter(NoSlots(), clock, 0),
+        lambda: 0.0,
+        clock=clock,
+    )
     watching = asyncio.create_task(watch.run())
     try:
         await watch.wait_ready(10)
-        yield Rig(agent, invoker, dispatcher, capacity, Target("default", name, LATEST, config, sha, 7), watch)
+        yield Rig(
+            agent,
+            invoker,
+            dispatcher,
+            capacity,
+            Target("default", name, LATEST, config, sha, 7),
+            watch,
+        )
     finally:
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -172,7 +215,9 @@ async def rig(
         await agent.stop()
 
 
-async def test_a_call_walks_past_every_instance_a_scale_to_zero_took_and_gets_a_new_one(rig: Rig) -> None:
+async def test_a_call_walks_past_every_instance_a_scale_to_zero_took_and_gets_a_new_one(
+    rig: Rig,
+) -> None:
     known = await rig.warm(5)
     # The watch lags the destroys (it does under load, by up to hundreds of ms): here it is held
     # back until the call is done, so the call meets all five gone instances, one after another.

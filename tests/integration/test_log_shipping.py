@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from nimbus.api.stores.logstream import JetStreamLogStore
 from nimbus.cluster import binaries
 from nimbus.common.clock import SystemClock
@@ -44,8 +43,11 @@ class Nats:
 
     def start(self) -> None:
         bin_ = binaries.resolve({"nats"})["nats"]
-        self.proc = subprocess.Popen([bin_, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [bin_, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with socket.socket() as s:
@@ -76,12 +78,18 @@ def nats_server(tmp_path: Path) -> Iterator[Nats]:
 async def stored_messages(url: str, function: str) -> list[dict[str, object]]:
     store = JetStreamLogStore(url, name="test-reader", retention_h=1, max_mb=64)
     try:
-        return [json.loads(line) async for b in store.read(f"logs.ns.{function}", 0.0) for line in b.data.splitlines()]
+        return [
+            json.loads(line)
+            async for b in store.read(f"logs.ns.{function}", 0.0)
+            for line in b.data.splitlines()
+        ]
     finally:
         await store.close()
 
 
-async def write_lines(logs_dir: Path, instance_id: str, messages: list[str], source: LogSource = SOURCE) -> None:
+async def write_lines(
+    logs_dir: Path, instance_id: str, messages: list[str], source: LogSource = SOURCE
+) -> None:
     writer = LogWriter(logs_dir, SystemClock())
     writer.append(instance_id, source, "req-1", "stdout", messages)
     await writer.flush()
@@ -96,7 +104,9 @@ async def wait_for(check, timeout_s: float, what: str, interval_s: float = 0.2) 
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def test_records_are_shipped_in_batches_and_read_back(tmp_path: Path, nats_server: Nats) -> None:
+async def test_records_are_shipped_in_batches_and_read_back(
+    tmp_path: Path, nats_server: Nats
+) -> None:
     logs_dir = tmp_path / "logs"
     logs_dir.mkdir()
     messages = [f"line {i} " + "x" * 200 for i in range(5000)]  # ~1.3 MB: three or more batches
@@ -111,7 +121,9 @@ async def test_records_are_shipped_in_batches_and_read_back(tmp_path: Path, nats
     assert 3 <= sent <= 6, sent  # whole batches, not a message per line
     got = await stored_messages(nats_server.url, "shipfn")
     assert [r["message"] for r in got] == messages
-    assert all(r["namespace"] == "ns" and r["version"] == "1" and r["stream"] == "stdout" for r in got)
+    assert all(
+        r["namespace"] == "ns" and r["version"] == "1" and r["stream"] == "stdout" for r in got
+    )
     # Every byte shipped and no instance holds them: the files are gone.
     assert sorted(p.name for p in logs_dir.iterdir()) == [CURSORS_FILE]
 
@@ -140,7 +152,9 @@ def cursor(logs_dir: Path) -> int:
         return 0
 
 
-async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(tmp_path: Path, nats_server: Nats) -> None:
+async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(
+    tmp_path: Path, nats_server: Nats
+) -> None:
     logs_dir = tmp_path / "logs"
     logs_dir.mkdir()
     messages = [f"k{i:06d} " + "y" * 500 for i in range(40000)]  # ~22 MB: dozens of batches
@@ -150,7 +164,9 @@ async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(tmp
     first = subprocess.Popen([sys.executable, "-c", SHIPPER, str(logs_dir), nats_server.url])
     try:
         # Polled often: on an idle machine the whole backlog ships in well under a second.
-        await wait_for(lambda: asyncio.sleep(0, 0 < cursor(logs_dir) < size), 60, "the first batches", 0.005)
+        await wait_for(
+            lambda: asyncio.sleep(0, 0 < cursor(logs_dir) < size), 60, "the first batches", 0.005
+        )
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -159,7 +175,11 @@ async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(tmp
 
     second = subprocess.Popen([sys.executable, "-c", SHIPPER, str(logs_dir), nats_server.url])
     try:
-        await wait_for(lambda: asyncio.sleep(0, not (logs_dir / "inst-k.jsonl").exists()), 120, "the rest shipped")
+        await wait_for(
+            lambda: asyncio.sleep(0, not (logs_dir / "inst-k.jsonl").exists()),
+            120,
+            "the rest shipped",
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait()
@@ -173,7 +193,9 @@ async def test_nats_down_is_retried_and_the_files_wait(tmp_path: Path, nats_serv
     logs_dir = tmp_path / "logs"
     logs_dir.mkdir()
     publisher = LogStreamPublisher(nats_server.url, name="test", retention_h=1, max_mb=64)
-    shipper = LogShipper(logs_dir, LogWriter(logs_dir, SystemClock()), publisher, "node-d", SystemClock())
+    shipper = LogShipper(
+        logs_dir, LogWriter(logs_dir, SystemClock()), publisher, "node-d", SystemClock()
+    )
     try:
         await write_lines(logs_dir, "inst-d", ["before"])
         assert await shipper.ship() == 1

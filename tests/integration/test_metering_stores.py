@@ -20,7 +20,6 @@ import nats.js.errors
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-
 from nimbus.api.meter import Meter, Report, parse_reports
 from nimbus.api.metrics import MetricsApi
 from nimbus.api.stores.logfeed import CONSUMER, LogFeed
@@ -34,6 +33,7 @@ from nimbus.common.clock import SystemClock
 from nimbus.common.histogram import bucket_of
 from nimbus.common.model import FunctionConfig, FunctionRecord
 from nimbus.invoker.stores.throttles import ThrottleRecorder
+
 from tests.integration.test_async_stores import Nats, free_port, wait_port
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
@@ -43,8 +43,20 @@ SEEN_TTL_S = 3 * 86400
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([binaries.resolve({"redis"})["redis"], "--bind", "127.0.0.1", "--port", str(port),
-                             "--save", "", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binaries.resolve({"redis"})["redis"],
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     wait_port(port)
     return proc
 
@@ -99,23 +111,61 @@ class Publisher:
             info = await self.js.consumer_info(logstream.STREAM, CONSUMER)
         except nats.js.errors.NotFoundError:
             return False  # no replica has made the consumer yet
-        return info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq == (
-            await self.js.stream_info(logstream.STREAM)).state.last_seq
+        return (
+            info.num_pending == 0
+            and info.num_ack_pending == 0
+            and info.delivered.stream_seq
+            == (await self.js.stream_info(logstream.STREAM)).state.last_seq
+        )
 
 
-def report(ns: str, rid: str, *, ts: str, fn: str = "hello", version: str = "$LATEST", billed_ms: int = 100,
-           memory_mb: int = 128, duration_ms: float = 99.5, error: str = "", cold: bool = False,
-           init_ms: float = 0.0, mem_used: int = 30) -> dict[str, Any]:
-    return {"ts": ts, "namespace": ns, "function": fn, "version": version, "request_id": rid,
-            "stream": "platform", "message": f"REPORT RequestId: {rid}", "instance_id": "i-1",
-            "report": {"duration_ms": duration_ms, "billed_ms": billed_ms, "memory_mb": memory_mb,
-                       "max_memory_used_mb": mem_used, "cold_start": cold, "init_duration_ms": init_ms,
-                       "error": error}}
+def report(
+    ns: str,
+    rid: str,
+    *,
+    ts: str,
+    fn: str = "hello",
+    version: str = "$LATEST",
+    billed_ms: int = 100,
+    memory_mb: int = 128,
+    duration_ms: float = 99.5,
+    error: str = "",
+    cold: bool = False,
+    init_ms: float = 0.0,
+    mem_used: int = 30,
+) -> dict[str, Any]:
+    return {
+        "ts": ts,
+        "namespace": ns,
+        "function": fn,
+        "version": version,
+        "request_id": rid,
+        "stream": "platform",
+        "message": f"REPORT RequestId: {rid}",
+        "instance_id": "i-1",
+        "report": {
+            "duration_ms": duration_ms,
+            "billed_ms": billed_ms,
+            "memory_mb": memory_mb,
+            "max_memory_used_mb": mem_used,
+            "cold_start": cold,
+            "init_duration_ms": init_ms,
+            "error": error,
+        },
+    }
 
 
 def line(ns: str, rid: str, ts: str, text: str, fn: str = "hello") -> dict[str, Any]:
-    return {"ts": ts, "namespace": ns, "function": fn, "version": "$LATEST", "request_id": rid,
-            "stream": "stdout", "message": text, "instance_id": "i-1"}
+    return {
+        "ts": ts,
+        "namespace": ns,
+        "function": fn,
+        "version": "$LATEST",
+        "request_id": rid,
+        "stream": "stdout",
+        "message": text,
+        "instance_id": "i-1",
+    }
 
 
 def ago(seconds: float) -> tuple[str, str]:
@@ -141,7 +191,9 @@ class Replica:
     """One api replica's metering: its own NATS connection, the shared durable consumer."""
 
     def __init__(self, url: str, store: Any, name: str) -> None:
-        self.feed = LogFeed(url, name=name, retention_h=72, max_mb=1024, ack_wait_s=ACK_WAIT_S, max_ack_pending=1000)
+        self.feed = LogFeed(
+            url, name=name, retention_h=72, max_mb=1024, ack_wait_s=ACK_WAIT_S, max_ack_pending=1000
+        )
         self.meter = Meter(self.feed, store, SystemClock(), batch=50)
         self.tasks = [asyncio.create_task(self.feed.run()), asyncio.create_task(self.meter.run())]
 
@@ -153,29 +205,62 @@ class Replica:
         await self.feed.close()
 
 
-async def usage_of(store: RedisMeter, ns: str, first: str, last: str) -> dict[tuple[str, str, str], tuple[int, int]]:
+async def usage_of(
+    store: RedisMeter, ns: str, first: str, last: str
+) -> dict[tuple[str, str, str], tuple[int, int]]:
     days = [d.isoformat() for d in (date.fromisoformat(first), date.fromisoformat(last))]
     rows = await store.usage(ns, sorted(set(days)))
     return {(r.function, r.version, r.day): (r.requests, r.mb_ms) for r in rows if r.requests}
 
 
-async def test_reports_become_exact_usage_and_minute_metrics(nats_server: Nats, store: RedisMeter) -> None:
+async def test_reports_become_exact_usage_and_minute_metrics(
+    nats_server: Nats, store: RedisMeter
+) -> None:
     ns = namespace()
     # Yesterday's last second and today's first (both within the 25 h the minutes are kept).
     today = datetime.now(UTC).date()
     day1, day2 = (today - timedelta(days=1)).isoformat(), today.isoformat()
     records = [
         # Two calls a second before midnight, one after it: two days.
-        report(ns, "a1", ts=f"{day1}T23:59:59.100Z", billed_ms=3, memory_mb=128, duration_ms=2.5, cold=True,
-               init_ms=150.25, mem_used=41),
-        report(ns, "a2", ts=f"{day1}T23:59:59.900Z", billed_ms=1000, memory_mb=10240, duration_ms=999.1,
-               error="Timeout", mem_used=70),
+        report(
+            ns,
+            "a1",
+            ts=f"{day1}T23:59:59.100Z",
+            billed_ms=3,
+            memory_mb=128,
+            duration_ms=2.5,
+            cold=True,
+            init_ms=150.25,
+            mem_used=41,
+        ),
+        report(
+            ns,
+            "a2",
+            ts=f"{day1}T23:59:59.900Z",
+            billed_ms=1000,
+            memory_mb=10240,
+            duration_ms=999.1,
+            error="Timeout",
+            mem_used=70,
+        ),
         report(ns, "a3", ts=f"{day2}T00:00:00.000Z", billed_ms=7, memory_mb=256, duration_ms=6.1),
-        report(ns, "b1", ts=f"{day2}T00:00:01.000Z", version="3", billed_ms=1, memory_mb=128, duration_ms=0.4),
+        report(
+            ns,
+            "b1",
+            ts=f"{day2}T00:00:01.000Z",
+            version="3",
+            billed_ms=1,
+            memory_mb=128,
+            duration_ms=0.4,
+        ),
     ]
     async with Publisher(nats_server.url) as pub:
-        await pub.publish([line(ns, "a1", records[0]["ts"], "hello from a1"), records[0], records[1]])
-        await pub.publish([records[2], line(ns, "a3", records[2]["ts"], 'a "report" word'), records[3]])
+        await pub.publish(
+            [line(ns, "a1", records[0]["ts"], "hello from a1"), records[0], records[1]]
+        )
+        await pub.publish(
+            [records[2], line(ns, "a3", records[2]["ts"], 'a "report" word'), records[3]]
+        )
         replica = Replica(nats_server.url, store, "api-1")
         try:
             await until(pub.drained, "the meter to ack every message")
@@ -189,9 +274,15 @@ async def test_reports_become_exact_usage_and_minute_metrics(nats_server: Nats, 
     }
     # The core on top of the real store: totals and GB-s computed from the exact MB-ms.
     result = await UsageApi(store, SystemClock()).get(Principal(ns, "k", False), day1, day2)
-    assert (result.total_requests, result.total_mb_ms) == (4, 3 * 128 + 1000 * 10240 + 7 * 256 + 128)
-    assert [r.gb_seconds for r in result.rows] == [(3 * 128 + 1000 * 10240) / 1024 / 1000, 7 * 256 / 1024 / 1000,
-                                                   128 / 1024 / 1000]
+    assert (result.total_requests, result.total_mb_ms) == (
+        4,
+        3 * 128 + 1000 * 10240 + 7 * 256 + 128,
+    )
+    assert [r.gb_seconds for r in result.rows] == [
+        (3 * 128 + 1000 * 10240) / 1024 / 1000,
+        7 * 256 / 1024 / 1000,
+        128 / 1024 / 1000,
+    ]
     # Another namespace sees none of it.
     other = await UsageApi(store, SystemClock()).get(Principal(namespace(), "k", True), day1, day2)
     assert other.rows == []
@@ -210,8 +301,18 @@ async def test_one_batch_sums_large_bills_exactly_and_skips_the_seen(store: Redi
     batch that mixes counted and new request ids adds only the new ones."""
     ns = namespace()
     ts, day = ago(3600)
-    big = [report(ns, f"r{i}", ts=ts, billed_ms=900_000, memory_mb=10240, duration_ms=899_999.5, mem_used=i)
-           for i in range(600)]
+    big = [
+        report(
+            ns,
+            f"r{i}",
+            ts=ts,
+            billed_ms=900_000,
+            memory_mb=10240,
+            duration_ms=899_999.5,
+            mem_used=i,
+        )
+        for i in range(600)
+    ]
     first, _ = parse_reports(b"\n".join(json.dumps(r).encode() for r in big[:250]))
     assert await store.apply(first) == 250
     every, _ = parse_reports(b"\n".join(json.dumps(r).encode() for r in big))
@@ -219,11 +320,19 @@ async def test_one_batch_sums_large_bills_exactly_and_skips_the_seen(store: Redi
     assert await store.apply(every) == 0
     usage = await usage_of(store, ns, day, day)
     assert usage == {("hello", "$LATEST", day): (600, 600 * 900_000 * 10240)}
-    (m,) = await store.minutes(ns, "hello", [fm.minute_start(datetime.fromisoformat(ts).timestamp())])
-    assert m[fm.INVOCATIONS] == 600 and m[fm.DURATION_US] == 600 * 899_999_500 and m[fm.MAX_MEMORY_MB] == 599
+    (m,) = await store.minutes(
+        ns, "hello", [fm.minute_start(datetime.fromisoformat(ts).timestamp())]
+    )
+    assert (
+        m[fm.INVOCATIONS] == 600
+        and m[fm.DURATION_US] == 600 * 899_999_500
+        and m[fm.MAX_MEMORY_MB] == 599
+    )
 
 
-async def test_a_report_older_than_the_minute_retention_is_billed_but_not_in_the_minutes(store: RedisMeter) -> None:
+async def test_a_report_older_than_the_minute_retention_is_billed_but_not_in_the_minutes(
+    store: RedisMeter,
+) -> None:
     """A node that ships a backlog after a day's outage: its calls are still billed on their day,
     while their minutes, which would have expired already, stay empty; the fresh call of the same
     batch lands in its minute as usual."""
@@ -238,7 +347,10 @@ async def test_a_report_older_than_the_minute_retention_is_billed_but_not_in_the
     if old_day == new_day:
         assert usage == {("hello", "$LATEST", new_day): (2, 5 * 128 + 7 * 256)}
     else:
-        assert usage == {("hello", "$LATEST", old_day): (1, 5 * 128), ("hello", "$LATEST", new_day): (1, 7 * 256)}
+        assert usage == {
+            ("hello", "$LATEST", old_day): (1, 5 * 128),
+            ("hello", "$LATEST", new_day): (1, 7 * 256),
+        }
     old_minute = fm.minute_start(datetime.fromisoformat(old_ts).timestamp())
     new_minute = fm.minute_start(datetime.fromisoformat(new_ts).timestamp())
     (m_old, m_new) = await store.minutes(ns, "hello", [old_minute, new_minute])
@@ -263,8 +375,23 @@ async def test_duplicates_and_redeliveries_count_once(nats_server: Nats, store: 
     expected = (5, sum((10 + i) * 128 for i in range(5)))
     assert await usage_of(store, ns, day, day) == {("hello", "$LATEST", day): expected}
     # Applying the same reports straight to the store again changes nothing either.
-    parsed = [Report(ns, "hello", "$LATEST", c["request_id"], datetime.fromisoformat(ts),
-                     c["report"]["billed_ms"], 128, 1.0, 0, False, 0.0, "") for c in calls]
+    parsed = [
+        Report(
+            ns,
+            "hello",
+            "$LATEST",
+            c["request_id"],
+            datetime.fromisoformat(ts),
+            c["report"]["billed_ms"],
+            128,
+            1.0,
+            0,
+            False,
+            0.0,
+            "",
+        )
+        for c in calls
+    ]
     assert await store.apply(parsed) == 0
     assert await usage_of(store, ns, day, day) == {("hello", "$LATEST", day): expected}
 
@@ -290,14 +417,15 @@ class StallingStore:
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
-async def test_a_replica_killed_mid_batch_loses_and_doubles_nothing(nats_server: Nats, store: RedisMeter,
-                                                                    when: str) -> None:
+async def test_a_replica_killed_mid_batch_loses_and_doubles_nothing(
+    nats_server: Nats, store: RedisMeter, when: str
+) -> None:
     ns = namespace()
     ts, day = ago(7200)
     calls = [report(ns, f"k{i}", ts=ts, billed_ms=i + 1, memory_mb=512) for i in range(40)]
     async with Publisher(nats_server.url) as pub:
         for i in range(0, 40, 4):
-            await pub.publish(calls[i:i + 4])
+            await pub.publish(calls[i : i + 4])
         stalling = StallingStore(store, when)
         doomed = Replica(nats_server.url, stalling, "api-1")
         await asyncio.wait_for(stalling.stalled.wait(), 30)
@@ -318,13 +446,25 @@ async def test_two_replicas_share_the_stream_exactly(nats_server: Nats, store: R
     ns = namespace()
     ts, day = ago(7200)
     # 200 messages of 3 calls of one function each.
-    calls = [report(ns, f"p{i}", ts=ts, fn=f"f{i // 3 % 3}", billed_ms=i % 17 + 1, memory_mb=128 * (i % 4 + 1))
-             for i in range(600)]
+    calls = [
+        report(
+            ns,
+            f"p{i}",
+            ts=ts,
+            fn=f"f{i // 3 % 3}",
+            billed_ms=i % 17 + 1,
+            memory_mb=128 * (i % 4 + 1),
+        )
+        for i in range(600)
+    ]
     async with Publisher(nats_server.url) as pub:
-        replicas = [Replica(nats_server.url, store, "api-1"), Replica(nats_server.url, store, "api-2")]
+        replicas = [
+            Replica(nats_server.url, store, "api-1"),
+            Replica(nats_server.url, store, "api-2"),
+        ]
         try:
             for i in range(0, 600, 3):
-                await pub.publish(calls[i:i + 3])
+                await pub.publish(calls[i : i + 3])
             await until(pub.drained, "both replicas to ack every message")
         finally:
             for r in replicas:
@@ -335,13 +475,18 @@ async def test_two_replicas_share_the_stream_exactly(nats_server: Nats, store: R
     expected = {}
     for f in ("f0", "f1", "f2"):
         mine = [c for c in calls if c["function"] == f]
-        expected[(f, "$LATEST", day)] = (len(mine), sum(c["report"]["billed_ms"] * c["report"]["memory_mb"] for c in mine))
+        expected[(f, "$LATEST", day)] = (
+            len(mine),
+            sum(c["report"]["billed_ms"] * c["report"]["memory_mb"] for c in mine),
+        )
     assert rows == expected
 
 
 class Functions:
     async def get(self, who: Principal, name: str) -> FunctionRecord:
-        return FunctionRecord(who.namespace, name, FunctionConfig("python3.11", "main.handler"), "sha", 1, "c", "u", 1)
+        return FunctionRecord(
+            who.namespace, name, FunctionConfig("python3.11", "main.handler"), "sha", 1, "c", "u", 1
+        )
 
 
 async def test_throttles_land_in_the_minute_and_survive_a_redis_outage(

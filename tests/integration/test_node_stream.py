@@ -8,7 +8,6 @@ import json
 import signal
 
 import pytest
-
 from nimbus.common.errors import DeadlineExceeded, NotFound, Unavailable
 from nimbus.internal.v1 import nodeagent_pb2
 from nimbus.invoker.stores.nodestream import NodeStream
@@ -37,12 +36,18 @@ async def _sent(stream: NodeStream) -> bool:
 
 
 def call(instance_id: str, event: object, request_id: str) -> nodeagent_pb2.InstanceInvokeRequest:
-    return nodeagent_pb2.InstanceInvokeRequest(instance_id=instance_id, request_id=request_id, payload=json.dumps(event).encode())
+    return nodeagent_pb2.InstanceInvokeRequest(
+        instance_id=instance_id, request_id=request_id, payload=json.dumps(event).encode()
+    )
 
 
 @pytest.mark.parametrize("kind", ["lane", "stream"])
-async def test_calls_share_one_connection_and_get_their_own_replies(kind, tmp_path, etcd_endpoint, etcd, code_server) -> None:
-    agent = await start_agent(tmp_path, etcd_endpoint, code_server[0], **(LANE_OFF if kind == "stream" else {}))
+async def test_calls_share_one_connection_and_get_their_own_replies(
+    kind, tmp_path, etcd_endpoint, etcd, code_server
+) -> None:
+    agent = await start_agent(
+        tmp_path, etcd_endpoint, code_server[0], **(LANE_OFF if kind == "stream" else {})
+    )
     stream = NodeStream(agent.stub, agent.addr)
     try:
         echo = await create(agent, code_server, ECHO)
@@ -50,7 +55,10 @@ async def test_calls_share_one_connection_and_get_their_own_replies(kind, tmp_pa
         slow = asyncio.create_task(stream.invoke(call(sleeper.instance_id, {"s": 0.5}, "slow"), 10))
         # The slow call does not hold up the others on the same stream.
         fast = await asyncio.wait_for(
-            asyncio.gather(*(stream.invoke(call(echo.instance_id, {"i": i}, f"r{i}"), 10) for i in range(20))), 5
+            asyncio.gather(
+                *(stream.invoke(call(echo.instance_id, {"i": i}, f"r{i}"), 10) for i in range(20))
+            ),
+            5,
         )
         assert not slow.done()
         assert stream.kind == kind
@@ -64,8 +72,12 @@ async def test_calls_share_one_connection_and_get_their_own_replies(kind, tmp_pa
 
 
 @pytest.mark.parametrize("kind", ["lane", "stream"])
-async def test_a_call_past_its_deadline_fails_and_the_others_go_on(kind, tmp_path, etcd_endpoint, etcd, code_server) -> None:
-    agent = await start_agent(tmp_path, etcd_endpoint, code_server[0], **(LANE_OFF if kind == "stream" else {}))
+async def test_a_call_past_its_deadline_fails_and_the_others_go_on(
+    kind, tmp_path, etcd_endpoint, etcd, code_server
+) -> None:
+    agent = await start_agent(
+        tmp_path, etcd_endpoint, code_server[0], **(LANE_OFF if kind == "stream" else {})
+    )
     stream = NodeStream(agent.stub, agent.addr)
     try:
         first = await create(agent, code_server, SLEEPS, name="sleeper")
@@ -87,15 +99,21 @@ async def test_a_call_past_its_deadline_fails_and_the_others_go_on(kind, tmp_pat
 
 
 @pytest.mark.parametrize("kind", ["lane", "stream"])
-async def test_a_dead_node_fails_the_calls_in_flight_at_once(kind, tmp_path, etcd_endpoint, etcd, code_server) -> None:
-    node = await start_agent(tmp_path, etcd_endpoint, code_server[0], **(LANE_OFF if kind == "stream" else {}))
+async def test_a_dead_node_fails_the_calls_in_flight_at_once(
+    kind, tmp_path, etcd_endpoint, etcd, code_server
+) -> None:
+    node = await start_agent(
+        tmp_path, etcd_endpoint, code_server[0], **(LANE_OFF if kind == "stream" else {})
+    )
     stream = NodeStream(node.stub, node.addr)
     try:
         echo = await create(node, code_server, ECHO)
         info = await create(node, code_server, SLEEPS, name="sleeper")
         await stream.invoke(call(echo.instance_id, {}, "first"), 10)  # the connection is up
         assert stream.kind == kind
-        in_flight = asyncio.create_task(stream.invoke(call(info.instance_id, {"s": 30}, "long"), 60))
+        in_flight = asyncio.create_task(
+            stream.invoke(call(info.instance_id, {"s": 30}, "long"), 60)
+        )
         await wait_until(lambda: _sent(stream), 5, "the long call to be sent")
         await node.stop(signal.SIGKILL)
         with pytest.raises(Unavailable):
@@ -106,12 +124,16 @@ async def test_a_dead_node_fails_the_calls_in_flight_at_once(kind, tmp_path, etc
         stream.close()
 
 
-async def test_sigterm_lets_the_calls_on_the_lane_finish(tmp_path, etcd_endpoint, etcd, code_server) -> None:
+async def test_sigterm_lets_the_calls_on_the_lane_finish(
+    tmp_path, etcd_endpoint, etcd, code_server
+) -> None:
     node = await start_agent(tmp_path, etcd_endpoint, code_server[0])
     stream = NodeStream(node.stub, node.addr)
     try:
         info = await create(node, code_server, SLEEPS, name="sleeper")
-        in_flight = asyncio.create_task(stream.invoke(call(info.instance_id, {"s": 1.5}, "long"), 30))
+        in_flight = asyncio.create_task(
+            stream.invoke(call(info.instance_id, {"s": 1.5}, "long"), 30)
+        )
         await wait_until(lambda: _sent(stream), 5, "the call to be sent")
         assert stream.kind == "lane"
         node.proc.send_signal(signal.SIGTERM)
@@ -122,7 +144,9 @@ async def test_sigterm_lets_the_calls_on_the_lane_finish(tmp_path, etcd_endpoint
         stream.close()
 
 
-async def test_an_invoker_going_away_cancels_its_calls_on_the_lane(tmp_path, etcd_endpoint, etcd, code_server) -> None:
+async def test_an_invoker_going_away_cancels_its_calls_on_the_lane(
+    tmp_path, etcd_endpoint, etcd, code_server
+) -> None:
     """As a broken InvokeStream or a cancelled unary call does: the instance that ran the call is
     stopped (it would answer nobody), and the node keeps serving others."""
     node = await start_agent(tmp_path, etcd_endpoint, code_server[0])
@@ -131,12 +155,16 @@ async def test_an_invoker_going_away_cancels_its_calls_on_the_lane(tmp_path, etc
         sleeper = await create(node, code_server, SLEEPS, name="sleeper")
         echo = await create(node, code_server, ECHO)
         pid = node.instance_pid(sleeper.instance_id)
-        abandoned = asyncio.create_task(first.invoke(call(sleeper.instance_id, {"s": 30}, "abandoned"), 60))
+        abandoned = asyncio.create_task(
+            first.invoke(call(sleeper.instance_id, {"s": 30}, "abandoned"), 60)
+        )
         await wait_until(lambda: _sent(first), 5, "the call to be sent")
         first.close()
         with pytest.raises(Unavailable):
             await asyncio.wait_for(abandoned, 5)
-        await wait_until(lambda: asyncio.sleep(0, pid_gone(pid)), 10, "the abandoned call's instance to stop")
+        await wait_until(
+            lambda: asyncio.sleep(0, pid_gone(pid)), 10, "the abandoned call's instance to stop"
+        )
         reply = await second.invoke(call(echo.instance_id, {"still": "here"}, "other"), 10)
         assert json.loads(reply.payload) == {"still": "here"}
     finally:

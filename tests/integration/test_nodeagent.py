@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from nimbus.common import keys
 from nimbus.common.etcd import Etcd
 from nimbus.common.model import InstanceRecord, NodeRecord
@@ -66,7 +65,9 @@ async def test_node_record_says_what_is_cached_and_warm(
     agent: Agent, etcd: Etcd, code_server: tuple[str, CodeServer]
 ) -> None:
     """For placement: the code packages the node holds, and its idle warm sandboxes per runtime."""
-    info = await create(agent, code_server, "def handler(e, c):\n    return 'cached'\n", name="cached")
+    info = await create(
+        agent, code_server, "def handler(e, c):\n    return 'cached'\n", name="cached"
+    )
 
     async def published() -> bool:
         kv = await etcd.get(keys.node(agent.node_id))
@@ -84,7 +85,11 @@ async def test_echo_cold_then_warm_and_record_lifecycle(
     agent: Agent, etcd: Etcd, code_server: tuple[str, CodeServer]
 ) -> None:
     info = await create(agent, code_server, ECHO)
-    assert (info.node_id, info.node_address, info.spec.config.handler) == (agent.node_id, agent.addr, "app.handler")
+    assert (info.node_id, info.node_address, info.spec.config.handler) == (
+        agent.node_id,
+        agent.addr,
+        "app.handler",
+    )
     key = keys.instance(agent.node_id, info.instance_id)
     kv = await etcd.get(key)
     assert kv is not None
@@ -104,13 +109,17 @@ async def test_echo_cold_then_warm_and_record_lifecycle(
     assert json.loads(second.payload) == event
     assert not second.cold_start and second.init_duration_us == 0
 
-    await agent.stub.DestroyInstance(nodeagent_pb2.DestroyInstanceRequest(instance_id=info.instance_id), timeout=10)
+    await agent.stub.DestroyInstance(
+        nodeagent_pb2.DestroyInstanceRequest(instance_id=info.instance_id), timeout=10
+    )
     assert await etcd.get(key) is None
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await invoke(agent, info.instance_id, {})
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     # Destroying what is gone is done already (the scheduler may ask twice).
-    await agent.stub.DestroyInstance(nodeagent_pb2.DestroyInstanceRequest(instance_id=info.instance_id), timeout=10)
+    await agent.stub.DestroyInstance(
+        nodeagent_pb2.DestroyInstanceRequest(instance_id=info.instance_id), timeout=10
+    )
 
 
 async def test_context_fields(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
@@ -120,7 +129,9 @@ async def test_context_fields(agent: Agent, code_server: tuple[str, CodeServer])
     assert 0 < reply["left"] <= 3000
 
 
-async def test_raising_handler_returns_function_error(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
+async def test_raising_handler_returns_function_error(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
     info = await create(agent, code_server, RAISES)
     reply = await invoke(agent, info.instance_id, {"n": 5})
     assert reply.function_error == "Unhandled"
@@ -140,7 +151,10 @@ async def test_timeout_kills_and_removes_instance(
     reply = await invoke(agent, info.instance_id, {"s": 30})
     assert time.monotonic() - started < 1.5
     assert reply.function_error == "Unhandled"
-    assert json.loads(reply.payload) == {"errorType": "Timeout", "errorMessage": "Task timed out after 1.00 seconds"}
+    assert json.loads(reply.payload) == {
+        "errorType": "Timeout",
+        "errorMessage": "Task timed out after 1.00 seconds",
+    }
     assert await etcd.get(keys.instance(agent.node_id, info.instance_id)) is None
     assert pid_gone(pid)
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -148,10 +162,14 @@ async def test_timeout_kills_and_removes_instance(
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_calls_on_one_instance_run_one_at_a_time(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
+async def test_calls_on_one_instance_run_one_at_a_time(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
     info = await create(agent, code_server, SLEEPS)
     started = time.monotonic()
-    replies = await asyncio.gather(*(invoke(agent, info.instance_id, {"s": 0.3}, request_id=f"r{i}") for i in range(3)))
+    replies = await asyncio.gather(
+        *(invoke(agent, info.instance_id, {"s": 0.3}, request_id=f"r{i}") for i in range(3))
+    )
     assert all(json.loads(r.payload) == "slept" for r in replies)
     assert time.monotonic() - started >= 0.9
     assert sum(r.cold_start for r in replies) == 1
@@ -162,7 +180,9 @@ async def test_process_exit_mid_call(agent: Agent, code_server: tuple[str, CodeS
     reply = await invoke(agent, info.instance_id, {}, request_id="req-x")
     error = json.loads(reply.payload)
     assert reply.function_error == "Unhandled" and error["errorType"] == "Runtime.ExitError"
-    assert error["errorMessage"] == "RequestId: req-x Error: Runtime exited with error: exit status 3"
+    assert (
+        error["errorMessage"] == "RequestId: req-x Error: Runtime exited with error: exit status 3"
+    )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await invoke(agent, info.instance_id, {})
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -190,7 +210,10 @@ async def test_unknown_code_and_bad_spec(agent: Agent) -> None:
 
 
 async def test_idle_instances_are_reaped(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_endpoint: str,
+    etcd: Etcd,
+    code_server: tuple[str, CodeServer],
 ) -> None:
     agent = await start_agent(
         tmp_path_factory.mktemp("idle"), etcd_endpoint, code_server[0], NIMBUS_INSTANCE_IDLE_S="1"
@@ -199,15 +222,22 @@ async def test_idle_instances_are_reaped(
         info = await create(agent, code_server, ECHO)
         pid = agent.instance_pid(info.instance_id)
         await wait_until(
-            await key_gone(etcd, keys.instance(agent.node_id, info.instance_id)), 5, "the idle instance to be reaped"
+            await key_gone(etcd, keys.instance(agent.node_id, info.instance_id)),
+            5,
+            "the idle instance to be reaped",
         )
-        await wait_until(lambda: asyncio.sleep(0, pid_gone(pid)), 5, "the idle instance's process to exit")
+        await wait_until(
+            lambda: asyncio.sleep(0, pid_gone(pid)), 5, "the idle instance's process to exit"
+        )
     finally:
         await agent.stop()
 
 
 async def test_sigterm_stops_instances_and_deregisters(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_endpoint: str,
+    etcd: Etcd,
+    code_server: tuple[str, CodeServer],
 ) -> None:
     agent = await start_agent(
         tmp_path_factory.mktemp("term"), etcd_endpoint, code_server[0], NIMBUS_NODE_LEASE_TTL_S="30"
@@ -222,7 +252,10 @@ async def test_sigterm_stops_instances_and_deregisters(
 
 
 async def test_kill_9_expires_node_and_kills_instances(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_endpoint: str,
+    etcd: Etcd,
+    code_server: tuple[str, CodeServer],
 ) -> None:
     tmp = tmp_path_factory.mktemp("kill")
     agent = await start_agent(tmp, etcd_endpoint, code_server[0])
@@ -231,19 +264,26 @@ async def test_kill_9_expires_node_and_kills_instances(
     await invoke(agent, infos[0].instance_id, {})
     await agent.stop(signal.SIGKILL, cleanup=False)
     try:
-        took = await wait_until(await key_gone(etcd, keys.node(agent.node_id)), 8, "the node record to expire")
+        took = await wait_until(
+            await key_gone(etcd, keys.node(agent.node_id)), 8, "the node record to expire"
+        )
         assert took < 5, f"node record outlived the 2 s lease by {took:.1f} s"
         for info in infos:
             assert await etcd.get(keys.instance(agent.node_id, info.instance_id)) is None
         await wait_until(
-            lambda: asyncio.sleep(0, all(pid_gone(p) for p in pids)), 5, "the instances to die with the agent"
+            lambda: asyncio.sleep(0, all(pid_gone(p) for p in pids)),
+            5,
+            "the instances to die with the agent",
         )
     finally:
         await asyncio.to_thread(cleanup_node, agent.home, agent.node_id)
 
 
 async def test_restart_cleans_leftovers(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_endpoint: str,
+    etcd: Etcd,
+    code_server: tuple[str, CodeServer],
 ) -> None:
     """A node-agent restarted on the same home kills leftover shims and deletes stale records."""
     node_id = f"node-{secrets.token_hex(3)}"
@@ -252,7 +292,13 @@ async def test_restart_cleans_leftovers(
     run_dir.mkdir(parents=True)
     # A process that looks like a surviving shim of instance 0123456789ab (its argv is what counts).
     orphan = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "/x/bootstrap.py", "--nimbus-instance=0123456789ab"],
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(60)",
+            "/x/bootstrap.py",
+            "--nimbus-instance=0123456789ab",
+        ],
         start_new_session=True,
     )
     (run_dir / "0123456789ab.pid").write_text(str(orphan.pid))
@@ -276,7 +322,10 @@ SPINS = "def handler(event, context):\n    while True:\n        pass\n"
 
 @needs_runc
 async def test_restart_deletes_leftover_containers(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_endpoint: str,
+    etcd: Etcd,
+    code_server: tuple[str, CodeServer],
 ) -> None:
     """A container busy in a handler outlives a kill -9 of its agent; the agent's next start on the
     same node deletes it, with its mounts and its cgroup, and leaves nobody else's."""
@@ -297,7 +346,9 @@ async def test_restart_deletes_leftover_containers(
     assert container in runc_ids(home, node_id)
     again = await launch(home, node_id, etcd_endpoint, code_server[0], NIMBUS_WARM_POOL_SIZE="0")
     try:
-        await wait_until(lambda: asyncio.sleep(0, pid_gone(pid)), 5, "the leftover container to be killed")
+        await wait_until(
+            lambda: asyncio.sleep(0, pid_gone(pid)), 5, "the leftover container to be killed"
+        )
         assert container not in runc_ids(home, node_id)
         task_dir = home / "nodes" / node_id / "sandbox" / "tasks" / info.instance_id
         assert not mounts.mount_points(task_dir)
@@ -311,7 +362,9 @@ async def test_restart_deletes_leftover_containers(
 
 def runc_ids(home: Path, node_id: str) -> list[str]:
     root = home / "nodes" / node_id / "sandbox" / "runc"
-    out = subprocess.run([RUNC or "runc", "--root", str(root), "list", "-q"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [RUNC or "runc", "--root", str(root), "list", "-q"], capture_output=True, text=True
+    ).stdout
     return out.split()
 
 
@@ -331,7 +384,9 @@ async def test_lost_lease_is_replaced_and_records_rewritten(
         return node is not None and inst is not None and node.lease == inst.lease != old.lease
 
     await wait_until(rewritten, 5, "the node and instance records under a new lease")
-    assert json.loads((await invoke(agent, info.instance_id, {"still": "works"})).payload) == {"still": "works"}
+    assert json.loads((await invoke(agent, info.instance_id, {"still": "works"})).payload) == {
+        "still": "works"
+    }
 
 
 async def test_survives_etcd_down_at_start_and_etcd_restarts(
@@ -365,11 +420,16 @@ async def test_survives_etcd_down_at_start_and_etcd_restarts(
 
         async def back() -> bool:
             try:
-                return await etcd.get(keys.node(node_id)) is not None and await etcd.get(inst_key) is not None
+                return (
+                    await etcd.get(keys.node(node_id)) is not None
+                    and await etcd.get(inst_key) is not None
+                )
             except Exception:
                 return False
 
-        await wait_until(back, 15, "the node and instance records after an etcd wipe", interval_s=0.2)
+        await wait_until(
+            back, 15, "the node and instance records after an etcd wipe", interval_s=0.2
+        )
         assert json.loads((await invoke(agent, info.instance_id, {"k": 1})).payload) == {"k": 1}
         assert agent.proc.poll() is None
     finally:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 import pytest_asyncio
-
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import nodeagent_pb2, types_pb2
 from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
@@ -51,7 +50,10 @@ exports.handler = async (event, context) => {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def agent(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_endpoint: str,
+    etcd: Etcd,
+    code_server: tuple[str, CodeServer],
 ) -> AsyncIterator[Agent]:
     a = await start_agent(tmp_path_factory.mktemp("concurrency"), etcd_endpoint, code_server[0])
     try:
@@ -61,7 +63,11 @@ async def agent(
 
 
 async def create(
-    agent: Agent, code_server: tuple[str, CodeServer], runtime: str, concurrency: int, timeout_s: int = 10
+    agent: Agent,
+    code_server: tuple[str, CodeServer],
+    runtime: str,
+    concurrency: int,
+    timeout_s: int = 10,
 ) -> str:
     files = {"app.py": PY_SLEEPS} if runtime == "python3.11" else {"app.js": NODE_SLEEPS}
     sha = code_server[1].add(files)
@@ -72,16 +78,23 @@ async def create(
         code_sha256=sha,
         function_revision=1,
         config=types_pb2.FunctionConfig(
-            runtime=runtime, handler="app.handler", memory_mb=128, timeout_s=timeout_s,
+            runtime=runtime,
+            handler="app.handler",
+            memory_mb=128,
+            timeout_s=timeout_s,
             instance_concurrency=concurrency,
         ),
     )
-    info = await agent.stub.CreateInstance(nodeagent_pb2.CreateInstanceRequest(spec=spec), timeout=30)
+    info = await agent.stub.CreateInstance(
+        nodeagent_pb2.CreateInstanceRequest(spec=spec), timeout=30
+    )
     return info.instance_id
 
 
 def peak_overlap(intervals: list[tuple[float, float]]) -> int:
-    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    edges = sorted(
+        [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1])
+    )
     peak = running = 0
     for _, step in edges:
         running += step
@@ -89,7 +102,9 @@ def peak_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-async def burst(agent: Agent, iid: str, count: int, sleep_s: float, tag: str) -> tuple[list[dict], float]:
+async def burst(
+    agent: Agent, iid: str, count: int, sleep_s: float, tag: str
+) -> tuple[list[dict], float]:
     started = time.monotonic()
     replies = await asyncio.gather(
         *(invoke(agent, iid, {"n": n, "s": sleep_s}, request_id=f"{tag}-{n}") for n in range(count))
@@ -100,35 +115,48 @@ async def burst(agent: Agent, iid: str, count: int, sleep_s: float, tag: str) ->
 
 
 @pytest.mark.parametrize("runtime", ["python3.11", "nodejs20"])
-async def test_ten_calls_overlap_on_one_instance(agent: Agent, code_server: tuple[str, CodeServer], runtime: str) -> None:
+async def test_ten_calls_overlap_on_one_instance(
+    agent: Agent, code_server: tuple[str, CodeServer], runtime: str
+) -> None:
     iid = await create(agent, code_server, runtime, 10)
     await invoke(agent, iid, {"n": -1, "s": 0}, request_id=f"{runtime}-warm")
     results, elapsed = await burst(agent, iid, 10, 0.3, runtime)
     # Each reply is its own call's: the event's n and the context's request id agree.
-    assert [(r["n"], r["request_id"]) for r in results] == [(n, f"{runtime}-{n}") for n in range(10)]
+    assert [(r["n"], r["request_id"]) for r in results] == [
+        (n, f"{runtime}-{n}") for n in range(10)
+    ]
     # Ten 300 ms calls one after another take 3 s; side by side, about 0.3 s.
     assert elapsed < 2.0, f"10 × 300 ms took {elapsed:.2f}s"
     assert peak_overlap([(r["start"], r["end"]) for r in results]) > 1
 
 
-async def test_the_agent_never_runs_more_calls_than_slots(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
+async def test_the_agent_never_runs_more_calls_than_slots(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
     iid = await create(agent, code_server, "python3.11", 2)
     results, _ = await burst(agent, iid, 6, 0.2, "slots")
     assert sorted(r["request_id"] for r in results) == sorted(f"slots-{n}" for n in range(6))
     assert peak_overlap([(r["start"], r["end"]) for r in results]) <= 2
 
 
-async def test_a_timeout_ends_the_instance_and_its_other_calls(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
+async def test_a_timeout_ends_the_instance_and_its_other_calls(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
     iid = await create(agent, code_server, "python3.11", 3, timeout_s=1)
     stuck_task = asyncio.create_task(invoke(agent, iid, {"n": 0, "s": 30}, request_id="stuck"))
     # Once "stuck" runs, a second call started now reaches its own timeout only after it.
     log = agent.home / "nodes" / agent.node_id / "logs" / f"{iid}.jsonl"
     deadline = time.monotonic() + 10
-    while not (log.exists() and "START RequestId: stuck" in log.read_text()) and time.monotonic() < deadline:
+    while (
+        not (log.exists() and "START RequestId: stuck" in log.read_text())
+        and time.monotonic() < deadline
+    ):
         await asyncio.sleep(0.05)
     other = await invoke(agent, iid, {"n": 1, "s": 30}, request_id="other")
     stuck = await stuck_task
-    assert stuck.function_error == "Unhandled" and json.loads(stuck.payload)["errorType"] == "Timeout"
+    assert (
+        stuck.function_error == "Unhandled" and json.loads(stuck.payload)["errorType"] == "Timeout"
+    )
     err = json.loads(other.payload)
     assert other.function_error == "Unhandled" and err["errorType"] == "Runtime.ExitError", err
     assert "request stuck" in err["errorMessage"], err
@@ -137,16 +165,22 @@ async def test_a_timeout_ends_the_instance_and_its_other_calls(agent: Agent, cod
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_output_of_overlapping_calls_is_nobodys(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
+async def test_output_of_overlapping_calls_is_nobodys(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
     iid = await create(agent, code_server, "python3.11", 4)
     replies = await asyncio.gather(
         *(
             agent.stub.Invoke(
                 nodeagent_pb2.InstanceInvokeRequest(
-                    instance_id=iid, request_id=f"say-{n}", log_tail=True,
+                    instance_id=iid,
+                    request_id=f"say-{n}",
+                    log_tail=True,
                     # Each prints midway through its 0.6 s, so each line comes while the other call
                     # runs too, however far apart the two calls start (up to 0.3 s).
-                    payload=json.dumps({"n": n, "s": 0.3, "say": f"said by {n}", "linger": 0.3}).encode(),
+                    payload=json.dumps(
+                        {"n": n, "s": 0.3, "say": f"said by {n}", "linger": 0.3}
+                    ).encode(),
                 ),
                 timeout=30,
             )
@@ -174,6 +208,8 @@ async def test_output_of_overlapping_calls_is_nobodys(agent: Agent, code_server:
         await asyncio.sleep(0.1)
     got = said()
     for n in range(2):
-        assert got.get(f"START RequestId: say-{n}") == got.get(f"END RequestId: say-{n}") == f"say-{n}", got
+        assert (
+            got.get(f"START RequestId: say-{n}") == got.get(f"END RequestId: say-{n}") == f"say-{n}"
+        ), got
     # Printed while both ran: not attributable to either.
     assert {got.get("said by 0"), got.get("said by 1")} <= {""}, got

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from nimbus.common.etcd import Etcd
 from test_nodeagent_runtimes import NODE_HANDLERS, RUNTIME_API_CLIENT
 from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
     ECHO,
@@ -25,14 +26,15 @@ from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
     start_agent,
 )
 
-from nimbus.common.etcd import Etcd
-
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def agent(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_endpoint: str,
+    etcd: Etcd,
+    code_server: tuple[str, CodeServer],
 ) -> AsyncIterator[Agent]:
     a = await start_agent(
         tmp_path_factory.mktemp("process"), etcd_endpoint, code_server[0], NIMBUS_SANDBOX="process"
@@ -44,7 +46,9 @@ async def agent(
 
 
 async def test_warns_loudly_that_nothing_is_isolated(agent: Agent) -> None:
-    warning = next(json.loads(line) for line in agent.log().splitlines() if "SANDBOX DISABLED" in line)
+    warning = next(
+        json.loads(line) for line in agent.log().splitlines() if "SANDBOX DISABLED" in line
+    )
     assert warning["level"] == "WARNING" and "NO isolation" in warning["msg"]
 
 
@@ -56,7 +60,12 @@ async def test_three_runtimes(agent: Agent, code_server: tuple[str, CodeServer])
     )
     assert json.loads((await invoke(agent, node.instance_id, {"n": 2})).payload) == {"sync": 4}
     custom = await create_files(
-        agent, code_server, {"bootstrap": RUNTIME_API_CLIENT}, ("bootstrap",), runtime="provided", handler="h"
+        agent,
+        code_server,
+        {"bootstrap": RUNTIME_API_CLIENT},
+        ("bootstrap",),
+        runtime="provided",
+        handler="h",
     )
     reply = await invoke(agent, custom.instance_id, {"c": 3}, request_id="p-1", log_tail=True)
     assert json.loads(reply.payload)["event"] == {"c": 3}

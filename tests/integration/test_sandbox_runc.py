@@ -17,7 +17,6 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-
 from nimbus.common import keys
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import nodeagent_pb2
@@ -39,7 +38,7 @@ from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
 
 pytestmark = [pytest.mark.timeout(90), needs_runc]
 
-PROBE = r'''
+PROBE = r"""
 import errno, os, socket
 
 def attempt(f):
@@ -92,7 +91,7 @@ def handler(event, context):
         "task": sorted(os.listdir("/var/task")),
         "other_code": {p: attempt(lambda p=p: os.listdir(p)) for p in event["other_code"]},
     }
-'''
+"""
 
 FORK_BOMB = """
 import os, time
@@ -157,7 +156,7 @@ exports.handler = async () => ({
 """
 
 # A custom runtime speaking the Lambda Runtime API by hand; its handler tries to listen too.
-PROVIDED_LISTEN = r'''#!/usr/bin/python3.11
+PROVIDED_LISTEN = r"""#!/usr/bin/python3.11
 import http.client, json, os, socket
 
 api = os.environ["AWS_LAMBDA_RUNTIME_API"]
@@ -177,12 +176,15 @@ while True:
     body = json.dumps({"listen": outcome, "uid": os.getuid()})
     conn.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response", body)
     conn.getresponse().read()
-'''
+"""
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def agent(
-    tmp_path_factory: pytest.TempPathFactory, etcd_endpoint: str, etcd: Etcd, code_server: tuple[str, CodeServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    etcd_endpoint: str,
+    etcd: Etcd,
+    code_server: tuple[str, CodeServer],
 ) -> AsyncIterator[Agent]:
     a = await start_agent(
         tmp_path_factory.mktemp("runc"),
@@ -206,37 +208,68 @@ async def neighbour(agent: Agent, code_server: tuple[str, CodeServer]) -> str:
 
 async def neighbour_answers(agent: Agent, instance_id: str, within_s: float = 0.5) -> None:
     started = time.monotonic()
-    reply = await invoke(agent, instance_id, {"still": "here"}, request_id=f"n-{time.monotonic_ns()}")
+    reply = await invoke(
+        agent, instance_id, {"still": "here"}, request_id=f"n-{time.monotonic_ns()}"
+    )
     took = time.monotonic() - started
     assert json.loads(reply.payload) == {"still": "here"}
     assert took < within_s, f"the neighbour took {took:.3f} s"
 
 
 def container_cgroup(agent: Agent, instance_id: str, controller: str) -> Path:
-    return cgroups.ROOT / controller / "nimbus" / agent.node_id / f"nimbus-{agent.node_id}-{instance_id}"
+    return (
+        cgroups.ROOT
+        / controller
+        / "nimbus"
+        / agent.node_id
+        / f"nimbus-{agent.node_id}-{instance_id}"
+    )
 
 
 async def test_function_is_walled_off(
     agent: Agent, neighbour: str, etcd_endpoint: str, code_server: tuple[str, CodeServer]
 ) -> None:
-    other = await create(agent, code_server, "SECRET = 'other tenant'\ndef handler(e, c):\n    return SECRET\n")
+    other = await create(
+        agent, code_server, "SECRET = 'other tenant'\ndef handler(e, c):\n    return SECRET\n"
+    )
     other_code = agent.home / "nodes" / agent.node_id / "code" / other.spec.code_sha256
     assert other_code.is_dir()
-    ports = [int(etcd_endpoint.rsplit(":", 1)[1]), int(agent.addr.rsplit(":", 1)[1]), int(code_server[0].rsplit(":", 1)[1])]
+    ports = [
+        int(etcd_endpoint.rsplit(":", 1)[1]),
+        int(agent.addr.rsplit(":", 1)[1]),
+        int(code_server[0].rsplit(":", 1)[1]),
+    ]
     for port in ports:  # the host really listens on them
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
     info = await create(agent, code_server, PROBE, name="probe")
     event = {
         "ports": ports,
-        "readonly": ["/", "/var/task", "/var/runtime", "/etc", "/usr", "/usr/lib", "/bin", "/run/nimbus", "/dev", "/var"],
-        "other_code": [str(other_code), str(other_code.parent), str(other_code.parent.parent / "sandbox")],
+        "readonly": [
+            "/",
+            "/var/task",
+            "/var/runtime",
+            "/etc",
+            "/usr",
+            "/usr/lib",
+            "/bin",
+            "/run/nimbus",
+            "/dev",
+            "/var",
+        ],
+        "other_code": [
+            str(other_code),
+            str(other_code.parent),
+            str(other_code.parent.parent / "sandbox"),
+        ],
     }
     reply = await invoke(agent, info.instance_id, event)
     assert reply.function_error == "", reply.payload
     got = json.loads(reply.payload)
 
-    assert got["ports"] == {str(p): ["err", "ECONNREFUSED"] for p in ports}  # its own loopback: nobody there
+    assert got["ports"] == {
+        str(p): ["err", "ECONNREFUSED"] for p in ports
+    }  # its own loopback: nobody there
     assert got["egress"] == ["err", "ENETUNREACH"]
     assert got["dns"] == ["err", "gaierror"]
     assert got["interfaces"] == ["lo"]
@@ -245,15 +278,22 @@ async def test_function_is_walled_off(
     assert got["caps"] == ["0000000000000000"] * 3
     assert (got["no_new_privs"], got["seccomp"]) == ("1", "2")
     assert got["pids"] == [1]  # its own shim only: nothing of the host, nothing of other instances
-    assert all(outcome[0] == "err" and outcome[1] in ("EROFS", "EACCES") for outcome in got["writes"].values()), got
+    assert all(
+        outcome[0] == "err" and outcome[1] in ("EROFS", "EACCES")
+        for outcome in got["writes"].values()
+    ), got
     assert got["tmp"] == ["ok", "written"]
     assert got["shadow"] == ["err", "ENOENT"]
     assert got["task"] == ["__pycache__", "app.py"]
-    assert all(outcome == ["err", "ENOENT"] for outcome in got["other_code"].values()), got["other_code"]
+    assert all(outcome == ["err", "ENOENT"] for outcome in got["other_code"].values()), got[
+        "other_code"
+    ]
     await neighbour_answers(agent, neighbour)
 
 
-async def test_limits_follow_the_functions_memory(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
+async def test_limits_follow_the_functions_memory(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
     info = await create(agent, code_server, ECHO, name="sized", memory_mb=512)
 
     def read(controller: str, name: str) -> int:
@@ -262,24 +302,40 @@ async def test_limits_follow_the_functions_memory(agent: Agent, code_server: tup
     assert read("memory", "memory.limit_in_bytes") == 512 * 1024 * 1024
     assert read("pids", "pids.max") == 128
     assert read("cpu", "cpu.shares") == 296  # 1024 per 1769 MB
-    assert (read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")) == (28942, 100_000)  # 512/1769 core
+    assert (read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")) == (
+        28942,
+        100_000,
+    )  # 512/1769 core
 
 
-async def test_node_function_cannot_listen(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
-    info = await create_files(agent, code_server, {"index.js": NODE_LISTEN}, runtime="nodejs20", handler="index.handler")
+async def test_node_function_cannot_listen(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
+    info = await create_files(
+        agent, code_server, {"index.js": NODE_LISTEN}, runtime="nodejs20", handler="index.handler"
+    )
     got = json.loads((await invoke(agent, info.instance_id, {})).payload)
     assert got["listen"] == "EPERM" and got["uid"] != 0
 
 
-async def test_custom_runtime_cannot_listen_but_its_shim_serves(agent: Agent, code_server: tuple[str, CodeServer]) -> None:
+async def test_custom_runtime_cannot_listen_but_its_shim_serves(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
     info = await create_files(
-        agent, code_server, {"bootstrap": PROVIDED_LISTEN}, ("bootstrap",), runtime="provided", handler="x.y"
+        agent,
+        code_server,
+        {"bootstrap": PROVIDED_LISTEN},
+        ("bootstrap",),
+        runtime="provided",
+        handler="x.y",
     )
     got = json.loads((await invoke(agent, info.instance_id, {})).payload)
     assert got == {"listen": "Operation not permitted", "uid": 10001}
 
 
-async def test_fork_bomb_is_contained(agent: Agent, neighbour: str, code_server: tuple[str, CodeServer]) -> None:
+async def test_fork_bomb_is_contained(
+    agent: Agent, neighbour: str, code_server: tuple[str, CodeServer]
+) -> None:
     info = await create(agent, code_server, FORK_BOMB, name="bomb", timeout_s=10)
     call = asyncio.ensure_future(invoke(agent, info.instance_id, {"seconds": 2}))
     await asyncio.sleep(1.0)
@@ -294,9 +350,13 @@ async def test_fork_bomb_is_contained(agent: Agent, neighbour: str, code_server:
     fresh = await create(agent, code_server, ECHO, name="after-bomb")
     assert json.loads((await invoke(agent, fresh.instance_id, {"a": 1})).payload) == {"a": 1}
     pid = agent.instance_pid(info.instance_id)
-    await agent.stub.DestroyInstance(nodeagent_pb2.DestroyInstanceRequest(instance_id=info.instance_id), timeout=10)
+    await agent.stub.DestroyInstance(
+        nodeagent_pb2.DestroyInstanceRequest(instance_id=info.instance_id), timeout=10
+    )
     assert pid_gone(pid)
-    assert not container_cgroup(agent, info.instance_id, "pids").exists()  # every process of it is gone
+    assert not container_cgroup(
+        agent, info.instance_id, "pids"
+    ).exists()  # every process of it is gone
     await neighbour_answers(agent, neighbour)
 
 
@@ -304,13 +364,17 @@ async def test_memory_hog_gets_out_of_memory_and_is_replaced(
     agent: Agent, neighbour: str, etcd: Etcd, code_server: tuple[str, CodeServer]
 ) -> None:
     info = await create(agent, code_server, MEMORY_HOG, name="hog", timeout_s=20)
-    limit = int((container_cgroup(agent, info.instance_id, "memory") / "memory.limit_in_bytes").read_text())
+    limit = int(
+        (container_cgroup(agent, info.instance_id, "memory") / "memory.limit_in_bytes").read_text()
+    )
     assert limit == 128 * 1024 * 1024
     reply = await invoke(agent, info.instance_id, {}, request_id="hog-1")
     error = json.loads(reply.payload)
     assert reply.function_error == "Unhandled"
     assert error["errorType"] == "OutOfMemory", error
-    assert error["errorMessage"].startswith("RequestId: hog-1 Error: Runtime exited with error: signal: killed")
+    assert error["errorMessage"].startswith(
+        "RequestId: hog-1 Error: Runtime exited with error: signal: killed"
+    )
     assert await etcd.get(keys.instance(agent.node_id, info.instance_id)) is None
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await invoke(agent, info.instance_id, {})
@@ -329,7 +393,10 @@ async def test_infinite_loop_times_out_and_is_destroyed(
     started = time.monotonic()
     reply = await call
     assert time.monotonic() - started < 0.7 + 0.5  # 1 s timeout, 0.3 s already gone, ≤ 0.5 s late
-    assert json.loads(reply.payload) == {"errorType": "Timeout", "errorMessage": "Task timed out after 1.00 seconds"}
+    assert json.loads(reply.payload) == {
+        "errorType": "Timeout",
+        "errorMessage": "Task timed out after 1.00 seconds",
+    }
     assert pid_gone(pid)
     assert not container_cgroup(agent, info.instance_id, "memory").exists()
     assert await etcd.get(keys.instance(agent.node_id, info.instance_id)) is None
@@ -345,5 +412,8 @@ async def test_writing_past_the_tmp_limit_fails_cleanly(
     assert reply.function_error == "" and got["error"] == "ENOSPC", got
     assert 500 <= got["written_mb"] <= 512  # NIMBUS_SANDBOX_TMP_MB's default
     # The instance is fine afterwards, and so is its neighbour.
-    assert json.loads((await invoke(agent, info.instance_id, {}, request_id="again")).payload)["error"] == "ENOSPC"
+    assert (
+        json.loads((await invoke(agent, info.instance_id, {}, request_id="again")).payload)["error"]
+        == "ENOSPC"
+    )
     await neighbour_answers(agent, neighbour)

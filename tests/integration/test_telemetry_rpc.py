@@ -14,12 +14,11 @@ import grpc
 import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2
-from prometheus_client import REGISTRY
-
 from nimbus.common import metrics, rpc, tracing
 from nimbus.common.errors import Throttled
 from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
 from nimbus.common.service import new_server
+from prometheus_client import REGISTRY
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(60)]
 
@@ -31,11 +30,15 @@ class Handlers:
     def __init__(self) -> None:
         self.seen_traces: list[str] = []
 
-    async def ok(self, request: Any, context: grpc.aio.ServicerContext) -> health_pb2.HealthCheckResponse:
+    async def ok(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
         self.seen_traces.append(tracing.current_trace_id())
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
 
-    async def throttled(self, request: Any, context: grpc.aio.ServicerContext) -> health_pb2.HealthCheckResponse:
+    async def throttled(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
         raise Throttled("too many")
 
 
@@ -46,10 +49,18 @@ async def server() -> AsyncIterator[tuple[grpc.aio.Channel, Handlers]]:
 
     def method(fn: Any) -> grpc.RpcMethodHandler:
         return grpc.unary_unary_rpc_method_handler(
-            fn, health_pb2.HealthCheckRequest.FromString, health_pb2.HealthCheckResponse.SerializeToString)
+            fn,
+            health_pb2.HealthCheckRequest.FromString,
+            health_pb2.HealthCheckResponse.SerializeToString,
+        )
 
-    srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        SERVICE, {"Ok": method(handlers.ok), "Throttled": method(handlers.throttled)}),))
+    srv.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                SERVICE, {"Ok": method(handlers.ok), "Throttled": method(handlers.throttled)}
+            ),
+        )
+    )
     port = srv.add_insecure_port("127.0.0.1:0")
     await srv.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -61,22 +72,34 @@ async def server() -> AsyncIterator[tuple[grpc.aio.Channel, Handlers]]:
 
 
 def _stub(channel: grpc.aio.Channel, name: str) -> Any:
-    return channel.unary_unary(f"/{SERVICE}/{name}", health_pb2.HealthCheckRequest.SerializeToString,
-                               health_pb2.HealthCheckResponse.FromString)
+    return channel.unary_unary(
+        f"/{SERVICE}/{name}",
+        health_pb2.HealthCheckRequest.SerializeToString,
+        health_pb2.HealthCheckResponse.FromString,
+    )
 
 
 def _count(method: str, code: str) -> float:
-    return REGISTRY.get_sample_value("nimbus_grpc_server_requests_total", {"method": f"{SERVICE}/{method}", "code": code}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "nimbus_grpc_server_requests_total", {"method": f"{SERVICE}/{method}", "code": code}
+        )
+        or 0.0
+    )
 
 
-async def test_calls_are_counted_by_code_and_carry_the_trace(server: tuple[grpc.aio.Channel, Handlers]) -> None:
+async def test_calls_are_counted_by_code_and_carry_the_trace(
+    server: tuple[grpc.aio.Channel, Handlers],
+) -> None:
     channel, handlers = server
     ok_before, throttled_before = _count("Ok", "OK"), _count("Throttled", "RESOURCE_EXHAUSTED")
     token, span = tracing.start("client", TP)
     try:
         await rpc.call(_stub(channel, "Ok"), health_pb2.HealthCheckRequest(), timeout_s=5)
         with pytest.raises(Throttled):
-            await rpc.call(_stub(channel, "Throttled"), health_pb2.HealthCheckRequest(), timeout_s=5)
+            await rpc.call(
+                _stub(channel, "Throttled"), health_pb2.HealthCheckRequest(), timeout_s=5
+            )
     finally:
         tracing.finish(token, span)
     # Outside any request the server starts a trace of its own.
@@ -85,7 +108,9 @@ async def test_calls_are_counted_by_code_and_carry_the_trace(server: tuple[grpc.
     assert len(handlers.seen_traces[1]) == 32 and handlers.seen_traces[1] != handlers.seen_traces[0]
     assert _count("Ok", "OK") == ok_before + 2
     assert _count("Throttled", "RESOURCE_EXHAUSTED") == throttled_before + 1
-    latency = REGISTRY.get_sample_value("nimbus_grpc_server_handling_seconds_count", {"method": f"{SERVICE}/Ok"})
+    latency = REGISTRY.get_sample_value(
+        "nimbus_grpc_server_handling_seconds_count", {"method": f"{SERVICE}/Ok"}
+    )
     assert latency is not None and latency >= 2
 
 

@@ -1,5 +1,4 @@
 import pytest
-
 from nimbus.api.apikeys import KeyIssuer
 from nimbus.common.auth import KeyRecord, Principal
 from nimbus.common.errors import InvalidArgument, NotFound, PermissionDenied
@@ -53,9 +52,11 @@ async def test_admin_creates_lists_and_revokes():
 @pytest.mark.parametrize("action", ["create", "list", "revoke"])
 async def test_non_admin_keys_may_not_manage_keys(action):
     issuer = KeyIssuer(FakeKeyStore(), FixedClock())
-    call = {"create": lambda: issuer.create(TENANT, "tenant", "", False),
-            "list": lambda: issuer.list(TENANT),
-            "revoke": lambda: issuer.revoke(TENANT, "c" * 12)}[action]
+    call = {
+        "create": lambda: issuer.create(TENANT, "tenant", "", False),
+        "list": lambda: issuer.list(TENANT),
+        "revoke": lambda: issuer.revoke(TENANT, "c" * 12),
+    }[action]
     with pytest.raises(PermissionDenied):
         await call()
 

@@ -7,7 +7,6 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-
 from nimbus.api.logs import (
     MAX_LIMIT,
     LogLine,
@@ -32,7 +31,12 @@ def test_query_defaults_to_the_last_hour_and_1000_lines() -> None:
     q = make_query(NOW, "", "", "", 0)
     assert (q.since, q.until, q.limit) == ("2027-01-15T07:00:00.000Z", "", 1000)
     q = make_query(NOW, "r", "2027-01-15T09:00:00+02:00", "2027-01-15T07:30:00.5Z", 5)
-    assert (q.since, q.until, q.request_id, q.limit) == ("2027-01-15T07:00:00.000Z", "2027-01-15T07:30:00.500Z", "r", 5)
+    assert (q.since, q.until, q.request_id, q.limit) == (
+        "2027-01-15T07:00:00.000Z",
+        "2027-01-15T07:30:00.500Z",
+        "r",
+        5,
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,19 +55,41 @@ def test_bad_queries_name_the_field(since: str, until: str, limit: int, field: s
 
 
 def rec(ts: str, message: str, request_id: str = "r1", stream: str = "stdout") -> bytes:
-    return json.dumps({"ts": ts, "namespace": "team", "function": "fn", "version": "2", "request_id": request_id,
-                       "stream": stream, "message": message, "instance_id": "i"}).encode() + b"\n"
+    return (
+        json.dumps(
+            {
+                "ts": ts,
+                "namespace": "team",
+                "function": "fn",
+                "version": "2",
+                "request_id": request_id,
+                "stream": stream,
+                "message": message,
+                "instance_id": "i",
+            }
+        ).encode()
+        + b"\n"
+    )
 
 
 def test_matching_filters_by_time_and_request() -> None:
-    data = (rec("2027-01-15T07:00:00.000Z", "a") + b"garbage\n" + rec("2027-01-15T07:00:01.000Z", "b", "r2")
-            + rec("2027-01-15T07:00:02.000Z", "c") + rec("2027-01-15T07:00:03.000Z", "d"))
+    data = (
+        rec("2027-01-15T07:00:00.000Z", "a")
+        + b"garbage\n"
+        + rec("2027-01-15T07:00:01.000Z", "b", "r2")
+        + rec("2027-01-15T07:00:02.000Z", "c")
+        + rec("2027-01-15T07:00:03.000Z", "d")
+    )
     got = matching(data, "r1", "2027-01-15T07:00:00.000Z", "2027-01-15T07:00:02.000Z")
     assert got == [
         LogLine("2027-01-15T07:00:00.000Z", "r1", "stdout", "a", "2"),
         LogLine("2027-01-15T07:00:02.000Z", "r1", "stdout", "c", "2"),
     ]
-    assert [line.message for line in matching(data, "", "2027-01-15T07:00:01.000Z", "")] == ["b", "c", "d"]
+    assert [line.message for line in matching(data, "", "2027-01-15T07:00:01.000Z", "")] == [
+        "b",
+        "c",
+        "d",
+    ]
 
 
 def test_oldest_sorts_stably_and_flags_truncation() -> None:
@@ -79,7 +105,16 @@ class FakeFunctions:
     async def get(self, who: Principal, name: str) -> FunctionRecord:
         if (who.namespace, name) not in self.names:
             raise NotFound(f"function {name} not found")
-        return FunctionRecord(who.namespace, name, FunctionConfig(runtime="python3.11", handler="m.h"), "", 0, "", "", 1)
+        return FunctionRecord(
+            who.namespace,
+            name,
+            FunctionConfig(runtime="python3.11", handler="m.h"),
+            "",
+            0,
+            "",
+            "",
+            1,
+        )
 
 
 class FakeStore:
@@ -118,10 +153,15 @@ class StepClock:
 
 
 async def test_get_reads_the_callers_subject_and_limits() -> None:
-    store = FakeStore([
-        StoredBatch(NOW - 10, rec("2027-01-15T07:59:50.000Z", "one") + rec("2027-01-15T07:59:50.001Z", "two")),
-        StoredBatch(NOW - 5, rec("2027-01-15T07:59:55.000Z", "three")),
-    ])
+    store = FakeStore(
+        [
+            StoredBatch(
+                NOW - 10,
+                rec("2027-01-15T07:59:50.000Z", "one") + rec("2027-01-15T07:59:50.001Z", "two"),
+            ),
+            StoredBatch(NOW - 5, rec("2027-01-15T07:59:55.000Z", "three")),
+        ]
+    )
     api = LogsApi(FakeFunctions(), store, StepClock())
     lines, truncated = await api.get(ME, "fn", "", "", "", 2)
     assert [line.message for line in lines] == ["one", "two"] and truncated
@@ -151,7 +191,11 @@ async def test_tail_ends_when_the_function_is_deleted() -> None:
 
 
 async def test_tail_ends_with_unavailable_when_the_server_drains() -> None:
-    api = LogsApi(FakeFunctions(), FakeStore([StoredBatch(NOW, rec("2027-01-15T08:00:00.000Z", "x"))]), StepClock())
+    api = LogsApi(
+        FakeFunctions(),
+        FakeStore([StoredBatch(NOW, rec("2027-01-15T08:00:00.000Z", "x"))]),
+        StepClock(),
+    )
     with pytest.raises(Unavailable, match="shutting down"):
         async for _ in api.tail(ME, "fn", "", "2027-01-15T07:00:00Z"):
             api.close()

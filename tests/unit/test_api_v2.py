@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from nimbus.api.listing import matches
 from nimbus.api.paging import MAX_PAGE_SIZE, decode_token, encode_token, page, scope_of, version_key
 from nimbus.api.v2server import tag_filter
@@ -63,14 +62,22 @@ def test_tag_filters():
     assert tag_filter(["team=a", "env=prod=1"]) == {"team": "a", "env": "prod=1"}
     with pytest.raises(InvalidArgument, match="tag"):
         tag_filter(["team"])
-    assert matches({"team": "a", "x": "1"}, {"team": "a"}) and not matches({"team": "b"}, {"team": "a"})
+    assert matches({"team": "a", "x": "1"}, {"team": "a"}) and not matches(
+        {"team": "b"}, {"team": "a"}
+    )
     assert matches({}, {})
 
 
 def test_tag_checks():
     check_tags({"team": "payments", "cost-center": "1234", "a b/c:d": ""})
-    for bad in ({"": "x"}, {"k" * 129: "x"}, {"nimbus:owner": "x"}, {"k": "v" * 257}, {"bad\nkey": "x"},
-                {f"t{i}": "" for i in range(51)}):
+    for bad in (
+        {"": "x"},
+        {"k" * 129: "x"},
+        {"nimbus:owner": "x"},
+        {"k": "v" * 257},
+        {"bad\nkey": "x"},
+        {f"t{i}": "" for i in range(51)},
+    ):
         with pytest.raises(InvalidArgument, match="tags"):
             check_tags(bad)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from nimbus.common.config import ConfigError
 from nimbus.common.errors import InvalidArgument
 from nimbus.common.eventconfig import Destination, EventConfig, check_event_config
@@ -14,16 +13,31 @@ from nimbus.invoker import envelope
 from nimbus.invoker.consumer import destination_record
 from nimbus.invoker.eventsconfig import EventsConfig
 from nimbus.invoker.invoke import InvokeResult
-from nimbus.invoker.records import InvocationStatus as S
 from nimbus.invoker.records import EventRef, allowed_from, can_move
-from nimbus.invoker.retry import Action, Outcome, Reason, RetryPolicy, decide, requeue_delay, retry_delay
+from nimbus.invoker.records import InvocationStatus as S
+from nimbus.invoker.retry import (
+    Action,
+    Outcome,
+    Reason,
+    RetryPolicy,
+    decide,
+    requeue_delay,
+    retry_delay,
+)
 
 POLICY = RetryPolicy(max_retries=2, max_event_age_s=3600, retry_base_s=1, retry_max_s=300)
 
 
 @pytest.mark.parametrize(
     ("attempts", "draw", "want"),
-    [(1, 0.0, 0.5), (1, 1.0, 1.0), (2, 0.0, 1.0), (3, 0.5, 3.0), (20, 1.0, 300.0), (20, 0.0, 150.0)],
+    [
+        (1, 0.0, 0.5),
+        (1, 1.0, 1.0),
+        (2, 0.0, 1.0),
+        (3, 0.5, 3.0),
+        (20, 1.0, 300.0),
+        (20, 0.0, 150.0),
+    ],
 )
 def test_retry_delay_doubles_with_equal_jitter_and_a_cap(attempts, draw, want):
     assert retry_delay(attempts, POLICY, draw) == pytest.approx(want)
@@ -65,7 +79,11 @@ def test_zero_retries_dead_letters_the_first_failure():
 
 
 def test_record_lifecycle_table():
-    assert can_move(S.QUEUED, S.RUNNING) and can_move(S.RUNNING, S.SUCCEEDED) and can_move(S.RUNNING, S.QUEUED)
+    assert (
+        can_move(S.QUEUED, S.RUNNING)
+        and can_move(S.RUNNING, S.SUCCEEDED)
+        and can_move(S.RUNNING, S.QUEUED)
+    )
     assert can_move(S.RUNNING, S.RUNNING)  # redelivery after an invoker died mid-run
     assert not can_move(S.SUCCEEDED, S.RUNNING) and not can_move(S.FAILED, S.QUEUED)
     assert not can_move(S.SUCCEEDED, S.FAILED)
@@ -100,9 +118,16 @@ def test_idempotency_ids_are_stable_and_scoped():
 
 
 def test_dead_letter_round_trip_keeps_the_event_bytes():
-    letter = envelope.DeadLetter("id", "ns", "fn", "", b'{"a": 1}', b'{"errorType": "E"}', 3, "c", "f", "retries_exhausted")
+    letter = envelope.DeadLetter(
+        "id", "ns", "fn", "", b'{"a": 1}', b'{"errorType": "E"}', 3, "c", "f", "retries_exhausted"
+    )
     back = envelope.DeadLetter.from_json(letter.to_json(), 9)
-    assert back.event == b'{"a": 1}' and back.error == b'{"errorType": "E"}' and back.seq == 9 and back.attempts == 3
+    assert (
+        back.event == b'{"a": 1}'
+        and back.error == b'{"errorType": "E"}'
+        and back.seq == 9
+        and back.attempts == 3
+    )
 
 
 def test_destination_record_shape():
@@ -111,8 +136,13 @@ def test_destination_record_shape():
     record = json.loads(destination_record(ref, b'{"in": 1}', "Success", 1, result, b"", 10.0))
     assert record["requestContext"]["condition"] == "Success"
     assert record["requestPayload"] == {"in": 1} and record["responsePayload"] == {"ok": True}
-    failed = json.loads(destination_record(ref, b"{}", "RetriesExhausted", 3, None, b'{"errorType": "E"}', 10.0))
-    assert failed["responsePayload"] == {"errorType": "E"} and failed["requestContext"]["approximateInvokeCount"] == 3
+    failed = json.loads(
+        destination_record(ref, b"{}", "RetriesExhausted", 3, None, b'{"errorType": "E"}', 10.0)
+    )
+    assert (
+        failed["responsePayload"] == {"errorType": "E"}
+        and failed["requestContext"]["approximateInvokeCount"] == 3
+    )
 
 
 @pytest.mark.parametrize(
@@ -171,7 +201,9 @@ def test_event_config_checks(config, message):
 
 
 def test_event_config_json_round_trip():
-    config = EventConfig("ns", "fn", max_retries=0, on_failure=Destination(subject="alerts.fn"), updated_at="t")
+    config = EventConfig(
+        "ns", "fn", max_retries=0, on_failure=Destination(subject="alerts.fn"), updated_at="t"
+    )
     check_event_config(config)
     assert EventConfig.from_json(config.to_json()) == config
 
@@ -193,16 +225,28 @@ def test_events_config_documented_example_and_errors():
         "NIMBUS_HTTP_MAX_BODY_KB": "1024",
     }
     cfg = EventsConfig.from_env(env)
-    assert (cfg.workers, cfg.ack_wait_s, cfg.max_retries, cfg.max_event_bytes) == (8, 5.0, 3, 128 * 1024)
+    assert (cfg.workers, cfg.ack_wait_s, cfg.max_retries, cfg.max_event_bytes) == (
+        8,
+        5.0,
+        3,
+        128 * 1024,
+    )
     assert cfg.http_listen_addr == "127.0.0.1:9000"
     assert EventsConfig.from_env({}) == EventsConfig()
-    for name, value in (("NIMBUS_ASYNC_MAX_RETRIES", "6"), ("NIMBUS_ASYNC_ACK_WAIT_S", "1"), ("NIMBUS_NATS_URL", "http://x"),
-                        ("NIMBUS_HTTP_LISTEN_ADDR", "nowhere"), ("NIMBUS_ASYNC_WORKERS", "0")):
+    for name, value in (
+        ("NIMBUS_ASYNC_MAX_RETRIES", "6"),
+        ("NIMBUS_ASYNC_ACK_WAIT_S", "1"),
+        ("NIMBUS_NATS_URL", "http://x"),
+        ("NIMBUS_HTTP_LISTEN_ADDR", "nowhere"),
+        ("NIMBUS_ASYNC_WORKERS", "0"),
+    ):
         with pytest.raises(ConfigError, match=name):
             EventsConfig.from_env({name: value})
 
 
-@pytest.mark.parametrize(("max_concurrency", "want"), [(0, 16), (1, 1), (2, 1), (3, 1), (5, 2), (10, 4), (100, 16)])
+@pytest.mark.parametrize(
+    ("max_concurrency", "want"), [(0, 16), (1, 1), (2, 1), (3, 1), (5, 2), (10, 4), (100, 16)]
+)
 def test_async_cap_leaves_sync_room(max_concurrency, want):
     from nimbus.invoker.consumer import async_cap
 

@@ -1,7 +1,6 @@
 """The KPA-shaped policy, table by table, on a fake timeline."""
 
 import pytest
-
 from nimbus.scheduler.autoscale import ScaleConfig, ScaleState, decide_scale
 
 CFG = ScaleConfig(keep_alive_s=600)
@@ -18,7 +17,9 @@ def run(timeline, cfg=CFG, ready_follows=True):
     return out
 
 
-@pytest.mark.parametrize("observed, expected", [(0.7, 1), (1.0, 2), (7.0, 10), (14.0, 20), (0.1, 1)])
+@pytest.mark.parametrize(
+    "observed, expected", [(0.7, 1), (1.0, 2), (7.0, 10), (14.0, 20), (0.1, 1)]
+)
 def test_desired_is_concurrency_over_target_utilisation(observed, expected):
     decision, _ = decide_scale(observed, 0, ScaleState(), CFG, 0.0)
     assert decision.desired == expected
@@ -26,13 +27,17 @@ def test_desired_is_concurrency_over_target_utilisation(observed, expected):
 
 def test_panic_scales_up_at_once_and_never_down_while_panicking():
     # 10 s of 1 call in flight, then a burst of 35 for 3 s, then quiet.
-    timeline = [(t, 1.0) for t in range(10)] + [(t, 35.0) for t in range(10, 13)] + [(t, 0.0) for t in range(13, 60)]
+    timeline = (
+        [(t, 1.0) for t in range(10)]
+        + [(t, 35.0) for t in range(10, 13)]
+        + [(t, 0.0) for t in range(13, 60)]
+    )
     desired = run(timeline)
     assert desired[9] == 2
     assert desired[10] >= 4 * desired[9]  # panic: reacts on the first burst sample
     peak = max(desired)
     # Never down while panicking (60 s from the last panic trigger).
-    assert all(d == peak for d in desired[desired.index(peak): 60])
+    assert all(d == peak for d in desired[desired.index(peak) : 60])
 
 
 def test_scale_down_is_gradual_and_keeps_the_last_instance():

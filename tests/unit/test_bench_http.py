@@ -21,7 +21,9 @@ def test_incomplete_response_waits(cut):
 
 
 def test_chunked_body_with_and_without_trailers():
-    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n3;x=y\r\nabc\r\n0\r\n\r\n"
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n3;x=y\r\nabc\r\n0\r\n\r\n"
+    )
     res, used = parse_response(raw)
     assert res.body == b"{}abc" and used == len(raw)
     trailers = raw[:-2] + b"grpc-status: 0\r\n\r\n"
@@ -38,14 +40,26 @@ def test_bad_status_line_and_chunk_size():
 
 
 def test_build_request_sets_length_and_host():
-    raw = build_request("POST", "127.0.0.1:1", "/v1/functions/f:invoke", {"Authorization": "Bearer k"}, b"{}")
-    assert raw.startswith(b"POST /v1/functions/f:invoke HTTP/1.1\r\nHost: 127.0.0.1:1\r\nContent-Length: 2\r\n")
+    raw = build_request(
+        "POST", "127.0.0.1:1", "/v1/functions/f:invoke", {"Authorization": "Bearer k"}, b"{}"
+    )
+    assert raw.startswith(
+        b"POST /v1/functions/f:invoke HTTP/1.1\r\nHost: 127.0.0.1:1\r\nContent-Length: 2\r\n"
+    )
     assert raw.endswith(b"Authorization: Bearer k\r\n\r\n{}")
 
 
 def test_job_round_trips_through_json_shapes():
-    job = Job.from_dict({"kind": "grpc", "host": "127.0.0.1", "port": 1, "paths": ["/a", "/b"],
-                         "metadata": [["authorization", "Bearer k"]], "capture": ["x"]})
+    job = Job.from_dict(
+        {
+            "kind": "grpc",
+            "host": "127.0.0.1",
+            "port": 1,
+            "paths": ["/a", "/b"],
+            "metadata": [["authorization", "Bearer k"]],
+            "capture": ["x"],
+        }
+    )
     assert job.paths == ("/a", "/b") and job.metadata == (("authorization", "Bearer k"),)
     assert job.bound_s() > job.duration_s + job.warmup_s
 
@@ -57,7 +71,11 @@ def test_outcome_records_errors_and_captured_headers():
     out.record(1, 200, False, {}, job, "HTTP 429", "b1")
     data = out.to_json()
     assert data["headers"] == {"x-a": ["1", None]} and data["errors"] == 1
-    assert data["error_samples"] == ["HTTP 429"] and data["bodies"] == ["b0", "b1"] and data["index"] == [0, 1]
+    assert (
+        data["error_samples"] == ["HTTP 429"]
+        and data["bodies"] == ["b0", "b1"]
+        and data["index"] == [0, 1]
+    )
 
 
 def test_proc_status_rss():

@@ -8,30 +8,60 @@ def summary(p50: float, p99: float) -> dict:
 
 
 SECTIONS = {
-    "floors": {"grpc_bare": summary(0.5, 1.0), "grpc_envoy": summary(0.8, 1.5),
-               "http_inprocess": summary(0.2, 0.4), "http_inprocess_c32": {**summary(2, 4), "rps": 10000.0}},
-    "warm": {"rest": {"e2e": summary(2.0, 6.0), "overhead": summary(1.0, 4.0), "overhead_basis": "b"},
-             "grpc": {"e2e": summary(2.5, 7.0), "overhead": summary(2.4, 6.9), "overhead_basis": "b"}},
-    "cold_start": {"overhead": summary(40.0, 60.0), "overhead_basis": "cold", "warm_pool": False,
-                   "import_time": "not reported"},
+    "floors": {
+        "grpc_bare": summary(0.5, 1.0),
+        "grpc_envoy": summary(0.8, 1.5),
+        "http_inprocess": summary(0.2, 0.4),
+        "http_inprocess_c32": {**summary(2, 4), "rps": 10000.0},
+    },
+    "warm": {
+        "rest": {"e2e": summary(2.0, 6.0), "overhead": summary(1.0, 4.0), "overhead_basis": "b"},
+        "grpc": {"e2e": summary(2.5, 7.0), "overhead": summary(2.4, 6.9), "overhead_basis": "b"},
+    },
+    "cold_start": {
+        "overhead": summary(40.0, 60.0),
+        "overhead_basis": "cold",
+        "warm_pool": False,
+        "import_time": "not reported",
+    },
     "cold_start_nopool": {"same_as": "cold_start"},
-    "throughput": {"levels": [{"concurrency": 1, "rps": 400.0, "errors": 0, "calls": 10},
-                              {"concurrency": 8, "rps": 1200.0, "errors": 3, "calls": 10}],
-                   "best_rps": 400.0, "best_concurrency": 1},
+    "throughput": {
+        "levels": [
+            {"concurrency": 1, "rps": 400.0, "errors": 0, "calls": 10},
+            {"concurrency": 8, "rps": 1200.0, "errors": 3, "calls": 10},
+        ],
+        "best_rps": 400.0,
+        "best_concurrency": 1,
+    },
     "async": {"skipped": "not implemented"},
     "autoscale": {"served_s": 1.5, "peak_instances": 50, "scale_down": {"skipped": "idle 600 s"}},
-    "memory": {"idle": {"rss_mb": {"invoker-1": 40.0}, "instances": {"count": 1, "rss_mb_max": 14.0}},
-               "under_load": {"rss_mb_peak": {"invoker-1": 44.0}}},
-    "peer": {"name": "serverless-offline", "warm": summary(0.9, 5.0), "cold_start": summary(45.0, 70.0),
-             "throughput_c32": {"rps": 2000.0}},
+    "memory": {
+        "idle": {"rss_mb": {"invoker-1": 40.0}, "instances": {"count": 1, "rss_mb_max": 14.0}},
+        "under_load": {"rss_mb_peak": {"invoker-1": 44.0}},
+    },
+    "peer": {
+        "name": "serverless-offline",
+        "warm": summary(0.9, 5.0),
+        "cold_start": summary(45.0, 70.0),
+        "throughput_c32": {"rps": 2000.0},
+    },
     "peer_async": {"name": "celery+redis", "completed_eps": 650.0, "accepted_eps": 900.0},
 }
 
 
 def test_headline_has_every_key_issue_8_names():
     head = headline(SECTIONS)
-    for key in ("warm_overhead_p50_ms", "warm_overhead_p99_ms", "grpc_floor_p50_ms", "cold_start_p50_ms",
-                "cold_start_nopool_p50_ms", "sync_throughput_rps", "async_throughput_eps", "burst_served_s", "peer"):
+    for key in (
+        "warm_overhead_p50_ms",
+        "warm_overhead_p99_ms",
+        "grpc_floor_p50_ms",
+        "cold_start_p50_ms",
+        "cold_start_nopool_p50_ms",
+        "sync_throughput_rps",
+        "async_throughput_eps",
+        "burst_served_s",
+        "peer",
+    ):
         assert key in head
     assert head["warm_overhead_p50_ms"] == 1.0 and head["grpc_floor_p50_ms"] == 0.5
     assert head["warm_overhead_ratio_to_grpc_floor"] == 2.0
@@ -71,9 +101,20 @@ def test_text_and_markdown_render():
     head = headline(SECTIONS)
     text = table_text(head)
     assert "warm overhead p50 (REST)" in text and "2x" in text and "NOT met" in text
-    md = markdown({"headline": head, "sections": SECTIONS,
-                   "meta": {"started_at": "t", "machine": "m", "commit": "c", "quick": True, "duration_s": 1,
-                            "command": "NIMBUS_BENCH_QUICK=1 make bench"}})
+    md = markdown(
+        {
+            "headline": head,
+            "sections": SECTIONS,
+            "meta": {
+                "started_at": "t",
+                "machine": "m",
+                "commit": "c",
+                "quick": True,
+                "duration_s": 1,
+                "command": "NIMBUS_BENCH_QUICK=1 make bench",
+            },
+        }
+    )
     assert "| warm overhead p50 (REST) | 1 ms | bare gRPC p50: 0.5 ms | 2x |" in md
     assert "NIMBUS_BENCH_QUICK=1 make bench" in md and "latest.png" in md
     assert "| invoker-1 | 40 | 44 |" in md

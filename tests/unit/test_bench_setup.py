@@ -28,8 +28,10 @@ def test_peer_service_has_the_warm_function_and_one_per_cold_start():
     assert svc["custom"]["serverless-offline"]["httpPort"] == 4000
     assert svc["custom"]["serverless-offline"]["host"] == "127.0.0.1"
     assert set(svc["functions"]) == {"noop", "cold_0", "cold_1"}
-    assert svc["functions"]["cold_1"] == {"handler": "cold_1.handler",
-                                          "events": [{"httpApi": {"path": "/cold_1", "method": "post"}}]}
+    assert svc["functions"]["cold_1"] == {
+        "handler": "cold_1.handler",
+        "events": [{"httpApi": {"path": "/cold_1", "method": "post"}}],
+    }
 
 
 def test_chart_data_keeps_only_measured_series():
@@ -39,8 +41,12 @@ def test_chart_data_keeps_only_measured_series():
         "sections": {
             "floors": {"grpc_bare": {"p50_ms": 0.5, "p90_ms": 0.6, "p99_ms": 1.0}},
             "warm": {"rest": {"e2e": {"n": 0}}},
-            "throughput": {"levels": [{"concurrency": 1, "rps": 300.0, "p50_ms": 3.0, "p99_ms": 9.0, "calls": 10},
-                                      {"concurrency": 8, "rps": 0.0, "calls": 0}]},
+            "throughput": {
+                "levels": [
+                    {"concurrency": 1, "rps": 300.0, "p50_ms": 3.0, "p99_ms": 9.0, "calls": 10},
+                    {"concurrency": 8, "rps": 0.0, "calls": 0},
+                ]
+            },
         },
     }
     data = chart_data(results)

@@ -32,7 +32,15 @@ def test_percentile_rejects_empty_and_out_of_range():
 
 def test_summarize_us_reports_milliseconds():
     s = summarize_us([1000, 2000, 3000, 4000, 5000])
-    assert s == {"n": 5, "p50_ms": 3.0, "p90_ms": 4.6, "p99_ms": 4.96, "mean_ms": 3.0, "min_ms": 1.0, "max_ms": 5.0}
+    assert s == {
+        "n": 5,
+        "p50_ms": 3.0,
+        "p90_ms": 4.6,
+        "p99_ms": 4.96,
+        "mean_ms": 3.0,
+        "min_ms": 1.0,
+        "max_ms": 5.0,
+    }
 
 
 def test_summarize_empty_is_just_a_count():
@@ -55,7 +63,12 @@ def test_ratio(value, baseline, want):
 
 def test_config_defaults_and_quick():
     full = BenchConfig.from_env({"HOME": "/h"})
-    assert (full.warm_calls, full.cold_functions, full.load_s, full.quick) == (2000, 30, 10.0, False)
+    assert (full.warm_calls, full.cold_functions, full.load_s, full.quick) == (
+        2000,
+        30,
+        10.0,
+        False,
+    )
     assert full.concurrency_levels == (1, 8, 32, 64)
     assert str(full.cache_dir) == "/h/.cache/nimbus-bench"
     for env in ({"NIMBUS_BENCH_QUICK": "1"}, {"BENCH_QUICK": "true"}):

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from nimbus.cli import commands, logs, manage, metering, output
 from nimbus.cli.inputs import UsageError, load_code, parse_env_pairs, read_event
 from nimbus.cli.main import build_parser, main
@@ -23,20 +22,59 @@ def parse(*argv: str):
 
 
 def test_deploy_arguments() -> None:
-    a = parse("deploy", "hello", "--runtime", "python3.11", "--handler", "main.handler", "--src", "src",
-              "--memory", "256", "--timeout", "10", "--env", "A=1", "B=x=y", "--env", "C=", "--description", "hi")
+    a = parse(
+        "deploy",
+        "hello",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "main.handler",
+        "--src",
+        "src",
+        "--memory",
+        "256",
+        "--timeout",
+        "10",
+        "--env",
+        "A=1",
+        "B=x=y",
+        "--env",
+        "C=",
+        "--description",
+        "hi",
+    )
     assert a.func is commands.deploy
     assert (a.name, a.runtime, a.handler, a.src) == ("hello", "python3.11", "main.handler", "src")
     assert (a.memory, a.timeout, a.description) == (256, 10, "hi")
     assert a.env == ["A=1", "B=x=y", "C="]
     assert a.json is False and a.endpoint is None
-    assert a.upload == "auto" and parse("deploy", "x", "--src", "d.zip", "--upload", "grpc").upload == "grpc"
+    assert (
+        a.upload == "auto"
+        and parse("deploy", "x", "--src", "d.zip", "--upload", "grpc").upload == "grpc"
+    )
 
 
 def test_alias_and_keys_arguments() -> None:
-    a = parse("alias", "set", "f", "live", "--version", "1", "--weight", "2=0.1", "--description", "canary")
+    a = parse(
+        "alias",
+        "set",
+        "f",
+        "live",
+        "--version",
+        "1",
+        "--weight",
+        "2=0.1",
+        "--description",
+        "canary",
+    )
     assert (a.name, a.alias, a.version, a.version_pos, a.weight, a.description) == (
-        "f", "live", "1", None, "2=0.1", "canary")
+        "f",
+        "live",
+        "1",
+        None,
+        "2=0.1",
+        "canary",
+    )
     # `--version` after a command is the alias's version, not the program's
     assert parse("--json", "alias", "set", "f", "live", "--version", "2").version == "2"
     k = parse("keys", "create", "--namespace", "team-a", "--description", "ci", "--admin")
@@ -61,7 +99,13 @@ def test_global_flags_anywhere(argv: list[str]) -> None:
 def test_invoke_arguments() -> None:
     a = parse("invoke", "hello", "--data", "@event.json", "--qualifier", "prod", "-v")
     assert a.func is manage.invoke_async_or_sync
-    assert (a.name, a.data, a.qualifier, a.verbose, a.is_async) == ("hello", "@event.json", "prod", True, False)
+    assert (a.name, a.data, a.qualifier, a.verbose, a.is_async) == (
+        "hello",
+        "@event.json",
+        "prod",
+        True,
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,7 +131,10 @@ def test_invoke_arguments() -> None:
         (["usage"], metering.usage),
         (["usage", "--from", "2024-01-01", "--to", "2024-01-31"], metering.usage),
         (["metrics", "x", "--minutes", "5"], metering.metrics),
-        (["trigger", "add", "x", "--type", "timer", "--schedule", "rate(1 minute)"], manage.trigger_add),
+        (
+            ["trigger", "add", "x", "--type", "timer", "--schedule", "rate(1 minute)"],
+            manage.trigger_add,
+        ),
         (["trigger", "rm", "x", "t1"], manage.trigger_delete),
     ],
 )
@@ -198,8 +245,12 @@ def test_load_code(tmp_path: Path) -> None:
 def test_bad_data_exits_2_before_any_request() -> None:
     err = io.StringIO()
     # The endpoint is unreachable: a usage error must win before any connection is tried.
-    code = main(["--endpoint", "http://127.0.0.1:1", "invoke", "f", "--data", "{bad"],
-                env={}, stdout=io.StringIO(), stderr=err)
+    code = main(
+        ["--endpoint", "http://127.0.0.1:1", "invoke", "f", "--data", "{bad"],
+        env={},
+        stdout=io.StringIO(),
+        stderr=err,
+    )
     assert code == 2
     assert err.getvalue().startswith("nimbus: error: the event from --data is not valid JSON")
 
@@ -210,7 +261,12 @@ def test_bad_data_exits_2_before_any_request() -> None:
 def test_error_from_gateway_json() -> None:
     body = json.dumps({"code": 5, "message": "function hello not found", "details": []}).encode()
     err = error_from_response(404, "Not Found", {"x-nimbus-request-id": "r1"}, body)
-    assert (err.status, err.code, err.message, err.request_id) == (404, 5, "function hello not found", "r1")
+    assert (err.status, err.code, err.message, err.request_id) == (
+        404,
+        5,
+        "function hello not found",
+        "r1",
+    )
     assert err.code_name == "NOT_FOUND"
     assert str(err) == "function hello not found (HTTP 404)"
     assert output.api_error_text(err) == "function hello not found (HTTP 404)"
@@ -238,11 +294,13 @@ def test_connection_error_text_suggests_make_up() -> None:
 
 
 def test_function_error_text() -> None:
-    body = json.dumps({
-        "errorType": "ZeroDivisionError",
-        "errorMessage": "division by zero",
-        "stackTrace": ['  File "/var/task/main.py", line 2, in handler\n    return 1 / 0\n'],
-    }).encode()
+    body = json.dumps(
+        {
+            "errorType": "ZeroDivisionError",
+            "errorMessage": "division by zero",
+            "stackTrace": ['  File "/var/task/main.py", line 2, in handler\n    return 1 / 0\n'],
+        }
+    ).encode()
     result = invoke_result(200, {"x-nimbus-function-error": "Unhandled"}, body)
     text = output.function_error_text(result)
     lines = text.splitlines()
@@ -252,20 +310,39 @@ def test_function_error_text() -> None:
 
 
 def test_function_error_text_with_string_trace_and_raw_body() -> None:
-    result = invoke_result(200, {"x-nimbus-function-error": "Unhandled"},
-                           b'{"errorType":"E","errorMessage":"m","stackTrace":"a\\nb"}')
+    result = invoke_result(
+        200,
+        {"x-nimbus-function-error": "Unhandled"},
+        b'{"errorType":"E","errorMessage":"m","stackTrace":"a\\nb"}',
+    )
     assert output.function_error_text(result) == "E: m\n  a\n  b"
     result = invoke_result(200, {"x-nimbus-function-error": "Timeout"}, b"Task timed out")
     assert output.function_error_text(result) == "Timeout: Task timed out"
 
 
 def test_invoke_result_headers() -> None:
-    r = invoke_result(200, {"x-nimbus-request-id": "abc", "x-nimbus-cold-start": "true",
-                            "x-nimbus-billed-ms": "12", "x-nimbus-executed-version": "3"}, b'{"ok": true}')
+    r = invoke_result(
+        200,
+        {
+            "x-nimbus-request-id": "abc",
+            "x-nimbus-cold-start": "true",
+            "x-nimbus-billed-ms": "12",
+            "x-nimbus-executed-version": "3",
+        },
+        b'{"ok": true}',
+    )
     assert isinstance(r, InvokeResult)
-    assert (r.payload, r.request_id, r.cold_start, r.billed_ms, r.executed_version, r.function_error) == (
-        {"ok": True}, "abc", True, 12, "3", None)
-    assert "cold start: yes" in output.invoke_meta_text(r) and "billed: 12 ms" in output.invoke_meta_text(r)
+    assert (
+        r.payload,
+        r.request_id,
+        r.cold_start,
+        r.billed_ms,
+        r.executed_version,
+        r.function_error,
+    ) == ({"ok": True}, "abc", True, 12, "3", None)
+    assert "cold start: yes" in output.invoke_meta_text(
+        r
+    ) and "billed: 12 ms" in output.invoke_meta_text(r)
     r = invoke_result(200, {"x-nimbus-cold-start": "false"}, b"not json")
     assert (r.payload, r.raw, r.cold_start, r.billed_ms) == (None, b"not json", False, None)
 
@@ -274,8 +351,14 @@ def test_invoke_result_headers() -> None:
 
 
 FN = {
-    "name": "hello", "runtime": "python3.11", "handler": "main.handler", "memory_mb": 128,
-    "timeout_s": 3, "code_sha256": "ab" * 32, "code_size": "2048", "revision": "7",
+    "name": "hello",
+    "runtime": "python3.11",
+    "handler": "main.handler",
+    "memory_mb": 128,
+    "timeout_s": 3,
+    "code_sha256": "ab" * 32,
+    "code_size": "2048",
+    "revision": "7",
     "env": {"B": "2", "A": "1"},
 }
 
@@ -331,14 +414,22 @@ def test_api_error_exit_path_without_network(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_bad_endpoint_is_a_usage_error() -> None:
     err = io.StringIO()
-    assert main(["--endpoint", "ftp://x", "fn", "list"], env={}, stdout=io.StringIO(), stderr=err) == 2
+    assert (
+        main(["--endpoint", "ftp://x", "fn", "list"], env={}, stdout=io.StringIO(), stderr=err) == 2
+    )
     assert "ftp://x" in err.getvalue() and "from argument" in err.getvalue()
 
 
 def test_deploy_instance_concurrency_is_sent_and_shown() -> None:
     a = parse("deploy", "hello", "--src", "src", "--instance-concurrency", "10")
     assert commands._config_fields(a, None)["instance_concurrency"] == 10
-    assert "instance_concurrency" not in commands._config_fields(parse("deploy", "hello", "--src", "src"), None)
-    rows = dict(output.function_summary({"name": "hello", "instance_concurrency": 10}, detailed=True))
+    assert "instance_concurrency" not in commands._config_fields(
+        parse("deploy", "hello", "--src", "src"), None
+    )
+    rows = dict(
+        output.function_summary({"name": "hello", "instance_concurrency": 10}, detailed=True)
+    )
     assert rows["instance concurrency"] == "10"
-    assert dict(output.function_summary({"name": "old"}, detailed=True))["instance concurrency"] == "1"
+    assert (
+        dict(output.function_summary({"name": "old"}, detailed=True))["instance concurrency"] == "1"
+    )

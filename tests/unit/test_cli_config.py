@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-
 from nimbus.client import Client, ConfigError, find_credentials_file, resolve_config
 
 
-def write_creds(directory: Path, endpoint: str | None = "http://file:1", api_key: str | None = "file-key") -> Path:
+def write_creds(
+    directory: Path, endpoint: str | None = "http://file:1", api_key: str | None = "file-key"
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "credentials.json"
     data = {k: v for k, v in (("endpoint", endpoint), ("api_key", api_key)) if v is not None}
@@ -32,10 +33,17 @@ def write_creds(directory: Path, endpoint: str | None = "http://file:1", api_key
         ),
         ({"api_key": "arg-key"}, {"NIMBUS_ENDPOINT": "http://env:2"}, "http://env:2", "arg-key"),
         # Empty values count as unset.
-        ({"endpoint": ""}, {"NIMBUS_ENDPOINT": "", "NIMBUS_API_KEY": " "}, "http://file:1", "file-key"),
+        (
+            {"endpoint": ""},
+            {"NIMBUS_ENDPOINT": "", "NIMBUS_API_KEY": " "},
+            "http://file:1",
+            "file-key",
+        ),
     ],
 )
-def test_resolution_order(tmp_path: Path, args: dict, env: dict, want_endpoint: str, want_key: str) -> None:
+def test_resolution_order(
+    tmp_path: Path, args: dict, env: dict, want_endpoint: str, want_key: str
+) -> None:
     write_creds(tmp_path / ".nimbus")
     cfg = resolve_config(env=env, cwd=tmp_path, **args)
     assert (cfg.endpoint, cfg.api_key) == (want_endpoint, want_key)

@@ -23,9 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from nimbus.cli.main import main
-from nimbus.client import Client, FunctionError, NimbusApiError, NimbusConnectionError, zip_directory
+from nimbus.client import (
+    Client,
+    FunctionError,
+    NimbusApiError,
+    NimbusConnectionError,
+    zip_directory,
+)
 from nimbus.client.transport import _HTTPConnection
 
 API_KEY = "test-key"
@@ -46,8 +51,12 @@ class GatewayState:
     seen: list[Seen] = field(default_factory=list)
     close_after_response: bool = False  # drop the keep-alive connection silently (idle timeout)
     hide_from_get: set[str] = field(default_factory=set)  # to simulate a create race
-    versions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # by function, number
-    aliases: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # by function, alias
+    versions: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=dict
+    )  # by function, number
+    aliases: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=dict
+    )  # by function, alias
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # by key id
 
     def paths(self) -> list[str]:
@@ -62,7 +71,9 @@ def _ok(data: Any) -> tuple[int, dict[str, str], bytes]:
     return 200, {}, json.dumps(data).encode()
 
 
-def route(state: GatewayState, method: str, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+def route(
+    state: GatewayState, method: str, path: str, body: bytes
+) -> tuple[int, dict[str, str], bytes]:
     url = urllib.parse.urlsplit(path)
     query = dict(urllib.parse.parse_qsl(url.query))
     parts = [urllib.parse.unquote(p) for p in url.path.split("/")[1:]]
@@ -80,10 +91,15 @@ def route(state: GatewayState, method: str, path: str, body: bytes) -> tuple[int
             return _error(409, 6, f"function {name} already exists")
         zip_bytes = base64.b64decode(req["code"]["zip_base64"])
         fn = {
-            "name": name, "runtime": req["runtime"], "handler": req["handler"],
-            "memory_mb": req.get("memory_mb", 128), "timeout_s": req.get("timeout_s", 3),
-            "namespace": "default", "code_sha256": hashlib.sha256(zip_bytes).hexdigest(),
-            "code_size": str(len(zip_bytes)), "revision": "1",
+            "name": name,
+            "runtime": req["runtime"],
+            "handler": req["handler"],
+            "memory_mb": req.get("memory_mb", 128),
+            "timeout_s": req.get("timeout_s", 3),
+            "namespace": "default",
+            "code_sha256": hashlib.sha256(zip_bytes).hexdigest(),
+            "code_size": str(len(zip_bytes)),
+            "revision": "1",
         }
         if req.get("env"):
             fn["env"] = req["env"]
@@ -94,12 +110,19 @@ def route(state: GatewayState, method: str, path: str, body: bytes) -> tuple[int
     if verb == "invoke":
         if fn is None:
             return _error(404, 5, f"function {name} not found")
-        headers = {"x-nimbus-request-id": "req-123", "x-nimbus-cold-start": "true",
-                   "x-nimbus-billed-ms": "7", "x-nimbus-executed-version": query.get("qualifier", "$LATEST")}
+        headers = {
+            "x-nimbus-request-id": "req-123",
+            "x-nimbus-cold-start": "true",
+            "x-nimbus-billed-ms": "7",
+            "x-nimbus-executed-version": query.get("qualifier", "$LATEST"),
+        }
         if fn["handler"] == "main.fails":
             headers["x-nimbus-function-error"] = "Unhandled"
-            err = {"errorType": "ZeroDivisionError", "errorMessage": "division by zero",
-                   "stackTrace": ['  File "/var/task/main.py", line 2, in fails\n    return 1 / 0\n']}
+            err = {
+                "errorType": "ZeroDivisionError",
+                "errorMessage": "division by zero",
+                "stackTrace": ['  File "/var/task/main.py", line 2, in fails\n    return 1 / 0\n'],
+            }
             return 200, headers, json.dumps(err).encode()
         return 200, headers, json.dumps({"echo": json.loads(body)}).encode()
     if fn is None or (method == "GET" and name in state.hide_from_get):
@@ -127,14 +150,20 @@ def route(state: GatewayState, method: str, path: str, body: bytes) -> tuple[int
     return _error(404, 5, "no route")
 
 
-def route_versions_aliases(state: GatewayState, fn: dict[str, Any], method: str, parts: list[str],
-                           req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+def route_versions_aliases(
+    state: GatewayState, fn: dict[str, Any], method: str, parts: list[str], req: dict[str, Any]
+) -> tuple[int, dict[str, str], bytes]:
     versions = state.versions.setdefault(fn["name"], {})
     aliases = state.aliases.setdefault(fn["name"], {})
     if parts == ["versions"] and method == "POST":
         number = str(len(versions) + 1)
-        v = {"version": number, "code_sha256": fn.get("code_sha256", ""), "created_at": f"t{number}",
-             "description": req.get("description", ""), "config": dict(fn)}
+        v = {
+            "version": number,
+            "code_sha256": fn.get("code_sha256", ""),
+            "created_at": f"t{number}",
+            "description": req.get("description", ""),
+            "config": dict(fn),
+        }
         versions[number] = v
         return _ok(v)
     if parts == ["versions"] and method == "GET":
@@ -166,12 +195,18 @@ def route_versions_aliases(state: GatewayState, fn: dict[str, Any], method: str,
     return _error(404, 5, "no route")
 
 
-def route_keys(state: GatewayState, method: str, parts: list[str],
-               req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+def route_keys(
+    state: GatewayState, method: str, parts: list[str], req: dict[str, Any]
+) -> tuple[int, dict[str, str], bytes]:
     if not parts and method == "POST":
         key_id = f"k{len(state.keys) + 1}"
-        key = {"key_id": key_id, "namespace": req.get("namespace") or "default", "admin": bool(req.get("admin")),
-               "description": req.get("description", ""), "created_at": "t0"}
+        key = {
+            "key_id": key_id,
+            "namespace": req.get("namespace") or "default",
+            "admin": bool(req.get("admin")),
+            "description": req.get("description", ""),
+            "created_at": "t0",
+        }
         state.keys[key_id] = key
         return _ok({**key, "api_key": f"nmb_{key_id}_secret"})
     if not parts and method == "GET":
@@ -194,8 +229,15 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         state: GatewayState = self.server.state
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        state.seen.append(Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                               body, self.client_address[1]))
+        state.seen.append(
+            Seen(
+                self.command,
+                self.path,
+                {k.lower(): v for k, v in self.headers.items()},
+                body,
+                self.client_address[1],
+            )
+        )
         if self.headers.get("Authorization") != f"Bearer {API_KEY}":
             status, headers, out = _error(401, 16, "missing or invalid API key")
         elif self.path == "/v1/plain-503":
@@ -222,7 +264,9 @@ def gateway() -> Iterator[tuple[str, GatewayState]]:
     server.daemon_threads = True
     server.block_on_close = False
     server.state = GatewayState()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", server.state  # type: ignore[attr-defined]
@@ -254,7 +298,9 @@ def free_port() -> int:
 # -- SDK ----------------------------------------------------------------------------------------
 
 
-def test_create_function_body_and_headers(client: Client, gateway: tuple[str, GatewayState]) -> None:
+def test_create_function_body_and_headers(
+    client: Client, gateway: tuple[str, GatewayState]
+) -> None:
     fn = client.create_function("hello", "python3.11", "main.handler", b"PK-zip", memory_mb=256)
     assert fn["name"] == "hello" and fn["memory_mb"] == 256
     seen = gateway[1].seen[-1]
@@ -273,7 +319,10 @@ def test_crud_round_trip(client: Client, gateway: tuple[str, GatewayState]) -> N
     updated = client.update_function("hello", memory_mb=512, env={"B": "2"}, description=None)
     assert updated["memory_mb"] == 512 and updated["env"] == {"A": "1", "B": "2"}
     patch = gateway[1].seen[-1]
-    assert (patch.method, json.loads(patch.body)) == ("PATCH", {"memory_mb": 512, "env": {"B": "2"}})
+    assert (patch.method, json.loads(patch.body)) == (
+        "PATCH",
+        {"memory_mb": 512, "env": {"B": "2"}},
+    )
     code = client.update_code("hello", b"zip2")
     assert code["code_sha256"] == hashlib.sha256(b"zip2").hexdigest()
     assert gateway[1].seen[-1].path == "/v1/functions/hello/code"
@@ -282,7 +331,11 @@ def test_crud_round_trip(client: Client, gateway: tuple[str, GatewayState]) -> N
     assert client.delete_function("hello") == {}
     with pytest.raises(NimbusApiError) as exc:
         client.get_function("hello")
-    assert (exc.value.status, exc.value.code, exc.value.message) == (404, 5, "function hello not found")
+    assert (exc.value.status, exc.value.code, exc.value.message) == (
+        404,
+        5,
+        "function hello not found",
+    )
 
 
 def test_invoke_parses_headers(client: Client, gateway: tuple[str, GatewayState]) -> None:
@@ -326,7 +379,11 @@ def test_error_json_becomes_api_error(client: Client) -> None:
     client.create_function("hello", "python3.11", "main.handler", b"zip")
     with pytest.raises(NimbusApiError) as exc:
         client.create_function("hello", "python3.11", "main.handler", b"zip")
-    assert (exc.value.status, exc.value.code, exc.value.message) == (409, 6, "function hello already exists")
+    assert (exc.value.status, exc.value.code, exc.value.message) == (
+        409,
+        6,
+        "function hello already exists",
+    )
     assert str(exc.value) == "function hello already exists (HTTP 409)"
 
 
@@ -337,8 +394,10 @@ def test_non_json_error(client: Client) -> None:
 
 
 def test_bad_key_is_401(gateway: tuple[str, GatewayState]) -> None:
-    with Client(endpoint=gateway[0], api_key="wrong", env={}, cwd=Path("/")) as c, \
-            pytest.raises(NimbusApiError) as exc:
+    with (
+        Client(endpoint=gateway[0], api_key="wrong", env={}, cwd=Path("/")) as c,
+        pytest.raises(NimbusApiError) as exc,
+    ):
         c.list_functions()
     assert (exc.value.status, exc.value.code) == (401, 16)
 
@@ -351,7 +410,9 @@ def test_keep_alive_and_nodelay(client: Client, gateway: tuple[str, GatewayState
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
-def test_reconnects_after_server_closes_idle_connection(client: Client, gateway: tuple[str, GatewayState]) -> None:
+def test_reconnects_after_server_closes_idle_connection(
+    client: Client, gateway: tuple[str, GatewayState]
+) -> None:
     gateway[1].close_after_response = True
     for _ in range(3):
         assert client.list_functions() == []
@@ -378,8 +439,10 @@ def test_headers_and_body_in_one_write() -> None:
 
 def test_connection_refused_names_endpoint() -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
-    with Client(endpoint=endpoint, api_key="k", env={}, cwd=Path("/")) as c, \
-            pytest.raises(NimbusConnectionError) as exc:
+    with (
+        Client(endpoint=endpoint, api_key="k", env={}, cwd=Path("/")) as c,
+        pytest.raises(NimbusConnectionError) as exc,
+    ):
         c.list_functions()
     assert exc.value.refused and endpoint in str(exc.value)
 
@@ -389,8 +452,10 @@ def test_timeout_is_a_connection_error() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        with Client(endpoint=endpoint, api_key="k", timeout_s=0.1, env={}, cwd=Path("/")) as c, \
-                pytest.raises(NimbusConnectionError, match="no answer within 0.1 s"):
+        with (
+            Client(endpoint=endpoint, api_key="k", timeout_s=0.1, env={}, cwd=Path("/")) as c,
+            pytest.raises(NimbusConnectionError, match="no answer within 0.1 s"),
+        ):
             c.list_functions()
 
 
@@ -403,7 +468,10 @@ def test_versions_aliases_keys_routes(client: Client, gateway: tuple[str, Gatewa
     client.publish_version("f", expected_revision=7)
     assert json.loads(state.seen[-1].body) == {"expected_revision": 7}
     assert [v["version"] for v in client.list_versions("f")] == ["1", "2"]
-    assert client.get_version("f", 2)["version"] == "2" and state.paths()[-1] == "GET /v1/functions/f/versions/2"
+    assert (
+        client.get_version("f", 2)["version"] == "2"
+        and state.paths()[-1] == "GET /v1/functions/f/versions/2"
+    )
 
     a = client.put_alias("f", "prod", 1, routing_version=2, routing_weight=0.1)
     put = state.seen[-1]
@@ -428,7 +496,9 @@ def test_versions_aliases_keys_routes(client: Client, gateway: tuple[str, Gatewa
     assert [k["key_id"] for k in client.list_keys()] == ["k2"]
 
 
-def test_alias_and_key_ids_are_path_escaped(client: Client, gateway: tuple[str, GatewayState]) -> None:
+def test_alias_and_key_ids_are_path_escaped(
+    client: Client, gateway: tuple[str, GatewayState]
+) -> None:
     with pytest.raises(NimbusApiError):
         client.revoke_key("a/b c")
     assert gateway[1].seen[-1].path == "/v1/keys/a%2Fb%20c"
@@ -439,19 +509,42 @@ def test_alias_and_key_ids_are_path_escaped(client: Client, gateway: tuple[str, 
 
 def run(gateway: tuple[str, GatewayState], *argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = main(["--endpoint", gateway[0], "--api-key", API_KEY, *argv], env={}, cwd=Path("/"),
-                stdin=io.BytesIO(stdin), stdout=out, stderr=err)
+    code = main(
+        ["--endpoint", gateway[0], "--api-key", API_KEY, *argv],
+        env={},
+        cwd=Path("/"),
+        stdin=io.BytesIO(stdin),
+        stdout=out,
+        stderr=err,
+    )
     return code, out.getvalue(), err.getvalue()
 
 
 def test_cli_deploy_create_then_update(gateway: tuple[str, GatewayState], src: Path) -> None:
     state = gateway[1]
-    code, out, err = run(gateway, "deploy", "hello", "--runtime", "python3.11", "--handler", "main.handler",
-                         "--src", str(src), "--env", "A=1")
+    code, out, err = run(
+        gateway,
+        "deploy",
+        "hello",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "main.handler",
+        "--src",
+        str(src),
+        "--env",
+        "A=1",
+    )
     assert (code, err) == (0, "")
     sha = hashlib.sha256(zip_directory(src)).hexdigest()
     assert out.splitlines()[0] == "created function hello"
-    assert "python3.11" in out and "main.handler" in out and "128 MB" in out and "3 s" in out and sha in out
+    assert (
+        "python3.11" in out
+        and "main.handler" in out
+        and "128 MB" in out
+        and "3 s" in out
+        and sha in out
+    )
     assert state.paths() == ["GET /v1/functions/hello", "POST /v1/functions"]
 
     # Same code, new memory: only a PATCH with what was given; the code is not uploaded again.
@@ -475,28 +568,65 @@ def test_cli_deploy_create_then_update(gateway: tuple[str, GatewayState], src: P
 
 
 def test_cli_deploy_json(gateway: tuple[str, GatewayState], src: Path) -> None:
-    code, out, _ = run(gateway, "deploy", "hello", "--runtime", "python3.11", "--handler", "main.handler",
-                       "--src", str(src), "--json")
+    code, out, _ = run(
+        gateway,
+        "deploy",
+        "hello",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "main.handler",
+        "--src",
+        str(src),
+        "--json",
+    )
     assert code == 0 and json.loads(out) == gateway[1].functions["hello"]
 
 
-def test_cli_deploy_create_race_falls_back_to_update(gateway: tuple[str, GatewayState], src: Path) -> None:
+def test_cli_deploy_create_race_falls_back_to_update(
+    gateway: tuple[str, GatewayState], src: Path
+) -> None:
     state = gateway[1]
-    state.functions["hello"] = {"name": "hello", "runtime": "python3.11", "handler": "main.handler",
-                                "code_sha256": "old", "revision": "1"}
+    state.functions["hello"] = {
+        "name": "hello",
+        "runtime": "python3.11",
+        "handler": "main.handler",
+        "code_sha256": "old",
+        "revision": "1",
+    }
     state.hide_from_get.add("hello")
-    code, out, err = run(gateway, "deploy", "hello", "--runtime", "python3.11", "--handler", "main.handler",
-                         "--src", str(src))
+    code, out, err = run(
+        gateway,
+        "deploy",
+        "hello",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "main.handler",
+        "--src",
+        str(src),
+    )
     assert code == 1  # the fallback GET is hidden too, so the 404 surfaces
     assert "function hello not found (HTTP 404)" in err
     state.hide_from_get.clear()
-    code, out, err = run(gateway, "deploy", "hello", "--runtime", "python3.11", "--handler", "main.handler",
-                         "--src", str(src))
+    code, out, err = run(
+        gateway,
+        "deploy",
+        "hello",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "main.handler",
+        "--src",
+        str(src),
+    )
     assert code == 0, err
     assert out.startswith("updated function hello")
 
 
-def test_cli_deploy_new_function_needs_runtime(gateway: tuple[str, GatewayState], src: Path) -> None:
+def test_cli_deploy_new_function_needs_runtime(
+    gateway: tuple[str, GatewayState], src: Path
+) -> None:
     code, _, err = run(gateway, "deploy", "hello", "--src", str(src))
     assert code == 2 and "--runtime and --handler are needed" in err
 
@@ -521,14 +651,23 @@ def test_cli_invoke_function_error(gateway: tuple[str, GatewayState]) -> None:
     assert code == 1 and out == ""
     lines = err.splitlines()
     assert lines[0] == "ZeroDivisionError: division by zero"
-    assert any("in fails" in line for line in lines) and any("return 1 / 0" in line for line in lines)
+    assert any("in fails" in line for line in lines) and any(
+        "return 1 / 0" in line for line in lines
+    )
 
 
 def test_cli_fn_commands(gateway: tuple[str, GatewayState]) -> None:
     code, out, _ = run(gateway, "fn", "list")
     assert code == 0 and "no functions" in out
-    gateway[1].functions["hello"] = {"name": "hello", "runtime": "python3.11", "handler": "main.handler",
-                                     "memory_mb": 128, "timeout_s": 3, "code_size": "10", "revision": "1"}
+    gateway[1].functions["hello"] = {
+        "name": "hello",
+        "runtime": "python3.11",
+        "handler": "main.handler",
+        "memory_mb": 128,
+        "timeout_s": 3,
+        "code_size": "10",
+        "revision": "1",
+    }
     code, out, _ = run(gateway, "fn", "list")
     assert code == 0 and out.splitlines()[0].startswith("NAME") and "hello" in out.splitlines()[1]
     code, out, _ = run(gateway, "--json", "fn", "list")
@@ -544,15 +683,28 @@ def test_cli_fn_commands(gateway: tuple[str, GatewayState]) -> None:
 
 def test_cli_version_alias_keys_lifecycle(gateway: tuple[str, GatewayState]) -> None:
     """The issue-3 commands over HTTP, as a user would chain them."""
-    gateway[1].functions["f"] = {"name": "f", "handler": "main.handler", "code_sha256": "ab" * 32, "revision": "1"}
+    gateway[1].functions["f"] = {
+        "name": "f",
+        "handler": "main.handler",
+        "code_sha256": "ab" * 32,
+        "revision": "1",
+    }
     assert run(gateway, "version", "publish", "f", "--description", "v1") == (
-        0, f"published version 1 of f (code sha256 {'ab' * 6})\n", "")
+        0,
+        f"published version 1 of f (code sha256 {'ab' * 6})\n",
+        "",
+    )
     run(gateway, "version", "publish", "f")
     code, out, _ = run(gateway, "version", "list", "f")
     assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["VERSION", "1", "2"]
-    code, out, err = run(gateway, "alias", "set", "f", "live", "--version", "1", "--weight", "2=0.1")
+    code, out, err = run(
+        gateway, "alias", "set", "f", "live", "--version", "1", "--weight", "2=0.1"
+    )
     assert (code, out, err) == (0, "alias live of f -> version 1, 10% to version 2\n", "")
-    assert json.loads(gateway[1].seen[-1].body) == {"version": "1", "routing": {"version": "2", "weight": 0.1}}
+    assert json.loads(gateway[1].seen[-1].body) == {
+        "version": "1",
+        "routing": {"version": "2", "weight": 0.1},
+    }
     code, out, _ = run(gateway, "--json", "alias", "get", "f", "live")
     assert json.loads(out)["routing"] == {"version": "2", "weight": 0.1}
     code, out, _ = run(gateway, "alias", "list", "f")
@@ -574,16 +726,26 @@ def test_cli_version_alias_keys_lifecycle(gateway: tuple[str, GatewayState]) -> 
 
 
 def test_cli_bad_weight_exits_2_without_a_request(gateway: tuple[str, GatewayState]) -> None:
-    code, out, err = run(gateway, "alias", "set", "f", "live", "--version", "1", "--weight", "2=1.5")
+    code, out, err = run(
+        gateway, "alias", "set", "f", "live", "--version", "1", "--weight", "2=1.5"
+    )
     assert (code, out) == (2, "")
-    assert err == ("nimbus: error: --weight must be VERSION=FRACTION with 0 ≤ FRACTION ≤ 1 (e.g. 2=0.1), "
-                   "got '2=1.5'\n")
+    assert err == (
+        "nimbus: error: --weight must be VERSION=FRACTION with 0 ≤ FRACTION ≤ 1 (e.g. 2=0.1), "
+        "got '2=1.5'\n"
+    )
     assert gateway[1].seen == []
 
 
 def test_cli_401_without_key_hints(gateway: tuple[str, GatewayState], tmp_path: Path) -> None:
     err = io.StringIO()
-    code = main(["--endpoint", gateway[0], "fn", "list"], env={}, cwd=tmp_path, stdout=io.StringIO(), stderr=err)
+    code = main(
+        ["--endpoint", gateway[0], "fn", "list"],
+        env={},
+        cwd=tmp_path,
+        stdout=io.StringIO(),
+        stderr=err,
+    )
     assert code == 1
     assert err.getvalue().startswith("nimbus: error: missing or invalid API key (HTTP 401)")
     assert "NIMBUS_API_KEY" in err.getvalue()
@@ -591,7 +753,9 @@ def test_cli_401_without_key_hints(gateway: tuple[str, GatewayState], tmp_path: 
 
 def test_cli_reads_credentials_file(gateway: tuple[str, GatewayState], tmp_path: Path) -> None:
     (tmp_path / ".nimbus").mkdir()
-    (tmp_path / ".nimbus" / "credentials.json").write_text(json.dumps({"endpoint": gateway[0], "api_key": API_KEY}))
+    (tmp_path / ".nimbus" / "credentials.json").write_text(
+        json.dumps({"endpoint": gateway[0], "api_key": API_KEY})
+    )
     (tmp_path / "sub").mkdir()
     out = io.StringIO()
     assert main(["fn", "list"], env={}, cwd=tmp_path / "sub", stdout=out, stderr=io.StringIO()) == 0
@@ -600,15 +764,22 @@ def test_cli_reads_credentials_file(gateway: tuple[str, GatewayState], tmp_path:
 def test_cli_connection_refused(tmp_path: Path) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
     err = io.StringIO()
-    code = main(["fn", "list"], env={"NIMBUS_ENDPOINT": endpoint, "NIMBUS_API_KEY": "k"}, cwd=tmp_path,
-                stdout=io.StringIO(), stderr=err)
+    code = main(
+        ["fn", "list"],
+        env={"NIMBUS_ENDPOINT": endpoint, "NIMBUS_API_KEY": "k"},
+        cwd=tmp_path,
+        stdout=io.StringIO(),
+        stderr=err,
+    )
     assert code == 1
     assert endpoint in err.getvalue() and "make up" in err.getvalue()
 
 
 def test_sdk_imports_nothing_beyond_the_stdlib() -> None:
-    code = ("import sys, nimbus.client, nimbus.client.upload, nimbus.cli.main; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'grpc', 'google', 'aetcd', 'redis', 'nats'}); "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, nimbus.client, nimbus.client.upload, nimbus.cli.main; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'grpc', 'google', 'aetcd', 'redis', 'nats'}); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr

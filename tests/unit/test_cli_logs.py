@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pytest
-
 from nimbus.cli import logs
 from nimbus.cli.commands import Context
 from nimbus.cli.inputs import UsageError
@@ -41,10 +40,25 @@ def test_parse_since_refuses_what_it_cannot_place(text: str) -> None:
 
 
 LINES = [
-    {"timestamp": "2027-01-15T07:59:00.001Z", "request_id": "0123456789ab", "stream": "platform",
-     "message": "START RequestId: 0123456789ab Version: $LATEST", "version": "$LATEST"},
-    {"timestamp": "2027-01-15T07:59:00.002Z", "request_id": "0123456789ab", "stream": "stdout", "message": "hi\n"},
-    {"timestamp": "2027-01-15T07:59:00.003Z", "request_id": "0123456789ab", "stream": "stderr", "message": "oops"},
+    {
+        "timestamp": "2027-01-15T07:59:00.001Z",
+        "request_id": "0123456789ab",
+        "stream": "platform",
+        "message": "START RequestId: 0123456789ab Version: $LATEST",
+        "version": "$LATEST",
+    },
+    {
+        "timestamp": "2027-01-15T07:59:00.002Z",
+        "request_id": "0123456789ab",
+        "stream": "stdout",
+        "message": "hi\n",
+    },
+    {
+        "timestamp": "2027-01-15T07:59:00.003Z",
+        "request_id": "0123456789ab",
+        "stream": "stderr",
+        "message": "oops",
+    },
     {"timestamp": "2027-01-15T07:59:01.000Z", "stream": "stdout", "message": "between calls"},
 ]
 
@@ -76,26 +90,42 @@ class FakeClient:
         pass
 
 
-def run(argv: list[str], client: FakeClient, *, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+def run(
+    argv: list[str], client: FakeClient, *, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     args = build_parser().parse_args(argv)
     out, err = io.StringIO(), io.StringIO()
-    ctx = Context(console=Console(out, err, env or {}), make_client=lambda: client,  # type: ignore[arg-type,return-value]
-                  json=args.json)
+    ctx = Context(
+        console=Console(out, err, env or {}),
+        make_client=lambda: client,  # type: ignore[arg-type,return-value]
+        json=args.json,
+    )
     return logs.logs(ctx, args, clock=lambda: NOW), out.getvalue(), err.getvalue()
 
 
 def test_logs_prints_plain_lines_when_piped_and_hints_at_truncation() -> None:
     client = FakeClient({"lines": LINES[:2], "truncated": True})
-    code, out, err = run(["logs", "fn", "--since", "10m", "--request-id", "r1", "--limit", "2"], client)
+    code, out, err = run(
+        ["logs", "fn", "--since", "10m", "--request-id", "r1", "--limit", "2"], client
+    )
     assert code == 0
-    assert "\x1b[" not in out and out.splitlines()[1] == "2027-01-15T07:59:00.002Z  01234567  stdout    hi"
-    assert client.calls == [{"name": "fn", "request_id": "r1", "since": "2027-01-15T07:50:00.000Z", "limit": 2}]
-    assert "more lines matched than the 2 shown" in err and "--since 2027-01-15T07:59:00.002Z" in err
+    assert (
+        "\x1b[" not in out
+        and out.splitlines()[1] == "2027-01-15T07:59:00.002Z  01234567  stdout    hi"
+    )
+    assert client.calls == [
+        {"name": "fn", "request_id": "r1", "since": "2027-01-15T07:50:00.000Z", "limit": 2}
+    ]
+    assert (
+        "more lines matched than the 2 shown" in err and "--since 2027-01-15T07:59:00.002Z" in err
+    )
 
 
 def test_logs_json_prints_one_object_per_line() -> None:
     code, out, err = run(["--json", "logs", "fn"], FakeClient({"lines": LINES[:1]}))
-    assert code == 0 and out.count("\n") == 1 and json.loads(out)["stream"] == "platform" and err == ""
+    assert (
+        code == 0 and out.count("\n") == 1 and json.loads(out)["stream"] == "platform" and err == ""
+    )
 
 
 def test_logs_says_when_there_is_nothing() -> None:
@@ -103,7 +133,9 @@ def test_logs_says_when_there_is_nothing() -> None:
     assert code == 0 and out == "" and "no log lines for fn in the last hour" in err
 
 
-@pytest.mark.parametrize("argv", [["logs", "fn", "--limit", "0"], ["logs", "fn", "--limit", "x"], ["logs"]])
+@pytest.mark.parametrize(
+    "argv", [["logs", "fn", "--limit", "0"], ["logs", "fn", "--limit", "x"], ["logs"]]
+)
 def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
     err = io.StringIO()
     assert main(argv, env={}, stdout=io.StringIO(), stderr=err) == 2
@@ -122,7 +154,10 @@ def test_resume_skips_what_was_yielded_before_a_reconnect() -> None:
     assert [resume.admit(line) for line in first] == [True, True]
     assert resume.since == "2027-01-15T07:59:00.001Z"
     # The reopened tail starts at that millisecond: a and b again, then a new line of it, then later ones.
-    again = [*first, {"timestamp": "2027-01-15T07:59:00.001Z", "message": "c"},
-             {"timestamp": "2027-01-15T07:59:00.002Z", "message": "a"}]
+    again = [
+        *first,
+        {"timestamp": "2027-01-15T07:59:00.001Z", "message": "c"},
+        {"timestamp": "2027-01-15T07:59:00.002Z", "message": "a"},
+    ]
     assert [resume.admit(line) for line in again] == [False, False, True, True]
     assert not resume.admit({"timestamp": "2027-01-15T07:58:00.000Z", "message": "old"})

@@ -10,7 +10,6 @@ import re
 from typing import Any
 
 import pytest
-
 from nimbus.cli import manage
 from nimbus.cli.commands import Context
 from nimbus.cli.inputs import UsageError
@@ -43,8 +42,14 @@ class FakeClient:
 
     def get_alias(self, name: str, alias: str) -> dict[str, Any]:
         self._record("get_alias", name, alias)
-        return {"name": name, "alias": alias, "version": "1", "routing": {"version": "2", "weight": 0.25},
-                "description": "canary", "revision": "5"}
+        return {
+            "name": name,
+            "alias": alias,
+            "version": "1",
+            "routing": {"version": "2", "weight": 0.25},
+            "description": "canary",
+            "revision": "5",
+        }
 
     def delete_alias(self, name: str, alias: str) -> dict[str, Any]:
         self._record("delete_alias", name, alias)
@@ -52,19 +57,37 @@ class FakeClient:
 
     def get_version(self, name: str, version: str) -> dict[str, Any]:
         self._record("get_version", name, version)
-        return {"version": version, "description": "first", "code_sha256": "ab" * 32, "created_at": "t0",
-                "config": {"name": name, "runtime": "python3.11", "handler": "main.handler", "memory_mb": 256,
-                           "timeout_s": 3, "code_sha256": "ab" * 32, "code_size": "2048"}}
+        return {
+            "version": version,
+            "description": "first",
+            "code_sha256": "ab" * 32,
+            "created_at": "t0",
+            "config": {
+                "name": name,
+                "runtime": "python3.11",
+                "handler": "main.handler",
+                "memory_mb": 256,
+                "timeout_s": 3,
+                "code_sha256": "ab" * 32,
+                "code_size": "2048",
+            },
+        }
 
     def delete_version(self, name: str, version: str) -> dict[str, Any]:
         self._record("delete_version", name, version)
         return {}
 
-    def create_key(self, namespace: str | None = None, description: str | None = None,
-                   admin: bool = False) -> dict[str, Any]:
+    def create_key(
+        self, namespace: str | None = None, description: str | None = None, admin: bool = False
+    ) -> dict[str, Any]:
         self._record("create_key", namespace=namespace, description=description, admin=admin)
-        key = {"api_key": "nmb_secret", "key_id": "k1", "namespace": namespace or "default",
-               "description": description or "", "created_at": "t0"}
+        key = {
+            "api_key": "nmb_secret",
+            "key_id": "k1",
+            "namespace": namespace or "default",
+            "description": description or "",
+            "created_at": "t0",
+        }
         if admin:
             key["admin"] = True
         return key
@@ -103,8 +126,11 @@ def run(argv: list[str], client: FakeClient) -> tuple[int, str]:
 def run_err(argv: list[str], client: FakeClient) -> tuple[int, str, str]:
     args = build_parser().parse_args(argv)
     out, err = io.StringIO(), io.StringIO()
-    ctx = Context(console=Console(out, err, {}), make_client=lambda: client,  # type: ignore[arg-type,return-value]
-                  json=args.json)
+    ctx = Context(
+        console=Console(out, err, {}),
+        make_client=lambda: client,  # type: ignore[arg-type,return-value]
+        json=args.json,
+    )
     return args.func(ctx, args), out.getvalue(), err.getvalue()
 
 
@@ -113,7 +139,9 @@ def rows_of(lines: list[str]) -> dict[str, str]:
     return dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines)  # type: ignore[misc]
 
 
-def run_main(argv: list[str], client: FakeClient, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+def run_main(
+    argv: list[str], client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
     """Through main(), for exit codes; the SDK client is the fake."""
     from nimbus.cli import main as main_module
 
@@ -135,14 +163,21 @@ def test_version_publish() -> None:
 
 def test_version_list_sorts_numerically() -> None:
     c = FakeClient()
-    c.pages["/v1/functions/f/versions"] = {"versions": [
-        {"version": "10", "code_sha256": "c" * 64, "created_at": "t10"},
-        {"version": "2", "code_sha256": "b" * 64, "created_at": "t2", "description": "second"},
-    ]}
+    c.pages["/v1/functions/f/versions"] = {
+        "versions": [
+            {"version": "10", "code_sha256": "c" * 64, "created_at": "t10"},
+            {"version": "2", "code_sha256": "b" * 64, "created_at": "t2", "description": "second"},
+        ]
+    }
     code, out = run(["version", "list", "f"], c)
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["VERSION", "CODE", "CREATED", "DESCRIPTION"]
-    assert lines[1].split() == ["2", "b" * 12, "t2", "second"] and lines[2].split() == ["10", "c" * 12, "t10", "-"]
+    assert lines[1].split() == ["2", "b" * 12, "t2", "second"] and lines[2].split() == [
+        "10",
+        "c" * 12,
+        "t10",
+        "-",
+    ]
     c.pages["/v1/functions/f/versions"] = {"versions": []}
     assert "no versions of f yet" in run(["version", "ls", "f"], c)[1]
     code, out = run(["--json", "version", "list", "f"], c)
@@ -154,9 +189,17 @@ def test_version_get_and_delete() -> None:
     code, out = run(["version", "get", "f", "3"], c)
     assert code == 0 and out.splitlines()[0] == "version 3 of f"
     rows = rows_of(out.splitlines()[1:])
-    assert rows["description"] == "first" and rows["code sha256"] == "ab" * 32 and rows["created"] == "t0"
+    assert (
+        rows["description"] == "first"
+        and rows["code sha256"] == "ab" * 32
+        and rows["created"] == "t0"
+    )
     assert (rows["runtime"], rows["handler"], rows["memory"], rows["code size"]) == (
-        "python3.11", "main.handler", "256 MB", "2.0 KiB")
+        "python3.11",
+        "main.handler",
+        "256 MB",
+        "2.0 KiB",
+    )
     code, out = run(["version", "delete", "f", "3"], c)
     assert (code, out) == (0, "deleted version 3 of f\n")
     assert c.calls[-1] == ("delete_version", ("f", "3"), {})
@@ -180,15 +223,26 @@ def test_version_delete_conflict_exits_1(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_alias_set_with_weight() -> None:
     c = FakeClient()
-    code, out = run(["alias", "set", "f", "prod", "--version", "3", "--weight", "4=0.1", "--description", "d"], c)
+    code, out = run(
+        ["alias", "set", "f", "prod", "--version", "3", "--weight", "4=0.1", "--description", "d"],
+        c,
+    )
     assert code == 0 and out == "alias prod of f -> version 3, 10% to version 4\n"
-    assert c.calls == [("put_alias", ("f", "prod", "3"),
-                        {"routing_version": "4", "routing_weight": 0.1, "description": "d"})]
+    assert c.calls == [
+        (
+            "put_alias",
+            ("f", "prod", "3"),
+            {"routing_version": "4", "routing_weight": 0.1, "description": "d"},
+        )
+    ]
 
 
 def test_alias_set_plain_and_legacy_spellings() -> None:
     c = FakeClient()
-    assert run(["alias", "set", "f", "prod", "--version", "3"], c) == (0, "alias prod of f -> version 3\n")
+    assert run(["alias", "set", "f", "prod", "--version", "3"], c) == (
+        0,
+        "alias prod of f -> version 3\n",
+    )
     assert c.calls[-1][2] == {"routing_version": None, "routing_weight": None, "description": None}
     # the earlier positional VERSION and --routing still work
     code, out = run(["alias", "set", "f", "prod", "3", "--routing", "4=0.5"], c)
@@ -197,9 +251,15 @@ def test_alias_set_plain_and_legacy_spellings() -> None:
 
 def test_alias_set_json_is_the_servers() -> None:
     c = FakeClient()
-    code, out = run(["--json", "alias", "set", "f", "prod", "--version", "3", "--weight", "4=0.25"], c)
-    assert json.loads(out) == {"name": "f", "alias": "prod", "version": "3",
-                               "routing": {"version": "4", "weight": 0.25}}
+    code, out = run(
+        ["--json", "alias", "set", "f", "prod", "--version", "3", "--weight", "4=0.25"], c
+    )
+    assert json.loads(out) == {
+        "name": "f",
+        "alias": "prod",
+        "version": "3",
+        "routing": {"version": "4", "weight": 0.25},
+    }
 
 
 @pytest.mark.parametrize("weight", ["4", "4=2", "=0.5", "4=x", "4=-0.1", "4=nan", "4=", "4=1.0001"])
@@ -208,8 +268,16 @@ def test_alias_bad_weight(weight: str) -> None:
         run(["alias", "set", "f", "prod", "--version", "3", "--weight", weight], FakeClient())
 
 
-@pytest.mark.parametrize(("text", "parsed"), [("2=0", ("2", 0.0)), ("2=1", ("2", 1.0)), (" 7 = 0.3 ", ("7", 0.3)),
-                                              ("2=1e-1", ("2", 0.1)), (None, (None, None))])
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("2=0", ("2", 0.0)),
+        ("2=1", ("2", 1.0)),
+        (" 7 = 0.3 ", ("7", 0.3)),
+        ("2=1e-1", ("2", 0.1)),
+        (None, (None, None)),
+    ],
+)
 def test_parse_weight(text: str | None, parsed: tuple[str | None, float | None]) -> None:
     assert manage.parse_weight(text) == parsed
 
@@ -217,14 +285,18 @@ def test_parse_weight(text: str | None, parsed: tuple[str | None, float | None])
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["alias", "set", "f", "prod", "--version", "3", "--weight", "4=2"], "--weight must be VERSION=FRACTION"),
+        (
+            ["alias", "set", "f", "prod", "--version", "3", "--weight", "4=2"],
+            "--weight must be VERSION=FRACTION",
+        ),
         (["alias", "set", "f", "prod"], "needs --version"),
         (["alias", "set", "f", "prod", "--version", "3", "--weight", "3=0.5"], "already points to"),
         (["alias", "set", "f", "prod", "2", "--version", "3"], "two versions given"),
     ],
 )
-def test_alias_usage_errors_exit_2_before_any_request(argv: list[str], message: str,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_alias_usage_errors_exit_2_before_any_request(
+    argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     c = FakeClient()
     code, out, err = run_main(argv, c, monkeypatch)
     assert (code, out, c.calls) == (2, "", [])
@@ -235,12 +307,19 @@ def test_alias_get_list_rm() -> None:
     c = FakeClient()
     code, out = run(["alias", "get", "f", "prod"], c)
     rows = rows_of(out.splitlines())
-    assert code == 0 and rows == {"alias": "prod", "function": "f", "version": "1",
-                                  "routing": "25% to version 2", "description": "canary"}
-    c.pages["/v1/functions/f/aliases"] = {"aliases": [
-        {"alias": "prod", "version": "1", "routing": {"version": "2", "weight": 0.1}},
-        {"alias": "beta", "version": "2", "routing": None, "description": "try me"},
-    ]}
+    assert code == 0 and rows == {
+        "alias": "prod",
+        "function": "f",
+        "version": "1",
+        "routing": "25% to version 2",
+        "description": "canary",
+    }
+    c.pages["/v1/functions/f/aliases"] = {
+        "aliases": [
+            {"alias": "prod", "version": "1", "routing": {"version": "2", "weight": 0.1}},
+            {"alias": "beta", "version": "2", "routing": None, "description": "try me"},
+        ]
+    }
     code, out = run(["alias", "list", "f"], c)
     lines = out.splitlines()
     assert lines[0].split() == ["ALIAS", "VERSION", "ROUTING", "DESCRIPTION"]
@@ -255,8 +334,12 @@ def test_alias_get_list_rm() -> None:
 def test_routing_text() -> None:
     assert manage.routing_text({}) is None
     assert manage.routing_text({"routing": {"version": "", "weight": 0}}) is None
-    assert manage.routing_text({"routing": {"version": "2"}}) == "0% to version 2"  # zero weight left out
-    assert manage.routing_text({"routing": {"version": "2", "weight": 0.333}}) == "33.3% to version 2"
+    assert (
+        manage.routing_text({"routing": {"version": "2"}}) == "0% to version 2"
+    )  # zero weight left out
+    assert (
+        manage.routing_text({"routing": {"version": "2", "weight": 0.333}}) == "33.3% to version 2"
+    )
 
 
 # -- keys ---------------------------------------------------------------------------------------
@@ -266,31 +349,57 @@ def test_keys_create_shows_the_key_once() -> None:
     c = FakeClient()
     code, out, err = run_err(["keys", "create", "--namespace", "team-a", "--description", "ci"], c)
     assert code == 0
-    assert c.calls == [("create_key", (), {"namespace": "team-a", "description": "ci", "admin": False})]
+    assert c.calls == [
+        ("create_key", (), {"namespace": "team-a", "description": "ci", "admin": False})
+    ]
     lines = out.splitlines()
     assert lines[0] == "created key k1 in namespace team-a"
-    assert rows_of(lines[1:]) == {"api key": "nmb_secret", "key id": "k1", "namespace": "team-a",
-                                  "admin": "no", "description": "ci"}
+    assert rows_of(lines[1:]) == {
+        "api key": "nmb_secret",
+        "key id": "k1",
+        "namespace": "team-a",
+        "admin": "no",
+        "description": "ci",
+    }
     assert err == f"nimbus: note: {manage.KEY_SHOWN_ONCE}\n" and "cannot be shown again" in err
 
 
 def test_keys_create_admin_json() -> None:
     c = FakeClient()
     code, out, err = run_err(["keys", "create", "--admin", "--json"], c)
-    assert code == 0 and json.loads(out)["api_key"] == "nmb_secret" and json.loads(out)["admin"] is True
+    assert (
+        code == 0
+        and json.loads(out)["api_key"] == "nmb_secret"
+        and json.loads(out)["admin"] is True
+    )
     assert c.calls[0][2] == {"namespace": None, "description": None, "admin": True}
     assert "cannot be shown again" in err  # stderr only: stdout stays the server's JSON
 
 
 def test_keys_list_and_revoke() -> None:
     c = FakeClient()
-    c.pages["/v1/keys"] = {"keys": [
-        {"key_id": "k2", "namespace": "team-b", "created_at": "t2"},
-        {"key_id": "k1", "namespace": "default", "admin": True, "description": "bootstrap", "created_at": "t1"},
-    ]}
+    c.pages["/v1/keys"] = {
+        "keys": [
+            {"key_id": "k2", "namespace": "team-b", "created_at": "t2"},
+            {
+                "key_id": "k1",
+                "namespace": "default",
+                "admin": True,
+                "description": "bootstrap",
+                "created_at": "t1",
+            },
+        ]
+    }
     code, out = run(["keys", "list"], c)
     lines = out.splitlines()
-    assert code == 0 and lines[0].split() == ["KEY", "ID", "NAMESPACE", "ADMIN", "DESCRIPTION", "CREATED"]
+    assert code == 0 and lines[0].split() == [
+        "KEY",
+        "ID",
+        "NAMESPACE",
+        "ADMIN",
+        "DESCRIPTION",
+        "CREATED",
+    ]
     assert lines[1].split() == ["k1", "default", "yes", "bootstrap", "t1"]
     assert lines[2].split() == ["k2", "team-b", "no", "-", "t2"]
     assert "nmb_" not in out

@@ -7,18 +7,34 @@ import json
 from typing import Any
 
 import pytest
-
 from nimbus.cli.main import main
 from nimbus.cli.metering import metrics_text, usage_text
 
 USAGE = {
     "rows": [
-        {"namespace": "acme", "function": "hello", "version": "$LATEST", "day": "2026-11-01", "requests": "12",
-         "gb_seconds": 0.375, "billed_mb_ms": "384000"},
-        {"namespace": "acme", "function": "hello", "version": "2", "day": "2026-11-02", "requests": "1",
-         "gb_seconds": 0.000125, "billed_mb_ms": "128"},
+        {
+            "namespace": "acme",
+            "function": "hello",
+            "version": "$LATEST",
+            "day": "2026-11-01",
+            "requests": "12",
+            "gb_seconds": 0.375,
+            "billed_mb_ms": "384000",
+        },
+        {
+            "namespace": "acme",
+            "function": "hello",
+            "version": "2",
+            "day": "2026-11-02",
+            "requests": "1",
+            "gb_seconds": 0.000125,
+            "billed_mb_ms": "128",
+        },
     ],
-    "from": "2026-11-01", "to": "2026-11-27", "total_requests": "13", "total_gb_seconds": 0.375125,
+    "from": "2026-11-01",
+    "to": "2026-11-27",
+    "total_requests": "13",
+    "total_gb_seconds": 0.375125,
     "total_billed_mb_ms": "384128",
 }
 
@@ -34,7 +50,10 @@ def test_usage_table_has_a_total_line() -> None:
 
 
 def test_usage_without_rows() -> None:
-    assert usage_text({"from": "2026-11-01", "to": "2026-11-27"}) == "no usage from 2026-11-01 .. 2026-11-27"
+    assert (
+        usage_text({"from": "2026-11-01", "to": "2026-11-27"})
+        == "no usage from 2026-11-01 .. 2026-11-27"
+    )
 
 
 def bucket(start: str, **fields: Any) -> dict[str, Any]:
@@ -42,21 +61,43 @@ def bucket(start: str, **fields: Any) -> dict[str, Any]:
 
 
 def test_metrics_table_per_minute() -> None:
-    text = metrics_text([
-        bucket("2026-11-27T10:58:00.000Z"),
-        bucket("2026-11-27T10:59:00.000Z", invocations="5", errors="1", throttles="2", cold_starts="1",
-               duration_p50_ms=4.25, duration_p90_ms=9.5, duration_p99_ms=120.0, max_memory_used_mb="41"),
-    ])
+    text = metrics_text(
+        [
+            bucket("2026-11-27T10:58:00.000Z"),
+            bucket(
+                "2026-11-27T10:59:00.000Z",
+                invocations="5",
+                errors="1",
+                throttles="2",
+                cold_starts="1",
+                duration_p50_ms=4.25,
+                duration_p90_ms=9.5,
+                duration_p99_ms=120.0,
+                max_memory_used_mb="41",
+            ),
+        ]
+    )
     lines = text.splitlines()
-    assert lines[0].split() == ["MINUTE(UTC)", "CALLS", "ERRORS", "THROTTLES", "COLD", "P50_MS", "P90_MS", "P99_MS",
-                                "MAX_MB"]
+    assert lines[0].split() == [
+        "MINUTE(UTC)",
+        "CALLS",
+        "ERRORS",
+        "THROTTLES",
+        "COLD",
+        "P50_MS",
+        "P90_MS",
+        "P99_MS",
+        "MAX_MB",
+    ]
     # Zero fields are absent from proto3 JSON: an empty minute shows zeros and dashes.
     assert lines[1].split() == ["10:58", "0", "0", "0", "0", "-", "-", "-", "-"]
     assert lines[2].split() == ["10:59", "5", "1", "2", "1", "4.2", "9.5", "120.0", "41"]
 
 
 def test_metrics_over_midnight_shows_the_day() -> None:
-    lines = metrics_text([bucket("2026-11-27T23:59:00.000Z"), bucket("2026-11-28T00:00:00.000Z")]).splitlines()
+    lines = metrics_text(
+        [bucket("2026-11-27T23:59:00.000Z"), bucket("2026-11-28T00:00:00.000Z")]
+    ).splitlines()
     assert lines[1].split()[:2] == ["11-27", "23:59"]
     assert lines[2].split()[:2] == ["11-28", "00:00"]
 
@@ -77,7 +118,9 @@ class FakeClient:
         pass
 
 
-def run(argv: list[str], client: FakeClient, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+def run(
+    argv: list[str], client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
     monkeypatch.setattr("nimbus.cli.main.Client", lambda config: client)
     out, err = io.StringIO(), io.StringIO()
     code = main(argv, env={"NIMBUS_API_KEY": "k"}, stdout=out, stderr=err)
@@ -105,7 +148,9 @@ def test_metrics_command(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("minutes", ["0", "1441", "ten"])
-def test_metrics_minutes_out_of_range_is_a_usage_error(minutes: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metrics_minutes_out_of_range_is_a_usage_error(
+    minutes: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     c = FakeClient()
     code, _, err = run(["metrics", "hello", "--minutes", minutes], c, monkeypatch)
     assert code == 2 and "--minutes" in err and c.calls == []

@@ -19,14 +19,25 @@ from typing import Any
 
 import grpc
 import pytest
-from test_cli_http import API_KEY, GatewayState, gateway  # noqa: F401 - the REST fake fixture
-
 from nimbus.api.v1 import functions_pb2, functions_pb2_grpc
 from nimbus.cli import output
 from nimbus.cli.main import main
-from nimbus.client import Client, NimbusApiError, NimbusConnectionError, StreamingUnavailable, upload
+from nimbus.client import (
+    Client,
+    NimbusApiError,
+    NimbusConnectionError,
+    StreamingUnavailable,
+    upload,
+)
 from nimbus.client.config import ClientConfig
-from nimbus.client.upload import api_error_from_grpc, chunk_size_for, grpc_target, upload_code, upload_function
+from nimbus.client.upload import (
+    api_error_from_grpc,
+    chunk_size_for,
+    grpc_target,
+    upload_code,
+    upload_function,
+)
+from test_cli_http import API_KEY, GatewayState, gateway  # noqa: F401 - the REST fake fixture
 
 MiB = 1024 * 1024
 
@@ -78,30 +89,46 @@ class Servicer(functions_pb2_grpc.FunctionsServicer):
         if target == "create":
             c = rec.first.create
             fn = functions_pb2.Function(
-                name=c.name, runtime=c.runtime, handler=c.handler,
+                name=c.name,
+                runtime=c.runtime,
+                handler=c.handler,
                 memory_mb=c.memory_mb if c.HasField("memory_mb") else 128,
                 timeout_s=c.timeout_s if c.HasField("timeout_s") else 3,
-                env=dict(c.env), description=c.description, namespace="default",
-                code_sha256=sha, code_size=len(rec.data), revision=1,
+                env=dict(c.env),
+                description=c.description,
+                namespace="default",
+                code_sha256=sha,
+                code_size=len(rec.data),
+                revision=1,
             )
         else:
             u = rec.first.update
             if self.state.functions is not None and u.name not in self.state.functions:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"function {u.name} not found")
-            fn = functions_pb2.Function(name=u.name, runtime="python3.11", handler="main.handler",
-                                        code_sha256=sha, code_size=len(rec.data), revision=2)
+            fn = functions_pb2.Function(
+                name=u.name,
+                runtime="python3.11",
+                handler="main.handler",
+                code_sha256=sha,
+                code_size=len(rec.data),
+                revision=2,
+            )
         if self.state.functions is not None:
             from google.protobuf import json_format
 
-            self.state.functions[fn.name] = json_format.MessageToDict(fn, preserving_proto_field_name=True)
+            self.state.functions[fn.name] = json_format.MessageToDict(
+                fn, preserving_proto_field_name=True
+            )
         return fn
 
 
 @pytest.fixture
 def grpc_server() -> Iterator[tuple[int, UploadState]]:
     state = UploadState()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
-                         options=[("grpc.max_receive_message_length", 8 * MiB)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4),
+        options=[("grpc.max_receive_message_length", 8 * MiB)],
+    )
     functions_pb2_grpc.add_FunctionsServicer_to_server(Servicer(state), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -114,8 +141,12 @@ def grpc_server() -> Iterator[tuple[int, UploadState]]:
 
 
 def config_for(port: int, api_key: str | None = API_KEY) -> ClientConfig:
-    return ClientConfig(endpoint=f"http://127.0.0.1:{port}", api_key=api_key,
-                        endpoint_source="argument", api_key_source="argument")
+    return ClientConfig(
+        endpoint=f"http://127.0.0.1:{port}",
+        api_key=api_key,
+        endpoint_source="argument",
+        api_key_source="argument",
+    )
 
 
 # -- the SDK ------------------------------------------------------------------------------------
@@ -125,15 +156,33 @@ def test_upload_function_streams_chunks(grpc_server: tuple[int, UploadState]) ->
     port, state = grpc_server
     data = os.urandom(3 * MiB + 12345)
     calls: list[tuple[int, int]] = []
-    fn = upload_function(config_for(port), "big", "python3.11", "main.handler", data, memory_mb=256,
-                         env={"A": "1"}, description="d", progress=lambda s, t: calls.append((s, t)))
+    fn = upload_function(
+        config_for(port),
+        "big",
+        "python3.11",
+        "main.handler",
+        data,
+        memory_mb=256,
+        env={"A": "1"},
+        description="d",
+        progress=lambda s, t: calls.append((s, t)),
+    )
     rec = state.received[0]
     assert rec.metadata["authorization"] == f"Bearer {API_KEY}"
     create = rec.first.create
-    assert rec.first.WhichOneof("target") == "create" and rec.first_chunk == b""  # the target alone first
+    assert (
+        rec.first.WhichOneof("target") == "create" and rec.first_chunk == b""
+    )  # the target alone first
     assert (create.name, create.runtime, create.handler, create.memory_mb, dict(create.env)) == (
-        "big", "python3.11", "main.handler", 256, {"A": "1"})
-    assert not create.HasField("timeout_s") and not create.HasField("min_instances")  # unset stays unset
+        "big",
+        "python3.11",
+        "main.handler",
+        256,
+        {"A": "1"},
+    )
+    assert not create.HasField("timeout_s") and not create.HasField(
+        "min_instances"
+    )  # unset stays unset
     assert not create.HasField("code")
     assert rec.data == data
     assert all(256 * 1024 <= n <= MiB for n in rec.chunks[:-1]) and 0 < rec.chunks[-1] <= MiB
@@ -162,7 +211,10 @@ def test_upload_errors_become_api_errors(grpc_server: tuple[int, UploadState]) -
     with pytest.raises(NimbusApiError) as exc:
         upload_code(config_for(port), "big", b"x" * 1000)
     assert (exc.value.status, exc.value.code, exc.value.message) == (
-        413, 11, "the package is 60 MB; the limit is 50 MB")
+        413,
+        11,
+        "the package is 60 MB; the limit is 50 MB",
+    )
     assert str(exc.value) == "the package is 60 MB; the limit is 50 MB (HTTP 413)"
     state.abort = None
     with pytest.raises(NimbusApiError) as exc:
@@ -197,7 +249,9 @@ def test_unreachable_gateway_is_a_connection_error() -> None:
     from test_cli_http import free_port
 
     endpoint = f"http://127.0.0.1:{free_port()}"
-    cfg = ClientConfig(endpoint=endpoint, api_key="k", endpoint_source="argument", api_key_source="argument")
+    cfg = ClientConfig(
+        endpoint=endpoint, api_key="k", endpoint_source="argument", api_key_source="argument"
+    )
     with pytest.raises(NimbusConnectionError) as exc:
         upload_code(cfg, "f", b"x", deadline_s=5)
     assert exc.value.refused and exc.value.endpoint == endpoint
@@ -251,8 +305,13 @@ class Clock:
 def test_progress_bar_text() -> None:
     line = output.progress_bar_text("uploading big", 768 * 1024, 1536 * 1024, 0.5, width=100)
     assert line.startswith("uploading big  [")
-    assert "768.0 KiB / 1.5 MiB" in line and " 50%" in line and "1.5 MiB/s" in line and "ETA 1s" in line
-    bar = line[line.index("[") + 1:line.index("]")]
+    assert (
+        "768.0 KiB / 1.5 MiB" in line
+        and " 50%" in line
+        and "1.5 MiB/s" in line
+        and "ETA 1s" in line
+    )
+    bar = line[line.index("[") + 1 : line.index("]")]
     assert bar.count("=") + bar.count(">") == len(bar) // 2 and bar.rstrip().endswith(">")
     done = output.progress_bar_text("uploading big", 10, 10, 1.0, width=100)
     assert "100%" in done and "waiting for the server" in done and "[" + "=" * 10 in done
@@ -294,7 +353,9 @@ def test_progress_when_piped_prints_plain_lines() -> None:
     p.close()
     lines = err.getvalue().splitlines()
     assert "\r" not in err.getvalue() and "\x1b" not in err.getvalue()
-    assert [line.split("(")[1].split(")")[0] for line in lines] == [f"{n}%" for n in range(10, 101, 10)]
+    assert [line.split("(")[1].split(")")[0] for line in lines] == [
+        f"{n}%" for n in range(10, 101, 10)
+    ]
     assert lines[-1].startswith("uploading big: 100.0 KiB / 100.0 KiB (100%), ")
 
 
@@ -310,8 +371,11 @@ def test_progress_close_after_failure_leaves_no_summary() -> None:
 
 
 @pytest.fixture
-def both(gateway: tuple[str, GatewayState], grpc_server: tuple[int, UploadState],  # noqa: F811
-         monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[str, GatewayState], UploadState]:
+def both(
+    gateway: tuple[str, GatewayState],
+    grpc_server: tuple[int, UploadState],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[tuple[str, GatewayState], UploadState]:
     """REST on the HTTP fake, gRPC on the gRPC fake (the real gateway serves both on one port)."""
     port, state = grpc_server
     state.functions = gateway[1].functions
@@ -327,18 +391,39 @@ def big_src(tmp_path: Path, size: int = 1536 * 1024) -> Path:
     return d
 
 
-def run(gw: tuple[str, GatewayState], *argv: str, stderr: io.StringIO | None = None) -> tuple[int, str, str]:
+def run(
+    gw: tuple[str, GatewayState], *argv: str, stderr: io.StringIO | None = None
+) -> tuple[int, str, str]:
     out, err = io.StringIO(), stderr if stderr is not None else io.StringIO()
-    code = main(["--endpoint", gw[0], "--api-key", API_KEY, *argv], env={}, cwd=Path("/"),
-                stdin=io.BytesIO(), stdout=out, stderr=err)
+    code = main(
+        ["--endpoint", gw[0], "--api-key", API_KEY, *argv],
+        env={},
+        cwd=Path("/"),
+        stdin=io.BytesIO(),
+        stdout=out,
+        stderr=err,
+    )
     return code, out.getvalue(), err.getvalue()
 
 
-def test_cli_deploy_big_package_streams(both: tuple[tuple[str, GatewayState], UploadState], tmp_path: Path) -> None:
+def test_cli_deploy_big_package_streams(
+    both: tuple[tuple[str, GatewayState], UploadState], tmp_path: Path
+) -> None:
     gw, state = both
     src = big_src(tmp_path)
-    code, out, err = run(gw, "deploy", "big", "--runtime", "python3.11", "--handler", "main.handler",
-                         "--src", str(src), "--memory", "512")
+    code, out, err = run(
+        gw,
+        "deploy",
+        "big",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "main.handler",
+        "--src",
+        str(src),
+        "--memory",
+        "512",
+    )
     assert code == 0, err
     assert out.splitlines()[0] == "created function big"
     assert gw[1].paths() == ["GET /v1/functions/big"]  # no JSON body with the code
@@ -356,32 +441,58 @@ def test_cli_deploy_big_package_streams(both: tuple[tuple[str, GatewayState], Up
     assert state.received[1].first.WhichOneof("target") == "update"
     assert state.received[1].first.update.name == "big"
     code, out, err = run(gw, "deploy", "big", "--src", str(src))
-    assert out.startswith("function big is up to date (same code, not uploaded)") and len(state.received) == 2
+    assert (
+        out.startswith("function big is up to date (same code, not uploaded)")
+        and len(state.received) == 2
+    )
 
 
-def test_cli_deploy_from_a_zip_file_on_a_terminal(both: tuple[tuple[str, GatewayState], UploadState],
-                                                  tmp_path: Path) -> None:
+def test_cli_deploy_from_a_zip_file_on_a_terminal(
+    both: tuple[tuple[str, GatewayState], UploadState], tmp_path: Path
+) -> None:
     gw, state = both
     from nimbus.client import zip_directory
 
     zip_path = tmp_path / "code.zip"
     zip_path.write_bytes(zip_directory(big_src(tmp_path, 2 * MiB)))
     err = Tty()
-    code, out, _ = run(gw, "deploy", "big", "--runtime", "python3.11", "--handler", "main.handler",
-                       "--src", str(zip_path), stderr=err)
+    code, out, _ = run(
+        gw,
+        "deploy",
+        "big",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "main.handler",
+        "--src",
+        str(zip_path),
+        stderr=err,
+    )
     assert code == 0 and state.received[0].data == zip_path.read_bytes()
     text = err.getvalue()
     assert "uploading big  [" in text and "100%" in text
     assert text.splitlines()[-1].split("\x1b[K")[-1].startswith("uploaded 2.0 MiB in ")
 
 
-def test_cli_small_package_keeps_the_json_body(both: tuple[tuple[str, GatewayState], UploadState],
-                                               tmp_path: Path) -> None:
+def test_cli_small_package_keeps_the_json_body(
+    both: tuple[tuple[str, GatewayState], UploadState], tmp_path: Path
+) -> None:
     gw, state = both
     src = big_src(tmp_path, 1000)
-    code, _, err = run(gw, "deploy", "small", "--runtime", "python3.11", "--handler", "main.handler",
-                       "--src", str(src))
-    assert (code, err) == (0, "") and gw[1].paths()[-1] == "POST /v1/functions" and not state.received
+    code, _, err = run(
+        gw,
+        "deploy",
+        "small",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "main.handler",
+        "--src",
+        str(src),
+    )
+    assert (
+        (code, err) == (0, "") and gw[1].paths()[-1] == "POST /v1/functions" and not state.received
+    )
     # --upload grpc streams even a small package
     (src / "main.py").write_text("def handler(event, context):\n    return 2\n")
     code, _, err = run(gw, "deploy", "small", "--src", str(src), "--upload", "grpc")
@@ -389,41 +500,82 @@ def test_cli_small_package_keeps_the_json_body(both: tuple[tuple[str, GatewaySta
     assert state.received[0].first.WhichOneof("target") == "update"
 
 
-def test_cli_stream_error_exits_1(both: tuple[tuple[str, GatewayState], UploadState], tmp_path: Path) -> None:
+def test_cli_stream_error_exits_1(
+    both: tuple[tuple[str, GatewayState], UploadState], tmp_path: Path
+) -> None:
     gw, state = both
     state.abort = (grpc.StatusCode.INVALID_ARGUMENT, "code: the handler file main.py is missing")
-    code, out, err = run(gw, "deploy", "big", "--runtime", "python3.11", "--handler", "main.handler",
-                         "--src", str(big_src(tmp_path)))
+    code, out, err = run(
+        gw,
+        "deploy",
+        "big",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "main.handler",
+        "--src",
+        str(big_src(tmp_path)),
+    )
     assert (code, out) == (1, "")
-    assert err.splitlines()[-1] == "nimbus: error: code: the handler file main.py is missing (HTTP 400)"
+    assert (
+        err.splitlines()[-1]
+        == "nimbus: error: code: the handler file main.py is missing (HTTP 400)"
+    )
 
 
-def test_cli_falls_back_to_json_without_grpc(gateway: tuple[str, GatewayState], tmp_path: Path,  # noqa: F811
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_falls_back_to_json_without_grpc(
+    gateway: tuple[str, GatewayState],
+    tmp_path: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def unavailable() -> Any:
         raise StreamingUnavailable("the chunked upload needs grpcio")
 
     monkeypatch.setattr(upload, "_modules", unavailable)
     src = big_src(tmp_path)
-    code, out, err = run(gateway, "deploy", "big", "--runtime", "python3.11", "--handler", "main.handler",
-                         "--src", str(src))
+    code, out, err = run(
+        gateway,
+        "deploy",
+        "big",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "main.handler",
+        "--src",
+        str(src),
+    )
     assert code == 0, err
-    assert "warning: the chunked upload needs grpcio; sending the package in the JSON body instead" in err
+    assert (
+        "warning: the chunked upload needs grpcio; sending the package in the JSON body instead"
+        in err
+    )
     assert gateway[1].paths() == ["GET /v1/functions/big", "POST /v1/functions"]
     # forced gRPC does not fall back
     code, _, err = run(gateway, "deploy", "big", "--src", str(src), "--upload", "grpc", "--force")
     assert code == 1 and "nimbus: error: the chunked upload needs grpcio" in err
 
 
-def test_cli_falls_back_to_json_when_the_gateway_lacks_upload(gateway: tuple[str, GatewayState],  # noqa: F811
-                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_falls_back_to_json_when_the_gateway_lacks_upload(
+    gateway: tuple[str, GatewayState],  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))  # no services: UNIMPLEMENTED
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
         monkeypatch.setattr(upload, "grpc_target", lambda endpoint: (f"127.0.0.1:{port}", False))
-        code, out, err = run(gateway, "deploy", "big", "--runtime", "python3.11", "--handler", "main.handler",
-                             "--src", str(big_src(tmp_path)))
+        code, out, err = run(
+            gateway,
+            "deploy",
+            "big",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "main.handler",
+            "--src",
+            str(big_src(tmp_path)),
+        )
     finally:
         server.stop(grace=None)
     assert code == 0, err
@@ -431,7 +583,9 @@ def test_cli_falls_back_to_json_when_the_gateway_lacks_upload(gateway: tuple[str
     assert gateway[1].paths()[-1] == "POST /v1/functions"
 
 
-def test_ctrl_c_cancels_the_stream(grpc_server: tuple[int, UploadState], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_cancels_the_stream(
+    grpc_server: tuple[int, UploadState], monkeypatch: pytest.MonkeyPatch
+) -> None:
     port, state = grpc_server
     state.release = threading.Event()  # the server sits on the call
     cancelled: list[bool] = []

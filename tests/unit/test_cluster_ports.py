@@ -35,8 +35,13 @@ def test_new_names_get_ports_and_missing_file_means_all_new():
 
 def test_reserved_and_duplicate_saved_ports_are_never_handed_out():
     saved = {"etcd": 18080, "etcd_peer": 21001, "nats": 21001}  # gateway's port; a duplicate
-    got = ports.allocate(["etcd", "etcd_peer", "nats"], saved, reserved=[18080], check=lambda p: True,
-                         rng=random.Random(4))
+    got = ports.allocate(
+        ["etcd", "etcd_peer", "nats"],
+        saved,
+        reserved=[18080],
+        check=lambda p: True,
+        rng=random.Random(4),
+    )
     assert got["etcd"] != 18080
     assert got["etcd_peer"] == 21001
     assert got["nats"] != 21001

@@ -7,17 +7,33 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from supervisor.datatypes import RestartUnconditionally
-from supervisor.options import ServerOptions
-
 from nimbus.cluster import envoy, render, spec
 from nimbus.cluster.cluster import stop_levels
 from nimbus.cluster.layout import Layout
+from supervisor.datatypes import RestartUnconditionally
+from supervisor.options import ServerOptions
 
-PROGRAMS = ["etcd", "nats", "redis", "envoy", "api-1", "api-2", "funcmgr", "scheduler-1", "scheduler-2",
-            "invoker-1", "invoker-2", "node-agent-1", "gateway-sync"]
-BINS = {"etcd": "/opt/bin/etcd", "nats": "/opt/bin/nats-server", "redis": "/opt/bin/redis-server",
-        "envoy": "/opt/bin/envoy"}
+PROGRAMS = [
+    "etcd",
+    "nats",
+    "redis",
+    "envoy",
+    "api-1",
+    "api-2",
+    "funcmgr",
+    "scheduler-1",
+    "scheduler-2",
+    "invoker-1",
+    "invoker-2",
+    "node-agent-1",
+    "gateway-sync",
+]
+BINS = {
+    "etcd": "/opt/bin/etcd",
+    "nats": "/opt/bin/nats-server",
+    "redis": "/opt/bin/redis-server",
+    "envoy": "/opt/bin/envoy",
+}
 GATEWAY = 18123
 
 
@@ -51,7 +67,11 @@ def test_nimbus_nodes_sets_the_node_agent_count():
     from nimbus.cluster import spec
 
     loaded = spec.load(spec.DEFAULT_SPEC, {"NIMBUS_NODES": "3"})
-    assert [p.name for p in loaded.replicas("node-agent")] == ["node-agent-1", "node-agent-2", "node-agent-3"]
+    assert [p.name for p in loaded.replicas("node-agent")] == [
+        "node-agent-1",
+        "node-agent-2",
+        "node-agent-3",
+    ]
     with pytest.raises(spec.SpecError, match="NIMBUS_NODES"):
         spec.load(spec.DEFAULT_SPEC, {"NIMBUS_NODES": "zero"})
 
@@ -94,15 +114,28 @@ def test_commands_use_the_real_binaries_and_ports(tmp_path, cluster_spec):
     assert redis[redis.index("--port") + 1] == str(port["redis"])
     nats = shlex.split(programs["nats"].command)
     assert nats[nats.index("-m") + 1] == str(port["nats_monitor"]) and "-js" in nats
-    assert shlex.split(programs["envoy"].command)[:3] == [BINS["envoy"], "-c", f"{home}/run/envoy.yaml"]
+    assert shlex.split(programs["envoy"].command)[:3] == [
+        BINS["envoy"],
+        "-c",
+        f"{home}/run/envoy.yaml",
+    ]
     assert shlex.split(programs["api-2"].command) == ["/venv/bin/python", "-m", "nimbus.api"]
-    assert shlex.split(programs["node-agent-1"].command) == ["/venv/bin/python", "-m", "nimbus.nodeagent"]
+    assert shlex.split(programs["node-agent-1"].command) == [
+        "/venv/bin/python",
+        "-m",
+        "nimbus.nodeagent",
+    ]
 
 
 def test_service_environment(tmp_path, cluster_spec):
     ctx = _context(tmp_path, cluster_spec)
-    launcher_env = {"NIMBUS_LOG_LEVEL": "DEBUG", "OTEL_RESOURCE_ATTRIBUTES": "a=1,b=2", "PATH": "/x",
-                    "NIMBUS_HOME": "/elsewhere", "NIMBUS_WEIRD": "50% 'quoted' a,b"}
+    launcher_env = {
+        "NIMBUS_LOG_LEVEL": "DEBUG",
+        "OTEL_RESOURCE_ATTRIBUTES": "a=1,b=2",
+        "PATH": "/x",
+        "NIMBUS_HOME": "/elsewhere",
+        "NIMBUS_WEIRD": "50% 'quoted' a,b",
+    }
     text = render.supervisord_conf(cluster_spec, ctx, launcher_env, {"NIMBUS_DRAIN_S": "2"})
     programs = _parse(tmp_path, text)
     port = ctx.ports
@@ -127,8 +160,16 @@ def test_service_environment(tmp_path, cluster_spec):
     }
     assert port["invoker-1-http"] != port["invoker-2-http"]
     # Every service replica has a metrics port of its own.
-    metrics = {p.name: programs[p.name].environment["NIMBUS_METRICS_ADDR"] for p in cluster_spec.programs if p.service}
-    assert len(set(metrics.values())) == len(metrics) and {"api-1", "gateway-sync", "node-agent-1"} <= set(metrics)
+    metrics = {
+        p.name: programs[p.name].environment["NIMBUS_METRICS_ADDR"]
+        for p in cluster_spec.programs
+        if p.service
+    }
+    assert len(set(metrics.values())) == len(metrics) and {
+        "api-1",
+        "gateway-sync",
+        "node-agent-1",
+    } <= set(metrics)
     assert programs["node-agent-1"].environment["NIMBUS_NODE_ID"] == "node-1"
     assert "NIMBUS_NODE_ID" not in programs["api-1"].environment
     assert not programs["etcd"].environment  # infrastructure gets supervisord's environment only
@@ -186,8 +227,12 @@ def test_envoy_accepts_the_rendered_config(tmp_path, cluster_spec):
 
     XdsDirectory(tmp_path / "xds").write(xds.seed_files())
     path.write_text(envoy.render(cluster_spec, port_map, GATEWAY, xds_dir=tmp_path / "xds"))
-    result = subprocess.run([binary, "--mode", "validate", "-c", str(path), "--log-level", "warn"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [binary, "--mode", "validate", "-c", str(path), "--log-level", "warn"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Unknown" not in result.stdout + result.stderr  # e.g. an unknown retry_on token
 

@@ -1,19 +1,34 @@
 import grpc
 import pytest
-
 from nimbus.common import keys
 from nimbus.common.auth import parse_bearer
 from nimbus.common.config import CommonConfig, ConfigError
 from nimbus.common.errors import (
-    AlreadyExists, Conflict, InvalidArgument, NotFound, Throttled, TooLarge, Unauthenticated, Unavailable, from_rpc_error,
+    AlreadyExists,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    Throttled,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+    from_rpc_error,
 )
 from nimbus.common.model import FunctionConfig, FunctionRecord
 
 
 @pytest.mark.parametrize(
     "cls, status",
-    [(InvalidArgument, 400), (Unauthenticated, 401), (NotFound, 404), (AlreadyExists, 409), (Conflict, 409),
-     (TooLarge, 413), (Throttled, 429), (Unavailable, 503)],
+    [
+        (InvalidArgument, 400),
+        (Unauthenticated, 401),
+        (NotFound, 404),
+        (AlreadyExists, 409),
+        (Conflict, 409),
+        (TooLarge, 413),
+        (Throttled, 429),
+        (Unavailable, 503),
+    ],
 )
 def test_error_http_status(cls, status):
     assert cls("x").http_status == status
@@ -43,7 +58,9 @@ def test_function_keys_round_trip():
 
 
 def test_record_json_round_trip_keeps_revision_out_of_storage():
-    record = FunctionRecord("ns", "f", FunctionConfig("python3.11", "main.h", env={"A": "1"}), "sha", 10, "c", "u", 42)
+    record = FunctionRecord(
+        "ns", "f", FunctionConfig("python3.11", "main.h", env={"A": "1"}), "sha", 10, "c", "u", 42
+    )
     raw = record.to_json()
     assert b"revision" not in raw
     assert FunctionRecord.from_json(raw, 42) == record
@@ -64,7 +81,10 @@ def test_common_config_defaults_and_errors():
         CommonConfig.from_env({"NIMBUS_DRAIN_S": "soon"}, "api")
 
 
-@pytest.mark.parametrize("raw, expected", [(b"", b"{}"), (b"  ", b"{}"), (b'{"a":1}', b'{"a":1}'), (b"[1]", b"[1]"), (b"3", b"3")])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [(b"", b"{}"), (b"  ", b"{}"), (b'{"a":1}', b'{"a":1}'), (b"[1]", b"[1]"), (b"3", b"3")],
+)
 def test_events_are_json_or_empty(raw, expected):
     from nimbus.invoker.invoke import check_event
 

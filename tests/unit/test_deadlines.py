@@ -11,7 +11,9 @@ async def test_each_key_is_due_at_its_own_deadline_and_a_discarded_one_never() -
     loop = asyncio.get_running_loop()
     fired: list[tuple[str, int, float]] = []
     start = loop.time()
-    d: Deadlines[str, int] = Deadlines(lambda key, value: fired.append((key, value, loop.time() - start)))
+    d: Deadlines[str, int] = Deadlines(
+        lambda key, value: fired.append((key, value, loop.time() - start))
+    )
     d.add("late", start + 0.15, 3)
     d.add("early", start + 0.05, 1)  # earlier than the armed timer: re-armed for it
     d.add("gone", start + 0.02, 2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from nimbus.common.histogram import BOUNDS_MS, BUCKETS, bucket_of, percentile
 
 
@@ -16,8 +15,19 @@ def counts(**by_bucket: int) -> list[int]:
 
 @pytest.mark.parametrize(
     ("ms", "bucket"),
-    [(0.0, 0), (0.4, 0), (1.0, 0), (1.0001, 1), (2.0, 1), (4.0, 3), (100.0, 11), (100.5, 12),
-     (900_000.0, len(BOUNDS_MS) - 1), (900_001.0, len(BOUNDS_MS)), (-1.0, 0)],
+    [
+        (0.0, 0),
+        (0.4, 0),
+        (1.0, 0),
+        (1.0001, 1),
+        (2.0, 1),
+        (4.0, 3),
+        (100.0, 11),
+        (100.5, 12),
+        (900_000.0, len(BOUNDS_MS) - 1),
+        (900_001.0, len(BOUNDS_MS)),
+        (-1.0, 0),
+    ],
 )
 def test_bucket_upper_bounds_are_inclusive(ms: float, bucket: int) -> None:
     assert bucket_of(ms) == bucket
@@ -50,7 +60,9 @@ def test_empty_histogram_is_zero() -> None:
         (counts(b1=1, b20=1), 0.75, 2000 + 1000 * 0.5),
     ],
 )
-def test_percentile_interpolates_linearly_in_the_bucket(hist: list[int], q: float, expected: float) -> None:
+def test_percentile_interpolates_linearly_in_the_bucket(
+    hist: list[int], q: float, expected: float
+) -> None:
     assert percentile(hist, q) == pytest.approx(expected)
 
 
@@ -64,7 +76,9 @@ def test_percentiles_are_monotonic_in_q() -> None:
     assert values == sorted(values)
 
 
-@pytest.mark.parametrize(("hist", "q"), [([0] * BUCKETS, 1.5), ([0] * BUCKETS, -0.1), ([1, 2], 0.5)])
+@pytest.mark.parametrize(
+    ("hist", "q"), [([0] * BUCKETS, 1.5), ([0] * BUCKETS, -0.1), ([1, 2], 0.5)]
+)
 def test_bad_arguments(hist: list[int], q: float) -> None:
     with pytest.raises(ValueError):
         percentile(hist, q)

@@ -6,11 +6,17 @@ import base64
 import json
 
 import pytest
-
 from nimbus.common.errors import NotFound
 from nimbus.invoker.invoke import InvokeResult
 from nimbus.invoker.triggers.http import proxy_event, proxy_response, split_path
-from nimbus.invoker.triggers.httpserver import HttpError, HttpRequest, HttpResponse, RequestParser, format_response, parse_head
+from nimbus.invoker.triggers.httpserver import (
+    HttpError,
+    HttpRequest,
+    HttpResponse,
+    RequestParser,
+    format_response,
+    parse_head,
+)
 from nimbus.invoker.triggers.subject import subject_event
 
 
@@ -20,7 +26,9 @@ def result(payload: object, error: str = "") -> InvokeResult:
 
 
 def test_parse_head_and_keep_alive():
-    req = parse_head(b"POST /fn/ns/hello/a/b?x=1&x=2&y= HTTP/1.1\r\nHost: h\r\nX-Thing:  v \r\nConnection: close")
+    req = parse_head(
+        b"POST /fn/ns/hello/a/b?x=1&x=2&y= HTTP/1.1\r\nHost: h\r\nX-Thing:  v \r\nConnection: close"
+    )
     assert (req.method, req.path, req.query) == ("POST", "/fn/ns/hello/a/b", "x=1&x=2&y=")
     assert req.header("x-thing") == "v" and not req.keep_alive
     assert parse_head(b"GET / HTTP/1.1").keep_alive
@@ -42,7 +50,9 @@ def read(raw: bytes, max_body: int = 1000) -> HttpRequest | None:
 def test_read_request_bodies():
     req = read(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
     assert req is not None and req.body == b"hello"
-    req = read(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\n\r\n")
+    req = read(
+        b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\n\r\n"
+    )
     assert req is not None and req.body == b"hello!!!"
     assert read(b"") is None
     with pytest.raises(HttpError) as err:
@@ -51,16 +61,22 @@ def test_read_request_bodies():
 
 
 def test_parser_takes_any_chunking_and_pipelined_requests():
-    raw = (b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-           b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\nx-t: 1\r\n\r\n"
-           b"GET /c?q=1 HTTP/1.1\r\n\r\n")
+    raw = (
+        b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+        b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\nx-t: 1\r\n\r\n"
+        b"GET /c?q=1 HTTP/1.1\r\n\r\n"
+    )
     for step in (1, 7, len(raw)):
         parser, got = RequestParser(1000), []
         for i in range(0, len(raw), step):
-            parser.feed(raw[i:i + step])
+            parser.feed(raw[i : i + step])
             while (req := parser.next()) is not None:
                 got.append((req.method, req.path, req.query, req.body))
-        assert got == [("POST", "/a", "", b"hello"), ("POST", "/b", "", b"hello!!!"), ("GET", "/c", "q=1", b"")]
+        assert got == [
+            ("POST", "/a", "", b"hello"),
+            ("POST", "/b", "", b"hello!!!"),
+            ("GET", "/c", "q=1", b""),
+        ]
         assert parser.buffered == 0 and not parser.in_body
 
 
@@ -68,7 +84,10 @@ def test_parser_refuses_what_the_stream_loop_refused():
     with pytest.raises(HttpError) as err:
         read(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024)
     assert err.value.status == 413
-    for bad in (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
+    for bad in (
+        b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ):
         with pytest.raises(HttpError) as err:
             read(bad)
         assert err.value.status == 400
@@ -78,18 +97,26 @@ def test_parser_refuses_what_the_stream_loop_refused():
     with pytest.raises(HttpError) as err:
         read(b"GET / HTTP/1.1\r\nHost: h")
     assert err.value.status == 400 and "incomplete" in err.value.message
-    assert read(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel") is None  # a cut body just ends the connection
+    assert (
+        read(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel") is None
+    )  # a cut body just ends the connection
 
 
 def test_format_response_is_one_buffer_with_length():
-    raw = format_response(HttpResponse(201, [("content-type", "text/plain"), ("transfer-encoding", "chunked")], b"hi"))
+    raw = format_response(
+        HttpResponse(201, [("content-type", "text/plain"), ("transfer-encoding", "chunked")], b"hi")
+    )
     assert raw.startswith(b"HTTP/1.1 201 Created\r\n")
-    assert b"content-length: 2\r\n" in raw and b"transfer-encoding" not in raw and raw.endswith(b"\r\n\r\nhi")
+    assert (
+        b"content-length: 2\r\n" in raw
+        and b"transfer-encoding" not in raw
+        and raw.endswith(b"\r\n\r\nhi")
+    )
     assert b"content-length" not in format_response(HttpResponse(204, [], b"ignored"))
     assert format_response(HttpResponse(200, [], b"body"), head_only=True).endswith(b"\r\n\r\n")
-    assert format_response(HttpResponse(299, [("x-a", "1"), ("x-b", "bad\r\nx-c: 2")], b""), keep_alive=False) == (
-        b"HTTP/1.1 299 Unknown\r\nx-a: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    )
+    assert format_response(
+        HttpResponse(299, [("x-a", "1"), ("x-b", "bad\r\nx-c: 2")], b""), keep_alive=False
+    ) == (b"HTTP/1.1 299 Unknown\r\nx-a: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
 
 
 def test_split_path():
@@ -102,14 +129,26 @@ def test_split_path():
 
 def test_proxy_event_shape():
     req = HttpRequest(
-        "POST", "/fn/ns/hello/a%20b?x=1&x=2&empty=", "HTTP/1.1",
-        [("content-type", "text/plain"), ("x-envoy-expected-rq-timeout-ms", "1"), ("x-nimbus-client-content-type", "t"),
-         ("x-forwarded-for", "10.0.0.1, 10.0.0.2"), ("accept", "a"), ("accept", "b")],
+        "POST",
+        "/fn/ns/hello/a%20b?x=1&x=2&empty=",
+        "HTTP/1.1",
+        [
+            ("content-type", "text/plain"),
+            ("x-envoy-expected-rq-timeout-ms", "1"),
+            ("x-nimbus-client-content-type", "t"),
+            ("x-forwarded-for", "10.0.0.1, 10.0.0.2"),
+            ("accept", "a"),
+            ("accept", "b"),
+        ],
         b"hello",
     )
     event = json.loads(proxy_event(req, "ns", "hello", "/a%20b", "req-1", 1700000000.5))
     assert event["httpMethod"] == "POST" and event["path"] == "/fn/ns/hello/a b"
-    assert event["headers"] == {"content-type": "text/plain", "x-forwarded-for": "10.0.0.1, 10.0.0.2", "accept": "b"}
+    assert event["headers"] == {
+        "content-type": "text/plain",
+        "x-forwarded-for": "10.0.0.1, 10.0.0.2",
+        "accept": "b",
+    }
     assert event["multiValueHeaders"]["accept"] == ["a", "b"]
     assert event["queryStringParameters"] == {"x": "2", "empty": ""}
     assert event["multiValueQueryStringParameters"]["x"] == ["1", "2"]
@@ -117,25 +156,64 @@ def test_proxy_event_shape():
     assert event["body"] == "hello" and event["isBase64Encoded"] is False
     assert event["requestContext"]["identity"]["sourceIp"] == "10.0.0.1"
     assert event["requestContext"]["requestTimeEpoch"] == 1700000000500
-    binary = json.loads(proxy_event(HttpRequest("PUT", "/fn/ns/hello", "HTTP/1.1", [], b"\xff\x00"), "ns", "hello", "", "r", 0))
+    binary = json.loads(
+        proxy_event(
+            HttpRequest("PUT", "/fn/ns/hello", "HTTP/1.1", [], b"\xff\x00"),
+            "ns",
+            "hello",
+            "",
+            "r",
+            0,
+        )
+    )
     assert binary["isBase64Encoded"] is True and base64.b64decode(binary["body"]) == b"\xff\x00"
-    assert binary["queryStringParameters"] is None and binary["pathParameters"] is None and binary["body"] != ""
-    empty = json.loads(proxy_event(HttpRequest("GET", "/fn/ns/hello", "HTTP/1.1", [], b""), "ns", "hello", "", "r", 0))
+    assert (
+        binary["queryStringParameters"] is None
+        and binary["pathParameters"] is None
+        and binary["body"] != ""
+    )
+    empty = json.loads(
+        proxy_event(
+            HttpRequest("GET", "/fn/ns/hello", "HTTP/1.1", [], b""), "ns", "hello", "", "r", 0
+        )
+    )
     assert empty["body"] is None
 
 
 def test_proxy_response_shaped():
-    res = proxy_response(result({"statusCode": 201, "headers": {"X-A": "1", "X-N": 5}, "multiValueHeaders": {"x-m": ["a", "b"]},
-                                 "cookies": ["c=1"], "body": "created"}))
+    res = proxy_response(
+        result(
+            {
+                "statusCode": 201,
+                "headers": {"X-A": "1", "X-N": 5},
+                "multiValueHeaders": {"x-m": ["a", "b"]},
+                "cookies": ["c=1"],
+                "body": "created",
+            }
+        )
+    )
     assert res.status == 201 and res.body == b"created"
-    assert ("X-A", "1") in res.headers and ("X-N", "5") in res.headers and ("x-m", "b") in res.headers
-    assert ("set-cookie", "c=1") in res.headers and ("content-type", "application/json") in res.headers
+    assert (
+        ("X-A", "1") in res.headers and ("X-N", "5") in res.headers and ("x-m", "b") in res.headers
+    )
+    assert ("set-cookie", "c=1") in res.headers and (
+        "content-type",
+        "application/json",
+    ) in res.headers
     assert ("x-nimbus-request-id", "rq-1") in res.headers
 
 
 def test_proxy_response_base64_object_plain_and_errors():
-    b64 = proxy_response(result({"statusCode": 200, "body": base64.b64encode(b"\x89PNG").decode(), "isBase64Encoded": True,
-                                 "headers": {"Content-Type": "image/png"}}))
+    b64 = proxy_response(
+        result(
+            {
+                "statusCode": 200,
+                "body": base64.b64encode(b"\x89PNG").decode(),
+                "isBase64Encoded": True,
+                "headers": {"Content-Type": "image/png"},
+            }
+        )
+    )
     assert b64.body == b"\x89PNG" and ("Content-Type", "image/png") in b64.headers
     assert ("content-type", "application/json") not in b64.headers
     assert proxy_response(result({"statusCode": 200, "body": {"a": 1}})).body == b'{"a": 1}'
@@ -143,14 +221,20 @@ def test_proxy_response_base64_object_plain_and_errors():
     assert plain.status == 200 and json.loads(plain.body) == {"hello": "world"}
     assert proxy_response(result({"statusCode": 99})).status == 502
     assert proxy_response(result({"statusCode": "abc"})).status == 502
-    failed = proxy_response(result({"errorType": "ValueError", "errorMessage": "secret"}, error="Unhandled"))
+    failed = proxy_response(
+        result({"errorType": "ValueError", "errorMessage": "secret"}, error="Unhandled")
+    )
     assert failed.status == 502 and b"secret" not in failed.body
     assert ("x-nimbus-function-error", "Unhandled") in failed.headers
 
 
 def test_subject_event():
     assert subject_event("a.b", b'{"k": 1}') == b'{"k": 1}'
-    assert json.loads(subject_event("a.b", b"plain text")) == {"subject": "a.b", "body": "plain text", "isBase64Encoded": False}
+    assert json.loads(subject_event("a.b", b"plain text")) == {
+        "subject": "a.b",
+        "body": "plain text",
+        "isBase64Encoded": False,
+    }
     wrapped = json.loads(subject_event("a.b", b"\xff"))
     assert wrapped["isBase64Encoded"] is True and base64.b64decode(wrapped["body"]) == b"\xff"
     assert json.loads(subject_event("a.b", b""))["body"] == ""

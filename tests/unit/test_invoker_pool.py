@@ -1,13 +1,14 @@
 import asyncio
 
 import pytest
-
 from nimbus.common.model import InstanceRecord
 from nimbus.invoker.pool import Pool
 
 
 def inst(i: str, slots: int = 1) -> InstanceRecord:
-    return InstanceRecord(i, "n1", "addr", "default", "f", "$LATEST", "sha", 1, 128, "READY", "t", slots)
+    return InstanceRecord(
+        i, "n1", "addr", "default", "f", "$LATEST", "sha", 1, 128, "READY", "t", slots
+    )
 
 
 async def test_idle_instance_is_taken_then_released():
@@ -49,7 +50,13 @@ async def test_removed_instance_is_never_handed_out():
 
 @pytest.mark.parametrize(
     "waiters, starting, instances, cap, expected",
-    [(1, 0, 0, 10, True), (1, 1, 0, 10, False), (3, 1, 0, 10, True), (2, 0, 1, 1, False), (0, 0, 0, 10, False)],
+    [
+        (1, 0, 0, 10, True),
+        (1, 1, 0, 10, False),
+        (3, 1, 0, 10, True),
+        (2, 0, 1, 1, False),
+        (0, 0, 0, 10, False),
+    ],
 )
 async def test_needs_start(waiters, starting, instances, cap, expected):
     pool = Pool()

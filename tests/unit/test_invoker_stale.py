@@ -12,12 +12,11 @@ import asyncio
 import itertools
 
 import pytest
-
 from nimbus.common.auth import Principal
 from nimbus.common.errors import NotFound, Throttled, Unavailable
 from nimbus.common.model import FunctionConfig, FunctionRecord, InstanceRecord
 from nimbus.invoker.dispatcher import Dispatcher
-from nimbus.invoker.invoke import InvokeResult, Invoker
+from nimbus.invoker.invoke import Invoker, InvokeResult
 from nimbus.invoker.limits import ConcurrencyLimiter
 from nimbus.invoker.target import Target
 
@@ -27,7 +26,9 @@ RECORD = FunctionRecord("default", "f", CONFIG, "sha", 1, "t", "t", revision=7)
 
 
 def inst(instance_id: str) -> InstanceRecord:
-    return InstanceRecord(instance_id, "node-1", "addr", "default", "f", "$LATEST", "sha", 7, 128, "READY", "t")
+    return InstanceRecord(
+        instance_id, "node-1", "addr", "default", "f", "$LATEST", "sha", 7, 128, "READY", "t"
+    )
 
 
 class FakeClock:
@@ -85,7 +86,12 @@ class FakeNode:
         self.tried: list[str] = []
 
     async def invoke(
-        self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float, log_tail: bool = False
+        self,
+        instance: InstanceRecord,
+        request_id: str,
+        payload: bytes,
+        timeout_s: float,
+        log_tail: bool = False,
     ) -> InvokeResult:
         self.clock.t += self.call_s
         self.tried.append(instance.instance_id)
@@ -102,7 +108,9 @@ class NoSlots:
         raise AssertionError("no concurrency limit is set")
 
 
-def invoker_with(live: list[str], gone: list[str], *, gone_on_start: int = 0, call_s: float = 0.001):  # type: ignore[no-untyped-def]
+def invoker_with(
+    live: list[str], gone: list[str], *, gone_on_start: int = 0, call_s: float = 0.001
+):  # type: ignore[no-untyped-def]
     clock = FakeClock()
     dead = set(gone)
     scheduler = FakeScheduler(dead, gone_on_start)
@@ -111,8 +119,17 @@ def invoker_with(live: list[str], gone: list[str], *, gone_on_start: int = 0, ca
     # Known to this invoker as the watch had them: the destroyed ones first in line, as in the
     # pool's FIFO after a batch of them went idle together.
     for instance_id in [*gone, *live]:
-        dispatcher.on_instance(f"/nimbus/instances/node-1/{instance_id}".encode(), inst(instance_id))
-    invoker = Invoker(FakeFunctions(), dispatcher, node, ConcurrencyLimiter(NoSlots(), clock, 0), lambda: 0.0, clock=clock)
+        dispatcher.on_instance(
+            f"/nimbus/instances/node-1/{instance_id}".encode(), inst(instance_id)
+        )
+    invoker = Invoker(
+        FakeFunctions(),
+        dispatcher,
+        node,
+        ConcurrencyLimiter(NoSlots(), clock, 0),
+        lambda: 0.0,
+        clock=clock,
+    )
     return invoker, dispatcher, scheduler, node
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
 from nimbus.common import lane
 from nimbus.internal.v1 import nodeagent_pb2
 
 
 def call(i: int, payload: bytes = b"{}") -> nodeagent_pb2.StreamedInvokeRequest:
     return nodeagent_pb2.StreamedInvokeRequest(
-        call_id=i, invoke=nodeagent_pb2.InstanceInvokeRequest(instance_id="i", request_id=f"r{i}", payload=payload)
+        call_id=i,
+        invoke=nodeagent_pb2.InstanceInvokeRequest(
+            instance_id="i", request_id=f"r{i}", payload=payload
+        ),
     )
 
 
@@ -19,7 +21,11 @@ def batch(calls: list[nodeagent_pb2.StreamedInvokeRequest]) -> nodeagent_pb2.Inv
 
 
 def decode(bodies: list[bytes]) -> list[int]:
-    return [c.call_id for body in bodies for c in nodeagent_pb2.InvokeBatchRequest.FromString(body).calls]
+    return [
+        c.call_id
+        for body in bodies
+        for c in nodeagent_pb2.InvokeBatchRequest.FromString(body).calls
+    ]
 
 
 def test_frames_survive_any_chunking() -> None:
@@ -28,7 +34,7 @@ def test_frames_survive_any_chunking() -> None:
         reader = lane.FrameReader()
         bodies: list[bytes] = []
         for at in range(0, len(wire), size):
-            bodies += reader.feed(wire[at:at + size])
+            bodies += reader.feed(wire[at : at + size])
         assert decode(bodies) == [1, 2, 3]
         assert reader.buffered == 0
 
@@ -62,8 +68,12 @@ def test_a_batch_is_encoded_as_its_wrapper_would_be() -> None:
 
 
 def test_a_wrapper_with_other_fields_is_serialized_whole() -> None:
-    def response(results: list[nodeagent_pb2.InstanceInvokeResponse]) -> nodeagent_pb2.StreamedInvokeResponse:
-        return nodeagent_pb2.StreamedInvokeResponse(call_id=9, result=results[0] if results else None)
+    def response(
+        results: list[nodeagent_pb2.InstanceInvokeResponse],
+    ) -> nodeagent_pb2.StreamedInvokeResponse:
+        return nodeagent_pb2.StreamedInvokeResponse(
+            call_id=9, result=results[0] if results else None
+        )
 
     result = nodeagent_pb2.InstanceInvokeResponse(payload=b"{}")
     assert lane.encode([result], response) == lane.frame(response([result]).SerializeToString())

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from datetime import date
 
 import pytest
-
 from nimbus.api.config import ApiConfig
 from nimbus.api.meter import Meter, Report, parse_reports
 from nimbus.api.meterconfig import MIN_SEEN_TTL_S, MeterConfig
@@ -27,14 +26,29 @@ WHO = Principal("acme", "k1", admin=True)
 
 
 def record(**over: object) -> dict[str, object]:
-    report = {"duration_ms": 12.5, "billed_ms": 13, "memory_mb": 256, "max_memory_used_mb": 40,
-              "cold_start": False, "init_duration_ms": 0.0, "error": ""}
-    rec: dict[str, object] = {"ts": "2026-11-27T23:59:59.999Z", "namespace": "acme", "function": "hello",
-                              "version": "$LATEST", "request_id": "r1", "stream": "platform",
-                              "message": "REPORT RequestId: r1 ...", "instance_id": "i1", "report": report}
+    report = {
+        "duration_ms": 12.5,
+        "billed_ms": 13,
+        "memory_mb": 256,
+        "max_memory_used_mb": 40,
+        "cold_start": False,
+        "init_duration_ms": 0.0,
+        "error": "",
+    }
+    rec: dict[str, object] = {
+        "ts": "2026-11-27T23:59:59.999Z",
+        "namespace": "acme",
+        "function": "hello",
+        "version": "$LATEST",
+        "request_id": "r1",
+        "stream": "platform",
+        "message": "REPORT RequestId: r1 ...",
+        "instance_id": "i1",
+        "report": report,
+    }
     for key, value in over.items():
         if key.startswith("report_"):
-            report[key[len("report_"):]] = value
+            report[key[len("report_") :]] = value
         else:
             rec[key] = value
     return rec
@@ -48,9 +62,19 @@ def body(*records: dict[str, object]) -> bytes:
 
 
 def test_parse_keeps_reports_and_skips_other_lines() -> None:
-    other = {"ts": "2026-11-27T10:00:00.000Z", "namespace": "acme", "function": "hello", "version": "$LATEST",
-             "request_id": "r0", "stream": "stdout", "message": 'print("report")', "instance_id": "i1"}
-    reports, bad = parse_reports(body(other, record(), record(request_id="r2", report_error="Unhandled")))
+    other = {
+        "ts": "2026-11-27T10:00:00.000Z",
+        "namespace": "acme",
+        "function": "hello",
+        "version": "$LATEST",
+        "request_id": "r0",
+        "stream": "stdout",
+        "message": 'print("report")',
+        "instance_id": "i1",
+    }
+    reports, bad = parse_reports(
+        body(other, record(), record(request_id="r2", report_error="Unhandled"))
+    )
     assert bad == 0
     assert [r.request_id for r in reports] == ["r1", "r2"]
     assert reports[0].mb_ms == 13 * 256
@@ -100,17 +124,28 @@ def test_day_is_the_utc_day_of_the_record(ts: str, day: str) -> None:
 
 
 def test_script_args_carry_exact_integers_and_share_hashes() -> None:
-    rec = record(ts="2026-11-27T10:11:12.500Z", report_billed_ms=1001, report_memory_mb=10240,
-                 report_duration_ms=1000.4, report_init_duration_ms=87.25, report_cold_start=True,
-                 report_error="Timeout")
+    rec = record(
+        ts="2026-11-27T10:11:12.500Z",
+        report_billed_ms=1001,
+        report_memory_mb=10240,
+        report_duration_ms=1000.4,
+        report_init_duration_ms=87.25,
+        report_cold_start=True,
+        report_error="Timeout",
+    )
     # Same function and minute, and a call of the next minute: three reports, three hashes.
     later = record(ts="2026-11-27T10:12:00.000Z", request_id="r3")
     (r1, r2, r3), _ = parse_reports(body(rec, {**rec, "request_id": "r2"}, later))
     minute = 1795774260  # 2026-11-27T10:11:00Z
     keys, args = script_args([r1, r2, r3], seen_ttl_s=99, now_s=minute + 3600)
-    assert keys == ["nimbus:meter:seen:acme:r1", "nimbus:meter:seen:acme:r2", "nimbus:meter:seen:acme:r3",
-                    "nimbus:usage:acme:2026-11-27", f"nimbus:fnm:acme/hello:{minute}",
-                    f"nimbus:fnm:acme/hello:{minute + 60}"]
+    assert keys == [
+        "nimbus:meter:seen:acme:r1",
+        "nimbus:meter:seen:acme:r2",
+        "nimbus:meter:seen:acme:r3",
+        "nimbus:usage:acme:2026-11-27",
+        f"nimbus:fnm:acme/hello:{minute}",
+        f"nimbus:fnm:acme/hello:{minute + 60}",
+    ]
     day_start = 1795737600  # 2026-11-27T00:00:00Z
     expires = [day_start + USAGE_TTL_S, minute + fm.MINUTE_TTL_S, minute + 60 + fm.MINUTE_TTL_S]
     assert args[:6] == [99, 3, 3, *expires]
@@ -121,14 +156,24 @@ def test_script_args_carry_exact_integers_and_share_hashes() -> None:
 
 
 def test_a_report_older_than_the_minute_retention_counts_in_usage_only() -> None:
-    old, fresh = record(ts="2026-11-27T10:11:12.500Z", request_id="old"), record(ts="2026-11-28T11:00:00.000Z")
+    old, fresh = (
+        record(ts="2026-11-27T10:11:12.500Z", request_id="old"),
+        record(ts="2026-11-28T11:00:00.000Z"),
+    )
     (r_old, r_fresh), _ = parse_reports(body(old, fresh))
     old_minute = 1795774260  # 2026-11-27T10:11:00Z
     # The old report's minute expired a second ago; the fresh one's is live.
-    keys, args = script_args([r_old, r_fresh], seen_ttl_s=99, now_s=old_minute + fm.MINUTE_TTL_S + 1)
+    keys, args = script_args(
+        [r_old, r_fresh], seen_ttl_s=99, now_s=old_minute + fm.MINUTE_TTL_S + 1
+    )
     fresh_minute = fm.minute_start(r_fresh.epoch_s)
-    assert keys == ["nimbus:meter:seen:acme:old", "nimbus:meter:seen:acme:r1", "nimbus:usage:acme:2026-11-27",
-                    "nimbus:usage:acme:2026-11-28", f"nimbus:fnm:acme/hello:{fresh_minute}"]
+    assert keys == [
+        "nimbus:meter:seen:acme:old",
+        "nimbus:meter:seen:acme:r1",
+        "nimbus:usage:acme:2026-11-27",
+        "nimbus:usage:acme:2026-11-28",
+        f"nimbus:fnm:acme/hello:{fresh_minute}",
+    ]
     assert args[1:3] == [2, 3]
     assert str(args[6]).startswith("1 0 hello|$LATEST ")  # usage hash 1, no minute hash
     assert str(args[7]).startswith("2 3 hello|$LATEST ")
@@ -181,16 +226,28 @@ def test_bad_ranges_name_the_field(first: str, last: str, field: str) -> None:
 
 
 def test_days_of_is_inclusive() -> None:
-    assert days_of(date(2024, 2, 28), date(2024, 3, 1)) == ["2024-02-28", "2024-02-29", "2024-03-01"]
+    assert days_of(date(2024, 2, 28), date(2024, 3, 1)) == [
+        "2024-02-28",
+        "2024-02-29",
+        "2024-03-01",
+    ]
 
 
 def test_usage_rows_sorted_and_empty_left_out() -> None:
-    cells = [UsageRow("b", "$LATEST", "2026-11-02", 1, 128), UsageRow("a", "10", "2026-11-01", 2, 256),
-             UsageRow("a", "2", "2026-11-02", 1, 0), UsageRow("a", "2", "2026-11-01", 0, 0),
-             UsageRow("a", "$LATEST", "2026-11-03", 5, 640)]
+    cells = [
+        UsageRow("b", "$LATEST", "2026-11-02", 1, 128),
+        UsageRow("a", "10", "2026-11-01", 2, 256),
+        UsageRow("a", "2", "2026-11-02", 1, 0),
+        UsageRow("a", "2", "2026-11-01", 0, 0),
+        UsageRow("a", "$LATEST", "2026-11-03", 5, 640),
+    ]
     rows = usage_rows(cells)
     assert [(r.function, r.version, r.day) for r in rows] == [
-        ("a", "$LATEST", "2026-11-03"), ("a", "2", "2026-11-02"), ("a", "10", "2026-11-01"), ("b", "$LATEST", "2026-11-02")]
+        ("a", "$LATEST", "2026-11-03"),
+        ("a", "2", "2026-11-02"),
+        ("a", "10", "2026-11-01"),
+        ("b", "$LATEST", "2026-11-02"),
+    ]
 
 
 def test_gb_seconds() -> None:
@@ -220,7 +277,10 @@ class FakeUsageStore:
 
     async def usage(self, namespace: str, days: Sequence[str]) -> list[UsageRow]:
         self.asked.append((namespace, list(days)))
-        return [UsageRow("f", "1", days[0], 3, 3 * 128 * 100), UsageRow("f", "$LATEST", days[-1], 1, 1000)]
+        return [
+            UsageRow("f", "1", days[0], 3, 3 * 128 * 100),
+            UsageRow("f", "$LATEST", days[-1], 1, 1000),
+        ]
 
 
 async def test_usage_api_reads_the_callers_namespace_only() -> None:
@@ -251,10 +311,26 @@ def test_minute_starts_end_with_the_current_minute() -> None:
 
 
 def test_minute_metrics_from_fields() -> None:
-    fields = {fm.INVOCATIONS: 4, fm.ERRORS: 1, fm.THROTTLES: 2, fm.COLD_STARTS: 1, fm.DURATION_US: 4 * 6000,
-              fm.INIT_US: 150_500, fm.INITS: 1, fm.MAX_MEMORY_MB: 71, fm.bucket_field(bucket_of(6.0)): 4}
+    fields = {
+        fm.INVOCATIONS: 4,
+        fm.ERRORS: 1,
+        fm.THROTTLES: 2,
+        fm.COLD_STARTS: 1,
+        fm.DURATION_US: 4 * 6000,
+        fm.INIT_US: 150_500,
+        fm.INITS: 1,
+        fm.MAX_MEMORY_MB: 71,
+        fm.bucket_field(bucket_of(6.0)): 4,
+    }
     m = minute_metrics(120, fields)
-    assert (m.start, m.invocations, m.errors, m.throttles, m.cold_starts, m.max_memory_used_mb) == (120, 4, 1, 2, 1, 71)
+    assert (m.start, m.invocations, m.errors, m.throttles, m.cold_starts, m.max_memory_used_mb) == (
+        120,
+        4,
+        1,
+        2,
+        1,
+        71,
+    )
     assert (m.duration_p50_ms, m.duration_p90_ms, m.duration_p99_ms) == (6.0, 6.8, 6.98)
     assert (m.duration_avg_ms, m.init_duration_avg_ms) == (6.0, 150.5)
     empty = minute_metrics(180, {})
@@ -267,7 +343,9 @@ class FakeFunctions:
 
 
 class FakeMinutes:
-    async def minutes(self, namespace: str, function: str, starts: Sequence[int]) -> list[dict[str, int]]:
+    async def minutes(
+        self, namespace: str, function: str, starts: Sequence[int]
+    ) -> list[dict[str, int]]:
         raise AssertionError("must not be read")
 
 
@@ -320,8 +398,11 @@ class NoFeed:
 async def test_acks_only_after_apply_and_counts_new_reports() -> None:
     log: list[str] = []
     meter = Meter(NoFeed(), FakeStore(log), FakeClock(0), 10)
-    deliveries = [FakeDelivery(body(record(request_id="a"), record(request_id="b")), log),
-                  FakeDelivery(b"plain text line\n", log), FakeDelivery(body(record(request_id="a")), log)]
+    deliveries = [
+        FakeDelivery(body(record(request_id="a"), record(request_id="b")), log),
+        FakeDelivery(b"plain text line\n", log),
+        FakeDelivery(body(record(request_id="a")), log),
+    ]
     assert await meter.process(deliveries) == 2
     assert log == ["apply 3", "ack", "ack", "ack"]
 
@@ -350,11 +431,18 @@ async def test_cancelled_apply_leaves_messages_unacked() -> None:
 
 
 def test_documented_example_env() -> None:
-    env = {"NIMBUS_NATS_URL": "nats://127.0.0.1:4333", "NIMBUS_REDIS_URL": "redis://127.0.0.1:6390/0",
-           "NIMBUS_LOG_RETENTION_H": "96", "NIMBUS_LOG_MAX_MB": "2048", "NIMBUS_METER_BATCH": "64",
-           "NIMBUS_METER_ACK_WAIT_S": "10"}
+    env = {
+        "NIMBUS_NATS_URL": "nats://127.0.0.1:4333",
+        "NIMBUS_REDIS_URL": "redis://127.0.0.1:6390/0",
+        "NIMBUS_LOG_RETENTION_H": "96",
+        "NIMBUS_LOG_MAX_MB": "2048",
+        "NIMBUS_METER_BATCH": "64",
+        "NIMBUS_METER_ACK_WAIT_S": "10",
+    }
     cfg = ApiConfig.from_env(env).meter
-    assert cfg == MeterConfig("nats://127.0.0.1:4333", "redis://127.0.0.1:6390/0", 96.0, 2048, 64, 10.0)
+    assert cfg == MeterConfig(
+        "nats://127.0.0.1:4333", "redis://127.0.0.1:6390/0", 96.0, 2048, 64, 10.0
+    )
     # A request id is remembered longer than the stream keeps its record.
     assert cfg.seen_ttl_s == 96 * 3600 + 86400
     defaults = ApiConfig.from_env({}).meter
@@ -363,8 +451,14 @@ def test_documented_example_env() -> None:
     assert defaults.seen_ttl_s == 72 * 3600 + 86400 > MIN_SEEN_TTL_S
 
 
-@pytest.mark.parametrize(("name", "value"), [("NIMBUS_METER_BATCH", "0"), ("NIMBUS_REDIS_URL", "localhost:6379"),
-                                             ("NIMBUS_LOG_RETENTION_H", "x")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("NIMBUS_METER_BATCH", "0"),
+        ("NIMBUS_REDIS_URL", "localhost:6379"),
+        ("NIMBUS_LOG_RETENTION_H", "x"),
+    ],
+)
 def test_bad_env_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         MeterConfig.from_env({name: value})

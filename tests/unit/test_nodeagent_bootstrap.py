@@ -9,7 +9,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
 from nimbus.nodeagent.runtimes import PYTHON_BOOTSTRAP
 
 pytestmark = pytest.mark.timeout(10)

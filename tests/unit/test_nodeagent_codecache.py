@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from nimbus.common.errors import InvalidArgument, Unavailable
 from nimbus.nodeagent.codecache import BadPackage, CodeCache, extract_zip
 

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from nimbus.common.config import ConfigError
 from nimbus.nodeagent.config import NodeAgentConfig, default_sandbox, parse_pool_sizes
 
@@ -27,13 +26,27 @@ def test_defaults() -> None:
     assert cfg.sandbox == "process"
     assert cfg.common.replica == "node-agent"
     assert cfg.pool_sizes == {"python3.11": 2, "nodejs20": 1, "provided": 1}
-    assert (cfg.code_cache_mb, cfg.tmp_mb, cfg.sandbox_uid, cfg.cpu_quota) == (4096, 512, 10001, True)
-    assert (cfg.nats_url, cfg.log_retention_h, cfg.log_max_mb) == ("nats://127.0.0.1:4222", 72.0, 1024)
+    assert (cfg.code_cache_mb, cfg.tmp_mb, cfg.sandbox_uid, cfg.cpu_quota) == (
+        4096,
+        512,
+        10001,
+        True,
+    )
+    assert (cfg.nats_url, cfg.log_retention_h, cfg.log_max_mb) == (
+        "nats://127.0.0.1:4222",
+        72.0,
+        1024,
+    )
 
 
 @pytest.mark.parametrize(
     ("runc", "euid", "expected"),
-    [("/usr/sbin/runc", 0, "runc"), ("/usr/sbin/runc", 1000, "process"), (None, 0, "process"), (None, 1000, "process")],
+    [
+        ("/usr/sbin/runc", 0, "runc"),
+        ("/usr/sbin/runc", 1000, "process"),
+        (None, 0, "process"),
+        (None, 1000, "process"),
+    ],
 )
 def test_default_sandbox(runc: str | None, euid: int, expected: str) -> None:
     assert default_sandbox(runc, euid) == expected
@@ -76,8 +89,17 @@ def test_example_env() -> None:
     cfg = NodeAgentConfig.from_env(env, host_mb=1)
     assert (cfg.nats_url, cfg.log_retention_h, cfg.log_max_mb) == ("nats://127.0.0.1:4333", 1.5, 64)
     assert (cfg.sandbox, cfg.pool_sizes) == ("process", {"python3.11": 3, "nodejs20": 0})
-    assert (cfg.code_cache_mb, cfg.tmp_mb, cfg.sandbox_uid, cfg.cpu_quota) == (1024, 64, 20000, False)
-    assert (cfg.listen_addr, cfg.node_id, cfg.funcmgr_addr) == ("0.0.0.0:7400", "node-a.2", "10.0.0.1:7201")
+    assert (cfg.code_cache_mb, cfg.tmp_mb, cfg.sandbox_uid, cfg.cpu_quota) == (
+        1024,
+        64,
+        20000,
+        False,
+    )
+    assert (cfg.listen_addr, cfg.node_id, cfg.funcmgr_addr) == (
+        "0.0.0.0:7400",
+        "node-a.2",
+        "10.0.0.1:7201",
+    )
     assert (cfg.memory_mb, cfg.lease_ttl_s, cfg.idle_s, cfg.python) == (2048, 3, 30, sys.executable)
     assert (cfg.common.home, cfg.common.etcd_port) == ("/tmp/nimbus-home", 23790)
 

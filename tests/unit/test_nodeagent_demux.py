@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from nimbus.nodeagent.protocol import Kind, ProtocolError, encode
 from nimbus.nodeagent.shim import CallAborted, InitError, ShimConnection, _Demux
 
@@ -43,7 +42,10 @@ def reply(request_id: str, body: bytes, kind: Kind = Kind.RESULT) -> bytes:
 
 
 async def start_calls(conn: ShimConnection, ids: list[str]) -> list[asyncio.Task]:
-    tasks = [asyncio.create_task(conn.call(rid, encode(Kind.INVOKE, {"request_id": rid}, b"{}"))) for rid in ids]
+    tasks = [
+        asyncio.create_task(conn.call(rid, encode(Kind.INVOKE, {"request_id": rid}, b"{}")))
+        for rid in ids
+    ]
     await asyncio.sleep(0)  # let each write its INVOKE and wait
     return tasks
 
@@ -59,7 +61,9 @@ async def test_replies_in_any_order_and_any_split_reach_their_calls(step: int) -
         demux.data_received(stream[i : i + step])
     frames = await asyncio.gather(*tasks)
     assert [(f.kind, f.header["request_id"], f.body) for f in frames] == [
-        (Kind.ERROR, "a", b'"A"'), (Kind.RESULT, "b", b'"B"'), (Kind.RESULT, "c", b'"C"'),
+        (Kind.ERROR, "a", b'"A"'),
+        (Kind.RESULT, "b", b'"B"'),
+        (Kind.RESULT, "c", b'"C"'),
     ]
     assert demux.pending == {}
 

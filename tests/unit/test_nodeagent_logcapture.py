@@ -11,16 +11,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from nimbus.common.clock import iso
 from nimbus.common.model import FunctionConfig
 from nimbus.nodeagent import spec as specs
-from nimbus.nodeagent.logcapture import MAX_CALL_BYTES, TAIL_BYTES, LogSource, LogWriter, OutputCapture, record
+from nimbus.nodeagent.logcapture import (
+    MAX_CALL_BYTES,
+    TAIL_BYTES,
+    LogSource,
+    LogWriter,
+    OutputCapture,
+    record,
+)
 from nimbus.nodeagent.spec import InstanceSpec, InvokeResult
 
 pytestmark = pytest.mark.timeout(10)
 
-SPEC = InstanceSpec("ns", "fn", "3", FunctionConfig(runtime="python3.11", handler="m.h", memory_mb=256), "sha", 1)
+SPEC = InstanceSpec(
+    "ns", "fn", "3", FunctionConfig(runtime="python3.11", handler="m.h", memory_mb=256), "sha", 1
+)
 SOURCE = LogSource("ns", "fn", "3")
 
 
@@ -53,7 +61,9 @@ async def records(writer: LogWriter, path: Path) -> list[dict[str, object]]:
 
 
 def end(request_id: str, *, cold: bool = False, error: bytes = b"") -> specs.CallEnd:
-    result = InvokeResult(error or b"null", "Unhandled" if error else "", 12_345, 13, cold, 250_000 if cold else 0)
+    result = InvokeResult(
+        error or b"null", "Unhandled" if error else "", 12_345, 13, cold, 250_000 if cold else 0
+    )
     return specs.log_end(SPEC, request_id, result)
 
 
@@ -61,19 +71,36 @@ def test_record_has_every_field_of_the_stream_contract() -> None:
     line = record("2026-01-01T00:00:00.000Z", "i1", SOURCE, "r1", "stderr", "héllo")
     assert line.endswith(b"\n")
     assert json.loads(line) == {
-        "ts": "2026-01-01T00:00:00.000Z", "namespace": "ns", "function": "fn", "version": "3",
-        "request_id": "r1", "stream": "stderr", "message": "héllo", "instance_id": "i1",
+        "ts": "2026-01-01T00:00:00.000Z",
+        "namespace": "ns",
+        "function": "fn",
+        "version": "3",
+        "request_id": "r1",
+        "stream": "stderr",
+        "message": "héllo",
+        "instance_id": "i1",
     }
 
 
 def reference_record(
-    ts: str, instance_id: str, source: LogSource, request_id: str, stream: str, message: str,
+    ts: str,
+    instance_id: str,
+    source: LogSource,
+    request_id: str,
+    stream: str,
+    message: str,
     report: specs.Report | None = None,
 ) -> bytes:
     """The record as a plain json.dumps of its fields writes it: what record() must match byte for byte."""
     fields: dict[str, object] = {
-        "ts": ts, "namespace": source.namespace, "function": source.function, "version": source.version,
-        "request_id": request_id, "stream": stream, "message": message, "instance_id": instance_id,
+        "ts": ts,
+        "namespace": source.namespace,
+        "function": source.function,
+        "version": source.version,
+        "request_id": request_id,
+        "stream": stream,
+        "message": message,
+        "instance_id": instance_id,
     }
     if report is not None:
         fields["report"] = dataclasses.asdict(report)
@@ -83,8 +110,13 @@ def reference_record(
 @pytest.mark.parametrize(
     "message",
     [
-        "", "plain", 'quotes " and \\ backslash', "tab\tnew\nline\r\x00\x1f\x7f", "héllo ünïcode ✓ 🚀",
-        "\u2028\u2029", "\ufffd",
+        "",
+        "plain",
+        'quotes " and \\ backslash',
+        "tab\tnew\nline\r\x00\x1f\x7f",
+        "héllo ünïcode ✓ 🚀",
+        "\u2028\u2029",
+        "\ufffd",
     ],
 )
 @pytest.mark.parametrize("report", [None, end("r1").report, end("r1", cold=True).report])
@@ -92,14 +124,18 @@ def test_record_is_what_json_dumps_writes(message: str, report: specs.Report | N
     source = LogSource("ns-1", "fn_ü", "$LATEST")
     if report is not None:
         report = dataclasses.replace(report, max_memory_used_mb=41, error='Err"ör')
-    got = record("2026-01-01T00:00:00.123Z", "i\"1", source, "req-\u00e9", "stdout", message, report)
-    want = reference_record("2026-01-01T00:00:00.123Z", "i\"1", source, "req-\u00e9", "stdout", message, report)
+    got = record("2026-01-01T00:00:00.123Z", 'i"1', source, "req-\u00e9", "stdout", message, report)
+    want = reference_record(
+        "2026-01-01T00:00:00.123Z", 'i"1', source, "req-\u00e9", "stdout", message, report
+    )
     assert got == want
 
 
 def test_with_peak_memory_is_replace_of_that_one_field() -> None:
     samples = {"float": 1.5, "int": 7, "bool": True, "str": "x"}
-    report = specs.Report(**{f.name: samples[str(f.type)] for f in dataclasses.fields(specs.Report)})
+    report = specs.Report(
+        **{f.name: samples[str(f.type)] for f in dataclasses.fields(specs.Report)}
+    )
     assert specs.with_peak_memory(report, 99) == dataclasses.replace(report, max_memory_used_mb=99)
 
 
@@ -114,13 +150,24 @@ async def test_the_writer_stamps_records_as_iso_does(tmp_path: Path) -> None:
     writer = LogWriter(tmp_path, clock)
     # Repeats within one millisecond (the cached text), and a time whose ms rounds up to the next second.
     times = [
-        1_700_000_000.25, 1_700_000_000.2502, 1_700_000_000.2509, 1_700_000_000.9995, 1_700_000_001.0,
-        1_700_000_059.999999, 1_700_000_059.9999999999, 1_700_000_060.0, 1_700_000_060.5, 86_399.001, 86_399.001,
+        1_700_000_000.25,
+        1_700_000_000.2502,
+        1_700_000_000.2509,
+        1_700_000_000.9995,
+        1_700_000_001.0,
+        1_700_000_059.999999,
+        1_700_000_059.9999999999,
+        1_700_000_060.0,
+        1_700_000_060.5,
+        86_399.001,
+        86_399.001,
     ]
     for clock.t in times:
         writer.append("i", SOURCE, "r", "stdout", ["line"])
     await writer.flush()
-    assert [json.loads(line)["ts"] for line in (tmp_path / "i.jsonl").read_text().splitlines()] == list(map(iso, times))
+    assert [
+        json.loads(line)["ts"] for line in (tmp_path / "i.jsonl").read_text().splitlines()
+    ] == list(map(iso, times))
 
 
 @pytest.mark.parametrize(
@@ -134,7 +181,11 @@ async def test_the_writer_stamps_records_as_iso_does(tmp_path: Path) -> None:
 def test_report_line_and_fields(cold: bool, error: bytes, want_error: str, init_part: str) -> None:
     footer = end("r1", cold=cold, error=error)
     assert footer.report.error == want_error
-    assert footer.report.billed_ms == 13 and footer.report.memory_mb == 256 and footer.report.cold_start is cold
+    assert (
+        footer.report.billed_ms == 13
+        and footer.report.memory_mb == 256
+        and footer.report.cold_start is cold
+    )
     line = specs.report_line("r1", footer.report)
     assert line == (
         "REPORT RequestId: r1\tDuration: 12.35 ms\tBilled Duration: 13 ms\tMemory Size: 256 MB\t"
@@ -142,7 +193,9 @@ def test_report_line_and_fields(cold: bool, error: bytes, want_error: str, init_
     )
 
 
-async def test_streams_are_kept_apart_and_tagged_per_call(tmp_path: Path, pipes: tuple[int, int, int, int]) -> None:
+async def test_streams_are_kept_apart_and_tagged_per_call(
+    tmp_path: Path, pipes: tuple[int, int, int, int]
+) -> None:
     out_r, out_w, err_r, err_w = pipes
     writer = LogWriter(tmp_path, FixedClock())
     cap = OutputCapture(out_r, err_r, "inst", writer, peak_memory=lambda: 40 * 1024 * 1024 + 1)
@@ -162,30 +215,58 @@ async def test_streams_are_kept_apart_and_tagged_per_call(tmp_path: Path, pipes:
     assert cap.end(end("req-2")) == b""  # no tail unless asked
     cap.close()
     got = await records(writer, tmp_path / "inst.jsonl")
-    assert all(r["namespace"] == "ns" and r["function"] == "fn" and r["version"] == "3" for r in got)
-    assert [(r["request_id"], r["stream"], r["message"]) for r in got if r["stream"] != "platform"] == [
+    assert all(
+        r["namespace"] == "ns" and r["function"] == "fn" and r["version"] == "3" for r in got
+    )
+    assert [
+        (r["request_id"], r["stream"], r["message"]) for r in got if r["stream"] != "platform"
+    ] == [
         ("", "stdout", "init line"),
         ("req-1", "stdout", "one"),
         ("req-1", "stdout", "two"),
         ("req-1", "stderr", "oops"),
         ("req-1", "stdout", "no newline at the end"),
     ]
-    platform = [(r["request_id"], str(r["message"]).split("\t")[0]) for r in got if r["stream"] == "platform"]
+    platform = [
+        (r["request_id"], str(r["message"]).split("\t")[0])
+        for r in got
+        if r["stream"] == "platform"
+    ]
     assert platform == [
-        ("req-1", "START RequestId: req-1"), ("req-1", "END RequestId: req-1"), ("req-1", "REPORT RequestId: req-1"),
-        ("req-2", "START RequestId: req-2"), ("req-2", "END RequestId: req-2"), ("req-2", "REPORT RequestId: req-2"),
+        ("req-1", "START RequestId: req-1"),
+        ("req-1", "END RequestId: req-1"),
+        ("req-1", "REPORT RequestId: req-1"),
+        ("req-2", "START RequestId: req-2"),
+        ("req-2", "END RequestId: req-2"),
+        ("req-2", "REPORT RequestId: req-2"),
     ]
     reports = [r["report"] for r in got if "report" in r]
     assert reports == [
-        {"duration_ms": 12.345, "billed_ms": 13, "memory_mb": 256, "max_memory_used_mb": 41, "cold_start": True,
-         "init_duration_ms": 250.0, "error": ""},
-        {"duration_ms": 12.345, "billed_ms": 13, "memory_mb": 256, "max_memory_used_mb": 41, "cold_start": False,
-         "init_duration_ms": 0.0, "error": ""},
+        {
+            "duration_ms": 12.345,
+            "billed_ms": 13,
+            "memory_mb": 256,
+            "max_memory_used_mb": 41,
+            "cold_start": True,
+            "init_duration_ms": 250.0,
+            "error": "",
+        },
+        {
+            "duration_ms": 12.345,
+            "billed_ms": 13,
+            "memory_mb": 256,
+            "max_memory_used_mb": 41,
+            "cold_start": False,
+            "init_duration_ms": 0.0,
+            "error": "",
+        },
     ]
     assert all(str(r["message"]).startswith("REPORT") for r in got if "report" in r)
 
 
-async def test_a_call_keeps_256_kb_and_says_what_it_dropped(tmp_path: Path, pipes: tuple[int, int, int, int]) -> None:
+async def test_a_call_keeps_256_kb_and_says_what_it_dropped(
+    tmp_path: Path, pipes: tuple[int, int, int, int]
+) -> None:
     out_r, out_w, err_r, _ = pipes
     writer = LogWriter(tmp_path, FixedClock())
     cap = OutputCapture(out_r, err_r, "big", writer)
@@ -209,7 +290,9 @@ async def test_a_call_keeps_256_kb_and_says_what_it_dropped(tmp_path: Path, pipe
     assert [r["message"] for r in got if r["stream"] == "platform"][1] == marker
 
 
-async def test_the_writer_says_when_an_instance_is_finished(tmp_path: Path, pipes: tuple[int, int, int, int]) -> None:
+async def test_the_writer_says_when_an_instance_is_finished(
+    tmp_path: Path, pipes: tuple[int, int, int, int]
+) -> None:
     out_r, out_w, err_r, _ = pipes
     writer = LogWriter(tmp_path, FixedClock())
     cap = OutputCapture(out_r, err_r, "gone", writer)
@@ -219,7 +302,9 @@ async def test_the_writer_says_when_an_instance_is_finished(tmp_path: Path, pipe
     assert not writer.finished("gone")  # its last line is not on disk yet
     await writer.flush()
     assert writer.finished("gone") and writer.written.is_set()
-    assert json.loads((tmp_path / "gone.jsonl").read_text())["function"] == ""  # never given a function
+    assert (
+        json.loads((tmp_path / "gone.jsonl").read_text())["function"] == ""
+    )  # never given a function
 
 
 async def test_overlapping_calls_leave_ambiguous_lines_unattributed(
@@ -239,5 +324,7 @@ async def test_overlapping_calls_leave_ambiguous_lines_unattributed(
     cap.close()
     got = await records(writer, tmp_path / "multi.jsonl")
     assert [(r["request_id"], r["message"]) for r in got if r["stream"] == "stdout"] == [
-        ("a", "only a runs"), ("", "both run"), ("b", "only b runs")
+        ("a", "only a runs"),
+        ("", "both run"),
+        ("b", "only b runs"),
     ]

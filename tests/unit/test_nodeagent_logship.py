@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from nimbus.common.errors import Unavailable
 from nimbus.nodeagent.logcapture import LogSource, record
 from nimbus.nodeagent.logship import (
@@ -27,7 +26,9 @@ pytestmark = pytest.mark.timeout(10)
 TS = "2026-01-01T00:00:00.000Z"
 
 
-def line(message: str, source: LogSource = LogSource("ns", "fn", "1"), request_id: str = "r") -> bytes:
+def line(
+    message: str, source: LogSource = LogSource("ns", "fn", "1"), request_id: str = "r"
+) -> bytes:
     return record(TS, "i1", source, request_id, "stdout", message)
 
 
@@ -48,9 +49,17 @@ def test_complete_lines(data: bytes, limit: int, want: int) -> None:
 
 
 def test_batches_group_by_function_skip_unassigned_and_keep_ids_stable() -> None:
-    chunk = line("pooled", LogSource()) + line("a") + b"not json\n" + line("b") + line("bad", LogSource("n.s", "fn"))
+    chunk = (
+        line("pooled", LogSource())
+        + line("a")
+        + b"not json\n"
+        + line("b")
+        + line("bad", LogSource("n.s", "fn"))
+    )
     got = batches("node-1", "i1", 100, chunk)
-    assert [(b.subject, b.msg_id) for b in got] == [("logs.ns.fn", f"node-1/i1/100-{100 + len(chunk)}")]
+    assert [(b.subject, b.msg_id) for b in got] == [
+        ("logs.ns.fn", f"node-1/i1/100-{100 + len(chunk)}")
+    ]
     assert [json.loads(x)["message"] for x in got[0].data.splitlines()] == ["a", "b"]
     assert batches("node-1", "i1", 100, chunk) == got  # a re-send is recognised as one
     assert batches("node-1", "i1", 101, chunk)[0].msg_id != got[0].msg_id
@@ -59,7 +68,14 @@ def test_batches_group_by_function_skip_unassigned_and_keep_ids_stable() -> None
 @pytest.mark.parametrize(
     "odd",
     [
-        b"", b"\n", b"  \n", b"1, 2\n", b'{"a": 1} {"b": 2}\n', b"[1\n", b'{"ts": ' + line("nested"), b"\xff\xfe\n",
+        b"",
+        b"\n",
+        b"  \n",
+        b"1, 2\n",
+        b'{"a": 1} {"b": 2}\n',
+        b"[1\n",
+        b'{"ts": ' + line("nested"),
+        b"\xff\xfe\n",
         b"null\n",
     ],
 )
@@ -80,7 +96,13 @@ def test_a_line_too_long_for_one_message_is_cut() -> None:
 
 @pytest.mark.parametrize(
     ("text", "want"),
-    [('{"a": 5, "b": 0}', {"a": 5, "b": 0}), ('{"a": -1, "b": "x"}', {}), ("[1]", {}), ("garbage", {}), ("", {})],
+    [
+        ('{"a": 5, "b": 0}', {"a": 5, "b": 0}),
+        ('{"a": -1, "b": "x"}', {}),
+        ("[1]", {}),
+        ("garbage", {}),
+        ("", {}),
+    ],
 )
 def test_parse_cursors(text: str, want: dict[str, int]) -> None:
     assert parse_cursors(text) == want
@@ -106,7 +128,11 @@ class FakePublisher:
         return duplicate
 
     def lines(self) -> list[str]:
-        return [json.loads(x)["message"] for _, data in self.messages.values() for x in data.splitlines()]
+        return [
+            json.loads(x)["message"]
+            for _, data in self.messages.values()
+            for x in data.splitlines()
+        ]
 
 
 class FakeWriter:
@@ -129,7 +155,9 @@ class Clock:
         return None
 
 
-async def test_ships_from_the_cursor_keeps_it_on_failure_and_deletes_finished_files(tmp_path: Path) -> None:
+async def test_ships_from_the_cursor_keeps_it_on_failure_and_deletes_finished_files(
+    tmp_path: Path,
+) -> None:
     pub, writer = FakePublisher(), FakeWriter()
     writer.open.add("i1")
     f = tmp_path / "i1.jsonl"
@@ -137,7 +165,9 @@ async def test_ships_from_the_cursor_keeps_it_on_failure_and_deletes_finished_fi
     shipper = LogShipper(tmp_path, writer, pub, "node-1", Clock())
     assert await shipper.ship() == 1
     assert pub.lines() == ["one", "two"]
-    assert json.loads((tmp_path / CURSORS_FILE).read_text()) == {"i1": len(line("one") + line("two"))}
+    assert json.loads((tmp_path / CURSORS_FILE).read_text()) == {
+        "i1": len(line("one") + line("two"))
+    }
 
     with f.open("ab") as out:
         out.write(b'", "x": 1}\n' + line("three"))
@@ -172,7 +202,9 @@ async def test_the_cursors_file_is_rewritten_in_place_and_stays_valid(tmp_path: 
     for name in names:
         (tmp_path / f"{name}.jsonl").write_bytes(line("one") + line("two"))
     await shipper.ship()
-    assert parse_cursors(cursors.read_text()) == dict.fromkeys(names, len(line("one") + line("two")))
+    assert parse_cursors(cursors.read_text()) == dict.fromkeys(
+        names, len(line("one") + line("two"))
+    )
     assert cursors.stat().st_size > 4096  # replaced by a new file, not written in place
 
     writer.open.difference_update(names[1:])  # all but one finished: their files and cursors go
@@ -218,7 +250,9 @@ async def test_rounds_are_at_least_every_s_apart(tmp_path: Path) -> None:
     f = tmp_path / "i1.jsonl"
     f.write_bytes(line("one"))
     writer.written.set()
-    task = asyncio.create_task(LogShipper(tmp_path, writer, pub, "node-1", clock, every_s=1.0).run())
+    task = asyncio.create_task(
+        LogShipper(tmp_path, writer, pub, "node-1", clock, every_s=1.0).run()
+    )
     try:
         while not shipped_at:
             await asyncio.sleep(0.001)

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
+from nimbus.nodeagent.policy import (
+    CachedCode,
+    billed_ms,
+    cpu_fraction,
+    evict_victims,
+    fits,
+    idle_victims,
+    reap_interval_s,
+)
 from nimbus.nodeagent.pool import deficits
-from nimbus.nodeagent.policy import CachedCode, billed_ms, cpu_fraction, evict_victims, fits, idle_victims, reap_interval_s
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -19,11 +26,15 @@ pytestmark = pytest.mark.timeout(10)
         ({"a": 50.0, "b": 10.0, "c": 99.0}, 100.0, 10, ["b", "a"]),
     ],
 )
-def test_idle_victims(last_used: dict[str, float], now: float, idle_s: float, want: list[str]) -> None:
+def test_idle_victims(
+    last_used: dict[str, float], now: float, idle_s: float, want: list[str]
+) -> None:
     assert idle_victims(last_used, now, idle_s) == want
 
 
-@pytest.mark.parametrize(("us", "ms"), [(0, 1), (1, 1), (999, 1), (1000, 1), (1001, 2), (1_500_000, 1500)])
+@pytest.mark.parametrize(
+    ("us", "ms"), [(0, 1), (1, 1), (999, 1), (1000, 1), (1001, 2), (1_500_000, 1500)]
+)
 def test_billed_ms(us: int, ms: int) -> None:
     assert billed_ms(us) == ms
 

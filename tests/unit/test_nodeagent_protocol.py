@@ -8,7 +8,6 @@ import json
 import struct
 
 import pytest
-
 from nimbus.nodeagent import protocol
 from nimbus.nodeagent.protocol import Frame, FrameDecoder, Kind, ProtocolError, encode, parse_frame
 from nimbus.nodeagent.runtimes import PYTHON_BOOTSTRAP
@@ -39,9 +38,26 @@ CASES = [
     ),
     (Kind.RESULT, {"request_id": "r-1", "duration_us": 7}, b"null"),
     (Kind.ERROR, {"request_id": "r-1", "duration_us": 7}, b'{"errorType":"ValueError"}'),
-    (Kind.INIT_ERROR, {"errorType": "Runtime.ImportModuleError", "errorMessage": "x", "stackTrace": ["a\n"]}, b""),
-    (Kind.LOAD, {"task_root": "/var/task", "handler": "app.handler", "env": {"K": "v"}, "memory_limit_mb": 128}, b""),
-    (Kind.ERROR, {"request_id": "r-2", "duration_us": 9, "fatal": True}, b'{"errorType":"Runtime.ExitError"}'),
+    (
+        Kind.INIT_ERROR,
+        {"errorType": "Runtime.ImportModuleError", "errorMessage": "x", "stackTrace": ["a\n"]},
+        b"",
+    ),
+    (
+        Kind.LOAD,
+        {
+            "task_root": "/var/task",
+            "handler": "app.handler",
+            "env": {"K": "v"},
+            "memory_limit_mb": 128,
+        },
+        b"",
+    ),
+    (
+        Kind.ERROR,
+        {"request_id": "r-2", "duration_us": 9, "fatal": True},
+        b'{"errorType":"Runtime.ExitError"}',
+    ),
     (Kind.RESULT, {"request_id": "big"}, bytes(range(256)) * 4096),
 ]
 
@@ -102,15 +118,24 @@ def test_bad_frames_raise(data: bytes) -> None:
 
 
 @pytest.mark.parametrize("request_id", ["r-1", "", 'q"u\\o', "é✓🚀", "\x00\n"])
-@pytest.mark.parametrize(("name", "version", "memory_mb"), [("f", "$LATEST", 128), ("fn-ü", "7", 10240)])
-def test_invoke_encoder_writes_what_encode_writes(request_id: str, name: str, version: str, memory_mb: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "version", "memory_mb"), [("f", "$LATEST", 128), ("fn-ü", "7", 10240)]
+)
+def test_invoke_encoder_writes_what_encode_writes(
+    request_id: str, name: str, version: str, memory_mb: int
+) -> None:
     header = {
-        "request_id": request_id, "deadline_ms": 1_700_000_000_123,
-        "function_name": name, "function_version": version, "memory_limit_mb": memory_mb,
+        "request_id": request_id,
+        "deadline_ms": 1_700_000_000_123,
+        "function_name": name,
+        "function_version": version,
+        "memory_limit_mb": memory_mb,
     }
     frames = protocol.InvokeEncoder(name, version, memory_mb)
     assert frames.encode(request_id, 1_700_000_000_123, b"{}") == encode(Kind.INVOKE, header, b"{}")
-    assert FrameDecoder().feed(frames.encode(request_id, 5, b"")) == [Frame(Kind.INVOKE, {**header, "deadline_ms": 5})]
+    assert FrameDecoder().feed(frames.encode(request_id, 5, b"")) == [
+        Frame(Kind.INVOKE, {**header, "deadline_ms": 5})
+    ]
     with pytest.raises(ProtocolError):
         frames.encode(request_id, 5, b"x" * protocol.MAX_FRAME_BYTES)
 

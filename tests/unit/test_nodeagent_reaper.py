@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from nimbus.nodeagent.reaper import reap_loop, reap_once
 
 pytestmark = pytest.mark.timeout(10)

@@ -4,7 +4,6 @@ built around result_to_proto, whichever fields are set."""
 from __future__ import annotations
 
 import pytest
-
 from nimbus.internal.v1 import nodeagent_pb2
 from nimbus.nodeagent.server import fill_result, result_to_proto
 from nimbus.nodeagent.spec import InvokeResult
@@ -15,7 +14,9 @@ from nimbus.nodeagent.spec import InvokeResult
     [
         InvokeResult(b"", "", 0, 0, False, 0),
         InvokeResult(b"null", "", 57, 1, False, 0),
-        InvokeResult(b'{"errorType": "Timeout"}', "Unhandled", 3_000_000, 3000, True, 12_345, b"tail\n"),
+        InvokeResult(
+            b'{"errorType": "Timeout"}', "Unhandled", 3_000_000, 3000, True, 12_345, b"tail\n"
+        ),
     ],
 )
 def test_fill_result_writes_what_result_to_proto_builds(result: InvokeResult) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from nimbus.nodeagent.sandbox import cgroups, oci, rootfs, seccomp
 
 pytestmark = pytest.mark.timeout(10)
@@ -50,7 +49,14 @@ def test_process_is_unprivileged() -> None:
 
 def test_namespaces_and_limits() -> None:
     linux = bundle()["linux"]
-    assert {n["type"] for n in linux["namespaces"]} == {"pid", "network", "ipc", "uts", "mount", "cgroup"}
+    assert {n["type"] for n in linux["namespaces"]} == {
+        "pid",
+        "network",
+        "ipc",
+        "uts",
+        "mount",
+        "cgroup",
+    }
     assert all("path" not in n for n in linux["namespaces"])  # all new, none shared with the host
     res = linux["resources"]
     assert res["memory"]["limit"] == 128 * 1024 * 1024 and res["pids"]["limit"] == 128
@@ -65,26 +71,48 @@ def test_file_system_is_read_only_but_tmp() -> None:
     for dest in ("/usr", "/lib32", "/etc", "/var/runtime", "/var/task", "/run/nimbus"):
         assert mounts[dest]["type"] == "bind" and "ro" in mounts[dest]["options"], dest
         assert "nosuid" in mounts[dest]["options"] and "nodev" in mounts[dest]["options"]
-    assert mounts["/var/task"]["source"] == "/n/tasks/abc" and "rslave" in mounts["/var/task"]["options"]
+    assert (
+        mounts["/var/task"]["source"] == "/n/tasks/abc"
+        and "rslave" in mounts["/var/task"]["options"]
+    )
     assert mounts["/etc"]["source"] == "/n/etc"  # never the host's /etc
     assert mounts["/tmp"]["type"] == "tmpfs" and "size=512m" in mounts["/tmp"]["options"]
-    writable = [d for d, m in mounts.items() if "ro" not in m.get("options", []) and m["type"] != "proc"]
+    writable = [
+        d for d, m in mounts.items() if "ro" not in m.get("options", []) and m["type"] != "proc"
+    ]
     assert sorted(writable) == ["/dev", "/tmp"]  # /dev is root's (0755): only /tmp takes writes
     assert "/dev/shm" not in mounts and "/sys" not in mounts
 
 
 def test_seccomp_allowlist() -> None:
     closed, open_ = seccomp.profile(allow_listen=False), seccomp.profile(allow_listen=True)
-    assert closed["defaultAction"] == "SCMP_ACT_ERRNO" and closed["architectures"] == ["SCMP_ARCH_X86_64"]
+    assert closed["defaultAction"] == "SCMP_ACT_ERRNO" and closed["architectures"] == [
+        "SCMP_ARCH_X86_64"
+    ]
     allowed = set(closed["syscalls"][0]["names"])
     assert "listen" not in allowed and "listen" in set(open_["syscalls"][0]["names"])
-    for dangerous in ("mount", "unshare", "setns", "ptrace", "bpf", "keyctl", "io_uring_setup", "kexec_load",
-                      "init_module", "perf_event_open", "userfaultfd", "open_by_handle_at", "clone3"):
+    for dangerous in (
+        "mount",
+        "unshare",
+        "setns",
+        "ptrace",
+        "bpf",
+        "keyctl",
+        "io_uring_setup",
+        "kexec_load",
+        "init_module",
+        "perf_event_open",
+        "userfaultfd",
+        "open_by_handle_at",
+        "clone3",
+    ):
         assert dangerous not in allowed, dangerous
     for needed in ("read", "write", "mmap", "futex", "execve", "connect", "socketpair", "wait4"):
         assert needed in allowed
     clone = next(r for r in closed["syscalls"] if r["names"] == ["clone"])
-    assert clone["args"][0]["op"] == "SCMP_CMP_MASKED_EQ" and clone["args"][0]["value"] & 0x10000000  # CLONE_NEWUSER
+    assert (
+        clone["args"][0]["op"] == "SCMP_CMP_MASKED_EQ" and clone["args"][0]["value"] & 0x10000000
+    )  # CLONE_NEWUSER
 
 
 @pytest.mark.parametrize(("memory_mb", "shares"), [(128, 74), (1769, 1024), (10240, 5928), (1, 2)])
@@ -121,7 +149,8 @@ def test_oom_kills_are_read_from_the_cgroup(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("v2", "rel"), [(False, "memory/nimbus/c/memory.max_usage_in_bytes"), (True, "nimbus/c/memory.peak")]
+    ("v2", "rel"),
+    [(False, "memory/nimbus/c/memory.max_usage_in_bytes"), (True, "nimbus/c/memory.peak")],
 )
 def test_peak_memory_is_read_again_through_one_kept_fd(tmp_path: Path, v2: bool, rel: str) -> None:
     (tmp_path / rel).parent.mkdir(parents=True)

@@ -10,7 +10,6 @@ import subprocess
 from types import ModuleType
 
 import pytest
-
 from nimbus.nodeagent.protocol import Frame, FrameDecoder, Kind, encode
 from nimbus.nodeagent.runtimes import NODE_BOOTSTRAP, RUNTIMES_DIR
 
@@ -23,7 +22,9 @@ X86_64, I386 = 0xC000003E, 0x40000003
 
 @pytest.fixture(scope="module")
 def nolisten() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nimbus_nolisten", RUNTIMES_DIR / "provided" / "nolisten.py")
+    spec = importlib.util.spec_from_file_location(
+        "nimbus_nolisten", RUNTIMES_DIR / "provided" / "nolisten.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -65,7 +66,10 @@ def test_forbid_listen_program(nolisten: ModuleType, nr: int, arch: int, verdict
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 @pytest.mark.parametrize(
     ("kind", "header", "body"),
-    [(Kind.RESULT, {"request_id": "r1", "duration_us": 12}, b'{"a": [1, "\xc3\xa9"]}'), (Kind.READY, {}, b"")],
+    [
+        (Kind.RESULT, {"request_id": "r1", "duration_us": 12}, b'{"a": [1, "\xc3\xa9"]}'),
+        (Kind.READY, {}, b""),
+    ],
 )
 def test_node_codec_agrees_with_agent(kind: Kind, header: dict[str, object], body: bytes) -> None:
     script = (
@@ -79,6 +83,10 @@ def test_node_codec_agrees_with_agent(kind: Kind, header: dict[str, object], bod
         "});"
     )
     out = subprocess.run(
-        ["node", "-e", script], input=encode(kind, header, body), capture_output=True, timeout=15, check=True
+        ["node", "-e", script],
+        input=encode(kind, header, body),
+        capture_output=True,
+        timeout=15,
+        check=True,
     ).stdout
     assert FrameDecoder().feed(out) == [Frame(kind, header, body)]

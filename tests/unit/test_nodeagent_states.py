@@ -5,9 +5,14 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 from nimbus.common import model
-from nimbus.nodeagent.state import IllegalTransition, InstanceState, allowed, record_state, transition
+from nimbus.nodeagent.state import (
+    IllegalTransition,
+    InstanceState,
+    allowed,
+    record_state,
+    transition,
+)
 
 S = InstanceState
 

@@ -3,7 +3,6 @@ import stat
 import zipfile
 
 import pytest
-
 from nimbus.common.errors import InvalidArgument, TooLarge
 from nimbus.funcmgr.package import PackageLimits, check_package
 
@@ -23,7 +22,9 @@ def make_zip(files: dict[str, bytes], symlink: str | None = None) -> bytes:
 
 
 def test_accepts_python_package_with_handler():
-    check_package(make_zip({"main.py": b"def handler(e, c): return e"}), "python3.11", "main.handler", LIMITS)
+    check_package(
+        make_zip({"main.py": b"def handler(e, c): return e"}), "python3.11", "main.handler", LIMITS
+    )
 
 
 def test_accepts_nested_module():

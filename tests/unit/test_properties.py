@@ -9,7 +9,6 @@ import zipfile
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from nimbus.common import validation
 from nimbus.common.errors import InvalidArgument, NimbusError, TooLarge
 from nimbus.common.model import FunctionConfig
@@ -30,7 +29,7 @@ def test_name_accepted_iff_it_matches_the_rule(name):
     assert accepted == bool(NAME.fullmatch(name))
 
 
-@given(st.integers(-10**6, 10**6), st.integers(-10**4, 10**4))
+@given(st.integers(-(10**6), 10**6), st.integers(-(10**4), 10**4))
 def test_memory_and_timeout_ranges(memory, timeout):
     config = FunctionConfig("python3.11", "main.handler", memory_mb=memory, timeout_s=timeout)
     ok = 128 <= memory <= 10240 and 1 <= timeout <= 900
@@ -53,10 +52,15 @@ def test_env_errors_always_name_the_field(env):
 segment = st.sampled_from(["a", "b.py", "..", ".", "dir", "main.py", ""])
 
 
-@given(st.lists(st.lists(segment, min_size=1, max_size=4).map("/".join), min_size=1, max_size=6), st.booleans())
+@given(
+    st.lists(st.lists(segment, min_size=1, max_size=4).map("/".join), min_size=1, max_size=6),
+    st.booleans(),
+)
 @settings(max_examples=200)
 def test_zip_paths_rejected_iff_absolute_or_dotdot(paths, leading_slash):
-    names = list(dict.fromkeys(("/" + p if leading_slash and i == 0 else p) for i, p in enumerate(paths)))
+    names = list(
+        dict.fromkeys(("/" + p if leading_slash and i == 0 else p) for i, p in enumerate(paths))
+    )
     names = [n for n in names if n != "main.py"]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

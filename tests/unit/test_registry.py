@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from nimbus.api.rollouts import AdminApi, check_rollout
 from nimbus.common import keys
 from nimbus.common.auth import Principal
@@ -20,7 +19,9 @@ from nimbus.common.registry import (
 
 
 def test_endpoint_record_round_trips_and_ignores_unknown_fields():
-    record = ServiceEndpoint("api", "api-1", "127.0.0.1:7101", ("v1", "v2"), "SERVING", "2026-01-01T00:00:00.000Z", 42)
+    record = ServiceEndpoint(
+        "api", "api-1", "127.0.0.1:7101", ("v1", "v2"), "SERVING", "2026-01-01T00:00:00.000Z", 42
+    )
     assert ServiceEndpoint.from_json(record.to_json()) == record
     assert record.release == "v2"
     newer = b'{"service": "api", "replica": "x", "address": "1.2.3.4:5", "api_versions": ["v1"], "zone": "b"}'
@@ -35,7 +36,9 @@ def test_keys():
     assert keys.rollout("api").startswith(keys.rollouts_prefix())
 
 
-@pytest.mark.parametrize("raw,want", [("", ("v1", "v2")), ("v1", ("v1",)), ("v2, v1", ("v1", "v2")), ("v2", ("v2",))])
+@pytest.mark.parametrize(
+    "raw,want", [("", ("v1", "v2")), ("v1", ("v1",)), ("v2, v1", ("v1", "v2")), ("v2", ("v2",))]
+)
 def test_api_versions(raw, want):
     assert parse_api_versions({"NIMBUS_API_VERSIONS": raw}) == want
 
@@ -51,10 +54,22 @@ def test_release_is_the_newest_known_version():
 
 
 def test_registry_config_documented_example():
-    cfg = RegistryConfig.from_env({"NIMBUS_REGISTRY_TTL_S": "3", "NIMBUS_ADVERTISE_ADDR": "10.0.0.5:7101",
-                                   "NIMBUS_DEREGISTER_WAIT_S": "0.5", "NIMBUS_ETCD_ENDPOINT": "etcd:2379",
-                                   "NIMBUS_REPLICA": "api-1"}, "api")
-    assert (cfg.enabled, cfg.ttl_s, cfg.advertise_addr, cfg.deregister_wait_s) == (True, 3, "10.0.0.5:7101", 0.5)
+    cfg = RegistryConfig.from_env(
+        {
+            "NIMBUS_REGISTRY_TTL_S": "3",
+            "NIMBUS_ADVERTISE_ADDR": "10.0.0.5:7101",
+            "NIMBUS_DEREGISTER_WAIT_S": "0.5",
+            "NIMBUS_ETCD_ENDPOINT": "etcd:2379",
+            "NIMBUS_REPLICA": "api-1",
+        },
+        "api",
+    )
+    assert (cfg.enabled, cfg.ttl_s, cfg.advertise_addr, cfg.deregister_wait_s) == (
+        True,
+        3,
+        "10.0.0.5:7101",
+        0.5,
+    )
     assert (cfg.etcd_host, cfg.etcd_port, cfg.replica) == ("etcd", 2379, "api-1")
     assert RegistryConfig.from_env({}, "api").replica == "api"
     with pytest.raises(ConfigError, match="NIMBUS_REGISTRY_TTL_S"):
@@ -70,9 +85,15 @@ def test_advertise_address():
     assert port == "7101" and host != "0.0.0.0"
 
 
-@pytest.mark.parametrize("service,version,weight,field", [
-    ("funcmgr", "v2", 0.1, "service"), ("api", "v9", 0.1, "version"), ("api", "v2", 1.5, "weight"),
-    ("api", "v2", -0.1, "weight")])
+@pytest.mark.parametrize(
+    "service,version,weight,field",
+    [
+        ("funcmgr", "v2", 0.1, "service"),
+        ("api", "v9", 0.1, "version"),
+        ("api", "v2", 1.5, "weight"),
+        ("api", "v2", -0.1, "weight"),
+    ],
+)
 def test_rollout_checks(service, version, weight, field):
     with pytest.raises(InvalidArgument, match=field):
         check_rollout(service, version, weight)

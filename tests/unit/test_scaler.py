@@ -36,7 +36,9 @@ class Recorder:
 
 
 def fn(min_instances=0, keep_alive_s=600, rev=7):
-    config = FunctionConfig("python3.11", "main.handler", min_instances=min_instances, keep_alive_s=keep_alive_s)
+    config = FunctionConfig(
+        "python3.11", "main.handler", min_instances=min_instances, keep_alive_s=keep_alive_s
+    )
     return FunctionRecord("ns", "f", config, "sha", 1, "c", "u", rev)
 
 
@@ -105,8 +107,16 @@ def test_instance_concurrency_lets_fewer_instances_hold_the_load():
     # 2.8 calls in flight need 4 one-call instances (test above) but one instance of 10 slots.
     report = LoadReport("invoker-1", 1.0, {load_key("ns", "f", "$LATEST", 7): 2.8}, 0.0)
     record = fn()
-    record = FunctionRecord("ns", "f", FunctionConfig("python3.11", "main.handler", instance_concurrency=10),
-                            "sha", 1, "c", "u", record.revision)
+    record = FunctionRecord(
+        "ns",
+        "f",
+        FunctionConfig("python3.11", "main.handler", instance_concurrency=10),
+        "sha",
+        1,
+        "c",
+        "u",
+        record.revision,
+    )
     instances = [inst(f"i{k}", created=f"2026-01-01T00:00:0{k}.000Z") for k in range(4)]
     a, act, _ = scaler([record], instances, [report])
     a.tick()

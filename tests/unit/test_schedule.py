@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from nimbus.common import schedule
 from nimbus.common.triggers import TriggerRecord
 from nimbus.invoker.triggers.timer import Parsed, Tick, due, next_wake, scheduled_event
@@ -17,7 +16,13 @@ def ts(text: str) -> float:
 
 @pytest.mark.parametrize(
     ("text", "period"),
-    [("@every 10s", 10.0), ("@every 1m30s", 90.0), ("@every 2h", 7200.0), ("@every 1.5s", 1.5), ("@EVERY 1d", 86400.0)],
+    [
+        ("@every 10s", 10.0),
+        ("@every 1m30s", 90.0),
+        ("@every 2h", 7200.0),
+        ("@every 1.5s", 1.5),
+        ("@EVERY 1d", 86400.0),
+    ],
 )
 def test_every_parses(text, period):
     assert schedule.parse(text) == schedule.Every(period)
@@ -63,7 +68,11 @@ def test_every_ticks_align_to_the_epoch_so_replicas_agree():
     [
         ("*/5 * * * *", "2024-03-01T10:02:30", "2024-03-01T10:05:00"),
         ("0 * * * *", "2024-03-01T10:00:00", "2024-03-01T11:00:00"),
-        ("30 8 * * mon-fri", "2024-03-01T09:00:00", "2024-03-04T08:30:00"),  # Friday after 8:30 -> Monday
+        (
+            "30 8 * * mon-fri",
+            "2024-03-01T09:00:00",
+            "2024-03-04T08:30:00",
+        ),  # Friday after 8:30 -> Monday
         ("0 0 1 jan *", "2024-03-01T00:00:00", "2025-01-01T00:00:00"),
         ("0 12 29 2 *", "2024-03-01T00:00:00", "2028-02-29T12:00:00"),
         ("@daily", "2024-12-31T23:59:00", "2025-01-01T00:00:00"),
@@ -80,7 +89,9 @@ def test_cron_next_tick(expr, after, want):
 
 
 def trigger(trigger_id: str, sched: str) -> TriggerRecord:
-    return TriggerRecord(trigger_id=trigger_id, namespace="ns", function="fn", type="timer", schedule=sched)
+    return TriggerRecord(
+        trigger_id=trigger_id, namespace="ns", function="fn", type="timer", schedule=sched
+    )
 
 
 def test_due_fires_ticks_since_the_last_look_but_no_backlog():
@@ -91,7 +102,9 @@ def test_due_fires_ticks_since_the_last_look_but_no_backlog():
     # A stalled loop (60 s): only ticks within the grace window, never the whole backlog.
     assert [t.at for t in due([every2], parsed, 1000.0, 1060.0)] == [1056.0, 1058.0, 1060.0]
     # A bad schedule is skipped, the others still fire.
-    assert [t.trigger.trigger_id for t in due([trigger("bad", "nope"), every2], parsed, 1001.0, 1002.0)] == ["t1"]
+    assert [
+        t.trigger.trigger_id for t in due([trigger("bad", "nope"), every2], parsed, 1001.0, 1002.0)
+    ] == ["t1"]
 
 
 def test_next_wake_is_the_nearest_tick_or_a_second():
@@ -110,8 +123,16 @@ def test_a_tick_has_one_invocation_id_on_every_replica():
     assert b'"detail-type": "Scheduled Event"' in event and a.invocation_id.encode() in event
 
 
-@pytest.mark.parametrize(("text", "period"), [("rate(1 minute)", 60.0), ("rate(5 minutes)", 300.0), ("rate(2 hours)", 7200.0),
-                                             ("rate(1 day)", 86400.0), ("rate(30 seconds)", 30.0)])
+@pytest.mark.parametrize(
+    ("text", "period"),
+    [
+        ("rate(1 minute)", 60.0),
+        ("rate(5 minutes)", 300.0),
+        ("rate(2 hours)", 7200.0),
+        ("rate(1 day)", 86400.0),
+        ("rate(30 seconds)", 30.0),
+    ],
+)
 def test_eventbridge_rate_is_every(text, period):
     assert schedule.parse(text) == schedule.Every(period)
     with pytest.raises(ValueError, match="between"):

@@ -16,7 +16,9 @@ service.run(main, env={"NIMBUS_EVENT_LOOP": "bogus"})
 
 
 def test_a_bad_setting_is_one_line_and_exit_status_78() -> None:
-    done = subprocess.run([sys.executable, "-c", _SERVICE], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _SERVICE], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == EXIT_CONFIG
     assert done.stderr.startswith(CONFIG_ERROR_PREFIX + "NIMBUS_EVENT_LOOP='bogus'")
     assert "Traceback" not in done.stderr

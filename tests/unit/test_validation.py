@@ -1,5 +1,4 @@
 import pytest
-
 from nimbus.common import validation
 from nimbus.common.errors import InvalidArgument
 from nimbus.common.model import FunctionConfig
@@ -71,25 +70,38 @@ def test_range_message_names_the_limits():
 def test_instance_concurrency_out_of_range(value):
     with pytest.raises(InvalidArgument) as err:
         validation.check_config(cfg(instance_concurrency=value))
-    assert str(err.value) == f"instance_concurrency: {value} is out of range; it must be between 1 and 100"
+    assert (
+        str(err.value)
+        == f"instance_concurrency: {value} is out of range; it must be between 1 and 100"
+    )
 
 
 @pytest.mark.parametrize("value", [1, 10, 100])
 def test_instance_concurrency_in_range(value):
     validation.check_config(cfg(instance_concurrency=value))
-    validation.check_config(cfg(runtime="nodejs20", handler="index.handler", instance_concurrency=value))
+    validation.check_config(
+        cfg(runtime="nodejs20", handler="index.handler", instance_concurrency=value)
+    )
 
 
 def test_provided_runtime_serves_one_call_at_a_time():
     validation.check_config(cfg(runtime="provided", handler="bootstrap", instance_concurrency=1))
-    with pytest.raises(InvalidArgument, match=r"^instance_concurrency: 2 .*'provided'.*Lambda Runtime API serves one call at a time"):
-        validation.check_config(cfg(runtime="provided", handler="bootstrap", instance_concurrency=2))
+    with pytest.raises(
+        InvalidArgument,
+        match=r"^instance_concurrency: 2 .*'provided'.*Lambda Runtime API serves one call at a time",
+    ):
+        validation.check_config(
+            cfg(runtime="provided", handler="bootstrap", instance_concurrency=2)
+        )
 
 
 def test_instance_concurrency_defaults_to_one_for_old_records_and_old_writers():
     from nimbus.common.convert import config_from_pb, config_to_pb
     from nimbus.internal.v1 import types_pb2
 
-    assert FunctionConfig.from_dict({"runtime": "python3.11", "handler": "m.h"}).instance_concurrency == 1
+    assert (
+        FunctionConfig.from_dict({"runtime": "python3.11", "handler": "m.h"}).instance_concurrency
+        == 1
+    )
     assert config_from_pb(types_pb2.FunctionConfig(runtime="python3.11")).instance_concurrency == 1
     assert config_from_pb(config_to_pb(cfg(instance_concurrency=7))).instance_concurrency == 7

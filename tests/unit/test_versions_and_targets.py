@@ -1,5 +1,4 @@
 import pytest
-
 from nimbus.common.errors import InvalidArgument, NotFound
 from nimbus.common.model import AliasRecord, FunctionConfig, FunctionRecord, VersionRecord
 from nimbus.funcmgr.blobgc import collectable
@@ -8,7 +7,10 @@ from nimbus.invoker.target import resolve
 
 CFG = FunctionConfig("python3.11", "main.handler")
 FN = FunctionRecord("ns", "f", CFG, "sha-latest", 1, "c", "u", revision=50)
-VERSIONS = {n: VersionRecord("ns", "f", n, "", CFG, f"sha-{n}", 1, "c", revision=10 * int(n)) for n in ("1", "2")}
+VERSIONS = {
+    n: VersionRecord("ns", "f", n, "", CFG, f"sha-{n}", 1, "c", revision=10 * int(n))
+    for n in ("1", "2")
+}
 ALIASES = {
     "prod": AliasRecord("ns", "f", "prod", "1", "2", 0.3),
     "plain": AliasRecord("ns", "f", "plain", "2"),
@@ -22,8 +24,16 @@ def target(qualifier, draw=0.5):
 
 @pytest.mark.parametrize(
     "qualifier, draw, version, revision",
-    [("", 0.5, "$LATEST", 50), ("$LATEST", 0.5, "$LATEST", 50), ("2", 0.5, "2", 20), ("plain", 0.0, "2", 20),
-     ("prod", 0.29, "2", 20), ("prod", 0.3, "1", 10), ("prod", 0.99, "1", 10), ("edge", 0.5, "$LATEST", 50)],
+    [
+        ("", 0.5, "$LATEST", 50),
+        ("$LATEST", 0.5, "$LATEST", 50),
+        ("2", 0.5, "2", 20),
+        ("plain", 0.0, "2", 20),
+        ("prod", 0.29, "2", 20),
+        ("prod", 0.3, "1", 10),
+        ("prod", 0.99, "1", 10),
+        ("edge", 0.5, "$LATEST", 50),
+    ],
 )
 def test_resolve(qualifier, draw, version, revision):
     t = target(qualifier, draw)
@@ -38,7 +48,9 @@ def test_unknown_qualifier_is_not_found(qualifier):
 
 def test_weight_split_over_many_draws():
     draws = [i / 2000 for i in range(2000)]
-    share = sum(resolve(FN, "prod", VERSIONS.get, ALIASES.get, d).version == "2" for d in draws) / 2000
+    share = (
+        sum(resolve(FN, "prod", VERSIONS.get, ALIASES.get, d).version == "2" for d in draws) / 2000
+    )
     assert abs(share - 0.3) < 0.001
 
 
@@ -55,8 +67,13 @@ def test_invalid_alias_names(alias):
 
 @pytest.mark.parametrize(
     "version, routing, weight, field",
-    [("1", "", 0.2, "routing.version"), ("1", "2", 1.5, "routing.weight"), ("1", "1", 0.5, "routing.version"),
-     ("$LATEST", "2", 0.5, "routing"), ("1", "x", 0.5, "version")],
+    [
+        ("1", "", 0.2, "routing.version"),
+        ("1", "2", 1.5, "routing.weight"),
+        ("1", "1", 0.5, "routing.version"),
+        ("$LATEST", "2", 0.5, "routing"),
+        ("1", "x", 0.5, "version"),
+    ],
 )
 def test_invalid_routing(version, routing, weight, field):
     with pytest.raises(InvalidArgument, match=f"^{field}"):

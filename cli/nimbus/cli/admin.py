@@ -1,9 +1,9 @@
 """`nimbus admin`: the service registry and API version rollouts (API v2, admin keys only).
 
-    nimbus admin endpoints [SERVICE]                    the registered replicas
-    nimbus admin rollout api --version v2 --weight 0.1  10 % of api's v1 calls to the v2 release
-    nimbus admin rollout api --clear                    back to spreading by replica count
-    nimbus admin rollouts                               the rollouts in force
+nimbus admin endpoints [SERVICE]                    the registered replicas
+nimbus admin rollout api --version v2 --weight 0.1  10 % of api's v1 calls to the v2 release
+nimbus admin rollout api --clear                    back to spreading by replica count
+nimbus admin rollouts                               the rollouts in force
 """
 
 from __future__ import annotations
@@ -32,10 +32,21 @@ def _weight(text: str) -> float:
 def endpoints(ctx: Context, args: argparse.Namespace) -> int:
     query = f"?service={urllib.parse.quote(args.service)}" if args.service else ""
     data = ctx.client().request("GET", f"/v2/admin/endpoints{query}")
-    rows = [(e.get("service"), e.get("replica"), e.get("address"), ",".join(e.get("api_versions") or []),
-             e.get("state"), e.get("started_at")) for e in data.get("endpoints") or []]
+    rows = [
+        (
+            e.get("service"),
+            e.get("replica"),
+            e.get("address"),
+            ",".join(e.get("api_versions") or []),
+            e.get("state"),
+            e.get("started_at"),
+        )
+        for e in data.get("endpoints") or []
+    ]
     header = ("SERVICE", "REPLICA", "ADDRESS", "API", "STATE", "STARTED")
-    return _print(ctx, data, lambda: _table(ctx, header, rows) if rows else "no replica is registered")
+    return _print(
+        ctx, data, lambda: _table(ctx, header, rows) if rows else "no replica is registered"
+    )
 
 
 def rollout(ctx: Context, args: argparse.Namespace) -> int:
@@ -45,33 +56,58 @@ def rollout(ctx: Context, args: argparse.Namespace) -> int:
         if args.version or args.weight is not None:
             raise UsageError("--clear takes no --version or --weight")
         data: Any = client.request("DELETE", path)
-        return _print(ctx, data, lambda: f"{args.service}: calls spread over its releases by replica count")
+        return _print(
+            ctx, data, lambda: f"{args.service}: calls spread over its releases by replica count"
+        )
     if not args.version or args.weight is None:
         raise UsageError("rollout needs --version RELEASE and --weight FRACTION (or --clear)")
     data = client.request("PUT", path, {"version": args.version, "weight": args.weight})
-    return _print(ctx, data, lambda: f"{args.service}: {format_percent(float(data.get('weight') or 0.0))} of the "
-                  f"calls its releases share go to release {data.get('version')}")
+    return _print(
+        ctx,
+        data,
+        lambda: (
+            f"{args.service}: {format_percent(float(data.get('weight') or 0.0))} of the "
+            f"calls its releases share go to release {data.get('version')}"
+        ),
+    )
 
 
 def rollouts(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.client().request("GET", "/v2/admin/rollouts")
-    rows = [(r.get("service"), r.get("version"), format_percent(float(r.get("weight") or 0.0)), r.get("updated_at"))
-            for r in data.get("rollouts") or []]
+    rows = [
+        (
+            r.get("service"),
+            r.get("version"),
+            format_percent(float(r.get("weight") or 0.0)),
+            r.get("updated_at"),
+        )
+        for r in data.get("rollouts") or []
+    ]
     header = ("SERVICE", "RELEASE", "WEIGHT", "UPDATED")
-    return _print(ctx, data, lambda: _table(ctx, header, rows) if rows else "no rollout: calls spread by replica count")
+    return _print(
+        ctx,
+        data,
+        lambda: _table(ctx, header, rows) if rows else "no rollout: calls spread by replica count",
+    )
 
 
 def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("admin", parents=common, help="the service registry and API version rollouts (admin)")
+    p = sub.add_parser(
+        "admin", parents=common, help="the service registry and API version rollouts (admin)"
+    )
     p.set_defaults(func=None, subparser=p)
     admin = p.add_subparsers(dest="admin_command", metavar="COMMAND")
     p = admin.add_parser("endpoints", parents=common, help="list the registered service replicas")
     p.add_argument("service", nargs="?", metavar="SERVICE")
     p.set_defaults(func=endpoints)
-    p = admin.add_parser("rollout", parents=common, help="shift a service's traffic between API releases",
-                         description="Send --weight (0 to 1) of the calls that several releases of SERVICE can "
-                                     "serve to the replicas of release --version; the rest go to the other "
-                                     "releases by replica count. Envoy applies it within a second.")
+    p = admin.add_parser(
+        "rollout",
+        parents=common,
+        help="shift a service's traffic between API releases",
+        description="Send --weight (0 to 1) of the calls that several releases of SERVICE can "
+        "serve to the replicas of release --version; the rest go to the other "
+        "releases by replica count. Envoy applies it within a second.",
+    )
     p.add_argument("service", choices=SERVICES, metavar="SERVICE", help="api or invoker")
     p.add_argument("--version", metavar="RELEASE", help="the release that gets the weight, e.g. v2")
     p.add_argument("--weight", type=_weight, metavar="FRACTION", help="e.g. 0.1 for 10 %%")

@@ -79,14 +79,18 @@ class _Fallback(Exception):
     """The streaming upload cannot be used here; send the package in the JSON body instead."""
 
 
-def _streamed(ctx: Context, args: argparse.Namespace, send: Callable[..., dict[str, Any]], size: int) -> dict[str, Any]:
+def _streamed(
+    ctx: Context, args: argparse.Namespace, send: Callable[..., dict[str, Any]], size: int
+) -> dict[str, Any]:
     """Runs one streaming upload with a progress display; in `--upload auto` mode, raises
     `_Fallback` when this client or the gateway cannot stream (nothing was stored then)."""
     console = ctx.console
     console.clear_progress()
     chunks = -(-size // upload.chunk_size_for(size))
     if not console.err_tty:
-        console.info(f"uploading {output.format_size(size)} to {args.name} over gRPC in {chunks} chunks")
+        console.info(
+            f"uploading {output.format_size(size)} to {args.name} over gRPC in {chunks} chunks"
+        )
     progress = console.upload_progress(f"uploading {args.name}")
     ok = False
     try:
@@ -98,7 +102,9 @@ def _streamed(ctx: Context, args: argparse.Namespace, send: Callable[..., dict[s
             raise
         raise _Fallback(str(e)) from e
     except NimbusApiError as e:
-        if args.upload == "grpc" or e.code != 12:  # 12 = UNIMPLEMENTED: a gateway without UploadCode
+        if (
+            args.upload == "grpc" or e.code != 12
+        ):  # 12 = UNIMPLEMENTED: a gateway without UploadCode
             raise
         raise _Fallback(f"the gateway does not offer the streaming upload ({e.message})") from e
     finally:
@@ -122,7 +128,9 @@ def _send_code(
     return in_json()
 
 
-def _create(ctx: Context, args: argparse.Namespace, zip_bytes: bytes, env: dict[str, str] | None) -> dict[str, Any]:
+def _create(
+    ctx: Context, args: argparse.Namespace, zip_bytes: bytes, env: dict[str, str] | None
+) -> dict[str, Any]:
     client = ctx.client()
     config: dict[str, Any] = {
         "memory_mb": args.memory,
@@ -134,9 +142,12 @@ def _create(ctx: Context, args: argparse.Namespace, zip_bytes: bytes, env: dict[
         "instance_concurrency": args.instance_concurrency,
     }
     return _send_code(
-        ctx, args, zip_bytes,
-        lambda progress: client.upload_function(args.name, args.runtime, args.handler, zip_bytes,
-                                                progress=progress, **config),
+        ctx,
+        args,
+        zip_bytes,
+        lambda progress: client.upload_function(
+            args.name, args.runtime, args.handler, zip_bytes, progress=progress, **config
+        ),
         lambda: client.create_function(args.name, args.runtime, args.handler, zip_bytes, **config),
     )
 
@@ -144,7 +155,9 @@ def _create(ctx: Context, args: argparse.Namespace, zip_bytes: bytes, env: dict[
 def _update_code(ctx: Context, args: argparse.Namespace, zip_bytes: bytes) -> dict[str, Any]:
     client = ctx.client()
     return _send_code(
-        ctx, args, zip_bytes,
+        ctx,
+        args,
+        zip_bytes,
         lambda progress: client.upload_code(args.name, zip_bytes, progress=progress),
         lambda: client.update_code(args.name, zip_bytes),
     )
@@ -201,7 +214,10 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
     if not fn.get("code_sha256"):  # an older gateway that does not report it
         rows = [r if r[0] != "code sha256" else ("code sha256", sha256) for r in rows]
     if output.as_int(fn.get("code_size")) is None:
-        rows = [r if r[0] != "code size" else ("code size", output.format_size(len(zip_bytes))) for r in rows]
+        rows = [
+            r if r[0] != "code size" else ("code size", output.format_size(len(zip_bytes)))
+            for r in rows
+        ]
     console.print(output.render_rows(rows))
     return 0
 
@@ -220,7 +236,9 @@ def invoke(ctx: Context, args: argparse.Namespace) -> int:
         else:
             console.print_json(result.payload)
     if result.function_error is not None:
-        console.info(output.style(output.function_error_text(result), "31", enabled=console.err_color))
+        console.info(
+            output.style(output.function_error_text(result), "31", enabled=console.err_color)
+        )
         return 1
     return 0
 

@@ -49,8 +49,13 @@ def _error_text(raw: str, width: int = 60) -> str:
 # -- invocation get [--wait] ----------------------------------------------------------------
 
 
-def invocation_get(ctx: Context, args: argparse.Namespace, *, sleep: Callable[[float], None] = time.sleep,
-                   clock: Callable[[], float] = time.monotonic) -> int:
+def invocation_get(
+    ctx: Context,
+    args: argparse.Namespace,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
     client = ctx.client()
     inv = client.get_invocation(args.id)
     if getattr(args, "wait", False):
@@ -58,13 +63,27 @@ def invocation_get(ctx: Context, args: argparse.Namespace, *, sleep: Callable[[f
         delay = POLL_FIRST_S
         while inv.get("status") not in FINISHED:
             if clock() >= deadline:
-                ctx.console.error(f"invocation {args.id} is still {inv.get('status', '?')} after {args.timeout:g}s")
+                ctx.console.error(
+                    f"invocation {args.id} is still {inv.get('status', '?')} after {args.timeout:g}s"
+                )
                 return 1
             sleep(delay)
             delay = min(delay * 2, POLL_MAX_S)
             inv = client.get_invocation(args.id)
-    rows = [(k, str(inv.get(k) or "-")) for k in
-            ("invocation_id", "function", "qualifier", "version", "status", "attempts", "request_id", "created_at", "updated_at")]
+    rows = [
+        (k, str(inv.get(k) or "-"))
+        for k in (
+            "invocation_id",
+            "function",
+            "qualifier",
+            "version",
+            "status",
+            "attempts",
+            "request_id",
+            "created_at",
+            "updated_at",
+        )
+    ]
     for key in ("result_json", "error_json"):
         if inv.get(key):
             rows.append((key.removesuffix("_json"), str(inv[key])))
@@ -80,8 +99,16 @@ def dlq_list(ctx: Context, args: argparse.Namespace) -> int:
     path = function_path(args.name, "/deadletters") + (f"?limit={args.limit}" if args.limit else "")
     data = ctx.client().request("GET", path)
     letters = data.get("dead_letters") or []
-    rows = [(d.get("invocation_id"), d.get("failed_at"), d.get("attempts"), d.get("reason"), _error_text(str(d.get("error_json") or "")))
-            for d in letters]
+    rows = [
+        (
+            d.get("invocation_id"),
+            d.get("failed_at"),
+            d.get("attempts"),
+            d.get("reason"),
+            _error_text(str(d.get("error_json") or "")),
+        )
+        for d in letters
+    ]
     header = ("INVOCATION", "FAILED", "ATTEMPTS", "REASON", "ERROR")
 
     def human() -> str:
@@ -101,7 +128,9 @@ def dlq_replay(ctx: Context, args: argparse.Namespace) -> int:
     def human() -> str:
         if not ids:
             return f"no dead letters of {args.name} to replay"
-        return "\n".join([f"replayed {len(ids)} dead letter{'s' if len(ids) != 1 else ''} of {args.name}", *ids])
+        return "\n".join(
+            [f"replayed {len(ids)} dead letter{'s' if len(ids) != 1 else ''} of {args.name}", *ids]
+        )
 
     return _print(ctx, data, human)
 
@@ -115,7 +144,9 @@ def parse_destination(text: str, flag: str) -> dict[str, str]:
         return {}
     kind, sep, value = text.partition(":")
     if not sep or kind not in ("function", "subject") or not value:
-        raise UsageError(f"{flag} takes function:NAME or subject:SUBJECT (or '' to clear), not {text!r}")
+        raise UsageError(
+            f"{flag} takes function:NAME or subject:SUBJECT (or '' to clear), not {text!r}"
+        )
     return {kind: value}
 
 
@@ -145,12 +176,18 @@ def event_config_get(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def event_config_set(ctx: Context, args: argparse.Namespace) -> int:
-    if all(v is None for v in (args.max_retries, args.max_event_age, args.on_success, args.on_failure)):
-        raise UsageError("give at least one of --max-retries, --max-event-age, --on-success, --on-failure")
+    if all(
+        v is None for v in (args.max_retries, args.max_event_age, args.on_success, args.on_failure)
+    ):
+        raise UsageError(
+            "give at least one of --max-retries, --max-event-age, --on-success, --on-failure"
+        )
     client = ctx.client()
     path = function_path(args.name, "/event-invoke-config")
     current = client.request("GET", path)
-    body: dict[str, Any] = {k: current[k] for k in ("max_retries", "max_event_age_s") if k in current}
+    body: dict[str, Any] = {
+        k: current[k] for k in ("max_retries", "max_event_age_s") if k in current
+    }
     for key in ("on_success", "on_failure"):
         if current.get(key) and any(current[key].values()):
             body[key] = current[key]
@@ -202,32 +239,68 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
 
     get = _leaf(sub, "invocation", "get")
     if get is not None:
-        get.add_argument("--wait", action="store_true", help="poll until it SUCCEEDED or FAILED (exit 1 when FAILED)")
-        get.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up waiting after S seconds (default 300)")
+        get.add_argument(
+            "--wait",
+            action="store_true",
+            help="poll until it SUCCEEDED or FAILED (exit 1 when FAILED)",
+        )
+        get.add_argument(
+            "--timeout",
+            type=float,
+            default=300.0,
+            metavar="S",
+            help="give up waiting after S seconds (default 300)",
+        )
         get.set_defaults(func=invocation_get)
 
     dlq = group("dlq", "list and replay async events that failed every retry")
-    p = dlq.add_parser("list", aliases=["ls"], parents=common, help="list a function's dead letters, oldest first")
+    p = dlq.add_parser(
+        "list", aliases=["ls"], parents=common, help="list a function's dead letters, oldest first"
+    )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--limit", type=_non_negative, metavar="N", help="at most N (default 100, at most 1000)")
+    p.add_argument(
+        "--limit", type=_non_negative, metavar="N", help="at most N (default 100, at most 1000)"
+    )
     p.set_defaults(func=dlq_list)
-    p = dlq.add_parser("replay", parents=common, help="queue dead letters again under their invocation ids")
+    p = dlq.add_parser(
+        "replay", parents=common, help="queue dead letters again under their invocation ids"
+    )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--id", dest="ids", action="append", metavar="INVOCATION_ID",
-                   help="replay only this one (repeatable); default: all of the function's dead letters")
+    p.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        metavar="INVOCATION_ID",
+        help="replay only this one (repeatable); default: all of the function's dead letters",
+    )
     p.set_defaults(func=dlq_replay)
 
     cfg = group("event-config", "retries, event age and destinations of async invocations")
     p = cfg.add_parser("get", parents=common, help="show a function's async settings")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=event_config_get)
-    p = cfg.add_parser("set", parents=common, help="change a function's async settings (only the options given)")
+    p = cfg.add_parser(
+        "set", parents=common, help="change a function's async settings (only the options given)"
+    )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--max-retries", type=_non_negative, metavar="N", help="retries after a function error, 0-5")
-    p.add_argument("--max-event-age", type=_non_negative, metavar="S", help="dead-letter events older than S seconds (60-21600)")
-    p.add_argument("--on-success", metavar="DEST", help="function:NAME or subject:SUBJECT ('' clears)")
-    p.add_argument("--on-failure", metavar="DEST", help="function:NAME or subject:SUBJECT ('' clears)")
+    p.add_argument(
+        "--max-retries", type=_non_negative, metavar="N", help="retries after a function error, 0-5"
+    )
+    p.add_argument(
+        "--max-event-age",
+        type=_non_negative,
+        metavar="S",
+        help="dead-letter events older than S seconds (60-21600)",
+    )
+    p.add_argument(
+        "--on-success", metavar="DEST", help="function:NAME or subject:SUBJECT ('' clears)"
+    )
+    p.add_argument(
+        "--on-failure", metavar="DEST", help="function:NAME or subject:SUBJECT ('' clears)"
+    )
     p.set_defaults(func=event_config_set)
-    p = cfg.add_parser("rm", aliases=["delete"], parents=common, help="back to the default async settings")
+    p = cfg.add_parser(
+        "rm", aliases=["delete"], parents=common, help="back to the default async settings"
+    )
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=event_config_rm)

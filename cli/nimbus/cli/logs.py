@@ -12,7 +12,7 @@ import argparse
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from nimbus.cli import output
@@ -29,7 +29,10 @@ DIM, RED = "2", "31"
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+    return (
+        datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{int(ts * 1000) % 1000:03d}Z"
+    )
 
 
 def parse_since(text: str, now: float) -> str:
@@ -43,8 +46,10 @@ def parse_since(text: str, now: float) -> str:
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
-        raise UsageError(f"--since {text!r}: expected a duration such as 10m, 2h, 1d or a time such as "
-                         "2026-01-02T03:04:05Z")
+        raise UsageError(
+            f"--since {text!r}: expected a duration such as 10m, 2h, 1d or a time such as "
+            "2026-01-02T03:04:05Z"
+        )
     return text
 
 
@@ -67,16 +72,22 @@ def logs(ctx: Context, args: argparse.Namespace, clock: Callable[[], float] = ti
         raise UsageError(f"--limit {args.limit}: expected 1 to {MAX_LIMIT}")
     if args.follow:
         return _follow(ctx, args, since or rfc3339(clock()))
-    data = ctx.client().get_logs(args.name, request_id=args.request_id, since=since or None, limit=args.limit)
+    data = ctx.client().get_logs(
+        args.name, request_id=args.request_id, since=since or None, limit=args.limit
+    )
     lines = data.get("lines") or []
     for line in lines:
         _print(ctx, line)
     if data.get("truncated"):
         last = lines[-1].get("timestamp", "") if lines else ""
-        ctx.console.warn(f"more lines matched than the {len(lines)} shown; see the rest with --since {last}"
-                         " or raise --limit (up to 10000)")
+        ctx.console.warn(
+            f"more lines matched than the {len(lines)} shown; see the rest with --since {last}"
+            " or raise --limit (up to 10000)"
+        )
     elif not lines and not ctx.json:
-        ctx.console.info(f"no log lines for {args.name}" + (f" since {since}" if since else " in the last hour"))
+        ctx.console.info(
+            f"no log lines for {args.name}" + (f" since {since}" if since else " in the last hour")
+        )
     return 0
 
 
@@ -87,8 +98,9 @@ def _follow(ctx: Context, args: argparse.Namespace, since: str) -> int:
     def reconnecting(why: str) -> None:
         ctx.console.info(output.style(f"({why}; reconnecting)", DIM, enabled=ctx.console.err_color))
 
-    for line in follow_logs(client, args.name, request_id=args.request_id or "", since=since,
-                            on_reconnect=reconnecting):
+    for line in follow_logs(
+        client, args.name, request_id=args.request_id or "", since=since, on_reconnect=reconnecting
+    ):
         _print(ctx, line)
         ctx.console.stdout.flush()
     ctx.console.info(f"{args.name} was deleted; the log ends here")
@@ -113,12 +125,23 @@ def _positive_int(text: str) -> int:
 
 
 def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("logs", parents=common, help="show or follow a function's logs",
-                       description="Print a function's log lines, oldest first (the last hour, 1000 lines, "
-                                   "unless told otherwise); -f keeps following new lines until Ctrl-C.")
+    p = sub.add_parser(
+        "logs",
+        parents=common,
+        help="show or follow a function's logs",
+        description="Print a function's log lines, oldest first (the last hour, 1000 lines, "
+        "unless told otherwise); -f keeps following new lines until Ctrl-C.",
+    )
     p.add_argument("name", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true", help="follow new lines as they arrive")
     p.add_argument("--request-id", metavar="ID", help="only the lines of one call")
-    p.add_argument("--since", metavar="TIME", help="from this long ago (10m, 2h, 1d) or this time (RFC 3339)")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help=f"at most N lines (default 1000, max {MAX_LIMIT})")
+    p.add_argument(
+        "--since", metavar="TIME", help="from this long ago (10m, 2h, 1d) or this time (RFC 3339)"
+    )
+    p.add_argument(
+        "--limit",
+        type=_positive_int,
+        metavar="N",
+        help=f"at most N lines (default 1000, max {MAX_LIMIT})",
+    )
     p.set_defaults(func=logs)

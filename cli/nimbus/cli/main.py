@@ -62,15 +62,32 @@ def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
 
-    group.add_argument("--endpoint", metavar="URL", default=default(None),
-                       help="gateway URL (default: $NIMBUS_ENDPOINT, .nimbus/credentials.json, "
-                            "http://127.0.0.1:8080)")
-    group.add_argument("--api-key", metavar="KEY", default=default(None),
-                       help="API key (default: $NIMBUS_API_KEY, .nimbus/credentials.json)")
-    group.add_argument("--json", action="store_true", default=default(False),
-                       help="print the JSON the server returned on stdout")
-    group.add_argument("-v", "--verbose", action="store_true", default=default(False),
-                       help="show request details (request id, cold start, billed ms) on stderr")
+    group.add_argument(
+        "--endpoint",
+        metavar="URL",
+        default=default(None),
+        help="gateway URL (default: $NIMBUS_ENDPOINT, .nimbus/credentials.json, "
+        "http://127.0.0.1:8080)",
+    )
+    group.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=default(None),
+        help="API key (default: $NIMBUS_API_KEY, .nimbus/credentials.json)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print the JSON the server returned on stdout",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="show request details (request id, cold start, billed ms) on stderr",
+    )
     return parent
 
 
@@ -84,40 +101,74 @@ def build_parser() -> argparse.ArgumentParser:
     common = [_global_options(suppress=True)]
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("deploy", parents=common, help="create or update a function from a directory or zip",
-                       description="Create the function, or update its configuration and code when "
-                                   "it exists. Only the options given are changed on an update; the "
-                                   "code is uploaded only when its sha256 changed. Packages over 1 MiB "
-                                   "are streamed over gRPC in chunks, with a progress bar on a terminal.")
+    p = sub.add_parser(
+        "deploy",
+        parents=common,
+        help="create or update a function from a directory or zip",
+        description="Create the function, or update its configuration and code when "
+        "it exists. Only the options given are changed on an update; the "
+        "code is uploaded only when its sha256 changed. Packages over 1 MiB "
+        "are streamed over gRPC in chunks, with a progress bar on a terminal.",
+    )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--src", required=True, metavar="DIR|ZIP",
-                   help="directory to zip and upload (or a ready .zip file)")
+    p.add_argument(
+        "--src",
+        required=True,
+        metavar="DIR|ZIP",
+        help="directory to zip and upload (or a ready .zip file)",
+    )
     p.add_argument("--runtime", help="e.g. python3.11, nodejs20, provided (needed to create)")
     p.add_argument("--handler", help="e.g. main.handler (needed to create)")
     p.add_argument("--memory", type=_positive_int, metavar="MB", help="memory limit in MB")
     p.add_argument("--timeout", type=_positive_int, metavar="S", help="time limit in seconds")
-    p.add_argument("--env", action="extend", nargs="+", metavar="K=V",
-                   help="environment variables (repeatable); merged into the existing ones on update")
-    p.add_argument("--replace-env", action="store_true",
-                   help="on update, replace the whole environment with the --env values")
+    p.add_argument(
+        "--env",
+        action="extend",
+        nargs="+",
+        metavar="K=V",
+        help="environment variables (repeatable); merged into the existing ones on update",
+    )
+    p.add_argument(
+        "--replace-env",
+        action="store_true",
+        help="on update, replace the whole environment with the --env values",
+    )
     p.add_argument("--description", metavar="TEXT")
     p.add_argument("--max-concurrency", type=_positive_int, metavar="N")
     p.add_argument("--min-instances", type=_non_negative_int, metavar="N")
-    p.add_argument("--instance-concurrency", type=_positive_int, metavar="N",
-                   help="calls one instance serves at the same time, 1-100 (default 1; not for provided)")
-    p.add_argument("--force", action="store_true", help="upload the code even when its sha256 is unchanged")
-    p.add_argument("--upload", choices=("auto", "json", "grpc"), default="auto",
-                   help="how to send the code: auto (default) streams packages over 1 MiB over gRPC and "
-                        "sends smaller ones in the JSON body; json or grpc force one way")
+    p.add_argument(
+        "--instance-concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="calls one instance serves at the same time, 1-100 (default 1; not for provided)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="upload the code even when its sha256 is unchanged"
+    )
+    p.add_argument(
+        "--upload",
+        choices=("auto", "json", "grpc"),
+        default="auto",
+        help="how to send the code: auto (default) streams packages over 1 MiB over gRPC and "
+        "sends smaller ones in the JSON body; json or grpc force one way",
+    )
     p.set_defaults(func=commands.deploy)
 
     p = sub.add_parser("invoke", parents=common, help="run a function and print its result")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("-d", "--data", metavar="JSON|@FILE|-",
-                   help="the event: JSON text, @file to read it from a file, - for stdin (default {})")
+    p.add_argument(
+        "-d",
+        "--data",
+        metavar="JSON|@FILE|-",
+        help="the event: JSON text, @file to read it from a file, - for stdin (default {})",
+    )
     p.add_argument("-q", "--qualifier", metavar="Q", help="a version, an alias or $LATEST")
-    p.add_argument("--async", dest="is_async", action="store_true",
-                   help="queue the event and print the invocation id instead of waiting")
+    p.add_argument(
+        "--async",
+        dest="is_async",
+        action="store_true",
+        help="queue the event and print the invocation id instead of waiting",
+    )
     p.set_defaults(func=manage.invoke_async_or_sync)
 
     fn = sub.add_parser("fn", parents=common, help="list, show and delete functions")
@@ -163,12 +214,16 @@ def main(
         return 2
 
     def make_client() -> Client:
-        config = resolve_config(env=env, cwd=cwd or Path.cwd(), endpoint=args.endpoint, api_key=args.api_key)
+        config = resolve_config(
+            env=env, cwd=cwd or Path.cwd(), endpoint=args.endpoint, api_key=args.api_key
+        )
         return Client(config=config)
 
     if stdin is None:
         stdin = getattr(sys.stdin, "buffer", None)
-    ctx = Context(console=console, make_client=make_client, stdin=stdin, json=args.json, verbose=args.verbose)
+    ctx = Context(
+        console=console, make_client=make_client, stdin=stdin, json=args.json, verbose=args.verbose
+    )
     try:
         return int(func(ctx, args))
     except UsageError as e:
@@ -207,8 +262,10 @@ def _hint(err: NimbusApiError, ctx: Context) -> str | None:
         return None
     client = ctx._client
     if client is not None and not client.config.api_key:
-        return ("no API key was found: pass --api-key, set NIMBUS_API_KEY, or run `make up` once "
-                "to create .nimbus/credentials.json")
+        return (
+            "no API key was found: pass --api-key, set NIMBUS_API_KEY, or run `make up` once "
+            "to create .nimbus/credentials.json"
+        )
     return None
 
 

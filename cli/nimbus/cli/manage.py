@@ -41,8 +41,18 @@ def invoke_async_or_sync(ctx: Context, args: argparse.Namespace) -> int:
 
 def invocation_get(ctx: Context, args: argparse.Namespace) -> int:
     inv = ctx.client().get_invocation(args.id)
-    rows = [(k, str(inv.get(k) or "-")) for k in
-            ("invocation_id", "function", "version", "status", "attempts", "created_at", "updated_at")]
+    rows = [
+        (k, str(inv.get(k) or "-"))
+        for k in (
+            "invocation_id",
+            "function",
+            "version",
+            "status",
+            "attempts",
+            "created_at",
+            "updated_at",
+        )
+    ]
     for key in ("result_json", "error_json"):
         if inv.get(key):
             rows.append((key.removesuffix("_json"), str(inv[key])))
@@ -60,18 +70,38 @@ def _version_key(v: dict[str, Any]) -> tuple[int, str]:
 def version_publish(ctx: Context, args: argparse.Namespace) -> int:
     v = ctx.client().publish_version(args.name, description=args.description)
     sha = str(v.get("code_sha256") or "")
-    return _print(ctx, v, lambda: f"published version {v.get('version', '?')} of {args.name}"
-                  f" (code sha256 {sha[:12] or '-'})")
+    return _print(
+        ctx,
+        v,
+        lambda: (
+            f"published version {v.get('version', '?')} of {args.name}"
+            f" (code sha256 {sha[:12] or '-'})"
+        ),
+    )
 
 
 def version_list(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.client().request("GET", function_path(args.name, "/versions"))
     versions = sorted(data.get("versions") or [], key=_version_key)
-    rows = [(v.get("version"), str(v.get("code_sha256") or "")[:12], v.get("created_at"), v.get("description"))
-            for v in versions]
+    rows = [
+        (
+            v.get("version"),
+            str(v.get("code_sha256") or "")[:12],
+            v.get("created_at"),
+            v.get("description"),
+        )
+        for v in versions
+    ]
     header = ("VERSION", "CODE", "CREATED", "DESCRIPTION")
-    return _print(ctx, data, lambda: _table(ctx, header, rows) if rows else
-                  f"no versions of {args.name} yet; publish one with `nimbus version publish {args.name}`")
+    return _print(
+        ctx,
+        data,
+        lambda: (
+            _table(ctx, header, rows)
+            if rows
+            else f"no versions of {args.name} yet; publish one with `nimbus version publish {args.name}`"
+        ),
+    )
 
 
 def version_get(ctx: Context, args: argparse.Namespace) -> int:
@@ -84,8 +114,15 @@ def version_get(ctx: Context, args: argparse.Namespace) -> int:
         ("created", str(v.get("created_at") or "-")),
     ]
     rows += [r for r in output.function_summary(config) if r[0] not in ("name", "code sha256")]
-    return _print(ctx, v, lambda: ctx.console.heading(f"version {rows[0][1]} of {args.name}") + "\n"
-                  + output.render_rows(rows[1:]))
+    return _print(
+        ctx,
+        v,
+        lambda: (
+            ctx.console.heading(f"version {rows[0][1]} of {args.name}")
+            + "\n"
+            + output.render_rows(rows[1:])
+        ),
+    )
 
 
 def version_delete(ctx: Context, args: argparse.Namespace) -> int:
@@ -104,7 +141,9 @@ def parse_weight(text: str | None) -> tuple[str | None, float | None]:
     except ValueError:
         value = float("nan")
     if not sep or not version or not 0.0 <= value <= 1.0:  # NaN fails the comparison too
-        raise UsageError(f"--weight must be VERSION=FRACTION with 0 ≤ FRACTION ≤ 1 (e.g. 2=0.1), got {text!r}")
+        raise UsageError(
+            f"--weight must be VERSION=FRACTION with 0 ≤ FRACTION ≤ 1 (e.g. 2=0.1), got {text!r}"
+        )
     return version, value
 
 
@@ -132,15 +171,25 @@ def alias_set(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"two versions given: {args.version_pos} and --version {args.version}")
     routing_version, weight = parse_weight(args.weight)
     if routing_version is not None and routing_version == version:
-        raise UsageError(f"--weight names version {routing_version}, which the alias already points to; "
-                         "name the second version that gets a share of the calls")
-    a = ctx.client().put_alias(args.name, args.alias, version, routing_version=routing_version,
-                               routing_weight=weight, description=args.description)
+        raise UsageError(
+            f"--weight names version {routing_version}, which the alias already points to; "
+            "name the second version that gets a share of the calls"
+        )
+    a = ctx.client().put_alias(
+        args.name,
+        args.alias,
+        version,
+        routing_version=routing_version,
+        routing_weight=weight,
+        description=args.description,
+    )
 
     def human() -> str:
         text = f"alias {args.alias} of {args.name} -> version {a.get('version') or version}"
         # The server's view of the routing; what was asked for when its answer leaves it out.
-        extra = routing_text(a) or routing_text({"routing": {"version": routing_version, "weight": weight}})
+        extra = routing_text(a) or routing_text(
+            {"routing": {"version": routing_version, "weight": weight}}
+        )
         return text + (f", {extra}" if extra else "")
 
     return _print(ctx, a, human)
@@ -148,8 +197,11 @@ def alias_set(ctx: Context, args: argparse.Namespace) -> int:
 
 def alias_get(ctx: Context, args: argparse.Namespace) -> int:
     a = ctx.client().get_alias(args.name, args.alias)
-    rows = [("alias", str(a.get("alias") or args.alias)), ("function", str(a.get("name") or args.name)),
-            ("version", str(a.get("version") or "-"))]
+    rows = [
+        ("alias", str(a.get("alias") or args.alias)),
+        ("function", str(a.get("name") or args.name)),
+        ("version", str(a.get("version") or "-")),
+    ]
     routing = routing_text(a)
     if routing:
         rows.append(("routing", routing))
@@ -160,9 +212,13 @@ def alias_get(ctx: Context, args: argparse.Namespace) -> int:
 def alias_list(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.client().request("GET", function_path(args.name, "/aliases"))
     aliases = sorted(data.get("aliases") or [], key=lambda a: str(a.get("alias", "")))
-    rows = [(a.get("alias"), a.get("version"), routing_text(a), a.get("description")) for a in aliases]
+    rows = [
+        (a.get("alias"), a.get("version"), routing_text(a), a.get("description")) for a in aliases
+    ]
     header = ("ALIAS", "VERSION", "ROUTING", "DESCRIPTION")
-    return _print(ctx, data, lambda: _table(ctx, header, rows) if rows else f"no aliases on {args.name}")
+    return _print(
+        ctx, data, lambda: _table(ctx, header, rows) if rows else f"no aliases on {args.name}"
+    )
 
 
 def alias_delete(ctx: Context, args: argparse.Namespace) -> int:
@@ -176,15 +232,23 @@ KEY_SHOWN_ONCE = "this is the only time the key is shown; it cannot be shown aga
 
 
 def keys_create(ctx: Context, args: argparse.Namespace) -> int:
-    k = ctx.client().create_key(namespace=args.namespace, description=args.description, admin=args.admin)
+    k = ctx.client().create_key(
+        namespace=args.namespace, description=args.description, admin=args.admin
+    )
 
     def human() -> str:
         kind = "admin key" if k.get("admin") else "key"
         ns = k.get("namespace") or args.namespace or "-"
-        rows = [("api key", str(k.get("api_key") or "-")), ("key id", str(k.get("key_id") or "-")),
-                ("namespace", str(ns)), ("admin", "yes" if k.get("admin") else "no"),
-                ("description", str(k.get("description") or "-"))]
-        headline = " ".join(str(w) for w in ("created", kind, k.get("key_id"), "in namespace", ns) if w)
+        rows = [
+            ("api key", str(k.get("api_key") or "-")),
+            ("key id", str(k.get("key_id") or "-")),
+            ("namespace", str(ns)),
+            ("admin", "yes" if k.get("admin") else "no"),
+            ("description", str(k.get("description") or "-")),
+        ]
+        headline = " ".join(
+            str(w) for w in ("created", kind, k.get("key_id"), "in namespace", ns) if w
+        )
         return ctx.console.ok(headline) + "\n" + output.render_rows(rows)
 
     _print(ctx, k, human)
@@ -195,9 +259,20 @@ def keys_create(ctx: Context, args: argparse.Namespace) -> int:
 
 def keys_list(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.client().request("GET", "/v1/keys")
-    keys = sorted(data.get("keys") or [], key=lambda k: (str(k.get("namespace", "")), str(k.get("created_at", ""))))
-    rows = [(k.get("key_id"), k.get("namespace"), "yes" if k.get("admin") else "no", k.get("description"),
-             k.get("created_at")) for k in keys]
+    keys = sorted(
+        data.get("keys") or [],
+        key=lambda k: (str(k.get("namespace", "")), str(k.get("created_at", ""))),
+    )
+    rows = [
+        (
+            k.get("key_id"),
+            k.get("namespace"),
+            "yes" if k.get("admin") else "no",
+            k.get("description"),
+            k.get("created_at"),
+        )
+        for k in keys
+    ]
     header = ("KEY ID", "NAMESPACE", "ADMIN", "DESCRIPTION", "CREATED")
     return _print(ctx, data, lambda: _table(ctx, header, rows) if rows else "no keys")
 
@@ -212,20 +287,33 @@ def keys_revoke(ctx: Context, args: argparse.Namespace) -> int:
 
 def trigger_add(ctx: Context, args: argparse.Namespace) -> int:
     if args.type == "timer" and not args.schedule:
-        raise UsageError("a timer trigger needs --schedule, e.g. 'rate(1 minute)' or a cron expression")
+        raise UsageError(
+            "a timer trigger needs --schedule, e.g. 'rate(1 minute)' or a cron expression"
+        )
     if args.type == "subject" and not args.subject:
         raise UsageError("a subject trigger needs --subject")
-    t = ctx.client().create_trigger(args.name, args.type, schedule=args.schedule, subject=args.subject,
-                                    qualifier=args.qualifier)
+    t = ctx.client().create_trigger(
+        args.name, args.type, schedule=args.schedule, subject=args.subject, qualifier=args.qualifier
+    )
     return _print(ctx, t, lambda: f"added {args.type} trigger {t.get('id', '?')} to {args.name}")
 
 
 def trigger_list(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.client().request("GET", function_path(args.name, "/triggers"))
-    rows = [(t.get("id"), t.get("type"), t.get("schedule") or t.get("subject"), t.get("qualifier"),
-             t.get("created_at")) for t in data.get("triggers") or []]
+    rows = [
+        (
+            t.get("id"),
+            t.get("type"),
+            t.get("schedule") or t.get("subject"),
+            t.get("qualifier"),
+            t.get("created_at"),
+        )
+        for t in data.get("triggers") or []
+    ]
     header = ("ID", "TYPE", "SCHEDULE/SUBJECT", "QUALIFIER", "CREATED")
-    return _print(ctx, data, lambda: _table(ctx, header, rows) if rows else f"no triggers on {args.name}")
+    return _print(
+        ctx, data, lambda: _table(ctx, header, rows) if rows else f"no triggers on {args.name}"
+    )
 
 
 def trigger_delete(ctx: Context, args: argparse.Namespace) -> int:
@@ -243,7 +331,9 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
         return p.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
 
     versions = group("version", "publish, list and delete immutable versions")
-    p = versions.add_parser("publish", parents=common, help="publish $LATEST's code and config as a new version")
+    p = versions.add_parser(
+        "publish", parents=common, help="publish $LATEST's code and config as a new version"
+    )
     p.add_argument("name", metavar="NAME")
     p.add_argument("--description", metavar="TEXT")
     p.set_defaults(func=version_publish)
@@ -254,23 +344,35 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION")
     p.set_defaults(func=version_get)
-    p = versions.add_parser("delete", aliases=["rm"], parents=common,
-                            help="delete a version (refused while an alias points to it)")
+    p = versions.add_parser(
+        "delete",
+        aliases=["rm"],
+        parents=common,
+        help="delete a version (refused while an alias points to it)",
+    )
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION")
     p.set_defaults(func=version_delete)
 
     aliases = group("alias", "point aliases at versions, with weighted routing")
-    p = aliases.add_parser("set", parents=common, help="create or move an alias",
-                           description="Point ALIAS at --version; with --weight, send a share of the "
-                                       "calls to a second version (e.g. --version 1 --weight 2=0.1 sends "
-                                       "10% of the calls to version 2 and the rest to version 1).")
+    p = aliases.add_parser(
+        "set",
+        parents=common,
+        help="create or move an alias",
+        description="Point ALIAS at --version; with --weight, send a share of the "
+        "calls to a second version (e.g. --version 1 --weight 2=0.1 sends "
+        "10% of the calls to version 2 and the rest to version 1).",
+    )
     p.add_argument("name", metavar="NAME")
     p.add_argument("alias", metavar="ALIAS")
     p.add_argument("version_pos", nargs="?", metavar="VERSION", help=argparse.SUPPRESS)
     p.add_argument("--version", dest="version", metavar="V", help="the version the alias points to")
-    p.add_argument("--weight", dest="weight", metavar="VERSION=FRACTION",
-                   help="send this fraction (0 to 1) of the calls to a second version")
+    p.add_argument(
+        "--weight",
+        dest="weight",
+        metavar="VERSION=FRACTION",
+        help="send this fraction (0 to 1) of the calls to a second version",
+    )
     p.add_argument("--routing", dest="weight", help=argparse.SUPPRESS)  # the earlier spelling
     p.add_argument("--description", metavar="TEXT")
     p.set_defaults(func=alias_set)
@@ -278,18 +380,29 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=alias_list)
     for verb, func, aka in (("get", alias_get, []), ("rm", alias_delete, ["delete"])):
-        p = aliases.add_parser(verb, aliases=aka, parents=common, help=f"{'show' if verb == 'get' else 'delete'} an alias")
+        p = aliases.add_parser(
+            verb,
+            aliases=aka,
+            parents=common,
+            help=f"{'show' if verb == 'get' else 'delete'} an alias",
+        )
         p.add_argument("name", metavar="NAME")
         p.add_argument("alias", metavar="ALIAS")
         p.set_defaults(func=func)
 
     keys = group("keys", "create, list and revoke API keys (admin)")
     p = keys.add_parser("create", parents=common, help="mint an API key; it is shown once")
-    p.add_argument("--namespace", metavar="NS", help="the namespace (tenant) of the key (default: your own)")
+    p.add_argument(
+        "--namespace", metavar="NS", help="the namespace (tenant) of the key (default: your own)"
+    )
     p.add_argument("--description", metavar="TEXT")
-    p.add_argument("--admin", action="store_true", help="an admin key, which may mint and revoke keys")
+    p.add_argument(
+        "--admin", action="store_true", help="an admin key, which may mint and revoke keys"
+    )
     p.set_defaults(func=keys_create)
-    p = keys.add_parser("list", aliases=["ls"], parents=common, help="list the keys (never the keys themselves)")
+    p = keys.add_parser(
+        "list", aliases=["ls"], parents=common, help="list the keys (never the keys themselves)"
+    )
     p.set_defaults(func=keys_list)
     p = keys.add_parser("revoke", aliases=["rm"], parents=common, help="revoke a key by its id")
     p.add_argument("key_id", metavar="KEY_ID")
@@ -305,7 +418,9 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--subject", metavar="SUBJECT")
     p.add_argument("-q", "--qualifier", metavar="Q")
     p.set_defaults(func=trigger_add)
-    p = triggers.add_parser("list", aliases=["ls"], parents=common, help="list a function's triggers")
+    p = triggers.add_parser(
+        "list", aliases=["ls"], parents=common, help="list a function's triggers"
+    )
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=trigger_list)
     p = triggers.add_parser("rm", aliases=["delete"], parents=common, help="remove a trigger")
@@ -314,6 +429,8 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=trigger_delete)
 
     invocations = group("invocation", "inspect async invocations")
-    p = invocations.add_parser("get", parents=common, help="status and result of an async invocation")
+    p = invocations.add_parser(
+        "get", parents=common, help="status and result of an async invocation"
+    )
     p.add_argument("id", metavar="ID")
     p.set_defaults(func=invocation_get)

@@ -28,9 +28,25 @@ def usage_text(data: Mapping[str, Any], *, color: bool = False) -> str:
     if not rows:
         return f"no usage from {span}"
     header = ("FUNCTION", "VERSION", "DAY", "REQUESTS", "GB-S")
-    cells = [(str(r.get("function", "")), str(r.get("version", "")), str(r.get("day", "")),
-              str(as_int(r.get("requests")) or 0), _gb_s(r.get("gb_seconds"))) for r in rows]
-    cells.append(("TOTAL", "", "", str(as_int(data.get("total_requests")) or 0), _gb_s(data.get("total_gb_seconds"))))
+    cells = [
+        (
+            str(r.get("function", "")),
+            str(r.get("version", "")),
+            str(r.get("day", "")),
+            str(as_int(r.get("requests")) or 0),
+            _gb_s(r.get("gb_seconds")),
+        )
+        for r in rows
+    ]
+    cells.append(
+        (
+            "TOTAL",
+            "",
+            "",
+            str(as_int(data.get("total_requests")) or 0),
+            _gb_s(data.get("total_gb_seconds")),
+        )
+    )
     return f"usage {span} (UTC days)\n" + output.render_table(header, cells, color=color)
 
 
@@ -47,21 +63,33 @@ def metrics_text(buckets: Sequence[Mapping[str, Any]], *, color: bool = False) -
     if not buckets:
         return "no metrics"
     many_days = len({str(b.get("start", ""))[:10] for b in buckets}) > 1
-    header = ("MINUTE(UTC)", "CALLS", "ERRORS", "THROTTLES", "COLD", "P50_MS", "P90_MS", "P99_MS", "MAX_MB")
+    header = (
+        "MINUTE(UTC)",
+        "CALLS",
+        "ERRORS",
+        "THROTTLES",
+        "COLD",
+        "P50_MS",
+        "P90_MS",
+        "P99_MS",
+        "MAX_MB",
+    )
     rows = []
     for b in buckets:
         calls = as_int(b.get("invocations")) or 0
-        rows.append((
-            _minute_label(str(b.get("start", "")), many_days),
-            str(calls),
-            str(as_int(b.get("errors")) or 0),
-            str(as_int(b.get("throttles")) or 0),
-            str(as_int(b.get("cold_starts")) or 0),
-            _ms(b.get("duration_p50_ms"), calls),
-            _ms(b.get("duration_p90_ms"), calls),
-            _ms(b.get("duration_p99_ms"), calls),
-            str(as_int(b.get("max_memory_used_mb")) or "-") if calls else "-",
-        ))
+        rows.append(
+            (
+                _minute_label(str(b.get("start", "")), many_days),
+                str(calls),
+                str(as_int(b.get("errors")) or 0),
+                str(as_int(b.get("throttles")) or 0),
+                str(as_int(b.get("cold_starts")) or 0),
+                _ms(b.get("duration_p50_ms"), calls),
+                _ms(b.get("duration_p90_ms"), calls),
+                _ms(b.get("duration_p99_ms"), calls),
+                str(as_int(b.get("max_memory_used_mb")) or "-") if calls else "-",
+            )
+        )
     return output.render_table(header, rows, color=color)
 
 
@@ -94,14 +122,32 @@ def _minutes(text: str) -> int:
 
 
 def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("usage", parents=common, help="requests and GB-seconds per function, version and day",
-                       description="Billed usage of your namespace per function, version and UTC day. "
-                                   "Without --from/--to: this month so far.")
-    p.add_argument("--from", dest="from_", metavar="DAY", help="first day, YYYY-MM-DD (default: the 1st of --to's month)")
-    p.add_argument("--to", metavar="DAY", help="last day, YYYY-MM-DD, inclusive (default: today, UTC)")
+    p = sub.add_parser(
+        "usage",
+        parents=common,
+        help="requests and GB-seconds per function, version and day",
+        description="Billed usage of your namespace per function, version and UTC day. "
+        "Without --from/--to: this month so far.",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_",
+        metavar="DAY",
+        help="first day, YYYY-MM-DD (default: the 1st of --to's month)",
+    )
+    p.add_argument(
+        "--to", metavar="DAY", help="last day, YYYY-MM-DD, inclusive (default: today, UTC)"
+    )
     p.set_defaults(func=usage)
 
-    p = sub.add_parser("metrics", parents=common, help="a function's calls, errors and durations per minute")
+    p = sub.add_parser(
+        "metrics", parents=common, help="a function's calls, errors and durations per minute"
+    )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--minutes", type=_minutes, metavar="N", help=f"how many minutes back (default 60, at most {MAX_MINUTES})")
+    p.add_argument(
+        "--minutes",
+        type=_minutes,
+        metavar="N",
+        help=f"how many minutes back (default 60, at most {MAX_MINUTES})",
+    )
     p.set_defaults(func=metrics)

@@ -79,8 +79,9 @@ class Console:
             self.stderr.flush()
             self._progress_shown = False
 
-    def upload_progress(self, label: str, *, clock: Callable[[], float] = time.monotonic,
-                        width: int | None = None) -> UploadProgress:
+    def upload_progress(
+        self, label: str, *, clock: Callable[[], float] = time.monotonic, width: int | None = None
+    ) -> UploadProgress:
         """A progress display for an upload on stderr: a bar on a terminal, plain lines otherwise."""
         return UploadProgress(self, label, clock=clock, width=width)
 
@@ -114,8 +115,14 @@ class UploadProgress:
     REDRAW_S = 0.1
     STEP_PERCENT = 10
 
-    def __init__(self, console: Console, label: str, *, clock: Callable[[], float] = time.monotonic,
-                 width: int | None = None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        label: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        width: int | None = None,
+    ) -> None:
         self.console = console
         self.width = width  # terminal columns; None asks the terminal at each redraw
         self.label = label
@@ -143,7 +150,9 @@ class UploadProgress:
                     return
                 self._last_draw = now
                 width = self.width or shutil.get_terminal_size((80, 24)).columns
-                self.console.progress(progress_bar_text(self.label, sent, total, elapsed, width=width))
+                self.console.progress(
+                    progress_bar_text(self.label, sent, total, elapsed, width=width)
+                )
             else:
                 percent = _percent(sent, total)
                 if sent < total and percent < self._next_step:
@@ -362,7 +371,9 @@ def function_table(fns: Sequence[Mapping[str, Any]], *, color: bool = False) -> 
     return render_table(header, rows, color=color)
 
 
-def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, color: bool = False) -> str:
+def render_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, color: bool = False
+) -> str:
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:

@@ -149,7 +149,9 @@ class Client:
         body = {k: (dict(v) if k == "env" else v) for k, v in fields.items() if v is not None}
         return self.request("PATCH", function_path(name), body)
 
-    def update_code(self, name: str, zip_bytes: bytes, expected_revision: int | None = None) -> dict[str, Any]:
+    def update_code(
+        self, name: str, zip_bytes: bytes, expected_revision: int | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"code": _code(zip_bytes)}
         if expected_revision:
             body["expected_revision"] = expected_revision
@@ -200,7 +202,10 @@ class Client:
         (0.0-1.0) of the calls goes to that second version instead."""
         body: dict[str, Any] = {"version": str(version)}
         if routing_version is not None:
-            body["routing"] = {"version": str(routing_version), "weight": float(routing_weight or 0.0)}
+            body["routing"] = {
+                "version": str(routing_version),
+                "weight": float(routing_weight or 0.0),
+            }
         if description:
             body["description"] = description
         return self.request("PUT", function_path(name, "/aliases/" + _seg(alias)), body)
@@ -216,7 +221,9 @@ class Client:
 
     # -- invoke -----------------------------------------------------------------------------
 
-    def invoke(self, name: str, event: Any = _NO_EVENT, qualifier: str | None = None) -> InvokeResult:
+    def invoke(
+        self, name: str, event: Any = _NO_EVENT, qualifier: str | None = None
+    ) -> InvokeResult:
         """Runs the function and waits. `event` is any JSON value, or bytes sent as they are;
         without one, the event is `{}`."""
         path = function_path(name, ":invoke") + _query(qualifier=qualifier)
@@ -237,7 +244,11 @@ class Client:
     # -- logs, metrics, usage, triggers, keys -----------------------------------------------
 
     def get_logs(
-        self, name: str, request_id: str | None = None, since: str | None = None, limit: int | None = None
+        self,
+        name: str,
+        request_id: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
     ) -> dict[str, Any]:
         query = _query(request_id=request_id, since=since, limit=limit)
         return self.request("GET", function_path(name, "/logs") + query)
@@ -264,9 +275,13 @@ class Client:
     def delete_trigger(self, name: str, trigger_id: str) -> dict[str, Any]:
         return self.request("DELETE", function_path(name, "/triggers/" + _seg(trigger_id)))
 
-    def create_key(self, namespace: str | None = None, description: str | None = None, admin: bool = False) -> dict[str, Any]:
+    def create_key(
+        self, namespace: str | None = None, description: str | None = None, admin: bool = False
+    ) -> dict[str, Any]:
         """Mints a key (admin keys only); the answer's `api_key` is the only time the key is shown."""
-        body: dict[str, Any] = {k: v for k, v in {"namespace": namespace, "description": description}.items() if v}
+        body: dict[str, Any] = {
+            k: v for k, v in {"namespace": namespace, "description": description}.items() if v
+        }
         if admin:
             body["admin"] = True
         return self.request("POST", "/v1/keys", body)
@@ -280,7 +295,9 @@ class Client:
 
     # -- large code packages (gRPC, see nimbus.client.upload) -------------------------------
 
-    def upload_function(self, name: str, runtime: str, handler: str, zip_bytes: bytes, **kwargs: Any) -> dict[str, Any]:
+    def upload_function(
+        self, name: str, runtime: str, handler: str, zip_bytes: bytes, **kwargs: Any
+    ) -> dict[str, Any]:
         """`create_function` with the code streamed over gRPC in chunks, for packages over ~1 MB.
         Keyword arguments as `nimbus.client.upload.upload_function` (config fields, `progress`)."""
         from nimbus.client.upload import upload_function
@@ -306,12 +323,19 @@ class Client:
             data, ctype = _dumps(body), "application/json"
         return _parse(self._send(method.upper(), path, data, ctype))
 
-    def request_raw(self, method: str, path: str, body: bytes | None = None,
-                    content_type: str | None = "application/json") -> Response:
+    def request_raw(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = "application/json",
+    ) -> Response:
         """The status, headers and body as received; never raises for an error status."""
         return self._send(method.upper(), path, body, content_type)
 
-    def _send(self, method: str, path: str, body: bytes | None, content_type: str | None) -> Response:
+    def _send(
+        self, method: str, path: str, body: bytes | None, content_type: str | None
+    ) -> Response:
         headers = dict(self._base_headers)
         if content_type is not None and body is not None:
             headers["Content-Type"] = content_type

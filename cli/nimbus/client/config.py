@@ -104,7 +104,9 @@ def resolve_config(
     endpoint_value, endpoint_source = _first(
         (endpoint, "argument"), (env.get("NIMBUS_ENDPOINT"), "NIMBUS_ENDPOINT")
     )
-    key_value, key_source = _first((api_key, "argument"), (env.get("NIMBUS_API_KEY"), "NIMBUS_API_KEY"))
+    key_value, key_source = _first(
+        (api_key, "argument"), (env.get("NIMBUS_API_KEY"), "NIMBUS_API_KEY")
+    )
     if endpoint_value is None or key_value is None:
         path = find_credentials_file(env, cwd)
         if path is not None:

@@ -36,8 +36,12 @@ MAX_BACKOFF_S = 5.0
 
 
 def line_key(line: dict[str, Any]) -> tuple[str, str, str, str]:
-    return (str(line.get("timestamp", "")), str(line.get("request_id", "")), str(line.get("stream", "")),
-            str(line.get("message", "")))
+    return (
+        str(line.get("timestamp", "")),
+        str(line.get("request_id", "")),
+        str(line.get("stream", "")),
+        str(line.get("message", "")),
+    )
 
 
 class Resume:
@@ -89,7 +93,9 @@ def follow_logs(
         call = None
         try:
             stub = functions_pb2_grpc.FunctionsStub(channel)
-            request = functions_pb2.TailLogsRequest(name=name, request_id=request_id, since=resume.since)
+            request = functions_pb2.TailLogsRequest(
+                name=name, request_id=request_id, since=resume.since
+            )
             call = stub.TailLogs(request, metadata=metadata)
             for message in call:
                 line = json_format.MessageToDict(message, preserving_proto_field_name=True)
@@ -116,7 +122,6 @@ def _modules() -> tuple[Any, Any, Any, Any]:
     try:
         import grpc
         from google.protobuf import json_format
-
         from nimbus.api.v1 import functions_pb2, functions_pb2_grpc
     except ImportError as e:
         raise StreamingUnavailable(

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from nimbus.client.errors import NimbusConnectionError
 
 # Errors that mean "the idle keep-alive connection was closed under us".
-_STALE_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_STALE_ERRORS = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,9 @@ class _HTTPSConnection(_OneWriteMixin, http.client.HTTPSConnection):
 
 
 class Transport:
-    def __init__(self, endpoint: str, *, timeout_s: float, ssl_context: ssl.SSLContext | None = None):
+    def __init__(
+        self, endpoint: str, *, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+    ):
         parsed = urllib.parse.urlsplit(endpoint)
         self.endpoint = endpoint
         self._https = parsed.scheme == "https"
@@ -78,7 +85,9 @@ class Transport:
         self._conn = None
         self._used = False
 
-    def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Response:
+    def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> Response:
         """Sends one request and reads the whole response. `path` includes any query string."""
         url = self._base_path + path
         if self._conn is not None and self._used and _dropped(self._conn):
@@ -99,7 +108,9 @@ class Transport:
             self.close()
             raise self._connection_error(e) from e
 
-    def _exchange(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Response:
+    def _exchange(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> Response:
         conn = self._connection()
         try:
             conn.putrequest(method, url, skip_accept_encoding=True)
@@ -142,9 +153,13 @@ class Transport:
         if isinstance(e, TimeoutError):
             return NimbusConnectionError(self.endpoint, f"no answer within {self._timeout_s:g} s")
         if isinstance(e, socket.gaierror):
-            return NimbusConnectionError(self.endpoint, f"cannot resolve {self._host}: {e.strerror}")
+            return NimbusConnectionError(
+                self.endpoint, f"cannot resolve {self._host}: {e.strerror}"
+            )
         if isinstance(e, http.client.RemoteDisconnected):
-            return NimbusConnectionError(self.endpoint, "the server closed the connection without answering")
+            return NimbusConnectionError(
+                self.endpoint, "the server closed the connection without answering"
+            )
         reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
         return NimbusConnectionError(self.endpoint, reason)
 

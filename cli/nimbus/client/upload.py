@@ -35,7 +35,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nimbus.client.config import ClientConfig
-from nimbus.client.errors import NimbusApiError, NimbusClientError, NimbusConnectionError, StreamingUnavailable
+from nimbus.client.errors import (
+    NimbusApiError,
+    NimbusClientError,
+    NimbusConnectionError,
+    StreamingUnavailable,
+)
 
 if TYPE_CHECKING:
     from nimbus.client.client import Client
@@ -80,7 +85,7 @@ def chunk_size_for(total: int) -> int:
 def iter_chunks(data: bytes, chunk_size: int) -> Iterator[memoryview]:
     view = memoryview(data)
     for start in range(0, len(view), chunk_size):
-        yield view[start:start + chunk_size]
+        yield view[start : start + chunk_size]
 
 
 def grpc_target(endpoint: str) -> tuple[str, bool]:
@@ -126,15 +131,25 @@ def upload_function(
     """Creates a function with its code streamed in chunks; returns the new function."""
     _, functions_pb2, _, _ = _modules()
     create = functions_pb2.CreateFunctionRequest(
-        name=name, runtime=runtime, handler=handler, env=dict(env or {}), description=description or ""
+        name=name,
+        runtime=runtime,
+        handler=handler,
+        env=dict(env or {}),
+        description=description or "",
     )
-    for field, value in (("memory_mb", memory_mb), ("timeout_s", timeout_s),
-                         ("max_concurrency", max_concurrency), ("min_instances", min_instances),
-                         ("instance_concurrency", instance_concurrency)):
+    for field, value in (
+        ("memory_mb", memory_mb),
+        ("timeout_s", timeout_s),
+        ("max_concurrency", max_concurrency),
+        ("min_instances", min_instances),
+        ("instance_concurrency", instance_concurrency),
+    ):
         if value is not None:
             setattr(create, field, value)  # proto3 `optional`: set means "given"
     first = functions_pb2.UploadCodeRequest(create=create)
-    return _upload(target, first, zip_bytes, progress=progress, chunk_size=chunk_size, deadline_s=deadline_s)
+    return _upload(
+        target, first, zip_bytes, progress=progress, chunk_size=chunk_size, deadline_s=deadline_s
+    )
 
 
 def upload_code(
@@ -152,7 +167,9 @@ def upload_code(
     _, functions_pb2, _, _ = _modules()
     update = functions_pb2.UpdateFunctionCodeRequest(name=name, expected_revision=expected_revision)
     first = functions_pb2.UploadCodeRequest(update=update)
-    return _upload(target, first, zip_bytes, progress=progress, chunk_size=chunk_size, deadline_s=deadline_s)
+    return _upload(
+        target, first, zip_bytes, progress=progress, chunk_size=chunk_size, deadline_s=deadline_s
+    )
 
 
 def _config_of(target: Client | ClientConfig) -> ClientConfig:
@@ -206,8 +223,9 @@ def _upload(
         except grpc.RpcError as e:
             code = e.code() if hasattr(e, "code") else None
             details = e.details() if hasattr(e, "details") else str(e)
-            raise api_error_from_grpc(code.value[0] if code is not None else 2, details or "",
-                                      config.endpoint) from None
+            raise api_error_from_grpc(
+                code.value[0] if code is not None else 2, details or "", config.endpoint
+            ) from None
         except BaseException:  # Ctrl-C: stop sending instead of finishing in the background
             future.cancel()
             raise
@@ -229,7 +247,6 @@ def _modules() -> tuple[Any, Any, Any, Any]:
     try:
         import grpc
         from google.protobuf import json_format
-
         from nimbus.api.v1 import functions_pb2, functions_pb2_grpc
     except ImportError as e:
         raise StreamingUnavailable(

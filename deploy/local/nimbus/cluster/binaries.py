@@ -47,7 +47,9 @@ def resolve(names: set[str] | None = None) -> dict[str, str]:
         try:
             path = fn()
         except ImportError as err:
-            raise FileNotFoundError(f"{name}: its package is not installed ({err}); run `make install`") from None
+            raise FileNotFoundError(
+                f"{name}: its package is not installed ({err}); run `make install`"
+            ) from None
         if not path.exists() or not os.access(path, os.X_OK):
             raise FileNotFoundError(f"{name}: no executable at {path}; run `make install`")
         out[name] = str(path)

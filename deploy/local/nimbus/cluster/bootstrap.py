@@ -33,8 +33,11 @@ def render(env: Mapping[str, str], template: Path = envoy.TEMPLATE) -> str:
         "max_body_bytes": envoy.max_body_bytes(zip_mb),
         "stream_idle_timeout": envoy.STREAM_IDLE_TIMEOUT,
         "local_reply_mappers": envoy.local_reply_mappers(),
-        **envoy.common_values(Path(env.get("NIMBUS_XDS_DIR", "") or "/xds"), envoy.EdgeLimits.from_env(env),
-                              env.get("NIMBUS_GATEWAY_ADDR", "") or "0.0.0.0"),
+        **envoy.common_values(
+            Path(env.get("NIMBUS_XDS_DIR", "") or "/xds"),
+            envoy.EdgeLimits.from_env(env),
+            env.get("NIMBUS_GATEWAY_ADDR", "") or "0.0.0.0",
+        ),
     }
     return string.Template(template.read_text()).substitute(values)
 
@@ -42,13 +45,17 @@ def render(env: Mapping[str, str], template: Path = envoy.TEMPLATE) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to exec (envoy ...)")
+    parser.add_argument(
+        "command", nargs=argparse.REMAINDER, help="-- then the command to exec (envoy ...)"
+    )
     args = parser.parse_args(argv)
     text = render(os.environ)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     xds_dir = Path(os.environ.get("NIMBUS_XDS_DIR", "") or "/xds")
-    XdsDirectory(xds_dir).write({n: d for n, d in xds.seed_files().items() if not (xds_dir / n).exists()})
+    XdsDirectory(xds_dir).write(
+        {n: d for n, d in xds.seed_files().items() if not (xds_dir / n).exists()}
+    )
     command = [c for c in args.command if c != "--"] if args.command else []
     if command:
         sys.stdout.flush()

@@ -64,12 +64,16 @@ async def _run(cluster: LocalCluster, stop: asyncio.Event, timeout_s: float) -> 
         say(f"nimbus: {err}" if isinstance(err, ClusterError) else f"nimbus: start failed: {err!r}")
         say("nimbus: stopped")
         return 1
-    say(f"nimbus: ready — gateway {cluster.gateway_url}, credentials {cluster.layout.credentials}, "
-        f"logs {cluster.layout.logs}")
+    say(
+        f"nimbus: ready — gateway {cluster.gateway_url}, credentials {cluster.layout.credentials}, "
+        f"logs {cluster.layout.logs}"
+    )
     while not stop.is_set():
         code = cluster.supervisord_exited()
         if code is not None:
-            say(f"nimbus: supervisord exited unexpectedly (code {code}); see {cluster.layout.logs}/supervisord.log")
+            say(
+                f"nimbus: supervisord exited unexpectedly (code {code}); see {cluster.layout.logs}/supervisord.log"
+            )
             await cluster.stop()
             return 1
         try:
@@ -122,9 +126,14 @@ def status() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nimbus.cluster", description="The Nimbus local cluster.")
-    parser.add_argument("command", choices=["up", "down", "status"],
-                        help="up: run in the foreground until Ctrl-C; down: stop the running one; status")
+    parser = argparse.ArgumentParser(
+        prog="python -m nimbus.cluster", description="The Nimbus local cluster."
+    )
+    parser.add_argument(
+        "command",
+        choices=["up", "down", "status"],
+        help="up: run in the foreground until Ctrl-C; down: stop the running one; status",
+    )
     args = parser.parse_args(argv)
     if args.command == "status":
         return status()

@@ -36,9 +36,16 @@ class ClusterError(RuntimeError):
 
 
 class LocalCluster:
-    def __init__(self, home: Path | str, gateway_port: int, env: Mapping[str, str] | None = None, *,
-                 only: Iterable[str] | None = None, spec_path: Path = spec.DEFAULT_SPEC,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path | str,
+        gateway_port: int,
+        env: Mapping[str, str] | None = None,
+        *,
+        only: Iterable[str] | None = None,
+        spec_path: Path = spec.DEFAULT_SPEC,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.layout = Layout.at(home)
         self.gateway_port = int(gateway_port)
         self.extra_env = dict(env or {})
@@ -46,7 +53,9 @@ class LocalCluster:
         chosen = set(self.spec.names if only is None else only)
         unknown = chosen - set(self.spec.names)
         if unknown:
-            raise ClusterError(f"unknown programs {sorted(unknown)}; the cluster has {self.spec.names}")
+            raise ClusterError(
+                f"unknown programs {sorted(unknown)}; the cluster has {self.spec.names}"
+            )
         self.programs = [p for p in self.spec.programs if p.name in chosen]
         self._say = log or (lambda line: None)
         self._ports: dict[str, int] = {}
@@ -129,8 +138,10 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         while not await self.ready(name):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} not healthy after {timeout_s:g} s (state {self.state(name)}); "
-                                   f"log: {self.log_path(name)}")
+                raise TimeoutError(
+                    f"{name} not healthy after {timeout_s:g} s (state {self.state(name)}); "
+                    f"log: {self.log_path(name)}"
+                )
             await asyncio.sleep(0.1)
 
     # -- start and stop ----------------------------------------------------------------------
@@ -143,7 +154,8 @@ class LocalCluster:
         if has_envoy and not ports.is_free(self.gateway_port):
             raise ClusterError(
                 f"gateway port {self.gateway_port} on {HOST} is in use by another process; stop it or "
-                f"choose a free port with NIMBUS_GATEWAY_PORT=<port>")
+                f"choose a free port with NIMBUS_GATEWAY_PORT=<port>"
+            )
         if has_envoy and not envoy.DESCRIPTOR.exists():
             raise ClusterError(f"{envoy.DESCRIPTOR} is missing; run `make proto`")
         try:
@@ -154,26 +166,40 @@ class LocalCluster:
         self._ports = ports.allocate(self.spec.port_names, saved, reserved=[self.gateway_port])
         ports.save(self.layout.ports_file, self.ports)
         reused = sum(1 for k, v in self._ports.items() if saved.get(k) == v)
-        self._say(f"nimbus: home {self.layout.home}; ports in {self.layout.ports_file} "
-                  f"({reused} of {len(self._ports)} reused)")
+        self._say(
+            f"nimbus: home {self.layout.home}; ports in {self.layout.ports_file} "
+            f"({reused} of {len(self._ports)} reused)"
+        )
         ctx = render.Context(self.layout, self._ports, self.gateway_port, bins, binaries.python())
         conf = render.supervisord_conf(self.spec, ctx, os.environ, self.extra_env, self.names)
         self.layout.supervisord_conf.write_text(conf)
-        zip_mb = {**os.environ, **self.extra_env}.get("NIMBUS_MAX_ZIP_MB", "") or str(envoy.DEFAULT_MAX_ZIP_MB)
+        zip_mb = {**os.environ, **self.extra_env}.get("NIMBUS_MAX_ZIP_MB", "") or str(
+            envoy.DEFAULT_MAX_ZIP_MB
+        )
         if not zip_mb.isdigit() or int(zip_mb) < 1:
-            raise ClusterError(f"NIMBUS_MAX_ZIP_MB={zip_mb!r} must be a positive whole number of megabytes")
+            raise ClusterError(
+                f"NIMBUS_MAX_ZIP_MB={zip_mb!r} must be a positive whole number of megabytes"
+            )
         try:
             limits = envoy.EdgeLimits.from_env({**os.environ, **self.extra_env})
         except ValueError as err:
             raise ClusterError(str(err)) from None
         self.layout.envoy_yaml.write_text(
-            envoy.render(self.spec, self._ports, self.gateway_port, max_zip_mb=int(zip_mb),
-                         xds_dir=self.layout.xds_dir, limits=limits)
+            envoy.render(
+                self.spec,
+                self._ports,
+                self.gateway_port,
+                max_zip_mb=int(zip_mb),
+                xds_dir=self.layout.xds_dir,
+                limits=limits,
+            )
         )
         # Envoy needs its xDS files to exist; the gateway program fills them from the registry.
         XdsDirectory(self.layout.xds_dir).write(xds.seed_files())
-        self._say(f"nimbus: wrote {self.layout.supervisord_conf} ({len(self.programs)} programs) "
-                  f"and {self.layout.envoy_yaml}")
+        self._say(
+            f"nimbus: wrote {self.layout.supervisord_conf} ({len(self.programs)} programs) "
+            f"and {self.layout.envoy_yaml}"
+        )
         self._prepared = True
 
     async def start(self, timeout_s: float = 60.0) -> None:
@@ -229,12 +255,16 @@ class LocalCluster:
             os.close(fd)
             owner = procs.read_pid(self.layout.launcher_pid)
             who = f" (launcher pid {owner})" if procs.is_ours(owner, "nimbus.cluster") else ""
-            raise ClusterError(f"a cluster is already running in {self.layout.home}{who}; "
-                               f"stop it first with `make down` (NIMBUS_HOME={self.layout.home})") from None
+            raise ClusterError(
+                f"a cluster is already running in {self.layout.home}{who}; "
+                f"stop it first with `make down` (NIMBUS_HOME={self.layout.home})"
+            ) from None
         self._lock = fd
         if daemon.running_pid(self.layout):
             self._release_lock()
-            raise ClusterError(f"a supervisord of {self.layout.home} is still running; run `make down`")
+            raise ClusterError(
+                f"a supervisord of {self.layout.home} is still running; run `make down`"
+            )
 
     def _release_lock(self) -> None:
         if self._lock is not None:
@@ -245,16 +275,24 @@ class LocalCluster:
         """Envoy sends traffic only to hosts its health checks passed: wait for those it routes to."""
         if "envoy" not in self.names:
             return
-        want = {base: len(self.spec.replicas(base)) for base in ("api", "invoker")
-                if all(p.name in self.names for p in self.spec.replicas(base))}
+        want = {
+            base: len(self.spec.replicas(base))
+            for base in ("api", "invoker")
+            if all(p.name in self.names for p in self.spec.replicas(base))
+        }
         if not want:
             return
         while not await envoy_upstreams_healthy(self._ports["envoy_admin"], want):
             if time.monotonic() > deadline:
-                raise ClusterError(f"envoy does not see healthy upstreams {want}; "
-                                   f"log: {self.log_path('envoy')}")
+                raise ClusterError(
+                    f"envoy does not see healthy upstreams {want}; log: {self.log_path('envoy')}"
+                )
             await asyncio.sleep(0.1)
-        self._say("nimbus: envoy routes to " + ", ".join(f"{n} {b}" for b, n in want.items()) + " replicas")
+        self._say(
+            "nimbus: envoy routes to "
+            + ", ".join(f"{n} {b}" for b, n in want.items())
+            + " replicas"
+        )
 
     async def _bootstrap(self, deadline: float) -> None:
         if "etcd" not in self.names:

@@ -11,11 +11,9 @@ import time
 import xmlrpc.client
 from typing import Any
 
-from supervisor.xmlrpc import SupervisorTransport
-
 from nimbus.cluster import procs
 from nimbus.cluster.layout import Layout
-
+from supervisor.xmlrpc import SupervisorTransport
 
 STOPPED_STATES = {"STOPPED", "EXITED", "FATAL", "UNKNOWN"}
 
@@ -47,12 +45,24 @@ class Supervisord:
 
     def start(self, env: dict[str, str]) -> int:
         """Starts `supervisord -n -c run/supervisord.conf` in its own session; returns its PID."""
-        args = [sys.executable, "-m", "nimbus.cluster.supervisord_main", str(os.getpid()),
-                "-n", "-c", str(self.layout.supervisord_conf)]
+        args = [
+            sys.executable,
+            "-m",
+            "nimbus.cluster.supervisord_main",
+            str(os.getpid()),
+            "-n",
+            "-c",
+            str(self.layout.supervisord_conf),
+        ]
         with open(self.layout.supervisord_out, "wb") as out:
             self.proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, cwd=self.layout.home, start_new_session=True,
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.layout.home,
+                start_new_session=True,
             )
         return self.proc.pid
 
@@ -70,7 +80,9 @@ class Supervisord:
         while True:
             code = self.exited()
             if code is not None:
-                raise SupervisordError(f"supervisord exited with code {code}: {self._output() or '(no output)'}")
+                raise SupervisordError(
+                    f"supervisord exited with code {code}: {self._output() or '(no output)'}"
+                )
             try:
                 state = await asyncio.to_thread(lambda: rpc(self.layout).supervisor.getState())
                 if state.get("statename") == "RUNNING":
@@ -78,7 +90,9 @@ class Supervisord:
             except (OSError, xmlrpc.client.Error):
                 pass
             if time.monotonic() > deadline:
-                raise SupervisordError(f"supervisord did not answer on {self.layout.socket}: {self._output()}")
+                raise SupervisordError(
+                    f"supervisord did not answer on {self.layout.socket}: {self._output()}"
+                )
             await asyncio.sleep(0.05)
 
     async def stop(self, levels: list[list[str]], level_timeout_s: float) -> None:
@@ -119,6 +133,7 @@ async def stop_pid(pid: int, timeout_s: float, reap: Any = None) -> bool:
 async def stop_programs(layout: Layout, levels: list[list[str]], level_timeout_s: float) -> bool:
     """Stops the programs one level at a time, all of a level at once (supervisord alone stops one
     program per second). Best effort: False when supervisord stopped answering."""
+
     def request(names: list[str]) -> None:
         proxy = rpc(layout)
         for name in names:

@@ -21,6 +21,8 @@ def max_body_bytes(max_zip_mb: int) -> int:
     """The gateway's body limit that matches the zip limit: base64 is 4/3 of the zip, and the JSON
     around it adds a little. A body over it is a 413 from Envoy before any service reads it."""
     return (max_zip_mb * 1024 * 1024 * 4 + 2) // 3 + 1024 * 1024
+
+
 # Longest invoke (900 s) plus margin; a stream with no bytes for this long is reset.
 STREAM_IDLE_TIMEOUT = "960s"
 # Route timeouts: invokes get the longest timeout_s (900 s) plus queueing and margin; the control
@@ -42,12 +44,18 @@ class EdgeLimits:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EdgeLimits:
         values = {}
-        for field, var in (("key_rps", "NIMBUS_GATEWAY_KEY_RPS"), ("key_burst", "NIMBUS_GATEWAY_KEY_BURST"),
-                           ("anon_rps", "NIMBUS_GATEWAY_ANON_RPS"), ("anon_burst", "NIMBUS_GATEWAY_ANON_BURST")):
+        for field, var in (
+            ("key_rps", "NIMBUS_GATEWAY_KEY_RPS"),
+            ("key_burst", "NIMBUS_GATEWAY_KEY_BURST"),
+            ("anon_rps", "NIMBUS_GATEWAY_ANON_RPS"),
+            ("anon_burst", "NIMBUS_GATEWAY_ANON_BURST"),
+        ):
             raw = env.get(var, "").strip()
             if raw:
                 if not raw.isdigit() or int(raw) < 1:
-                    raise ValueError(f"{var}={raw!r} must be a whole number of requests, at least 1")
+                    raise ValueError(
+                        f"{var}={raw!r} must be a whole number of requests, at least 1"
+                    )
                 values[field] = int(raw)
         limits = cls(**values)
         if limits.key_burst < limits.key_rps or limits.anon_burst < limits.anon_rps:
@@ -58,13 +66,24 @@ class EdgeLimits:
 def endpoints(ports: list[int]) -> str:
     """An lb_endpoints list as YAML flow (JSON is YAML)."""
     return json.dumps(
-        [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}} for p in ports]
+        [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
+            for p in ports
+        ]
     )
 
 
-def render(spec: ClusterSpec, ports: Mapping[str, int], gateway_port: int, *,
-           template: Path = TEMPLATE, descriptor: Path = DESCRIPTOR, max_zip_mb: int = DEFAULT_MAX_ZIP_MB,
-           xds_dir: Path = Path("/nonexistent/xds"), limits: EdgeLimits = EdgeLimits()) -> str:
+def render(
+    spec: ClusterSpec,
+    ports: Mapping[str, int],
+    gateway_port: int,
+    *,
+    template: Path = TEMPLATE,
+    descriptor: Path = DESCRIPTOR,
+    max_zip_mb: int = DEFAULT_MAX_ZIP_MB,
+    xds_dir: Path = Path("/nonexistent/xds"),
+    limits: EdgeLimits = EdgeLimits(),
+) -> str:
     values: dict[str, object] = {
         "gateway_port": gateway_port,
         "admin_port": ports["envoy_admin"],
@@ -76,17 +95,25 @@ def render(spec: ClusterSpec, ports: Mapping[str, int], gateway_port: int, *,
     }
     bases = {p.base for p in spec.programs if p.service}
     for base in sorted(bases):
-        values["endpoints_" + base.replace("-", "_")] = endpoints([ports[p.name] for p in spec.replicas(base)])
+        values["endpoints_" + base.replace("-", "_")] = endpoints(
+            [ports[p.name] for p in spec.replicas(base)]
+        )
         # Per-replica extra ports ("{name}-http" in cluster.toml): ${endpoints_<base>_<suffix>}.
         replicas = spec.replicas(base)
-        suffixes = [port[len(replicas[0].name) + 1:] for port in replicas[0].ports if port.startswith(replicas[0].name + "-")]
+        suffixes = [
+            port[len(replicas[0].name) + 1 :]
+            for port in replicas[0].ports
+            if port.startswith(replicas[0].name + "-")
+        ]
         for suffix in suffixes:
             key = f"endpoints_{base}_{suffix}".replace("-", "_")
             values[key] = endpoints([ports[f"{p.name}-{suffix}"] for p in replicas])
     return string.Template(template.read_text()).substitute(values)
 
 
-def common_values(xds_dir: Path, limits: EdgeLimits, gateway_addr: str = "127.0.0.1") -> dict[str, object]:
+def common_values(
+    xds_dir: Path, limits: EdgeLimits, gateway_addr: str = "127.0.0.1"
+) -> dict[str, object]:
     """The template's values that do not depend on the process list (shared with deploy/compose)."""
     return {
         "gateway_addr": gateway_addr,
@@ -102,23 +129,53 @@ def common_values(xds_dir: Path, limits: EdgeLimits, gateway_addr: str = "127.0.
 
 # Envoy's local replies to REST callers, as {"code", "message", "details"} with the gRPC code that
 # matches the HTTP status (as the services' errors do).
-LOCAL_REPLY_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 408: 4, 413: 11, 429: 8, 431: 3, 500: 13,
-                     502: 14, 503: 14, 504: 4}
+LOCAL_REPLY_CODES = {
+    400: 3,
+    401: 16,
+    403: 7,
+    404: 5,
+    408: 4,
+    413: 11,
+    429: 8,
+    431: 3,
+    500: 13,
+    502: 14,
+    503: 14,
+    504: 4,
+}
 
 
 def local_reply_mappers(codes: Mapping[int, int] = LOCAL_REPLY_CODES) -> str:
-    not_grpc = {"header_filter": {"header": {
-        "name": "x-nimbus-client-content-type", "string_match": {"prefix": "application/grpc"},
-        "invert_match": True, "treat_missing_header_as_empty": True}}}
+    not_grpc = {
+        "header_filter": {
+            "header": {
+                "name": "x-nimbus-client-content-type",
+                "string_match": {"prefix": "application/grpc"},
+                "invert_match": True,
+                "treat_missing_header_as_empty": True,
+            }
+        }
+    }
     mappers = []
     for status, code in codes.items():
-        is_status = {"status_code_filter": {"comparison": {
-            "op": "EQ", "value": {"default_value": status, "runtime_key": f"nimbus.local_reply.{status}"}}}}
-        mappers.append({
-            "filter": {"and_filter": {"filters": [is_status, not_grpc]}},
-            "body_format_override": {
-                "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []},
-                "content_type": "application/json",
-            },
-        })
+        is_status = {
+            "status_code_filter": {
+                "comparison": {
+                    "op": "EQ",
+                    "value": {
+                        "default_value": status,
+                        "runtime_key": f"nimbus.local_reply.{status}",
+                    },
+                }
+            }
+        }
+        mappers.append(
+            {
+                "filter": {"and_filter": {"filters": [is_status, not_grpc]}},
+                "body_format_override": {
+                    "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []},
+                    "content_type": "application/json",
+                },
+            }
+        )
     return json.dumps(mappers)

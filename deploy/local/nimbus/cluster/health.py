@@ -76,7 +76,10 @@ async def envoy_upstreams_healthy(admin_port: int, clusters: dict[str, int]) -> 
     seen = await envoy_healthy_hosts(admin_port)
     if seen is None:
         return False
-    return all(sum(v for k, v in seen.items() if k == c or k.startswith(c + "_v")) >= n for c, n in clusters.items())
+    return all(
+        sum(v for k, v in seen.items() if k == c or k.startswith(c + "_v")) >= n
+        for c, n in clusters.items()
+    )
 
 
 async def envoy_healthy_hosts(admin_port: int) -> dict[str, int] | None:
@@ -91,5 +94,5 @@ async def envoy_healthy_hosts(admin_port: int) -> dict[str, int] | None:
     for line in body.decode(errors="replace").splitlines():
         name, _, value = line.partition(": ")
         if name.startswith("cluster.") and name.endswith(".membership_healthy"):
-            seen[name[len("cluster."):-len(".membership_healthy")]] = int(value or 0)
+            seen[name[len("cluster.") : -len(".membership_healthy")]] = int(value or 0)
     return seen

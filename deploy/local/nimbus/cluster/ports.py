@@ -42,8 +42,12 @@ def _candidate_range() -> tuple[int, int]:
     return 1025, 65535
 
 
-def free_port(exclude: Iterable[int] = (), *, check: Callable[[int], bool] = is_free,
-              rng: random.Random | None = None) -> int:
+def free_port(
+    exclude: Iterable[int] = (),
+    *,
+    check: Callable[[int], bool] = is_free,
+    rng: random.Random | None = None,
+) -> int:
     """A loopback port that is free now and not in exclude."""
     rng = rng or random.Random()
     taken = set(exclude)
@@ -55,8 +59,14 @@ def free_port(exclude: Iterable[int] = (), *, check: Callable[[int], bool] = is_
     raise RuntimeError(f"no free loopback port found in {low}-{high}")
 
 
-def allocate(names: Iterable[str], saved: Mapping[str, int], reserved: Iterable[int] = (), *,
-             check: Callable[[int], bool] = is_free, rng: random.Random | None = None) -> dict[str, int]:
+def allocate(
+    names: Iterable[str],
+    saved: Mapping[str, int],
+    reserved: Iterable[int] = (),
+    *,
+    check: Callable[[int], bool] = is_free,
+    rng: random.Random | None = None,
+) -> dict[str, int]:
     """One distinct port per name: the saved one when still free, else a new free one.
 
     reserved ports (the gateway) are never handed out.

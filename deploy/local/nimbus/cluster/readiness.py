@@ -51,8 +51,13 @@ def _said_misconfigured(cluster: LocalCluster, name: str, offset: int) -> bool:
     return text.startswith(marker) or b"\n" + marker in text
 
 
-async def wait_ready(cluster: LocalCluster, deadline: float, timeout_s: float, say,
-                     offsets: dict[str, int] | None = None) -> None:
+async def wait_ready(
+    cluster: LocalCluster,
+    deadline: float,
+    timeout_s: float,
+    say,
+    offsets: dict[str, int] | None = None,
+) -> None:
     """Polls every program until ready; raises ClusterError naming the rest, their state and log.
     offsets (log_offsets() before the programs started) lets it stop at once for a program that
     exited on a configuration error, which restarting cannot mend."""
@@ -66,11 +71,17 @@ async def wait_ready(cluster: LocalCluster, deadline: float, timeout_s: float, s
     async def one(name: str) -> None:
         next_exit_check = time.monotonic() + EXIT_CHECK_S
         while not await cluster.ready(name):
-            if time.monotonic() > deadline or cluster.supervisord_exited() is not None or misconfigured:
+            if (
+                time.monotonic() > deadline
+                or cluster.supervisord_exited() is not None
+                or misconfigured
+            ):
                 return
             if offsets is not None and time.monotonic() > next_exit_check:
                 next_exit_check = time.monotonic() + EXIT_CHECK_S
-                if await asyncio.to_thread(_said_misconfigured, cluster, name, offsets.get(name, 0)):
+                if await asyncio.to_thread(
+                    _said_misconfigured, cluster, name, offsets.get(name, 0)
+                ):
                     misconfigured.append(name)
                     return
             await asyncio.sleep(POLL_S)
@@ -86,7 +97,9 @@ async def wait_ready(cluster: LocalCluster, deadline: float, timeout_s: float, s
         pending = set(misconfigured)
         lines = [f"configuration error: {', '.join(misconfigured)} cannot start as configured"]
     elif cluster.supervisord_exited() is not None:
-        lines = [f"supervisord exited (see {cluster.layout.logs}/supervisord.log); not ready: {names}"]
+        lines = [
+            f"supervisord exited (see {cluster.layout.logs}/supervisord.log); not ready: {names}"
+        ]
     for name in cluster.names:
         if name not in pending:
             continue

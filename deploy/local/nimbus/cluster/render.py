@@ -56,8 +56,11 @@ class Context:
             "replica": program.replica,
             "self_port": self.ports.get(program.name, ""),
             # The program's own per-replica ports by suffix: "{name}-http" -> {own_port[http]}.
-            "own_port": {port[len(program.name) + 1:]: self.ports[port] for port in program.ports
-                         if port.startswith(program.name + "-") and port in self.ports},
+            "own_port": {
+                port[len(program.name) + 1 :]: self.ports[port]
+                for port in program.ports
+                if port.startswith(program.name + "-") and port in self.ports
+            },
         }
 
 
@@ -74,8 +77,13 @@ def command(program: Program, ctx: Context) -> list[str]:
     return [_format(word, variables, program.name) for word in shlex.split(program.command)]
 
 
-def environment(program: Program, ctx: Context, spec: ClusterSpec, launcher_env: Mapping[str, str],
-                extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+def environment(
+    program: Program,
+    ctx: Context,
+    spec: ClusterSpec,
+    launcher_env: Mapping[str, str],
+    extra_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """What the program gets on top of supervisord's environment.
 
     A service: the launcher's NIMBUS_*/OTEL_* variables (those supervisord can carry), then
@@ -86,7 +94,11 @@ def environment(program: Program, ctx: Context, spec: ClusterSpec, launcher_env:
     if program.service:
         for key, value in launcher_env.items():
             # a variable supervisord cannot carry is left out rather than mangled
-            if key.startswith(spec.pass_env_prefixes) and _ENV_KEY.match(key) and not unpassable(value):
+            if (
+                key.startswith(spec.pass_env_prefixes)
+                and _ENV_KEY.match(key)
+                and not unpassable(value)
+            ):
                 env[key] = value
         env.update(extra_env or {})
         for key, template in spec.service_env.items():
@@ -112,7 +124,9 @@ def _value(text: str, what: str) -> str:
     if "\n" in text or "\r" in text:
         raise RenderError(f"{what}: line breaks cannot go into supervisord.conf")
     if re.search(r"\s[;#]", text):
-        raise RenderError(f"{what}: ' ;' or ' #' would start a comment in supervisord.conf: {text!r}")
+        raise RenderError(
+            f"{what}: ' ;' or ' #' would start a comment in supervisord.conf: {text!r}"
+        )
     return text.replace("%", "%%")
 
 
@@ -129,8 +143,13 @@ def _env_pairs(env: Mapping[str, str], program: str) -> str:
     return _value(",".join(pairs), f"{program} environment")
 
 
-def supervisord_conf(spec: ClusterSpec, ctx: Context, launcher_env: Mapping[str, str],
-                     extra_env: Mapping[str, str] | None = None, only: Iterable[str] | None = None) -> str:
+def supervisord_conf(
+    spec: ClusterSpec,
+    ctx: Context,
+    launcher_env: Mapping[str, str],
+    extra_env: Mapping[str, str] | None = None,
+    only: Iterable[str] | None = None,
+) -> str:
     layout = ctx.layout
     chosen = set(spec.names if only is None else only)
     sock = _value(str(layout.socket), "socket")

@@ -44,7 +44,9 @@ class Principal:
     admin: bool
 
 
-principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "principal", default=None
+)
 
 
 def current_principal() -> Principal:

@@ -99,7 +99,9 @@ def alias_to_pb(record: AliasRecord) -> types_pb2.AliasRecord:
         name=record.name,
         alias=record.alias,
         version=record.version,
-        routing=types_pb2.AliasRouting(version=record.routing_version, weight=record.routing_weight),
+        routing=types_pb2.AliasRouting(
+            version=record.routing_version, weight=record.routing_weight
+        ),
         description=record.description,
         revision=record.revision,
     )

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import aetcd
+import aetcd.exceptions
 import aetcd.utils
 import grpc
-import aetcd.exceptions
-
 from nimbus.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,9 @@ class Etcd:
     """One aetcd client per process. Calls raise Unavailable when etcd cannot be reached in time."""
 
     def __init__(self, host: str, port: int) -> None:
-        self._client = aetcd.Client(host=host, port=port, timeout=CALL_TIMEOUT_S, connect_wait_timeout=3)
+        self._client = aetcd.Client(
+            host=host, port=port, timeout=CALL_TIMEOUT_S, connect_wait_timeout=3
+        )
 
     @property
     def raw(self) -> aetcd.Client:
@@ -79,7 +80,9 @@ class Etcd:
                     await self.get(b"/nimbus/ping")
                     return
                 except Unavailable as err:
-                    log.warning("etcd not reachable yet, retrying", extra={"fields": {"error": str(err)}})
+                    log.warning(
+                        "etcd not reachable yet, retrying", extra={"fields": {"error": str(err)}}
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
 
@@ -87,7 +90,11 @@ class Etcd:
         try:
             async with asyncio.timeout(CALL_TIMEOUT_S):
                 return await coro_fn()  # type: ignore[misc]
-        except (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError, TimeoutError) as err:
+        except (
+            aetcd.exceptions.ConnectionFailedError,
+            aetcd.exceptions.ConnectionTimeoutError,
+            TimeoutError,
+        ) as err:
             raise Unavailable(f"etcd unavailable: {err or type(err).__name__}") from err
         except aetcd.exceptions.ClientError as err:
             raise Unavailable(f"etcd error: {err}") from err
@@ -142,7 +149,9 @@ class Etcd:
     async def delete_if(self, key: bytes, mod_revision: int) -> bool:
         tx = self._client.transactions
         ok, _ = await self._call(  # type: ignore[misc]
-            lambda: self._client.transaction(compare=[tx.mod(key) == mod_revision], success=[tx.delete(key)], failure=[])
+            lambda: self._client.transaction(
+                compare=[tx.mod(key) == mod_revision], success=[tx.delete(key)], failure=[]
+            )
         )
         return bool(ok)
 
@@ -157,7 +166,9 @@ class Etcd:
             elif isinstance(op, Delete):
                 requests.append(tx.delete(op.key))
             else:
-                requests.append(tx.delete(op.prefix, range_end=aetcd.utils.prefix_range_end(op.prefix)))
+                requests.append(
+                    tx.delete(op.prefix, range_end=aetcd.utils.prefix_range_end(op.prefix))
+                )
         ok, responses = await self._call(  # type: ignore[misc]
             lambda: self._client.transaction(compare=compare, success=requests, failure=[])
         )
@@ -231,7 +242,9 @@ class WatchCache(Generic[T]):
                     try:
                         fresh[kv.key] = self._decode(kv)
                     except Exception:
-                        log.exception("undecodable etcd value", extra={"fields": {"key": kv.key.decode()}})
+                        log.exception(
+                            "undecodable etcd value", extra={"fields": {"key": kv.key.decode()}}
+                        )
                 for gone in set(self.items) - set(fresh):
                     self._set(gone, None)
                 for key, value in fresh.items():
@@ -248,7 +261,9 @@ class WatchCache(Generic[T]):
                         try:
                             self._set(kv.key, self._decode(kv))
                         except Exception:
-                            log.exception("undecodable etcd value", extra={"fields": {"key": kv.key.decode()}})
+                            log.exception(
+                                "undecodable etcd value", extra={"fields": {"key": kv.key.decode()}}
+                            )
                     await self._notify()
                 raise Unavailable("etcd watch ended")
             except asyncio.CancelledError:
@@ -256,7 +271,12 @@ class WatchCache(Generic[T]):
             except Exception as err:
                 log.warning(
                     "etcd watch lost, resyncing",
-                    extra={"fields": {"prefix": self._prefix.decode(), "error": str(err) or type(err).__name__}},
+                    extra={
+                        "fields": {
+                            "prefix": self._prefix.decode(),
+                            "error": str(err) or type(err).__name__,
+                        }
+                    },
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -66,11 +66,17 @@ def check_destination(dest: Destination, field_name: str) -> None:
 
 
 def check_event_config(config: EventConfig) -> None:
-    if config.max_retries is not None and not MAX_RETRIES[0] <= config.max_retries <= MAX_RETRIES[1]:
+    if (
+        config.max_retries is not None
+        and not MAX_RETRIES[0] <= config.max_retries <= MAX_RETRIES[1]
+    ):
         raise InvalidArgument(
             f"max_retries: {config.max_retries} is out of range; it must be between {MAX_RETRIES[0]} and {MAX_RETRIES[1]}"
         )
-    if config.max_event_age_s is not None and not MAX_EVENT_AGE_S[0] <= config.max_event_age_s <= MAX_EVENT_AGE_S[1]:
+    if (
+        config.max_event_age_s is not None
+        and not MAX_EVENT_AGE_S[0] <= config.max_event_age_s <= MAX_EVENT_AGE_S[1]
+    ):
         raise InvalidArgument(
             f"max_event_age_s: {config.max_event_age_s} is out of range; it must be between "
             f"{MAX_EVENT_AGE_S[0]} and {MAX_EVENT_AGE_S[1]}"

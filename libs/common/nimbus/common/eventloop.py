@@ -55,8 +55,12 @@ def loop_factory(env: Mapping[str, str]) -> LoopFactory | None:
 
 
 def loop_name(loop: asyncio.AbstractEventLoop) -> str:
-    """"uvloop" or "asyncio", for the service's start-up log line."""
-    return "uvloop" if any(c.__module__.startswith("uvloop") for c in type(loop).__mro__) else "asyncio"
+    """ "uvloop" or "asyncio", for the service's start-up log line."""
+    return (
+        "uvloop"
+        if any(c.__module__.startswith("uvloop") for c in type(loop).__mro__)
+        else "asyncio"
+    )
 
 
 def new_uvloop() -> asyncio.AbstractEventLoop:
@@ -78,22 +82,44 @@ class _AsyncioSubprocesses:
     whose own start processes with fork(); every other method is the loop's."""
 
     async def subprocess_exec(
-        self, protocol_factory: Callable[[], asyncio.SubprocessProtocol], program: Any, *args: Any,
-        stdin: Any = _PIPE, stdout: Any = _PIPE, stderr: Any = _PIPE, universal_newlines: bool = False,
-        shell: bool = False, bufsize: int = 0, encoding: Any = None, errors: Any = None, text: Any = None,
+        self,
+        protocol_factory: Callable[[], asyncio.SubprocessProtocol],
+        program: Any,
+        *args: Any,
+        stdin: Any = _PIPE,
+        stdout: Any = _PIPE,
+        stderr: Any = _PIPE,
+        universal_newlines: bool = False,
+        shell: bool = False,
+        bufsize: int = 0,
+        encoding: Any = None,
+        errors: Any = None,
+        text: Any = None,
         **kwargs: Any,
     ) -> tuple[asyncio.SubprocessTransport, asyncio.SubprocessProtocol]:
         if shell:
             raise ValueError("shell must be False")
         _check_popen_args(universal_newlines, bufsize, text, encoding, errors)
         protocol = protocol_factory()
-        transport = await _spawn(self, protocol, [program, *args], False, stdin, stdout, stderr, kwargs)
+        transport = await _spawn(
+            self, protocol, [program, *args], False, stdin, stdout, stderr, kwargs
+        )
         return transport, protocol
 
     async def subprocess_shell(
-        self, protocol_factory: Callable[[], asyncio.SubprocessProtocol], cmd: str | bytes, *,
-        stdin: Any = _PIPE, stdout: Any = _PIPE, stderr: Any = _PIPE, universal_newlines: bool = False,
-        shell: bool = True, bufsize: int = 0, encoding: Any = None, errors: Any = None, text: Any = None,
+        self,
+        protocol_factory: Callable[[], asyncio.SubprocessProtocol],
+        cmd: str | bytes,
+        *,
+        stdin: Any = _PIPE,
+        stdout: Any = _PIPE,
+        stderr: Any = _PIPE,
+        universal_newlines: bool = False,
+        shell: bool = True,
+        bufsize: int = 0,
+        encoding: Any = None,
+        errors: Any = None,
+        text: Any = None,
         **kwargs: Any,
     ) -> tuple[asyncio.SubprocessTransport, asyncio.SubprocessProtocol]:
         if not isinstance(cmd, (bytes, str)):
@@ -106,7 +132,9 @@ class _AsyncioSubprocesses:
         return transport, protocol
 
 
-def _check_popen_args(universal_newlines: bool, bufsize: int, text: Any, encoding: Any, errors: Any) -> None:
+def _check_popen_args(
+    universal_newlines: bool, bufsize: int, text: Any, encoding: Any, errors: Any
+) -> None:
     # The same refusals as asyncio's BaseEventLoop.subprocess_exec/_shell.
     if universal_newlines:
         raise ValueError("universal_newlines must be False")
@@ -121,8 +149,14 @@ def _check_popen_args(universal_newlines: bool, bufsize: int, text: Any, encodin
 
 
 async def _spawn(
-    loop: Any, protocol: asyncio.SubprocessProtocol, args: Any, shell: bool,
-    stdin: Any, stdout: Any, stderr: Any, kwargs: dict[str, Any],
+    loop: Any,
+    protocol: asyncio.SubprocessProtocol,
+    args: Any,
+    shell: bool,
+    stdin: Any,
+    stdout: Any,
+    stderr: Any,
+    kwargs: dict[str, Any],
 ) -> asyncio.SubprocessTransport:
     """What asyncio's _UnixSelectorEventLoop._make_subprocess_transport does, with the exit
     learnt from a pidfd instead of a child watcher."""

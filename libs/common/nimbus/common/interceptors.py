@@ -15,7 +15,6 @@ from typing import Any
 
 import grpc
 from grpc.aio import ServerInterceptor
-
 from nimbus.common import metrics, tracing
 from nimbus.common.auth import Authenticator, principal_var
 from nimbus.common.errors import NimbusError, Throttled
@@ -25,24 +24,34 @@ log = logging.getLogger(__name__)
 Around = Callable[[grpc.aio.ServicerContext], Awaitable[None]]
 
 
-def _wrap(handler: grpc.RpcMethodHandler, wrap_unary: Callable[..., Any], wrap_stream: Callable[..., Any]) -> grpc.RpcMethodHandler:
+def _wrap(
+    handler: grpc.RpcMethodHandler, wrap_unary: Callable[..., Any], wrap_stream: Callable[..., Any]
+) -> grpc.RpcMethodHandler:
     if handler is None:
         return handler
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
-            wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            wrap_unary(handler.unary_unary),
+            handler.request_deserializer,
+            handler.response_serializer,
         )
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
-            wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+            wrap_unary(handler.stream_unary),
+            handler.request_deserializer,
+            handler.response_serializer,
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+            wrap_stream(handler.unary_stream),
+            handler.request_deserializer,
+            handler.response_serializer,
         )
     if handler.stream_stream:
         return grpc.stream_stream_rpc_method_handler(
-            wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+            wrap_stream(handler.stream_stream),
+            handler.request_deserializer,
+            handler.response_serializer,
         )
     return handler
 
@@ -191,7 +200,9 @@ class ErrorInterceptor(_MemoizedInterceptor):
 class AuthInterceptor(_MemoizedInterceptor):
     """Checks the bearer key of every call but health checks; the handler reads principal_var."""
 
-    def __init__(self, authenticator: Authenticator, public_prefixes: Iterable[str] = ("/grpc.health.v1.",)) -> None:
+    def __init__(
+        self, authenticator: Authenticator, public_prefixes: Iterable[str] = ("/grpc.health.v1.",)
+    ) -> None:
         super().__init__()
         self._auth = authenticator
         self._public = tuple(public_prefixes)
@@ -203,14 +214,18 @@ class AuthInterceptor(_MemoizedInterceptor):
 
         def wrap_unary(fn: Any) -> Any:
             async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                principal_var.set(await auth.authenticate(_metadata_value(context, "authorization")))
+                principal_var.set(
+                    await auth.authenticate(_metadata_value(context, "authorization"))
+                )
                 return await fn(request, context)
 
             return run
 
         def wrap_stream(fn: Any) -> Any:
             async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                principal_var.set(await auth.authenticate(_metadata_value(context, "authorization")))
+                principal_var.set(
+                    await auth.authenticate(_metadata_value(context, "authorization"))
+                )
                 async for item in fn(request, context):
                     yield item
 

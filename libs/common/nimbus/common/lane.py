@@ -59,7 +59,7 @@ class FrameReader:
             if end - start - HEADER_BYTES < size:
                 break
             body_at = start + HEADER_BYTES
-            out.append(bytes(buf[body_at:body_at + size]))
+            out.append(bytes(buf[body_at : body_at + size]))
             start = body_at + size
         if start:
             del buf[:start]
@@ -89,7 +89,9 @@ def _repeated_tag(wrap: Callable[[list[M]], Message]) -> bytes:
         fields = wrap([]).DESCRIPTOR.fields
         only = fields[0] if len(fields) == 1 else None
         repeated_message = only is not None and only.is_repeated and only.type == only.TYPE_MESSAGE
-        tag = _TAGS[wrap] = _varint(only.number << 3 | 2) if only is not None and repeated_message else b""
+        tag = _TAGS[wrap] = (
+            _varint(only.number << 3 | 2) if only is not None and repeated_message else b""
+        )
     return tag
 
 

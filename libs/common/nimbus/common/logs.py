@@ -32,7 +32,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, var in (("request_id", request_id_var), ("namespace", namespace_var), ("function", function_var)):
+        for key, var in (
+            ("request_id", request_id_var),
+            ("namespace", namespace_var),
+            ("function", function_var),
+        ):
             value = var.get()
             if value:
                 line[key] = value

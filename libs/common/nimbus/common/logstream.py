@@ -23,7 +23,6 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import api
 from nats.js.client import JetStreamContext
-
 from nimbus.common import natsconn
 from nimbus.common.errors import Unavailable
 
@@ -93,19 +92,26 @@ class LogStreamConnection:
                     self._stream_ok = False
                     async with asyncio.timeout(CONNECT_TIMEOUT_S):
                         self._nc = await natsconn.connect(
-                            self._url, self._name, error_cb=self._on_error, reconnected_cb=self._on_reconnected
+                            self._url,
+                            self._name,
+                            error_cb=self._on_error,
+                            reconnected_cb=self._on_reconnected,
                         )
                     self._js = self._nc.jetstream(timeout=CALL_TIMEOUT_S)
                 assert self._js is not None
                 if not self._nc.is_connected:
-                    raise Unavailable(f"the log stream (NATS at {self._url}) is not connected; retry shortly")
+                    raise Unavailable(
+                        f"the log stream (NATS at {self._url}) is not connected; retry shortly"
+                    )
                 if not self._stream_ok:
                     async with asyncio.timeout(CALL_TIMEOUT_S * 2):
                         await ensure_stream(self._js, self._retention_h, self._max_mb)
                     self._stream_ok = True
                 return self._js
             except ERRORS as err:
-                raise Unavailable(f"the log stream (NATS at {self._url}) is not reachable: {type(err).__name__}: {err}") from err
+                raise Unavailable(
+                    f"the log stream (NATS at {self._url}) is not reachable: {type(err).__name__}: {err}"
+                ) from err
 
     def stream_gone(self) -> None:
         """A call found no stream: make it again before the next one."""

@@ -19,8 +19,26 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 log = logging.getLogger(__name__)
 
 # Seconds: from a no-op handler's ~100 µs to the longest timeout_s (900 s).
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                   60.0, 300.0, 900.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+)
 # Distinct label sets one family keeps per process; past it new ones share the overflow series,
 # so a tenant creating functions without end cannot grow the scrape without end.
 MAX_KEYS = 2000
@@ -63,12 +81,15 @@ class Children(Generic[K, V]):
 # -- the series every gRPC server has ---------------------------------------------------------
 
 GRPC_REQUESTS = Counter(
-    "nimbus_grpc_server_requests_total", "gRPC calls this replica served, by method and status code",
+    "nimbus_grpc_server_requests_total",
+    "gRPC calls this replica served, by method and status code",
     ["method", "code"],
 )
 GRPC_LATENCY = Histogram(
-    "nimbus_grpc_server_handling_seconds", "Time from a call's arrival to its reply, by method",
-    ["method"], buckets=LATENCY_BUCKETS,
+    "nimbus_grpc_server_handling_seconds",
+    "Time from a call's arrival to its reply, by method",
+    ["method"],
+    buckets=LATENCY_BUCKETS,
 )
 
 
@@ -91,6 +112,7 @@ class MethodSeries:
 
 
 # -- the scrape endpoint ----------------------------------------------------------------------
+
 
 def request_path(request_line: bytes) -> str | None:
     """The path of an HTTP GET request line, None for any other method or a malformed line."""

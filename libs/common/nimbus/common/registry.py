@@ -108,7 +108,9 @@ class Rollout:
         return record
 
 
-def parse_api_versions(env: Mapping[str, str], default: Sequence[str] = API_RELEASES) -> tuple[str, ...]:
+def parse_api_versions(
+    env: Mapping[str, str], default: Sequence[str] = API_RELEASES
+) -> tuple[str, ...]:
     """NIMBUS_API_VERSIONS: the public API versions a replica serves, comma separated (default all
     of API_RELEASES). `v1` alone runs a replica as the previous release did."""
     raw = env.get("NIMBUS_API_VERSIONS", "").strip()
@@ -117,7 +119,9 @@ def parse_api_versions(env: Mapping[str, str], default: Sequence[str] = API_RELE
     versions = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
     unknown = [v for v in versions if v not in API_RELEASES]
     if unknown or not versions:
-        raise ConfigError(f"NIMBUS_API_VERSIONS={raw!r} must list some of {', '.join(API_RELEASES)}")
+        raise ConfigError(
+            f"NIMBUS_API_VERSIONS={raw!r} must list some of {', '.join(API_RELEASES)}"
+        )
     return tuple(v for v in API_RELEASES if v in versions)
 
 
@@ -232,15 +236,25 @@ class Registration:
             if ttl > 0:
                 return
             if self._lease is not None:
-                log.warning("registration lease lost, registering again", extra={"fields": {"lease": self._lease}})
+                log.warning(
+                    "registration lease lost, registering again",
+                    extra={"fields": {"lease": self._lease}},
+                )
             async with asyncio.timeout(timeout_s * 2):
                 self._lease = await self._etcd.grant_lease(self._ttl_s)
                 await self._etcd.put(self.key, self.endpoint.to_json(), lease=self._lease)
             if not self.registered.is_set():
                 self.registered.set()
-                log.info("registered", extra={"fields": {
-                    "service": self.endpoint.service, "address": self.endpoint.address,
-                    "api_versions": list(self.endpoint.api_versions)}})
+                log.info(
+                    "registered",
+                    extra={
+                        "fields": {
+                            "service": self.endpoint.service,
+                            "address": self.endpoint.address,
+                            "api_versions": list(self.endpoint.api_versions),
+                        }
+                    },
+                )
 
     async def deregister(self) -> None:
         """Removes the record now (idempotent). Failures are logged: the lease then lapses."""
@@ -254,20 +268,33 @@ class Registration:
                     await self._etcd.revoke_lease(lease)
                 log.info("deregistered", extra={"fields": {"service": self.endpoint.service}})
             except Exception as err:
-                log.warning("deregistration failed; the record lapses with its lease",
-                            extra={"fields": {"error": str(err) or type(err).__name__}})
+                log.warning(
+                    "deregistration failed; the record lapses with its lease",
+                    extra={"fields": {"error": str(err) or type(err).__name__}},
+                )
 
     def _set_healthy(self, healthy: bool, err: Exception | None) -> None:
         if healthy != self._healthy:
             if healthy:
                 log.info("registration keepalive recovered")
             else:
-                log.warning("registration keepalive failing", extra={"fields": {"error": str(err) or type(err).__name__}})
+                log.warning(
+                    "registration keepalive failing",
+                    extra={"fields": {"error": str(err) or type(err).__name__}},
+                )
         self._healthy = healthy
 
 
-def new_registration(cfg: RegistryConfig, service: str, listen_addr: str, api_versions: Sequence[str],
-                     clock: Clock, now: float, metrics_addr: str = "", http_addr: str = "") -> tuple[Registration, Etcd]:
+def new_registration(
+    cfg: RegistryConfig,
+    service: str,
+    listen_addr: str,
+    api_versions: Sequence[str],
+    clock: Clock,
+    now: float,
+    metrics_addr: str = "",
+    http_addr: str = "",
+) -> tuple[Registration, Etcd]:
     """A Registration with an etcd client of its own (closed by the caller)."""
     etcd = Etcd(cfg.etcd_host, cfg.etcd_port)
     address = advertise_address(listen_addr, cfg.advertise_addr)
@@ -281,6 +308,8 @@ def new_registration(cfg: RegistryConfig, service: str, listen_addr: str, api_ve
         pid=os.getpid(),
         metrics_address=advertise_address(metrics_addr) if metrics_addr else "",
         # Reached on the same host as the gRPC address, on the listener's own port.
-        http_address=f"{address.rpartition(':')[0]}:{http_addr.rpartition(':')[2]}" if http_addr else "",
+        http_address=f"{address.rpartition(':')[0]}:{http_addr.rpartition(':')[2]}"
+        if http_addr
+        else "",
     )
     return Registration(etcd, endpoint, cfg.ttl_s, clock), etcd

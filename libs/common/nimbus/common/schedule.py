@@ -92,14 +92,18 @@ def parse_duration(text: str) -> float:
 def parse(text: str) -> Schedule:
     spec = " ".join(text.split())
     if not spec:
-        raise ValueError("empty schedule: use a cron expression such as '*/5 * * * *' or '@every 10s'")
+        raise ValueError(
+            "empty schedule: use a cron expression such as '*/5 * * * *' or '@every 10s'"
+        )
     lowered = spec.lower()
     rate = _RATE.fullmatch(lowered)
     if rate:
         # EventBridge's rate(5 minutes): the same as @every 5m.
         period = int(rate.group(1)) * _RATE_UNITS[rate.group(2).rstrip("s")]
         if not MIN_EVERY_S <= period <= MAX_EVERY_S:
-            raise ValueError(f"{spec!r} must be between {MIN_EVERY_S:g}s and {MAX_EVERY_S / 86400:g} days")
+            raise ValueError(
+                f"{spec!r} must be between {MIN_EVERY_S:g}s and {MAX_EVERY_S / 86400:g} days"
+            )
         return Every(period)
     if lowered.startswith("@every"):
         rest = spec[len("@every") :].strip()
@@ -107,11 +111,15 @@ def parse(text: str) -> Schedule:
             raise ValueError("'@every' needs a duration, e.g. '@every 10s'")
         period = parse_duration(rest)
         if not MIN_EVERY_S <= period <= MAX_EVERY_S:
-            raise ValueError(f"'@every {rest}' must be between {MIN_EVERY_S:g}s and {MAX_EVERY_S / 86400:g} days")
+            raise ValueError(
+                f"'@every {rest}' must be between {MIN_EVERY_S:g}s and {MAX_EVERY_S / 86400:g} days"
+            )
         return Every(period)
     if lowered.startswith("@"):
         if lowered not in _MACROS:
-            raise ValueError(f"unknown macro {spec!r}; use one of @every <duration>, {', '.join(_MACROS)}")
+            raise ValueError(
+                f"unknown macro {spec!r}; use one of @every <duration>, {', '.join(_MACROS)}"
+            )
         lowered = _MACROS[lowered]
     fields = lowered.split(" ")
     if len(fields) != 5:
@@ -140,7 +148,10 @@ def _value(token: str, what: str, low: int, high: int, names: dict[str, int]) ->
     if token in names:
         return names[token]
     if not token.isdigit():
-        raise ValueError(f"{what}: {token!r} is not a number" + (f" or a name ({', '.join(names)})" if names else ""))
+        raise ValueError(
+            f"{what}: {token!r} is not a number"
+            + (f" or a name ({', '.join(names)})" if names else "")
+        )
     value = int(token)
     if not low <= value <= high:
         raise ValueError(f"{what}: {value} is out of range {low}-{high}")
@@ -177,7 +188,20 @@ def _ever_fires(cron: Cron) -> bool:
     if cron.any_day or not cron.any_weekday:
         # Every day of the month, or a weekday restriction (alone or OR-ed with days): always comes.
         return True
-    longest = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+    longest = {
+        1: 31,
+        2: 29,
+        3: 31,
+        4: 30,
+        5: 31,
+        6: 30,
+        7: 31,
+        8: 31,
+        9: 30,
+        10: 31,
+        11: 30,
+        12: 31,
+    }
     return any(day <= longest[m] for m in cron.months for day in cron.days)
 
 

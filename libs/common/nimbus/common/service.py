@@ -30,7 +30,6 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
 from nimbus.common import eventloop, metrics, tracing
 from nimbus.common.clock import SystemClock
 from nimbus.common.config import CONFIG_ERROR_PREFIX, EXIT_CONFIG, ConfigError
@@ -68,7 +67,9 @@ def channel(address: str) -> grpc.aio.Channel:
     balancing: a dead replica's calls fail over to the next without a restart."""
     if "," in address:
         target = "ipv4:" + ",".join(a.strip() for a in address.split(",") if a.strip())
-        return grpc.aio.insecure_channel(target, options=[*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")])
+        return grpc.aio.insecure_channel(
+            target, options=[*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
+        )
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
@@ -99,7 +100,9 @@ class _Stop(Exception):
     """Raised inside the task group to end it after a clean drain."""
 
 
-def new_server(interceptors: Sequence[grpc.aio.ServerInterceptor]) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+def new_server(
+    interceptors: Sequence[grpc.aio.ServerInterceptor],
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     server = grpc.aio.server(interceptors=list(interceptors), options=SERVER_OPTIONS)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -157,7 +160,13 @@ async def serve(
             registration.serving()
         log.info(
             "serving",
-            extra={"fields": {"service": name, "listen": listen_addr, "event_loop": eventloop.loop_name(loop)}},
+            extra={
+                "fields": {
+                    "service": name,
+                    "listen": listen_addr,
+                    "event_loop": eventloop.loop_name(loop),
+                }
+            },
         )
 
     async def wait_stop() -> None:

@@ -22,13 +22,12 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from nimbus.common.config import ConfigError, get_int
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, Span, SpanContext, TraceFlags
 from opentelemetry.trace import SpanKind as SpanKind
-
-from nimbus.common.config import ConfigError, get_int
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,9 @@ class TracingConfig:
     def from_env(cls, env: Mapping[str, str], service: str, replica: str) -> TracingConfig:
         endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
         if endpoint and "://" not in endpoint:
-            raise ConfigError(f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint!r} must be a URL such as http://127.0.0.1:4317")
+            raise ConfigError(
+                f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint!r} must be a URL such as http://127.0.0.1:4317"
+            )
         return cls(
             endpoint=endpoint,
             service_name=env.get("OTEL_SERVICE_NAME", "").strip() or service,
@@ -77,13 +78,22 @@ def setup(cfg: TracingConfig) -> None:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
-    resource = Resource.create({"service.name": cfg.service_name, "service.instance.id": cfg.replica})
+    resource = Resource.create(
+        {"service.name": cfg.service_name, "service.instance.id": cfg.replica}
+    )
     provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_ON))
-    exporter = OTLPSpanExporter(endpoint=cfg.endpoint, insecure=cfg.endpoint.startswith("http://"), timeout=5)
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=cfg.schedule_delay_ms))
+    exporter = OTLPSpanExporter(
+        endpoint=cfg.endpoint, insecure=cfg.endpoint.startswith("http://"), timeout=5
+    )
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter, schedule_delay_millis=cfg.schedule_delay_ms)
+    )
     _provider = provider
     _tracer = provider.get_tracer("nimbus")
-    log.info("exporting traces", extra={"fields": {"endpoint": cfg.endpoint, "service_name": cfg.service_name}})
+    log.info(
+        "exporting traces",
+        extra={"fields": {"endpoint": cfg.endpoint, "service_name": cfg.service_name}},
+    )
 
 
 def shutdown() -> None:
@@ -100,6 +110,7 @@ def exporting() -> bool:
 
 # -- traceparent ------------------------------------------------------------------------------
 
+
 def parse_traceparent(value: str | None) -> SpanContext | None:
     """A remote SpanContext from a W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>"), else None."""
     if not value or len(value) < 55 or value[2] != "-" or value[35] != "-" or value[52] != "-":
@@ -115,7 +126,9 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
         return None
     if not trace_id or not span_id:
         return None
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=_SAMPLED if flags & 1 else _UNSAMPLED)
+    return SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=_SAMPLED if flags & 1 else _UNSAMPLED
+    )
 
 
 def format_traceparent(ctx: SpanContext) -> str:
@@ -124,7 +137,12 @@ def format_traceparent(ctx: SpanContext) -> str:
 
 def new_span_context() -> SpanContext:
     """Fresh ids for a request that came without a traceparent (nothing records it)."""
-    return SpanContext(random.getrandbits(128) or 1, random.getrandbits(64) or 1, is_remote=False, trace_flags=_UNSAMPLED)
+    return SpanContext(
+        random.getrandbits(128) or 1,
+        random.getrandbits(64) or 1,
+        is_remote=False,
+        trace_flags=_UNSAMPLED,
+    )
 
 
 current_span = trace.get_current_span
@@ -158,6 +176,7 @@ def inject(headers: MutableMapping[str, str]) -> None:
 
 # -- spans ------------------------------------------------------------------------------------
 
+
 def span(name: str, kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManager[Span]:
     """A child span of the current one while exporting; else nothing at all (the trace id of the
     request stays current). `if s.is_recording(): s.set_attribute(...)` keeps attributes free too."""
@@ -166,14 +185,20 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManage
     return _tracer.start_as_current_span(name, kind=kind)
 
 
-def start(name: str, traceparent: str | None, kind: SpanKind = SpanKind.SERVER) -> tuple[object, Span]:
+def start(
+    name: str, traceparent: str | None, kind: SpanKind = SpanKind.SERVER
+) -> tuple[object, Span]:
     """Makes a span that continues the caller's trace (a new trace without one) current in this
     task; end it with finish(). The span records only while exporting."""
     parent = parse_traceparent(traceparent)
     if _tracer is None:
         span_ = NonRecordingSpan(parent or new_span_context())
     else:
-        ctx = trace.set_span_in_context(NonRecordingSpan(parent), _ROOT) if parent is not None else _ROOT
+        ctx = (
+            trace.set_span_in_context(NonRecordingSpan(parent), _ROOT)
+            if parent is not None
+            else _ROOT
+        )
         span_ = _tracer.start_span(name, context=ctx, kind=kind)
     return otel_context.attach(trace.set_span_in_context(span_)), span_
 
@@ -187,7 +212,9 @@ def finish(token: object, span_: Span, error: str | None = None) -> None:
 
 
 @contextlib.contextmanager
-def continued(name: str, traceparent: str | None, kind: SpanKind = SpanKind.CONSUMER) -> Iterator[Span]:
+def continued(
+    name: str, traceparent: str | None, kind: SpanKind = SpanKind.CONSUMER
+) -> Iterator[Span]:
     """`with continued("async.run", headers.get(TRACEPARENT)) as s:` for work that arrives by
     message rather than by RPC."""
     token, span_ = start(name, traceparent, kind)

@@ -65,9 +65,13 @@ def check_subject(subject: str, field: str = "subject", *, wildcards: bool = Tru
     if not subject:
         raise InvalidArgument(f"{field}: required, e.g. 'orders.created'")
     if len(subject) > MAX_SUBJECT_LEN:
-        raise InvalidArgument(f"{field}: {len(subject)} characters, over the limit of {MAX_SUBJECT_LEN}")
+        raise InvalidArgument(
+            f"{field}: {len(subject)} characters, over the limit of {MAX_SUBJECT_LEN}"
+        )
     if subject.startswith(RESERVED_SUBJECT_PREFIXES):
-        raise InvalidArgument(f"{field}: {subject!r} is reserved (subjects starting with {', '.join(RESERVED_SUBJECT_PREFIXES)})")
+        raise InvalidArgument(
+            f"{field}: {subject!r} is reserved (subjects starting with {', '.join(RESERVED_SUBJECT_PREFIXES)})"
+        )
     tokens = subject.split(".")
     for i, token in enumerate(tokens):
         if not _TOKEN.fullmatch(token):
@@ -83,7 +87,9 @@ def check_subject(subject: str, field: str = "subject", *, wildcards: bool = Tru
 def check_qualifier(qualifier: str, field: str = "qualifier") -> None:
     if qualifier in ("", LATEST) or _VERSION.fullmatch(qualifier) or _ALIAS.fullmatch(qualifier):
         return
-    raise InvalidArgument(f"{field}: {qualifier!r} is neither $LATEST, a version number nor an alias name")
+    raise InvalidArgument(
+        f"{field}: {qualifier!r} is neither $LATEST, a version number nor an alias name"
+    )
 
 
 def check_trigger(type_: str, schedule: str, subject: str, qualifier: str) -> TriggerType:
@@ -91,7 +97,9 @@ def check_trigger(type_: str, schedule: str, subject: str, qualifier: str) -> Tr
     try:
         kind = TriggerType(type_)
     except ValueError:
-        raise InvalidArgument(f"type: {type_!r} is not a trigger type; use timer, subject or http") from None
+        raise InvalidArgument(
+            f"type: {type_!r} is not a trigger type; use timer, subject or http"
+        ) from None
     check_qualifier(qualifier)
     if kind == TriggerType.TIMER:
         if subject:

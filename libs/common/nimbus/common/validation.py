@@ -40,7 +40,9 @@ def check_name(name: str, field: str = "name") -> None:
 
 def check_runtime(runtime: str) -> None:
     if runtime not in RUNTIMES:
-        raise InvalidArgument(f"runtime: {runtime!r} is not supported; use one of {', '.join(RUNTIMES)}")
+        raise InvalidArgument(
+            f"runtime: {runtime!r} is not supported; use one of {', '.join(RUNTIMES)}"
+        )
 
 
 def check_handler(runtime: str, handler: str) -> None:
@@ -49,27 +51,39 @@ def check_handler(runtime: str, handler: str) -> None:
     if len(handler) > 128:
         raise InvalidArgument(f"handler: {len(handler)} characters, over the limit of 128")
     if runtime == "python3.11" and not _PY_HANDLER.fullmatch(handler):
-        raise InvalidArgument(f"handler: {handler!r} must be 'module.function' for python3.11, e.g. 'main.handler'")
+        raise InvalidArgument(
+            f"handler: {handler!r} must be 'module.function' for python3.11, e.g. 'main.handler'"
+        )
     if runtime == "nodejs20" and (not _NODE_HANDLER.fullmatch(handler) or ".." in handler):
-        raise InvalidArgument(f"handler: {handler!r} must be 'file.export' for nodejs20, e.g. 'index.handler'")
+        raise InvalidArgument(
+            f"handler: {handler!r} must be 'file.export' for nodejs20, e.g. 'index.handler'"
+        )
 
 
 def check_range(field: str, value: int, bounds: tuple[int, int]) -> None:
     low, high = bounds
     if not low <= value <= high:
-        raise InvalidArgument(f"{field}: {value} is out of range; it must be between {low} and {high}")
+        raise InvalidArgument(
+            f"{field}: {value} is out of range; it must be between {low} and {high}"
+        )
 
 
 def check_env(env: dict[str, str]) -> None:
     size = 0
     for key, value in env.items():
         if not _ENV_NAME.fullmatch(key):
-            raise InvalidArgument(f"env: {key!r} is not a valid variable name: a letter first, then letters, digits or '_'")
+            raise InvalidArgument(
+                f"env: {key!r} is not a valid variable name: a letter first, then letters, digits or '_'"
+            )
         if key.startswith(_RESERVED_ENV_PREFIXES):
-            raise InvalidArgument(f"env: {key!r} uses a reserved prefix ({', '.join(_RESERVED_ENV_PREFIXES)})")
+            raise InvalidArgument(
+                f"env: {key!r} uses a reserved prefix ({', '.join(_RESERVED_ENV_PREFIXES)})"
+            )
         size += len(key.encode()) + len(value.encode())
     if size > ENV_MAX_BYTES:
-        raise InvalidArgument(f"env: {size} bytes in total, over the limit of {ENV_MAX_BYTES} bytes")
+        raise InvalidArgument(
+            f"env: {size} bytes in total, over the limit of {ENV_MAX_BYTES} bytes"
+        )
 
 
 _TAG_KEY = re.compile(r"[A-Za-z0-9_.:/=+@ -]+")
@@ -79,17 +93,26 @@ def check_tags(tags: dict[str, str]) -> None:
     if len(tags) > TAGS_MAX:
         raise InvalidArgument(f"tags: {len(tags)} tags, over the limit of {TAGS_MAX}")
     for key, value in tags.items():
-        if not 1 <= len(key) <= TAG_KEY_MAX or not _TAG_KEY.fullmatch(key) or key.startswith("nimbus:"):
+        if (
+            not 1 <= len(key) <= TAG_KEY_MAX
+            or not _TAG_KEY.fullmatch(key)
+            or key.startswith("nimbus:")
+        ):
             raise InvalidArgument(
                 f"tags: key {key!r} must be 1-{TAG_KEY_MAX} letters, digits, spaces or _.:/=+@- "
-                f"and not start with 'nimbus:'")
+                f"and not start with 'nimbus:'"
+            )
         if len(value) > TAG_VALUE_MAX:
-            raise InvalidArgument(f"tags: the value of {key!r} has {len(value)} characters, over the limit of {TAG_VALUE_MAX}")
+            raise InvalidArgument(
+                f"tags: the value of {key!r} has {len(value)} characters, over the limit of {TAG_VALUE_MAX}"
+            )
 
 
 def check_description(description: str) -> None:
     if len(description) > DESCRIPTION_MAX:
-        raise InvalidArgument(f"description: {len(description)} characters, over the limit of {DESCRIPTION_MAX}")
+        raise InvalidArgument(
+            f"description: {len(description)} characters, over the limit of {DESCRIPTION_MAX}"
+        )
 
 
 def check_instance_concurrency(runtime: str, value: int) -> None:

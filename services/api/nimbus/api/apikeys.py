@@ -40,7 +40,9 @@ class KeyIssuer:
         self._store = store
         self._clock = clock
 
-    async def create(self, who: auth.Principal, namespace: str, description: str, admin: bool) -> IssuedKey:
+    async def create(
+        self, who: auth.Principal, namespace: str, description: str, admin: bool
+    ) -> IssuedKey:
         _require_admin(who, "create keys")
         namespace = namespace or who.namespace
         if not _NAMESPACE.fullmatch(namespace):
@@ -48,10 +50,16 @@ class KeyIssuer:
                 f"namespace: {namespace!r} must be 1-63 characters: a lowercase letter, then lowercase letters, digits or '-'"
             )
         if len(description) > 256:
-            raise InvalidArgument(f"description: {len(description)} characters, over the limit of 256")
+            raise InvalidArgument(
+                f"description: {len(description)} characters, over the limit of 256"
+            )
         key = auth.new_key()
         record = auth.KeyRecord(
-            key_id=secrets.token_hex(6), namespace=namespace, admin=admin, description=description, created_at=iso(self._clock.now())
+            key_id=secrets.token_hex(6),
+            namespace=namespace,
+            admin=admin,
+            description=description,
+            created_at=iso(self._clock.now()),
         )
         await self._store.store(key, record)
         return IssuedKey(key, record)
@@ -63,6 +71,8 @@ class KeyIssuer:
     async def revoke(self, who: auth.Principal, key_id: str) -> None:
         _require_admin(who, "revoke keys")
         if not _KEY_ID.fullmatch(key_id):
-            raise InvalidArgument(f"key_id: {key_id!r} must be the 12 hex digits `nimbus keys list` shows")
+            raise InvalidArgument(
+                f"key_id: {key_id!r} must be the 12 hex digits `nimbus keys list` shows"
+            )
         if not await self._store.delete(key_id):
             raise NotFound(f"key {key_id!r} not found")

@@ -17,13 +17,22 @@ DEFAULT_KEEP_ALIVE_S = 600
 
 
 class FunctionBackend(Protocol):
-    async def create(self, namespace: str, name: str, config: FunctionConfig, code_zip: bytes) -> FunctionRecord: ...
+    async def create(
+        self, namespace: str, name: str, config: FunctionConfig, code_zip: bytes
+    ) -> FunctionRecord: ...
     async def get(self, namespace: str, name: str) -> FunctionRecord: ...
     async def list(self, namespace: str) -> list[FunctionRecord]: ...
     async def update_config(
-        self, namespace: str, name: str, changes: dict[str, object], replace_env: bool, expected_revision: int
+        self,
+        namespace: str,
+        name: str,
+        changes: dict[str, object],
+        replace_env: bool,
+        expected_revision: int,
     ) -> FunctionRecord: ...
-    async def update_code(self, namespace: str, name: str, code_zip: bytes, expected_revision: int) -> FunctionRecord: ...
+    async def update_code(
+        self, namespace: str, name: str, code_zip: bytes, expected_revision: int
+    ) -> FunctionRecord: ...
     async def delete(self, namespace: str, name: str) -> None: ...
 
 
@@ -32,8 +41,12 @@ _FIELD_CHECKS = {
     "timeout_s": lambda v: validation.check_range("timeout_s", v, validation.TIMEOUT_S),
     "env": validation.check_env,
     "description": validation.check_description,
-    "max_concurrency": lambda v: validation.check_range("max_concurrency", v, (0, validation.MAX_CONCURRENCY_MAX)),
-    "min_instances": lambda v: validation.check_range("min_instances", v, (0, validation.MAX_CONCURRENCY_MAX)),
+    "max_concurrency": lambda v: validation.check_range(
+        "max_concurrency", v, (0, validation.MAX_CONCURRENCY_MAX)
+    ),
+    "min_instances": lambda v: validation.check_range(
+        "min_instances", v, (0, validation.MAX_CONCURRENCY_MAX)
+    ),
     "runtime": validation.check_runtime,
     "keep_alive_s": lambda v: validation.check_range("keep_alive_s", v, validation.KEEP_ALIVE_S),
     "tags": validation.check_tags,
@@ -48,7 +61,9 @@ class FunctionsApi:
     def __init__(self, backend: FunctionBackend) -> None:
         self._backend = backend
 
-    async def create(self, who: Principal, name: str, fields: dict[str, object], code_zip: bytes) -> FunctionRecord:
+    async def create(
+        self, who: Principal, name: str, fields: dict[str, object], code_zip: bytes
+    ) -> FunctionRecord:
         validation.check_name(name)
         config = FunctionConfig(
             runtime=str(fields.get("runtime", "")),
@@ -74,7 +89,12 @@ class FunctionsApi:
         return await self._backend.list(who.namespace)
 
     async def update_config(
-        self, who: Principal, name: str, changes: dict[str, object], replace_env: bool, expected_revision: int
+        self,
+        who: Principal,
+        name: str,
+        changes: dict[str, object],
+        replace_env: bool,
+        expected_revision: int,
     ) -> FunctionRecord:
         validation.check_name(name)
         for field, value in changes.items():
@@ -85,9 +105,13 @@ class FunctionsApi:
         # the merged config, this only catches an empty handler early.
         if "handler" in changes and not changes["handler"]:
             validation.check_handler("", "")
-        return await self._backend.update_config(who.namespace, name, changes, replace_env, expected_revision)
+        return await self._backend.update_config(
+            who.namespace, name, changes, replace_env, expected_revision
+        )
 
-    async def update_code(self, who: Principal, name: str, code_zip: bytes, expected_revision: int) -> FunctionRecord:
+    async def update_code(
+        self, who: Principal, name: str, code_zip: bytes, expected_revision: int
+    ) -> FunctionRecord:
         validation.check_name(name)
         return await self._backend.update_code(who.namespace, name, code_zip, expected_revision)
 

@@ -21,15 +21,20 @@ class Listing:
         self._functions = functions
         self._versions = versions
 
-    async def functions(self, who: Principal, page_size: int, page_token: str,
-                        tag_filter: Mapping[str, str]) -> Page[FunctionRecord]:
+    async def functions(
+        self, who: Principal, page_size: int, page_token: str, tag_filter: Mapping[str, str]
+    ) -> Page[FunctionRecord]:
         records = sorted(await self._functions.list(who), key=lambda r: r.name)
         if tag_filter:
             records = [r for r in records if matches(r.config.tags, tag_filter)]
-        scope = scope_of("functions", who.namespace, *sorted(f"{k}={v}" for k, v in tag_filter.items()))
+        scope = scope_of(
+            "functions", who.namespace, *sorted(f"{k}={v}" for k, v in tag_filter.items())
+        )
         return page(records, lambda r: r.name, page_size, page_token, scope)
 
-    async def versions(self, who: Principal, name: str, page_size: int, page_token: str) -> Page[VersionRecord]:
+    async def versions(
+        self, who: Principal, name: str, page_size: int, page_token: str
+    ) -> Page[VersionRecord]:
         validation.check_name(name)
         records = sorted(await self._versions.list(who, name), key=lambda v: version_key(v.version))
         scope = scope_of("versions", who.namespace, name)

@@ -14,7 +14,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from nimbus.common import logstream
@@ -78,21 +78,27 @@ def parse_time(field: str, text: str) -> float:
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidArgument(f"{field}: {text!r} is not an RFC 3339 time such as 2026-01-02T03:04:05Z") from None
+        raise InvalidArgument(
+            f"{field}: {text!r} is not an RFC 3339 time such as 2026-01-02T03:04:05Z"
+        ) from None
     if parsed.tzinfo is None:
         raise InvalidArgument(f"{field}: {text!r} needs a time zone, e.g. a trailing Z for UTC")
-    return parsed.astimezone(timezone.utc).timestamp()
+    return parsed.astimezone(UTC).timestamp()
 
 
 def make_query(now: float, request_id: str, since: str, until: str, limit: int) -> LogQuery:
     """The query with defaults filled in (the last hour, 1000 lines). Pure."""
     if limit < 0 or limit > MAX_LIMIT:
-        raise InvalidArgument(f"limit: {limit} must be between 1 and {MAX_LIMIT} (0 means {DEFAULT_LIMIT})")
+        raise InvalidArgument(
+            f"limit: {limit} must be between 1 and {MAX_LIMIT} (0 means {DEFAULT_LIMIT})"
+        )
     start = parse_time("since", since) if since else now - DEFAULT_WINDOW_S
     end = parse_time("until", until) if until else None
     if end is not None and end < start:
         raise InvalidArgument(f"until: {until!r} is before since")
-    return LogQuery(iso(start), iso(end) if end is not None else "", request_id, limit or DEFAULT_LIMIT)
+    return LogQuery(
+        iso(start), iso(end) if end is not None else "", request_id, limit or DEFAULT_LIMIT
+    )
 
 
 def matching(data: bytes, request_id: str, since: str, until: str) -> list[LogLine]:
@@ -111,7 +117,15 @@ def matching(data: bytes, request_id: str, since: str, until: str) -> list[LogLi
         rid = str(rec.get("request_id", ""))
         if request_id and rid != request_id:
             continue
-        out.append(LogLine(ts, rid, str(rec.get("stream", "")), str(rec.get("message", "")), str(rec.get("version", ""))))
+        out.append(
+            LogLine(
+                ts,
+                rid,
+                str(rec.get("stream", "")),
+                str(rec.get("message", "")),
+                str(rec.get("version", "")),
+            )
+        )
     return out
 
 
@@ -154,7 +168,9 @@ class LogsApi:
             ) from None
         return oldest(found, query.limit)
 
-    async def tail(self, who: Principal, name: str, request_id: str, since: str) -> AsyncIterator[LogLine]:
+    async def tail(
+        self, who: Principal, name: str, request_id: str, since: str
+    ) -> AsyncIterator[LogLine]:
         """New lines as they are stored, until the function is deleted (the stream ends) or the
         server drains (Unavailable: the client reconnects to another replica)."""
         start = parse_time("since", since) if since else None

@@ -8,20 +8,20 @@ from nimbus.api.apikeys import KeyIssuer
 from nimbus.api.config import ApiConfig
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.logs import LogsApi
-from nimbus.api.stores.logstream import JetStreamLogStore
 from nimbus.api.meter import Meter
 from nimbus.api.metrics import MetricsApi
+from nimbus.api.stores.funcmgr import FuncMgrClient
+from nimbus.api.stores.keys import EtcdKeyStore
 from nimbus.api.stores.logfeed import LogFeed
+from nimbus.api.stores.logstream import JetStreamLogStore
 from nimbus.api.stores.meterstore import RedisMeter
-from nimbus.api.usage import UsageApi
 from nimbus.api.stores.triggers import EtcdTriggerStore
 from nimbus.api.triggers import TriggersApi
 from nimbus.api.triggerserver import FunctionsAndTriggersServicer
-from nimbus.api.versions import VersionsApi
-from nimbus.api.stores.funcmgr import FuncMgrClient
-from nimbus.api.stores.keys import EtcdKeyStore
+from nimbus.api.usage import UsageApi
 from nimbus.api.v1 import functions_pb2_grpc
 from nimbus.api.v2wiring import add_v2
+from nimbus.api.versions import VersionsApi
 from nimbus.common import logs
 from nimbus.common.auth import Authenticator
 from nimbus.common.clock import SystemClock
@@ -38,17 +38,31 @@ async def main() -> None:
     funcmgr = FuncMgrClient(cfg.funcmgr_addr, cfg.funcmgr_timeout_s)
     clock = SystemClock()
     meter_store = RedisMeter(cfg.meter.redis_url, cfg.meter.seen_ttl_s, clock)
-    log_feed = LogFeed(cfg.meter.nats_url, name=cfg.common.replica, retention_h=cfg.meter.log_retention_h,
-                       max_mb=cfg.meter.log_max_mb, ack_wait_s=cfg.meter.ack_wait_s,
-                       max_ack_pending=cfg.meter.batch * 8)
+    log_feed = LogFeed(
+        cfg.meter.nats_url,
+        name=cfg.common.replica,
+        retention_h=cfg.meter.log_retention_h,
+        max_mb=cfg.meter.log_max_mb,
+        ack_wait_s=cfg.meter.ack_wait_s,
+        max_ack_pending=cfg.meter.batch * 8,
+    )
     meter = Meter(log_feed, meter_store, clock, cfg.meter.batch)
     # Errors outermost, so an auth failure is mapped like any other error.
-    server, health = new_server([TelemetryInterceptor(), ErrorInterceptor(), AuthInterceptor(authenticator)])
-    log_store = JetStreamLogStore(cfg.meter.nats_url, name=f"{cfg.common.replica}-logs",
-                                  retention_h=cfg.meter.log_retention_h, max_mb=cfg.meter.log_max_mb)
+    server, health = new_server(
+        [TelemetryInterceptor(), ErrorInterceptor(), AuthInterceptor(authenticator)]
+    )
+    log_store = JetStreamLogStore(
+        cfg.meter.nats_url,
+        name=f"{cfg.common.replica}-logs",
+        retention_h=cfg.meter.log_retention_h,
+        max_mb=cfg.meter.log_max_mb,
+    )
     logs_api = LogsApi(FunctionsApi(funcmgr), log_store, clock)
     servicer = FunctionsAndTriggersServicer(
-        FunctionsApi(funcmgr), VersionsApi(funcmgr), KeyIssuer(EtcdKeyStore(etcd), SystemClock()), cfg.max_zip_bytes,
+        FunctionsApi(funcmgr),
+        VersionsApi(funcmgr),
+        KeyIssuer(EtcdKeyStore(etcd), SystemClock()),
+        cfg.max_zip_bytes,
         triggers=TriggersApi(funcmgr, EtcdTriggerStore(etcd), SystemClock()),
         metrics=MetricsApi(FunctionsApi(funcmgr), meter_store, clock),
         usage=UsageApi(meter_store, clock),

@@ -98,7 +98,11 @@ def _number(report: dict[str, object], name: str, default: float | None = None) 
 
 def _str(record: dict[str, object], name: str, pattern: re.Pattern[str] | None = None) -> str:
     value = record.get(name)
-    if not isinstance(value, str) or not value or (pattern is not None and not pattern.fullmatch(value)):
+    if (
+        not isinstance(value, str)
+        or not value
+        or (pattern is not None and not pattern.fullmatch(value))
+    ):
         raise BadRecord(f"{name}: {value!r} is not valid")
     return value
 
@@ -191,8 +195,13 @@ class Meter:
                     await self.process(deliveries)
                 delay = _BACKOFF_S[0]
             except Exception as err:
-                message = err.message if isinstance(err, NimbusError) else f"{type(err).__name__}: {err}"
-                log.warning("metering paused, retrying", extra={"fields": {"error": message, "retry_s": delay}})
+                message = (
+                    err.message if isinstance(err, NimbusError) else f"{type(err).__name__}: {err}"
+                )
+                log.warning(
+                    "metering paused, retrying",
+                    extra={"fields": {"error": message, "retry_s": delay}},
+                )
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_S[1])
 

@@ -43,7 +43,9 @@ class MeterConfig:
     def from_env(cls, env: Mapping[str, str]) -> MeterConfig:
         redis_url = get_str(env, "NIMBUS_REDIS_URL", _REDIS_URL)
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"NIMBUS_REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://")
+            raise ConfigError(
+                f"NIMBUS_REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://"
+            )
         return cls(
             nats_url=get_str(env, "NIMBUS_NATS_URL", _NATS_URL),
             redis_url=redis_url,

@@ -9,8 +9,8 @@ from typing import Protocol
 
 from nimbus.common import fnmetrics as fm
 from nimbus.common.auth import Principal
-from nimbus.common.errors import InvalidArgument
 from nimbus.common.clock import Clock
+from nimbus.common.errors import InvalidArgument
 from nimbus.common.histogram import BUCKETS, percentile
 from nimbus.common.model import FunctionRecord
 
@@ -73,7 +73,9 @@ class FunctionLookup(Protocol):
 
 
 class MinuteStore(Protocol):
-    async def minutes(self, namespace: str, function: str, starts: Sequence[int]) -> list[dict[str, int]]: ...
+    async def minutes(
+        self, namespace: str, function: str, starts: Sequence[int]
+    ) -> list[dict[str, int]]: ...
 
 
 class MetricsApi:

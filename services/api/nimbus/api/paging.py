@@ -47,9 +47,13 @@ def decode_token(token: str, scope: str) -> str:
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         after, issued_for = data["a"], data["s"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise InvalidArgument("page_token: not a token this API issued; pass next_page_token unchanged") from None
+        raise InvalidArgument(
+            "page_token: not a token this API issued; pass next_page_token unchanged"
+        ) from None
     if not isinstance(after, str) or issued_for != scope:
-        raise InvalidArgument("page_token: issued for another list (other filter or function); start again without it")
+        raise InvalidArgument(
+            "page_token: issued for another list (other filter or function); start again without it"
+        )
     return after
 
 
@@ -57,11 +61,15 @@ def check_page_size(page_size: int) -> int:
     if page_size == 0:
         return DEFAULT_PAGE_SIZE
     if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidArgument(f"page_size: {page_size} is out of range; it must be between 1 and {MAX_PAGE_SIZE}")
+        raise InvalidArgument(
+            f"page_size: {page_size} is out of range; it must be between 1 and {MAX_PAGE_SIZE}"
+        )
     return page_size
 
 
-def page(items: Sequence[T], key: Callable[[T], str], page_size: int, token: str, scope: str) -> Page[T]:
+def page(
+    items: Sequence[T], key: Callable[[T], str], page_size: int, token: str, scope: str
+) -> Page[T]:
     """One page of items, which must be sorted by key (a string that sorts like the items)."""
     size = check_page_size(page_size)
     rest = list(items)

@@ -28,9 +28,13 @@ def _admin_only(who: Principal) -> None:
 
 def check_rollout(service: str, version: str, weight: float) -> None:
     if service not in ROUTED_SERVICES:
-        raise InvalidArgument(f"service: {service!r} is not routed by the gateway; use one of {', '.join(ROUTED_SERVICES)}")
+        raise InvalidArgument(
+            f"service: {service!r} is not routed by the gateway; use one of {', '.join(ROUTED_SERVICES)}"
+        )
     if version not in API_RELEASES:
-        raise InvalidArgument(f"version: {version!r} is not an API release; use one of {', '.join(API_RELEASES)}")
+        raise InvalidArgument(
+            f"version: {version!r} is not an API release; use one of {', '.join(API_RELEASES)}"
+        )
     if not 0.0 <= weight <= 1.0:
         raise InvalidArgument(f"weight: {weight} is out of range; it must be between 0 and 1")
 
@@ -45,7 +49,9 @@ class AdminApi:
         found = await self._store.endpoints(service or None)
         return sorted(found, key=lambda e: (e.service, e.replica))
 
-    async def set_rollout(self, who: Principal, service: str, version: str, weight: float) -> Rollout:
+    async def set_rollout(
+        self, who: Principal, service: str, version: str, weight: float
+    ) -> Rollout:
         _admin_only(who)
         check_rollout(service, version, weight)
         rollout = Rollout(service, version, weight, iso(self._clock.now()))

@@ -8,21 +8,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-
 from nimbus.api.apikeys import KeyIssuer
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.logs import LogLine, LogsApi
 from nimbus.api.metrics import MetricsApi, MinuteMetrics
 from nimbus.api.usage import Usage, UsageApi, gb_seconds
-from nimbus.api.versions import VersionsApi
 from nimbus.api.v1 import functions_pb2 as pb
 from nimbus.api.v1 import functions_pb2_grpc
+from nimbus.api.versions import VersionsApi
 from nimbus.common.auth import KeyRecord, current_principal
 from nimbus.common.clock import iso
 from nimbus.common.errors import InvalidArgument, TooLarge
 from nimbus.common.model import AliasRecord, FunctionRecord, VersionRecord
 
-_OPTIONAL_INTS = ("memory_mb", "timeout_s", "max_concurrency", "min_instances", "keep_alive_s", "instance_concurrency")
+_OPTIONAL_INTS = (
+    "memory_mb",
+    "timeout_s",
+    "max_concurrency",
+    "min_instances",
+    "keep_alive_s",
+    "instance_concurrency",
+)
 
 
 def function_fields(record: FunctionRecord) -> dict[str, object]:
@@ -51,8 +57,16 @@ def function_fields(record: FunctionRecord) -> dict[str, object]:
 
 def version_as_function(record: VersionRecord) -> FunctionRecord:
     """A version shown as the function it snapshots (its config in API responses)."""
-    return FunctionRecord(record.namespace, record.name, record.config, record.code_sha256, record.code_size,
-                          record.created_at, record.created_at, record.revision)
+    return FunctionRecord(
+        record.namespace,
+        record.name,
+        record.config,
+        record.code_sha256,
+        record.code_size,
+        record.created_at,
+        record.created_at,
+        record.revision,
+    )
 
 
 def function_to_pb(record: FunctionRecord) -> pb.Function:
@@ -110,20 +124,34 @@ def minute_to_pb(m: MinuteMetrics) -> pb.MetricsBucket:
 
 def usage_to_pb(usage: Usage) -> pb.GetUsageResponse:
     rows = [
-        pb.UsageRow(namespace=usage.namespace, function=r.function, version=r.version, day=r.day,
-                    requests=r.requests, gb_seconds=r.gb_seconds, billed_mb_ms=r.mb_ms)
+        pb.UsageRow(
+            namespace=usage.namespace,
+            function=r.function,
+            version=r.version,
+            day=r.day,
+            requests=r.requests,
+            gb_seconds=r.gb_seconds,
+            billed_mb_ms=r.mb_ms,
+        )
         for r in usage.rows
     ]
     total = usage.total_mb_ms
     return pb.GetUsageResponse(
-        rows=rows, to=usage.last.isoformat(), total_requests=usage.total_requests,
-        total_gb_seconds=gb_seconds(total), total_billed_mb_ms=total, **{"from": usage.first.isoformat()},
+        rows=rows,
+        to=usage.last.isoformat(),
+        total_requests=usage.total_requests,
+        total_gb_seconds=gb_seconds(total),
+        total_billed_mb_ms=total,
+        **{"from": usage.first.isoformat()},
     )
 
 
 def log_line_to_pb(line: LogLine) -> pb.LogLine:
     return pb.LogLine(
-        timestamp=line.timestamp, request_id=line.request_id, stream=line.stream, message=line.message,
+        timestamp=line.timestamp,
+        request_id=line.request_id,
+        stream=line.stream,
+        message=line.message,
         version=line.version,
     )
 
@@ -153,8 +181,17 @@ def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
 
 
 class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
-    def __init__(self, functions: FunctionsApi, versions: VersionsApi, keys: KeyIssuer, max_zip_bytes: int,
-                 *, metrics: MetricsApi, usage: UsageApi, logs: LogsApi) -> None:
+    def __init__(
+        self,
+        functions: FunctionsApi,
+        versions: VersionsApi,
+        keys: KeyIssuer,
+        max_zip_bytes: int,
+        *,
+        metrics: MetricsApi,
+        usage: UsageApi,
+        logs: LogsApi,
+    ) -> None:
         self._functions = functions
         self._versions = versions
         self._keys = keys
@@ -163,41 +200,65 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         self._usage = usage
         self._logs = logs
 
-    async def CreateFunction(self, request: pb.CreateFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
-        record = await self._functions.create(current_principal(), request.name, create_fields(request), request.code.zip_base64)
-        return function_to_pb(record)
-
-    async def GetFunction(self, request: pb.GetFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
-        return function_to_pb(await self._functions.get(current_principal(), request.name))
-
-    async def ListFunctions(self, request: pb.ListFunctionsRequest, context: grpc.aio.ServicerContext) -> pb.ListFunctionsResponse:
-        records = await self._functions.list(current_principal())
-        return pb.ListFunctionsResponse(functions=[function_to_pb(r) for r in records])
-
-    async def UpdateFunction(self, request: pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
-        record = await self._functions.update_config(
-            current_principal(), request.name, update_changes(request), request.replace_env, request.expected_revision
+    async def CreateFunction(
+        self, request: pb.CreateFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Function:
+        record = await self._functions.create(
+            current_principal(), request.name, create_fields(request), request.code.zip_base64
         )
         return function_to_pb(record)
 
-    async def UpdateFunctionCode(self, request: pb.UpdateFunctionCodeRequest, context: grpc.aio.ServicerContext) -> pb.Function:
+    async def GetFunction(
+        self, request: pb.GetFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Function:
+        return function_to_pb(await self._functions.get(current_principal(), request.name))
+
+    async def ListFunctions(
+        self, request: pb.ListFunctionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFunctionsResponse:
+        records = await self._functions.list(current_principal())
+        return pb.ListFunctionsResponse(functions=[function_to_pb(r) for r in records])
+
+    async def UpdateFunction(
+        self, request: pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Function:
+        record = await self._functions.update_config(
+            current_principal(),
+            request.name,
+            update_changes(request),
+            request.replace_env,
+            request.expected_revision,
+        )
+        return function_to_pb(record)
+
+    async def UpdateFunctionCode(
+        self, request: pb.UpdateFunctionCodeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Function:
         record = await self._functions.update_code(
             current_principal(), request.name, request.code.zip_base64, request.expected_revision
         )
         return function_to_pb(record)
 
-    async def DeleteFunction(self, request: pb.DeleteFunctionRequest, context: grpc.aio.ServicerContext) -> pb.DeleteFunctionResponse:
+    async def DeleteFunction(
+        self, request: pb.DeleteFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteFunctionResponse:
         await self._functions.delete(current_principal(), request.name)
         return pb.DeleteFunctionResponse()
 
-    async def UploadCode(self, request_iterator: AsyncIterator[pb.UploadCodeRequest], context: grpc.aio.ServicerContext) -> pb.Function:
+    async def UploadCode(
+        self,
+        request_iterator: AsyncIterator[pb.UploadCodeRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> pb.Function:
         first: pb.UploadCodeRequest | None = None
         chunks: list[bytes] = []
         size = 0
         async for message in request_iterator:
             if first is None:
                 if not message.WhichOneof("target"):
-                    raise InvalidArgument("target: the first message must carry `create` or `update`")
+                    raise InvalidArgument(
+                        "target: the first message must carry `create` or `update`"
+                    )
                 first = message
             size += len(message.chunk)
             if size > self._max_zip_bytes:
@@ -208,69 +269,129 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         code = b"".join(chunks)
         who = current_principal()
         if first.WhichOneof("target") == "create":
-            record = await self._functions.create(who, first.create.name, create_fields(first.create), code)
+            record = await self._functions.create(
+                who, first.create.name, create_fields(first.create), code
+            )
         else:
-            record = await self._functions.update_code(who, first.update.name, code, first.update.expected_revision)
+            record = await self._functions.update_code(
+                who, first.update.name, code, first.update.expected_revision
+            )
         return function_to_pb(record)
 
-    async def PublishVersion(self, request: pb.PublishVersionRequest, context: grpc.aio.ServicerContext) -> pb.Version:
-        record = await self._versions.publish(current_principal(), request.name, request.description, request.expected_revision)
+    async def PublishVersion(
+        self, request: pb.PublishVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Version:
+        record = await self._versions.publish(
+            current_principal(), request.name, request.description, request.expected_revision
+        )
         return version_to_pb(record)
 
-    async def GetVersion(self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext) -> pb.Version:
-        return version_to_pb(await self._versions.get(current_principal(), request.name, request.version))
+    async def GetVersion(
+        self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Version:
+        return version_to_pb(
+            await self._versions.get(current_principal(), request.name, request.version)
+        )
 
-    async def ListVersions(self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext) -> pb.ListVersionsResponse:
+    async def ListVersions(
+        self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListVersionsResponse:
         versions = await self._versions.list(current_principal(), request.name)
         return pb.ListVersionsResponse(versions=[version_to_pb(v) for v in versions])
 
-    async def DeleteVersion(self, request: pb.DeleteVersionRequest, context: grpc.aio.ServicerContext) -> pb.DeleteVersionResponse:
+    async def DeleteVersion(
+        self, request: pb.DeleteVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteVersionResponse:
         await self._versions.delete(current_principal(), request.name, request.version)
         return pb.DeleteVersionResponse()
 
-    async def PutAlias(self, request: pb.PutAliasRequest, context: grpc.aio.ServicerContext) -> pb.Alias:
+    async def PutAlias(
+        self, request: pb.PutAliasRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Alias:
         alias = await self._versions.put_alias(
-            current_principal(), request.name, request.alias, request.version,
-            request.routing.version, request.routing.weight, request.description,
+            current_principal(),
+            request.name,
+            request.alias,
+            request.version,
+            request.routing.version,
+            request.routing.weight,
+            request.description,
         )
         return alias_to_pb(alias)
 
-    async def GetAlias(self, request: pb.GetAliasRequest, context: grpc.aio.ServicerContext) -> pb.Alias:
-        return alias_to_pb(await self._versions.get_alias(current_principal(), request.name, request.alias))
+    async def GetAlias(
+        self, request: pb.GetAliasRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Alias:
+        return alias_to_pb(
+            await self._versions.get_alias(current_principal(), request.name, request.alias)
+        )
 
-    async def ListAliases(self, request: pb.ListAliasesRequest, context: grpc.aio.ServicerContext) -> pb.ListAliasesResponse:
+    async def ListAliases(
+        self, request: pb.ListAliasesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAliasesResponse:
         aliases = await self._versions.list_aliases(current_principal(), request.name)
         return pb.ListAliasesResponse(aliases=[alias_to_pb(a) for a in aliases])
 
-    async def DeleteAlias(self, request: pb.DeleteAliasRequest, context: grpc.aio.ServicerContext) -> pb.DeleteAliasResponse:
+    async def DeleteAlias(
+        self, request: pb.DeleteAliasRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteAliasResponse:
         await self._versions.delete_alias(current_principal(), request.name, request.alias)
         return pb.DeleteAliasResponse()
 
-    async def GetMetrics(self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext) -> pb.GetMetricsResponse:
+    async def GetMetrics(
+        self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricsResponse:
         minutes = await self._metrics.get(current_principal(), request.name, request.minutes)
         return pb.GetMetricsResponse(buckets=[minute_to_pb(m) for m in minutes])
 
-    async def GetLogs(self, request: pb.GetLogsRequest, context: grpc.aio.ServicerContext) -> pb.GetLogsResponse:
+    async def GetLogs(
+        self, request: pb.GetLogsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetLogsResponse:
         lines, truncated = await self._logs.get(
-            current_principal(), request.name, request.request_id, request.since, request.until, request.limit
+            current_principal(),
+            request.name,
+            request.request_id,
+            request.since,
+            request.until,
+            request.limit,
         )
-        return pb.GetLogsResponse(lines=[log_line_to_pb(line) for line in lines], truncated=truncated)
+        return pb.GetLogsResponse(
+            lines=[log_line_to_pb(line) for line in lines], truncated=truncated
+        )
 
-    async def TailLogs(self, request: pb.TailLogsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.LogLine]:
-        async for line in self._logs.tail(current_principal(), request.name, request.request_id, request.since):
+    async def TailLogs(
+        self, request: pb.TailLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.LogLine]:
+        async for line in self._logs.tail(
+            current_principal(), request.name, request.request_id, request.since
+        ):
             yield log_line_to_pb(line)
 
-    async def GetUsage(self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext) -> pb.GetUsageResponse:
+    async def GetUsage(
+        self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUsageResponse:
         # `from` is a Python keyword, hence getattr.
-        return usage_to_pb(await self._usage.get(current_principal(), getattr(request, "from"), request.to))
+        return usage_to_pb(
+            await self._usage.get(current_principal(), getattr(request, "from"), request.to)
+        )
 
-    async def CreateKey(self, request: pb.CreateKeyRequest, context: grpc.aio.ServicerContext) -> pb.ApiKey:
-        issued = await self._keys.create(current_principal(), request.namespace, request.description, request.admin)
+    async def CreateKey(
+        self, request: pb.CreateKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ApiKey:
+        issued = await self._keys.create(
+            current_principal(), request.namespace, request.description, request.admin
+        )
         return key_to_pb(issued.record, issued.api_key)
 
-    async def ListKeys(self, request: pb.ListKeysRequest, context: grpc.aio.ServicerContext) -> pb.ListKeysResponse:
-        return pb.ListKeysResponse(keys=[key_to_pb(r) for r in await self._keys.list(current_principal())])
+    async def ListKeys(
+        self, request: pb.ListKeysRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListKeysResponse:
+        return pb.ListKeysResponse(
+            keys=[key_to_pb(r) for r in await self._keys.list(current_principal())]
+        )
 
-    async def RevokeKey(self, request: pb.RevokeKeyRequest, context: grpc.aio.ServicerContext) -> pb.RevokeKeyResponse:
+    async def RevokeKey(
+        self, request: pb.RevokeKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevokeKeyResponse:
         await self._keys.revoke(current_principal(), request.key_id)
         return pb.RevokeKeyResponse()

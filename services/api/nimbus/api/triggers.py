@@ -44,7 +44,9 @@ class TriggerStore(Protocol):
 
 def check_trigger_id(trigger_id: str) -> None:
     if not _TRIGGER_ID.fullmatch(trigger_id):
-        raise InvalidArgument(f"id: {trigger_id!r} is not a trigger id (as `nimbus trigger list` shows)")
+        raise InvalidArgument(
+            f"id: {trigger_id!r} is not a trigger id (as `nimbus trigger list` shows)"
+        )
 
 
 class TriggersApi:
@@ -53,7 +55,9 @@ class TriggersApi:
         self._store = store
         self._clock = clock
 
-    async def create(self, who: Principal, name: str, type_: str, schedule: str, subject: str, qualifier: str) -> TriggerRecord:
+    async def create(
+        self, who: Principal, name: str, type_: str, schedule: str, subject: str, qualifier: str
+    ) -> TriggerRecord:
         validation.check_name(name)
         kind = check_trigger(type_, schedule.strip(), subject.strip(), qualifier)
         trigger_id = HTTP_TRIGGER_ID if kind == TriggerType.HTTP else secrets.token_hex(6)
@@ -61,7 +65,9 @@ class TriggersApi:
             function = await self._functions.get(who.namespace, name)
             existing = await self._store.list(who.namespace, name)
             if len(existing) >= MAX_TRIGGERS_PER_FUNCTION:
-                raise InvalidArgument(f"triggers: function {name!r} already has {len(existing)}, the most it may have")
+                raise InvalidArgument(
+                    f"triggers: function {name!r} already has {len(existing)}, the most it may have"
+                )
             record = TriggerRecord(
                 trigger_id=trigger_id,
                 namespace=who.namespace,
@@ -82,7 +88,9 @@ class TriggersApi:
     async def list(self, who: Principal, name: str) -> list[TriggerRecord]:
         validation.check_name(name)
         await self._functions.get(who.namespace, name)
-        return sorted(await self._store.list(who.namespace, name), key=lambda t: (t.created_at, t.trigger_id))
+        return sorted(
+            await self._store.list(who.namespace, name), key=lambda t: (t.created_at, t.trigger_id)
+        )
 
     async def get(self, who: Principal, name: str, trigger_id: str) -> TriggerRecord:
         validation.check_name(name)

@@ -4,7 +4,6 @@ adapter of the other Functions RPCs (server.py)."""
 from __future__ import annotations
 
 import grpc
-
 from nimbus.api.server import FunctionsServicer
 from nimbus.api.triggers import TriggersApi
 from nimbus.api.v1 import functions_pb2 as pb
@@ -60,31 +59,52 @@ class FunctionsAndTriggersServicer(FunctionsServicer):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._triggers = triggers
 
-    async def CreateTrigger(self, request: pb.CreateTriggerRequest, context: grpc.aio.ServicerContext) -> pb.Trigger:
+    async def CreateTrigger(
+        self, request: pb.CreateTriggerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Trigger:
         record = await self._triggers.create(
-            current_principal(), request.name, request.type, request.schedule, request.subject, request.qualifier
+            current_principal(),
+            request.name,
+            request.type,
+            request.schedule,
+            request.subject,
+            request.qualifier,
         )
         return trigger_to_pb(record)
 
-    async def ListTriggers(self, request: pb.ListTriggersRequest, context: grpc.aio.ServicerContext) -> pb.ListTriggersResponse:
+    async def ListTriggers(
+        self, request: pb.ListTriggersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTriggersResponse:
         records = await self._triggers.list(current_principal(), request.name)
         return pb.ListTriggersResponse(triggers=[trigger_to_pb(r) for r in records])
 
-    async def GetTrigger(self, request: pb.GetTriggerRequest, context: grpc.aio.ServicerContext) -> pb.Trigger:
-        return trigger_to_pb(await self._triggers.get(current_principal(), request.name, request.id))
+    async def GetTrigger(
+        self, request: pb.GetTriggerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Trigger:
+        return trigger_to_pb(
+            await self._triggers.get(current_principal(), request.name, request.id)
+        )
 
-    async def DeleteTrigger(self, request: pb.DeleteTriggerRequest, context: grpc.aio.ServicerContext) -> pb.DeleteTriggerResponse:
+    async def DeleteTrigger(
+        self, request: pb.DeleteTriggerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteTriggerResponse:
         await self._triggers.delete(current_principal(), request.name, request.id)
         return pb.DeleteTriggerResponse()
 
-    async def PutEventInvokeConfig(self, request: pb.EventInvokeConfig, context: grpc.aio.ServicerContext) -> pb.EventInvokeConfig:
-        stored = await self._triggers.put_event_config(current_principal(), request.name, event_config_from_pb(request))
+    async def PutEventInvokeConfig(
+        self, request: pb.EventInvokeConfig, context: grpc.aio.ServicerContext
+    ) -> pb.EventInvokeConfig:
+        stored = await self._triggers.put_event_config(
+            current_principal(), request.name, event_config_from_pb(request)
+        )
         return event_config_to_pb(stored)
 
     async def GetEventInvokeConfig(
         self, request: pb.GetEventInvokeConfigRequest, context: grpc.aio.ServicerContext
     ) -> pb.EventInvokeConfig:
-        return event_config_to_pb(await self._triggers.get_event_config(current_principal(), request.name))
+        return event_config_to_pb(
+            await self._triggers.get_event_config(current_principal(), request.name)
+        )
 
     async def DeleteEventInvokeConfig(
         self, request: pb.DeleteEventInvokeConfigRequest, context: grpc.aio.ServicerContext

@@ -69,7 +69,9 @@ def day_range(first_text: str, last_text: str, today: date) -> tuple[date, date]
         raise InvalidArgument(f"to: {last} is before from {first}")
     days = (last - first).days + 1
     if days > MAX_DAYS:
-        raise InvalidArgument(f"from: the range {first}..{last} spans {days} days; at most {MAX_DAYS} at once")
+        raise InvalidArgument(
+            f"from: the range {first}..{last} spans {days} days; at most {MAX_DAYS} at once"
+        )
     return first, last
 
 

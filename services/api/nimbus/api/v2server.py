@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import grpc
-
 from nimbus.api import server as v1
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.listing import Listing
@@ -23,8 +22,13 @@ def function_to_pb(record: FunctionRecord) -> pb.Function:
 
 def version_to_pb(record: VersionRecord) -> pb.Version:
     config = function_to_pb(v1.version_as_function(record))
-    return pb.Version(version=record.version, description=record.description, code_sha256=record.code_sha256,
-                      config=config, created_at=record.created_at)
+    return pb.Version(
+        version=record.version,
+        description=record.description,
+        code_sha256=record.code_sha256,
+        config=config,
+        created_at=record.created_at,
+    )
 
 
 def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
@@ -53,27 +57,53 @@ class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
         self._functions = functions
         self._listing = listing
 
-    async def CreateFunction(self, request: pb.CreateFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
-        record = await self._functions.create(current_principal(), request.name, create_fields(request), request.code.zip_base64)
-        return function_to_pb(record)
-
-    async def GetFunction(self, request: pb.GetFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
-        return function_to_pb(await self._functions.get(current_principal(), request.name))
-
-    async def ListFunctions(self, request: pb.ListFunctionsRequest, context: grpc.aio.ServicerContext) -> pb.ListFunctionsResponse:
-        page = await self._listing.functions(current_principal(), request.page_size, request.page_token, tag_filter(request.tag))
-        return pb.ListFunctionsResponse(functions=[function_to_pb(r) for r in page.items], next_page_token=page.next_token)
-
-    async def UpdateFunction(self, request: pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext) -> pb.Function:
-        record = await self._functions.update_config(
-            current_principal(), request.name, update_changes(request), request.replace_env, request.expected_revision
+    async def CreateFunction(
+        self, request: pb.CreateFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Function:
+        record = await self._functions.create(
+            current_principal(), request.name, create_fields(request), request.code.zip_base64
         )
         return function_to_pb(record)
 
-    async def DeleteFunction(self, request: pb.DeleteFunctionRequest, context: grpc.aio.ServicerContext) -> pb.DeleteFunctionResponse:
+    async def GetFunction(
+        self, request: pb.GetFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Function:
+        return function_to_pb(await self._functions.get(current_principal(), request.name))
+
+    async def ListFunctions(
+        self, request: pb.ListFunctionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFunctionsResponse:
+        page = await self._listing.functions(
+            current_principal(), request.page_size, request.page_token, tag_filter(request.tag)
+        )
+        return pb.ListFunctionsResponse(
+            functions=[function_to_pb(r) for r in page.items], next_page_token=page.next_token
+        )
+
+    async def UpdateFunction(
+        self, request: pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Function:
+        record = await self._functions.update_config(
+            current_principal(),
+            request.name,
+            update_changes(request),
+            request.replace_env,
+            request.expected_revision,
+        )
+        return function_to_pb(record)
+
+    async def DeleteFunction(
+        self, request: pb.DeleteFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteFunctionResponse:
         await self._functions.delete(current_principal(), request.name)
         return pb.DeleteFunctionResponse()
 
-    async def ListVersions(self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext) -> pb.ListVersionsResponse:
-        page = await self._listing.versions(current_principal(), request.name, request.page_size, request.page_token)
-        return pb.ListVersionsResponse(versions=[version_to_pb(v) for v in page.items], next_page_token=page.next_token)
+    async def ListVersions(
+        self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListVersionsResponse:
+        page = await self._listing.versions(
+            current_principal(), request.name, request.page_size, request.page_token
+        )
+        return pb.ListVersionsResponse(
+            versions=[version_to_pb(v) for v in page.items], next_page_token=page.next_token
+        )

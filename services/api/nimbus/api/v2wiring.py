@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-
 from nimbus.api.adminserver import AdminServicer
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.listing import Listing
@@ -17,6 +16,12 @@ from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd
 
 
-def add_v2(server: grpc.aio.Server, functions: FunctionsApi, versions: VersionsApi, etcd: Etcd) -> None:
-    functions_v2_pb2_grpc.add_FunctionsServicer_to_server(FunctionsV2Servicer(functions, Listing(functions, versions)), server)
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(AdminApi(EtcdRegistryStore(etcd), SystemClock())), server)
+def add_v2(
+    server: grpc.aio.Server, functions: FunctionsApi, versions: VersionsApi, etcd: Etcd
+) -> None:
+    functions_v2_pb2_grpc.add_FunctionsServicer_to_server(
+        FunctionsV2Servicer(functions, Listing(functions, versions)), server
+    )
+    admin_pb2_grpc.add_AdminServicer_to_server(
+        AdminServicer(AdminApi(EtcdRegistryStore(etcd), SystemClock())), server
+    )

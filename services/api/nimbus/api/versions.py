@@ -10,12 +10,21 @@ from nimbus.common.model import AliasRecord, VersionRecord
 
 
 class VersionBackend(Protocol):
-    async def publish(self, namespace: str, name: str, description: str, expected_revision: int) -> VersionRecord: ...
+    async def publish(
+        self, namespace: str, name: str, description: str, expected_revision: int
+    ) -> VersionRecord: ...
     async def get_version(self, namespace: str, name: str, version: str) -> VersionRecord: ...
     async def list_versions(self, namespace: str, name: str) -> list[VersionRecord]: ...
     async def delete_version(self, namespace: str, name: str, version: str) -> None: ...
     async def put_alias(
-        self, namespace: str, name: str, alias: str, version: str, routing_version: str, weight: float, description: str
+        self,
+        namespace: str,
+        name: str,
+        alias: str,
+        version: str,
+        routing_version: str,
+        weight: float,
+        description: str,
     ) -> AliasRecord: ...
     async def get_alias(self, namespace: str, name: str, alias: str) -> AliasRecord: ...
     async def list_aliases(self, namespace: str, name: str) -> list[AliasRecord]: ...
@@ -26,7 +35,9 @@ class VersionsApi:
     def __init__(self, backend: VersionBackend) -> None:
         self._backend = backend
 
-    async def publish(self, who: Principal, name: str, description: str, expected_revision: int) -> VersionRecord:
+    async def publish(
+        self, who: Principal, name: str, description: str, expected_revision: int
+    ) -> VersionRecord:
         validation.check_name(name)
         return await self._backend.publish(who.namespace, name, description, expected_revision)
 
@@ -43,10 +54,19 @@ class VersionsApi:
         await self._backend.delete_version(who.namespace, name, version)
 
     async def put_alias(
-        self, who: Principal, name: str, alias: str, version: str, routing_version: str, weight: float, description: str
+        self,
+        who: Principal,
+        name: str,
+        alias: str,
+        version: str,
+        routing_version: str,
+        weight: float,
+        description: str,
     ) -> AliasRecord:
         validation.check_name(name)
-        return await self._backend.put_alias(who.namespace, name, alias, version, routing_version, weight, description)
+        return await self._backend.put_alias(
+            who.namespace, name, alias, version, routing_version, weight, description
+        )
 
     async def get_alias(self, who: Principal, name: str, alias: str) -> AliasRecord:
         validation.check_name(name)

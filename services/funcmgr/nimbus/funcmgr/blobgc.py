@@ -15,7 +15,9 @@ from nimbus.funcmgr.stores.blobs import BlobStore
 log = logging.getLogger(__name__)
 
 
-def collectable(blobs: Mapping[str, float], referenced: Iterable[str], now: float, grace_s: float) -> list[str]:
+def collectable(
+    blobs: Mapping[str, float], referenced: Iterable[str], now: float, grace_s: float
+) -> list[str]:
     """Unreferenced blobs older than the grace period. The grace covers an upload whose record is
     not written yet (the blob is stored first, then the record that names it)."""
     keep = set(referenced)
@@ -23,7 +25,9 @@ def collectable(blobs: Mapping[str, float], referenced: Iterable[str], now: floa
 
 
 class BlobCollector:
-    def __init__(self, etcd: Etcd, blobs: BlobStore, clock: Clock, period_s: float, grace_s: float) -> None:
+    def __init__(
+        self, etcd: Etcd, blobs: BlobStore, clock: Clock, period_s: float, grace_s: float
+    ) -> None:
         self._etcd = etcd
         self._blobs = blobs
         self._clock = clock

@@ -31,13 +31,17 @@ class CodeStore(Protocol):
 
 
 class FunctionManager:
-    def __init__(self, store: FunctionStore, code: CodeStore, limits: PackageLimits, clock: Clock) -> None:
+    def __init__(
+        self, store: FunctionStore, code: CodeStore, limits: PackageLimits, clock: Clock
+    ) -> None:
         self._store = store
         self._code = code
         self._limits = limits
         self._clock = clock
 
-    async def create(self, namespace: str, name: str, config: FunctionConfig, code_zip: bytes) -> FunctionRecord:
+    async def create(
+        self, namespace: str, name: str, config: FunctionConfig, code_zip: bytes
+    ) -> FunctionRecord:
         check_name(name)
         check_config(config)
         check_package(code_zip, config.runtime, config.handler, self._limits)
@@ -88,7 +92,9 @@ class FunctionManager:
     async def _backoff(self) -> None:
         await self._clock.sleep(random.uniform(0.0, 0.01))
 
-    async def update_code(self, namespace: str, name: str, code_zip: bytes, expected_revision: int) -> FunctionRecord:
+    async def update_code(
+        self, namespace: str, name: str, code_zip: bytes, expected_revision: int
+    ) -> FunctionRecord:
         for _ in range(_UPDATE_ATTEMPTS):
             current = await self.get(namespace, name)
             self._check_revision(current, expected_revision)

@@ -6,10 +6,10 @@ import os
 
 from nimbus.common import logs
 from nimbus.common.clock import SystemClock
-from nimbus.funcmgr.blobgc import BlobCollector
 from nimbus.common.etcd import Etcd
 from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
 from nimbus.common.service import new_server, serve
+from nimbus.funcmgr.blobgc import BlobCollector
 from nimbus.funcmgr.config import FuncMgrConfig
 from nimbus.funcmgr.functions import FunctionManager
 from nimbus.funcmgr.package import PackageLimits
@@ -27,11 +27,15 @@ async def main() -> None:
     blobs = BlobStore(cfg.code_dir)
     store = EtcdFunctionStore(etcd)
     clock = SystemClock()
-    core = FunctionManager(store, blobs, PackageLimits(cfg.max_zip_bytes, cfg.max_unzipped_bytes), clock)
+    core = FunctionManager(
+        store, blobs, PackageLimits(cfg.max_zip_bytes, cfg.max_unzipped_bytes), clock
+    )
     versions = VersionManager(store, clock)
     collector = BlobCollector(etcd, blobs, clock, cfg.blob_gc_s, cfg.blob_gc_grace_s)
     server, health = new_server([TelemetryInterceptor(), ErrorInterceptor()])
-    funcmgr_pb2_grpc.add_FunctionManagerServicer_to_server(FunctionManagerServicer(core, versions, blobs), server)
+    funcmgr_pb2_grpc.add_FunctionManagerServicer_to_server(
+        FunctionManagerServicer(core, versions, blobs), server
+    )
     await serve(
         name="funcmgr",
         server=server,

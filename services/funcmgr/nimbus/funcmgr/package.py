@@ -44,15 +44,25 @@ def check_package(zip_bytes: bytes, runtime: str, handler: str, limits: PackageL
     with archive:
         infos = archive.infolist()
         if len(infos) > MAX_ENTRIES:
-            raise InvalidArgument(f"code.zip_base64: {len(infos)} entries, over the limit of {MAX_ENTRIES}")
+            raise InvalidArgument(
+                f"code.zip_base64: {len(infos)} entries, over the limit of {MAX_ENTRIES}"
+            )
         total = 0
         names = set()
         for info in infos:
             name = info.filename
-            if name.startswith("/") or "\\" in name or any(part == ".." for part in name.split("/")):
-                raise InvalidArgument(f"code.zip_base64: entry {name!r} has an absolute or '..' path")
+            if (
+                name.startswith("/")
+                or "\\" in name
+                or any(part == ".." for part in name.split("/"))
+            ):
+                raise InvalidArgument(
+                    f"code.zip_base64: entry {name!r} has an absolute or '..' path"
+                )
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise InvalidArgument(f"code.zip_base64: entry {name!r} is a symlink, which is not allowed")
+                raise InvalidArgument(
+                    f"code.zip_base64: entry {name!r} is a symlink, which is not allowed"
+                )
             total += info.file_size
             names.add(name)
         if total > limits.max_unzipped_bytes:

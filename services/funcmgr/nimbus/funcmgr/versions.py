@@ -24,19 +24,31 @@ _VERSION = re.compile(r"[1-9]\d{0,9}")
 class VersionStore(Protocol):
     async def get(self, namespace: str, name: str) -> FunctionRecord | None: ...
     async def meta(self, namespace: str, name: str) -> FunctionMeta: ...
-    async def get_version(self, namespace: str, name: str, version: str) -> VersionRecord | None: ...
+    async def get_version(
+        self, namespace: str, name: str, version: str
+    ) -> VersionRecord | None: ...
     async def list_versions(self, namespace: str, name: str) -> list[VersionRecord]: ...
-    async def add_version(self, record: FunctionRecord, meta: FunctionMeta, version: VersionRecord) -> int | None: ...
-    async def delete_version(self, namespace: str, name: str, version: str, meta: FunctionMeta) -> bool: ...
+    async def add_version(
+        self, record: FunctionRecord, meta: FunctionMeta, version: VersionRecord
+    ) -> int | None: ...
+    async def delete_version(
+        self, namespace: str, name: str, version: str, meta: FunctionMeta
+    ) -> bool: ...
     async def get_alias(self, namespace: str, name: str, alias: str) -> AliasRecord | None: ...
     async def list_aliases(self, namespace: str, name: str) -> list[AliasRecord]: ...
-    async def put_alias(self, alias: AliasRecord, meta: FunctionMeta, versions: list[VersionRecord]) -> int | None: ...
-    async def delete_alias(self, namespace: str, name: str, alias: str, meta: FunctionMeta) -> bool: ...
+    async def put_alias(
+        self, alias: AliasRecord, meta: FunctionMeta, versions: list[VersionRecord]
+    ) -> int | None: ...
+    async def delete_alias(
+        self, namespace: str, name: str, alias: str, meta: FunctionMeta
+    ) -> bool: ...
 
 
 def check_version_number(version: str) -> None:
     if not _VERSION.fullmatch(version):
-        raise InvalidArgument(f"version: {version!r} must be a published version number such as '1'")
+        raise InvalidArgument(
+            f"version: {version!r} must be a published version number such as '1'"
+        )
 
 
 def check_alias_name(alias: str) -> None:
@@ -71,22 +83,38 @@ class VersionManager:
             raise NotFound(f"function {name!r} not found")
         return record
 
-    async def publish(self, namespace: str, name: str, description: str, expected_revision: int) -> VersionRecord:
+    async def publish(
+        self, namespace: str, name: str, description: str, expected_revision: int
+    ) -> VersionRecord:
         if len(description) > 256:
-            raise InvalidArgument(f"description: {len(description)} characters, over the limit of 256")
+            raise InvalidArgument(
+                f"description: {len(description)} characters, over the limit of 256"
+            )
         for _ in range(_ATTEMPTS):
             record = await self._function(namespace, name)
             if expected_revision and record.revision != expected_revision:
-                raise Conflict(f"function {name!r} is at revision {record.revision}, not the expected {expected_revision}")
+                raise Conflict(
+                    f"function {name!r} is at revision {record.revision}, not the expected {expected_revision}"
+                )
             meta = await self._store.meta(namespace, name)
             if meta.last_version:
                 last = await self._store.get_version(namespace, name, str(meta.last_version))
                 # As Lambda does: publishing an unchanged $LATEST returns the latest version.
-                if last is not None and last.code_sha256 == record.code_sha256 and last.config == record.config:
+                if (
+                    last is not None
+                    and last.code_sha256 == record.code_sha256
+                    and last.config == record.config
+                ):
                     return last
             version = VersionRecord(
-                namespace, name, str(meta.last_version + 1), description, record.config,
-                record.code_sha256, record.code_size, iso(self._clock.now()),
+                namespace,
+                name,
+                str(meta.last_version + 1),
+                description,
+                record.config,
+                record.code_sha256,
+                record.code_size,
+                iso(self._clock.now()),
             )
             revision = await self._store.add_version(record, meta, version)
             if revision is not None:
@@ -105,30 +133,45 @@ class VersionManager:
 
     async def list(self, namespace: str, name: str) -> list[VersionRecord]:
         await self._function(namespace, name)
-        return sorted(await self._store.list_versions(namespace, name), key=lambda v: int(v.version))
+        return sorted(
+            await self._store.list_versions(namespace, name), key=lambda v: int(v.version)
+        )
 
     async def delete(self, namespace: str, name: str, version: str) -> None:
         await self.get(namespace, name, version)
         for _ in range(_ATTEMPTS):
             meta = await self._store.meta(namespace, name)
             users = [
-                a.alias for a in await self._store.list_aliases(namespace, name) if version in (a.version, a.routing_version)
+                a.alias
+                for a in await self._store.list_aliases(namespace, name)
+                if version in (a.version, a.routing_version)
             ]
             if users:
-                raise Conflict(f"version {version} is used by alias(es) {', '.join(sorted(users))}; move them first")
+                raise Conflict(
+                    f"version {version} is used by alias(es) {', '.join(sorted(users))}; move them first"
+                )
             if await self._store.delete_version(namespace, name, version, meta):
                 return
         raise Conflict(f"function {name!r} changed while deleting version {version}; retry")
 
     async def put_alias(
-        self, namespace: str, name: str, alias: str, version: str, routing_version: str, weight: float, description: str
+        self,
+        namespace: str,
+        name: str,
+        alias: str,
+        version: str,
+        routing_version: str,
+        weight: float,
+        description: str,
     ) -> AliasRecord:
         check_alias_name(alias)
         if version != LATEST:
             check_version_number(version)
         check_routing(version, routing_version, weight)
         if len(description) > 256:
-            raise InvalidArgument(f"description: {len(description)} characters, over the limit of 256")
+            raise InvalidArgument(
+                f"description: {len(description)} characters, over the limit of 256"
+            )
         await self._function(namespace, name)
         for _ in range(_ATTEMPTS):
             meta = await self._store.meta(namespace, name)
@@ -139,7 +182,15 @@ class VersionManager:
                     if found is None:
                         raise NotFound(f"version {v!r} of function {name!r} not found")
                     targets.append(found)
-            record = AliasRecord(namespace, name, alias, version, routing_version, weight if routing_version else 0.0, description)
+            record = AliasRecord(
+                namespace,
+                name,
+                alias,
+                version,
+                routing_version,
+                weight if routing_version else 0.0,
+                description,
+            )
             revision = await self._store.put_alias(record, meta, targets)
             if revision is not None:
                 return dataclasses.replace(record, revision=revision)

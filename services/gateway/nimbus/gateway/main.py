@@ -21,11 +21,17 @@ async def main() -> None:
     logs.setup(cfg.common.replica, cfg.common.log_level)
     out = XdsDirectory(cfg.xds_dir)
     # Envoy cannot start without its xDS files: write empty ones unless some are there already.
-    out.write({name: data for name, data in xds.seed_files().items() if not (cfg.xds_dir / name).exists()})
+    out.write(
+        {name: data for name, data in xds.seed_files().items() if not (cfg.xds_dir / name).exists()}
+    )
     etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
-    endpoints = WatchCache(etcd, keys.registry_prefix(), lambda kv: ServiceEndpoint.from_json(kv.value))
+    endpoints = WatchCache(
+        etcd, keys.registry_prefix(), lambda kv: ServiceEndpoint.from_json(kv.value)
+    )
     rollouts = WatchCache(etcd, keys.rollouts_prefix(), lambda kv: Rollout.from_json(kv.value))
-    sync = GatewaySync(endpoints, rollouts, out, SystemClock(), debounce_s=cfg.debounce_s, resync_s=cfg.resync_s)
+    sync = GatewaySync(
+        endpoints, rollouts, out, SystemClock(), debounce_s=cfg.debounce_s, resync_s=cfg.resync_s
+    )
     server, health = new_server([TelemetryInterceptor(), ErrorInterceptor()])
 
     await serve(

@@ -30,8 +30,16 @@ class FileSink(Protocol):
 
 
 class GatewaySync:
-    def __init__(self, endpoints: Watched, rollouts: Watched, sink: FileSink, clock: Clock, *,
-                 debounce_s: float = 0.02, resync_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        endpoints: Watched,
+        rollouts: Watched,
+        sink: FileSink,
+        clock: Clock,
+        *,
+        debounce_s: float = 0.02,
+        resync_s: float = 5.0,
+    ) -> None:
         self._endpoints = endpoints
         self._rollouts = rollouts
         self._sink = sink
@@ -55,10 +63,20 @@ class GatewaySync:
         written = self._sink.write(xds.files(snapshot))
         self.last_success = self._clock.now()
         if written:
-            log.info("xds updated", extra={"fields": {
-                "files": written,
-                "endpoints": {c: [e.replica for e in eps] for c, eps in snapshot.endpoints.items() if eps},
-                "took_ms": round((time.perf_counter() - started) * 1000, 2)}})
+            log.info(
+                "xds updated",
+                extra={
+                    "fields": {
+                        "files": written,
+                        "endpoints": {
+                            c: [e.replica for e in eps]
+                            for c, eps in snapshot.endpoints.items()
+                            if eps
+                        },
+                        "took_ms": round((time.perf_counter() - started) * 1000, 2),
+                    }
+                },
+            )
         return written
 
     async def run(self) -> None:

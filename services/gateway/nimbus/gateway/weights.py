@@ -18,8 +18,12 @@ from nimbus.common.registry import Rollout
 TOTAL = 1000
 
 
-def shares(clusters: Sequence[str], replicas: Mapping[str, int], rollout: Rollout | None,
-           release_of: Mapping[str, str]) -> dict[str, float]:
+def shares(
+    clusters: Sequence[str],
+    replicas: Mapping[str, int],
+    rollout: Rollout | None,
+    release_of: Mapping[str, str],
+) -> dict[str, float]:
     """Fractions (summing to 1) of a route's calls per cluster. `clusters` lists the route's
     candidate clusters oldest release first; `release_of` maps a cluster to its release."""
     live = [c for c in clusters if replicas.get(c, 0) > 0]
@@ -41,7 +45,9 @@ def shares(clusters: Sequence[str], replicas: Mapping[str, int], rollout: Rollou
     return out
 
 
-def _spread(out: dict[str, float], clusters: Sequence[str], replicas: Mapping[str, int], amount: float) -> None:
+def _spread(
+    out: dict[str, float], clusters: Sequence[str], replicas: Mapping[str, int], amount: float
+) -> None:
     total = sum(replicas[c] for c in clusters)
     for c in clusters:
         out[c] += amount * replicas[c] / total
@@ -61,7 +67,7 @@ def integer_weights(fractions: Mapping[str, float], total: int = TOTAL) -> dict[
         if raw[n] > 0 and out[n] == 0:
             out[n] = 1
     left = total - sum(out.values())
-    by_remainder = sorted(names, key=lambda n: (exact[n] - int(exact[n])), reverse=True)
+    by_remainder = sorted(names, key=lambda n: exact[n] - int(exact[n]), reverse=True)
     i = 0
     while left > 0 and by_remainder:
         n = by_remainder[i % len(by_remainder)]

@@ -71,7 +71,11 @@ def route_specs(services: Iterable[str] = ROUTED_SERVICES) -> list[RouteSpec]:
     specs = []
     for service in services:
         for i, version in enumerate(API_RELEASES):
-            specs.append(RouteSpec(service, version, tuple(cluster_name(service, r) for r in API_RELEASES[i:])))
+            specs.append(
+                RouteSpec(
+                    service, version, tuple(cluster_name(service, r) for r in API_RELEASES[i:])
+                )
+            )
     return specs
 
 
@@ -83,8 +87,11 @@ class Snapshot:
     weights: dict[str, int]
 
 
-def build(records: Iterable[ServiceEndpoint], rollouts: Mapping[str, Rollout],
-          services: Iterable[str] = ROUTED_SERVICES) -> Snapshot:
+def build(
+    records: Iterable[ServiceEndpoint],
+    rollouts: Mapping[str, Rollout],
+    services: Iterable[str] = ROUTED_SERVICES,
+) -> Snapshot:
     services = tuple(services)
     by_cluster: dict[str, list[ServiceEndpoint]] = {c: [] for c in all_clusters(services)}
     for record in records:
@@ -94,7 +101,9 @@ def build(records: Iterable[ServiceEndpoint], rollouts: Mapping[str, Rollout],
         for http_cluster, service in HTTP_CLUSTERS.items():
             if record.service == service and record.http_address:
                 by_cluster[http_cluster].append(replace(record, address=record.http_address))
-    endpoints = {c: tuple(sorted(eps, key=lambda e: (e.replica, e.address))) for c, eps in by_cluster.items()}
+    endpoints = {
+        c: tuple(sorted(eps, key=lambda e: (e.replica, e.address))) for c, eps in by_cluster.items()
+    }
     counts = {c: len(eps) for c, eps in endpoints.items() if c not in HTTP_CLUSTERS}
     release_of = {cluster_name(s, r): r for s in services for r in API_RELEASES}
     weights: dict[str, int] = {}
@@ -132,12 +141,18 @@ def discovery_response(resource: Mapping[str, object]) -> bytes:
     """One resource as a DiscoveryResponse; version_info is the hash of the resource."""
     body = json.dumps(resource, sort_keys=True)
     version = hashlib.sha256(body.encode()).hexdigest()[:16]
-    return (json.dumps({"version_info": version, "resources": [resource]}, sort_keys=True, indent=1) + "\n").encode()
+    return (
+        json.dumps({"version_info": version, "resources": [resource]}, sort_keys=True, indent=1)
+        + "\n"
+    ).encode()
 
 
 def files(snapshot: Snapshot) -> dict[str, bytes]:
     """Every xDS file by name."""
-    out = {eds_file(c): discovery_response(eds_resource(c, eps)) for c, eps in snapshot.endpoints.items()}
+    out = {
+        eds_file(c): discovery_response(eds_resource(c, eps))
+        for c, eps in snapshot.endpoints.items()
+    }
     out[RTDS_FILE] = discovery_response(rtds_resource(snapshot.weights))
     return out
 

@@ -51,7 +51,14 @@ class StoredMessage(Protocol):
 
 
 class EventLog(Protocol):
-    async def publish(self, subject: str, data: bytes, headers: dict[str, str], msg_id: str, timeout_s: float = ...) -> Stored: ...
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str],
+        msg_id: str,
+        timeout_s: float = ...,
+    ) -> Stored: ...
     async def next_dead_letter(self, subject: str, from_seq: int) -> StoredMessage | None: ...
     async def delete_dead_letter(self, seq: int) -> None: ...
 
@@ -63,19 +70,29 @@ class Accepted:
 
 
 class AsyncInvocations:
-    def __init__(self, functions: FunctionLookup, log_: EventLog, records: RecordStore, clock: Clock,
-                 max_event_bytes: int) -> None:
+    def __init__(
+        self,
+        functions: FunctionLookup,
+        log_: EventLog,
+        records: RecordStore,
+        clock: Clock,
+        max_event_bytes: int,
+    ) -> None:
         self._functions = functions
         self._log = log_
         self._records = records
         self._clock = clock
         self._max_event_bytes = max_event_bytes
 
-    async def submit(self, who: Principal, name: str, qualifier: str, payload: bytes, idempotency_key: str = "") -> str:
+    async def submit(
+        self, who: Principal, name: str, qualifier: str, payload: bytes, idempotency_key: str = ""
+    ) -> str:
         check_name(name)
         check_qualifier(qualifier)
         if len(payload) > self._max_event_bytes:
-            raise TooLarge(f"body: the event is {len(payload)} bytes, over the async limit of {self._max_event_bytes}")
+            raise TooLarge(
+                f"body: the event is {len(payload)} bytes, over the async limit of {self._max_event_bytes}"
+            )
         payload = check_event(payload)
         if idempotency_key:
             envelope.check_idempotency_key(idempotency_key)
@@ -87,14 +104,22 @@ class AsyncInvocations:
             invocation_id = envelope.derived_id("key", who.namespace, name, idempotency_key)
         else:
             invocation_id = envelope.new_id()
-        accepted = await self.enqueue(who.namespace, name, qualifier, payload, invocation_id, invocation_id, "api")
+        accepted = await self.enqueue(
+            who.namespace, name, qualifier, payload, invocation_id, invocation_id, "api"
+        )
         return accepted.invocation_id
 
     async def _check_qualifier(self, record: FunctionRecord, qualifier: str) -> None:
         ns, name = record.namespace, record.name
 
         def attempt() -> None:
-            resolve(record, qualifier, self._functions.version_of(ns, name), self._functions.alias_of(ns, name), 0.0)
+            resolve(
+                record,
+                qualifier,
+                self._functions.version_of(ns, name),
+                self._functions.alias_of(ns, name),
+                0.0,
+            )
 
         try:
             attempt()
@@ -102,21 +127,34 @@ class AsyncInvocations:
             await self._functions.prefetch(ns, name, qualifier)
             attempt()
 
-    async def enqueue(self, namespace: str, name: str, qualifier: str, payload: bytes, invocation_id: str, msg_id: str,
-                      source: str) -> Accepted:
+    async def enqueue(
+        self,
+        namespace: str,
+        name: str,
+        qualifier: str,
+        payload: bytes,
+        invocation_id: str,
+        msg_id: str,
+        source: str,
+    ) -> Accepted:
         """Stores one event (no checks: callers have made them) and writes its QUEUED record."""
         now = self._clock.now()
         headers = envelope.event_headers(invocation_id, namespace, name, qualifier, now, source)
         # The consumer continues this trace from the message's traceparent, on every delivery.
         with tracing.span("async.publish", tracing.SpanKind.PRODUCER):
             tracing.inject(headers)
-            stored = await self._log.publish(envelope.event_subject(namespace, name), payload, headers, msg_id)
+            stored = await self._log.publish(
+                envelope.event_subject(namespace, name), payload, headers, msg_id
+            )
         if not stored.duplicate:
             ref = EventRef(invocation_id, namespace, name, qualifier, now, stored.seq)
             try:
                 await self._records.create(ref, now)
             except Unavailable as err:
-                log.warning("event stored, record not written", extra={"fields": {"invocation_id": invocation_id, "error": err.message}})
+                log.warning(
+                    "event stored, record not written",
+                    extra={"fields": {"invocation_id": invocation_id, "error": err.message}},
+                )
         return Accepted(invocation_id, stored.duplicate)
 
     async def get(self, who: Principal, invocation_id: str) -> InvocationRecord:
@@ -139,13 +177,20 @@ class AsyncInvocations:
             try:
                 out.append(DeadLetter.from_json(msg.data, msg.seq))
             except (ValueError, KeyError) as err:
-                log.warning("unreadable dead letter skipped", extra={"fields": {"seq": msg.seq, "error": str(err)}})
+                log.warning(
+                    "unreadable dead letter skipped",
+                    extra={"fields": {"seq": msg.seq, "error": str(err)}},
+                )
         return out
 
-    async def dead_letters(self, who: Principal, name: str, limit: int) -> tuple[list[DeadLetter], bool]:
+    async def dead_letters(
+        self, who: Principal, name: str, limit: int
+    ) -> tuple[list[DeadLetter], bool]:
         check_name(name)
         if limit < 0 or limit > MAX_DLQ_LIMIT:
-            raise InvalidArgument(f"limit: {limit} is out of range; it must be between 0 and {MAX_DLQ_LIMIT}")
+            raise InvalidArgument(
+                f"limit: {limit} is out of range; it must be between 0 and {MAX_DLQ_LIMIT}"
+            )
         limit = limit or DEFAULT_DLQ_LIMIT
         found = await self._scan(who.namespace, name, limit + 1)
         return found[:limit], len(found) > limit
@@ -165,18 +210,28 @@ class AsyncInvocations:
             letters = [dl for dl in letters if dl.invocation_id in wanted]
             missing = wanted - {dl.invocation_id for dl in letters}
             if missing:
-                raise NotFound(f"no dead letter of {name!r} with invocation id {', '.join(sorted(missing))}")
+                raise NotFound(
+                    f"no dead letter of {name!r} with invocation id {', '.join(sorted(missing))}"
+                )
         replayed: list[str] = []
         for letter in letters:
             await self.enqueue(
-                who.namespace, name, letter.qualifier, letter.event, letter.invocation_id, f"replay:{letter.seq}", "replay"
+                who.namespace,
+                name,
+                letter.qualifier,
+                letter.event,
+                letter.invocation_id,
+                f"replay:{letter.seq}",
+                "replay",
             )
             await self._log.delete_dead_letter(letter.seq)
             replayed.append(letter.invocation_id)
         return replayed
 
 
-def dead_letter_of(ref: EventRef, event: bytes, error: bytes, attempts: int, reason: str, now: float) -> DeadLetter:
+def dead_letter_of(
+    ref: EventRef, event: bytes, error: bytes, attempts: int, reason: str, now: float
+) -> DeadLetter:
     return DeadLetter(
         invocation_id=ref.invocation_id,
         namespace=ref.namespace,
@@ -189,4 +244,3 @@ def dead_letter_of(ref: EventRef, event: bytes, error: bytes, attempts: int, rea
         failed_at=iso(now),
         reason=reason,
     )
-

@@ -4,7 +4,6 @@ ListDeadLetters, ReplayDeadLetters. It extends the sync adapter (server.py) with
 from __future__ import annotations
 
 import grpc
-
 from nimbus.api.v1 import invocations_pb2 as pb
 from nimbus.common import tracing
 from nimbus.common.auth import current_principal
@@ -14,7 +13,6 @@ from nimbus.invoker.invoke import Invoker
 from nimbus.invoker.records import InvocationRecord
 from nimbus.invoker.replyheaders import IDEMPOTENCY_HEADER
 from nimbus.invoker.server import InvocationsServicer
-
 
 
 def _metadata(context: grpc.aio.ServicerContext, name: str) -> str:
@@ -59,21 +57,37 @@ class AsyncInvocationsServicer(InvocationsServicer):
         super().__init__(invoker)
         self._async = async_invocations
 
-    async def InvokeAsync(self, request: pb.InvokeAsyncRequest, context: grpc.aio.ServicerContext) -> pb.InvokeAsyncResponse:
+    async def InvokeAsync(
+        self, request: pb.InvokeAsyncRequest, context: grpc.aio.ServicerContext
+    ) -> pb.InvokeAsyncResponse:
         key = _metadata(context, IDEMPOTENCY_HEADER)
-        invocation_id = await self._async.submit(current_principal(), request.name, request.qualifier, request.body.data, key)
-        await context.send_initial_metadata(((tracing.TRACE_ID_HEADER, tracing.current_trace_id()),))
+        invocation_id = await self._async.submit(
+            current_principal(), request.name, request.qualifier, request.body.data, key
+        )
+        await context.send_initial_metadata(
+            ((tracing.TRACE_ID_HEADER, tracing.current_trace_id()),)
+        )
         return pb.InvokeAsyncResponse(invocation_id=invocation_id)
 
-    async def GetInvocation(self, request: pb.GetInvocationRequest, context: grpc.aio.ServicerContext) -> pb.Invocation:
+    async def GetInvocation(
+        self, request: pb.GetInvocationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Invocation:
         return invocation_to_pb(await self._async.get(current_principal(), request.id))
 
-    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext) -> pb.ListDeadLettersResponse:
-        letters, truncated = await self._async.dead_letters(current_principal(), request.name, request.limit)
-        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_to_pb(dl) for dl in letters], truncated=truncated)
+    async def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeadLettersResponse:
+        letters, truncated = await self._async.dead_letters(
+            current_principal(), request.name, request.limit
+        )
+        return pb.ListDeadLettersResponse(
+            dead_letters=[dead_letter_to_pb(dl) for dl in letters], truncated=truncated
+        )
 
     async def ReplayDeadLetters(
         self, request: pb.ReplayDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReplayDeadLettersResponse:
-        ids = await self._async.replay(current_principal(), request.name, list(request.invocation_ids))
+        ids = await self._async.replay(
+            current_principal(), request.name, list(request.invocation_ids)
+        )
         return pb.ReplayDeadLettersResponse(invocation_ids=ids)

@@ -21,7 +21,9 @@ DEFAULT_PARALLEL = 10
 
 
 class SyncInvoker(Protocol):
-    async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult: ...
+    async def invoke(
+        self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float
+    ) -> InvokeResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,9 @@ class BatchInvoker:
         self._invoker = invoker
         self._max_parallel = max_parallel
 
-    async def invoke_all(self, who: Principal, items: Sequence[BatchItem], deadline_s: float) -> list[BatchOutcome]:
+    async def invoke_all(
+        self, who: Principal, items: Sequence[BatchItem], deadline_s: float
+    ) -> list[BatchOutcome]:
         if not 1 <= len(items) <= MAX_ITEMS:
             raise InvalidArgument(f"items: {len(items)} calls; a batch holds 1 to {MAX_ITEMS}")
         gate = asyncio.Semaphore(self._max_parallel)
@@ -53,7 +57,11 @@ class BatchInvoker:
         async def one(item: BatchItem) -> BatchOutcome:
             async with gate:
                 try:
-                    return BatchOutcome(result=await self._invoker.invoke(who, item.name, item.qualifier, item.event, deadline_s))
+                    return BatchOutcome(
+                        result=await self._invoker.invoke(
+                            who, item.name, item.qualifier, item.event, deadline_s
+                        )
+                    )
                 except NimbusError as err:
                     return BatchOutcome(error=err)
 

@@ -32,8 +32,24 @@ from nimbus.invoker import envelope, telemetry
 from nimbus.invoker.asyncpath import AsyncInvocations, dead_letter_of
 from nimbus.invoker.eventsconfig import EventsConfig
 from nimbus.invoker.invoke import FunctionLookup, InvokeResult
-from nimbus.invoker.records import TERMINAL, EventRef, InvocationStatus, Move, RecordStore, error_json
-from nimbus.invoker.retry import Action, Decision, Outcome, Reason, RetryPolicy, decide, expired, requeue_delay
+from nimbus.invoker.records import (
+    TERMINAL,
+    EventRef,
+    InvocationStatus,
+    Move,
+    RecordStore,
+    error_json,
+)
+from nimbus.invoker.retry import (
+    Action,
+    Decision,
+    Outcome,
+    Reason,
+    RetryPolicy,
+    decide,
+    expired,
+    requeue_delay,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +77,9 @@ class Delivery(Protocol):
 
 
 class Subscription(Protocol):
-    async def pull(self, room: int, wait_s: float, batch_min: int = 1, busy: bool = False) -> Sequence[Delivery]: ...
+    async def pull(
+        self, room: int, wait_s: float, batch_min: int = 1, busy: bool = False
+    ) -> Sequence[Delivery]: ...
     def take_all(self) -> Sequence[Delivery]: ...
     async def close(self) -> None: ...
 
@@ -71,12 +89,23 @@ class EventSource(Protocol):
 
     async def wait_ready(self, timeout_s: float) -> None: ...
     async def subscribe_events(self) -> Subscription: ...
-    async def publish(self, subject: str, data: bytes, headers: dict[str, str], msg_id: str, timeout_s: float = ...) -> object: ...
-    async def publish_core(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None: ...
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str],
+        msg_id: str,
+        timeout_s: float = ...,
+    ) -> object: ...
+    async def publish_core(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> None: ...
 
 
 class Runner(Protocol):
-    async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult: ...
+    async def invoke(
+        self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float
+    ) -> InvokeResult: ...
 
 
 @dataclass(slots=True)
@@ -150,7 +179,9 @@ class EventConsumer:
                                 async with asyncio.timeout(1.0):
                                     await self._slot.wait()
                             continue
-                        for delivery in await sub.pull(free, _PULL_WAIT_S, self._batch_min, busy=bool(self._tasks)):
+                        for delivery in await sub.pull(
+                            free, _PULL_WAIT_S, self._batch_min, busy=bool(self._tasks)
+                        ):
                             if self._stopping:
                                 await delivery.nak()
                                 continue
@@ -166,7 +197,10 @@ class EventConsumer:
                 except asyncio.CancelledError:
                     raise
                 except Exception as err:
-                    log.warning("event consumer restarting", extra={"fields": {"error": f"{type(err).__name__}: {err}"}})
+                    log.warning(
+                        "event consumer restarting",
+                        extra={"fields": {"error": f"{type(err).__name__}: {err}"}},
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                 finally:
@@ -207,9 +241,13 @@ class EventConsumer:
     def _plan(self, ref: EventRef) -> Plan:
         config = self._event_config(ref.namespace, ref.function)
         policy = RetryPolicy(
-            max_retries=self._cfg.max_retries if config is None or config.max_retries is None else config.max_retries,
+            max_retries=self._cfg.max_retries
+            if config is None or config.max_retries is None
+            else config.max_retries,
             max_event_age_s=(
-                self._cfg.max_event_age_s if config is None or config.max_event_age_s is None else float(config.max_event_age_s)
+                self._cfg.max_event_age_s
+                if config is None or config.max_event_age_s is None
+                else float(config.max_event_age_s)
             ),
             retry_base_s=self._cfg.retry_base_s,
             retry_max_s=self._cfg.retry_max_s,
@@ -230,14 +268,23 @@ class EventConsumer:
         try:
             ref = envelope.parse_event(d.headers, d.seq)
         except ValueError as err:
-            log.error("dropping a message that is not an event", extra={"fields": {"seq": d.seq, "error": str(err)}})
+            log.error(
+                "dropping a message that is not an event",
+                extra={"fields": {"seq": d.seq, "error": str(err)}},
+            )
             await d.term()
             return
         # Each delivery, retries included, is a span of the trace the accepting call began.
         with tracing.continued("async.run", d.headers.get(tracing.TRACEPARENT)) as span:
             if span.is_recording():
-                span.set_attributes({"nimbus.invocation_id": ref.invocation_id, "nimbus.namespace": ref.namespace,
-                                     "nimbus.function": ref.function, "nimbus.delivery": d.deliveries})
+                span.set_attributes(
+                    {
+                        "nimbus.invocation_id": ref.invocation_id,
+                        "nimbus.namespace": ref.namespace,
+                        "nimbus.function": ref.function,
+                        "nimbus.delivery": d.deliveries,
+                    }
+                )
             await self._handle_event(d, ref)
 
     async def _handle_event(self, d: Delivery, ref: EventRef) -> None:
@@ -292,24 +339,33 @@ class EventConsumer:
         if d.deliveries > 1 or self._records_down:
             # It may have run, even finished, before; or the outcome may not be kept: find out first.
             try:
-                started = await self._records.move(ref, Move(S.RUNNING, attempts_delta=1), self._clock.now())
+                started = await self._records.move(
+                    ref, Move(S.RUNNING, attempts_delta=1), self._clock.now()
+                )
             except Unavailable as err:
                 # No record, no run: the outcome could not be kept. Not the function's fault.
                 self._records_down = True
-                log.warning("record store unavailable; event requeued", extra={"fields": {"error": err.message}})
+                log.warning(
+                    "record store unavailable; event requeued",
+                    extra={"fields": {"error": err.message}},
+                )
                 await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
                 return
             self._records_down = False
             if not started.applied and started.status in TERMINAL:
                 await d.ack()  # finished before; only its ack was lost
                 return
-            mark = _Mark(counted=True, attempts=started.attempts if started.applied else d.deliveries)
+            mark = _Mark(
+                counted=True, attempts=started.attempts if started.applied else d.deliveries
+            )
             outcome, result, error = await self._invoke(ref, d.data)
         else:
             # A first delivery has not run before: the run is counted with its outcome, and shows
             # as RUNNING only once it lasts _MARK_RUNNING_AFTER_S (most runs end before that).
             mark = _Mark(counted=False, attempts=1)
-            timer = asyncio.get_running_loop().call_later(_MARK_RUNNING_AFTER_S, self._mark_running, ref, mark)
+            timer = asyncio.get_running_loop().call_later(
+                _MARK_RUNNING_AFTER_S, self._mark_running, ref, mark
+            )
             try:
                 outcome, result, error = await self._invoke(ref, d.data)
             finally:
@@ -317,13 +373,17 @@ class EventConsumer:
                 if mark.writing is not None:
                     await mark.writing
         now = self._clock.now()
-        decision = decide(outcome, mark.attempts, d.deliveries, now - ref.submitted_at, plan.policy, self._draw())
+        decision = decide(
+            outcome, mark.attempts, d.deliveries, now - ref.submitted_at, plan.policy, self._draw()
+        )
         await self._apply(d, ref, plan, decision, mark, result, error)
 
     def _mark_running(self, ref: EventRef, mark: _Mark) -> None:
         async def write() -> None:
             try:
-                moved = await self._records.move(ref, Move(S.RUNNING, attempts_delta=1), self._clock.now())
+                moved = await self._records.move(
+                    ref, Move(S.RUNNING, attempts_delta=1), self._clock.now()
+                )
             except Unavailable:
                 return  # the outcome's write counts the run instead
             if moved.applied:
@@ -331,10 +391,14 @@ class EventConsumer:
 
         mark.writing = asyncio.ensure_future(write())
 
-    async def _invoke(self, ref: EventRef, payload: bytes) -> tuple[Outcome, InvokeResult | None, bytes]:
+    async def _invoke(
+        self, ref: EventRef, payload: bytes
+    ) -> tuple[Outcome, InvokeResult | None, bytes]:
         who = Principal(namespace=ref.namespace, key_id="async", admin=False)
         try:
-            result = await self._runner.invoke(who, ref.function, ref.qualifier, payload, _INVOKE_DEADLINE_S)
+            result = await self._runner.invoke(
+                who, ref.function, ref.qualifier, payload, _INVOKE_DEADLINE_S
+            )
         except Throttled as err:
             return Outcome.THROTTLED, None, error_json("Throttled", err.message)
         except NotFound as err:
@@ -345,13 +409,25 @@ class EventConsumer:
             return Outcome.UNAVAILABLE, None, error_json("ServiceUnavailable", err.message)
         except Exception as err:
             log.exception("async invoke failed")
-            return Outcome.UNAVAILABLE, None, error_json("ServiceUnavailable", f"{type(err).__name__}: {err}")
+            return (
+                Outcome.UNAVAILABLE,
+                None,
+                error_json("ServiceUnavailable", f"{type(err).__name__}: {err}"),
+            )
         if result.function_error:
             return Outcome.FUNCTION_ERROR, result, result.payload
         return Outcome.SUCCEEDED, result, b""
 
-    async def _apply(self, d: Delivery, ref: EventRef, plan: Plan, decision: Decision, mark: _Mark,
-                     result: InvokeResult | None, error: bytes) -> None:
+    async def _apply(
+        self,
+        d: Delivery,
+        ref: EventRef,
+        plan: Plan,
+        decision: Decision,
+        mark: _Mark,
+        result: InvokeResult | None,
+        error: bytes,
+    ) -> None:
         version = result.executed_version if result is not None else None
         request_id = result.request_id if result is not None else None
         attempts = mark.attempts
@@ -359,16 +435,30 @@ class EventConsumer:
         uncounted = 0 if mark.counted else 1
         if decision.action == Action.ACK:
             assert result is not None
-            move = Move(S.SUCCEEDED, attempts_delta=uncounted, result=result.payload, error=b"", version=version,
-                        request_id=request_id)
+            move = Move(
+                S.SUCCEEDED,
+                attempts_delta=uncounted,
+                result=result.payload,
+                error=b"",
+                version=version,
+                request_id=request_id,
+            )
             if not await self._record(ref, move):
                 await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
                 return
             await self._send_to(plan.on_success, ref, d.data, "Success", attempts, result, b"")
             await d.ack()
         elif decision.action == Action.RETRY:
-            await self._record(ref, Move(S.QUEUED, attempts_delta=uncounted, error=error, version=version,
-                                         request_id=request_id))
+            await self._record(
+                ref,
+                Move(
+                    S.QUEUED,
+                    attempts_delta=uncounted,
+                    error=error,
+                    version=version,
+                    request_id=request_id,
+                ),
+            )
             await d.nak(decision.delay_s)
         elif decision.action == Action.REQUEUE:
             # Not an attempt: give a counted run back (an uncounted one leaves the record as it is).
@@ -379,22 +469,52 @@ class EventConsumer:
             reason = decision.reason or Reason.RETRIES_EXHAUSTED
             # When the function did not run this time (throttled, gone), the run is not counted.
             delta = 0 if result is not None else -1
-            await self._dead_letter(d, ref, plan, max(0, attempts + delta), delta + uncounted, error, reason, version,
-                                    request_id)
+            await self._dead_letter(
+                d,
+                ref,
+                plan,
+                max(0, attempts + delta),
+                delta + uncounted,
+                error,
+                reason,
+                version,
+                request_id,
+            )
 
-    async def _dead_letter(self, d: Delivery, ref: EventRef, plan: Plan, attempts: int, attempts_delta: int, error: bytes,
-                           reason: Reason, version: str | None = None, request_id: str | None = None) -> None:
+    async def _dead_letter(
+        self,
+        d: Delivery,
+        ref: EventRef,
+        plan: Plan,
+        attempts: int,
+        attempts_delta: int,
+        error: bytes,
+        reason: Reason,
+        version: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
         now = self._clock.now()
         letter = dead_letter_of(ref, d.data, error, attempts, reason.value, now)
         try:
             await self._source.publish(
-                envelope.dlq_subject(ref.namespace, ref.function), letter.to_json(), {}, f"dlq:{ref.invocation_id}:{ref.seq}"
+                envelope.dlq_subject(ref.namespace, ref.function),
+                letter.to_json(),
+                {},
+                f"dlq:{ref.invocation_id}:{ref.seq}",
             )
         except Unavailable as err:
-            log.warning("dead letter not stored; event requeued", extra={"fields": {"error": err.message}})
+            log.warning(
+                "dead letter not stored; event requeued", extra={"fields": {"error": err.message}}
+            )
             await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
             return
-        move = Move(S.FAILED, attempts_delta=attempts_delta, error=error, version=version, request_id=request_id)
+        move = Move(
+            S.FAILED,
+            attempts_delta=attempts_delta,
+            error=error,
+            version=version,
+            request_id=request_id,
+        )
         if not await self._record(ref, move):
             await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
             return
@@ -414,14 +534,27 @@ class EventConsumer:
             except Unavailable as err:
                 self._records_down = True
                 if attempt == _RECORD_TRIES - 1:
-                    log.warning("outcome not recorded", extra={"fields": {"invocation_id": ref.invocation_id, "error": err.message}})
+                    log.warning(
+                        "outcome not recorded",
+                        extra={
+                            "fields": {"invocation_id": ref.invocation_id, "error": err.message}
+                        },
+                    )
                     return False
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, 2.0)
         return False
 
-    async def _send_to(self, dest: Destination, ref: EventRef, event: bytes, condition: str, attempts: int,
-                       result: InvokeResult | None, error: bytes) -> None:
+    async def _send_to(
+        self,
+        dest: Destination,
+        ref: EventRef,
+        event: bytes,
+        condition: str,
+        attempts: int,
+        result: InvokeResult | None,
+        error: bytes,
+    ) -> None:
         """Best effort: a destination that cannot take the record is logged, never retried forever."""
         if not dest:
             return
@@ -429,11 +562,16 @@ class EventConsumer:
         try:
             if dest.function:
                 dest_id = envelope.derived_id("destination", ref.invocation_id, str(ref.seq))
-                await self._submitter.enqueue(ref.namespace, dest.function, "", body, dest_id, dest_id, "destination")
+                await self._submitter.enqueue(
+                    ref.namespace, dest.function, "", body, dest_id, dest_id, "destination"
+                )
             else:
                 await self._source.publish_core(dest.subject, body)
         except NimbusError as err:
-            log.warning("destination not reached", extra={"fields": {"invocation_id": ref.invocation_id, "error": err.message}})
+            log.warning(
+                "destination not reached",
+                extra={"fields": {"invocation_id": ref.invocation_id, "error": err.message}},
+            )
 
 
 def async_cap(max_concurrency: int, workers: int) -> int:
@@ -454,8 +592,15 @@ def _json_or_text(raw: bytes) -> object:
         return raw.decode(errors="replace")
 
 
-def destination_record(ref: EventRef, event: bytes, condition: str, attempts: int, result: InvokeResult | None,
-                       error: bytes, now: float) -> bytes:
+def destination_record(
+    ref: EventRef,
+    event: bytes,
+    condition: str,
+    attempts: int,
+    result: InvokeResult | None,
+    error: bytes,
+    now: float,
+) -> bytes:
     """The record a destination receives, in the shape of Lambda's destination records."""
     response: dict[str, object] = {"statusCode": 200}
     if result is not None:
@@ -475,6 +620,8 @@ def destination_record(ref: EventRef, event: bytes, condition: str, attempts: in
             },
             "requestPayload": _json_or_text(event),
             "responseContext": response,
-            "responsePayload": _json_or_text(result.payload if result is not None and condition == "Success" else error),
+            "responsePayload": _json_or_text(
+                result.payload if result is not None and condition == "Success" else error
+            ),
         }
     ).encode()

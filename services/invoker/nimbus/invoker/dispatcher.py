@@ -19,11 +19,15 @@ class CapacitySource(Protocol):
 
 
 def key_of(instance: InstanceRecord) -> PoolKey:
-    return PoolKey(instance.namespace, instance.function, instance.version, instance.function_revision)
+    return PoolKey(
+        instance.namespace, instance.function, instance.version, instance.function_revision
+    )
 
 
 class Dispatcher:
-    def __init__(self, capacity: CapacitySource, queue_wait_s: float, max_instances_per_fn: int) -> None:
+    def __init__(
+        self, capacity: CapacitySource, queue_wait_s: float, max_instances_per_fn: int
+    ) -> None:
         self._capacity = capacity
         self._queue_wait_s = queue_wait_s
         self._max_instances = max_instances_per_fn
@@ -98,7 +102,9 @@ class Dispatcher:
             pool.release(waiter.result().instance.instance_id)
 
     def release(self, instance: InstanceRecord) -> None:
-        pool = self._pools.get((instance.namespace, instance.function, instance.version, instance.function_revision))
+        pool = self._pools.get(
+            (instance.namespace, instance.function, instance.version, instance.function_revision)
+        )
         if pool is not None:
             pool.release(instance.instance_id)
 
@@ -110,9 +116,16 @@ class Dispatcher:
                 instance = await self._capacity.request_instance(target, self._queue_wait_s)
                 pool.add(instance, started_for_waiter=True)
             except NimbusError as err:
-                log.warning("instance start failed", extra={"fields": {"function": target.function, "error": err.message}})
+                log.warning(
+                    "instance start failed",
+                    extra={"fields": {"function": target.function, "error": err.message}},
+                )
                 if not pool.instances:
-                    pool.fail_waiters(err if isinstance(err, (Unavailable, Throttled, FunctionInitFailed)) else Unavailable(err.message))
+                    pool.fail_waiters(
+                        err
+                        if isinstance(err, (Unavailable, Throttled, FunctionInitFailed))
+                        else Unavailable(err.message)
+                    )
             except Exception as err:
                 log.exception("instance start failed")
                 if not pool.instances:

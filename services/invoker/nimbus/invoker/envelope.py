@@ -49,7 +49,9 @@ def new_id() -> str:
 
 def check_invocation_id(invocation_id: str, field: str = "id") -> None:
     if not _UUID.fullmatch(invocation_id):
-        raise InvalidArgument(f"{field}: {invocation_id!r} is not an invocation id (a UUID as InvokeAsync returns)")
+        raise InvalidArgument(
+            f"{field}: {invocation_id!r} is not an invocation id (a UUID as InvokeAsync returns)"
+        )
 
 
 def check_idempotency_key(key: str) -> None:
@@ -59,7 +61,14 @@ def check_idempotency_key(key: str) -> None:
         )
 
 
-def event_headers(invocation_id: str, namespace: str, function: str, qualifier: str, submitted_at: float, source: str) -> dict[str, str]:
+def event_headers(
+    invocation_id: str,
+    namespace: str,
+    function: str,
+    qualifier: str,
+    submitted_at: float,
+    source: str,
+) -> dict[str, str]:
     return {
         H_INVOCATION: invocation_id,
         H_NAMESPACE: namespace,

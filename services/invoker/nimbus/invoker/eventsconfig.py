@@ -52,13 +52,19 @@ class EventsConfig:
             raise ConfigError(f"NIMBUS_NATS_URL={nats_url!r} must start with nats:// or tls://")
         redis_url = get_str(env, "NIMBUS_REDIS_URL", "redis://127.0.0.1:6379/0")
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"NIMBUS_REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://")
+            raise ConfigError(
+                f"NIMBUS_REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://"
+            )
         max_retries = get_int(env, "NIMBUS_ASYNC_MAX_RETRIES", 2)
         if not MAX_RETRIES[0] <= max_retries <= MAX_RETRIES[1]:
-            raise ConfigError(f"NIMBUS_ASYNC_MAX_RETRIES={max_retries} must be between {MAX_RETRIES[0]} and {MAX_RETRIES[1]}")
+            raise ConfigError(
+                f"NIMBUS_ASYNC_MAX_RETRIES={max_retries} must be between {MAX_RETRIES[0]} and {MAX_RETRIES[1]}"
+            )
         max_age = get_float(env, "NIMBUS_ASYNC_MAX_EVENT_AGE_S", 21600.0, minimum=1.0)
         if max_age > MAX_EVENT_AGE_S[1]:
-            raise ConfigError(f"NIMBUS_ASYNC_MAX_EVENT_AGE_S={max_age:g} must be at most {MAX_EVENT_AGE_S[1]}")
+            raise ConfigError(
+                f"NIMBUS_ASYNC_MAX_EVENT_AGE_S={max_age:g} must be at most {MAX_EVENT_AGE_S[1]}"
+            )
         max_event_kb = get_int(env, "NIMBUS_ASYNC_MAX_EVENT_KB", 256, minimum=1)
         if max_event_kb > 960:
             # NATS's default max_payload is 1 MiB; the event's headers need some of it.

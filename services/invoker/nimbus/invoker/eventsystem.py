@@ -19,13 +19,13 @@ from nimbus.common.triggers import TriggerRecord
 from nimbus.invoker.asyncpath import AsyncInvocations
 from nimbus.invoker.consumer import EventConsumer
 from nimbus.invoker.eventsconfig import EventsConfig
+from nimbus.invoker.httpfront import HttpFront
 from nimbus.invoker.invoke import FunctionLookup, Invoker
+from nimbus.invoker.restinvoke import PATH_PREFIX as REST_PREFIX
+from nimbus.invoker.restinvoke import Authenticator, RestInvoke
 from nimbus.invoker.stores.jetstream import JetStreamClient
 from nimbus.invoker.stores.redis_records import RedisRecords
 from nimbus.invoker.triggers.http import HttpTriggers, http_status_error
-from nimbus.invoker.httpfront import HttpFront
-from nimbus.invoker.restinvoke import PATH_PREFIX as REST_PREFIX
-from nimbus.invoker.restinvoke import Authenticator, RestInvoke
 from nimbus.invoker.triggers.httpserver import HttpServer
 from nimbus.invoker.triggers.subject import SubjectTriggers
 from nimbus.invoker.triggers.timer import TimerTriggers
@@ -41,22 +41,41 @@ def _event_config(kv: KV) -> EventConfig:
 
 
 class EventSystem:
-    def __init__(self, cfg: EventsConfig, replica: str, etcd: Etcd, functions: FunctionLookup, invoker: Invoker,
-                 authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        cfg: EventsConfig,
+        replica: str,
+        etcd: Etcd,
+        functions: FunctionLookup,
+        invoker: Invoker,
+        authenticator: Authenticator,
+    ) -> None:
         clock = SystemClock()
         self.jetstream = JetStreamClient(
             cfg.nats_url, name=replica, ack_wait_s=cfg.ack_wait_s, dlq_max_age_s=cfg.dlq_max_age_s
         )
         self.records = RedisRecords(cfg.redis_url, cfg.record_ttl_s)
-        self.triggers: WatchCache[TriggerRecord] = WatchCache(etcd, keys.all_triggers_prefix(), _trigger)
-        self.event_configs: WatchCache[EventConfig] = WatchCache(etcd, keys.all_event_configs_prefix(), _event_config)
+        self.triggers: WatchCache[TriggerRecord] = WatchCache(
+            etcd, keys.all_triggers_prefix(), _trigger
+        )
+        self.event_configs: WatchCache[EventConfig] = WatchCache(
+            etcd, keys.all_event_configs_prefix(), _event_config
+        )
         http_index = HttpIndex()
         self.triggers.listeners.append(http_index.on_change)
-        self.invocations = AsyncInvocations(functions, self.jetstream, self.records, clock, cfg.max_event_bytes)
+        self.invocations = AsyncInvocations(
+            functions, self.jetstream, self.records, clock, cfg.max_event_bytes
+        )
         self.consumer = EventConsumer(
-            self.jetstream, self.records, invoker, functions, self.invocations,
+            self.jetstream,
+            self.records,
+            invoker,
+            functions,
+            self.invocations,
             lambda ns, fn: self.event_configs.items.get(keys.event_config(ns, fn)),
-            cfg, clock, random.random,
+            cfg,
+            clock,
+            random.random,
         )
         self.timers = TimerTriggers(self.triggers, self.invocations, clock)
         self.subjects = SubjectTriggers(self.triggers, self.jetstream, self.invocations)
@@ -65,14 +84,28 @@ class EventSystem:
         rest = RestInvoke(authenticator, invoker, self.invocations)
         self.http_front = HttpFront([(REST_PREFIX, rest.handle)], triggers.handle)
         if cfg.http_listen_addr:
-            host, port = get_hostport({"NIMBUS_HTTP_LISTEN_ADDR": cfg.http_listen_addr}, "NIMBUS_HTTP_LISTEN_ADDR", "")
-            self.http = HttpServer(host, port, self.http_front.handle, cfg.http_max_body_bytes, http_status_error,
-                                   closing=lambda: self.http_front.draining)
+            host, port = get_hostport(
+                {"NIMBUS_HTTP_LISTEN_ADDR": cfg.http_listen_addr}, "NIMBUS_HTTP_LISTEN_ADDR", ""
+            )
+            self.http = HttpServer(
+                host,
+                port,
+                self.http_front.handle,
+                cfg.http_max_body_bytes,
+                http_status_error,
+                closing=lambda: self.http_front.draining,
+            )
 
     @property
     def background(self) -> list[Callable[[], Awaitable[None]]]:
-        tasks: list[Callable[[], Awaitable[None]]] = [self.jetstream.run, self.triggers.run, self.event_configs.run, self.consumer.run, self.timers.run,
-                 self.subjects.run]
+        tasks: list[Callable[[], Awaitable[None]]] = [
+            self.jetstream.run,
+            self.triggers.run,
+            self.event_configs.run,
+            self.consumer.run,
+            self.timers.run,
+            self.subjects.run,
+        ]
         if self.http is not None:
             tasks.append(self.http.run)
         return tasks

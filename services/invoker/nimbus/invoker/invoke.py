@@ -14,7 +14,13 @@ from typing import Protocol
 from nimbus.common import logs, tracing
 from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock, SystemClock
-from nimbus.common.errors import FunctionInitFailed, InvalidArgument, NotFound, Throttled, Unavailable
+from nimbus.common.errors import (
+    FunctionInitFailed,
+    InvalidArgument,
+    NotFound,
+    Throttled,
+    Unavailable,
+)
 from nimbus.common.model import LATEST, AliasRecord, FunctionRecord, InstanceRecord, VersionRecord
 from nimbus.common.validation import check_name
 from nimbus.invoker import telemetry
@@ -75,7 +81,12 @@ class FunctionLookup(Protocol):
 
 class InstanceCaller(Protocol):
     async def invoke(
-        self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float, log_tail: bool = False
+        self,
+        instance: InstanceRecord,
+        request_id: str,
+        payload: bytes,
+        timeout_s: float,
+        log_tail: bool = False,
     ) -> InvokeResult: ...
 
 
@@ -118,7 +129,13 @@ class Invoker:
         ns, name = record.namespace, record.name
 
         def attempt() -> Target:
-            return resolve(record, qualifier, self._functions.version_of(ns, name), self._functions.alias_of(ns, name), self._draw())
+            return resolve(
+                record,
+                qualifier,
+                self._functions.version_of(ns, name),
+                self._functions.alias_of(ns, name),
+                self._draw(),
+            )
 
         try:
             return attempt()
@@ -133,7 +150,13 @@ class Invoker:
             return attempt()
 
     async def invoke(
-        self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float, log_tail: bool = False
+        self,
+        who: Principal,
+        name: str,
+        qualifier: str,
+        payload: bytes,
+        deadline_s: float,
+        log_tail: bool = False,
     ) -> InvokeResult:
         check_name(name)
         payload = check_event(payload)
@@ -146,15 +169,31 @@ class Invoker:
         if tracing.exporting():
             span = tracing.current_span()
             if span.is_recording():
-                span.set_attributes({"nimbus.namespace": target.namespace, "nimbus.function": target.function,
-                                     "nimbus.version": target.version, "nimbus.request_id": request_id})
+                span.set_attributes(
+                    {
+                        "nimbus.namespace": target.namespace,
+                        "nimbus.function": target.function,
+                        "nimbus.version": target.version,
+                        "nimbus.request_id": request_id,
+                    }
+                )
         series = telemetry.function_series(target.namespace, target.function, target.version)
         try:
             if self._limiter.applies(target.config.max_concurrency):
-                result = await self._limited(target, request_id, payload, deadline_s, log_tail, series)
+                result = await self._limited(
+                    target, request_id, payload, deadline_s, log_tail, series
+                )
             else:
                 # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
-                result = await self._run(target, request_id, payload, deadline_s, target.config.timeout_s + 5.0, log_tail, series)
+                result = await self._run(
+                    target,
+                    request_id,
+                    payload,
+                    deadline_s,
+                    target.config.timeout_s + 5.0,
+                    log_tail,
+                    series,
+                )
         except Throttled:
             series.refused()
             # No node ran the call, so no REPORT counts it: the function's per-minute metrics learn it here.
@@ -164,18 +203,32 @@ class Invoker:
         except Exception:
             series.failed()
             raise
-        series.completed(result.function_error, result.duration_us, result.cold_start, result.init_duration_us)
+        series.completed(
+            result.function_error, result.duration_us, result.cold_start, result.init_duration_us
+        )
         return result
 
-    async def _limited(self, target: Target, request_id: str, payload: bytes, deadline_s: float, log_tail: bool,
-                       series: telemetry.FunctionSeries) -> InvokeResult:
+    async def _limited(
+        self,
+        target: Target,
+        request_id: str,
+        payload: bytes,
+        deadline_s: float,
+        log_tail: bool,
+        series: telemetry.FunctionSeries,
+    ) -> InvokeResult:
         # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
         call_timeout_s = target.config.timeout_s + 5.0
         slot = await self._limiter.acquire(
-            target.namespace, target.function, target.config.max_concurrency, call_timeout_s + _SLOT_SLACK_S
+            target.namespace,
+            target.function,
+            target.config.max_concurrency,
+            call_timeout_s + _SLOT_SLACK_S,
         )
         try:
-            return await self._run(target, request_id, payload, deadline_s, call_timeout_s, log_tail, series)
+            return await self._run(
+                target, request_id, payload, deadline_s, call_timeout_s, log_tail, series
+            )
         finally:
             # Off the reply's path: the caller need not wait for Redis.
             task = asyncio.create_task(self._limiter.release(slot))
@@ -183,7 +236,13 @@ class Invoker:
             task.add_done_callback(self._releases.discard)
 
     async def _run(
-        self, target: Target, request_id: str, payload: bytes, deadline_s: float, call_timeout_s: float, log_tail: bool,
+        self,
+        target: Target,
+        request_id: str,
+        payload: bytes,
+        deadline_s: float,
+        call_timeout_s: float,
+        log_tail: bool,
         series: telemetry.FunctionSeries,
     ) -> InvokeResult:
         give_up_at = self._clock.monotonic() + deadline_s
@@ -195,20 +254,26 @@ class Invoker:
                 cold = False
                 if instance is None:
                     try:
-                        grant = await self._dispatcher.acquire(target, give_up_at - self._clock.monotonic())
+                        grant = await self._dispatcher.acquire(
+                            target, give_up_at - self._clock.monotonic()
+                        )
                     except FunctionInitFailed as err:
                         # As Lambda does: code that cannot load is the function's error, not the platform's.
                         return init_failure_result(request_id, target.version, err)
                     instance, cold = grant.instance, grant.cold
             series.concurrent.inc()
             try:
-                result = await self._caller.invoke(instance, request_id, payload, call_timeout_s, log_tail)
+                result = await self._caller.invoke(
+                    instance, request_id, payload, call_timeout_s, log_tail
+                )
             except NotFound as err:
                 self._dispatcher.forget(instance)
                 if cold:
                     fresh_gone += 1
                 if fresh_gone >= _FRESH_GONE_LIMIT or self._clock.monotonic() >= give_up_at:
-                    raise Unavailable(f"function {target.function!r} could not be run: {err.message}") from None
+                    raise Unavailable(
+                        f"function {target.function!r} could not be run: {err.message}"
+                    ) from None
                 continue
             except Unavailable:
                 # The node is gone or going: stop routing to any of its instances before its
@@ -224,7 +289,11 @@ class Invoker:
             # Cold means this call waited for an instance to start, as Lambda counts it: an
             # instance kept warm by min_instances serves its first call warm.
             # (Rebuilt only when it differs: most warm calls keep the node's answer as it is.)
-            return result if result.cold_start == cold else dataclasses.replace(result, cold_start=cold)
+            return (
+                result
+                if result.cold_start == cold
+                else dataclasses.replace(result, cold_start=cold)
+            )
 
 
 def init_failure_result(request_id: str, version: str, err: FunctionInitFailed) -> InvokeResult:

@@ -38,7 +38,9 @@ return 0
 
 
 class SlotStore(Protocol):
-    async def take(self, keys: tuple[str, str], now: float, expiry: float, token: str, limits: tuple[int, int]) -> int: ...
+    async def take(
+        self, keys: tuple[str, str], now: float, expiry: float, token: str, limits: tuple[int, int]
+    ) -> int: ...
     async def give_back(self, keys: tuple[str, str], token: str) -> None: ...
 
 
@@ -57,11 +59,15 @@ class ConcurrencyLimiter:
     def applies(self, function_limit: int) -> bool:
         return function_limit > 0 or self._namespace_limit > 0
 
-    async def acquire(self, namespace: str, function: str, function_limit: int, hold_s: float) -> Slot:
+    async def acquire(
+        self, namespace: str, function: str, function_limit: int, hold_s: float
+    ) -> Slot:
         keys = (f"nimbus:conc:fn:{namespace}/{function}", f"nimbus:conc:ns:{namespace}")
         token = secrets.token_hex(8)
         now = self._clock.now()
-        verdict = await self._store.take(keys, now, now + hold_s, token, (function_limit, self._namespace_limit))
+        verdict = await self._store.take(
+            keys, now, now + hold_s, token, (function_limit, self._namespace_limit)
+        )
         if verdict == 1:
             raise Throttled(
                 f"Rate exceeded: function {function!r} is at its max_concurrency of {function_limit}",

@@ -23,7 +23,9 @@ class LoadMeter:
         for key, pool in pools.items():
             load = pool.in_flight + sum(1 for w in pool.waiters if not w.done())
             if load:
-                self._sums[load_key(key.namespace, key.function, key.version, key.function_revision)] += load
+                self._sums[
+                    load_key(key.namespace, key.function, key.version, key.function_revision)
+                ] += load
 
     def drain(self) -> dict[str, float]:
         ticks = max(self._ticks, 1)

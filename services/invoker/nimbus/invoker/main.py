@@ -7,8 +7,6 @@ import random
 
 from nimbus.api.v1 import invocations_pb2_grpc
 from nimbus.api.v2 import invocations_pb2_grpc as invocations_v2_pb2_grpc
-from nimbus.invoker.batch import BatchInvoker
-from nimbus.invoker.v2server import InvocationsV2Servicer
 from nimbus.common import logs
 from nimbus.common.auth import Authenticator
 from nimbus.common.clock import SystemClock
@@ -16,21 +14,23 @@ from nimbus.common.etcd import Etcd
 from nimbus.common.interceptors import AuthInterceptor, ErrorInterceptor, TelemetryInterceptor
 from nimbus.common.service import new_server, serve
 from nimbus.internal.v1 import invoker_pb2_grpc
+from nimbus.invoker import telemetry
+from nimbus.invoker.asyncserver import AsyncInvocationsServicer
+from nimbus.invoker.batch import BatchInvoker
 from nimbus.invoker.config import InvokerConfig
 from nimbus.invoker.dispatcher import Dispatcher
+from nimbus.invoker.eventsystem import EventSystem
 from nimbus.invoker.invoke import Invoker
 from nimbus.invoker.limits import ConcurrencyLimiter
 from nimbus.invoker.load import LoadMeter
-from nimbus.invoker.asyncserver import AsyncInvocationsServicer
-from nimbus.invoker.eventsystem import EventSystem
 from nimbus.invoker.server import InvokerControlServicer
-from nimbus.invoker import telemetry
 from nimbus.invoker.stores.functions import CachedFunctions
 from nimbus.invoker.stores.instances import instances_cache
 from nimbus.invoker.stores.loadreport import LoadReporter
+from nimbus.invoker.stores.peers import NodeCaller, SchedulerClient
 from nimbus.invoker.stores.redis_slots import RedisSlots
 from nimbus.invoker.stores.throttles import ThrottleRecorder
-from nimbus.invoker.stores.peers import NodeCaller, SchedulerClient
+from nimbus.invoker.v2server import InvocationsV2Servicer
 
 
 async def main() -> None:
@@ -52,7 +52,13 @@ async def main() -> None:
     reporter = LoadReporter(etcd, cfg.common.replica, LoadMeter(), dispatcher.pools, clock)
 
     server, health = new_server(
-        [TelemetryInterceptor(), ErrorInterceptor(), AuthInterceptor(authenticator, public_prefixes=("/grpc.health.v1.", "/nimbus.internal."))]
+        [
+            TelemetryInterceptor(),
+            ErrorInterceptor(),
+            AuthInterceptor(
+                authenticator, public_prefixes=("/grpc.health.v1.", "/nimbus.internal.")
+            ),
+        ]
     )
     invoker = Invoker(functions, dispatcher, nodes, limiter, random.random, throttles, clock)
     events = EventSystem(cfg.events, cfg.common.replica, etcd, functions, invoker, authenticator)
@@ -60,8 +66,12 @@ async def main() -> None:
     if "v1" in cfg.api_versions:
         invocations_pb2_grpc.add_InvocationsServicer_to_server(v1_servicer, server)
     if "v2" in cfg.api_versions:
-        invocations_v2_pb2_grpc.add_InvocationsServicer_to_server(InvocationsV2Servicer(v1_servicer, BatchInvoker(invoker)), server)
-    invoker_pb2_grpc.add_InvokerControlServicer_to_server(InvokerControlServicer(dispatcher), server)
+        invocations_v2_pb2_grpc.add_InvocationsServicer_to_server(
+            InvocationsV2Servicer(v1_servicer, BatchInvoker(invoker)), server
+        )
+    invoker_pb2_grpc.add_InvokerControlServicer_to_server(
+        InvokerControlServicer(dispatcher), server
+    )
 
     async def ready() -> None:
         for cache in (authenticator.cache, *functions.caches, instances):
@@ -83,8 +93,15 @@ async def main() -> None:
         server=server,
         health_servicer=health,
         listen_addr=cfg.listen_addr,
-        background=[authenticator.cache.run, *(cache.run for cache in functions.caches), instances.run, reporter.run, throttles.run, *events.background,
-                    lambda: telemetry.sample_backlog(events.jetstream, clock)],
+        background=[
+            authenticator.cache.run,
+            *(cache.run for cache in functions.caches),
+            instances.run,
+            reporter.run,
+            throttles.run,
+            *events.background,
+            lambda: telemetry.sample_backlog(events.jetstream, clock),
+        ],
         ready=ready,
         drain=events.drain,
         on_stop=close,

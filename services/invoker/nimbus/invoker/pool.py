@@ -93,7 +93,10 @@ class Pool:
         and the cap (in instances) leaves room for another."""
         waiting = sum(1 for w in self.waiters if not w.done())
         free = sum(1 for i in self.idle if i in self.instances)
-        return waiting > free + self.starting * slots_per_start and len(self.instances) + self.starting < cap
+        return (
+            waiting > free + self.starting * slots_per_start
+            and len(self.instances) + self.starting < cap
+        )
 
     def fail_waiters(self, error: Exception) -> None:
         while self.waiters:

@@ -21,7 +21,12 @@ from nimbus.common import metrics, tracing
 from nimbus.common.auth import Principal
 from nimbus.common.errors import InvalidArgument, NimbusError, NotFound, Throttled
 from nimbus.invoker.invoke import InvokeResult
-from nimbus.invoker.replyheaders import DEFAULT_DEADLINE_S, IDEMPOTENCY_HEADER, reply_headers, wants_log_tail
+from nimbus.invoker.replyheaders import (
+    DEFAULT_DEADLINE_S,
+    IDEMPOTENCY_HEADER,
+    reply_headers,
+    wants_log_tail,
+)
 from nimbus.invoker.triggers.http import nimbus_error_response
 from nimbus.invoker.triggers.httpserver import HttpRequest, HttpResponse
 
@@ -29,7 +34,10 @@ PATH_PREFIX = "/v1/functions/"
 _INVOKE_PATH = re.compile(r"/v1/functions/([^/]+):(invoke|invokeAsync)")
 _QUERY_FIELDS = {"invoke": ("qualifier", "log"), "invokeAsync": ("qualifier",)}
 _JSON = "application/json"
-_METHODS = {"invoke": "nimbus.api.v1.Invocations/Invoke", "invokeAsync": "nimbus.api.v1.Invocations/InvokeAsync"}
+_METHODS = {
+    "invoke": "nimbus.api.v1.Invocations/Invoke",
+    "invokeAsync": "nimbus.api.v1.Invocations/InvokeAsync",
+}
 
 
 class Authenticator(Protocol):
@@ -38,12 +46,20 @@ class Authenticator(Protocol):
 
 class Runner(Protocol):
     async def invoke(
-        self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float, log_tail: bool = False
+        self,
+        who: Principal,
+        name: str,
+        qualifier: str,
+        payload: bytes,
+        deadline_s: float,
+        log_tail: bool = False,
     ) -> InvokeResult: ...
 
 
 class Submitter(Protocol):
-    async def submit(self, who: Principal, name: str, qualifier: str, event: bytes, idempotency_key: str) -> str: ...
+    async def submit(
+        self, who: Principal, name: str, qualifier: str, event: bytes, idempotency_key: str
+    ) -> str: ...
 
 
 def parse_query(query: str, method: str) -> dict[str, str]:
@@ -54,7 +70,9 @@ def parse_query(query: str, method: str) -> dict[str, str]:
         return fields
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in allowed:
-            raise InvalidArgument(f"{key}: unknown query parameter; :{method} takes {' and '.join(allowed)}")
+            raise InvalidArgument(
+                f"{key}: unknown query parameter; :{method} takes {' and '.join(allowed)}"
+            )
         fields[key] = value
     return fields
 
@@ -110,7 +128,14 @@ class RestInvoke:
         if method == "invokeAsync":
             key = req.header(IDEMPOTENCY_HEADER) or ""
             invocation_id = await self._submitter.submit(who, name, qualifier, req.body, key)
-            headers = [("content-type", _JSON), (tracing.TRACE_ID_HEADER, tracing.current_trace_id())]
+            headers = [
+                ("content-type", _JSON),
+                (tracing.TRACE_ID_HEADER, tracing.current_trace_id()),
+            ]
             return HttpResponse(200, headers, json.dumps({"invocation_id": invocation_id}).encode())
-        result = await self._runner.invoke(who, name, qualifier, req.body, DEFAULT_DEADLINE_S, log_tail)
-        return HttpResponse(200, [("content-type", _JSON), *reply_headers(result, log_tail)], result.payload)
+        result = await self._runner.invoke(
+            who, name, qualifier, req.body, DEFAULT_DEADLINE_S, log_tail
+        )
+        return HttpResponse(
+            200, [("content-type", _JSON), *reply_headers(result, log_tail)], result.payload
+        )

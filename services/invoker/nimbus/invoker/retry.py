@@ -79,7 +79,9 @@ def expired(age_s: float, policy: RetryPolicy) -> bool:
     return age_s >= policy.max_event_age_s
 
 
-def decide(outcome: Outcome, attempts: int, deliveries: int, age_s: float, policy: RetryPolicy, draw: float) -> Decision:
+def decide(
+    outcome: Outcome, attempts: int, deliveries: int, age_s: float, policy: RetryPolicy, draw: float
+) -> Decision:
     """attempts: runs of the function so far, this one included; deliveries: JetStream's count."""
     if outcome == Outcome.SUCCEEDED:
         return Decision(Action.ACK)

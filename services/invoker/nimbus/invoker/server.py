@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 from google.api import httpbody_pb2
-
 from nimbus.api.v1 import invocations_pb2, invocations_pb2_grpc
 from nimbus.common.auth import current_principal
 from nimbus.internal.v1 import invoker_pb2, invoker_pb2_grpc
@@ -19,12 +18,19 @@ class InvocationsServicer(invocations_pb2_grpc.InvocationsServicer):
     def __init__(self, invoker: Invoker) -> None:
         self._invoker = invoker
 
-    async def Invoke(self, request: invocations_pb2.InvokeRequest, context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
+    async def Invoke(
+        self, request: invocations_pb2.InvokeRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
         remaining = context.time_remaining()
         deadline_s = remaining if remaining is not None else DEFAULT_DEADLINE_S
         log_tail = wants_log_tail(request.log)
         result = await self._invoker.invoke(
-            current_principal(), request.name, request.qualifier, request.body.data, deadline_s, log_tail
+            current_principal(),
+            request.name,
+            request.qualifier,
+            request.body.data,
+            deadline_s,
+            log_tail,
         )
         await context.send_initial_metadata(reply_headers(result, log_tail))
         return httpbody_pb2.HttpBody(content_type=_JSON, data=result.payload)
@@ -34,7 +40,9 @@ class InvokerControlServicer(invoker_pb2_grpc.InvokerControlServicer):
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
 
-    async def GetStats(self, request: invoker_pb2.GetStatsRequest, context: grpc.aio.ServicerContext) -> invoker_pb2.GetStatsResponse:
+    async def GetStats(
+        self, request: invoker_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> invoker_pb2.GetStatsResponse:
         stats = [
             invoker_pb2.FunctionQueueStats(
                 namespace=key.namespace,

@@ -26,11 +26,20 @@ class Target:
 
 
 def latest(record: FunctionRecord) -> Target:
-    return Target(record.namespace, record.name, LATEST, record.config, record.code_sha256, record.revision)
+    return Target(
+        record.namespace, record.name, LATEST, record.config, record.code_sha256, record.revision
+    )
 
 
 def of_version(version: VersionRecord) -> Target:
-    return Target(version.namespace, version.name, version.version, version.config, version.code_sha256, version.revision)
+    return Target(
+        version.namespace,
+        version.name,
+        version.version,
+        version.config,
+        version.code_sha256,
+        version.revision,
+    )
 
 
 def resolve(
@@ -47,7 +56,9 @@ def resolve(
         return _version(record, qualifier, version_of)
     alias = alias_of(qualifier)
     if alias is None:
-        raise NotFound(f"qualifier {qualifier!r} of function {record.name!r} is neither a version nor an alias")
+        raise NotFound(
+            f"qualifier {qualifier!r} of function {record.name!r} is neither a version nor an alias"
+        )
     chosen = alias.version
     if alias.routing_version and draw < alias.routing_weight:
         chosen = alias.routing_version
@@ -56,7 +67,9 @@ def resolve(
     return _version(record, chosen, version_of)
 
 
-def _version(record: FunctionRecord, number: str, version_of: Callable[[str], VersionRecord | None]) -> Target:
+def _version(
+    record: FunctionRecord, number: str, version_of: Callable[[str], VersionRecord | None]
+) -> Target:
     version = version_of(number)
     if version is None:
         raise NotFound(f"version {number!r} of function {record.name!r} not found")

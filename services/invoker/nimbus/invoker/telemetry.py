@@ -13,20 +13,20 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
-
 from nimbus.common.clock import Clock
 from nimbus.common.metrics import LATENCY_BUCKETS, OVERFLOW, Children
 from nimbus.invoker.pool import Pool, PoolKey
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
 _FN = ["namespace", "function", "version"]
 
 INVOCATIONS = Counter(
-    "nimbus_invocations_total", "Calls that reached a function, by outcome: success | error | throttled",
+    "nimbus_invocations_total",
+    "Calls that reached a function, by outcome: success | error | throttled",
     [*_FN, "outcome"],
 )
 ERRORS = Counter(
@@ -34,17 +34,32 @@ ERRORS = Counter(
     "Failed calls by kind: function (the handler raised or its code did not load) | platform",
     [*_FN, "kind"],
 )
-THROTTLES = Counter("nimbus_throttles_total", "Calls refused for the function's or namespace's concurrency limit", _FN)
+THROTTLES = Counter(
+    "nimbus_throttles_total",
+    "Calls refused for the function's or namespace's concurrency limit",
+    _FN,
+)
 DURATION = Histogram(
-    "nimbus_invocation_duration_seconds", "The handler's run time as the instance measured it", _FN,
+    "nimbus_invocation_duration_seconds",
+    "The handler's run time as the instance measured it",
+    _FN,
     buckets=LATENCY_BUCKETS,
 )
-COLD_STARTS = Counter("nimbus_cold_starts_total", "Calls that waited for a new instance to start", _FN)
+COLD_STARTS = Counter(
+    "nimbus_cold_starts_total", "Calls that waited for a new instance to start", _FN
+)
 INIT_DURATION = Histogram(
-    "nimbus_init_duration_seconds", "The runtime's import of the handler on a cold start", _FN, buckets=LATENCY_BUCKETS
+    "nimbus_init_duration_seconds",
+    "The runtime's import of the handler on a cold start",
+    _FN,
+    buckets=LATENCY_BUCKETS,
 )
 CONCURRENT = Gauge("nimbus_concurrent_executions", "Calls running on an instance now", _FN)
-DEAD_LETTERS = Counter("nimbus_dead_letters_total", "Async events given up on and stored as dead letters", ["namespace", "function"])
+DEAD_LETTERS = Counter(
+    "nimbus_dead_letters_total",
+    "Async events given up on and stored as dead letters",
+    ["namespace", "function"],
+)
 ASYNC_BACKLOG = Gauge(
     "nimbus_async_backlog_events",
     "Events of the shared JetStream consumer: pending = not yet delivered, unacked = delivered and not "
@@ -58,8 +73,18 @@ BACKLOG_UNACKED = ASYNC_BACKLOG.labels("unacked")
 class FunctionSeries:
     """One function version's children, bound once."""
 
-    __slots__ = ("success", "error", "throttled", "function_errors", "platform_errors", "throttles", "duration",
-                 "cold_starts", "init_duration", "concurrent")
+    __slots__ = (
+        "success",
+        "error",
+        "throttled",
+        "function_errors",
+        "platform_errors",
+        "throttles",
+        "duration",
+        "cold_starts",
+        "init_duration",
+        "concurrent",
+    )
 
     def __init__(self, key: tuple[str, str, str]) -> None:
         self.success = INVOCATIONS.labels(*key, "success")
@@ -73,7 +98,9 @@ class FunctionSeries:
         self.init_duration = INIT_DURATION.labels(*key)
         self.concurrent = CONCURRENT.labels(*key)
 
-    def completed(self, function_error: str, duration_us: int, cold: bool, init_duration_us: int) -> None:
+    def completed(
+        self, function_error: str, duration_us: int, cold: bool, init_duration_us: int
+    ) -> None:
         if function_error:
             self.error.inc()
             self.function_errors.inc()
@@ -94,8 +121,12 @@ class FunctionSeries:
         self.platform_errors.inc()
 
 
-_functions: Children[tuple[str, str, str], FunctionSeries] = Children(FunctionSeries, (OVERFLOW, OVERFLOW, OVERFLOW))
-_dead_letters: Children[tuple[str, str], Counter] = Children(lambda key: DEAD_LETTERS.labels(*key), (OVERFLOW, OVERFLOW))
+_functions: Children[tuple[str, str, str], FunctionSeries] = Children(
+    FunctionSeries, (OVERFLOW, OVERFLOW, OVERFLOW)
+)
+_dead_letters: Children[tuple[str, str], Counter] = Children(
+    lambda key: DEAD_LETTERS.labels(*key), (OVERFLOW, OVERFLOW)
+)
 
 
 def function_series(namespace: str, function: str, version: str) -> FunctionSeries:
@@ -114,7 +145,9 @@ class QueueDepth(Collector):
         self._pools = pools
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("nimbus_queue_depth", "Calls waiting in this invoker for a free instance", labels=_FN)
+        family = GaugeMetricFamily(
+            "nimbus_queue_depth", "Calls waiting in this invoker for a free instance", labels=_FN
+        )
         depth: dict[tuple[str, str, str], int] = {}
         for key, pool in list(self._pools().items()):
             fn = (key.namespace, key.function, key.version)
@@ -143,5 +176,8 @@ async def sample_backlog(source: ConsumerBacklog, clock: Clock, every_s: float =
         except asyncio.CancelledError:
             raise
         except Exception as err:
-            log.debug("async backlog not sampled", extra={"fields": {"error": str(err) or type(err).__name__}})
+            log.debug(
+                "async backlog not sampled",
+                extra={"fields": {"error": str(err) or type(err).__name__}},
+            )
         await clock.sleep(every_s)

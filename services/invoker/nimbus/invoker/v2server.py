@@ -3,11 +3,9 @@ BatchInvoke over the same Invoker core (batch.py)."""
 
 from __future__ import annotations
 
-
 import grpc
 from google.api import httpbody_pb2
 from google.protobuf import json_format, struct_pb2
-
 from nimbus.api.v1 import invocations_pb2 as v1_pb
 from nimbus.api.v2 import invocations_pb2 as pb
 from nimbus.api.v2 import invocations_pb2_grpc
@@ -36,11 +34,21 @@ def payload_value(payload: bytes) -> struct_pb2.Value:
 def outcome_to_pb(outcome: BatchOutcome) -> pb.BatchInvokeResult:
     if outcome.error is not None:
         err = outcome.error
-        return pb.BatchInvokeResult(error=pb.BatchError(code=err.code.name, http_status=err.http_status, message=err.message))
+        return pb.BatchInvokeResult(
+            error=pb.BatchError(
+                code=err.code.name, http_status=err.http_status, message=err.message
+            )
+        )
     r = outcome.result
     assert r is not None
-    return pb.BatchInvokeResult(result=payload_value(r.payload), function_error=r.function_error, request_id=r.request_id,
-                                executed_version=r.executed_version, cold_start=r.cold_start, billed_ms=r.billed_ms)
+    return pb.BatchInvokeResult(
+        result=payload_value(r.payload),
+        function_error=r.function_error,
+        request_id=r.request_id,
+        executed_version=r.executed_version,
+        cold_start=r.cold_start,
+        billed_ms=r.billed_ms,
+    )
 
 
 class InvocationsV2Servicer(invocations_pb2_grpc.InvocationsServicer):
@@ -48,16 +56,20 @@ class InvocationsV2Servicer(invocations_pb2_grpc.InvocationsServicer):
         self._v1 = v1
         self._batch = batch
 
-    async def Invoke(self, request: pb.InvokeRequest, context: grpc.aio.ServicerContext) -> httpbody_pb2.HttpBody:
-        same = v1_pb.InvokeRequest(name=request.name, qualifier=request.qualifier, body=request.body)
+    async def Invoke(
+        self, request: pb.InvokeRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        same = v1_pb.InvokeRequest(
+            name=request.name, qualifier=request.qualifier, body=request.body
+        )
         return await self._v1.Invoke(same, context)
 
-    async def BatchInvoke(self, request: pb.BatchInvokeRequest, context: grpc.aio.ServicerContext) -> pb.BatchInvokeResponse:
+    async def BatchInvoke(
+        self, request: pb.BatchInvokeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BatchInvokeResponse:
         items = [BatchItem(i.name, i.qualifier, event_bytes(i)) for i in request.items]
         remaining = context.time_remaining()
-        outcomes = await self._batch.invoke_all(current_principal(), items,
-                                                remaining if remaining is not None else _DEFAULT_DEADLINE_S)
+        outcomes = await self._batch.invoke_all(
+            current_principal(), items, remaining if remaining is not None else _DEFAULT_DEADLINE_S
+        )
         return pb.BatchInvokeResponse(results=[outcome_to_pb(o) for o in outcomes])
-
-
-

@@ -45,7 +45,12 @@ class Sandbox:
 
 class Booter:
     def __init__(
-        self, driver: SandboxDriver, layout: NodeLayout, writer: LogWriter, *, cpu_quota: bool = True
+        self,
+        driver: SandboxDriver,
+        layout: NodeLayout,
+        writer: LogWriter,
+        *,
+        cpu_quota: bool = True,
     ) -> None:
         self._driver = driver
         self._layout = layout
@@ -72,7 +77,9 @@ class Booter:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
                     conn = await ShimConnection.accept(listener, self._driver.wait(handle))
             except TimeoutError:
-                raise Unavailable(f"a {runtime} sandbox did not start within {CONNECT_TIMEOUT_S:.0f} s") from None
+                raise Unavailable(
+                    f"a {runtime} sandbox did not start within {CONNECT_TIMEOUT_S:.0f} s"
+                ) from None
             except InitError as err:
                 raise Unavailable(f"a {runtime} sandbox failed to start: {err.message}") from None
         except BaseException:
@@ -86,7 +93,10 @@ class Booter:
     def _capture(self, handle: SandboxHandle) -> OutputCapture:
         driver = self._driver
         return OutputCapture(
-            handle.output_fd, handle.error_fd, handle.sandbox_id, self._writer,
+            handle.output_fd,
+            handle.error_fd,
+            handle.sandbox_id,
+            self._writer,
             peak_memory=lambda: driver.peak_memory_bytes(handle),
         )
 
@@ -105,10 +115,14 @@ class Booter:
                 await sb.conn.send(encode(Kind.LOAD, specs.load_header(spec, task_root)))
                 init_us = await sb.conn.handshake()
         except TimeoutError:
-            raise FunctionInitFailed("Runtime.InitTimeout", f"the handler did not load within {budget:.0f} s") from None
+            raise FunctionInitFailed(
+                "Runtime.InitTimeout", f"the handler did not load within {budget:.0f} s"
+            ) from None
         except InitError as err:
             if self._driver.oom_killed(sb.handle):
-                raise FunctionInitFailed("OutOfMemory", f"init used more than {memory_mb} MB of memory") from None
+                raise FunctionInitFailed(
+                    "OutOfMemory", f"init used more than {memory_mb} MB of memory"
+                ) from None
             raise FunctionInitFailed(err.error_type, err.message) from None
         except (ProtocolError, ConnectionError) as err:
             raise Unavailable(f"instance runtime misbehaved during init: {err}") from None
@@ -128,7 +142,9 @@ class Booter:
         sb.output.keep_peak_memory()
         await self._cleanup(sb.handle, sb.output, sb.socket_dir)
 
-    async def _cleanup(self, handle: SandboxHandle | None, output: OutputCapture | None, socket_dir: Path) -> None:
+    async def _cleanup(
+        self, handle: SandboxHandle | None, output: OutputCapture | None, socket_dir: Path
+    ) -> None:
         try:
             if handle is not None:
                 await self._driver.stop(handle)

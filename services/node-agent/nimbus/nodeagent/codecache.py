@@ -109,7 +109,9 @@ class CodeCache:
                     await self._fetch_and_unpack(sha256, final)
                 entry = self._entries.get(sha256)
                 if entry is None:
-                    entry = self._entries[sha256] = _Entry(await asyncio.to_thread(tree_size, final), 0)
+                    entry = self._entries[sha256] = _Entry(
+                        await asyncio.to_thread(tree_size, final), 0
+                    )
                 entry.last_used = self._next_tick()
                 # Held before evicting, so a package larger than the budget is not evicted under us.
                 entry.holders += hold
@@ -167,7 +169,9 @@ class CodeCache:
             finally:
                 await asyncio.to_thread(out.close)
             if digest.hexdigest() != sha256:
-                raise Unavailable(f"code package {sha256} arrived corrupted (sha256 {digest.hexdigest()})")
+                raise Unavailable(
+                    f"code package {sha256} arrived corrupted (sha256 {digest.hexdigest()})"
+                )
             has_python = await asyncio.to_thread(extract_zip, zip_path, tmp_dir)
             if has_python and self._compile_python:
                 await self._compile(tmp_dir)
@@ -186,8 +190,16 @@ class CodeCache:
         """Best effort: byte-compiles the package's Python files into its own __pycache__ dirs."""
         assert self._compile_python is not None
         proc = await asyncio.create_subprocess_exec(
-            self._compile_python, "-m", "compileall", "-q", "-j", "0", str(tree),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            self._compile_python,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            str(tree),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         try:
             async with asyncio.timeout(_COMPILE_TIMEOUT_S):

@@ -80,7 +80,11 @@ def make_readable(tree: Path) -> None:
 
 
 def extract_zip(
-    zip_path: Path, dest: Path, *, max_bytes: int = MAX_UNZIPPED_BYTES, max_entries: int = MAX_ENTRIES
+    zip_path: Path,
+    dest: Path,
+    *,
+    max_bytes: int = MAX_UNZIPPED_BYTES,
+    max_entries: int = MAX_ENTRIES,
 ) -> bool:
     """Unpacks a zip refusing absolute paths, '..', symlinks and oversized contents; whether it
     holds Python sources. Directories are 0755 and files 0444 (0555 if executable) whatever the
@@ -117,7 +121,9 @@ def extract_zip(
                 while chunk := src.read(1024 * 1024):
                     written += len(chunk)
                     if written > max_bytes:
-                        raise BadPackage(f"code package unpacks to more than {max_bytes // (1024 * 1024)} MB")
+                        raise BadPackage(
+                            f"code package unpacks to more than {max_bytes // (1024 * 1024)} MB"
+                        )
                     out.write(chunk)
             # Keep the executable bit (binaries in a package); the code is read-only for instances.
             os.chmod(target, 0o555 if mode & 0o111 else 0o444)

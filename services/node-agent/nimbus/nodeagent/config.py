@@ -9,7 +9,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from nimbus.common.config import CommonConfig, ConfigError, get_float, get_hostport, get_int, get_str
+from nimbus.common.config import (
+    CommonConfig,
+    ConfigError,
+    get_float,
+    get_hostport,
+    get_int,
+    get_str,
+)
 from nimbus.nodeagent.runtimes import RUNTIMES
 
 DEFAULT_PYTHON = "/usr/bin/python3.11"
@@ -122,13 +129,21 @@ class NodeAgentConfig:
         get_hostport(env, "NIMBUS_FUNCMGR_ADDR", "127.0.0.1:7201")
         node_id = get_str(env, "NIMBUS_NODE_ID", "node-1")
         if not _NODE_ID.match(node_id):
-            raise ConfigError(f"NIMBUS_NODE_ID={node_id!r} must be letters, digits, '.', '_' or '-' (max 63)")
+            raise ConfigError(
+                f"NIMBUS_NODE_ID={node_id!r} must be letters, digits, '.', '_' or '-' (max 63)"
+            )
         default_mb = (host_mb if host_mb is not None else host_memory_mb()) * 8 // 10
         python = get_str(env, "NIMBUS_PYTHON", default_python())
         if not os.access(python, os.X_OK):
             raise ConfigError(f"NIMBUS_PYTHON={python!r} is not an executable file")
-        runc = env.get("NIMBUS_RUNC", "").strip() or shutil.which("runc") or _existing("/usr/sbin/runc")
-        sandbox = get_str(env, "NIMBUS_SANDBOX", default_sandbox(runc, os.geteuid() if euid is None else euid))
+        runc = (
+            env.get("NIMBUS_RUNC", "").strip()
+            or shutil.which("runc")
+            or _existing("/usr/sbin/runc")
+        )
+        sandbox = get_str(
+            env, "NIMBUS_SANDBOX", default_sandbox(runc, os.geteuid() if euid is None else euid)
+        )
         if sandbox not in SANDBOXES:
             raise ConfigError(f"NIMBUS_SANDBOX={sandbox!r} must be one of {', '.join(SANDBOXES)}")
         node: str | None = env.get("NIMBUS_NODEJS", "").strip() or DEFAULT_NODE
@@ -138,7 +153,9 @@ class NodeAgentConfig:
             node = None
         if sandbox == "runc":
             if runc is None or not os.access(runc, os.X_OK):
-                raise ConfigError(f"NIMBUS_SANDBOX=runc but runc was not found (NIMBUS_RUNC={runc!r})")
+                raise ConfigError(
+                    f"NIMBUS_SANDBOX=runc but runc was not found (NIMBUS_RUNC={runc!r})"
+                )
             for name, path in (("NIMBUS_PYTHON", python), ("NIMBUS_NODEJS", node)):
                 if path is not None and not os.path.realpath(path).startswith(SANDBOX_VISIBLE):
                     raise ConfigError(

@@ -26,7 +26,13 @@ from typing import Protocol
 
 from nimbus.common import tracing
 from nimbus.common.clock import Clock, iso
-from nimbus.common.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from nimbus.common.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from nimbus.common.logs import kv
 from nimbus.common.model import InstanceRecord
 from nimbus.nodeagent import spec as specs
@@ -119,12 +125,19 @@ class InstanceManager:
         self._reserved_mb += spec.config.memory_mb
         t0 = self._clock.monotonic()
         try:
-            sb, code_dir, pooled = await sandbox_with_code(self._pool, self._booter, self._code, spec)
+            sb, code_dir, pooled = await sandbox_with_code(
+                self._pool, self._booter, self._code, spec
+            )
         except BaseException:
             self._reserved_mb -= spec.config.memory_mb
             raise
         inst = Instance(
-            sb.sandbox_id, spec, iso(self._clock.now()), self._clock.monotonic(), sb, specs.invoke_encoder(spec)
+            sb.sandbox_id,
+            spec,
+            iso(self._clock.now()),
+            self._clock.monotonic(),
+            sb,
+            specs.invoke_encoder(spec),
         )
         self._instances[inst.instance_id] = inst
         try:
@@ -150,14 +163,23 @@ class InstanceManager:
         log.info(
             "instance ready",
             extra=kv(
-                instance_id=inst.instance_id, function=spec.function, init_us=inst.init_duration_us, pooled=pooled,
+                instance_id=inst.instance_id,
+                function=spec.function,
+                init_us=inst.init_duration_us,
+                pooled=pooled,
                 **{k: round(v * 1000, 2) for k, v in ms.items()},
             ),
         )
         return InstanceInfo(inst.instance_id, self._node_id, self._node_address, spec)
 
     async def invoke(
-        self, instance_id: str, request_id: str, payload: bytes, wait_s: float | None = None, *, log_tail: bool = False
+        self,
+        instance_id: str,
+        request_id: str,
+        payload: bytes,
+        wait_s: float | None = None,
+        *,
+        log_tail: bool = False,
     ) -> InvokeResult:
         inst = self._get(instance_id)
         request_id = request_id or str(uuid.uuid4())
@@ -170,16 +192,23 @@ class InstanceManager:
         else:
             # Every slot is taken: wait our turn, bounded by the caller's deadline.
             try:
-                await self._wait_slot(inst, wait_s if wait_s is not None else inst.spec.config.timeout_s + SLOT_SLACK_S)
+                await self._wait_slot(
+                    inst,
+                    wait_s if wait_s is not None else inst.spec.config.timeout_s + SLOT_SLACK_S,
+                )
             except TimeoutError:
-                raise DeadlineExceeded(f"instance {instance_id} stayed busy past the deadline") from None
+                raise DeadlineExceeded(
+                    f"instance {instance_id} stayed busy past the deadline"
+                ) from None
         try:
             if inst.state is not InstanceState.IDLE and inst.state is not InstanceState.BUSY:
                 raise NotFound(f"instance {instance_id} is {inst.state.lower()}")
             if request_id in inst.calls:
                 # Replies are matched by request id (an async event redelivered while its first
                 # attempt still runs here): the caller retries once the first attempt ended.
-                raise AlreadyExists(f"request {request_id} is already running on instance {instance_id}")
+                raise AlreadyExists(
+                    f"request {request_id} is already running on instance {instance_id}"
+                )
             return await self._call(inst, request_id, payload, log_tail)
         finally:
             self._free_slot(inst)
@@ -216,7 +245,11 @@ class InstanceManager:
         """Refuses new work, marks instances DRAINING (in etcd too, so invokers look elsewhere),
         and waits for the calls in flight."""
         self._draining = True
-        live = [i for i in self._instances.values() if i.state in (InstanceState.IDLE, InstanceState.BUSY)]
+        live = [
+            i
+            for i in self._instances.values()
+            if i.state in (InstanceState.IDLE, InstanceState.BUSY)
+        ]
         for inst in live:
             inst.move(InstanceState.DRAINING)
         results = await asyncio.gather(
@@ -224,14 +257,19 @@ class InstanceManager:
         )
         for inst, result in zip(live, results, strict=True):
             if isinstance(result, Exception):
-                log.warning("cannot mark instance draining", extra=kv(instance_id=inst.instance_id, error=str(result)))
+                log.warning(
+                    "cannot mark instance draining",
+                    extra=kv(instance_id=inst.instance_id, error=str(result)),
+                )
         await self._no_inflight.wait()
 
     async def close(self) -> None:
         """Stops every instance; their records go with the node's lease, revoked right after."""
         self._draining = True
         instances = list(self._instances.values())
-        await asyncio.gather(*(self._stop(i, delete_record=False) for i in instances), return_exceptions=True)
+        await asyncio.gather(
+            *(self._stop(i, delete_record=False) for i in instances), return_exceptions=True
+        )
 
     # -- what the reaper (reaper.py) sees ----------------------------------------------------------
 
@@ -295,7 +333,9 @@ class InstanceManager:
             raise NotFound(f"instance {instance_id} not found on node {self._node_id}")
         return inst
 
-    async def _call(self, inst: Instance, request_id: str, payload: bytes, want_tail: bool) -> InvokeResult:
+    async def _call(
+        self, inst: Instance, request_id: str, payload: bytes, want_tail: bool
+    ) -> InvokeResult:
         # While calls overlap, their output is nobody's (logcapture.py); START/END/REPORT stay theirs.
         inst.sandbox.output.begin(request_id, specs.log_start(inst.spec, request_id))
         if not inst.calls:
@@ -306,8 +346,15 @@ class InstanceManager:
         try:
             with tracing.span("instance.call"):
                 outcome = await call_instance(
-                    inst.sandbox, self._driver, inst.spec, request_id, payload, self._clock,
-                    frames=inst.frames, cold=not inst.invoked, init_us=inst.init_duration_us,
+                    inst.sandbox,
+                    self._driver,
+                    inst.spec,
+                    request_id,
+                    payload,
+                    self._clock,
+                    frames=inst.frames,
+                    cold=not inst.invoked,
+                    init_us=inst.init_duration_us,
                 )
         except asyncio.CancelledError:
             # The shim still runs this call and would send a reply nobody waits for: kill it.
@@ -321,13 +368,17 @@ class InstanceManager:
                 self._no_inflight.set()
         inst.invoked = True
         if outcome.fatal:
-            self._abort_others(inst, request_id, f"ended it ({outcome.note or 'fatal runtime error'})")
+            self._abort_others(
+                inst, request_id, f"ended it ({outcome.note or 'fatal runtime error'})"
+            )
             await self._stop(inst)
         elif not inst.calls and inst.state is InstanceState.BUSY:
             inst.move(InstanceState.IDLE)
         inst.last_used = self._clock.monotonic()
         result = outcome.result
-        tail = inst.sandbox.output.end(specs.log_end(inst.spec, request_id, result, outcome.note), tail=want_tail)
+        tail = inst.sandbox.output.end(
+            specs.log_end(inst.spec, request_id, result, outcome.note), tail=want_tail
+        )
         return dataclasses.replace(result, log_tail=tail) if want_tail else result
 
     @staticmethod
@@ -356,6 +407,8 @@ class InstanceManager:
             inst.move(InstanceState.GONE)
 
     def _record(self, inst: Instance) -> InstanceRecord:
-        record = specs.instance_record(inst.instance_id, self._node_id, self._node_address, inst.spec, inst.created_at)
+        record = specs.instance_record(
+            inst.instance_id, self._node_id, self._node_address, inst.spec, inst.created_at
+        )
         stored = record_state(inst.state)
         return dataclasses.replace(record, state=stored.value) if stored is not None else record

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from google.protobuf.message import DecodeError
-
 from nimbus.common import lane
 from nimbus.common.logs import kv
 from nimbus.internal.v1 import nodeagent_pb2
@@ -50,7 +49,9 @@ class _Connection(asyncio.Protocol):
             bodies = self._reader.feed(data)
             batches = [nodeagent_pb2.InvokeBatchRequest.FromString(body) for body in bodies]
         except (lane.FrameError, DecodeError) as err:
-            log.warning("invoke lane: a peer sent garbage; closing its connection", extra=kv(error=str(err)))
+            log.warning(
+                "invoke lane: a peer sent garbage; closing its connection", extra=kv(error=str(err))
+            )
             self.abort()
             return
         loop = asyncio.get_running_loop()

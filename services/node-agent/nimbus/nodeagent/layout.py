@@ -1,13 +1,13 @@
 """Where a node keeps its files, under HOME/nodes/<node_id>/. Paths only, no I/O but mkdir.
 
-    code/<sha256>/          unpacked code packages (codecache.py)
-    logs/<id>.jsonl         each instance's captured output, one JSON object per line, until shipped
-    logs/cursors.json       how far each file has been shipped to NIMBUS_LOGS (logship.py)
-    run/<id>.pid            the host pid of each sandbox's first process
-    sockets/<id>/sock       the agent's listening socket for one sandbox (bind-mounted into it)
-    sandbox/                the runc driver's: rootfs/ skeleton, etc/, runtime/ (shim copies),
-                            tasks/<id>/ (where code is mounted for each sandbox), code-ro/,
-                            bundles/<id>/config.json, runc/ (runc's --root)
+code/<sha256>/          unpacked code packages (codecache.py)
+logs/<id>.jsonl         each instance's captured output, one JSON object per line, until shipped
+logs/cursors.json       how far each file has been shipped to NIMBUS_LOGS (logship.py)
+run/<id>.pid            the host pid of each sandbox's first process
+sockets/<id>/sock       the agent's listening socket for one sandbox (bind-mounted into it)
+sandbox/                the runc driver's: rootfs/ skeleton, etc/, runtime/ (shim copies),
+                        tasks/<id>/ (where code is mounted for each sandbox), code-ro/,
+                        bundles/<id>/config.json, runc/ (runc's --root)
 """
 
 from __future__ import annotations
@@ -63,5 +63,11 @@ class NodeLayout:
         return self.run_dir / f"{instance_id}.pid"
 
     def make_dirs(self) -> None:
-        for path in (self.code_dir, self.logs_dir, self.run_dir, self.socket_root, self.sandbox_dir):
+        for path in (
+            self.code_dir,
+            self.logs_dir,
+            self.run_dir,
+            self.socket_root,
+            self.sandbox_dir,
+        ):
             os.makedirs(path, mode=0o700, exist_ok=True)

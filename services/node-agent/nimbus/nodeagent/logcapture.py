@@ -82,10 +82,19 @@ class _Format:
         )
         self.tail = f', "instance_id": {_enc(instance_id)}'
 
-    def line(self, ts: str, request_id: str, stream: str, message: str, report: Report | None = None) -> bytes:
+    def line(
+        self, ts: str, request_id: str, stream: str, message: str, report: Report | None = None
+    ) -> bytes:
         text = (
-            '{"ts": ' + _enc(ts) + self.head + _enc(request_id) + ', "stream": ' + _enc(stream)
-            + ', "message": ' + _enc(message) + self.tail
+            '{"ts": '
+            + _enc(ts)
+            + self.head
+            + _enc(request_id)
+            + ', "stream": '
+            + _enc(stream)
+            + ', "message": '
+            + _enc(message)
+            + self.tail
         )
         if report is not None:
             text += ', "report": ' + _report_json(report)
@@ -102,7 +111,12 @@ def _report_json(r: Report) -> str:
 
 
 def record(
-    ts: str, instance_id: str, source: LogSource, request_id: str, stream: str, message: str,
+    ts: str,
+    instance_id: str,
+    source: LogSource,
+    request_id: str,
+    stream: str,
+    message: str,
     report: Report | None = None,
 ) -> bytes:
     """One JSON line of an instance's log file: the fields ts, namespace, function, version,
@@ -141,10 +155,19 @@ class LogWriter:
 
     def finished(self, instance_id: str) -> bool:
         """Whether the instance is gone and every line it printed is in its file."""
-        return instance_id not in self._open and instance_id not in self._pending and instance_id not in self._writing
+        return (
+            instance_id not in self._open
+            and instance_id not in self._pending
+            and instance_id not in self._writing
+        )
 
     def append(
-        self, instance_id: str, source: LogSource, request_id: str, stream: str, messages: list[str],
+        self,
+        instance_id: str,
+        source: LogSource,
+        request_id: str,
+        stream: str,
+        messages: list[str],
         report: Report | None = None,
     ) -> None:
         """The messages as records; `report` goes with the last one."""
@@ -158,7 +181,9 @@ class LogWriter:
         else:
             last = len(messages) - 1
             for i, message in enumerate(messages):
-                lines.append(fmt.line(ts, request_id, stream, message, report if i == last else None))
+                lines.append(
+                    fmt.line(ts, request_id, stream, message, report if i == last else None)
+                )
         self._wake.set()
 
     def _timestamp(self) -> str:
@@ -208,7 +233,11 @@ class LogWriter:
                 continue
             data = b"".join(lines)
             if size + len(data) >= MAX_FILE_BYTES:
-                note = {"instance_id": instance_id, "stream": PLATFORM, "message": "[nimbus] log file limit reached"}
+                note = {
+                    "instance_id": instance_id,
+                    "stream": PLATFORM,
+                    "message": "[nimbus] log file limit reached",
+                }
                 data = data[: MAX_FILE_BYTES - size] + b"\n" + json.dumps(note).encode() + b"\n"
             with open(path, "ab") as f:
                 f.write(data)
@@ -244,7 +273,11 @@ class OutputCapture:
     call is in flight, lines go with an empty request id (as output between calls does)."""
 
     def __init__(
-        self, stdout_fd: int, stderr_fd: int, instance_id: str, writer: LogWriter,
+        self,
+        stdout_fd: int,
+        stderr_fd: int,
+        instance_id: str,
+        writer: LogWriter,
         peak_memory: Callable[[], int | None] = lambda: None,
     ) -> None:
         self._instance_id = instance_id
@@ -294,7 +327,9 @@ class OutputCapture:
             asyncio.get_running_loop().call_soon(self._report, source, request_id, footer.report)
             return b""
         report = self._report(source, request_id, footer.report, end_line)
-        text = ("\n".join([*call.lines, end_line, specs.report_line(request_id, report)]) + "\n").encode()
+        text = (
+            "\n".join([*call.lines, end_line, specs.report_line(request_id, report)]) + "\n"
+        ).encode()
         return text[-TAIL_BYTES:]
 
     def close(self) -> None:
@@ -321,7 +356,12 @@ class OutputCapture:
         peak = self._peak_memory()
         report = specs.with_peak_memory(report, -(-peak // _MB) if peak else 0)
         self._writer.append(
-            self._instance_id, source, request_id, PLATFORM, [*before, specs.report_line(request_id, report)], report
+            self._instance_id,
+            source,
+            request_id,
+            PLATFORM,
+            [*before, specs.report_line(request_id, report)],
+            report,
         )
         return report
 
@@ -349,7 +389,10 @@ class OutputCapture:
             except BlockingIOError:
                 return
             except OSError as err:
-                log.warning("reading instance output failed", extra=kv(instance_id=self._instance_id, error=str(err)))
+                log.warning(
+                    "reading instance output failed",
+                    extra=kv(instance_id=self._instance_id, error=str(err)),
+                )
                 chunk = b""
             if not chunk:  # EOF: the sandbox exited
                 self._stop_reading(pipe)
@@ -377,7 +420,9 @@ class OutputCapture:
         if complete:
             messages = [line.decode(errors="replace") for line in complete]
             seg.lines.extend(messages)
-            self._writer.append(self._instance_id, self._source, seg.request_id, pipe.stream, messages)
+            self._writer.append(
+                self._instance_id, self._source, seg.request_id, pipe.stream, messages
+            )
 
     def _flush_partials(self) -> None:
         """An unfinished line goes with the segment it was printed in, as a line of its own."""
@@ -387,7 +432,9 @@ class OutputCapture:
                 message = pipe.partial.decode(errors="replace")
                 pipe.partial = b""
                 seg.lines.append(message)
-                self._writer.append(self._instance_id, self._source, seg.request_id, pipe.stream, [message])
+                self._writer.append(
+                    self._instance_id, self._source, seg.request_id, pipe.stream, [message]
+                )
 
     def _close_segment(self, seg: _Segment, notes: tuple[str, ...] = ()) -> None:
         """The segment's truncation line (if it dropped output) and the platform's notes."""

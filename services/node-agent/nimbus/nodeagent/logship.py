@@ -79,7 +79,7 @@ def _fit(line: bytes, rec: dict[str, object]) -> bytes:
     """A record line short enough for one NATS message (1 MB by default): its message cut if not."""
     if len(line) <= BATCH_BYTES:
         return line
-    message = str(rec.get("message", ""))[: _CUT_CHARS]
+    message = str(rec.get("message", ""))[:_CUT_CHARS]
     rec = {**rec, "message": message + f" [nimbus] line cut to {_CUT_CHARS} characters to ship it"}
     return json.dumps(rec, ensure_ascii=False).encode() + b"\n"
 
@@ -148,7 +148,12 @@ def parse_cursors(text: str) -> dict[str, int]:
 
 class LogShipper:
     def __init__(
-        self, logs_dir: Path, writer: WrittenLogs, publisher: Publisher, node_id: str, clock: Clock,
+        self,
+        logs_dir: Path,
+        writer: WrittenLogs,
+        publisher: Publisher,
+        node_id: str,
+        clock: Clock,
         every_s: float = 0.0,
     ) -> None:
         self._dir = logs_dir
@@ -179,7 +184,10 @@ class LogShipper:
                 backoff = 0.0
             except Exception as err:
                 backoff = next_backoff(backoff)
-                log.warning("shipping function logs failed; retrying", extra=kv(error=str(err), retry_s=backoff))
+                log.warning(
+                    "shipping function logs failed; retrying",
+                    extra=kv(error=str(err), retry_s=backoff),
+                )
                 await self._clock.sleep(backoff)
                 continue
             # A round wakes NATS, every meter replica and Redis on the same cores as the calls:
@@ -205,9 +213,15 @@ class LogShipper:
                 offset += len(chunk)
                 self._cursors[instance_id] = offset
                 self._save_cursors()
-                chunk = await asyncio.to_thread(self._read, instance_id, offset, size) if offset < size else b""
+                chunk = (
+                    await asyncio.to_thread(self._read, instance_id, offset, size)
+                    if offset < size
+                    else b""
+                )
             if offset >= size and self._writer.finished(instance_id):
-                await asyncio.to_thread((self._dir / f"{instance_id}{_SUFFIX}").unlink, missing_ok=True)
+                await asyncio.to_thread(
+                    (self._dir / f"{instance_id}{_SUFFIX}").unlink, missing_ok=True
+                )
                 if self._cursors.pop(instance_id, None) is not None:
                     self._save_cursors()
         return sent
@@ -227,7 +241,14 @@ class LogShipper:
             offset = self._cursors.get(instance_id, 0)
             if offset > size:  # not the file the cursor was for
                 offset = 0
-            out.append((instance_id, size, offset, self._read(instance_id, offset, size) if offset < size else b""))
+            out.append(
+                (
+                    instance_id,
+                    size,
+                    offset,
+                    self._read(instance_id, offset, size) if offset < size else b"",
+                )
+            )
         return out
 
     def _read(self, instance_id: str, offset: int, size: int) -> bytes:
@@ -249,7 +270,9 @@ class LogShipper:
         data = json.dumps(self._cursors).encode()
         if len(data) <= _PAGE_BYTES:
             if self._cursors_fd < 0:
-                self._cursors_fd = os.open(self._dir / CURSORS_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                self._cursors_fd = os.open(
+                    self._dir / CURSORS_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666
+                )
                 self._cursors_len = os.fstat(self._cursors_fd).st_size
             if self._cursors_len <= _PAGE_BYTES:
                 os.pwrite(self._cursors_fd, data.ljust(self._cursors_len), 0)

@@ -29,9 +29,9 @@ from nimbus.nodeagent.reaper import reap_loop
 from nimbus.nodeagent.registry import NodeRegistry
 from nimbus.nodeagent.sandbox import new_driver
 from nimbus.nodeagent.server import LANE_METHOD, STREAM_METHOD, NodeAgentServicer
-from nimbus.nodeagent.telemetry import watch_instances
 from nimbus.nodeagent.stores.funcmgr import FuncmgrCodeSource
 from nimbus.nodeagent.stores.logstream import LogStreamPublisher
+from nimbus.nodeagent.telemetry import watch_instances
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,14 @@ async def main() -> None:
     for stale in layout.socket_root.iterdir():
         shutil.rmtree(stale, ignore_errors=True)
     driver = new_driver(
-        cfg.sandbox, layout, cfg.node_id,
-        python=cfg.python, node=cfg.node, runc=cfg.runc, uid=cfg.sandbox_uid, tmp_mb=cfg.tmp_mb,
+        cfg.sandbox,
+        layout,
+        cfg.node_id,
+        python=cfg.python,
+        node=cfg.node,
+        runc=cfg.runc,
+        uid=cfg.sandbox_uid,
+        tmp_mb=cfg.tmp_mb,
     )
     if not driver.isolated:
         log.warning(
@@ -69,17 +75,29 @@ async def main() -> None:
     )
     writer = LogWriter(layout.logs_dir, clock)
     publisher = LogStreamPublisher(
-        cfg.nats_url, name=f"node-agent-{cfg.node_id}", retention_h=cfg.log_retention_h, max_mb=cfg.log_max_mb
+        cfg.nats_url,
+        name=f"node-agent-{cfg.node_id}",
+        retention_h=cfg.log_retention_h,
+        max_mb=cfg.log_max_mb,
     )
-    shipper = LogShipper(layout.logs_dir, writer, publisher, cfg.node_id, clock, every_s=cfg.log_ship_s)
+    shipper = LogShipper(
+        layout.logs_dir, writer, publisher, cfg.node_id, clock, every_s=cfg.log_ship_s
+    )
     booter = Booter(driver, layout, writer, cpu_quota=cfg.cpu_quota)
     pool = WarmPool(booter, cfg.pool_sizes, clock)
     code = CodeCache(
-        layout.code_dir, FuncmgrCodeSource(funcmgr), budget_mb=cfg.code_cache_mb, compile_python=cfg.python
+        layout.code_dir,
+        FuncmgrCodeSource(funcmgr),
+        budget_mb=cfg.code_cache_mb,
+        compile_python=cfg.python,
     )
     await code.load_index()
     registry = NodeRegistry(
-        etcd, node, cfg.lease_ttl_s, clock, status=lambda: (tuple(sorted(code.usage())), pool.counts())
+        etcd,
+        node,
+        cfg.lease_ttl_s,
+        clock,
+        status=lambda: (tuple(sorted(code.usage())), pool.counts()),
     )
     manager = InstanceManager(
         node_id=cfg.node_id,
@@ -95,7 +113,12 @@ async def main() -> None:
     prefetcher = Prefetcher(etcd, code)
     watch_instances(manager.states)
     server, health = service.new_server(
-        [TelemetryInterceptor(untraced_prefixes=("/grpc.health.v1.", STREAM_METHOD, LANE_METHOD)), ErrorInterceptor()]
+        [
+            TelemetryInterceptor(
+                untraced_prefixes=("/grpc.health.v1.", STREAM_METHOD, LANE_METHOD)
+            ),
+            ErrorInterceptor(),
+        ]
     )
     lane: InvokeLane | None = None
     servicer = NodeAgentServicer(manager, lambda: lane.address if lane is not None else "")
@@ -128,7 +151,11 @@ async def main() -> None:
         health_servicer=health,
         listen_addr=cfg.listen_addr,
         background=[
-            registry.run, lambda: reap_loop(manager, clock, cfg.idle_s), pool.run, writer.run, shipper.run,
+            registry.run,
+            lambda: reap_loop(manager, clock, cfg.idle_s),
+            pool.run,
+            writer.run,
+            shipper.run,
             prefetcher.run,
         ],
         ready=registry.wait_registered,

@@ -81,7 +81,10 @@ class WarmPool:
             try:
                 sb = await self._booter.boot(runtime)
             except Exception as err:
-                log.warning("warm sandbox boot failed", extra=kv(runtime=runtime, error=str(err), retry_s=backoff))
+                log.warning(
+                    "warm sandbox boot failed",
+                    extra=kv(runtime=runtime, error=str(err), retry_s=backoff),
+                )
                 await self._clock.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
                 continue
@@ -97,7 +100,9 @@ class WarmPool:
         pooled = [sb for q in self._idle.values() for sb in q]
         for q in self._idle.values():
             q.clear()
-        await asyncio.gather(*(self._booter.discard(sb) for sb in pooled), *self._discards, return_exceptions=True)
+        await asyncio.gather(
+            *(self._booter.discard(sb) for sb in pooled), *self._discards, return_exceptions=True
+        )
 
     def _drop_dead(self) -> None:
         for q in self._idle.values():

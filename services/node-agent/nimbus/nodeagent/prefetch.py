@@ -45,7 +45,10 @@ class Prefetcher:
         try:
             self._queue.put_nowait(sha256)
         except asyncio.QueueFull:
-            log.warning("prefetch queue full; the code will be fetched on first use", extra=kv(code_sha256=sha256))
+            log.warning(
+                "prefetch queue full; the code will be fetched on first use",
+                extra=kv(code_sha256=sha256),
+            )
 
     async def _work(self) -> None:
         while True:
@@ -54,7 +57,10 @@ class Prefetcher:
                 async with asyncio.timeout(120):
                     await self._code.ensure(sha256)
             except (NimbusError, TimeoutError, OSError) as err:
-                log.warning("prefetch failed; the code will be fetched on first use", extra=kv(code_sha256=sha256, error=str(err)))
+                log.warning(
+                    "prefetch failed; the code will be fetched on first use",
+                    extra=kv(code_sha256=sha256, error=str(err)),
+                )
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:

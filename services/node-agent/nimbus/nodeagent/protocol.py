@@ -102,12 +102,20 @@ class InvokeEncoder:
 
     def __init__(self, function_name: str, function_version: str, memory_limit_mb: int) -> None:
         fixed = {
-            "function_name": function_name, "function_version": function_version, "memory_limit_mb": memory_limit_mb,
+            "function_name": function_name,
+            "function_version": function_version,
+            "memory_limit_mb": memory_limit_mb,
         }
         self._tail = "," + _dumps(fixed)[1:]
 
     def encode(self, request_id: str, deadline_ms: int, body: bytes) -> bytes:
-        head = '{"type":"INVOKE","request_id":' + _enc(request_id) + ',"deadline_ms":' + str(deadline_ms) + self._tail
+        head = (
+            '{"type":"INVOKE","request_id":'
+            + _enc(request_id)
+            + ',"deadline_ms":'
+            + str(deadline_ms)
+            + self._tail
+        )
         return _frame(head.encode(), body)
 
 
@@ -131,7 +139,11 @@ def parse_frame(header_bytes: bytes, body: bytes) -> Frame:
     reply = _REPLY.fullmatch(header_bytes)
     if reply is not None:
         kind_name, request_id, duration_us = reply.groups()
-        return Frame(_REPLY_KINDS[kind_name], {"request_id": request_id.decode(), "duration_us": int(duration_us)}, body)
+        return Frame(
+            _REPLY_KINDS[kind_name],
+            {"request_id": request_id.decode(), "duration_us": int(duration_us)},
+            body,
+        )
     try:
         header = json.loads(header_bytes)
         name = header.pop("type")
@@ -165,7 +177,9 @@ class FrameDecoder:
             end = head_end + body_len
             if size < end:
                 break
-            frames.append(parse_frame(bytes(buf[pos + PREFIX.size : head_end]), bytes(buf[head_end:end])))
+            frames.append(
+                parse_frame(bytes(buf[pos + PREFIX.size : head_end]), bytes(buf[head_end:end]))
+            )
             pos = end
         if buf is self._buf:
             del self._buf[:pos]

@@ -34,7 +34,12 @@ NodeStatus = Callable[[], tuple[tuple[str, ...], Mapping[str, int]]]
 
 class NodeRegistry:
     def __init__(
-        self, etcd: Etcd, node: NodeRecord, ttl_s: int, clock: Clock, status: NodeStatus | None = None
+        self,
+        etcd: Etcd,
+        node: NodeRecord,
+        ttl_s: int,
+        clock: Clock,
+        status: NodeStatus | None = None,
     ) -> None:
         self._etcd = etcd
         self._node = node
@@ -76,10 +81,14 @@ class NodeRegistry:
             try:
                 async with asyncio.timeout(_CALL_TIMEOUT_S):
                     await self._etcd.put(
-                        keys.instance(record.node_id, record.instance_id), record.to_json(), lease=self._lease
+                        keys.instance(record.node_id, record.instance_id),
+                        record.to_json(),
+                        lease=self._lease,
                     )
             except Exception as err:
-                raise Unavailable(f"cannot write the instance record: {err or type(err).__name__}") from err
+                raise Unavailable(
+                    f"cannot write the instance record: {err or type(err).__name__}"
+                ) from err
             self._records[record.instance_id] = record
             self._pending_deletes.discard(record.instance_id)
 
@@ -92,7 +101,8 @@ class NodeRegistry:
             except Exception as err:
                 self._pending_deletes.add(instance_id)
                 log.warning(
-                    "instance record delete failed, will retry", extra=kv(instance_id=instance_id, error=str(err))
+                    "instance record delete failed, will retry",
+                    extra=kv(instance_id=instance_id, error=str(err)),
                 )
 
     async def close(self) -> None:
@@ -118,7 +128,10 @@ class NodeRegistry:
                 log.info("node registered", extra=kv(node_id=self._node.node_id, lease=self._lease))
                 return
             except Exception as err:
-                log.warning("node registration failed, retrying", extra=kv(error=str(err) or type(err).__name__))
+                log.warning(
+                    "node registration failed, retrying",
+                    extra=kv(error=str(err) or type(err).__name__),
+                )
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -161,7 +174,9 @@ class NodeRegistry:
             await self._put_node()
             for record in list(self._records.values()):
                 await self._etcd.put(
-                    keys.instance(record.node_id, record.instance_id), record.to_json(), lease=self._lease
+                    keys.instance(record.node_id, record.instance_id),
+                    record.to_json(),
+                    lease=self._lease,
                 )
         self._unsynced = False
 
@@ -183,5 +198,7 @@ class NodeRegistry:
             if healthy:
                 log.info("node lease keepalive recovered")
             else:
-                log.warning("node lease keepalive failing", extra=kv(error=str(err) or type(err).__name__))
+                log.warning(
+                    "node lease keepalive failing", extra=kv(error=str(err) or type(err).__name__)
+                )
         self._healthy = healthy

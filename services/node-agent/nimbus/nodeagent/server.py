@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-
 from nimbus.common import logs, metrics, tracing
 from nimbus.common.convert import config_from_pb, config_to_pb
 from nimbus.common.errors import NimbusError, status_number
@@ -30,7 +29,12 @@ LANE_METHOD = "/nimbus.internal.v1.NodeAgent/GetInvokeLane"
 
 def spec_from_proto(msg: types_pb2.InstanceSpec) -> InstanceSpec:
     return InstanceSpec(
-        msg.namespace, msg.function, msg.version, config_from_pb(msg.config), msg.code_sha256, msg.function_revision
+        msg.namespace,
+        msg.function,
+        msg.version,
+        config_from_pb(msg.config),
+        msg.code_sha256,
+        msg.function_revision,
     )
 
 
@@ -65,7 +69,9 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
     ) -> types_pb2.InstanceInfo:
         spec = spec_from_proto(request.spec)
         logs.bind_request("", spec.namespace, spec.function)
-        return info_to_proto(await telemetry.timed_start(spec.config.runtime, self._manager.create(spec)))
+        return info_to_proto(
+            await telemetry.timed_start(spec.config.runtime, self._manager.create(spec))
+        )
 
     async def DestroyInstance(
         self, request: nodeagent_pb2.DestroyInstanceRequest, context: grpc.aio.ServicerContext
@@ -87,7 +93,9 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
         return result_to_proto(r)
 
     async def InvokeStream(
-        self, requests: AsyncIterator[nodeagent_pb2.InvokeBatchRequest], context: grpc.aio.ServicerContext
+        self,
+        requests: AsyncIterator[nodeagent_pb2.InvokeBatchRequest],
+        context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[nodeagent_pb2.InvokeBatchResponse]:
         """Many calls at once over one stream: each runs in its own task; the replies ready when
         the stream can take a message go out together, in whatever order they finished. The
@@ -137,7 +145,9 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
     ) -> nodeagent_pb2.GetInvokeLaneResponse:
         return nodeagent_pb2.GetInvokeLaneResponse(address=self._lane_address())
 
-    async def run_call(self, msg: nodeagent_pb2.StreamedInvokeRequest) -> nodeagent_pb2.StreamedInvokeResponse:
+    async def run_call(
+        self, msg: nodeagent_pb2.StreamedInvokeRequest
+    ) -> nodeagent_pb2.StreamedInvokeResponse:
         """One call of InvokeStream or of the invoke lane (invokelane.py)."""
         req = msg.invoke
         token, span = tracing.start(INVOKE_METHOD, msg.traceparent or None)
@@ -162,12 +172,16 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
             )
         except Exception:
             code = grpc.StatusCode.INTERNAL
-            log.exception("streamed invoke failed", extra={"fields": {"instance_id": req.instance_id}})
+            log.exception(
+                "streamed invoke failed", extra={"fields": {"instance_id": req.instance_id}}
+            )
             return nodeagent_pb2.StreamedInvokeResponse(
                 call_id=msg.call_id, error_code=code.value[0], error_message="internal error"
             )
         finally:
-            self._invoke_series.observe("OK" if code is grpc.StatusCode.OK else code.name, time.perf_counter() - t0)
+            self._invoke_series.observe(
+                "OK" if code is grpc.StatusCode.OK else code.name, time.perf_counter() - t0
+            )
             tracing.finish(token, span, None if code is grpc.StatusCode.OK else code.name)
 
 

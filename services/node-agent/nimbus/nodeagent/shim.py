@@ -80,7 +80,11 @@ class _Demux(asyncio.Protocol):
                 waiter = self.pending.pop(frame.header.get("request_id", ""), None)
                 if waiter is None:
                     # A reply nobody asked for: the shim and the agent disagree about what runs.
-                    self.fail(ProtocolError(f"reply for unknown request {frame.header.get('request_id')!r}"))
+                    self.fail(
+                        ProtocolError(
+                            f"reply for unknown request {frame.header.get('request_id')!r}"
+                        )
+                    )
                     return
                 if not waiter.done():
                     waiter.set_result(frame)
@@ -151,7 +155,8 @@ class ShimConnection:
             await asyncio.wait({accept_task, exit_task}, return_when=asyncio.FIRST_COMPLETED)
             if not accept_task.done():
                 raise InitError(
-                    "Runtime.ExitError", f"runtime exited with {describe_exit(exit_task.result())} before it connected"
+                    "Runtime.ExitError",
+                    f"runtime exited with {describe_exit(exit_task.result())} before it connected",
                 )
             conn, _ = accept_task.result()
         finally:
@@ -166,7 +171,9 @@ class ShimConnection:
         try:
             frame = await self._demux.next_control()
         except (ConnectionError, ProtocolError):
-            raise InitError("Runtime.ExitError", "runtime exited while loading the handler") from None
+            raise InitError(
+                "Runtime.ExitError", "runtime exited while loading the handler"
+            ) from None
         if frame.kind is Kind.READY:
             return int(frame.header.get("init_duration_us", 0))
         if frame.kind is Kind.INIT_ERROR:

@@ -68,18 +68,26 @@ def validate(spec: InstanceSpec) -> InstanceSpec:
     """The spec with proto3's zero values replaced by the model defaults; raises InvalidArgument."""
     cfg = spec.config
     defaults = FunctionConfig(runtime="", handler="")
-    cfg = replace(cfg, memory_mb=cfg.memory_mb or defaults.memory_mb, timeout_s=cfg.timeout_s or defaults.timeout_s)
+    cfg = replace(
+        cfg,
+        memory_mb=cfg.memory_mb or defaults.memory_mb,
+        timeout_s=cfg.timeout_s or defaults.timeout_s,
+    )
     if not spec.namespace or not spec.function:
         raise InvalidArgument("spec.namespace and spec.function are required")
     pattern = _CUSTOM_HANDLER if cfg.runtime == "provided" else _HANDLER
     if not pattern.match(cfg.handler):
         raise InvalidArgument(f"handler {cfg.handler!r} must look like module.function")
     if not MIN_MEMORY_MB <= cfg.memory_mb <= MAX_MEMORY_MB:
-        raise InvalidArgument(f"memory_mb={cfg.memory_mb} must be in {MIN_MEMORY_MB}..{MAX_MEMORY_MB}")
+        raise InvalidArgument(
+            f"memory_mb={cfg.memory_mb} must be in {MIN_MEMORY_MB}..{MAX_MEMORY_MB}"
+        )
     if not 1 <= cfg.timeout_s <= MAX_TIMEOUT_S:
         raise InvalidArgument(f"timeout_s={cfg.timeout_s} must be in 1..{MAX_TIMEOUT_S}")
     if not 1 <= cfg.instance_concurrency <= MAX_INSTANCE_CONCURRENCY:
-        raise InvalidArgument(f"instance_concurrency={cfg.instance_concurrency} must be in 1..{MAX_INSTANCE_CONCURRENCY}")
+        raise InvalidArgument(
+            f"instance_concurrency={cfg.instance_concurrency} must be in 1..{MAX_INSTANCE_CONCURRENCY}"
+        )
     return replace(spec, config=cfg, version=spec.version or "$LATEST")
 
 
@@ -128,7 +136,9 @@ def deadline_ms(spec: InstanceSpec, now: float) -> int:
 def timeout_result(timeout_s: float, cold: bool, init_us: int) -> InvokeResult:
     body = {"errorType": "Timeout", "errorMessage": f"Task timed out after {timeout_s:.2f} seconds"}
     duration_us = int(timeout_s * 1_000_000)
-    return InvokeResult(json.dumps(body).encode(), "Unhandled", duration_us, billed_ms(duration_us), cold, init_us)
+    return InvokeResult(
+        json.dumps(body).encode(), "Unhandled", duration_us, billed_ms(duration_us), cold, init_us
+    )
 
 
 def exit_result(
@@ -139,7 +149,9 @@ def exit_result(
     if oom_mb:
         message += f" (the function used more than its {oom_mb} MB of memory)"
     body = {"errorType": "OutOfMemory" if oom_mb else "Runtime.ExitError", "errorMessage": message}
-    return InvokeResult(json.dumps(body).encode(), "Unhandled", duration_us, billed_ms(duration_us), cold, init_us)
+    return InvokeResult(
+        json.dumps(body).encode(), "Unhandled", duration_us, billed_ms(duration_us), cold, init_us
+    )
 
 
 def instance_record(

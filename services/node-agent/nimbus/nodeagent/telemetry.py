@@ -7,19 +7,24 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TypeVar
 
+from nimbus.common.metrics import LATENCY_BUCKETS
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from nimbus.common.metrics import LATENCY_BUCKETS
-
 T = TypeVar("T")
 
-STARTS = Counter("nimbus_instance_starts_total", "CreateInstance calls on this node, by runtime and outcome (ok | error)",
-                 ["runtime", "outcome"])
-START_DURATION = Histogram("nimbus_instance_start_seconds",
-                           "CreateInstance from request to a loaded, recorded instance, by runtime", ["runtime"],
-                           buckets=LATENCY_BUCKETS)
+STARTS = Counter(
+    "nimbus_instance_starts_total",
+    "CreateInstance calls on this node, by runtime and outcome (ok | error)",
+    ["runtime", "outcome"],
+)
+START_DURATION = Histogram(
+    "nimbus_instance_start_seconds",
+    "CreateInstance from request to a loaded, recorded instance, by runtime",
+    ["runtime"],
+    buckets=LATENCY_BUCKETS,
+)
 
 
 class InstanceStates(Collector):
@@ -29,7 +34,9 @@ class InstanceStates(Collector):
         self._states = states
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("nimbus_node_instances", "Instances on this node by state", labels=["state"])
+        family = GaugeMetricFamily(
+            "nimbus_node_instances", "Instances on this node by state", labels=["state"]
+        )
         for state, count in self._states().items():
             family.add_metric([state], count)
         yield family

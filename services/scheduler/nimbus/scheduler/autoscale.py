@@ -49,10 +49,14 @@ def _mean(samples: tuple[tuple[float, float], ...], since: float) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def decide_scale(observed: float, ready: int, state: ScaleState, cfg: ScaleConfig, now: float) -> tuple[Decision, ScaleState]:
+def decide_scale(
+    observed: float, ready: int, state: ScaleState, cfg: ScaleConfig, now: float
+) -> tuple[Decision, ScaleState]:
     """`observed`: the calls in flight or queued for this function version across all invokers,
     averaged over the last report period. `ready`: its instances that can take calls."""
-    samples = tuple(s for s in state.samples if s[0] > now - cfg.stable_window_s) + ((now, observed),)
+    samples = tuple(s for s in state.samples if s[0] > now - cfg.stable_window_s) + (
+        (now, observed),
+    )
     stable = _mean(samples, now - cfg.stable_window_s)
     panic = _mean(samples, now - cfg.panic_window_s)
     per_instance = cfg.instance_concurrency * cfg.target_utilization
@@ -75,5 +79,11 @@ def decide_scale(observed: float, ready: int, state: ScaleState, cfg: ScaleConfi
     desired = max(desired, cfg.min_instances)
     if cfg.max_instances:
         desired = min(desired, max(cfg.max_instances, cfg.min_instances))
-    new_state = replace(state, samples=samples, panic_until=panic_until, last_active=last_active, last_desired=desired)
+    new_state = replace(
+        state,
+        samples=samples,
+        panic_until=panic_until,
+        last_active=last_active,
+        last_desired=desired,
+    )
     return Decision(desired, panicking, stable, panic), new_state

@@ -31,7 +31,9 @@ class LeaderElection:
                 await self._step()
             except Unavailable as err:
                 if self.is_leader:
-                    log.warning("stepping down: etcd unreachable", extra={"fields": {"error": err.message}})
+                    log.warning(
+                        "stepping down: etcd unreachable", extra={"fields": {"error": err.message}}
+                    )
                 self.is_leader, self._lease = False, 0
             await self._clock.sleep(self._ttl_s / 5)
 

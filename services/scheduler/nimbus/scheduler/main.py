@@ -15,8 +15,8 @@ from nimbus.scheduler.leader import LeaderElection
 from nimbus.scheduler.scaler import Autoscaler, Tuning
 from nimbus.scheduler.scheduler import Scheduler
 from nimbus.scheduler.server import SchedulerServicer
-from nimbus.scheduler.telemetry import watch_instances
 from nimbus.scheduler.stores.nodes import EtcdFunctionReader, NodeAgentClient, caches, spec_for
+from nimbus.scheduler.telemetry import watch_instances
 
 
 async def main() -> None:
@@ -37,7 +37,9 @@ async def main() -> None:
         cfg.instance_start_s,
         spec_for,
     )
-    leader = LeaderElection(etcd, keys.scheduler_leader(), cfg.common.replica, clock, cfg.leader_ttl_s)
+    leader = LeaderElection(
+        etcd, keys.scheduler_leader(), cfg.common.replica, clock, cfg.leader_ttl_s
+    )
     autoscaler = Autoscaler(
         watched.functions.items,
         watched.versions.items,

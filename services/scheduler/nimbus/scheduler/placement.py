@@ -29,7 +29,11 @@ def place(
         free = free_memory(node, instance_list)
         if free < memory_mb:
             continue
-        same = sum(1 for i in instance_list if i.node_id == node.node_id and (i.namespace, i.function) == function_key)
+        same = sum(
+            1
+            for i in instance_list
+            if i.node_id == node.node_id and (i.namespace, i.function) == function_key
+        )
         local = (code_sha256 in node.cached_code) + (node.warm.get(runtime, 0) > 0)
         candidates.append((same, -local, free, node.node_id))
     if not candidates:

@@ -59,7 +59,9 @@ def victims(instances: list[InstanceRecord], count: int) -> list[InstanceRecord]
     """Which instances to drain: from the node holding most of them first (keeps the function
     spread), newest first."""
     per_node = Counter(i.node_id for i in instances)
-    return sorted(instances, key=lambda i: (per_node[i.node_id], i.created_at), reverse=True)[:count]
+    return sorted(instances, key=lambda i: (per_node[i.node_id], i.created_at), reverse=True)[
+        :count
+    ]
 
 
 class Autoscaler:
@@ -105,23 +107,31 @@ class Autoscaler:
         ready: defaultdict[str, list[InstanceRecord]] = defaultdict(list)
         for inst in self._instances.values():
             if inst.state == InstanceState.READY and not self._act.draining(inst.instance_id):
-                ready[load_key(inst.namespace, inst.function, inst.version, inst.function_revision)].append(inst)
+                ready[
+                    load_key(inst.namespace, inst.function, inst.version, inst.function_revision)
+                ].append(inst)
         targets = self._targets()
         active = {k for k in set(observed) | set(ready) if k in targets}
-        active |= {k for k, t in targets.items() if t.version == LATEST and t.config.min_instances > 0}
+        active |= {
+            k for k, t in targets.items() if t.version == LATEST and t.config.min_instances > 0
+        }
         for key in active:
             target = targets[key]
             cfg = ScaleConfig(
                 min_instances=target.config.min_instances if target.version == LATEST else 0,
                 # max_concurrency counts calls; with several calls per instance, fewer instances hold them.
-                max_instances=-(-target.config.max_concurrency // target.config.instance_concurrency),
+                max_instances=-(
+                    -target.config.max_concurrency // target.config.instance_concurrency
+                ),
                 keep_alive_s=float(target.config.keep_alive_s),
                 instance_concurrency=target.config.instance_concurrency,
                 stable_window_s=self._tuning.stable_window_s,
                 panic_window_s=self._tuning.panic_window_s,
             )
             have = ready.get(key, [])
-            decision, self._states[key] = decide_scale(observed.get(key, 0.0), len(have), self._states.get(key, ScaleState()), cfg, now)
+            decision, self._states[key] = decide_scale(
+                observed.get(key, 0.0), len(have), self._states.get(key, ScaleState()), cfg, now
+            )
             missing = cfg.min_instances - len(have) - self._act.starting(key)
             for _ in range(max(0, missing)):
                 self._act.start(target)

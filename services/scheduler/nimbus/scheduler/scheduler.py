@@ -12,7 +12,14 @@ from typing import Protocol
 
 from nimbus.common.clock import Clock
 from nimbus.common.errors import NimbusError, Unavailable
-from nimbus.common.model import LATEST, FunctionRecord, InstanceRecord, NodeRecord, VersionRecord, load_key
+from nimbus.common.model import (
+    LATEST,
+    FunctionRecord,
+    InstanceRecord,
+    NodeRecord,
+    VersionRecord,
+    load_key,
+)
 from nimbus.scheduler.placement import place
 from nimbus.scheduler.reconcile import stale_instances
 from nimbus.scheduler.scaler import ScaleTarget
@@ -73,12 +80,22 @@ class Scheduler:
         self.last_reconcile_s = 0.0
 
     async def request_instance(
-        self, namespace: str, function: str, memory_mb: int, spec: object, code_sha256: str = "", runtime: str = ""
+        self,
+        namespace: str,
+        function: str,
+        memory_mb: int,
+        spec: object,
+        code_sha256: str = "",
+        runtime: str = "",
     ) -> Placed:
         reservations = [_reservation(*key, mb) for key, mb in self._reserved.items() if mb > 0]
         node_id = place(
-            memory_mb, (namespace, function), self._nodes.values(), [*self._instances.values(), *reservations],
-            code_sha256, runtime,
+            memory_mb,
+            (namespace, function),
+            self._nodes.values(),
+            [*self._instances.values(), *reservations],
+            code_sha256,
+            runtime,
         )
         if node_id is None:
             raise Unavailable(f"no node has {memory_mb} MB free for function {function!r}")
@@ -99,11 +116,18 @@ class Scheduler:
         async def create() -> None:
             try:
                 await self.request_instance(
-                    target.namespace, target.function, target.config.memory_mb, self._spec_for(target),
-                    target.code_sha256, target.config.runtime,
+                    target.namespace,
+                    target.function,
+                    target.config.memory_mb,
+                    self._spec_for(target),
+                    target.code_sha256,
+                    target.config.runtime,
                 )
             except NimbusError as err:
-                log.warning("warm instance not started", extra={"fields": {"function": target.function, "error": err.message}})
+                log.warning(
+                    "warm instance not started",
+                    extra={"fields": {"function": target.function, "error": err.message}},
+                )
             finally:
                 self._starting[key] -= 1
 
@@ -139,8 +163,13 @@ class Scheduler:
             if (instance.namespace, instance.function) not in by_name:
                 if await self._reader.get(instance.namespace, instance.function) is not None:
                     continue
-            elif instance.version != LATEST and (instance.namespace, instance.function, instance.version) not in versions:
-                if await self._reader.version_exists(instance.namespace, instance.function, instance.version):
+            elif (
+                instance.version != LATEST
+                and (instance.namespace, instance.function, instance.version) not in versions
+            ):
+                if await self._reader.version_exists(
+                    instance.namespace, instance.function, instance.version
+                ):
                     continue
             self.drain(instance)
             begun += 1
@@ -149,9 +178,14 @@ class Scheduler:
 
     async def _destroy(self, instance: InstanceRecord) -> None:
         try:
-            await self._client.destroy_instance(instance.node_address, instance.instance_id, DESTROY_TIMEOUT_S)
+            await self._client.destroy_instance(
+                instance.node_address, instance.instance_id, DESTROY_TIMEOUT_S
+            )
         except NimbusError as err:
-            log.warning("destroy failed", extra={"fields": {"instance": instance.instance_id, "error": err.message}})
+            log.warning(
+                "destroy failed",
+                extra={"fields": {"instance": instance.instance_id, "error": err.message}},
+            )
 
     async def close(self) -> None:
         tasks = [*self._destroying.values(), *self._tasks]
@@ -171,6 +205,15 @@ class Scheduler:
 
 def _reservation(node_id: str, namespace: str, function: str, memory_mb: int) -> InstanceRecord:
     return InstanceRecord(
-        instance_id="reserved", node_id=node_id, node_address="", namespace=namespace, function=function, version="",
-        code_sha256="", function_revision=0, memory_mb=memory_mb, state="STARTING", created_at=str(time.time()),
+        instance_id="reserved",
+        node_id=node_id,
+        node_address="",
+        namespace=namespace,
+        function=function,
+        version="",
+        code_sha256="",
+        function_revision=0,
+        memory_mb=memory_mb,
+        state="STARTING",
+        created_at=str(time.time()),
     )

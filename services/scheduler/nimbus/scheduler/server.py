@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-
 from nimbus.internal.v1 import scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from nimbus.scheduler.scheduler import Scheduler
 
@@ -12,11 +11,21 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
     def __init__(self, core: Scheduler) -> None:
         self._core = core
 
-    async def RequestInstance(self, request: scheduler_pb2.RequestInstanceRequest, context: grpc.aio.ServicerContext) -> types_pb2.InstanceInfo:
+    async def RequestInstance(
+        self, request: scheduler_pb2.RequestInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.InstanceInfo:
         spec = request.spec
         placed = await self._core.request_instance(
-            spec.namespace, spec.function, spec.config.memory_mb, spec, spec.code_sha256, spec.config.runtime
+            spec.namespace,
+            spec.function,
+            spec.config.memory_mb,
+            spec,
+            spec.code_sha256,
+            spec.config.runtime,
         )
         return types_pb2.InstanceInfo(
-            instance_id=placed.instance_id, node_id=placed.node_id, node_address=placed.node_address, spec=spec
+            instance_id=placed.instance_id,
+            node_id=placed.node_id,
+            node_address=placed.node_address,
+            spec=spec,
         )

@@ -20,23 +20,42 @@ class FuncMgrClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def create(self, namespace: str, name: str, config: FunctionConfig, code_zip: bytes) -> FunctionRecord:
-        req = funcmgr_pb2.CreateFunctionRequest(namespace=namespace, name=name, config=config_to_pb(config), code_zip=code_zip)
-        return record_from_pb(await rpc.call(self._stub.CreateFunction, req, timeout_s=self._timeout_s))
+    async def create(
+        self, namespace: str, name: str, config: FunctionConfig, code_zip: bytes
+    ) -> FunctionRecord:
+        req = funcmgr_pb2.CreateFunctionRequest(
+            namespace=namespace, name=name, config=config_to_pb(config), code_zip=code_zip
+        )
+        return record_from_pb(
+            await rpc.call(self._stub.CreateFunction, req, timeout_s=self._timeout_s)
+        )
 
     async def get(self, namespace: str, name: str) -> FunctionRecord:
         req = funcmgr_pb2.FunctionRef(namespace=namespace, name=name)
-        return record_from_pb(await rpc.call(self._stub.GetFunction, req, timeout_s=self._timeout_s))
+        return record_from_pb(
+            await rpc.call(self._stub.GetFunction, req, timeout_s=self._timeout_s)
+        )
 
     async def list(self, namespace: str) -> list[FunctionRecord]:
-        res = await rpc.call(self._stub.ListFunctions, funcmgr_pb2.ListFunctionsRequest(namespace=namespace), timeout_s=self._timeout_s)
+        res = await rpc.call(
+            self._stub.ListFunctions,
+            funcmgr_pb2.ListFunctionsRequest(namespace=namespace),
+            timeout_s=self._timeout_s,
+        )
         return [record_from_pb(r) for r in res.functions]
 
     async def update_config(
-        self, namespace: str, name: str, changes: dict[str, object], replace_env: bool, expected_revision: int
+        self,
+        namespace: str,
+        name: str,
+        changes: dict[str, object],
+        replace_env: bool,
+        expected_revision: int,
     ) -> FunctionRecord:
         # Only the masked fields are read by funcmgr; the rest of this message is filler.
-        config = dataclasses.replace(FunctionConfig(runtime="", handler="", memory_mb=0, timeout_s=0), **changes)  # type: ignore[arg-type]
+        config = dataclasses.replace(
+            FunctionConfig(runtime="", handler="", memory_mb=0, timeout_s=0), **changes
+        )  # type: ignore[arg-type]
         req = funcmgr_pb2.UpdateFunctionRequest(
             ref=funcmgr_pb2.FunctionRef(namespace=namespace, name=name),
             config=config_to_pb(config),
@@ -44,29 +63,49 @@ class FuncMgrClient:
             replace_env=replace_env,
             expected_revision=expected_revision,
         )
-        return record_from_pb(await rpc.call(self._stub.UpdateFunction, req, timeout_s=self._timeout_s))
-
-    async def update_code(self, namespace: str, name: str, code_zip: bytes, expected_revision: int) -> FunctionRecord:
-        req = funcmgr_pb2.UpdateFunctionCodeRequest(
-            ref=funcmgr_pb2.FunctionRef(namespace=namespace, name=name), code_zip=code_zip, expected_revision=expected_revision
+        return record_from_pb(
+            await rpc.call(self._stub.UpdateFunction, req, timeout_s=self._timeout_s)
         )
-        return record_from_pb(await rpc.call(self._stub.UpdateFunctionCode, req, timeout_s=self._timeout_s))
+
+    async def update_code(
+        self, namespace: str, name: str, code_zip: bytes, expected_revision: int
+    ) -> FunctionRecord:
+        req = funcmgr_pb2.UpdateFunctionCodeRequest(
+            ref=funcmgr_pb2.FunctionRef(namespace=namespace, name=name),
+            code_zip=code_zip,
+            expected_revision=expected_revision,
+        )
+        return record_from_pb(
+            await rpc.call(self._stub.UpdateFunctionCode, req, timeout_s=self._timeout_s)
+        )
 
     async def delete(self, namespace: str, name: str) -> None:
-        await rpc.call(self._stub.DeleteFunction, funcmgr_pb2.FunctionRef(namespace=namespace, name=name), timeout_s=self._timeout_s)
+        await rpc.call(
+            self._stub.DeleteFunction,
+            funcmgr_pb2.FunctionRef(namespace=namespace, name=name),
+            timeout_s=self._timeout_s,
+        )
 
-    async def publish(self, namespace: str, name: str, description: str, expected_revision: int) -> VersionRecord:
+    async def publish(
+        self, namespace: str, name: str, description: str, expected_revision: int
+    ) -> VersionRecord:
         req = funcmgr_pb2.PublishVersionRequest(
             ref=_ref(namespace, name), description=description, expected_revision=expected_revision
         )
-        return version_from_pb(await rpc.call(self._stub.PublishVersion, req, timeout_s=self._timeout_s))
+        return version_from_pb(
+            await rpc.call(self._stub.PublishVersion, req, timeout_s=self._timeout_s)
+        )
 
     async def get_version(self, namespace: str, name: str, version: str) -> VersionRecord:
         req = funcmgr_pb2.VersionRef(ref=_ref(namespace, name), version=version)
-        return version_from_pb(await rpc.call(self._stub.GetVersion, req, timeout_s=self._timeout_s))
+        return version_from_pb(
+            await rpc.call(self._stub.GetVersion, req, timeout_s=self._timeout_s)
+        )
 
     async def list_versions(self, namespace: str, name: str) -> list[VersionRecord]:
-        res = await rpc.call(self._stub.ListVersions, _ref(namespace, name), timeout_s=self._timeout_s)
+        res = await rpc.call(
+            self._stub.ListVersions, _ref(namespace, name), timeout_s=self._timeout_s
+        )
         return [version_from_pb(v) for v in res.versions]
 
     async def delete_version(self, namespace: str, name: str, version: str) -> None:
@@ -74,7 +113,14 @@ class FuncMgrClient:
         await rpc.call(self._stub.DeleteVersion, req, timeout_s=self._timeout_s)
 
     async def put_alias(
-        self, namespace: str, name: str, alias: str, version: str, routing_version: str, weight: float, description: str
+        self,
+        namespace: str,
+        name: str,
+        alias: str,
+        version: str,
+        routing_version: str,
+        weight: float,
+        description: str,
     ) -> AliasRecord:
         req = funcmgr_pb2.PutAliasRequest(
             ref=_ref(namespace, name),
@@ -90,7 +136,9 @@ class FuncMgrClient:
         return alias_from_pb(await rpc.call(self._stub.GetAlias, req, timeout_s=self._timeout_s))
 
     async def list_aliases(self, namespace: str, name: str) -> list[AliasRecord]:
-        res = await rpc.call(self._stub.ListAliases, _ref(namespace, name), timeout_s=self._timeout_s)
+        res = await rpc.call(
+            self._stub.ListAliases, _ref(namespace, name), timeout_s=self._timeout_s
+        )
         return [alias_from_pb(a) for a in res.aliases]
 
     async def delete_alias(self, namespace: str, name: str, alias: str) -> None:

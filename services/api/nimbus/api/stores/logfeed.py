@@ -13,7 +13,6 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
-
 from nimbus.common import logstream, natsconn
 from nimbus.common.errors import Unavailable
 
@@ -47,8 +46,16 @@ class LogDelivery:
 
 
 class LogFeed:
-    def __init__(self, url: str, *, name: str, retention_h: float, max_mb: int, ack_wait_s: float,
-                 max_ack_pending: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        retention_h: float,
+        max_mb: int,
+        ack_wait_s: float,
+        max_ack_pending: int,
+    ) -> None:
         self._url = url
         self._name = name
         self._retention_h = retention_h
@@ -69,7 +76,10 @@ class LogFeed:
             try:
                 if self._nc is None or self._nc.is_closed:
                     self._nc = await natsconn.connect(
-                        self._url, self._name, error_cb=self._on_error, reconnected_cb=self._on_reconnected
+                        self._url,
+                        self._name,
+                        error_cb=self._on_error,
+                        reconnected_cb=self._on_reconnected,
                     )
                     self._stale.set()
                 if self._stale.is_set() and self._nc.is_connected:
@@ -85,7 +95,10 @@ class LogFeed:
                 raise
             except Exception as err:
                 self._stale.set()
-                log.warning("log stream not ready, retrying", extra={"fields": {"error": f"{type(err).__name__}: {err}"}})
+                log.warning(
+                    "log stream not ready, retrying",
+                    extra={"fields": {"error": f"{type(err).__name__}: {err}"}},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -109,7 +122,10 @@ class LogFeed:
         if self._sub is None:
             self._sub = await js.pull_subscribe_bind(durable=CONSUMER, stream=logstream.STREAM)
             self._bound.set()
-        log.info("metering from the log stream", extra={"fields": {"stream": logstream.STREAM, "consumer": CONSUMER}})
+        log.info(
+            "metering from the log stream",
+            extra={"fields": {"stream": logstream.STREAM, "consumer": CONSUMER}},
+        )
 
     async def _on_error(self, err: Exception) -> None:
         log.debug("NATS client error", extra={"fields": {"error": f"{type(err).__name__}: {err}"}})
@@ -130,11 +146,13 @@ class LogFeed:
             raise Unavailable("the log stream is not connected")
         try:
             msgs = await sub.fetch(batch, timeout=timeout_s)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             return []
         except (nats.errors.Error, OSError) as err:
             self._stale.set()
-            raise Unavailable(f"fetching from the log stream failed: {type(err).__name__}: {err}") from err
+            raise Unavailable(
+                f"fetching from the log stream failed: {type(err).__name__}: {err}"
+            ) from err
         return [LogDelivery(m) for m in msgs]
 
     async def close(self) -> None:
@@ -146,4 +164,6 @@ class LogFeed:
                 async with asyncio.timeout(3):
                     await nc.close()
             except Exception as err:
-                log.warning("NATS connection did not close cleanly", extra={"fields": {"error": str(err)}})
+                log.warning(
+                    "NATS connection did not close cleanly", extra={"fields": {"error": str(err)}}
+                )

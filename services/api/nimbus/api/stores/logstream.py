@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
-
 from nimbus.api.logs import StoredBatch
 from nimbus.common import logstream
 from nimbus.common.errors import Unavailable
@@ -30,7 +29,9 @@ INACTIVE_S = 30.0
 
 
 def _unavailable(err: BaseException, what: str) -> Unavailable:
-    return Unavailable(f"the log store (NATS) failed to {what}: {type(err).__name__}: {err}".rstrip(": "))
+    return Unavailable(
+        f"the log store (NATS) failed to {what}: {type(err).__name__}: {err}".rstrip(": ")
+    )
 
 
 class JetStreamLogStore:
@@ -80,7 +81,9 @@ class JetStreamLogStore:
         except ERRORS as err:
             raise _unavailable(err, "read") from err
 
-    async def _consumer(self, subject: str, since: float | None) -> JetStreamContext.PullSubscription:
+    async def _consumer(
+        self, subject: str, since: float | None
+    ) -> JetStreamContext.PullSubscription:
         js = await self._conn.jetstream()
         config = api.ConsumerConfig(
             ack_policy=api.AckPolicy.NONE,
@@ -93,7 +96,7 @@ class JetStreamLogStore:
             config.deliver_policy = api.DeliverPolicy.NEW
         else:
             config.deliver_policy = api.DeliverPolicy.BY_START_TIME
-            config.opt_start_time = datetime.fromtimestamp(since, timezone.utc)
+            config.opt_start_time = datetime.fromtimestamp(since, UTC)
         try:
             async with asyncio.timeout(CALL_TIMEOUT_S):
                 return await js.pull_subscribe(subject, stream=logstream.STREAM, config=config)

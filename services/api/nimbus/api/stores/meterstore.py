@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime, time
 
 import redis.asyncio as aioredis
 import redis.exceptions
-
 from nimbus.api.meter import Report
 from nimbus.api.usage import UsageRow
 from nimbus.common import fnmetrics as fm
@@ -99,7 +98,9 @@ def _day_epoch(day: str) -> int:
     return int(datetime.combine(date.fromisoformat(day), time(), UTC).timestamp())
 
 
-def script_args(reports: Sequence[Report], seen_ttl_s: int, now_s: float) -> tuple[list[str], list[object]]:
+def script_args(
+    reports: Sequence[Report], seen_ttl_s: int, now_s: float
+) -> tuple[list[str], list[object]]:
     """KEYS and ARGV of one APPLY call for these reports, at wall time `now_s`. Pure.
 
     A report older than a hash's retention (a node that shipped a backlog after a long outage) is
@@ -145,7 +146,9 @@ def _unavailable(err: BaseException) -> Unavailable:
 class RedisMeter:
     def __init__(self, url: str, seen_ttl_s: int, clock: Clock) -> None:
         self._clock = clock
-        self._redis = aioredis.from_url(url, socket_timeout=CALL_TIMEOUT_S, socket_connect_timeout=CALL_TIMEOUT_S)
+        self._redis = aioredis.from_url(
+            url, socket_timeout=CALL_TIMEOUT_S, socket_connect_timeout=CALL_TIMEOUT_S
+        )
         self._apply = self._redis.register_script(APPLY)
         self._seen_ttl_s = seen_ttl_s
 
@@ -153,7 +156,9 @@ class RedisMeter:
         applied = 0
         try:
             for start in range(0, len(reports), _CHUNK):
-                keys, args = script_args(reports[start : start + _CHUNK], self._seen_ttl_s, self._clock.now())
+                keys, args = script_args(
+                    reports[start : start + _CHUNK], self._seen_ttl_s, self._clock.now()
+                )
                 async with asyncio.timeout(CALL_TIMEOUT_S):
                     applied += int(await self._apply(keys=keys, args=args))
         except (redis.exceptions.RedisError, OSError, TimeoutError) as err:
@@ -166,10 +171,20 @@ class RedisMeter:
         for day, fields in zip(days, hashes, strict=True):
             for fv in {name.rpartition("|")[0] for name in fields}:
                 function, _, version = fv.partition("|")
-                cells.append(UsageRow(function, version, day, fields.get(f"{fv}|req", 0), fields.get(f"{fv}|mbms", 0)))
+                cells.append(
+                    UsageRow(
+                        function,
+                        version,
+                        day,
+                        fields.get(f"{fv}|req", 0),
+                        fields.get(f"{fv}|mbms", 0),
+                    )
+                )
         return cells
 
-    async def minutes(self, namespace: str, function: str, starts: Sequence[int]) -> list[dict[str, int]]:
+    async def minutes(
+        self, namespace: str, function: str, starts: Sequence[int]
+    ) -> list[dict[str, int]]:
         return await self._hgetall_all([fm.minute_key(namespace, function, m) for m in starts])
 
     async def _hgetall_all(self, keys: Sequence[str]) -> list[dict[str, int]]:

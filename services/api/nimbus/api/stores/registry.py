@@ -22,7 +22,9 @@ class EtcdRegistryStore:
             try:
                 out.append(ServiceEndpoint.from_json(kv.value))
             except (ValueError, TypeError):
-                log.warning("undecodable registry record", extra={"fields": {"key": kv.key.decode()}})
+                log.warning(
+                    "undecodable registry record", extra={"fields": {"key": kv.key.decode()}}
+                )
         return out
 
     async def rollouts(self) -> list[Rollout]:

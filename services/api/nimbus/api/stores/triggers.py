@@ -16,7 +16,10 @@ class EtcdTriggerStore:
         """True when written; False when the function changed meanwhile (read it again); None when
         a trigger with this id exists already."""
         key = keys.trigger(record.namespace, record.function, record.trigger_id)
-        guard = [ModIs(keys.function(record.namespace, record.function), function_revision), ModIs(key, 0)]
+        guard = [
+            ModIs(keys.function(record.namespace, record.function), function_revision),
+            ModIs(key, 0),
+        ]
         ops: list[Op] = [Put(key, record.to_json())]
         if await self._etcd.commit(guard, ops) is not None:
             return True
@@ -35,7 +38,9 @@ class EtcdTriggerStore:
 
     async def put_event_config(self, config: EventConfig, function_revision: int) -> bool:
         guard = [ModIs(keys.function(config.namespace, config.function), function_revision)]
-        ops: list[Op] = [Put(keys.event_config(config.namespace, config.function), config.to_json())]
+        ops: list[Op] = [
+            Put(keys.event_config(config.namespace, config.function), config.to_json())
+        ]
         return await self._etcd.commit(guard, ops) is not None
 
     async def get_event_config(self, namespace: str, name: str) -> EventConfig | None:

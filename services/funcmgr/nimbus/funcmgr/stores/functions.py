@@ -38,12 +38,17 @@ class EtcdFunctionStore:
         )
 
     async def replace(self, record: FunctionRecord, expected_revision: int) -> int | None:
-        return await self._etcd.replace(keys.function(record.namespace, record.name), record.to_json(), expected_revision)
+        return await self._etcd.replace(
+            keys.function(record.namespace, record.name), record.to_json(), expected_revision
+        )
 
     async def delete(self, namespace: str, name: str, revision: int) -> bool:
         ops = [Delete(keys.function(namespace, name)), Delete(keys.function_meta(namespace, name))]
         ops += [DeletePrefix(prefix) for prefix in keys.owned_by_function(namespace, name)]
-        return await self._etcd.commit([ModIs(keys.function(namespace, name), revision)], ops) is not None
+        return (
+            await self._etcd.commit([ModIs(keys.function(namespace, name), revision)], ops)
+            is not None
+        )
 
     async def meta(self, namespace: str, name: str) -> FunctionMeta:
         kv = await self._etcd.get(keys.function_meta(namespace, name))
@@ -59,17 +64,35 @@ class EtcdFunctionStore:
         kvs, _ = await self._etcd.get_prefix(keys.versions_prefix(namespace, name))
         return [VersionRecord.from_json(kv.value, kv.mod_revision) for kv in kvs]
 
-    async def add_version(self, record: FunctionRecord, meta: FunctionMeta, version: VersionRecord) -> int | None:
+    async def add_version(
+        self, record: FunctionRecord, meta: FunctionMeta, version: VersionRecord
+    ) -> int | None:
         """Only if the function and its meta are unchanged since they were read."""
         ns, name = record.namespace, record.name
         return await self._etcd.commit(
-            [ModIs(keys.function(ns, name), record.revision), ModIs(keys.function_meta(ns, name), meta.revision)],
-            [Put(keys.version(ns, name, version.version), version.to_json()), _meta_put(ns, name, int(version.version))],
+            [
+                ModIs(keys.function(ns, name), record.revision),
+                ModIs(keys.function_meta(ns, name), meta.revision),
+            ],
+            [
+                Put(keys.version(ns, name, version.version), version.to_json()),
+                _meta_put(ns, name, int(version.version)),
+            ],
         )
 
-    async def delete_version(self, namespace: str, name: str, version: str, meta: FunctionMeta) -> bool:
-        ops = [Delete(keys.version(namespace, name, version)), _meta_put(namespace, name, meta.last_version)]
-        return await self._etcd.commit([ModIs(keys.function_meta(namespace, name), meta.revision)], ops) is not None
+    async def delete_version(
+        self, namespace: str, name: str, version: str, meta: FunctionMeta
+    ) -> bool:
+        ops = [
+            Delete(keys.version(namespace, name, version)),
+            _meta_put(namespace, name, meta.last_version),
+        ]
+        return (
+            await self._etcd.commit(
+                [ModIs(keys.function_meta(namespace, name), meta.revision)], ops
+            )
+            is not None
+        )
 
     async def get_alias(self, namespace: str, name: str, alias: str) -> AliasRecord | None:
         kv = await self._etcd.get(keys.alias(namespace, name, alias))
@@ -79,18 +102,33 @@ class EtcdFunctionStore:
         kvs, _ = await self._etcd.get_prefix(keys.aliases_prefix(namespace, name))
         return [AliasRecord.from_json(kv.value, kv.mod_revision) for kv in kvs]
 
-    async def put_alias(self, alias: AliasRecord, meta: FunctionMeta, versions: list[VersionRecord]) -> int | None:
+    async def put_alias(
+        self, alias: AliasRecord, meta: FunctionMeta, versions: list[VersionRecord]
+    ) -> int | None:
         """Only if the meta is unchanged and every version the alias names still exists."""
         ns, name = alias.namespace, alias.name
         checks = [ModIs(keys.function_meta(ns, name), meta.revision)]
         checks += [ModIs(keys.version(ns, name, v.version), v.revision) for v in versions]
-        ops = [Put(keys.alias(ns, name, alias.alias), alias.to_json()), _meta_put(ns, name, meta.last_version)]
+        ops = [
+            Put(keys.alias(ns, name, alias.alias), alias.to_json()),
+            _meta_put(ns, name, meta.last_version),
+        ]
         return await self._etcd.commit(checks, ops)
 
     async def delete_alias(self, namespace: str, name: str, alias: str, meta: FunctionMeta) -> bool:
-        ops = [Delete(keys.alias(namespace, name, alias)), _meta_put(namespace, name, meta.last_version)]
-        return await self._etcd.commit([ModIs(keys.function_meta(namespace, name), meta.revision)], ops) is not None
+        ops = [
+            Delete(keys.alias(namespace, name, alias)),
+            _meta_put(namespace, name, meta.last_version),
+        ]
+        return (
+            await self._etcd.commit(
+                [ModIs(keys.function_meta(namespace, name), meta.revision)], ops
+            )
+            is not None
+        )
 
 
 def _meta_put(namespace: str, name: str, last_version: int) -> Put:
-    return Put(keys.function_meta(namespace, name), json.dumps({"last_version": last_version}).encode())
+    return Put(
+        keys.function_meta(namespace, name), json.dumps({"last_version": last_version}).encode()
+    )

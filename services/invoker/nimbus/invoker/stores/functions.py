@@ -29,11 +29,17 @@ class CachedFunctions:
     def __init__(self, etcd: Etcd) -> None:
         self._etcd = etcd
         self.cache: WatchCache[FunctionRecord] = WatchCache(etcd, keys.functions_prefix(), _decode)
-        self.versions: WatchCache[VersionRecord] = WatchCache(etcd, keys.versions_prefix(), _decode_version)
-        self.aliases: WatchCache[AliasRecord] = WatchCache(etcd, keys.aliases_prefix(), _decode_alias)
+        self.versions: WatchCache[VersionRecord] = WatchCache(
+            etcd, keys.versions_prefix(), _decode_version
+        )
+        self.aliases: WatchCache[AliasRecord] = WatchCache(
+            etcd, keys.aliases_prefix(), _decode_alias
+        )
 
     @property
-    def caches(self) -> tuple[WatchCache[FunctionRecord], WatchCache[VersionRecord], WatchCache[AliasRecord]]:
+    def caches(
+        self,
+    ) -> tuple[WatchCache[FunctionRecord], WatchCache[VersionRecord], WatchCache[AliasRecord]]:
         return self.cache, self.versions, self.aliases
 
     async def get(self, namespace: str, name: str) -> FunctionRecord | None:

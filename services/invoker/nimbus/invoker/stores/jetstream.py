@@ -26,7 +26,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api
 from nats.js.client import JetStreamContext
-
 from nimbus.common import natsconn
 from nimbus.common.errors import Unavailable
 
@@ -62,7 +61,15 @@ def _unavailable(err: BaseException, what: str) -> Unavailable:
 class JetStreamClient:
     """Connects in the background and keeps connecting; calls before a connection raise Unavailable."""
 
-    def __init__(self, url: str, *, name: str, ack_wait_s: float, dlq_max_age_s: float, max_ack_pending: int = 20000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        ack_wait_s: float,
+        dlq_max_age_s: float,
+        max_ack_pending: int = 20000,
+    ) -> None:
         self._url = url
         self._name = name
         self._ack_wait_s = ack_wait_s
@@ -113,7 +120,10 @@ class JetStreamClient:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                log.warning("NATS not ready, retrying", extra={"fields": {"error": f"{type(err).__name__}: {err}"}})
+                log.warning(
+                    "NATS not ready, retrying",
+                    extra={"fields": {"error": f"{type(err).__name__}: {err}"}},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -203,13 +213,21 @@ class JetStreamClient:
 
     # -- events ------------------------------------------------------------------------------
 
-    async def publish(self, subject: str, data: bytes, headers: dict[str, str], msg_id: str,
-                      timeout_s: float = CALL_TIMEOUT_S) -> Stored:
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str],
+        msg_id: str,
+        timeout_s: float = CALL_TIMEOUT_S,
+    ) -> Stored:
         """Stores one message; returns only once JetStream has it on disk (the publish ack)."""
         js = self._require()
         try:
-            ack = await js.publish(subject, data, timeout=timeout_s, headers={**headers, MSG_ID: msg_id})
-        except (nats.errors.Error, asyncio.TimeoutError, OSError) as err:
+            ack = await js.publish(
+                subject, data, timeout=timeout_s, headers={**headers, MSG_ID: msg_id}
+            )
+        except (TimeoutError, nats.errors.Error, OSError) as err:
             raise _unavailable(err, "publish") from err
         return Stored(seq=int(ack.seq), duplicate=bool(ack.duplicate))
 
@@ -218,26 +236,32 @@ class JetStreamClient:
         js = self._require()
         try:
             info = await js.consumer_info(EVENTS_STREAM, CONSUMER, timeout=timeout_s)
-        except (nats.errors.Error, asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, nats.errors.Error, OSError) as err:
             raise _unavailable(err, "consumer info") from err
         return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
     async def subscribe_events(self) -> EventSubscription:
-        subscription = EventSubscription(self.nc, f"{_JS_API}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{CONSUMER}")
+        subscription = EventSubscription(
+            self.nc, f"{_JS_API}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{CONSUMER}"
+        )
         try:
             await subscription.open()
-        except (nats.errors.Error, asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, nats.errors.Error, OSError) as err:
             raise _unavailable(err, "subscribe") from err
         return subscription
 
-    async def publish_core(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+    async def publish_core(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         """Plain NATS (at most once), for destinations and replies."""
         try:
             await self.nc.publish(subject, data, headers=headers)
         except (nats.errors.Error, OSError) as err:
             raise _unavailable(err, "publish") from err
 
-    async def subscribe(self, subject: str, queue: str, cb: Callable[[Msg], Awaitable[None]]) -> Subscription:
+    async def subscribe(
+        self, subject: str, queue: str, cb: Callable[[Msg], Awaitable[None]]
+    ) -> Subscription:
         try:
             return await self.nc.subscribe(subject, queue=queue, cb=cb)
         except (nats.errors.Error, OSError) as err:
@@ -258,10 +282,13 @@ class JetStreamClient:
             raw = await js.get_msg(stream, seq=max(from_seq, 1), subject=subject, next=True)
         except nats.js.errors.NotFoundError:
             return None
-        except (nats.errors.Error, asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, nats.errors.Error, OSError) as err:
             raise _unavailable(err, "read") from err
         return StoredMessage(
-            seq=int(raw.seq or 0), subject=raw.subject or subject, headers=dict(raw.headers or {}), data=raw.data or b""
+            seq=int(raw.seq or 0),
+            subject=raw.subject or subject,
+            headers=dict(raw.headers or {}),
+            data=raw.data or b"",
         )
 
     async def _delete_message(self, stream: str, seq: int) -> None:
@@ -270,7 +297,7 @@ class JetStreamClient:
             await js.delete_msg(stream, seq)
         except nats.js.errors.NotFoundError:
             return
-        except (nats.errors.Error, asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, nats.errors.Error, OSError) as err:
             raise _unavailable(err, "delete") from err
 
 
@@ -304,7 +331,16 @@ class Delivery:
         try:
             await fn()
         except (nats.errors.Error, OSError) as err:
-            log.warning("ack not sent", extra={"fields": {"kind": what, "seq": self.seq, "error": str(err) or type(err).__name__}})
+            log.warning(
+                "ack not sent",
+                extra={
+                    "fields": {
+                        "kind": what,
+                        "seq": self.seq,
+                        "error": str(err) or type(err).__name__,
+                    }
+                },
+            )
 
     async def ack(self) -> None:
         await self._send("ack", self._msg.ack)
@@ -401,7 +437,9 @@ class EventSubscription:
         self._asked_until = now + PULL_EXPIRES_S + 1.0
         return None
 
-    async def pull(self, room: int, wait_s: float, batch_min: int = 1, busy: bool = False) -> list[Delivery]:
+    async def pull(
+        self, room: int, wait_s: float, batch_min: int = 1, busy: bool = False
+    ) -> list[Delivery]:
         """Up to room events: what has arrived, else the first to arrive within wait_s ([] if
         none, or when a short ask falls due first: call again). busy: the caller has events
         running, so a room smaller than batch_min may wait a moment for more."""

@@ -20,7 +20,6 @@ from typing import cast
 
 import grpc
 from google.protobuf.message import DecodeError
-
 from nimbus.common import lane
 from nimbus.common.deadlines import Deadlines
 from nimbus.common.errors import DeadlineExceeded, Unavailable, from_status_number
@@ -60,7 +59,9 @@ class _Stream:
                         waiter.set_result(reply)
             error = Unavailable(f"node-agent {self.address} ended the call stream")
         except grpc.aio.AioRpcError as err:
-            error = Unavailable(f"node-agent {self.address} is unreachable: {err.code().name}: {err.details()}")
+            error = Unavailable(
+                f"node-agent {self.address} is unreachable: {err.code().name}: {err.details()}"
+            )
         except asyncio.CancelledError:
             error = Unavailable(f"the stream to node-agent {self.address} was closed")
             raise
@@ -131,7 +132,10 @@ class _Lane(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            batches = [nodeagent_pb2.InvokeBatchResponse.FromString(body) for body in self._reader.feed(data)]
+            batches = [
+                nodeagent_pb2.InvokeBatchResponse.FromString(body)
+                for body in self._reader.feed(data)
+            ]
         except (lane.FrameError, DecodeError) as err:
             self.fail(Unavailable(f"node-agent {self.address} sent a broken reply: {err}"))
             self.close()
@@ -195,7 +199,9 @@ class NodeStream:
         if self._opening is None or self._opening.done():
             # One opening for every call that finds the connection down; a context of its own, as
             # the connection outlives the call that opened it. Its callers may all have given up.
-            self._opening = asyncio.get_running_loop().create_task(self._connect(), context=contextvars.Context())
+            self._opening = asyncio.get_running_loop().create_task(
+                self._connect(), context=contextvars.Context()
+            )
             self._opening.add_done_callback(lambda t: t.cancelled() or t.exception())
         return await asyncio.shield(self._opening)
 
@@ -217,18 +223,24 @@ class NodeStream:
                     lambda: _Lane(self._address), host, int(port)
                 )
         except (OSError, TimeoutError) as err:
-            raise Unavailable(f"node-agent {self._address}: cannot reach its invoke lane {lane_address}: {err}") from None
+            raise Unavailable(
+                f"node-agent {self._address}: cannot reach its invoke lane {lane_address}: {err}"
+            ) from None
         self._stream = protocol
         return protocol
 
     async def _lane_address(self) -> str:
-        """"" when the node serves InvokeStream only (turned off, or a node-agent from before the lane)."""
+        """ "" when the node serves InvokeStream only (turned off, or a node-agent from before the lane)."""
         try:
-            res = await self._stub.GetInvokeLane(nodeagent_pb2.GetInvokeLaneRequest(), timeout=_OPEN_TIMEOUT_S)
+            res = await self._stub.GetInvokeLane(
+                nodeagent_pb2.GetInvokeLaneRequest(), timeout=_OPEN_TIMEOUT_S
+            )
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return ""
-            raise Unavailable(f"node-agent {self._address} is unreachable: {err.code().name}: {err.details()}") from None
+            raise Unavailable(
+                f"node-agent {self._address} is unreachable: {err.code().name}: {err.details()}"
+            ) from None
         except grpc.aio.UsageError as err:
             raise Unavailable(f"node-agent {self._address} is unreachable: {err}") from err
         return str(res.address)

@@ -9,7 +9,12 @@ from nimbus.common.clock import iso
 from nimbus.common.convert import config_to_pb
 from nimbus.common.model import InstanceRecord, InstanceState
 from nimbus.common.service import StubCache, channel
-from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, types_pb2
+from nimbus.internal.v1 import (
+    nodeagent_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+    types_pb2,
+)
 from nimbus.invoker.invoke import InvokeResult
 from nimbus.invoker.stores.nodestream import Call, NodeStream
 from nimbus.invoker.target import Target
@@ -32,7 +37,11 @@ class SchedulerClient:
             code_sha256=target.code_sha256,
             function_revision=target.revision,
         )
-        info = await rpc.call(self._stub.RequestInstance, scheduler_pb2.RequestInstanceRequest(spec=spec), timeout_s=timeout_s)
+        info = await rpc.call(
+            self._stub.RequestInstance,
+            scheduler_pb2.RequestInstanceRequest(spec=spec),
+            timeout_s=timeout_s,
+        )
         return InstanceRecord(
             instance_id=info.instance_id,
             node_id=info.node_id,
@@ -57,7 +66,12 @@ class NodeCaller:
         self._streams: dict[str, NodeStream] = {}
 
     async def invoke(
-        self, instance: InstanceRecord, request_id: str, payload: bytes, timeout_s: float, log_tail: bool = False
+        self,
+        instance: InstanceRecord,
+        request_id: str,
+        payload: bytes,
+        timeout_s: float,
+        log_tail: bool = False,
     ) -> InvokeResult:
         address = instance.node_address
         stream = self._streams.get(address)
@@ -73,8 +87,15 @@ class NodeCaller:
             call.log_tail = True
         res = await stream.call(msg, timeout_s)
         return InvokeResult(
-            request_id, res.payload, res.function_error, res.duration_us, res.billed_ms, res.cold_start, instance.version,
-            res.init_duration_us, res.log_tail,
+            request_id,
+            res.payload,
+            res.function_error,
+            res.duration_us,
+            res.billed_ms,
+            res.cold_start,
+            instance.version,
+            res.init_duration_us,
+            res.log_tail,
         )
 
     async def close(self) -> None:

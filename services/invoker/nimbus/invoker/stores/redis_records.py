@@ -18,7 +18,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
-
 from nimbus.common.clock import iso
 from nimbus.common.errors import Unavailable
 from nimbus.invoker.records import (
@@ -88,7 +87,9 @@ return cjson.encode(out)
 """
 
 
-_ALLOWED_FROM = {status: ",".join(sorted(s.value for s in allowed_from(status))) for status in InvocationStatus}
+_ALLOWED_FROM = {
+    status: ",".join(sorted(s.value for s in allowed_from(status))) for status in InvocationStatus
+}
 
 # One record's write as the script takes it; field values that are bytes go in ARGV.
 _Item = list[Any]
@@ -171,7 +172,9 @@ class RedisRecords:
                 error: Unavailable | None = None
                 try:
                     async with asyncio.timeout(CALL_TIMEOUT_S):
-                        replies = json.loads(await self._script(keys=[key for key, _, _ in batch], args=args))
+                        replies = json.loads(
+                            await self._script(keys=[key for key, _, _ in batch], args=args)
+                        )
                 except (redis.exceptions.RedisError, OSError, TimeoutError) as err:
                     error = _unavailable(err)
                 for index, (_, _, waiter) in enumerate(batch):
@@ -195,10 +198,28 @@ class RedisRecords:
             self._flusher = None
 
     @staticmethod
-    def _item(mode: str, ref: EventRef, status: InvocationStatus, attempts_delta: int, now: float,
-              fields: list[str | bytes]) -> _Item:
-        return [mode, str(ref.seq), status.value, _ALLOWED_FROM[status] if mode == "move" else "", attempts_delta, iso(now),
-                ref.invocation_id, ref.namespace, ref.function, ref.qualifier, iso(ref.submitted_at), fields]
+    def _item(
+        mode: str,
+        ref: EventRef,
+        status: InvocationStatus,
+        attempts_delta: int,
+        now: float,
+        fields: list[str | bytes],
+    ) -> _Item:
+        return [
+            mode,
+            str(ref.seq),
+            status.value,
+            _ALLOWED_FROM[status] if mode == "move" else "",
+            attempts_delta,
+            iso(now),
+            ref.invocation_id,
+            ref.namespace,
+            ref.function,
+            ref.qualifier,
+            iso(ref.submitted_at),
+            fields,
+        ]
 
     async def create(self, ref: EventRef, now: float) -> bool:
         """The QUEUED record of a just-stored event; leaves a record of the same event alone."""
@@ -207,11 +228,17 @@ class RedisRecords:
 
     async def move(self, ref: EventRef, move: Move, now: float) -> MoveResult:
         fields: list[str | bytes] = []
-        for name, value in (("result", move.result), ("error", move.error), ("version", move.version),
-                            ("request_id", move.request_id)):
+        for name, value in (
+            ("result", move.result),
+            ("error", move.error),
+            ("version", move.version),
+            ("request_id", move.request_id),
+        ):
             if value is not None:
                 fields += [name, value]
-        res = await self._write(ref, self._item("move", ref, move.status, move.attempts_delta, now, fields))
+        res = await self._write(
+            ref, self._item("move", ref, move.status, move.attempts_delta, now, fields)
+        )
         return MoveResult(applied=bool(res[0]), status=str(res[1]), attempts=int(res[2]))
 
     async def get(self, invocation_id: str) -> InvocationRecord | None:

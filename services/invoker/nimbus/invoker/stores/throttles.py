@@ -13,7 +13,6 @@ from collections import Counter
 
 import redis.asyncio as aioredis
 import redis.exceptions
-
 from nimbus.common import fnmetrics as fm
 from nimbus.common.clock import Clock
 
@@ -25,7 +24,9 @@ FLUSH_EVERY_S = 1.0
 
 class ThrottleRecorder:
     def __init__(self, url: str, clock: Clock) -> None:
-        self._redis = aioredis.from_url(url, socket_timeout=CALL_TIMEOUT_S, socket_connect_timeout=CALL_TIMEOUT_S)
+        self._redis = aioredis.from_url(
+            url, socket_timeout=CALL_TIMEOUT_S, socket_connect_timeout=CALL_TIMEOUT_S
+        )
         self._clock = clock
         self._pending: Counter[tuple[str, str, int]] = Counter()
         self._wake = asyncio.Event()
@@ -64,8 +65,10 @@ class ThrottleRecorder:
     def _warn(self, err: BaseException) -> None:
         if self._clock.monotonic() - self._warned_at > 10:
             self._warned_at = self._clock.monotonic()
-            log.warning("redis unavailable; throttle counts kept for later",
-                        extra={"fields": {"error": str(err) or type(err).__name__}})
+            log.warning(
+                "redis unavailable; throttle counts kept for later",
+                extra={"fields": {"error": str(err) or type(err).__name__}},
+            )
 
     async def close(self) -> None:
         try:

@@ -40,7 +40,9 @@ _DEADLINE_S = 900.0
 
 
 class Runner(Protocol):
-    async def invoke(self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float) -> InvokeResult: ...
+    async def invoke(
+        self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float
+    ) -> InvokeResult: ...
 
 
 def error_response(status: int, message: str, grpc_code: int = 2) -> HttpResponse:
@@ -61,7 +63,7 @@ def split_path(path: str) -> tuple[str, str, str]:
     """/fn/{namespace}/{name}{rest} → (namespace, name, rest); raises NotFound."""
     if not path.startswith(HTTP_PATH_PREFIX):
         raise NotFound(f"no route for {path!r}")
-    parts = path[len(HTTP_PATH_PREFIX):].split("/", 2)
+    parts = path[len(HTTP_PATH_PREFIX) :].split("/", 2)
     if len(parts) < 2:
         raise NotFound("the URL must be /fn/{namespace}/{function}")
     namespace, name = unquote(parts[0]), unquote(parts[1])
@@ -80,7 +82,9 @@ def _body_field(body: bytes) -> tuple[str | None, bool]:
         return base64.b64encode(body).decode(), True
 
 
-def proxy_event(req: HttpRequest, namespace: str, name: str, rest: str, request_id: str, now: float) -> bytes:
+def proxy_event(
+    req: HttpRequest, namespace: str, name: str, rest: str, request_id: str, now: float
+) -> bytes:
     """The request in API Gateway's REST proxy event shape (pure)."""
     multi_headers: dict[str, list[str]] = defaultdict(list)
     for key, value in req.headers:
@@ -112,7 +116,10 @@ def proxy_event(req: HttpRequest, namespace: str, name: str, rest: str, request_
             "namespace": namespace,
             "functionName": name,
             "requestTimeEpoch": int(now * 1000),
-            "identity": {"sourceIp": forwarded.split(",")[0].strip(), "userAgent": headers.get("user-agent", "")},
+            "identity": {
+                "sourceIp": forwarded.split(",")[0].strip(),
+                "userAgent": headers.get("user-agent", ""),
+            },
         },
         "body": body,
         "isBase64Encoded": is_b64,
@@ -125,7 +132,11 @@ def proxy_response(result: InvokeResult) -> HttpResponse:
     meta = [("x-nimbus-request-id", result.request_id)]
     if result.function_error:
         body = json.dumps({"message": "Internal server error"}).encode()
-        return HttpResponse(502, [("content-type", _JSON), *meta, ("x-nimbus-function-error", result.function_error)], body)
+        return HttpResponse(
+            502,
+            [("content-type", _JSON), *meta, ("x-nimbus-function-error", result.function_error)],
+            body,
+        )
     try:
         value = json.loads(result.payload) if result.payload else None
     except ValueError:
@@ -135,7 +146,9 @@ def proxy_response(result: InvokeResult) -> HttpResponse:
     try:
         return _shaped(value, meta)
     except (TypeError, ValueError) as err:
-        body = json.dumps({"message": f"Internal server error: malformed function response ({err})"}).encode()
+        body = json.dumps(
+            {"message": f"Internal server error: malformed function response ({err})"}
+        ).encode()
         return HttpResponse(502, [("content-type", _JSON), *meta], body)
 
 
@@ -172,7 +185,9 @@ def _header_text(item: object) -> str:
 class HttpTriggers:
     """The listener's handler: route, look up the trigger, run the function, shape the answer."""
 
-    def __init__(self, lookup: Callable[[str, str], TriggerRecord | None], runner: Runner, clock: Clock) -> None:
+    def __init__(
+        self, lookup: Callable[[str, str], TriggerRecord | None], runner: Runner, clock: Clock
+    ) -> None:
         self._lookup = lookup
         self._runner = runner
         self._clock = clock

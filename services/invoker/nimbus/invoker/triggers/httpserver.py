@@ -24,7 +24,16 @@ MAX_HEAD_BYTES = 64 * 1024
 IDLE_TIMEOUT_S = 300.0
 BODY_TIMEOUT_S = 60.0
 _HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer", "proxy-connection"}
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+    }
 )
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 # Status lines and their formatted heads, by status.
@@ -105,12 +114,20 @@ def _status_line(status: int) -> str:
     return line
 
 
-def format_response(res: HttpResponse, *, head_only: bool = False, keep_alive: bool = True) -> bytes:
+def format_response(
+    res: HttpResponse, *, head_only: bool = False, keep_alive: bool = True
+) -> bytes:
     """The whole response as one buffer."""
     status = res.status
     out = [_status_line(status)]
     for name, value in res.headers:
-        if name.lower() in _HOP_BY_HOP or "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+        if (
+            name.lower() in _HOP_BY_HOP
+            or "\r" in name
+            or "\n" in name
+            or "\r" in value
+            or "\n" in value
+        ):
             continue
         out += (name, ": ", value, "\r\n")
     no_body = status in (204, 304) or 100 <= status < 200
@@ -166,7 +183,7 @@ class RequestParser:
                     raise HttpError(431, "request head too large")
                 return None
             req = parse_head(buf[:end])
-            del buf[:end + 4]
+            del buf[: end + 4]
             encoding = req.header("transfer-encoding")
             if encoding is not None and "chunked" in encoding.lower():
                 self._chunks, self._chunked_size, self._trailers = [], 0, False
@@ -198,11 +215,13 @@ class RequestParser:
             eol = buf.find(b"\r\n")
             if eol < 0:
                 if len(buf) > MAX_HEAD_BYTES:
-                    raise HttpError(400, "bad chunk size" if not self._trailers else "trailers too large")
+                    raise HttpError(
+                        400, "bad chunk size" if not self._trailers else "trailers too large"
+                    )
                 return False
             if self._trailers:
                 # Trailers, up to the blank line.
-                del buf[:eol + 2]
+                del buf[: eol + 2]
                 if eol == 0:
                     req.body = b"".join(chunks)
                     self._chunks = None
@@ -214,24 +233,31 @@ class RequestParser:
             except ValueError:
                 raise HttpError(400, "bad chunk size") from None
             if size == 0:
-                del buf[:eol + 2]
+                del buf[: eol + 2]
                 self._trailers = True
                 continue
             if self._chunked_size + size > self._max_body:
                 raise HttpError(413, f"request body over the limit of {self._max_body} bytes")
             if len(buf) < eol + 2 + size + 2:
                 return False
-            chunks.append(bytes(buf[eol + 2:eol + 2 + size]))
+            chunks.append(bytes(buf[eol + 2 : eol + 2 + size]))
             self._chunked_size += size
-            del buf[:eol + 2 + size + 2]
+            del buf[: eol + 2 + size + 2]
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
 class HttpServer:
-    def __init__(self, host: str, port: int, handler: Handler, max_body: int, error_body: Callable[[int, str], HttpResponse],
-                 closing: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: Handler,
+        max_body: int,
+        error_body: Callable[[int, str], HttpResponse],
+        closing: Callable[[], bool] = lambda: False,
+    ) -> None:
         """closing(): true once the server is going away; each answer then closes its connection,
         so the gateway opens new ones elsewhere instead of reusing this one."""
         self._closing = closing
@@ -246,8 +272,12 @@ class HttpServer:
     async def run(self) -> None:
         """Background task: serves until cancelled."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), self._host, self._port, reuse_address=True)
-        log.info("HTTP trigger listener up", extra={"fields": {"listen": f"{self._host}:{self._port}"}})
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self._host, self._port, reuse_address=True
+        )
+        log.info(
+            "HTTP trigger listener up", extra={"fields": {"listen": f"{self._host}:{self._port}"}}
+        )
         try:
             async with self._server:
                 await self._server.serve_forever()
@@ -394,7 +424,9 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, err: HttpError) -> None:
         if self._transport is not None and not self._closed:
-            self._transport.write(format_response(self._server._error_body(err.status, err.message), keep_alive=False))
+            self._transport.write(
+                format_response(self._server._error_body(err.status, err.message), keep_alive=False)
+            )
             self._transport.close()
 
     def abort(self) -> None:

@@ -43,8 +43,12 @@ class Bus(Protocol):
     generation: int
 
     async def wait_ready(self, timeout_s: float) -> None: ...
-    async def subscribe(self, subject: str, queue: str, cb: Callable[[Message], Awaitable[None]]) -> Unsubscribable: ...
-    async def publish_core(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None: ...
+    async def subscribe(
+        self, subject: str, queue: str, cb: Callable[[Message], Awaitable[None]]
+    ) -> Unsubscribable: ...
+    async def publish_core(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> None: ...
 
 
 def queue_group(trigger: TriggerRecord) -> str:
@@ -100,11 +104,16 @@ class SubjectTriggers:
                 try:
                     await sub.unsubscribe()
                 except Exception as err:
-                    log.warning("unsubscribe failed", extra={"fields": {"trigger": trigger_id, "error": str(err)}})
+                    log.warning(
+                        "unsubscribe failed",
+                        extra={"fields": {"trigger": trigger_id, "error": str(err)}},
+                    )
         for trigger_id, trigger in desired.items():
             if trigger_id in self._subs:
                 continue
-            sub = await self._bus.subscribe(trigger.subject, queue_group(trigger), self._handler(trigger))
+            sub = await self._bus.subscribe(
+                trigger.subject, queue_group(trigger), self._handler(trigger)
+            )
             self._subs[trigger_id] = (trigger, sub)
 
     def _handler(self, trigger: TriggerRecord) -> Callable[[Message], Awaitable[None]]:
@@ -112,12 +121,20 @@ class SubjectTriggers:
             invocation_id = envelope.new_id()
             try:
                 await self._submitter.enqueue(
-                    trigger.namespace, trigger.function, trigger.qualifier, subject_event(msg.subject, msg.data),
-                    invocation_id, invocation_id, "subject",
+                    trigger.namespace,
+                    trigger.function,
+                    trigger.qualifier,
+                    subject_event(msg.subject, msg.data),
+                    invocation_id,
+                    invocation_id,
+                    "subject",
                 )
                 reply: dict[str, str] = {"invocation_id": invocation_id}
             except NimbusError as err:
-                log.warning("subject message not stored", extra={"fields": {"trigger": trigger.trigger_id, "error": err.message}})
+                log.warning(
+                    "subject message not stored",
+                    extra={"fields": {"trigger": trigger.trigger_id, "error": err.message}},
+                )
                 reply = {"error": err.message}
             if msg.reply:
                 with contextlib.suppress(NimbusError):

@@ -53,13 +53,22 @@ class Parsed:
         try:
             parsed: schedule.Schedule | None = schedule.parse(trigger.schedule)
         except ValueError as err:
-            log.warning("timer trigger with a bad schedule ignored", extra={"fields": {"trigger": trigger.trigger_id, "error": str(err)}})
+            log.warning(
+                "timer trigger with a bad schedule ignored",
+                extra={"fields": {"trigger": trigger.trigger_id, "error": str(err)}},
+            )
             parsed = None
         self._cache[trigger.trigger_id] = (trigger.schedule, parsed)
         return parsed
 
 
-def due(timers: Iterable[TriggerRecord], parsed: Parsed, after: float, now: float, grace_s: float = GRACE_S) -> list[Tick]:
+def due(
+    timers: Iterable[TriggerRecord],
+    parsed: Parsed,
+    after: float,
+    now: float,
+    grace_s: float = GRACE_S,
+) -> list[Tick]:
     """Ticks in (max(after, now - grace_s), now]: those that fell due since the last look, but never
     a backlog of missed ones."""
     start = max(after, now - grace_s)
@@ -97,8 +106,16 @@ def scheduled_event(tick: Tick) -> bytes:
 
 
 class Enqueuer(Protocol):
-    async def enqueue(self, namespace: str, name: str, qualifier: str, payload: bytes, invocation_id: str, msg_id: str,
-                      source: str) -> object: ...
+    async def enqueue(
+        self,
+        namespace: str,
+        name: str,
+        qualifier: str,
+        payload: bytes,
+        invocation_id: str,
+        msg_id: str,
+        source: str,
+    ) -> object: ...
 
 
 class TimerTriggers:
@@ -119,7 +136,9 @@ class TimerTriggers:
                 last = now
                 if ticks:
                     await asyncio.gather(*(self._fire(t) for t in ticks))
-                wake = next_wake(of_type(self._triggers, TriggerType.TIMER), self._parsed, self._clock.now())
+                wake = next_wake(
+                    of_type(self._triggers, TriggerType.TIMER), self._parsed, self._clock.now()
+                )
                 await self._clock.sleep(max(0.005, wake - self._clock.now() + 0.001))
             except asyncio.CancelledError:
                 raise
@@ -131,8 +150,17 @@ class TimerTriggers:
         t = tick.trigger
         try:
             await self._submitter.enqueue(
-                t.namespace, t.function, t.qualifier, scheduled_event(tick), tick.invocation_id, tick.invocation_id, "timer"
+                t.namespace,
+                t.function,
+                t.qualifier,
+                scheduled_event(tick),
+                tick.invocation_id,
+                tick.invocation_id,
+                "timer",
             )
         except NimbusError as err:
             # The other replica publishes the same tick; if it cannot either, this tick is missed.
-            log.warning("timer tick not published", extra={"fields": {"trigger": t.trigger_id, "error": err.message}})
+            log.warning(
+                "timer tick not published",
+                extra={"fields": {"trigger": t.trigger_id, "error": err.message}},
+            )

@@ -9,7 +9,12 @@ PYTHON_BOOTSTRAP = RUNTIMES_DIR / "python" / "bootstrap.py"
 NODE_BOOTSTRAP = RUNTIMES_DIR / "node" / "bootstrap.js"
 PROVIDED_BOOTSTRAP = RUNTIMES_DIR / "provided" / "bootstrap.py"
 # What a sandbox needs of this directory; the runc driver copies exactly these into each node.
-SHIM_FILES = ("python/bootstrap.py", "node/bootstrap.js", "provided/bootstrap.py", "provided/nolisten.py")
+SHIM_FILES = (
+    "python/bootstrap.py",
+    "node/bootstrap.js",
+    "provided/bootstrap.py",
+    "provided/nolisten.py",
+)
 RUNTIMES = ("python3.11", "nodejs20", "provided")
 
 

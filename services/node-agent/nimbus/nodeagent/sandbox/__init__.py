@@ -28,5 +28,7 @@ def new_driver(
 
         if runc is None:
             raise ValueError("the runc driver needs the runc binary")
-        return RuncDriver(layout, node_id, runc=runc, python=python, node=node, uid=uid, tmp_mb=tmp_mb)
+        return RuncDriver(
+            layout, node_id, runc=runc, python=python, node=node, uid=uid, tmp_mb=tmp_mb
+        )
     raise ValueError(f"unknown sandbox driver {name!r}")

@@ -98,9 +98,11 @@ class Cgroup:
 
     def remove(self) -> None:
         """Removes the (empty) cgroup directories; runc delete normally did it already."""
-        dirs = [self.root / self.path.lstrip("/")] if self.v2 else [
-            self.root / c / self.path.lstrip("/") for c in _v1_controllers(self.root)
-        ]
+        dirs = (
+            [self.root / self.path.lstrip("/")]
+            if self.v2
+            else [self.root / c / self.path.lstrip("/") for c in _v1_controllers(self.root)]
+        )
         for d in dirs:
             with contextlib.suppress(OSError):
                 os.rmdir(d)
@@ -116,7 +118,11 @@ def read_counter(fd: int) -> int | None:
 
 def _v1_controllers(root: Path) -> list[str]:
     try:
-        return [p.name for p in root.iterdir() if p.is_dir() and not p.is_symlink() and p.name != "unified"]
+        return [
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and not p.is_symlink() and p.name != "unified"
+        ]
     except OSError:
         return []
 

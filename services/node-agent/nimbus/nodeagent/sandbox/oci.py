@@ -59,7 +59,9 @@ def config(b: BundleSpec) -> dict[str, Any]:
             "args": list(b.args),
             "env": [f"{k}={v}" for k, v in b.env.items()],
             "cwd": "/tmp",
-            "capabilities": {k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")},
+            "capabilities": {
+                k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")
+            },
             "rlimits": [
                 {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
                 {"type": "RLIMIT_CORE", "hard": 0, "soft": 0},
@@ -72,7 +74,9 @@ def config(b: BundleSpec) -> dict[str, Any]:
         "hostname": b.hostname,
         "mounts": _mounts(b),
         "linux": {
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "namespaces": [
+                {"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")
+            ],
             "cgroupsPath": b.cgroups_path,
             "resources": {
                 "devices": [{"allow": False, "access": "rwm"}],
@@ -103,7 +107,12 @@ def _mounts(b: BundleSpec) -> list[dict[str, Any]]:
         return {"destination": dest, "type": "bind", "source": source, "options": options}
 
     return [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {
+            "destination": "/proc",
+            "type": "proc",
+            "source": "proc",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
         {
             "destination": "/dev",
             "type": "tmpfs",

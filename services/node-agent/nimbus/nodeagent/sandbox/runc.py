@@ -42,7 +42,9 @@ class RuncHandle(SandboxHandle):
     cgroup: cgroups.Cgroup
     bundle: Path
     task_dir: Path
-    exited: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    exited: asyncio.Future[int] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
     pidfd: int = -1
     # The cgroup's peak-memory file, opened at the first call's REPORT and kept until the stop.
     peak_fd: int = -1
@@ -78,7 +80,11 @@ class RuncDriver(SandboxDriver):
         self._state_root = base / "runc"
         self._runc = RuncCli(runc, self._state_root)
         self._rootfs, self._etc, self._runtime = base / "rootfs", base / "etc", base / "runtime"
-        self._tasks, self._code_ro, self._bundles = base / "tasks", base / "code-ro", base / "bundles"
+        self._tasks, self._code_ro, self._bundles = (
+            base / "tasks",
+            base / "code-ro",
+            base / "bundles",
+        )
         self._system_binds: list[str] = []
 
     def supports(self, runtime: str) -> bool:
@@ -157,8 +163,15 @@ class RuncDriver(SandboxDriver):
             try:
                 # The container inherits runc's stdout and stderr: the pipes are its output from birth.
                 code, err = await self._runc.run(
-                    "run", "-d", "--pid-file", str(handle.bundle / "pid"), "-b", str(handle.bundle), cid,
-                    stdout=out_w, stderr=err_w,
+                    "run",
+                    "-d",
+                    "--pid-file",
+                    str(handle.bundle / "pid"),
+                    "-b",
+                    str(handle.bundle),
+                    cid,
+                    stdout=out_w,
+                    stderr=err_w,
                 )
             finally:
                 os.close(out_w)
@@ -194,9 +207,15 @@ class RuncDriver(SandboxDriver):
         sock = spec.socket_dir / "sock"
         if sock.exists():
             os.chown(sock, self._uid, self._uid)
-        env = {**spec.env, "NIMBUS_SOCKET": f"{oci.SOCKET_DIR}/sock", "NIMBUS_RUNTIME_API_PORT": _RUNTIME_API_PORT}
+        env = {
+            **spec.env,
+            "NIMBUS_SOCKET": f"{oci.SOCKET_DIR}/sock",
+            "NIMBUS_RUNTIME_API_PORT": _RUNTIME_API_PORT,
+        }
         bundle = oci.BundleSpec(
-            args=shim_argv(spec.runtime, oci.RUNTIME_ROOT, python=self._python, node=self._node or "node"),
+            args=shim_argv(
+                spec.runtime, oci.RUNTIME_ROOT, python=self._python, node=self._node or "node"
+            ),
             env=env,
             uid=self._uid,
             gid=self._uid,
@@ -249,7 +268,9 @@ class RuncDriver(SandboxDriver):
                 async with asyncio.timeout(_EXIT_WAIT_S):
                     await asyncio.shield(handle.exited)
             except TimeoutError:
-                log.warning("sandbox did not exit after SIGKILL", extra=kv(container=handle.container_id))
+                log.warning(
+                    "sandbox did not exit after SIGKILL", extra=kv(container=handle.container_id)
+                )
         await self._runc.delete(handle.container_id)
         await asyncio.to_thread(self._cleanup, handle)
 

@@ -20,14 +20,23 @@ class RuncCli:
         self._binary = binary
         self._root = state_root
 
-    async def run(self, *args: str, stdout: int | None = None, stderr: int | None = None) -> tuple[int, str]:
+    async def run(
+        self, *args: str, stdout: int | None = None, stderr: int | None = None
+    ) -> tuple[int, str]:
         """(exit code, output); with `stdout` and `stderr`, runc's output (and its container's) go
         there instead."""
         proc = await asyncio.create_subprocess_exec(
-            self._binary, "--root", str(self._root), *args,
+            self._binary,
+            "--root",
+            str(self._root),
+            *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=stdout if stdout is not None else asyncio.subprocess.PIPE,
-            stderr=stderr if stderr is not None else stdout if stdout is not None else asyncio.subprocess.STDOUT,
+            stderr=stderr
+            if stderr is not None
+            else stdout
+            if stdout is not None
+            else asyncio.subprocess.STDOUT,
         )
         try:
             async with asyncio.timeout(TIMEOUT_S):
@@ -53,4 +62,8 @@ class RuncCli:
         if code != 0:
             log.warning("runc list failed", extra=kv(output=out[-500:]))
             return []
-        return [c["id"] for c in json.loads(out or "null") or [] if str(c.get("id", "")).startswith(prefix)]
+        return [
+            c["id"]
+            for c in json.loads(out or "null") or []
+            if str(c.get("id", "")).startswith(prefix)
+        ]

@@ -80,7 +80,9 @@ def profile(*, allow_listen: bool) -> dict[str, Any]:
             {
                 "names": ["clone"],
                 "action": "SCMP_ACT_ALLOW",
-                "args": [{"index": 0, "value": _CLONE_NS_MASK, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+                "args": [
+                    {"index": 0, "value": _CLONE_NS_MASK, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}
+                ],
             },
             # clone3 passes its flags in memory seccomp cannot read: ENOSYS makes libc use clone.
             {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": _ENOSYS},

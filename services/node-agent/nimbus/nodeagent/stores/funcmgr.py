@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-
 from nimbus.common.errors import from_rpc_error
 from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc
 

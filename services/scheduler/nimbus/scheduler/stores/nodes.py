@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nimbus.common import keys, rpc
-from nimbus.common.etcd import Etcd, WatchCache
 from nimbus.common.convert import config_to_pb
-from nimbus.common.model import FunctionRecord, InstanceRecord, LoadReport, NodeRecord, VersionRecord
+from nimbus.common.etcd import Etcd, WatchCache
+from nimbus.common.model import (
+    FunctionRecord,
+    InstanceRecord,
+    LoadReport,
+    NodeRecord,
+    VersionRecord,
+)
 from nimbus.common.service import StubCache
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc, types_pb2
 from nimbus.scheduler.scaler import ScaleTarget
@@ -70,7 +76,15 @@ def caches(etcd: Etcd) -> Caches:
     return Caches(
         WatchCache(etcd, keys.nodes_prefix(), lambda kv: NodeRecord.from_json(kv.value)),
         WatchCache(etcd, keys.instances_prefix(), lambda kv: InstanceRecord.from_json(kv.value)),
-        WatchCache(etcd, keys.functions_prefix(), lambda kv: FunctionRecord.from_json(kv.value, kv.mod_revision)),
-        WatchCache(etcd, keys.versions_prefix(), lambda kv: VersionRecord.from_json(kv.value, kv.mod_revision)),
+        WatchCache(
+            etcd,
+            keys.functions_prefix(),
+            lambda kv: FunctionRecord.from_json(kv.value, kv.mod_revision),
+        ),
+        WatchCache(
+            etcd,
+            keys.versions_prefix(),
+            lambda kv: VersionRecord.from_json(kv.value, kv.mod_revision),
+        ),
         WatchCache(etcd, keys.load_reports_prefix(), lambda kv: LoadReport.from_json(kv.value)),
     )

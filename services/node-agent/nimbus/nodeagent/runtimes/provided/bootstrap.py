@@ -28,7 +28,9 @@ from typing import Any
 from nolisten import forbid_listen  # this script's directory is sys.path[0]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("nimbus_shim", os.path.join(_HERE, "..", "python", "bootstrap.py"))
+_spec = importlib.util.spec_from_file_location(
+    "nimbus_shim", os.path.join(_HERE, "..", "python", "bootstrap.py")
+)
 assert _spec is not None and _spec.loader is not None
 shim = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(shim)
@@ -87,7 +89,10 @@ class Handler(BaseHTTPRequestHandler):
         pass  # stderr is the function's log
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}", "Content-Type: application/json"]
+        lines = [
+            f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+            "Content-Type: application/json",
+        ]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         lines.append(f"Content-Length: {len(body)}")
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
@@ -128,14 +133,18 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body()
         path = self.path
         if path == PREFIX + "init/error":
-            self.api.events.put(("init_error", error_body(body, self.headers.get(ERROR_TYPE_HEADER))))
+            self.api.events.put(
+                ("init_error", error_body(body, self.headers.get(ERROR_TYPE_HEADER)))
+            )
             return self._reply(202, b'{"status":"OK"}')
         parts = path[len(PREFIX) :].split("/") if path.startswith(PREFIX) else []
         if len(parts) != 3 or parts[0] != "invocation" or parts[2] not in ("response", "error"):
             return self._error(404, "NotFound", f"no route {path}")
         request_id = parts[1]
         if request_id != self.api.current:
-            return self._error(400, "InvalidRequestID", f"{request_id} is not the current invocation")
+            return self._error(
+                400, "InvalidRequestID", f"{request_id} is not the current invocation"
+            )
         self.api.current = None
         if parts[2] == "response":
             self.api.events.put(("RESULT", request_id, body))
@@ -186,7 +195,11 @@ def start_runtime(header: dict[str, Any], api_addr: str) -> subprocess.Popen[byt
         return subprocess.Popen([path], cwd=task_root, env=env, stdin=subprocess.DEVNULL)
     except OSError as err:
         raise shim.InitFailure(
-            {"errorType": "Runtime.InvalidEntrypoint", "errorMessage": f"cannot run bootstrap: {err}", "stackTrace": []}
+            {
+                "errorType": "Runtime.InvalidEntrypoint",
+                "errorMessage": f"cannot run bootstrap: {err}",
+                "stackTrace": [],
+            }
         ) from None
 
 
@@ -200,7 +213,11 @@ def watch(proc: subprocess.Popen[bytes], api: RuntimeApi) -> None:
 
 
 def exit_text(status: int) -> str:
-    return f"signal: {'killed' if status == -9 else -status}" if status < 0 else f"exit status {status}"
+    return (
+        f"signal: {'killed' if status == -9 else -status}"
+        if status < 0
+        else f"exit status {status}"
+    )
 
 
 def main() -> None:
@@ -240,7 +257,9 @@ def main() -> None:
         shim.flush_output()
         sock.sendall(shim.encode("INIT_ERROR", error))
         sys.exit(1)
-    sock.sendall(shim.encode("READY", {"init_duration_us": (time.perf_counter_ns() - started) // 1000}))
+    sock.sendall(
+        shim.encode("READY", {"init_duration_us": (time.perf_counter_ns() - started) // 1000})
+    )
     api.busy = False
 
     while True:
@@ -256,7 +275,10 @@ def main() -> None:
         while True:
             event = api.events.get()
             if event[0] in ("RESULT", "ERROR") and event[1] == request_id:
-                reply = {"request_id": request_id, "duration_us": (time.perf_counter_ns() - begun) // 1000}
+                reply = {
+                    "request_id": request_id,
+                    "duration_us": (time.perf_counter_ns() - begun) // 1000,
+                }
                 shim.flush_output()
                 sock.sendall(shim.encode(event[0], reply, event[2]))
                 api.busy = False

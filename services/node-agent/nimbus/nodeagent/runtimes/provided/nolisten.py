@@ -27,7 +27,12 @@ def program(machine: str) -> list[tuple[int, int, int, int]]:
     return [
         (_LD_ABS, 0, 0, 4),  # the audit arch
         (_JEQ, 1, 0, audit_arch),
-        (_RET, 0, 0, _RET_DENY),  # another ABI (i386, ...) could name listen differently: refuse it all
+        (
+            _RET,
+            0,
+            0,
+            _RET_DENY,
+        ),  # another ABI (i386, ...) could name listen differently: refuse it all
         (_LD_ABS, 0, 0, 0),  # the syscall number
         (_JGE, 0, 1, x32) if x32 else (_JEQ, 0, 1, 0xFFFFFFFF),  # x32's numbering: refuse it all
         (_RET, 0, 0, _RET_DENY),

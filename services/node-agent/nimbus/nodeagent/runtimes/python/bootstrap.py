@@ -85,10 +85,14 @@ class Context:
     get_remaining_time_ms = get_remaining_time_in_millis
 
 
-def error_object(err: BaseException, error_type: str | None = None, message: str | None = None) -> dict[str, Any]:
+def error_object(
+    err: BaseException, error_type: str | None = None, message: str | None = None
+) -> dict[str, Any]:
     import traceback
 
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if not _is_runtime_frame(f.filename)]
+    frames = [
+        f for f in traceback.extract_tb(err.__traceback__) if not _is_runtime_frame(f.filename)
+    ]
     return {
         "errorType": error_type or type(err).__name__,
         "errorMessage": str(err) if message is None else message,
@@ -116,11 +120,15 @@ def load_handler(spec: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except SyntaxError as err:
         raise InitFailure(
-            error_object(err, "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {err}")
+            error_object(
+                err, "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {err}"
+            )
         ) from err
     except ImportError as err:
         raise InitFailure(
-            error_object(err, "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {err}")
+            error_object(
+                err, "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {err}"
+            )
         ) from err
     except Exception as err:
         # Code at import time raised: report it as Lambda does, by the exception's own type.
@@ -195,7 +203,9 @@ class SharedLoop(Loop):
                 import threading
 
                 self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, name="nimbus-loop", daemon=True).start()
+                threading.Thread(
+                    target=self._loop.run_forever, name="nimbus-loop", daemon=True
+                ).start()
 
         async def wait() -> Any:
             return await awaitable
@@ -203,7 +213,9 @@ class SharedLoop(Loop):
         return asyncio.run_coroutine_threadsafe(wait(), self._loop).result()
 
 
-def invoke(handler: Callable[..., Any], loop: Loop, header: dict[str, Any], body: bytes) -> tuple[str, bytes, int]:
+def invoke(
+    handler: Callable[..., Any], loop: Loop, header: dict[str, Any], body: bytes
+) -> tuple[str, bytes, int]:
     """Runs one call; (frame type, body, duration in µs)."""
     started = time.perf_counter_ns()
     kind = "RESULT"
@@ -222,7 +234,9 @@ def invoke(handler: Callable[..., Any], loop: Loop, header: dict[str, Any], body
     except _Marked as err:
         kind, out = (
             "ERROR",
-            json.dumps({"errorType": err.error_type, "errorMessage": str(err), "stackTrace": []}).encode(),
+            json.dumps(
+                {"errorType": err.error_type, "errorMessage": str(err), "stackTrace": []}
+            ).encode(),
         )
     except Exception as err:
         kind, out = "ERROR", json.dumps(error_object(err), default=str).encode()
@@ -280,7 +294,9 @@ def main() -> None:
         handler = load_handler(header["handler"])
     except InitFailure as failure:
         print(
-            f"init failed: {failure.error['errorType']}: {failure.error['errorMessage']}", file=sys.stderr, flush=True
+            f"init failed: {failure.error['errorType']}: {failure.error['errorMessage']}",
+            file=sys.stderr,
+            flush=True,
         )
         flush_output()
         sock.sendall(encode("INIT_ERROR", failure.error))
@@ -302,10 +318,16 @@ def main() -> None:
             raise SystemExit(f"nimbus runtime: unexpected frame {kind!r}")
         reply, out, duration_us = invoke(handler, loop, header, body)
         flush_output()
-        sock.sendall(encode(reply, {"request_id": header.get("request_id", ""), "duration_us": duration_us}, out))
+        sock.sendall(
+            encode(
+                reply, {"request_id": header.get("request_id", ""), "duration_us": duration_us}, out
+            )
+        )
 
 
-def serve_concurrently(handler: Callable[..., Any], sock: socket.socket, stream: BinaryIO, workers: int) -> None:
+def serve_concurrently(
+    handler: Callable[..., Any], sock: socket.socket, stream: BinaryIO, workers: int
+) -> None:
     """This thread reads INVOKE frames; `workers` threads run them (the agent sends at most that
     many at once) and send each reply whole, one at a time, as it is ready."""
     import queue
@@ -320,7 +342,9 @@ def serve_concurrently(handler: Callable[..., Any], sock: socket.socket, stream:
             header, body = calls.get()
             reply, out, duration_us = invoke(handler, loop, header, body)
             flush_output()
-            frame = encode(reply, {"request_id": header.get("request_id", ""), "duration_us": duration_us}, out)
+            frame = encode(
+                reply, {"request_id": header.get("request_id", ""), "duration_us": duration_us}, out
+            )
             with send_lock:
                 sock.sendall(frame)
 
