@@ -436,3 +436,29 @@ async def test_survives_etcd_down_at_start_and_etcd_restarts(
         await agent.stop()
         await etcd.close()
         kill(proc)
+
+
+# A handler that lies about its clock: time.perf_counter_ns (what the shim times calls and the
+# import with) is frozen, so the runtime reports ~0 µs for a call that sleeps 1.2 s.
+FROZEN_CLOCK = (
+    "import time\n"
+    "_real_sleep = time.sleep\n"
+    "time.perf_counter_ns = lambda: 42\n"
+    "_real_sleep(0.3)\n"
+    "def handler(event, context):\n"
+    "    _real_sleep(1.2)\n"
+    "    return 'done'\n"
+)
+
+
+async def test_billing_uses_the_agents_clock_not_the_sandboxes(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
+    info = await create(agent, code_server, FROZEN_CLOCK, name="liar")
+    reply = await invoke(agent, info.instance_id, {}, log_tail=True)
+    assert json.loads(reply.payload) == "done"
+    assert reply.duration_us >= 1_200_000 and reply.billed_ms >= 1200
+    assert reply.cold_start and reply.init_duration_us >= 300_000
+    report = next(line for line in reply.log_tail.decode().splitlines() if line.startswith("REPORT"))
+    billed = int(report.split("Billed Duration: ")[1].split(" ")[0])
+    assert billed >= 1200, report

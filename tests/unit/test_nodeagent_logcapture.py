@@ -250,6 +250,7 @@ async def test_streams_are_kept_apart_and_tagged_per_call(
             "cold_start": True,
             "init_duration_ms": 250.0,
             "error": "",
+            "runtime_duration_ms": 0.0,
         },
         {
             "duration_ms": 12.345,
@@ -259,6 +260,7 @@ async def test_streams_are_kept_apart_and_tagged_per_call(
             "cold_start": False,
             "init_duration_ms": 0.0,
             "error": "",
+            "runtime_duration_ms": 0.0,
         },
     ]
     assert all(str(r["message"]).startswith("REPORT") for r in got if "report" in r)

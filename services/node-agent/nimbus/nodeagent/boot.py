@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from nimbus.common.clock import Clock, SystemClock
 from nimbus.common.errors import FunctionInitFailed, Unavailable
 from nimbus.nodeagent import spec as specs
 from nimbus.nodeagent.layout import NodeLayout
@@ -51,7 +52,9 @@ class Booter:
         writer: LogWriter,
         *,
         cpu_quota: bool = True,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or SystemClock()
         self._driver = driver
         self._layout = layout
         self._writer = writer
@@ -101,7 +104,8 @@ class Booter:
         )
 
     async def load(self, sb: Sandbox, spec: InstanceSpec, code_dir: Path) -> int:
-        """Gives the sandbox its function and waits for the import; the init time in µs.
+        """Gives the sandbox its function and waits for the import; the init time in µs, on the
+        agent's clock (from LOAD to READY: the runtime's own figure is the function's to fake).
 
         Raises FunctionInitFailed when the function's code cannot load (the caller discards the
         sandbox), Unavailable when the sandbox misbehaved."""
@@ -112,8 +116,10 @@ class Booter:
         try:
             task_root = await self._driver.attach_code(sb.handle, code_dir, Limits(memory_mb, None))
             async with asyncio.timeout(budget):
+                started = self._clock.monotonic()
                 await sb.conn.send(encode(Kind.LOAD, specs.load_header(spec, task_root)))
-                init_us = await sb.conn.handshake()
+                await sb.conn.handshake()
+                init_us = int((self._clock.monotonic() - started) * 1_000_000)
         except TimeoutError:
             raise FunctionInitFailed(
                 "Runtime.InitTimeout", f"the handler did not load within {budget:.0f} s"

@@ -71,7 +71,16 @@ async def call_instance(
         result = specs.exit_result(request_id, exit_text, elapsed_us, cold, init_us, oom_mb=oom_mb)
         kind = "OutOfMemory" if oom_mb else "Runtime.ExitError"
         return Outcome(result, fatal=True, note=f"{kind}: Runtime exited with error: {exit_text}")
-    duration_us = int(reply.header.get("duration_us", 0))
+    # Billed on the agent's clock: the sandbox's duration_us is whatever the function makes it.
+    duration_us = int((clock.monotonic() - started) * 1_000_000)
     error = "" if reply.kind is Kind.RESULT else "Unhandled"
-    result = InvokeResult(reply.body, error, duration_us, billed_ms(duration_us), cold, init_us)
+    result = InvokeResult(
+        reply.body,
+        error,
+        duration_us,
+        billed_ms(duration_us),
+        cold,
+        init_us,
+        runtime_duration_us=int(reply.header.get("duration_us", 0)),
+    )
     return Outcome(result, fatal=bool(reply.header.get("fatal")))

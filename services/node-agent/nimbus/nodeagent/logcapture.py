@@ -106,7 +106,8 @@ def _report_json(r: Report) -> str:
     return (
         f'{{"duration_ms": {r.duration_ms!r}, "billed_ms": {r.billed_ms!r}, "memory_mb": {r.memory_mb!r}'
         f', "max_memory_used_mb": {r.max_memory_used_mb!r}, "cold_start": {"true" if r.cold_start else "false"}'
-        f', "init_duration_ms": {r.init_duration_ms!r}, "error": {_enc(r.error)}}}'
+        f', "init_duration_ms": {r.init_duration_ms!r}, "error": {_enc(r.error)}'
+        f', "runtime_duration_ms": {r.runtime_duration_ms!r}}}'
     )
 
 

@@ -62,6 +62,10 @@ class InvokeResult:
     init_duration_us: int
     # The call's last 4 KB of log (output and START/END/REPORT lines), when asked for.
     log_tail: bytes = b""
+    # What the runtime inside the sandbox says the handler took: a hint for the REPORT only. The
+    # sandbox runs the user's code, which can patch its clock, so duration_us (what is billed) is
+    # measured by the agent, from the INVOKE frame's write to the reply's arrival.
+    runtime_duration_us: int = 0
 
 
 def validate(spec: InstanceSpec) -> InstanceSpec:
@@ -191,6 +195,8 @@ class Report:
     init_duration_ms: float
     # "" on success, else the error type (e.g. "Timeout", "OutOfMemory", the exception's class).
     error: str
+    # The runtime's own figure for the handler's time (a hint; duration_ms is the agent's).
+    runtime_duration_ms: float = 0.0
 
 
 def with_peak_memory(r: Report, max_memory_used_mb: int) -> Report:
@@ -203,6 +209,7 @@ def with_peak_memory(r: Report, max_memory_used_mb: int) -> Report:
         cold_start=r.cold_start,
         init_duration_ms=r.init_duration_ms,
         error=r.error,
+        runtime_duration_ms=r.runtime_duration_ms,
     )
 
 
@@ -225,6 +232,7 @@ def log_end(spec: InstanceSpec, request_id: str, r: InvokeResult, note: str = ""
         cold_start=r.cold_start,
         init_duration_ms=round(r.init_duration_us / 1000, 3) if r.cold_start else 0.0,
         error=error_type(r),
+        runtime_duration_ms=round(r.runtime_duration_us / 1000, 3),
     )
     notes = (f"RequestId: {request_id} Error: {note}",) if note else ()
     return CallEnd(request_id, notes, report)
