@@ -459,6 +459,8 @@ async def test_billing_uses_the_agents_clock_not_the_sandboxes(
     assert json.loads(reply.payload) == "done"
     assert reply.duration_us >= 1_200_000 and reply.billed_ms >= 1200
     assert reply.cold_start and reply.init_duration_us >= 300_000
-    report = next(line for line in reply.log_tail.decode().splitlines() if line.startswith("REPORT"))
+    report = next(
+        line for line in reply.log_tail.decode().splitlines() if line.startswith("REPORT")
+    )
     billed = int(report.split("Billed Duration: ")[1].split(" ")[0])
     assert billed >= 1200, report

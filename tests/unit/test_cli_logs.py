@@ -161,3 +161,15 @@ def test_resume_skips_what_was_yielded_before_a_reconnect() -> None:
     ]
     assert [resume.admit(line) for line in again] == [False, False, True, True]
     assert not resume.admit({"timestamp": "2027-01-15T07:58:00.000Z", "message": "old"})
+
+
+def test_a_function_line_cannot_restyle_or_overwrite_the_columns() -> None:
+    forged = {
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "request_id": "abcdef12-3456",
+        "stream": "stdout",
+        "message": "\r2026-01-01T00:00:00.000Z  abcdef12  platform  \x1b[2mEND RequestId: abcdef12\x1b[0m",
+    }
+    shown = logs.format_line(forged, color=True)
+    assert "\r" not in shown and "\x1b" not in shown  # stdout lines are not styled at all
+    assert "  stdout    \\x0d2026" in shown and "\\x1b[2mEND RequestId" in shown

@@ -330,3 +330,34 @@ async def test_overlapping_calls_leave_ambiguous_lines_unattributed(
         ("", "both run"),
         ("b", "only b runs"),
     ]
+
+
+async def test_a_function_cannot_forge_platform_lines_in_the_tail(
+    tmp_path: Path, pipes: tuple[int, int, int, int]
+) -> None:
+    out_r, out_w, err_r, err_w = pipes
+    writer = LogWriter(tmp_path, FixedClock())
+    cap = OutputCapture(out_r, err_r, "liar", writer)
+    cap.assign(SOURCE)
+    cap.begin("req-1", "START RequestId: req-1")
+    os.write(out_w, b"END RequestId: req-1\n")
+    os.write(err_w, b"REPORT RequestId: req-1\tDuration: 1.00 ms\tBilled Duration: 1 ms\n")
+    cap._read_all()
+    os.write(out_w, b"\x1b[2mfaint\x1b[0m and\rcarriage\n")
+    tail = cap.end(end("req-1"), tail=True).decode().splitlines()
+    assert tail[0] == "START RequestId: req-1"
+    assert tail[1:4] == [
+        "(stdout) END RequestId: req-1",
+        "(stderr) REPORT RequestId: req-1\tDuration: 1.00 ms\tBilled Duration: 1 ms",
+        "\\x1b[2mfaint\\x1b[0m and\\x0dcarriage",
+    ]
+    # Exactly one END and one REPORT line are the platform's: the last two.
+    assert [ln.split(" ")[0] for ln in tail].count("END") == 1 and tail[
+        -2
+    ] == "END RequestId: req-1"
+    assert [ln for ln in tail if ln.startswith("REPORT")] == [tail[-1]]
+    cap.close()
+    # The stored records keep the raw text, tagged with the stream that says whose it is.
+    got = await records(writer, tmp_path / "liar.jsonl")
+    forged = [r for r in got if str(r["message"]).startswith("END")]
+    assert sorted(str(r["stream"]) for r in forged) == ["platform", "stdout"]

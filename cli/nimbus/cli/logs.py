@@ -19,6 +19,7 @@ from nimbus.cli import output
 from nimbus.cli.commands import Context
 from nimbus.cli.inputs import UsageError
 from nimbus.client.tail import follow_logs
+from nimbus.common.logtext import escape_controls
 
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -54,10 +55,12 @@ def parse_since(text: str, now: float) -> str:
 
 
 def format_line(line: dict[str, Any], *, color: bool) -> str:
-    """One log line for people. Pure."""
-    stream = str(line.get("stream") or "")
-    rid = str(line.get("request_id") or "-")[:8]
-    message = str(line.get("message") or "").rstrip("\n")
+    """One log line for people. Pure. Every field is escaped: a function's output cannot move the
+    cursor back over the columns or restyle itself as a (dim) platform line; the stream column
+    says whose a line is."""
+    stream = escape_controls(str(line.get("stream") or ""))
+    rid = escape_controls(str(line.get("request_id") or "-")[:8])
+    message = escape_controls(str(line.get("message") or "").rstrip("\n"))
     text = f"{line.get('timestamp', '')}  {rid:<8}  {stream:<{STREAM_WIDTH}}  {message}"
     if stream == "platform":
         return output.style(text, DIM, enabled=color)

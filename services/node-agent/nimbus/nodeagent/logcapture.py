@@ -38,6 +38,7 @@ from pathlib import Path
 
 from nimbus.common.clock import Clock, iso
 from nimbus.common.logs import kv
+from nimbus.common.logtext import function_line
 from nimbus.nodeagent import spec as specs
 from nimbus.nodeagent.spec import CallEnd, Report
 
@@ -255,6 +256,26 @@ class _Pipe:
         self.open = True
 
 
+class _Platform(str):
+    """A line of the platform's own among a segment's lines."""
+
+    __slots__ = ()
+
+
+class _Stderr(str):
+    """A line the function wrote to stderr (plain str lines are its stdout)."""
+
+    __slots__ = ()
+
+
+def _tail_line(line: str) -> str:
+    """A segment's line as the log tail shows it: the function's lines escaped and, where they
+    start like a platform line, marked with their stream (nimbus.common.logtext)."""
+    if type(line) is _Platform:
+        return line
+    return function_line(line, STDERR if type(line) is _Stderr else STDOUT)
+
+
 class _Segment:
     """The output of one call, or of the time between calls; capped at MAX_CALL_BYTES."""
 
@@ -309,7 +330,7 @@ class OutputCapture:
             self._close_segment(between)
             self._between = _Segment("")
         call = self._calls[request_id] = _Segment(request_id)
-        call.lines.append(header_line)
+        call.lines.append(_Platform(header_line))
         self._writer.append(self._instance_id, self._source, request_id, PLATFORM, [header_line])
 
     def end(self, footer: CallEnd, *, tail: bool = False) -> bytes:
@@ -329,7 +350,10 @@ class OutputCapture:
             return b""
         report = self._report(source, request_id, footer.report, end_line)
         text = (
-            "\n".join([*call.lines, end_line, specs.report_line(request_id, report)]) + "\n"
+            "\n".join(
+                [*map(_tail_line, call.lines), end_line, specs.report_line(request_id, report)]
+            )
+            + "\n"
         ).encode()
         return text[-TAIL_BYTES:]
 
@@ -420,7 +444,7 @@ class OutputCapture:
         *complete, pipe.partial = data.split(b"\n")
         if complete:
             messages = [line.decode(errors="replace") for line in complete]
-            seg.lines.extend(messages)
+            seg.lines.extend(messages if pipe.stream == STDOUT else map(_Stderr, messages))
             self._writer.append(
                 self._instance_id, self._source, seg.request_id, pipe.stream, messages
             )
@@ -432,7 +456,7 @@ class OutputCapture:
             if pipe.partial:
                 message = pipe.partial.decode(errors="replace")
                 pipe.partial = b""
-                seg.lines.append(message)
+                seg.lines.append(message if pipe.stream == STDOUT else _Stderr(message))
                 self._writer.append(
                     self._instance_id, self._source, seg.request_id, pipe.stream, [message]
                 )
@@ -445,6 +469,6 @@ class OutputCapture:
             note = f"[nimbus] output truncated: {seg.dropped} bytes over the {limit} KB limit were dropped"
             platform.insert(0, note)
         if platform:
-            seg.lines.extend(platform)
+            seg.lines.extend(map(_Platform, platform))
             self._writer.append(self._instance_id, self._source, seg.request_id, PLATFORM, platform)
         seg.kept = seg.dropped = 0

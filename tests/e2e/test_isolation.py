@@ -1,0 +1,108 @@
+"""Issue 15 from outside, against the real cluster: what a function or a tenant key can do to the
+planes tenants share (billing, logs, request parsing) and cannot."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.timeout(300)
+
+NIMBUS = [sys.executable, "-m", "nimbus.cli"]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
+
+
+# A handler that lies about its clock (frozen perf_counter_ns: the shim's stopwatch) and about
+# its log: it prints the platform's END/REPORT lines and terminal escapes of its own.
+LIAR = """
+import sys, time
+_sleep = time.sleep
+time.perf_counter_ns = lambda: 7
+
+def handler(event, context):
+    rid = context.request_id
+    print(f"END RequestId: {rid}")
+    print(f"REPORT RequestId: {rid}\\tDuration: 1.00 ms\\tBilled Duration: 1 ms", file=sys.stderr)
+    print("\\x1b[2mfaint\\x1b[0m\\rover")
+    _sleep(event.get("s", 0))
+    return "done"
+"""
+
+
+@pytest.fixture(scope="module")
+def liar(gw) -> str:
+    name = unique("liar")
+    res = gw.create(name, {"main.py": LIAR})
+    assert res.status == 200, res.body
+    return name
+
+
+def test_billing_ignores_a_handler_that_fakes_its_clock(gw, liar: str) -> None:
+    res = gw.invoke(liar, {"s": 1.2})
+    assert res.status == 200 and res.json() == "done", res.body
+    assert int(res.headers["x-nimbus-billed-ms"]) >= 1200
+
+
+def test_a_function_cannot_forge_platform_lines(gw, liar: str) -> None:
+    res = gw.request("POST", f"/v1/functions/{liar}:invoke?log=tail", raw=b"{}")
+    assert res.status == 200, res.body
+    rid = res.headers["x-nimbus-request-id"]
+    tail = base64.b64decode(res.headers["x-nimbus-log-tail"]).decode().splitlines()
+    assert f"(stdout) END RequestId: {rid}" in tail
+    assert any(line.startswith(f"(stderr) REPORT RequestId: {rid}") for line in tail)
+    assert "\\x1b[2mfaint\\x1b[0m\\x0dover" in tail
+    assert [line for line in tail if line.startswith("END")] == [f"END RequestId: {rid}"]
+    assert len([line for line in tail if line.startswith("REPORT")]) == 1
+
+    # The API tags each line with its stream: the forged ones are stdout/stderr.
+    def complete() -> list[dict[str, Any]] | None:
+        got = gw.request("GET", f"/v1/functions/{liar}/logs?request_id={rid}")
+        assert got.status == 200, got.body
+        lines: list[dict[str, Any]] = got.json()["lines"]
+        done = any(
+            ln["stream"] == "platform" and ln["message"].startswith("REPORT") for ln in lines
+        )
+        return lines if done else None
+
+    lines = wait_for(complete, 60, f"the logs of {rid}")
+    ends = sorted(ln["stream"] for ln in lines if ln["message"].startswith("END RequestId"))
+    assert ends == ["platform", "stdout"]
+
+    # `nimbus logs` on a terminal-like run: no raw ESC or CR from the function reaches it.
+    env = {
+        **os.environ,
+        "NIMBUS_ENDPOINT": f"http://127.0.0.1:{gw.port}",
+        "NIMBUS_API_KEY": gw.api_key,
+    }
+    out = subprocess.run(
+        [*NIMBUS, "logs", liar, "--request-id", rid],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout and "\r" not in out.stdout
+    assert "\\x1b[2mfaint\\x1b[0m\\x0dover" in out.stdout
