@@ -106,3 +106,28 @@ def test_a_function_cannot_forge_platform_lines(gw, liar: str) -> None:
     assert out.returncode == 0, out.stderr
     assert "\x1b" not in out.stdout and "\r" not in out.stdout
     assert "\\x1b[2mfaint\\x1b[0m\\x0dover" in out.stdout
+
+
+DEEP = b"[" * 100_000
+DEEP_OBJECT = b'{"a":' * 20_000 + b"1" + b"}" * 20_000
+
+
+@pytest.mark.parametrize("body", [DEEP, DEEP_OBJECT], ids=["array", "object"])
+def test_json_nested_too_deep_is_a_400_on_every_route(gw, liar: str, body: bytes) -> None:
+    routes = [
+        ("POST", "/v1/functions"),
+        ("PATCH", f"/v1/functions/{liar}"),
+        ("PUT", f"/v1/functions/{liar}/code"),
+        ("POST", f"/v1/functions/{liar}/versions"),
+        ("PUT", f"/v1/functions/{liar}/aliases/live"),
+        ("POST", f"/v1/functions/{liar}/triggers"),
+        ("POST", "/v1/keys"),
+        ("POST", f"/v1/functions/{liar}:invoke"),
+        ("POST", f"/v1/functions/{liar}:invokeAsync"),
+        ("POST", f"/v2/functions/{liar}:invoke"),
+    ]
+    for method, path in routes:
+        res = gw.request(method, path, raw=body)
+        assert res.status == 400, (method, path, res.status, res.body[:300])
+        error = res.json()
+        assert error["code"] and error["message"], (method, path, error)

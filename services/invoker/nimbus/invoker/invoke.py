@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -318,4 +319,9 @@ def check_event(payload: bytes) -> bytes:
         json.loads(payload)
     except ValueError as err:
         raise InvalidArgument(f"body: the event is not valid JSON: {err}") from None
+    except RecursionError:
+        # The C decoder stops at the interpreter's recursion limit (~1,000 levels).
+        raise InvalidArgument(
+            f"body: the event is nested too deeply (over {sys.getrecursionlimit()} levels)"
+        ) from None
     return payload

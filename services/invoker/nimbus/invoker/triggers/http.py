@@ -139,7 +139,7 @@ def proxy_response(result: InvokeResult) -> HttpResponse:
         )
     try:
         value = json.loads(result.payload) if result.payload else None
-    except ValueError:
+    except (ValueError, RecursionError):
         value = None
     if not isinstance(value, dict) or "statusCode" not in value:
         return HttpResponse(200, [("content-type", _JSON), *meta], result.payload)

@@ -61,7 +61,7 @@ def subject_event(subject: str, data: bytes) -> bytes:
         try:
             json.loads(data)
             return data
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     try:
         body, b64 = data.decode("utf-8"), False
