@@ -131,3 +131,16 @@ def test_json_nested_too_deep_is_a_400_on_every_route(gw, liar: str, body: bytes
         assert res.status == 400, (method, path, res.status, res.body[:300])
         error = res.json()
         assert error["code"] and error["message"], (method, path, error)
+
+
+def test_min_instances_is_bounded_on_create_as_on_patch(gw) -> None:
+    name = unique("greedy")
+    files = {"main.py": "def handler(event, context):\n    return 1\n"}
+    for field, value in (("min_instances", 2_147_483_647), ("min_instances", 1001)):
+        res = gw.create(name, files, **{field: value})
+        assert res.status == 400, res.body
+        assert res.json()["message"].startswith(f"{field}: {value} is out of range"), res.body
+    assert gw.request("GET", f"/v1/functions/{name}").status == 404
+    assert gw.create(name, files).status == 200
+    res = gw.request("PATCH", f"/v1/functions/{name}", {"min_instances": 2_147_483_647})
+    assert res.status == 400 and res.json()["message"].startswith("min_instances: "), res.body

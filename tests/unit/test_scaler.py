@@ -121,3 +121,14 @@ def test_instance_concurrency_lets_fewer_instances_hold_the_load():
     a, act, _ = scaler([record], instances, [report])
     a.tick()
     assert len(act.drained) == 2  # down toward one, at most halving per step
+
+
+def test_a_huge_min_instances_from_etcd_starts_a_bounded_few_per_tick():
+    # Not validated: as if written straight into etcd.
+    a, act, _ = scaler([fn(min_instances=2_147_483_647)], [])
+    a.tick()
+    assert len(act.started) == 16
+    act.pending[load_key("ns", "f", "$LATEST", 7)] = 995
+    act.started.clear()
+    a.tick()
+    assert len(act.started) == 5  # up to the bound of 1,000 in all

@@ -17,6 +17,8 @@ TIMEOUT_S = (1, 900)
 ENV_MAX_BYTES = 4096
 DESCRIPTION_MAX = 256
 MAX_CONCURRENCY_MAX = 1000
+# Instances kept warm per function; the scheduler holds any record to it, validated or not.
+MIN_INSTANCES_MAX = MAX_CONCURRENCY_MAX
 KEEP_ALIVE_S = (0, 86400)
 INSTANCE_CONCURRENCY = (1, 100)
 # As Lambda's tags: at most 50 per function, keys 1-128 characters, values up to 256.
@@ -136,8 +138,7 @@ def check_config(config: FunctionConfig) -> None:
     check_range("keep_alive_s", config.keep_alive_s, KEEP_ALIVE_S)
     check_tags(config.tags)
     check_instance_concurrency(config.runtime, config.instance_concurrency)
-    if config.min_instances < 0:
-        raise InvalidArgument(f"min_instances: {config.min_instances} must not be negative")
+    check_range("min_instances", config.min_instances, (0, MIN_INSTANCES_MAX))
     if config.max_concurrency and config.min_instances > config.max_concurrency:
         raise InvalidArgument(
             f"min_instances: {config.min_instances} is more than max_concurrency {config.max_concurrency}"

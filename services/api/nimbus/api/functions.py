@@ -45,7 +45,7 @@ _FIELD_CHECKS = {
         "max_concurrency", v, (0, validation.MAX_CONCURRENCY_MAX)
     ),
     "min_instances": lambda v: validation.check_range(
-        "min_instances", v, (0, validation.MAX_CONCURRENCY_MAX)
+        "min_instances", v, (0, validation.MIN_INSTANCES_MAX)
     ),
     "runtime": validation.check_runtime,
     "keep_alive_s": lambda v: validation.check_range("keep_alive_s", v, validation.KEEP_ALIVE_S),

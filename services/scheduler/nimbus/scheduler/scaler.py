@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from nimbus.common import validation
 from nimbus.common.clock import Clock
 from nimbus.common.model import (
     LATEST,
@@ -53,6 +54,11 @@ class Actuator(Protocol):
     def drain(self, instance: InstanceRecord) -> None: ...
     def starting(self, key: str) -> int: ...
     def draining(self, instance_id: str) -> bool: ...
+
+
+# A record written straight into etcd is not validated: whatever its min_instances, one tick
+# starts at most this many instances of a function, and no more than the validated bound in all.
+STARTS_PER_TICK = 16
 
 
 def victims(instances: list[InstanceRecord], count: int) -> list[InstanceRecord]:
@@ -132,8 +138,9 @@ class Autoscaler:
             decision, self._states[key] = decide_scale(
                 observed.get(key, 0.0), len(have), self._states.get(key, ScaleState()), cfg, now
             )
-            missing = cfg.min_instances - len(have) - self._act.starting(key)
-            for _ in range(max(0, missing)):
+            kept = min(cfg.min_instances, validation.MIN_INSTANCES_MAX)
+            missing = kept - len(have) - self._act.starting(key)
+            for _ in range(min(missing, STARTS_PER_TICK)):
                 self._act.start(target)
             surplus = len(have) - decision.desired
             if surplus > 0:
