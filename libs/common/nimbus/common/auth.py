@@ -34,7 +34,7 @@ class KeyRecord:
     @classmethod
     def from_json(cls, raw: bytes) -> KeyRecord:
         data = json.loads(raw)
-        return cls(**{k: data[k] for k in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{k: data[k] for k in cls.__slots__})
 
 
 @dataclass(frozen=True, slots=True)

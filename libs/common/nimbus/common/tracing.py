@@ -191,6 +191,7 @@ def start(
     """Makes a span that continues the caller's trace (a new trace without one) current in this
     task; end it with finish(). The span records only while exporting."""
     parent = parse_traceparent(traceparent)
+    span_: Span
     if _tracer is None:
         span_ = NonRecordingSpan(parent or new_span_context())
     else:
