@@ -79,7 +79,8 @@ class LocalCluster:
 
     @property
     def credentials(self) -> dict[str, str]:
-        return json.loads(self.layout.credentials.read_text())
+        creds: dict[str, str] = json.loads(self.layout.credentials.read_text())
+        return creds
 
     @property
     def supervisord_pid(self) -> int | None:
@@ -91,7 +92,8 @@ class LocalCluster:
     def info(self, name: str) -> dict[str, Any]:
         """supervisord's getProcessInfo for one program (pid, statename, spawnerr, ...)."""
         self.spec.program(name)
-        return daemon.rpc(self.layout).supervisor.getProcessInfo(name)
+        info: dict[str, Any] = daemon.rpc(self.layout).supervisor.getProcessInfo(name)
+        return info
 
     def pid(self, name: str) -> int:
         """The program's PID, 0 while it is not running."""
