@@ -16,9 +16,14 @@ import select
 import socket
 import ssl
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from nimbus.client.errors import NimbusConnectionError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, SupportsRead
 
 # Errors that mean "the idle keep-alive connection was closed under us".
 _STALE_ERRORS = (
@@ -38,22 +43,26 @@ class Response:
     body: bytes
 
 
-class _OneWriteMixin:
-    """Holds the header block back until the body can be appended, then sends both at once."""
+class _OneWriteMixin(http.client.HTTPConnection):
+    """Holds the header block back until the body can be appended, then sends both at once.
+    Mixed in before HTTPConnection or HTTPSConnection."""
 
     _pending_body: bytes | None = None
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        sock = self.sock  # type: ignore[attr-defined]
+        super().connect()
+        sock = self.sock
         if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def send(self, data: bytes) -> None:  # called by endheaders() with the header block
+    def send(
+        self, data: ReadableBuffer | SupportsRead[bytes] | Iterable[ReadableBuffer] | str
+    ) -> None:
         body, self._pending_body = self._pending_body, None
         if body:
-            data = bytes(data) + body
-        super().send(data)  # type: ignore[misc]
+            # A body is pending only when endheaders() sends the header block, as bytes.
+            data = bytes(cast("ReadableBuffer", data)) + body
+        super().send(data)
 
 
 class _HTTPConnection(_OneWriteMixin, http.client.HTTPConnection):

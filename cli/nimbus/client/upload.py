@@ -231,7 +231,8 @@ def _upload(
             raise
     finally:
         channel.close()
-    return json_format.MessageToDict(reply, preserving_proto_field_name=True)
+    function: dict[str, Any] = json_format.MessageToDict(reply, preserving_proto_field_name=True)
+    return function
 
 
 def _wait(future: Any) -> Any:
