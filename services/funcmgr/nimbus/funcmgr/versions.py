@@ -7,6 +7,7 @@ version" can never interleave into a dangling alias.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import re
 from typing import Protocol
@@ -204,7 +205,7 @@ class VersionManager:
             raise NotFound(f"alias {alias!r} of function {name!r} not found")
         return found
 
-    async def list_aliases(self, namespace: str, name: str) -> list[AliasRecord]:
+    async def list_aliases(self, namespace: str, name: str) -> builtins.list[AliasRecord]:
         await self._function(namespace, name)
         return sorted(await self._store.list_aliases(namespace, name), key=lambda a: a.alias)
 
