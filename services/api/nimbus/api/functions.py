@@ -5,7 +5,8 @@ It takes typed arguments and the caller's Principal; it never sees a proto.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from nimbus.common import validation
 from nimbus.common.auth import Principal
@@ -36,7 +37,8 @@ class FunctionBackend(Protocol):
     async def delete(self, namespace: str, name: str) -> None: ...
 
 
-_FIELD_CHECKS = {
+# Each check takes the value of its own field (an int, a str, a mapping): hence Any.
+_FIELD_CHECKS: dict[str, Callable[[Any], None]] = {
     "memory_mb": lambda v: validation.check_range("memory_mb", v, validation.MEMORY_MB),
     "timeout_s": lambda v: validation.check_range("timeout_s", v, validation.TIMEOUT_S),
     "env": validation.check_env,

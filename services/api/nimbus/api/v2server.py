@@ -58,7 +58,9 @@ class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
         self._listing = listing
 
     async def CreateFunction(
-        self, request: pb.CreateFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.CreateFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.CreateFunctionRequest, pb.Function],
     ) -> pb.Function:
         record = await self._functions.create(
             current_principal(), request.name, create_fields(request), request.code.zip_base64
@@ -66,12 +68,16 @@ class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
         return function_to_pb(record)
 
     async def GetFunction(
-        self, request: pb.GetFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.GetFunctionRequest, pb.Function],
     ) -> pb.Function:
         return function_to_pb(await self._functions.get(current_principal(), request.name))
 
     async def ListFunctions(
-        self, request: pb.ListFunctionsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListFunctionsRequest,
+        context: grpc.aio.ServicerContext[pb.ListFunctionsRequest, pb.ListFunctionsResponse],
     ) -> pb.ListFunctionsResponse:
         page = await self._listing.functions(
             current_principal(), request.page_size, request.page_token, tag_filter(request.tag)
@@ -81,7 +87,9 @@ class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
         )
 
     async def UpdateFunction(
-        self, request: pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.UpdateFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.UpdateFunctionRequest, pb.Function],
     ) -> pb.Function:
         record = await self._functions.update_config(
             current_principal(),
@@ -93,13 +101,17 @@ class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
         return function_to_pb(record)
 
     async def DeleteFunction(
-        self, request: pb.DeleteFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.DeleteFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.DeleteFunctionRequest, pb.DeleteFunctionResponse],
     ) -> pb.DeleteFunctionResponse:
         await self._functions.delete(current_principal(), request.name)
         return pb.DeleteFunctionResponse()
 
     async def ListVersions(
-        self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListVersionsRequest,
+        context: grpc.aio.ServicerContext[pb.ListVersionsRequest, pb.ListVersionsResponse],
     ) -> pb.ListVersionsResponse:
         page = await self._listing.versions(
             current_principal(), request.name, request.page_size, request.page_token

@@ -43,7 +43,8 @@ class JetStreamLogStore:
         try:
             try:
                 async with asyncio.timeout(CALL_TIMEOUT_S):
-                    pending = (await sub.consumer_info()).num_pending
+                    # None only from a server too old for this client; then nothing is read.
+                    pending = (await sub.consumer_info()).num_pending or 0
             except ERRORS as err:
                 raise _unavailable(err, "read") from err
             while pending > 0:

@@ -100,7 +100,7 @@ def _day_epoch(day: str) -> int:
 
 def script_args(
     reports: Sequence[Report], seen_ttl_s: int, now_s: float
-) -> tuple[list[str], list[object]]:
+) -> tuple[list[str], list[int | str]]:
     """KEYS and ARGV of one APPLY call for these reports, at wall time `now_s`. Pure.
 
     A report older than a hash's retention (a node that shipped a backlog after a long outage) is
