@@ -16,6 +16,7 @@ from nimbus.cli import output
 from nimbus.cli.inputs import UsageError, load_code, parse_env_pairs, read_event
 from nimbus.cli.output import Console
 from nimbus.client import Client, NimbusApiError, StreamingUnavailable, upload
+from nimbus.client.errors import GrpcCode
 
 _EMPTY_ZIP_SIZE = 22  # an end-of-central-directory record and nothing else
 
@@ -102,9 +103,8 @@ def _streamed(
             raise
         raise _Fallback(str(e)) from e
     except NimbusApiError as e:
-        if (
-            args.upload == "grpc" or e.code != 12
-        ):  # 12 = UNIMPLEMENTED: a gateway without UploadCode
+        # UNIMPLEMENTED: a gateway without UploadCode.
+        if args.upload == "grpc" or e.code != GrpcCode.UNIMPLEMENTED:
             raise
         raise _Fallback(f"the gateway does not offer the streaming upload ({e.message})") from e
     finally:
