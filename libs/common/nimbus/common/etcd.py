@@ -146,15 +146,6 @@ class Etcd:
             return None
         return int(responses[0].response_put.header.revision)
 
-    async def delete_if(self, key: bytes, mod_revision: int) -> bool:
-        tx = self._client.transactions
-        ok, _ = await self._call(
-            lambda: self._client.transaction(
-                compare=[tx.mod(key) == mod_revision], success=[tx.delete(key)], failure=[]
-            )
-        )
-        return bool(ok)
-
     async def commit(self, checks: Sequence[ModIs], ops: Sequence[Op]) -> int | None:
         """Applies every op atomically if every check holds; the new revision, or None."""
         tx = self._client.transactions

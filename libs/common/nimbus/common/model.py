@@ -196,8 +196,3 @@ class LoadReport:
 
 def load_key(namespace: str, function: str, version: str, revision: int) -> str:
     return f"{namespace}/{function}/{version}/{revision}"
-
-
-def parse_load_key(key: str) -> tuple[str, str, str, int]:
-    namespace, function, version, revision = key.split("/")
-    return namespace, function, version, int(revision)

@@ -125,10 +125,6 @@ def _frame(head: bytes, body: bytes) -> bytes:
     return b"".join((PREFIX.pack(len(head), len(body)), head, body))
 
 
-def parse_prefix(prefix: bytes) -> tuple[int, int]:
-    return _checked(*PREFIX.unpack(prefix))
-
-
 def _checked(header_len: int, body_len: int) -> tuple[int, int]:
     if header_len == 0 or header_len > MAX_HEADER_BYTES or header_len + body_len > MAX_FRAME_BYTES:
         raise ProtocolError(f"bad frame prefix: header {header_len} B, body {body_len} B")

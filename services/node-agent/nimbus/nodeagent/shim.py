@@ -215,9 +215,6 @@ class ShimConnection:
                 del demux.pending[request_id]
             demux.deadlines.discard(request_id)
 
-    def busy_with(self, request_id: str) -> bool:
-        return request_id in self._demux.pending
-
     def abort(self, reason: str) -> None:
         """Ends the calls still in flight with CallAborted(reason) and drops the connection."""
         self._demux.fail(CallAborted(reason))
