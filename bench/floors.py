@@ -117,7 +117,8 @@ def envoy_binary() -> str:
 
 @asynccontextmanager
 async def _child(*argv: str, port: int, timeout_s: float = 20.0) -> AsyncIterator[int]:
-    """Starts argv, waits until it listens on port, yields the PID; stops that PID on the way out."""
+    """Starts argv, waits until it listens on port,
+    yields the PID; stops that PID on the way out."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=str(REPO),

@@ -1,4 +1,5 @@
-"""Runs one load-generator job in its own process (`python -m bench.loadgen`) and reads its result."""
+"""Runs one load-generator job in its own process
+(`python -m bench.loadgen`) and reads its result."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ class PeerUnavailable(RuntimeError):
 
 
 def service_definition(http_port: int, lambda_port: int, cold_names: list[str]) -> dict[str, Any]:
-    """serverless.json: one warm no-op function plus one function per cold start, each on POST /<name>."""
+    """serverless.json: one warm no-op function plus one function per cold
+    start, each on POST /<name>."""
 
     def fn(module: str, name: str) -> dict[str, Any]:
         return {

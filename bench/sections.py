@@ -222,7 +222,8 @@ async def cold_start(ctx: Ctx, label: str) -> dict[str, Any]:
 
 
 async def throughput(ctx: Ctx) -> dict[str, Any]:
-    """Warm sync invokes/s of the no-op at each concurrency, REST, closed loop; memory sampled meanwhile."""
+    """Warm sync invokes/s of the no-op at each concurrency,
+    REST, closed loop; memory sampled meanwhile."""
     t = ctx.need_target()
     cfg = ctx.cfg
     levels: list[dict[str, Any]] = []
@@ -340,7 +341,8 @@ async def _wait_drained(t: Target, bound_s: float, log: Callable[[str], None]) -
 
 
 async def _wait_completed(t: Target, ids: list[str], bound_s: float) -> dict[str, float | None]:
-    """invocation id -> epoch seconds it reached SUCCEEDED or FAILED (None if not within bound_s)."""
+    """invocation id -> epoch seconds it reached SUCCEEDED or FAILED
+    (None if not within bound_s)."""
     done: dict[str, float | None] = {i: None for i in ids}
     pending = list(ids)
     deadline = time.monotonic() + bound_s
@@ -482,10 +484,11 @@ async def _scale_down(ctx: Ctx, t: Target) -> dict[str, Any]:
 
 
 def memory_idle(ctx: Ctx) -> None:
-    """RSS of every program at idle, and of the idle warm instances (their cgroup when they have one)."""
+    """RSS of every program at idle, and of the idle warm instances
+    (their cgroup when they have one)."""
     agents = {n: p for n, p in ctx.pids.items() if n.startswith("node-agent")}
-    # An instance (or a pooled sandbox) is a child of its agent running a runtime's bootstrap script;
-    # under runc too, as the agent is the containers' child subreaper.
+    # An instance (or a pooled sandbox) is a child of its agent running a runtime's bootstrap
+    # script; under runc too, as the agent is the containers' child subreaper.
     instances = [pid for p in agents.values() for pid in mem.children(p, "bootstrap.")]
     inst_rss = [r for r in (mem.rss_mb(pid) for pid in instances) if r is not None]
     cgroup: dict[str, Any]

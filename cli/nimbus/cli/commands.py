@@ -68,7 +68,8 @@ def _config_fields(args: argparse.Namespace, env: dict[str, str] | None) -> dict
 
 
 def _use_stream(mode: str, size: int) -> bool:
-    """`--upload auto` streams packages over STREAM_THRESHOLD (1 MiB) over gRPC; json/grpc force one way."""
+    """`--upload auto` streams packages over STREAM_THRESHOLD
+    (1 MiB) over gRPC; json/grpc force one way."""
     if mode == "grpc":
         return True
     if mode == "json":

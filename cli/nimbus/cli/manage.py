@@ -131,7 +131,8 @@ def version_delete(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def parse_weight(text: str | None) -> tuple[str | None, float | None]:
-    """`--weight VERSION=FRACTION` into (version, fraction); a bad value is a usage error (exit 2)."""
+    """`--weight VERSION=FRACTION` into (version, fraction);
+    a bad value is a usage error (exit 2)."""
     if text is None:
         return None, None
     version, sep, fraction = text.partition("=")

@@ -82,7 +82,8 @@ class Console:
     def upload_progress(
         self, label: str, *, clock: Callable[[], float] = time.monotonic, width: int | None = None
     ) -> UploadProgress:
-        """A progress display for an upload on stderr: a bar on a terminal, plain lines otherwise."""
+        """A progress display for an upload on stderr:
+        a bar on a terminal, plain lines otherwise."""
         return UploadProgress(self, label, clock=clock, width=width)
 
     def heading(self, text: str) -> str:

@@ -278,7 +278,8 @@ class Client:
     def create_key(
         self, namespace: str | None = None, description: str | None = None, admin: bool = False
     ) -> dict[str, Any]:
-        """Mints a key (admin keys only); the answer's `api_key` is the only time the key is shown."""
+        """Mints a key (admin keys only);
+        the answer's `api_key` is the only time the key is shown."""
         body: dict[str, Any] = {
             k: v for k, v in {"namespace": namespace, "description": description}.items() if v
         }

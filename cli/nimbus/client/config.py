@@ -32,7 +32,8 @@ HOME_DIR_NAME = ".nimbus"
 class ClientConfig:
     endpoint: str
     api_key: str | None
-    # Where each value came from ("argument", "NIMBUS_ENDPOINT", a file path, "default"), for messages.
+    # Where each value came from ("argument",
+    # "NIMBUS_ENDPOINT", a file path, "default"), for messages.
     endpoint_source: str
     api_key_source: str | None
 

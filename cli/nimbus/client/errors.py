@@ -77,7 +77,8 @@ class NimbusConnectionError(NimbusClientError):
 
 
 class StreamingUnavailable(NimbusClientError):
-    """The chunked gRPC upload cannot run here: grpcio, protobuf or the nimbus.api.v1 stubs are missing."""
+    """The chunked gRPC upload cannot run here: grpcio,
+    protobuf or the nimbus.api.v1 stubs are missing."""
 
 
 class NimbusApiError(NimbusClientError):

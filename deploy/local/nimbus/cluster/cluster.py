@@ -234,7 +234,8 @@ class LocalCluster:
         self._prepared = False
 
     async def __aenter__(self) -> LocalCluster:
-        """`async with LocalCluster(...) as cluster:` starts it (if not started) and stops it after."""
+        """`async with LocalCluster(...) as cluster:` starts it
+        (if not started) and stops it after."""
         if self._supervisord.pid is None:
             await self.start()
         return self
@@ -274,7 +275,8 @@ class LocalCluster:
             self._lock = None
 
     async def _wait_gateway_routes(self, deadline: float) -> None:
-        """Envoy sends traffic only to hosts its health checks passed: wait for those it routes to."""
+        """Envoy sends traffic only to hosts its health checks passed:
+        wait for those it routes to."""
         if "envoy" not in self.names:
             return
         want = {

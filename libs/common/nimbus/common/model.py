@@ -160,7 +160,8 @@ class InstanceRecord:
     function: str
     version: str
     code_sha256: str
-    # The function record's etcd revision the instance was built from; a newer one means stale code or config.
+    # The function record's etcd revision the instance was built from;
+    # a newer one means stale code or config.
     function_revision: int
     memory_mb: int
     state: str

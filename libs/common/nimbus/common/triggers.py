@@ -17,7 +17,8 @@ from nimbus.common import schedule as schedules
 from nimbus.common.errors import InvalidArgument
 from nimbus.common.model import LATEST, _load
 
-# Subjects under these belong to Nimbus or to NATS itself; user triggers and destinations stay off them.
+# Subjects under these belong to Nimbus or to NATS itself;
+# user triggers and destinations stay off them.
 RESERVED_SUBJECT_PREFIXES = ("nimbus.", "$", "_INBOX.")
 MAX_SUBJECT_LEN = 256
 HTTP_PATH_PREFIX = "/fn/"

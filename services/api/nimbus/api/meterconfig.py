@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from nimbus.common.config import ConfigError, get_float, get_int, get_str
 
 # A request id stays "counted" at least this long: longer than any redelivery, and longer than the
-# log stream keeps a record, so even a consumer re-created from the stream's start counts nothing twice.
+# log stream keeps a record, so even a consumer re-created from the stream's
+# start counts nothing twice.
 MIN_SEEN_TTL_S = 2 * 86400
 
 # The defaults (a slotted dataclass keeps no class attributes to read them from).

@@ -112,7 +112,8 @@ class FunctionManager:
         raise Conflict(f"function {name!r} changed concurrently; read it again and retry")
 
     async def delete(self, namespace: str, name: str) -> None:
-        """Removes the function with its versions, aliases and triggers; the name is free at once."""
+        """Removes the function with its versions,
+        aliases and triggers; the name is free at once."""
         for _ in range(_UPDATE_ATTEMPTS):
             current = await self.get(namespace, name)
             if await self._store.delete(namespace, name, current.revision):

@@ -67,7 +67,8 @@ class Instance:
     init_duration_us: int = 0
     invoked: bool = False
     stopping: bool = False
-    # A destroy waits for the calls queued before it; calls that come after it find the instance gone.
+    # A destroy waits for the calls queued before it;
+    # calls that come after it find the instance gone.
     closing: bool = False
     # Slots taken (by calls, or by destroy taking them all), of spec.config.instance_concurrency.
     taken: int = 0
@@ -336,7 +337,8 @@ class InstanceManager:
     async def _call(
         self, inst: Instance, request_id: str, payload: bytes, want_tail: bool
     ) -> InvokeResult:
-        # While calls overlap, their output is nobody's (logcapture.py); START/END/REPORT stay theirs.
+        # While calls overlap, their output is nobody's
+        # (logcapture.py); START/END/REPORT stay theirs.
         inst.sandbox.output.begin(request_id, specs.log_start(inst.spec, request_id))
         if not inst.calls:
             inst.move(InstanceState.BUSY)

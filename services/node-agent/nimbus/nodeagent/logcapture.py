@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 STDOUT, STDERR, PLATFORM = "stdout", "stderr", "platform"
 MAX_CALL_BYTES = 256 * 1024
 TAIL_BYTES = 4096
-# A runaway instance cannot fill the disk: its file stops growing here (with one last line saying so).
+# A runaway instance cannot fill the disk:
+# its file stops growing here (with one last line saying so).
 MAX_FILE_BYTES = 64 * 1024 * 1024
 _FLUSH_INTERVAL_S = 0.2
 _READ_CHUNK = 65536

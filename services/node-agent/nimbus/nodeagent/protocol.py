@@ -49,7 +49,8 @@ from enum import StrEnum
 from typing import Any
 
 PREFIX = struct.Struct("!II")
-# The gRPC message limit (service.MAX_MESSAGE_BYTES) bounds payloads anyway; this bounds a corrupt prefix.
+# The gRPC message limit (service.MAX_MESSAGE_BYTES) bounds payloads anyway;
+# this bounds a corrupt prefix.
 MAX_FRAME_BYTES = 96 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -64,7 +65,8 @@ class Kind(StrEnum):
 
 
 class ProtocolError(Exception):
-    """The peer sent something that is not a valid frame; the connection cannot be trusted after it."""
+    """The peer sent something that is not a valid frame;
+    the connection cannot be trusted after it."""
 
 
 @dataclass(frozen=True, slots=True)

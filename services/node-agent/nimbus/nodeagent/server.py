@@ -1,4 +1,5 @@
-"""The thin gRPC adapter for nimbus.internal.v1.NodeAgent: proto → core call → proto, nothing else."""
+"""The thin gRPC adapter for nimbus.internal.v1.NodeAgent:
+proto → core call → proto, nothing else."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ class InitError(Exception):
 
 
 def listen(path: Path) -> socket.socket:
-    """A listening socket for one shim; the agent owns it, so a stray process cannot squat the path."""
+    """A listening socket for one shim; the agent owns it,
+    so a stray process cannot squat the path."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -1,4 +1,5 @@
-"""The node-agent's request and result types, their validation, and what an instance is given. Pure."""
+"""The node-agent's request and result types,
+their validation, and what an instance is given. Pure."""
 
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def validate(spec: InstanceSpec) -> InstanceSpec:
 
 
 def load_header(spec: InstanceSpec, task_root: str) -> dict[str, object]:
-    """The LOAD frame's header (protocol.py): where the code is, what to import, the function's env."""
+    """The LOAD frame's header (protocol.py):
+    where the code is, what to import, the function's env."""
     cfg = spec.config
     env = {
         **cfg.env,
@@ -194,7 +196,8 @@ class Report:
 
 
 def with_peak_memory(r: Report, max_memory_used_mb: int) -> Report:
-    """dataclasses.replace(r, max_memory_used_mb=...), at a third of its cost: every call's REPORT."""
+    """dataclasses.replace(r, max_memory_used_mb=...),
+    at a third of its cost: every call's REPORT."""
     return Report(
         duration_ms=r.duration_ms,
         billed_ms=r.billed_ms,

@@ -261,7 +261,8 @@ def flush_output() -> None:
 
 def connect() -> tuple[socket.socket, BinaryIO]:
     env = os.environ
-    # The plumbing variables are the runtime's, not the function's: take them out of its environment.
+    # The plumbing variables are the runtime's,
+    # not the function's: take them out of its environment.
     die_with_parent(int(env.pop("NIMBUS_AGENT_PID", "0") or 0))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(env.pop("NIMBUS_SOCKET"))
