@@ -156,7 +156,8 @@ async def running(
     home = Path(tempfile.mkdtemp(prefix="nimbus-bench-"))
     cluster = LocalCluster(home=home, gateway_port=free_port(), env=dict(env or {}))
     log(
-        f"bench: starting a cluster in {home} (gateway {cluster.gateway_url}, env {dict(env or {})})"
+        f"bench: starting a cluster in {home} (gateway "
+        f"{cluster.gateway_url}, env {dict(env or {})})"
     )
     try:
         await cluster.start(timeout_s=timeout_s)

@@ -159,7 +159,8 @@ async def measure(cfg: BenchConfig, python: str, log: Callable[[str], None]) -> 
                     ) from None
                 started_s = time.monotonic() - t0
                 log(
-                    f"bench: peer: serverless-offline listening after {started_s:.1f} s; cold starts"
+                    "bench: peer: serverless-offline listening "
+                    f"after {started_s:.1f} s; cold starts"
                 )
                 cold = await run_job(
                     Job(

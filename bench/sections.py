@@ -194,14 +194,16 @@ async def cold_start(ctx: Ctx, label: str) -> dict[str, Any]:
     # had one: first calls back to back would drain it and measure the no-pool path instead.
     pool = await t.warm_sandboxes()
     ctx.log(
-        f"bench: cold start ({label}): first call of each, each once {pool} warm sandboxes are ready"
+        f"bench: cold start ({label}): first call of each, "
+        f"each once {pool} warm sandboxes are ready"
     )
     results = []
     for name in names:
         refilled = await t.wait_warm_sandboxes(pool, timeout_s=10.0)
         if not refilled:
             ctx.log(
-                f"bench: cold start ({label}): the warm pool was not back to {pool} within 10 s; calling anyway"
+                f"bench: cold start ({label}): the warm pool was "
+                f"not back to {pool} within 10 s; calling anyway"
             )
         results.append(
             await run_job(
@@ -277,8 +279,8 @@ async def async_invoke(ctx: Ctx) -> dict[str, Any]:
     res = await t.request("POST", submit_path, {})
     if res.status != 200:
         return skipped(
-            f"POST :invokeAsync answers HTTP {res.status} {res.body[:120].decode(errors='replace')} "
-            "(async invoke is issue 6)"
+            f"POST :invokeAsync answers HTTP {res.status} "
+            f"{res.body[:120].decode(errors='replace')} (async invoke is issue 6)"
         )
     n = 200 if ctx.cfg.quick else 2000
     ctx.log(f"bench: async: submitting {n} events")
@@ -334,7 +336,8 @@ async def _wait_drained(t: Target, bound_s: float, log: Callable[[str], None]) -
             await asyncio.sleep(0.1)
     except Exception as err:
         log(
-            f"bench: async: the events consumer could not be read ({err}); polling the records instead"
+            "bench: async: the events consumer could not "
+            f"be read ({err}); polling the records instead"
         )
     finally:
         await nc.close()

@@ -181,7 +181,8 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
     if existing is None:
         if not args.runtime or not args.handler:
             raise UsageError(
-                f"function {args.name} does not exist yet; --runtime and --handler are needed to create it"
+                f"function {args.name} does not exist yet; "
+                "--runtime and --handler are needed to create it"
             )
         try:
             fn = _create(ctx, args, zip_bytes, env)

@@ -381,7 +381,8 @@ def _parse(resp: Response) -> Any:
         return json.loads(resp.body)
     except ValueError as e:
         raise NimbusClientError(
-            f"the gateway answered HTTP {resp.status} with a body that is not JSON: {resp.body[:200]!r}"
+            f"the gateway answered HTTP {resp.status} with "
+            f"a body that is not JSON: {resp.body[:200]!r}"
         ) from e
 
 

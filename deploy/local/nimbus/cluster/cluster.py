@@ -155,8 +155,8 @@ class LocalCluster:
         has_envoy = any(p.health == "envoy" for p in self.programs)
         if has_envoy and not ports.is_free(self.gateway_port):
             raise ClusterError(
-                f"gateway port {self.gateway_port} on {HOST} is in use by another process; stop it or "
-                f"choose a free port with NIMBUS_GATEWAY_PORT=<port>"
+                f"gateway port {self.gateway_port} on {HOST} is in use by another process; "
+                "stop it or choose a free port with NIMBUS_GATEWAY_PORT=<port>"
             )
         if has_envoy and not envoy.DESCRIPTOR.exists():
             raise ClusterError(f"{envoy.DESCRIPTOR} is missing; run `make proto`")

@@ -71,13 +71,15 @@ def check_subject(subject: str, field: str = "subject", *, wildcards: bool = Tru
         )
     if subject.startswith(RESERVED_SUBJECT_PREFIXES):
         raise InvalidArgument(
-            f"{field}: {subject!r} is reserved (subjects starting with {', '.join(RESERVED_SUBJECT_PREFIXES)})"
+            f"{field}: {subject!r} is reserved (subjects starting "
+            f"with {', '.join(RESERVED_SUBJECT_PREFIXES)})"
         )
     tokens = subject.split(".")
     for i, token in enumerate(tokens):
         if not _TOKEN.fullmatch(token):
             raise InvalidArgument(
-                f"{field}: {subject!r} is not a NATS subject: tokens separated by '.', no spaces, none empty"
+                f"{field}: {subject!r} is not a NATS subject: "
+                "tokens separated by '.', no spaces, none empty"
             )
         if token in ("*", ">") and not wildcards:
             raise InvalidArgument(f"{field}: {subject!r} must not contain wildcards ('*', '>')")

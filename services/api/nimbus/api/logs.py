@@ -164,7 +164,8 @@ class LogsApi:
                         break
         except TimeoutError:
             raise DeadlineExceeded(
-                f"reading the logs of {name} took over {READ_TIMEOUT_S:.0f} s; narrow the query with since and until"
+                f"reading the logs of {name} took over {READ_TIMEOUT_S:.0f} s; "
+                "narrow the query with since and until"
             ) from None
         return oldest(found, query.limit)
 

@@ -124,5 +124,6 @@ class FunctionManager:
     def _check_revision(current: FunctionRecord, expected_revision: int) -> None:
         if expected_revision and current.revision != expected_revision:
             raise Conflict(
-                f"function {current.name!r} is at revision {current.revision}, not the expected {expected_revision}"
+                f"function {current.name!r} is at revision {current.revision}, "
+                f"not the expected {expected_revision}"
             )

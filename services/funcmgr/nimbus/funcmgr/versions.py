@@ -55,7 +55,8 @@ def check_version_number(version: str) -> None:
 def check_alias_name(alias: str) -> None:
     if not _ALIAS.fullmatch(alias):
         raise InvalidArgument(
-            f"alias: {alias!r} must be 1-128 letters, digits, '-' or '_', starting with a letter or digit, and not only digits"
+            f"alias: {alias!r} must be 1-128 letters, digits, '-' or '_', "
+            "starting with a letter or digit, and not only digits"
         )
 
 
@@ -95,7 +96,8 @@ class VersionManager:
             record = await self._function(namespace, name)
             if expected_revision and record.revision != expected_revision:
                 raise Conflict(
-                    f"function {name!r} is at revision {record.revision}, not the expected {expected_revision}"
+                    f"function {name!r} is at revision {record.revision}, "
+                    f"not the expected {expected_revision}"
                 )
             meta = await self._store.meta(namespace, name)
             if meta.last_version:
@@ -149,7 +151,8 @@ class VersionManager:
             ]
             if users:
                 raise Conflict(
-                    f"version {version} is used by alias(es) {', '.join(sorted(users))}; move them first"
+                    f"version {version} is used by alias(es) "
+                    f"{', '.join(sorted(users))}; move them first"
                 )
             if await self._store.delete_version(namespace, name, version, meta):
                 return

@@ -159,7 +159,8 @@ class NodeAgentConfig:
             for name, path in (("NIMBUS_PYTHON", python), ("NIMBUS_NODEJS", node)):
                 if path is not None and not os.path.realpath(path).startswith(SANDBOX_VISIBLE):
                     raise ConfigError(
-                        f"{name}={path!r} is not under /usr: a runc sandbox cannot see it (use /usr/bin/python3.11)"
+                        f"{name}={path!r} is not under /usr: "
+                        "a runc sandbox cannot see it (use /usr/bin/python3.11)"
                     )
         cpu = get_str(env, "NIMBUS_SANDBOX_CPU", "quota")
         if cpu not in ("quota", "shares"):

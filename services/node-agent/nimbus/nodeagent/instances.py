@@ -121,7 +121,8 @@ class InstanceManager:
             raise Unavailable(f"node {self._node_id} is shutting down")
         if not fits(self._reserved_mb, spec.config.memory_mb, self._memory_mb):
             raise Unavailable(
-                f"node {self._node_id} has {self._memory_mb - self._reserved_mb} MB free, needs {spec.config.memory_mb}"
+                f"node {self._node_id} has {self._memory_mb - self._reserved_mb} "
+                f"MB free, needs {spec.config.memory_mb}"
             )
         self._reserved_mb += spec.config.memory_mb
         t0 = self._clock.monotonic()
