@@ -41,7 +41,9 @@ def chart_data(results: dict[str, Any]) -> dict[str, Any]:
     ]
     head = results["headline"]
     return {
-        "title": f"Nimbus bench {results['meta'].get('started_at')} ({results['meta'].get('machine')})",
+        "title": (
+            f"Nimbus bench {results['meta'].get('started_at')} ({results['meta'].get('machine')})"
+        ),
         "latency": latency,
         "throughput": levels,
         "baselines_rps": {

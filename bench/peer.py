@@ -210,7 +210,10 @@ async def measure(cfg: BenchConfig, python: str, log: Callable[[str], None]) -> 
         "cold_start": {
             **summarize_us(cold.ok_lat_us()),
             "errors": cold.errors,
-            "note": "first HTTP call of each function: spawns its Python process and imports the handler",
+            "note": (
+                "first HTTP call of each function: "
+                "spawns its Python process and imports the handler"
+            ),
         },
         "throughput_c32": {
             **summarize_us(loaded.ok_lat_us()),

@@ -1,6 +1,6 @@
 """From the sections' raw figures to the results: the headline keys, DESIGN.md's targets as met or
-not, the rows of the table (each figure beside its baseline and the ratio), and the markdown summary.
-Pure: dicts in, dicts and text out."""
+not, the rows of the table (each figure beside its baseline and the ratio), and the markdown
+summary. Pure: dicts in, dicts and text out."""
 
 from __future__ import annotations
 

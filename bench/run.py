@@ -196,7 +196,8 @@ def machine() -> str:
     except OSError:
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores {cpu}, {mem_gib:.0f} GiB, {platform.system()} {platform.release()}".strip()
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores {cpu}, {mem_gib:.0f} GiB, {system}".strip()
 
 
 def _git(*args: str) -> str:

@@ -98,7 +98,10 @@ def overhead_figures(result: LoadResult, *, subtract_init: bool = False) -> dict
     )
     if diffs is None:
         diffs = e2e
-        basis = "end-to-end (the response has no x-nimbus-duration-us; a no-op handler's own time is included)"
+        basis = (
+            "end-to-end (the response has no x-nimbus-duration-us; "
+            "a no-op handler's own time is included)"
+        )
     else:
         out["handler"] = summarize_us([h or 0.0 for h in handler])
     if subtract_init:
@@ -367,7 +370,7 @@ async def _wait_completed(t: Target, ids: list[str], bound_s: float) -> dict[str
         )
         still: list[str] = []
         seen: set[str] = set()
-        for index, ok, body in zip(res.index, res.ok, res.bodies):
+        for index, ok, body in zip(res.index, res.ok, res.bodies, strict=True):
             inv_id = pending[index % len(pending)]
             seen.add(inv_id)
             record = json.loads(body) if ok and body else {}
@@ -525,7 +528,9 @@ async def memory(ctx: Ctx) -> dict[str, Any]:
     return {
         "idle": ctx.memory_idle,
         "under_load": ctx.memory_load or skipped("the throughput section did not run"),
-        "note": "RSS from /proc/<pid>/status VmRSS; under load = the peak during the throughput section",
+        "note": (
+            "RSS from /proc/<pid>/status VmRSS; under load = the peak during the throughput section"
+        ),
     }
 
 

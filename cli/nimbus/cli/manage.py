@@ -99,7 +99,8 @@ def version_list(ctx: Context, args: argparse.Namespace) -> int:
         lambda: (
             _table(ctx, header, rows)
             if rows
-            else f"no versions of {args.name} yet; publish one with `nimbus version publish {args.name}`"
+            else f"no versions of {args.name} yet; "
+            f"publish one with `nimbus version publish {args.name}`"
         ),
     )
 

@@ -144,8 +144,8 @@ class Client:
 
     def update_function(self, name: str, **fields: Any) -> dict[str, Any]:
         """PATCH the given fields (runtime, handler, memory_mb, timeout_s, env, replace_env,
-        description, max_concurrency, min_instances, instance_concurrency, expected_revision); None values
-        are left out."""
+        description, max_concurrency, min_instances, instance_concurrency, expected_revision);
+        None values are left out."""
         body = {k: (dict(v) if k == "env" else v) for k, v in fields.items() if v is not None}
         return self._object("PATCH", function_path(name), body)
 
@@ -171,8 +171,8 @@ class Client:
     def publish_version(
         self, name: str, description: str | None = None, expected_revision: int | None = None
     ) -> dict[str, Any]:
-        """Snapshots $LATEST's code and config as the next immutable version; returns it.
-        A non-zero `expected_revision` publishes only if $LATEST is still at that revision (else 409)."""
+        """Snapshots $LATEST's code and config as the next immutable version; returns it. A non-zero
+        `expected_revision` publishes only if $LATEST is still at that revision (else 409)."""
         body: dict[str, Any] = {"description": description} if description else {}
         if expected_revision:
             body["expected_revision"] = expected_revision

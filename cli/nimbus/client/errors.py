@@ -1,9 +1,9 @@
 """The SDK's one error root and the translation of a gateway error response into it.
 
-The gateway (Envoy's grpc_json_transcoder) answers an error with a JSON body
-`{"code": <gRPC code>, "message": str, "details": []}` and the matching HTTP status. Anything that is
-not that shape (Envoy's own "no healthy upstream" text, a proxy's HTML page) still becomes a
-`NimbusApiError`, with the best message that can be recovered from it.
+The gateway (Envoy's grpc_json_transcoder) answers an error with a JSON body `{"code": <gRPC code>,
+"message": str, "details": []}` and the matching HTTP status. Anything that is not that shape
+(Envoy's own "no healthy upstream" text, a proxy's HTML page) still becomes a `NimbusApiError`, with
+the best message that can be recovered from it.
 """
 
 from __future__ import annotations

@@ -206,7 +206,8 @@ class LocalCluster:
 
     async def start(self, timeout_s: float = 60.0) -> None:
         """Starts supervisord in the background, waits until every program is ready, creates the
-        admin credentials. On failure everything started is stopped again and ClusterError raised."""
+        admin credentials. On failure everything started is stopped again
+        and ClusterError raised."""
         deadline = time.monotonic() + timeout_s
         try:
             if not self._prepared:

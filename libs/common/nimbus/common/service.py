@@ -1,4 +1,5 @@
-"""The lifecycle every service shares: serve gRPC with health, run background loops, drain on SIGTERM.
+"""The lifecycle every service shares: serve gRPC with health, run
+background loops, drain on SIGTERM.
 
 Order on SIGTERM: health NOT_SERVING (Envoy stops sending) → the replica leaves the service
 registry (nimbus.common.registry), and a replica behind the gateway keeps serving a moment

@@ -8,7 +8,8 @@ contextvar (the SDK's spans cost 10-25 µs each; measured in the issue 7 report)
 
 `setup()` is called once per process by nimbus.common.service.serve; `shutdown()` flushes.
 
-    OTEL_EXPORTER_OTLP_ENDPOINT  OTLP/gRPC collector, e.g. http://127.0.0.1:4317 (default: no export)
+    OTEL_EXPORTER_OTLP_ENDPOINT  OTLP/gRPC collector, e.g. http://127.0.0.1:4317 (default: no
+                                 export)
     OTEL_BSP_SCHEDULE_DELAY      ms between span batches sent to it (default 5000)
     OTEL_SERVICE_NAME            service.name of the spans (default: the service, e.g. invoker)
 """
@@ -179,7 +180,8 @@ def inject(headers: MutableMapping[str, str]) -> None:
 
 def span(name: str, kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManager[Span]:
     """A child span of the current one while exporting; else nothing at all (the trace id of the
-    request stays current). `if s.is_recording(): s.set_attribute(...)` keeps attributes free too."""
+    request stays current). `if s.is_recording(): s.set_attribute(...)`
+    keeps attributes free too."""
     if _tracer is None:
         return _NO_SPAN
     return _tracer.start_as_current_span(name, kind=kind)

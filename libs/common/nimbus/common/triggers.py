@@ -1,4 +1,5 @@
-"""Event triggers of a function: the record api writes to etcd and the invokers watch, and its checks.
+"""Event triggers of a function: the record api writes to etcd and the
+invokers watch, and its checks.
 
 A trigger is one of
   timer    `schedule` is a cron expression or `@every <duration>` (nimbus.common.schedule)

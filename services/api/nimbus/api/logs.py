@@ -1,4 +1,5 @@
-"""Function logs: query (GetLogs) and follow (TailLogs) a function's lines in JetStream's NIMBUS_LOGS.
+"""Function logs: query (GetLogs) and follow (TailLogs) a function's lines
+in JetStream's NIMBUS_LOGS.
 
 The node-agents publish each function's records on `logs.<namespace>.<function>` in batches (a
 message is JSON lines, nimbus.common.logstream). A query reads the function's messages from

@@ -26,7 +26,8 @@ class MeterConfig:
     NIMBUS_LOG_RETENTION_H          how long NIMBUS_LOGS keeps records (default 72)
     NIMBUS_LOG_MAX_MB               the most disk NIMBUS_LOGS may use (default 1024)
     NIMBUS_METER_BATCH              log messages the meter fetches and applies at once (default 256)
-    NIMBUS_METER_ACK_WAIT_S         when the stream redelivers a message a meter did not ack (default 30)
+    NIMBUS_METER_ACK_WAIT_S         when the stream redelivers a message a meter did not ack
+                                    (default 30)
     """
 
     nats_url: str = _NATS_URL

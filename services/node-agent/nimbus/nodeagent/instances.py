@@ -1,4 +1,5 @@
-"""Function instances on this node: create, invoke up to instance_concurrency calls at a time, destroy.
+"""Function instances on this node: create, invoke up to instance_concurrency
+calls at a time, destroy.
 
 An instance is a sandbox (boot.py) given one function version, with one persistent Unix stream to
 the agent. Creating one takes a warm sandbox from the pool when there is one (else boots one while

@@ -21,13 +21,15 @@ never has the same request_id outstanding twice on one connection:
                      "function_version", "memory_limit_mb", "instance_concurrency"}
     shim → agent, once after importing the handler:
         READY       {"init_duration_us": int}
-        INIT_ERROR  {"errorType": str, "errorMessage": str, "stackTrace": [str]}   (then the shim exits)
+        INIT_ERROR  {"errorType": str, "errorMessage": str, "stackTrace": [str]}
+                    (then the shim exits)
     agent → shim, per call:
         INVOKE      {"request_id", "deadline_ms" (epoch ms), "function_name", "function_version",
                      "memory_limit_mb"}                          body: the event as JSON
     shim → agent, per call:
         RESULT      {"request_id", "duration_us"}               body: the return value as JSON
-        ERROR       {"request_id", "duration_us", "fatal"?}     body: {"errorType", "errorMessage", "stackTrace"}
+        ERROR       {"request_id", "duration_us", "fatal"?}     body: {"errorType", "errorMessage",
+                                                                       "stackTrace"}
                     "fatal": true means the runtime cannot take another call (a custom runtime's
                     process died): the agent replaces the instance, ending the other calls in
                     flight on it.

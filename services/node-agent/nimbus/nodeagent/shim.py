@@ -192,7 +192,8 @@ class ShimConnection:
 
     async def call(self, request_id: str, frame: bytes, timeout_s: float | None = None) -> Frame:
         """Sends one INVOKE frame (one write) and waits for the reply that names request_id, for
-        at most timeout_s if given (then raises TimeoutError, as `async with asyncio.timeout(timeout_s)`).
+        at most timeout_s if given (then raises TimeoutError, as
+        `async with asyncio.timeout(timeout_s)`).
 
         Several calls may be in flight; each request_id at most once (the caller sees to that).
         Raises ConnectionError (CallAborted when the agent ended the instance) or ProtocolError."""

@@ -1,4 +1,5 @@
-"""NATS adapter of the log queries: ephemeral pull consumers on NIMBUS_LOGS (nimbus.common.logstream).
+"""NATS adapter of the log queries: ephemeral pull consumers on NIMBUS_LOGS
+(nimbus.common.logstream).
 
 Each query or tail makes its own consumer (memory storage, no acks, filtered on the function's
 subject, removed by the server INACTIVE_S after its reader stops), starting at a time. Connecting
