@@ -85,7 +85,7 @@ class Transport:
         self._base_path = parsed.path.rstrip("/")
         self._timeout_s = timeout_s
         self._ssl_context = ssl_context
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: _OneWriteMixin | None = None
         self._used = False  # True once the current connection has carried a full exchange
 
     def close(self) -> None:
@@ -127,7 +127,7 @@ class Transport:
                 conn.putheader(name, value)
             if body is not None or method in ("POST", "PUT", "PATCH"):
                 conn.putheader("Content-Length", str(len(body or b"")))
-            conn._pending_body = body  # type: ignore[attr-defined]
+            conn._pending_body = body
             conn.endheaders()
             resp = conn.getresponse()
             data = resp.read()
@@ -145,7 +145,7 @@ class Transport:
             body=data,
         )
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> _OneWriteMixin:
         if self._conn is None:
             if self._https:
                 self._conn = _HTTPSConnection(

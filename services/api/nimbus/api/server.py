@@ -16,13 +16,20 @@ from nimbus.api.metrics import MetricsApi, MinuteMetrics
 from nimbus.api.usage import Usage, UsageApi, gb_seconds
 from nimbus.api.v1 import functions_pb2 as pb
 from nimbus.api.v1 import functions_pb2_grpc
+from nimbus.api.v2 import functions_pb2 as pb2
 from nimbus.api.versions import VersionsApi
 from nimbus.common.auth import KeyRecord, current_principal
 from nimbus.common.clock import iso
 from nimbus.common.errors import InvalidArgument, TooLarge
-from nimbus.common.model import AliasRecord, FunctionRecord, VersionRecord
+from nimbus.common.model import (
+    AliasRecord,
+    ConfigField,
+    ConfigFields,
+    FunctionRecord,
+    VersionRecord,
+)
 
-_OPTIONAL_INTS = (
+_OPTIONAL_INTS: tuple[ConfigField, ...] = (
     "memory_mb",
     "timeout_s",
     "max_concurrency",
@@ -179,10 +186,11 @@ def log_line_to_pb(line: LogLine) -> pb.LogLine:
     )
 
 
-def update_changes(request: pb.UpdateFunctionRequest) -> dict[str, object]:
+def update_changes(request: pb.UpdateFunctionRequest | pb2.UpdateFunctionRequest) -> ConfigFields:
     """The fields a PATCH sets. Works on any API version's request: later versions only add."""
-    changes: dict[str, object] = {}
-    for name in ("runtime", "handler", "description", *_OPTIONAL_INTS):
+    changes: ConfigFields = {}
+    names: tuple[ConfigField, ...] = ("runtime", "handler", "description", *_OPTIONAL_INTS)
+    for name in names:
         if request.HasField(name):
             changes[name] = getattr(request, name)
     if request.env or request.replace_env:
@@ -190,8 +198,9 @@ def update_changes(request: pb.UpdateFunctionRequest) -> dict[str, object]:
     return changes
 
 
-def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
-    fields: dict[str, object] = {
+def create_fields(request: pb.CreateFunctionRequest | pb2.CreateFunctionRequest) -> ConfigFields:
+    """The fields a create gives. Works on any API version's request: later versions only add."""
+    fields: ConfigFields = {
         "runtime": request.runtime,
         "handler": request.handler,
         "env": dict(request.env),

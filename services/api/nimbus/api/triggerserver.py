@@ -4,9 +4,15 @@ adapter of the other Functions RPCs (server.py)."""
 from __future__ import annotations
 
 import grpc
+from nimbus.api.apikeys import KeyIssuer
+from nimbus.api.functions import FunctionsApi
+from nimbus.api.logs import LogsApi
+from nimbus.api.metrics import MetricsApi
 from nimbus.api.server import FunctionsServicer
 from nimbus.api.triggers import TriggersApi
+from nimbus.api.usage import UsageApi
 from nimbus.api.v1 import functions_pb2 as pb
+from nimbus.api.versions import VersionsApi
 from nimbus.common.auth import current_principal
 from nimbus.common.eventconfig import Destination, EventConfig
 from nimbus.common.triggers import TriggerRecord
@@ -55,8 +61,21 @@ def event_config_from_pb(msg: pb.EventInvokeConfig) -> EventConfig:
 
 
 class FunctionsAndTriggersServicer(FunctionsServicer):
-    def __init__(self, *args: object, triggers: TriggersApi, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        functions: FunctionsApi,
+        versions: VersionsApi,
+        keys: KeyIssuer,
+        max_zip_bytes: int,
+        *,
+        triggers: TriggersApi,
+        metrics: MetricsApi,
+        usage: UsageApi,
+        logs: LogsApi,
+    ) -> None:
+        super().__init__(
+            functions, versions, keys, max_zip_bytes, metrics=metrics, usage=usage, logs=logs
+        )
         self._triggers = triggers
 
     async def CreateTrigger(

@@ -13,7 +13,7 @@ from nimbus.api.v2 import functions_pb2 as pb
 from nimbus.api.v2 import functions_pb2_grpc
 from nimbus.common.auth import current_principal
 from nimbus.common.errors import InvalidArgument
-from nimbus.common.model import FunctionRecord, VersionRecord
+from nimbus.common.model import ConfigFields, FunctionRecord, VersionRecord
 
 
 def function_to_pb(record: FunctionRecord) -> pb.Function:
@@ -31,8 +31,10 @@ def version_to_pb(record: VersionRecord) -> pb.Version:
     )
 
 
-def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
-    return {**v1.create_fields(request), "tags": dict(request.tags)}  # type: ignore[arg-type]
+def create_fields(request: pb.CreateFunctionRequest) -> ConfigFields:
+    fields = v1.create_fields(request)
+    fields["tags"] = dict(request.tags)
+    return fields
 
 
 def tag_filter(pairs: Iterable[str]) -> dict[str, str]:
@@ -45,8 +47,8 @@ def tag_filter(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def update_changes(request: pb.UpdateFunctionRequest) -> dict[str, object]:
-    changes = v1.update_changes(request)  # type: ignore[arg-type]
+def update_changes(request: pb.UpdateFunctionRequest) -> ConfigFields:
+    changes = v1.update_changes(request)
     if request.HasField("tags"):
         changes["tags"] = dict(request.tags.tags)
     return changes

@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 import grpc
 from nimbus.common.convert import alias_to_pb, config_from_pb, record_to_pb, version_to_pb
 from nimbus.common.errors import NotFound
+from nimbus.common.model import ConfigFields, is_config_field
 from nimbus.funcmgr.functions import FunctionManager
 from nimbus.funcmgr.stores.blobs import BlobStore
 from nimbus.funcmgr.versions import VersionManager
 from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc, types_pb2
-
-_CONFIG_FIELDS = frozenset(f.name for f in types_pb2.FunctionConfig.DESCRIPTOR.fields)
 
 
 class FunctionManagerServicer(funcmgr_pb2_grpc.FunctionManagerServicer):
@@ -58,9 +57,10 @@ class FunctionManagerServicer(funcmgr_pb2_grpc.FunctionManagerServicer):
         ],
     ) -> types_pb2.FunctionRecord:
         config = config_from_pb(request.config)
-        changes = {
-            name: getattr(config, name) for name in request.update_mask if name in _CONFIG_FIELDS
-        }
+        changes: ConfigFields = {}
+        for name in request.update_mask:
+            if is_config_field(name):
+                changes[name] = getattr(config, name)
         record = await self._core.update_config(
             request.ref.namespace,
             request.ref.name,

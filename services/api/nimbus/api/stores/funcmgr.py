@@ -7,7 +7,13 @@ import dataclasses
 
 from nimbus.common import rpc
 from nimbus.common.convert import alias_from_pb, config_to_pb, record_from_pb, version_from_pb
-from nimbus.common.model import AliasRecord, FunctionConfig, FunctionRecord, VersionRecord
+from nimbus.common.model import (
+    AliasRecord,
+    ConfigFields,
+    FunctionConfig,
+    FunctionRecord,
+    VersionRecord,
+)
 from nimbus.common.service import channel
 from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc, types_pb2
 
@@ -49,14 +55,13 @@ class FuncMgrClient:
         self,
         namespace: str,
         name: str,
-        changes: dict[str, object],
+        changes: ConfigFields,
         replace_env: bool,
         expected_revision: int,
     ) -> FunctionRecord:
         # Only the masked fields are read by funcmgr; the rest of this message is filler.
         config = dataclasses.replace(
-            FunctionConfig(runtime="", handler="", memory_mb=0, timeout_s=0),
-            **changes,  # type: ignore[arg-type]
+            FunctionConfig(runtime="", handler="", memory_mb=0, timeout_s=0), **changes
         )
         req = funcmgr_pb2.UpdateFunctionRequest(
             ref=funcmgr_pb2.FunctionRef(namespace=namespace, name=name),
