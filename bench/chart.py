@@ -4,7 +4,8 @@ another interpreter (the chart venv), so it imports nothing of the repo:
     python bench/chart.py CHART_DATA.json OUT.png
 
 CHART_DATA: {"title": str, "latency": {label: {"p50_ms", "p90_ms", "p99_ms"}},
-             "throughput": [{"concurrency", "rps", "p50_ms", "p99_ms"}], "baselines_rps": {label: rps}}
+             "throughput": [{"concurrency", "rps", "p50_ms", "p99_ms"}],
+             "baselines_rps": {label: rps}}
 """
 
 from __future__ import annotations

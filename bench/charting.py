@@ -41,7 +41,9 @@ def chart_data(results: dict[str, Any]) -> dict[str, Any]:
     ]
     head = results["headline"]
     return {
-        "title": f"Nimbus bench {results['meta'].get('started_at')} ({results['meta'].get('machine')})",
+        "title": (
+            f"Nimbus bench {results['meta'].get('started_at')} ({results['meta'].get('machine')})"
+        ),
         "latency": latency,
         "throughput": levels,
         "baselines_rps": {
@@ -78,8 +80,8 @@ async def _python_with_matplotlib(cfg: BenchConfig, log: Callable[[str], None]) 
     if not cfg.allow_install:
         raise RuntimeError("matplotlib is not installed and NIMBUS_BENCH_NO_INSTALL is set")
     log(
-        f"bench: chart: matplotlib is not in {sys.executable}'s environment; pip install matplotlib "
-        f"into {venv} (once)"
+        f"bench: chart: matplotlib is not in {sys.executable}'s "
+        f"environment; pip install matplotlib into {venv} (once)"
     )
     code, out = await _run([sys.executable, "-m", "venv", "--clear", str(venv)], 120)
     if code != 0:

@@ -99,7 +99,8 @@ class Target:
         return self._etcd
 
     async def warm_sandboxes(self, runtime: str = "python3.11") -> int:
-        """Idle warm-pool sandboxes of the runtime on every node, as the nodes report them in etcd."""
+        """Idle warm-pool sandboxes of the runtime on every node,
+        as the nodes report them in etcd."""
         from nimbus.common import keys
         from nimbus.common.model import NodeRecord
 
@@ -109,7 +110,8 @@ class Target:
     async def wait_warm_sandboxes(
         self, count: int, timeout_s: float, runtime: str = "python3.11"
     ) -> bool:
-        """Polls (bounded) until the nodes report at least count warm sandboxes; False on timeout."""
+        """Polls (bounded) until the nodes report at least count warm
+        sandboxes; False on timeout."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while await self.warm_sandboxes(runtime) < count:
             if asyncio.get_running_loop().time() > deadline:
@@ -154,7 +156,8 @@ async def running(
     home = Path(tempfile.mkdtemp(prefix="nimbus-bench-"))
     cluster = LocalCluster(home=home, gateway_port=free_port(), env=dict(env or {}))
     log(
-        f"bench: starting a cluster in {home} (gateway {cluster.gateway_url}, env {dict(env or {})})"
+        f"bench: starting a cluster in {home} (gateway "
+        f"{cluster.gateway_url}, env {dict(env or {})})"
     )
     try:
         await cluster.start(timeout_s=timeout_s)

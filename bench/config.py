@@ -61,8 +61,8 @@ class BenchConfig:
     """
     NIMBUS_BENCH_QUICK=1 (or BENCH_QUICK=1)  the ~2-minute smoke run: fewer calls, 2 s load steps
     NIMBUS_BENCH_SECTIONS     comma list of sections to run (default all: warm, floors, cold_start,
-                              throughput, async, autoscale, memory, peer, peer_async); the others are recorded
-                              as {"skipped": "not selected"}
+                              throughput, async, autoscale, memory, peer, peer_async); the others
+                              are recorded as {"skipped": "not selected"}
     NIMBUS_BENCH_WARM_CALLS   measured sequential calls per warm series (default 2000; quick 500)
     NIMBUS_BENCH_COLD_FUNCTIONS  freshly created functions for the cold start (default 30; quick 10)
     NIMBUS_BENCH_LOAD_S       seconds per throughput step (default 10; quick 2)

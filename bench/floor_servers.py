@@ -68,7 +68,10 @@ class _HttpProto(asyncio.Protocol):
             del self._buf[: end + 4 + length]
             event = json.loads(body) if body.strip() else {}
             out = json.dumps(self._handler(event, _Context())).encode()
-            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(out)}\r\n\r\n"
+            head = (
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(out)}\r\n\r\n"
+            )
             assert self._transport is not None
             # One write per response (asyncio sets TCP_NODELAY): no Nagle/delayed-ACK stall.
             self._transport.write(head.encode() + out)

@@ -19,7 +19,10 @@ from bench.loadgen import Job
 from bench.procs import HOST, free_port, terminate, wait_port
 from bench.stats import summarize_us
 
-_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_HCM = (
+    "type.googleapis.com/"
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+)
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 _HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -117,7 +120,8 @@ def envoy_binary() -> str:
 
 @asynccontextmanager
 async def _child(*argv: str, port: int, timeout_s: float = 20.0) -> AsyncIterator[int]:
-    """Starts argv, waits until it listens on port, yields the PID; stops that PID on the way out."""
+    """Starts argv, waits until it listens on port,
+    yields the PID; stops that PID on the way out."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=str(REPO),

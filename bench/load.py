@@ -1,4 +1,5 @@
-"""Runs one load-generator job in its own process (`python -m bench.loadgen`) and reads its result."""
+"""Runs one load-generator job in its own process
+(`python -m bench.loadgen`) and reads its result."""
 
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ class LoadResult:
         return sum(1 for o in self.ok if o)
 
     def ok_lat_us(self) -> list[int]:
-        return [lat for lat, o in zip(self.lat_us, self.ok) if o]
+        return [lat for lat, o in zip(self.lat_us, self.ok, strict=True) if o]
 
     def ok_header(self, name: str) -> list[str | None]:
         values = self.headers.get(name, [None] * len(self.ok))
-        return [v for v, o in zip(values, self.ok) if o]
+        return [v for v, o in zip(values, self.ok, strict=True) if o]
 
     def ok_header_us(self, name: str) -> list[float | None]:
         """A numeric header per successful call, None where it was absent."""
@@ -50,7 +51,8 @@ class LoadResult:
         return out
 
     def ok_bodies(self) -> list[str]:
-        return [b for b, o in zip(self.bodies, self.ok) if o]
+        # bodies is empty unless the job kept them (keep_body): then there are none to return.
+        return [b for b, o in zip(self.bodies, self.ok, strict=False) if o]
 
     def rps(self) -> float:
         return round(self.ok_count / self.elapsed_s, 1) if self.elapsed_s > 0 else 0.0

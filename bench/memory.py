@@ -1,4 +1,5 @@
-"""Memory of processes, from /proc: RSS per service, the instances of a node-agent, their cgroups."""
+"""Memory of processes, from /proc: RSS per service,
+the instances of a node-agent, their cgroups."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ class PeerUnavailable(RuntimeError):
 
 
 def service_definition(http_port: int, lambda_port: int, cold_names: list[str]) -> dict[str, Any]:
-    """serverless.json: one warm no-op function plus one function per cold start, each on POST /<name>."""
+    """serverless.json: one warm no-op function plus one function per cold
+    start, each on POST /<name>."""
 
     def fn(module: str, name: str) -> dict[str, Any]:
         return {
@@ -158,7 +159,8 @@ async def measure(cfg: BenchConfig, python: str, log: Callable[[str], None]) -> 
                     ) from None
                 started_s = time.monotonic() - t0
                 log(
-                    f"bench: peer: serverless-offline listening after {started_s:.1f} s; cold starts"
+                    "bench: peer: serverless-offline listening "
+                    f"after {started_s:.1f} s; cold starts"
                 )
                 cold = await run_job(
                     Job(
@@ -208,7 +210,10 @@ async def measure(cfg: BenchConfig, python: str, log: Callable[[str], None]) -> 
         "cold_start": {
             **summarize_us(cold.ok_lat_us()),
             "errors": cold.errors,
-            "note": "first HTTP call of each function: spawns its Python process and imports the handler",
+            "note": (
+                "first HTTP call of each function: "
+                "spawns its Python process and imports the handler"
+            ),
         },
         "throughput_c32": {
             **summarize_us(loaded.ok_lat_us()),

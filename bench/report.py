@@ -1,6 +1,6 @@
 """From the sections' raw figures to the results: the headline keys, DESIGN.md's targets as met or
-not, the rows of the table (each figure beside its baseline and the ratio), and the markdown summary.
-Pure: dicts in, dicts and text out."""
+not, the rows of the table (each figure beside its baseline and the ratio), and the markdown
+summary. Pure: dicts in, dicts and text out."""
 
 from __future__ import annotations
 
@@ -332,7 +332,8 @@ def table_markdown(head: dict[str, Any]) -> str:
         )
         out.append(
             f"| {r.label} | {_fmt(r.value, r.unit)} {r.unit} | {base} | "
-            f"{'-' if r.ratio is None else f'{r.ratio:g}x'} | {r.target or '-'} | {r.verdict or '-'} |"
+            f"{'-' if r.ratio is None else f'{r.ratio:g}x'} | {r.target or '-'} | "
+            f"{r.verdict or '-'} |"
         )
     return "\n".join(out)
 
@@ -365,9 +366,9 @@ def markdown(results: dict[str, Any]) -> str:
         "# Nimbus bench — latest run",
         "",
         f"Run {meta.get('started_at')} on {meta.get('machine')}, commit {meta.get('commit')}, "
-        f"{'quick' if meta.get('quick') else 'full'} run, {meta.get('duration_s')} s; load average before/after: "
-        f"{dig(meta, 'loadavg', 'before')} / {dig(meta, 'loadavg', 'after')} (other work on the machine "
-        "skews absolute figures; the baselines were measured in the same run).",
+        f"{'quick' if meta.get('quick') else 'full'} run, {meta.get('duration_s')} s; load average "
+        f"before/after: {dig(meta, 'loadavg', 'before')} / {dig(meta, 'loadavg', 'after')} (other "
+        "work on the machine skews absolute figures; the baselines were measured in the same run).",
         f"Reproduce: `{meta.get('command')}`.",
         "",
         table_markdown(head),
@@ -387,8 +388,9 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for lv in levels:
             lines.append(
-                f"| {lv.get('concurrency')} | {_fmt(lv.get('rps'), 'req/s')} | {_fmt(lv.get('p50_ms'))} | "
-                f"{_fmt(lv.get('p90_ms'))} | {_fmt(lv.get('p99_ms'))} | {lv.get('errors')} |"
+                f"| {lv.get('concurrency')} | {_fmt(lv.get('rps'), 'req/s')} | "
+                f"{_fmt(lv.get('p50_ms'))} | {_fmt(lv.get('p90_ms'))} | {_fmt(lv.get('p99_ms'))} | "
+                f"{lv.get('errors')} |"
             )
     idle = dig(sections, "memory", "idle", "rss_mb") or {}
     load = dig(sections, "memory", "under_load", "rss_mb_peak") or {}
@@ -404,7 +406,8 @@ def markdown(results: dict[str, Any]) -> str:
         cg = dig(sections, "memory", "idle", "instance_cgroup") or {}
         lines += [
             "",
-            f"cgroup memory of one idle instance: {_fmt(cg.get('usage_mb'))} MB ({cg.get('cgroup')})"
+            "cgroup memory of one idle instance: "
+            f"{_fmt(cg.get('usage_mb'))} MB ({cg.get('cgroup')})"
             if "usage_mb" in cg
             else f"cgroup memory of one idle instance: skipped — {cg.get('skipped')}",
         ]

@@ -99,8 +99,8 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
     load_before = loadavg()
     if load_before and load_before[0] > (os.cpu_count() or 1):
         say(
-            f"bench: the machine is busy (load {load_before[0]:.1f} on {os.cpu_count()} cores): absolute figures "
-            "will be noisy; compare them with the baselines of the same run"
+            f"bench: the machine is busy (load {load_before[0]:.1f} on {os.cpu_count()} cores): "
+            "absolute figures will be noisy; compare them with the baselines of the same run"
         )
     say(
         f"bench: {'quick' if cfg.quick else 'full'} run; warm pool in the node-agent: "
@@ -196,7 +196,8 @@ def machine() -> str:
     except OSError:
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores {cpu}, {mem_gib:.0f} GiB, {platform.system()} {platform.release()}".strip()
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores {cpu}, {mem_gib:.0f} GiB, {system}".strip()
 
 
 def _git(*args: str) -> str:

@@ -98,7 +98,10 @@ def overhead_figures(result: LoadResult, *, subtract_init: bool = False) -> dict
     )
     if diffs is None:
         diffs = e2e
-        basis = "end-to-end (the response has no x-nimbus-duration-us; a no-op handler's own time is included)"
+        basis = (
+            "end-to-end (the response has no x-nimbus-duration-us; "
+            "a no-op handler's own time is included)"
+        )
     else:
         out["handler"] = summarize_us([h or 0.0 for h in handler])
     if subtract_init:
@@ -194,14 +197,16 @@ async def cold_start(ctx: Ctx, label: str) -> dict[str, Any]:
     # had one: first calls back to back would drain it and measure the no-pool path instead.
     pool = await t.warm_sandboxes()
     ctx.log(
-        f"bench: cold start ({label}): first call of each, each once {pool} warm sandboxes are ready"
+        f"bench: cold start ({label}): first call of each, "
+        f"each once {pool} warm sandboxes are ready"
     )
     results = []
     for name in names:
         refilled = await t.wait_warm_sandboxes(pool, timeout_s=10.0)
         if not refilled:
             ctx.log(
-                f"bench: cold start ({label}): the warm pool was not back to {pool} within 10 s; calling anyway"
+                f"bench: cold start ({label}): the warm pool was "
+                f"not back to {pool} within 10 s; calling anyway"
             )
         results.append(
             await run_job(
@@ -222,7 +227,8 @@ async def cold_start(ctx: Ctx, label: str) -> dict[str, Any]:
 
 
 async def throughput(ctx: Ctx) -> dict[str, Any]:
-    """Warm sync invokes/s of the no-op at each concurrency, REST, closed loop; memory sampled meanwhile."""
+    """Warm sync invokes/s of the no-op at each concurrency,
+    REST, closed loop; memory sampled meanwhile."""
     t = ctx.need_target()
     cfg = ctx.cfg
     levels: list[dict[str, Any]] = []
@@ -276,8 +282,8 @@ async def async_invoke(ctx: Ctx) -> dict[str, Any]:
     res = await t.request("POST", submit_path, {})
     if res.status != 200:
         return skipped(
-            f"POST :invokeAsync answers HTTP {res.status} {res.body[:120].decode(errors='replace')} "
-            "(async invoke is issue 6)"
+            f"POST :invokeAsync answers HTTP {res.status} "
+            f"{res.body[:120].decode(errors='replace')} (async invoke is issue 6)"
         )
     n = 200 if ctx.cfg.quick else 2000
     ctx.log(f"bench: async: submitting {n} events")
@@ -333,14 +339,16 @@ async def _wait_drained(t: Target, bound_s: float, log: Callable[[str], None]) -
             await asyncio.sleep(0.1)
     except Exception as err:
         log(
-            f"bench: async: the events consumer could not be read ({err}); polling the records instead"
+            "bench: async: the events consumer could not "
+            f"be read ({err}); polling the records instead"
         )
     finally:
         await nc.close()
 
 
 async def _wait_completed(t: Target, ids: list[str], bound_s: float) -> dict[str, float | None]:
-    """invocation id -> epoch seconds it reached SUCCEEDED or FAILED (None if not within bound_s)."""
+    """invocation id -> epoch seconds it reached SUCCEEDED or FAILED
+    (None if not within bound_s)."""
     done: dict[str, float | None] = {i: None for i in ids}
     pending = list(ids)
     deadline = time.monotonic() + bound_s
@@ -362,7 +370,7 @@ async def _wait_completed(t: Target, ids: list[str], bound_s: float) -> dict[str
         )
         still: list[str] = []
         seen: set[str] = set()
-        for index, ok, body in zip(res.index, res.ok, res.bodies):
+        for index, ok, body in zip(res.index, res.ok, res.bodies, strict=True):
             inv_id = pending[index % len(pending)]
             seen.add(inv_id)
             record = json.loads(body) if ok and body else {}
@@ -482,10 +490,11 @@ async def _scale_down(ctx: Ctx, t: Target) -> dict[str, Any]:
 
 
 def memory_idle(ctx: Ctx) -> None:
-    """RSS of every program at idle, and of the idle warm instances (their cgroup when they have one)."""
+    """RSS of every program at idle, and of the idle warm instances
+    (their cgroup when they have one)."""
     agents = {n: p for n, p in ctx.pids.items() if n.startswith("node-agent")}
-    # An instance (or a pooled sandbox) is a child of its agent running a runtime's bootstrap script;
-    # under runc too, as the agent is the containers' child subreaper.
+    # An instance (or a pooled sandbox) is a child of its agent running a runtime's bootstrap
+    # script; under runc too, as the agent is the containers' child subreaper.
     instances = [pid for p in agents.values() for pid in mem.children(p, "bootstrap.")]
     inst_rss = [r for r in (mem.rss_mb(pid) for pid in instances) if r is not None]
     cgroup: dict[str, Any]
@@ -519,7 +528,9 @@ async def memory(ctx: Ctx) -> dict[str, Any]:
     return {
         "idle": ctx.memory_idle,
         "under_load": ctx.memory_load or skipped("the throughput section did not run"),
-        "note": "RSS from /proc/<pid>/status VmRSS; under load = the peak during the throughput section",
+        "note": (
+            "RSS from /proc/<pid>/status VmRSS; under load = the peak during the throughput section"
+        ),
     }
 
 

@@ -41,7 +41,7 @@ def differences(totals: Sequence[float], parts: Sequence[float | None]) -> list[
     """total - part per sample, or None when any part is unknown (then no subtraction is honest)."""
     if len(totals) != len(parts) or any(p is None for p in parts):
         return None
-    return [t - (p or 0.0) for t, p in zip(totals, parts)]
+    return [t - (p or 0.0) for t, p in zip(totals, parts, strict=True)]
 
 
 def ratio(value: float | None, baseline: float | None) -> float | None:

@@ -16,6 +16,7 @@ from nimbus.cli import output
 from nimbus.cli.inputs import UsageError, load_code, parse_env_pairs, read_event
 from nimbus.cli.output import Console
 from nimbus.client import Client, NimbusApiError, StreamingUnavailable, upload
+from nimbus.client.errors import GrpcCode
 
 _EMPTY_ZIP_SIZE = 22  # an end-of-central-directory record and nothing else
 
@@ -67,7 +68,8 @@ def _config_fields(args: argparse.Namespace, env: dict[str, str] | None) -> dict
 
 
 def _use_stream(mode: str, size: int) -> bool:
-    """`--upload auto` streams packages over STREAM_THRESHOLD (1 MiB) over gRPC; json/grpc force one way."""
+    """`--upload auto` streams packages over STREAM_THRESHOLD
+    (1 MiB) over gRPC; json/grpc force one way."""
     if mode == "grpc":
         return True
     if mode == "json":
@@ -102,9 +104,8 @@ def _streamed(
             raise
         raise _Fallback(str(e)) from e
     except NimbusApiError as e:
-        if (
-            args.upload == "grpc" or e.code != 12
-        ):  # 12 = UNIMPLEMENTED: a gateway without UploadCode
+        # UNIMPLEMENTED: a gateway without UploadCode.
+        if args.upload == "grpc" or e.code != GrpcCode.UNIMPLEMENTED:
             raise
         raise _Fallback(f"the gateway does not offer the streaming upload ({e.message})") from e
     finally:
@@ -180,7 +181,8 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
     if existing is None:
         if not args.runtime or not args.handler:
             raise UsageError(
-                f"function {args.name} does not exist yet; --runtime and --handler are needed to create it"
+                f"function {args.name} does not exist yet; "
+                "--runtime and --handler are needed to create it"
             )
         try:
             fn = _create(ctx, args, zip_bytes, env)

@@ -64,7 +64,8 @@ def invocation_get(
         while inv.get("status") not in FINISHED:
             if clock() >= deadline:
                 ctx.console.error(
-                    f"invocation {args.id} is still {inv.get('status', '?')} after {args.timeout:g}s"
+                    f"invocation {args.id} is still "
+                    f"{inv.get('status', '?')} after {args.timeout:g}s"
                 )
                 return 1
             sleep(delay)

@@ -99,7 +99,8 @@ def version_list(ctx: Context, args: argparse.Namespace) -> int:
         lambda: (
             _table(ctx, header, rows)
             if rows
-            else f"no versions of {args.name} yet; publish one with `nimbus version publish {args.name}`"
+            else f"no versions of {args.name} yet; "
+            f"publish one with `nimbus version publish {args.name}`"
         ),
     )
 
@@ -131,7 +132,8 @@ def version_delete(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def parse_weight(text: str | None) -> tuple[str | None, float | None]:
-    """`--weight VERSION=FRACTION` into (version, fraction); a bad value is a usage error (exit 2)."""
+    """`--weight VERSION=FRACTION` into (version, fraction);
+    a bad value is a usage error (exit 2)."""
     if text is None:
         return None, None
     version, sep, fraction = text.partition("=")

@@ -2,7 +2,8 @@
 minute by minute.
 
     nimbus usage [--from DAY] [--to DAY]   requests and GB-seconds per function, version and day
-    nimbus metrics NAME [--minutes N]      calls, errors, throttles, cold starts, p50/p90/p99 per minute
+    nimbus metrics NAME [--minutes N]      calls, errors, throttles, cold starts, p50/p90/p99 per
+                                           minute
 """
 
 from __future__ import annotations

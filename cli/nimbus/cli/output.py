@@ -82,7 +82,8 @@ class Console:
     def upload_progress(
         self, label: str, *, clock: Callable[[], float] = time.monotonic, width: int | None = None
     ) -> UploadProgress:
-        """A progress display for an upload on stderr: a bar on a terminal, plain lines otherwise."""
+        """A progress display for an upload on stderr:
+        a bar on a terminal, plain lines otherwise."""
         return UploadProgress(self, label, clock=clock, width=width)
 
     def heading(self, text: str) -> str:
@@ -203,8 +204,8 @@ _TAIL_ROOM = 52
 
 
 def progress_bar_text(label: str, sent: int, total: int, elapsed: float, *, width: int = 80) -> str:
-    """The terminal line: label, bar, bytes sent / total, percent, rate and time left; at 100 %
-    it says the client waits for the server's answer instead. Never wider than `width` - 1 columns."""
+    """The terminal line: label, bar, bytes sent / total, percent, rate and time left; at 100 % it
+    says the client waits for the server's answer instead. Never wider than `width` - 1 columns."""
     percent = _percent(sent, total)
     rate = _rate(sent, elapsed)
     tail = f"  {format_size(sent)} / {format_size(total)}  {percent:3d}%"

@@ -140,14 +140,14 @@ class Client:
             "instance_concurrency": instance_concurrency,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
-        return self.request("POST", "/v1/functions", body)
+        return self._object("POST", "/v1/functions", body)
 
     def update_function(self, name: str, **fields: Any) -> dict[str, Any]:
         """PATCH the given fields (runtime, handler, memory_mb, timeout_s, env, replace_env,
-        description, max_concurrency, min_instances, instance_concurrency, expected_revision); None values
-        are left out."""
+        description, max_concurrency, min_instances, instance_concurrency, expected_revision);
+        None values are left out."""
         body = {k: (dict(v) if k == "env" else v) for k, v in fields.items() if v is not None}
-        return self.request("PATCH", function_path(name), body)
+        return self._object("PATCH", function_path(name), body)
 
     def update_code(
         self, name: str, zip_bytes: bytes, expected_revision: int | None = None
@@ -155,38 +155,38 @@ class Client:
         body: dict[str, Any] = {"code": _code(zip_bytes)}
         if expected_revision:
             body["expected_revision"] = expected_revision
-        return self.request("PUT", function_path(name, "/code"), body)
+        return self._object("PUT", function_path(name, "/code"), body)
 
     def get_function(self, name: str) -> dict[str, Any]:
-        return self.request("GET", function_path(name))
+        return self._object("GET", function_path(name))
 
     def list_functions(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/functions").get("functions") or [])
 
     def delete_function(self, name: str) -> dict[str, Any]:
-        return self.request("DELETE", function_path(name))
+        return self._object("DELETE", function_path(name))
 
     # -- versions, aliases ------------------------------------------------------------------
 
     def publish_version(
         self, name: str, description: str | None = None, expected_revision: int | None = None
     ) -> dict[str, Any]:
-        """Snapshots $LATEST's code and config as the next immutable version; returns it.
-        A non-zero `expected_revision` publishes only if $LATEST is still at that revision (else 409)."""
+        """Snapshots $LATEST's code and config as the next immutable version; returns it. A non-zero
+        `expected_revision` publishes only if $LATEST is still at that revision (else 409)."""
         body: dict[str, Any] = {"description": description} if description else {}
         if expected_revision:
             body["expected_revision"] = expected_revision
-        return self.request("POST", function_path(name, "/versions"), body)
+        return self._object("POST", function_path(name, "/versions"), body)
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:
         return list(self.request("GET", function_path(name, "/versions")).get("versions") or [])
 
     def get_version(self, name: str, version: str | int) -> dict[str, Any]:
-        return self.request("GET", function_path(name, "/versions/" + _seg(str(version))))
+        return self._object("GET", function_path(name, "/versions/" + _seg(str(version))))
 
     def delete_version(self, name: str, version: str | int) -> dict[str, Any]:
         """409 while an alias points to the version."""
-        return self.request("DELETE", function_path(name, "/versions/" + _seg(str(version))))
+        return self._object("DELETE", function_path(name, "/versions/" + _seg(str(version))))
 
     def put_alias(
         self,
@@ -208,13 +208,13 @@ class Client:
             }
         if description:
             body["description"] = description
-        return self.request("PUT", function_path(name, "/aliases/" + _seg(alias)), body)
+        return self._object("PUT", function_path(name, "/aliases/" + _seg(alias)), body)
 
     def get_alias(self, name: str, alias: str) -> dict[str, Any]:
-        return self.request("GET", function_path(name, "/aliases/" + _seg(alias)))
+        return self._object("GET", function_path(name, "/aliases/" + _seg(alias)))
 
     def delete_alias(self, name: str, alias: str) -> dict[str, Any]:
-        return self.request("DELETE", function_path(name, "/aliases/" + _seg(alias)))
+        return self._object("DELETE", function_path(name, "/aliases/" + _seg(alias)))
 
     def list_aliases(self, name: str) -> list[dict[str, Any]]:
         return list(self.request("GET", function_path(name, "/aliases")).get("aliases") or [])
@@ -239,7 +239,7 @@ class Client:
         return str(_parse(resp).get("invocation_id", ""))
 
     def get_invocation(self, invocation_id: str) -> dict[str, Any]:
-        return self.request("GET", "/v1/invocations/" + _seg(invocation_id))
+        return self._object("GET", "/v1/invocations/" + _seg(invocation_id))
 
     # -- logs, metrics, usage, triggers, keys -----------------------------------------------
 
@@ -251,11 +251,11 @@ class Client:
         limit: int | None = None,
     ) -> dict[str, Any]:
         query = _query(request_id=request_id, since=since, limit=limit)
-        return self.request("GET", function_path(name, "/logs") + query)
+        return self._object("GET", function_path(name, "/logs") + query)
 
     def get_metrics(self, name: str, minutes: int | None = None) -> dict[str, Any]:
         """Per-minute `buckets` of the last `minutes` (default 60, at most 1440), oldest first."""
-        return self.request("GET", function_path(name, "/metrics") + _query(minutes=minutes))
+        return self._object("GET", function_path(name, "/metrics") + _query(minutes=minutes))
 
     def get_usage(self, from_: str | None = None, to: str | None = None) -> list[dict[str, Any]]:
         return list(self.get_usage_report(from_, to).get("rows") or [])
@@ -263,35 +263,36 @@ class Client:
     def get_usage_report(self, from_: str | None = None, to: str | None = None) -> dict[str, Any]:
         """The `rows` per function, version and UTC day (YYYY-MM-DD, inclusive; default this month
         so far), the range used (`from`, `to`) and the totals."""
-        return self.request("GET", "/v1/usage" + _query(**{"from": from_, "to": to}))
+        return self._object("GET", "/v1/usage" + _query(**{"from": from_, "to": to}))
 
     def create_trigger(self, name: str, type: str, **fields: Any) -> dict[str, Any]:  # noqa: A002
         body = {"type": type, **{k: v for k, v in fields.items() if v is not None}}
-        return self.request("POST", function_path(name, "/triggers"), body)
+        return self._object("POST", function_path(name, "/triggers"), body)
 
     def list_triggers(self, name: str) -> list[dict[str, Any]]:
         return list(self.request("GET", function_path(name, "/triggers")).get("triggers") or [])
 
     def delete_trigger(self, name: str, trigger_id: str) -> dict[str, Any]:
-        return self.request("DELETE", function_path(name, "/triggers/" + _seg(trigger_id)))
+        return self._object("DELETE", function_path(name, "/triggers/" + _seg(trigger_id)))
 
     def create_key(
         self, namespace: str | None = None, description: str | None = None, admin: bool = False
     ) -> dict[str, Any]:
-        """Mints a key (admin keys only); the answer's `api_key` is the only time the key is shown."""
+        """Mints a key (admin keys only);
+        the answer's `api_key` is the only time the key is shown."""
         body: dict[str, Any] = {
             k: v for k, v in {"namespace": namespace, "description": description}.items() if v
         }
         if admin:
             body["admin"] = True
-        return self.request("POST", "/v1/keys", body)
+        return self._object("POST", "/v1/keys", body)
 
     def list_keys(self) -> list[dict[str, Any]]:
         """The keys this key may see (ids, namespaces, descriptions; never the keys themselves)."""
         return list(self.request("GET", "/v1/keys").get("keys") or [])
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
-        return self.request("DELETE", "/v1/keys/" + _seg(key_id))
+        return self._object("DELETE", "/v1/keys/" + _seg(key_id))
 
     # -- large code packages (gRPC, see nimbus.client.upload) -------------------------------
 
@@ -322,6 +323,11 @@ class Client:
         else:
             data, ctype = _dumps(body), "application/json"
         return _parse(self._send(method.upper(), path, data, ctype))
+
+    def _object(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """request() for a route whose answer is a JSON object (every one above)."""
+        answer: dict[str, Any] = self.request(method, path, body)
+        return answer
 
     def request_raw(
         self,
@@ -375,7 +381,8 @@ def _parse(resp: Response) -> Any:
         return json.loads(resp.body)
     except ValueError as e:
         raise NimbusClientError(
-            f"the gateway answered HTTP {resp.status} with a body that is not JSON: {resp.body[:200]!r}"
+            f"the gateway answered HTTP {resp.status} with "
+            f"a body that is not JSON: {resp.body[:200]!r}"
         ) from e
 
 

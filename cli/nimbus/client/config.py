@@ -2,7 +2,8 @@
 
 Each value is resolved on its own, first match wins:
 
-1. the explicit argument (`Client(endpoint=..., api_key=...)`, the CLI's `--endpoint` / `--api-key`);
+1. the explicit argument (`Client(endpoint=..., api_key=...)`, the CLI's `--endpoint` /
+   `--api-key`);
 2. the environment: `NIMBUS_ENDPOINT`, `NIMBUS_API_KEY`;
 3. the credentials file `{"endpoint": ..., "api_key": ...}` written by the first `make up`:
    `$NIMBUS_HOME/credentials.json` when NIMBUS_HOME is set (relative to `cwd`), otherwise the
@@ -32,7 +33,8 @@ HOME_DIR_NAME = ".nimbus"
 class ClientConfig:
     endpoint: str
     api_key: str | None
-    # Where each value came from ("argument", "NIMBUS_ENDPOINT", a file path, "default"), for messages.
+    # Where each value came from ("argument",
+    # "NIMBUS_ENDPOINT", a file path, "default"), for messages.
     endpoint_source: str
     api_key_source: str | None
 

@@ -1,9 +1,9 @@
 """The SDK's one error root and the translation of a gateway error response into it.
 
-The gateway (Envoy's grpc_json_transcoder) answers an error with a JSON body
-`{"code": <gRPC code>, "message": str, "details": []}` and the matching HTTP status. Anything that is
-not that shape (Envoy's own "no healthy upstream" text, a proxy's HTML page) still becomes a
-`NimbusApiError`, with the best message that can be recovered from it.
+The gateway (Envoy's grpc_json_transcoder) answers an error with a JSON body `{"code": <gRPC code>,
+"message": str, "details": []}` and the matching HTTP status. Anything that is not that shape
+(Envoy's own "no healthy upstream" text, a proxy's HTML page) still becomes a `NimbusApiError`, with
+the best message that can be recovered from it.
 """
 
 from __future__ import annotations
@@ -11,44 +11,50 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Mapping
+from enum import IntEnum
 from typing import Any
 
+
+class GrpcCode(IntEnum):
+    """The gRPC status codes, numbered as grpc.StatusCode (the SDK runs without grpcio)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
 # gRPC status codes by number, for messages and for `NimbusApiError.code_name`.
-GRPC_CODE_NAMES: dict[int, str] = {
-    0: "OK",
-    1: "CANCELLED",
-    2: "UNKNOWN",
-    3: "INVALID_ARGUMENT",
-    4: "DEADLINE_EXCEEDED",
-    5: "NOT_FOUND",
-    6: "ALREADY_EXISTS",
-    7: "PERMISSION_DENIED",
-    8: "RESOURCE_EXHAUSTED",
-    9: "FAILED_PRECONDITION",
-    10: "ABORTED",
-    11: "OUT_OF_RANGE",
-    12: "UNIMPLEMENTED",
-    13: "INTERNAL",
-    14: "UNAVAILABLE",
-    15: "DATA_LOSS",
-    16: "UNAUTHENTICATED",
-}
+GRPC_CODE_NAMES: dict[int, str] = {c.value: c.name for c in GrpcCode}
 
 # The gRPC code an HTTP status stands for, when the body does not say (DESIGN.md's table).
 _CODE_BY_HTTP_STATUS: dict[int, int] = {
-    400: 3,
-    401: 16,
-    403: 7,
-    404: 5,
-    409: 6,
-    413: 11,
-    429: 8,
-    499: 1,
-    500: 13,
-    501: 12,
-    502: 14,
-    503: 14,
-    504: 4,
+    400: GrpcCode.INVALID_ARGUMENT,
+    401: GrpcCode.UNAUTHENTICATED,
+    403: GrpcCode.PERMISSION_DENIED,
+    404: GrpcCode.NOT_FOUND,
+    409: GrpcCode.ALREADY_EXISTS,
+    413: GrpcCode.OUT_OF_RANGE,
+    429: GrpcCode.RESOURCE_EXHAUSTED,
+    499: GrpcCode.CANCELLED,
+    500: GrpcCode.INTERNAL,
+    501: GrpcCode.UNIMPLEMENTED,
+    502: GrpcCode.UNAVAILABLE,
+    503: GrpcCode.UNAVAILABLE,
+    504: GrpcCode.DEADLINE_EXCEEDED,
 }
 
 
@@ -71,7 +77,8 @@ class NimbusConnectionError(NimbusClientError):
 
 
 class StreamingUnavailable(NimbusClientError):
-    """The chunked gRPC upload cannot run here: grpcio, protobuf or the nimbus.api.v1 stubs are missing."""
+    """The chunked gRPC upload cannot run here: grpcio,
+    protobuf or the nimbus.api.v1 stubs are missing."""
 
 
 class NimbusApiError(NimbusClientError):
@@ -88,7 +95,7 @@ class NimbusApiError(NimbusClientError):
     ) -> None:
         super().__init__(f"{message} (HTTP {status})")
         self.status = status
-        self.code = code
+        self.code = int(code)
         self.message = message
         self.details = details if details is not None else []
         self.request_id = request_id
@@ -105,7 +112,7 @@ def error_from_response(
     status: int, reason: str, headers: Mapping[str, str], body: bytes
 ) -> NimbusApiError:
     """Builds the error for a non-2xx response. `headers` has lower-case names."""
-    code = _CODE_BY_HTTP_STATUS.get(status, 2)
+    code: int = _CODE_BY_HTTP_STATUS.get(status, GrpcCode.UNKNOWN)
     message = ""
     details: list[Any] = []
     try:

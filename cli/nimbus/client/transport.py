@@ -16,9 +16,14 @@ import select
 import socket
 import ssl
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from nimbus.client.errors import NimbusConnectionError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, SupportsRead
 
 # Errors that mean "the idle keep-alive connection was closed under us".
 _STALE_ERRORS = (
@@ -38,22 +43,26 @@ class Response:
     body: bytes
 
 
-class _OneWriteMixin:
-    """Holds the header block back until the body can be appended, then sends both at once."""
+class _OneWriteMixin(http.client.HTTPConnection):
+    """Holds the header block back until the body can be appended, then sends both at once.
+    Mixed in before HTTPConnection or HTTPSConnection."""
 
     _pending_body: bytes | None = None
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        sock = self.sock  # type: ignore[attr-defined]
+        super().connect()
+        sock = self.sock
         if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def send(self, data: bytes) -> None:  # called by endheaders() with the header block
+    def send(
+        self, data: ReadableBuffer | SupportsRead[bytes] | Iterable[ReadableBuffer] | str
+    ) -> None:
         body, self._pending_body = self._pending_body, None
         if body:
-            data = bytes(data) + body
-        super().send(data)  # type: ignore[misc]
+            # A body is pending only when endheaders() sends the header block, as bytes.
+            data = bytes(cast("ReadableBuffer", data)) + body
+        super().send(data)
 
 
 class _HTTPConnection(_OneWriteMixin, http.client.HTTPConnection):
@@ -76,7 +85,7 @@ class Transport:
         self._base_path = parsed.path.rstrip("/")
         self._timeout_s = timeout_s
         self._ssl_context = ssl_context
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: _OneWriteMixin | None = None
         self._used = False  # True once the current connection has carried a full exchange
 
     def close(self) -> None:
@@ -118,7 +127,7 @@ class Transport:
                 conn.putheader(name, value)
             if body is not None or method in ("POST", "PUT", "PATCH"):
                 conn.putheader("Content-Length", str(len(body or b"")))
-            conn._pending_body = body  # type: ignore[attr-defined]
+            conn._pending_body = body
             conn.endheaders()
             resp = conn.getresponse()
             data = resp.read()
@@ -136,7 +145,7 @@ class Transport:
             body=data,
         )
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> _OneWriteMixin:
         if self._conn is None:
             if self._https:
                 self._conn = _HTTPSConnection(

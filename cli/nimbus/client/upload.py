@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from nimbus.client.config import ClientConfig
 from nimbus.client.errors import (
+    GrpcCode,
     NimbusApiError,
     NimbusClientError,
     NimbusConnectionError,
@@ -57,23 +58,23 @@ Progress = Callable[[int, int], None]
 
 # The HTTP status the gateway uses for each gRPC code (Envoy's transcoder / grpc-gateway table).
 HTTP_STATUS_BY_GRPC_CODE: dict[int, int] = {
-    0: 200,
-    1: 499,  # CANCELLED
-    2: 500,  # UNKNOWN
-    3: 400,  # INVALID_ARGUMENT
-    4: 504,  # DEADLINE_EXCEEDED
-    5: 404,  # NOT_FOUND
-    6: 409,  # ALREADY_EXISTS
-    7: 403,  # PERMISSION_DENIED
-    8: 429,  # RESOURCE_EXHAUSTED
-    9: 400,  # FAILED_PRECONDITION
-    10: 409,  # ABORTED
-    11: 413,  # OUT_OF_RANGE: the package is too large
-    12: 501,  # UNIMPLEMENTED
-    13: 500,  # INTERNAL
-    14: 503,  # UNAVAILABLE
-    15: 500,  # DATA_LOSS
-    16: 401,  # UNAUTHENTICATED
+    GrpcCode.OK: 200,
+    GrpcCode.CANCELLED: 499,
+    GrpcCode.UNKNOWN: 500,
+    GrpcCode.INVALID_ARGUMENT: 400,
+    GrpcCode.DEADLINE_EXCEEDED: 504,
+    GrpcCode.NOT_FOUND: 404,
+    GrpcCode.ALREADY_EXISTS: 409,
+    GrpcCode.PERMISSION_DENIED: 403,
+    GrpcCode.RESOURCE_EXHAUSTED: 429,
+    GrpcCode.FAILED_PRECONDITION: 400,
+    GrpcCode.ABORTED: 409,
+    GrpcCode.OUT_OF_RANGE: 413,  # the package is too large
+    GrpcCode.UNIMPLEMENTED: 501,
+    GrpcCode.INTERNAL: 500,
+    GrpcCode.UNAVAILABLE: 503,
+    GrpcCode.DATA_LOSS: 500,
+    GrpcCode.UNAUTHENTICATED: 401,
 }
 
 
@@ -102,7 +103,7 @@ def grpc_target(endpoint: str) -> tuple[str, bool]:
 def api_error_from_grpc(code: int, message: str, endpoint: str = "") -> NimbusClientError:
     """The SDK error for a gRPC status: a `NimbusApiError`, or a `NimbusConnectionError` when the
     channel never connected."""
-    if code == 14 and "failed to connect" in message.lower():
+    if code == GrpcCode.UNAVAILABLE and "failed to connect" in message.lower():
         refused = "refused" in message.lower()
         reason = "connection refused" if refused else message
         return NimbusConnectionError(endpoint, reason, refused=refused)
@@ -224,14 +225,17 @@ def _upload(
             code = e.code() if hasattr(e, "code") else None
             details = e.details() if hasattr(e, "details") else str(e)
             raise api_error_from_grpc(
-                code.value[0] if code is not None else 2, details or "", config.endpoint
+                code.value[0] if code is not None else GrpcCode.UNKNOWN,
+                details or "",
+                config.endpoint,
             ) from None
         except BaseException:  # Ctrl-C: stop sending instead of finishing in the background
             future.cancel()
             raise
     finally:
         channel.close()
-    return json_format.MessageToDict(reply, preserving_proto_field_name=True)
+    function: dict[str, Any] = json_format.MessageToDict(reply, preserving_proto_field_name=True)
+    return function
 
 
 def _wait(future: Any) -> Any:

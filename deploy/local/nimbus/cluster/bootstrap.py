@@ -1,13 +1,15 @@
-"""Envoy's bootstrap for deployments without the launcher (deploy/compose): the same template as
+r"""Envoy's bootstrap for deployments without the launcher (deploy/compose): the same template as
 the local cluster (deploy/local/envoy.yaml.tmpl), filled from the environment, then exec Envoy.
 
-    python -m nimbus.cluster.bootstrap --out /etc/nimbus/envoy.yaml -- envoy -c /etc/nimbus/envoy.yaml
+    python -m nimbus.cluster.bootstrap --out /etc/nimbus/envoy.yaml \
+        -- envoy -c /etc/nimbus/envoy.yaml
 
 NIMBUS_GATEWAY_ADDR (default 0.0.0.0) and NIMBUS_GATEWAY_PORT (default 8080): the listener.
 NIMBUS_ENVOY_ADMIN_PORT (default 9901): the admin interface, on 127.0.0.1 only.
 NIMBUS_XDS_DIR (default /xds): the files the gateway-sync program writes; empty ones are written
 when missing, so Envoy can start first.
-NIMBUS_MAX_ZIP_MB and NIMBUS_GATEWAY_KEY_RPS/_KEY_BURST/_ANON_RPS/_ANON_BURST as in the local cluster.
+NIMBUS_MAX_ZIP_MB and NIMBUS_GATEWAY_KEY_RPS/_KEY_BURST/_ANON_RPS/_ANON_BURST: as in the local
+cluster.
 """
 
 from __future__ import annotations

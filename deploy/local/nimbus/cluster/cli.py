@@ -72,7 +72,8 @@ async def _run(cluster: LocalCluster, stop: asyncio.Event, timeout_s: float) -> 
         code = cluster.supervisord_exited()
         if code is not None:
             say(
-                f"nimbus: supervisord exited unexpectedly (code {code}); see {cluster.layout.logs}/supervisord.log"
+                f"nimbus: supervisord exited unexpectedly (code {code}); "
+                f"see {cluster.layout.logs}/supervisord.log"
             )
             await cluster.stop()
             return 1

@@ -79,7 +79,8 @@ class LocalCluster:
 
     @property
     def credentials(self) -> dict[str, str]:
-        return json.loads(self.layout.credentials.read_text())
+        creds: dict[str, str] = json.loads(self.layout.credentials.read_text())
+        return creds
 
     @property
     def supervisord_pid(self) -> int | None:
@@ -91,7 +92,8 @@ class LocalCluster:
     def info(self, name: str) -> dict[str, Any]:
         """supervisord's getProcessInfo for one program (pid, statename, spawnerr, ...)."""
         self.spec.program(name)
-        return daemon.rpc(self.layout).supervisor.getProcessInfo(name)
+        info: dict[str, Any] = daemon.rpc(self.layout).supervisor.getProcessInfo(name)
+        return info
 
     def pid(self, name: str) -> int:
         """The program's PID, 0 while it is not running."""
@@ -153,8 +155,8 @@ class LocalCluster:
         has_envoy = any(p.health == "envoy" for p in self.programs)
         if has_envoy and not ports.is_free(self.gateway_port):
             raise ClusterError(
-                f"gateway port {self.gateway_port} on {HOST} is in use by another process; stop it or "
-                f"choose a free port with NIMBUS_GATEWAY_PORT=<port>"
+                f"gateway port {self.gateway_port} on {HOST} is in use by another process; "
+                "stop it or choose a free port with NIMBUS_GATEWAY_PORT=<port>"
             )
         if has_envoy and not envoy.DESCRIPTOR.exists():
             raise ClusterError(f"{envoy.DESCRIPTOR} is missing; run `make proto`")
@@ -204,7 +206,8 @@ class LocalCluster:
 
     async def start(self, timeout_s: float = 60.0) -> None:
         """Starts supervisord in the background, waits until every program is ready, creates the
-        admin credentials. On failure everything started is stopped again and ClusterError raised."""
+        admin credentials. On failure everything started is stopped again
+        and ClusterError raised."""
         deadline = time.monotonic() + timeout_s
         try:
             if not self._prepared:
@@ -232,7 +235,8 @@ class LocalCluster:
         self._prepared = False
 
     async def __aenter__(self) -> LocalCluster:
-        """`async with LocalCluster(...) as cluster:` starts it (if not started) and stops it after."""
+        """`async with LocalCluster(...) as cluster:` starts it
+        (if not started) and stops it after."""
         if self._supervisord.pid is None:
             await self.start()
         return self
@@ -272,7 +276,8 @@ class LocalCluster:
             self._lock = None
 
     async def _wait_gateway_routes(self, deadline: float) -> None:
-        """Envoy sends traffic only to hosts its health checks passed: wait for those it routes to."""
+        """Envoy sends traffic only to hosts its health checks passed:
+        wait for those it routes to."""
         if "envoy" not in self.names:
             return
         want = {

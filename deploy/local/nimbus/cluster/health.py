@@ -55,8 +55,11 @@ async def redis(port: int) -> bool:
 async def grpc_health(port: int) -> bool:
     options = [("grpc.enable_http_proxy", 0)]
     async with grpc.aio.insecure_channel(f"{HOST}:{port}", options=options) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=CHECK_TIMEOUT_S)
+        # types-grpcio-health-checking declares HealthStub without its methods.
+        check = health_pb2_grpc.HealthStub(channel).Check  # type: ignore[attr-defined]
+        reply: health_pb2.HealthCheckResponse = await check(
+            health_pb2.HealthCheckRequest(service=""), timeout=CHECK_TIMEOUT_S
+        )
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 

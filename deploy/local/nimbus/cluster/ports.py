@@ -35,7 +35,8 @@ def _ephemeral_range() -> tuple[int, int]:
 
 
 def _candidate_range() -> tuple[int, int]:
-    """10000 up to just below the ephemeral range (or 32767); any unprivileged port on odd kernels."""
+    """10000 up to just below the ephemeral range (or 32767);
+    any unprivileged port on odd kernels."""
     low, _ = _ephemeral_range()
     if low > 11000:
         return 10000, min(low - 1, 32767)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import TypeGuard
 
 
 def read_pid(path: Path) -> int | None:
@@ -45,7 +46,7 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def is_ours(pid: int | None, *needles: str) -> bool:
+def is_ours(pid: int | None, *needles: str) -> TypeGuard[int]:
     """pid is alive and its command line contains every needle."""
     if pid is None or not alive(pid):
         return False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nimbus.common.config import CONFIG_ERROR_PREFIX
@@ -18,7 +20,7 @@ EXIT_CHECK_S = 0.5
 TAIL_LINES = 5
 
 
-def _tail(path, n: int = TAIL_LINES) -> list[str]:
+def _tail(path: Path, n: int = TAIL_LINES) -> list[str]:
     try:
         with open(path, errors="replace") as f:
             return [line.rstrip() for line in deque(f, maxlen=n)]
@@ -55,7 +57,7 @@ async def wait_ready(
     cluster: LocalCluster,
     deadline: float,
     timeout_s: float,
-    say,
+    say: Callable[[str], None],
     offsets: dict[str, int] | None = None,
 ) -> None:
     """Polls every program until ready; raises ClusterError naming the rest, their state and log.

@@ -6,6 +6,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nimbus.cluster.layout import DEPLOY
 
@@ -66,7 +67,7 @@ def load(path: Path = DEFAULT_SPEC, env: Mapping[str, str] | None = None) -> Clu
         return parse(tomllib.load(f), env or {})
 
 
-def parse(data: dict, env: Mapping[str, str] | None = None) -> ClusterSpec:
+def parse(data: dict[str, Any], env: Mapping[str, str] | None = None) -> ClusterSpec:
     cluster = data.get("cluster", {})
     programs: list[Program] = []
     for entry in data.get("process", []):
@@ -87,7 +88,7 @@ def parse(data: dict, env: Mapping[str, str] | None = None) -> ClusterSpec:
     return spec
 
 
-def _replica_count(entry: dict, base: str, env: Mapping[str, str]) -> int | None:
+def _replica_count(entry: dict[str, Any], base: str, env: Mapping[str, str]) -> int | None:
     """`replicas`, overridden by the variable `replicas_env` names when it is set."""
     replicas = entry.get("replicas")
     var = entry.get("replicas_env")
@@ -99,7 +100,7 @@ def _replica_count(entry: dict, base: str, env: Mapping[str, str]) -> int | None
     return None if replicas is None else int(replicas)
 
 
-def _expand(entry: dict, env: Mapping[str, str]) -> list[Program]:
+def _expand(entry: dict[str, Any], env: Mapping[str, str]) -> list[Program]:
     try:
         base = str(entry["name"])
         command = str(entry["command"]).strip()

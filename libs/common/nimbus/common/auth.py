@@ -12,7 +12,7 @@ import secrets
 from dataclasses import asdict, dataclass
 
 from nimbus.common import keys
-from nimbus.common.errors import PermissionDenied, Unauthenticated
+from nimbus.common.errors import Unauthenticated
 from nimbus.common.etcd import KV, Etcd, WatchCache
 
 KEY_PREFIX = "nmb_"
@@ -34,7 +34,7 @@ class KeyRecord:
     @classmethod
     def from_json(cls, raw: bytes) -> KeyRecord:
         data = json.loads(raw)
-        return cls(**{k: data[k] for k in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{k: data[k] for k in cls.__slots__})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +71,6 @@ def parse_bearer(header: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("malformed Authorization header: expected 'Bearer <key>'")
     return token.strip()
-
-
-def check_namespace_access(principal: Principal, namespace: str) -> None:
-    if namespace != principal.namespace and not principal.admin:
-        raise PermissionDenied(f"this key may not act in namespace {namespace!r}")
 
 
 async def store_key(etcd: Etcd, key: str, record: KeyRecord) -> None:

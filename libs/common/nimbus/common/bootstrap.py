@@ -8,7 +8,7 @@ import secrets
 import time
 from pathlib import Path
 
-from nimbus.common import auth
+from nimbus.common import auth, keys
 from nimbus.common.clock import iso
 from nimbus.common.etcd import Etcd
 
@@ -22,7 +22,7 @@ async def ensure_admin_credentials(etcd: Etcd, home: Path, endpoint: str) -> Pat
     if path.exists():
         data = json.loads(path.read_text())
         key = data.get("api_key", "")
-        if key and await etcd.get(auth.keys.api_key(auth.hash_key(key))) is not None:
+        if key and await etcd.get(keys.api_key(auth.hash_key(key))) is not None:
             if data.get("endpoint") != endpoint:
                 _write(path, {"endpoint": endpoint, "api_key": key})
             return path

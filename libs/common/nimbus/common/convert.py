@@ -1,4 +1,5 @@
-"""proto ↔ record conversion for the internal API types, shared by the servers and client adapters."""
+"""proto ↔ record conversion for the internal API types,
+shared by the servers and client adapters."""
 
 from __future__ import annotations
 

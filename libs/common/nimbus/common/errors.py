@@ -130,7 +130,8 @@ _BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.S
 
 
 def status_number(err: NimbusError) -> int:
-    """The numeric status code, for errors carried inside a message rather than as a call's status."""
+    """The numeric status code,
+    for errors carried inside a message rather than as a call's status."""
     return int(err.code.value[0])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -86,10 +86,10 @@ class Etcd:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
 
-    async def _call(self, coro_fn: Callable[[], object]) -> object:
+    async def _call(self, coro_fn: Callable[[], Awaitable[T]]) -> T:
         try:
             async with asyncio.timeout(CALL_TIMEOUT_S):
-                return await coro_fn()  # type: ignore[misc]
+                return await coro_fn()
         except (
             aetcd.exceptions.ConnectionFailedError,
             aetcd.exceptions.ConnectionTimeoutError,
@@ -106,17 +106,17 @@ class Etcd:
         res = await self._call(lambda: self._client.get(key))
         if res is None:
             return None
-        return KV(res.key, res.value, res.mod_revision, res.lease)  # type: ignore[attr-defined]
+        return KV(res.key, res.value, res.mod_revision, res.lease)
 
     async def get_prefix(self, prefix: bytes) -> tuple[list[KV], int]:
         """All keys under prefix and the store revision they were read at."""
         res = await self._call(lambda: self._client.get_prefix(prefix))
-        items = [KV(kv.key, kv.value, kv.mod_revision, kv.lease) for kv in res]  # type: ignore[attr-defined]
-        return items, res.header.revision  # type: ignore[attr-defined]
+        items = [KV(kv.key, kv.value, kv.mod_revision, kv.lease) for kv in res]
+        return items, int(res.header.revision)
 
     async def put(self, key: bytes, value: bytes, lease: int | None = None) -> int:
         res = await self._call(lambda: self._client.put(key, value, lease=lease))
-        return res.header.revision  # type: ignore[attr-defined]
+        return int(res.header.revision)
 
     async def delete(self, key: bytes) -> bool:
         res = await self._call(lambda: self._client.delete(key))
@@ -125,37 +125,28 @@ class Etcd:
     async def create(self, key: bytes, value: bytes, lease: int | None = None) -> int | None:
         """Puts key only if it does not exist; the new revision, or None when it existed."""
         tx = self._client.transactions
-        ok, responses = await self._call(  # type: ignore[misc]
+        ok, responses = await self._call(
             lambda: self._client.transaction(
                 compare=[tx.version(key) == 0], success=[tx.put(key, value, lease)], failure=[]
             )
         )
         if not ok:
             return None
-        return responses[0].response_put.header.revision
+        return int(responses[0].response_put.header.revision)
 
     async def replace(self, key: bytes, value: bytes, mod_revision: int) -> int | None:
         """Puts key only if it is still at mod_revision; the new revision, or None when stale."""
         tx = self._client.transactions
-        ok, responses = await self._call(  # type: ignore[misc]
+        ok, responses = await self._call(
             lambda: self._client.transaction(
                 compare=[tx.mod(key) == mod_revision], success=[tx.put(key, value)], failure=[]
             )
         )
         if not ok:
             return None
-        return responses[0].response_put.header.revision
+        return int(responses[0].response_put.header.revision)
 
-    async def delete_if(self, key: bytes, mod_revision: int) -> bool:
-        tx = self._client.transactions
-        ok, _ = await self._call(  # type: ignore[misc]
-            lambda: self._client.transaction(
-                compare=[tx.mod(key) == mod_revision], success=[tx.delete(key)], failure=[]
-            )
-        )
-        return bool(ok)
-
-    async def commit(self, checks: list[ModIs], ops: list[Op]) -> int | None:
+    async def commit(self, checks: Sequence[ModIs], ops: Sequence[Op]) -> int | None:
         """Applies every op atomically if every check holds; the new revision, or None."""
         tx = self._client.transactions
         compare = [tx.mod(c.key) == c.mod_revision for c in checks]
@@ -169,7 +160,7 @@ class Etcd:
                 requests.append(
                     tx.delete(op.prefix, range_end=aetcd.utils.prefix_range_end(op.prefix))
                 )
-        ok, responses = await self._call(  # type: ignore[misc]
+        ok, responses = await self._call(
             lambda: self._client.transaction(compare=compare, success=requests, failure=[])
         )
         if not ok:
@@ -182,12 +173,12 @@ class Etcd:
 
     async def grant_lease(self, ttl_s: int) -> int:
         lease = await self._call(lambda: self._client.lease(ttl_s))
-        return lease.id  # type: ignore[attr-defined]
+        return int(lease.id)
 
     async def refresh_lease(self, lease_id: int) -> int:
         """Remaining TTL; 0 or less means the lease is gone."""
         reply = await self._call(lambda: self._client.refresh_lease(lease_id))
-        return int(reply.TTL) if reply is not None else 0  # type: ignore[attr-defined]
+        return int(reply.TTL) if reply is not None else 0
 
     async def revoke_lease(self, lease_id: int) -> None:
         await self._call(lambda: self._client.revoke_lease(lease_id))

@@ -71,7 +71,8 @@ def check_event_config(config: EventConfig) -> None:
         and not MAX_RETRIES[0] <= config.max_retries <= MAX_RETRIES[1]
     ):
         raise InvalidArgument(
-            f"max_retries: {config.max_retries} is out of range; it must be between {MAX_RETRIES[0]} and {MAX_RETRIES[1]}"
+            f"max_retries: {config.max_retries} is out of range; "
+            f"it must be between {MAX_RETRIES[0]} and {MAX_RETRIES[1]}"
         )
     if (
         config.max_event_age_s is not None

@@ -48,8 +48,8 @@ def loop_factory(env: Mapping[str, str]) -> LoopFactory | None:
         import uvloop  # noqa: F401
     except ImportError as err:
         raise ConfigError(
-            f"NIMBUS_EVENT_LOOP={raw or 'uvloop (the default)'!s} but uvloop does not import ({err}); "
-            "run `make install`, or set NIMBUS_EVENT_LOOP=asyncio"
+            f"NIMBUS_EVENT_LOOP={raw or 'uvloop (the default)'!s} but uvloop does "
+            f"not import ({err}); run `make install`, or set NIMBUS_EVENT_LOOP=asyncio"
         ) from None
     return new_uvloop
 

@@ -35,5 +35,6 @@ def expire_at(minute: int) -> int:
 
 
 def bucket_field(index: int) -> str:
-    """The hash field counting durations in histogram bucket `index` (see nimbus.common.histogram)."""
+    """The hash field counting durations in histogram bucket `index`
+    (see nimbus.common.histogram)."""
     return f"h{index}"

@@ -12,7 +12,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 def serving(address: str, timeout_s: float = 2.0) -> bool:
     try:
         with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
+            # types-grpcio-health-checking declares HealthStub without its methods.
+            check = health_pb2_grpc.HealthStub(channel).Check  # type: ignore[attr-defined]
+            reply: health_pb2.HealthCheckResponse = check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
             )
     except grpc.RpcError:

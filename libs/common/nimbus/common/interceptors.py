@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from grpc.aio import ServerInterceptor
@@ -21,42 +21,51 @@ from nimbus.common.errors import NimbusError, Throttled
 
 log = logging.getLogger(__name__)
 
-Around = Callable[[grpc.aio.ServicerContext], Awaitable[None]]
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+# An interceptor wraps every method alike, so to it a request (or request stream) and a response
+# are plain objects.
+Context = grpc.aio.ServicerContext[object, object]
+# A method's behaviour under grpc.aio: a coroutine function (unary response) or an async generator
+# function (streamed response). grpc-stubs types RpcMethodHandler's fields for the sync server.
+Unary = Callable[[object, Context], Awaitable[object]]
+Stream = Callable[[object, Context], AsyncIterator[object]]
 
 
 def _wrap(
-    handler: grpc.RpcMethodHandler, wrap_unary: Callable[..., Any], wrap_stream: Callable[..., Any]
-) -> grpc.RpcMethodHandler:
-    if handler is None:
-        return handler
+    handler: grpc.RpcMethodHandler[_Req, _Resp],
+    wrap_unary: Callable[[Unary], Unary],
+    wrap_stream: Callable[[Stream], Stream],
+) -> grpc.RpcMethodHandler[_Req, _Resp]:
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
-            wrap_unary(handler.unary_unary),
+            wrap_unary(cast(Unary, handler.unary_unary)),
             handler.request_deserializer,
             handler.response_serializer,
         )
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
-            wrap_unary(handler.stream_unary),
+            wrap_unary(cast(Unary, handler.stream_unary)),
             handler.request_deserializer,
             handler.response_serializer,
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            wrap_stream(handler.unary_stream),
+            wrap_stream(cast(Stream, handler.unary_stream)),
             handler.request_deserializer,
             handler.response_serializer,
         )
     if handler.stream_stream:
         return grpc.stream_stream_rpc_method_handler(
-            wrap_stream(handler.stream_stream),
+            wrap_stream(cast(Stream, handler.stream_stream)),
             handler.request_deserializer,
             handler.response_serializer,
         )
     return handler
 
 
-async def _abort_for(err: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+async def _abort_for(err: Exception, context: Context, method: str) -> NoReturn:
     if isinstance(err, NotImplementedError):
         # The generated base servicer's answer for an RPC this version does not serve yet.
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
@@ -69,7 +78,7 @@ async def _abort_for(err: Exception, context: grpc.aio.ServicerContext, method: 
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
-def _metadata_value(context: grpc.aio.ServicerContext, name: str) -> str | None:
+def _metadata_value(context: Context, name: str) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == name:
             return value if isinstance(value, str) else value.decode()
@@ -81,9 +90,16 @@ class _MemoizedInterceptor(ServerInterceptor):
     cost every invoke on the hot path. The wrappers read what differs per call from the context."""
 
     def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        # Each method's own handler: its message types differ from method to method.
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
+        ],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
         wrapped = self._wrapped.get(details.method)
         if wrapped is None:
             handler = await continuation(details)
@@ -92,11 +108,13 @@ class _MemoizedInterceptor(ServerInterceptor):
             wrapped = self._wrapped[details.method] = self._wrap_method(handler, details.method)
         return wrapped
 
-    def _wrap_method(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    def _wrap_method(
+        self, handler: grpc.RpcMethodHandler[_Req, _Resp], method: str
+    ) -> grpc.RpcMethodHandler[_Req, _Resp]:
         raise NotImplementedError
 
 
-def _code_name(context: grpc.aio.ServicerContext) -> str:
+def _code_name(context: Context) -> str:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code.name
@@ -112,15 +130,17 @@ class TelemetryInterceptor(_MemoizedInterceptor):
         super().__init__()
         self._untraced = tuple(untraced_prefixes)
 
-    def _wrap_method(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    def _wrap_method(
+        self, handler: grpc.RpcMethodHandler[_Req, _Resp], method: str
+    ) -> grpc.RpcMethodHandler[_Req, _Resp]:
         if method.startswith(self._untraced):
             return handler
         name = method.lstrip("/")
         series = metrics.MethodSeries(name)
         clock = time.perf_counter
 
-        def wrap_unary(fn: Any) -> Any:
-            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def wrap_unary(fn: Unary) -> Unary:
+            async def run(request: object, context: Context) -> object:
                 token, span = tracing.start(name, _metadata_value(context, tracing.TRACEPARENT))
                 t0 = clock()
                 code = "OK"
@@ -141,8 +161,8 @@ class TelemetryInterceptor(_MemoizedInterceptor):
 
             return run
 
-        def wrap_stream(fn: Any) -> Any:
-            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def wrap_stream(fn: Stream) -> Stream:
+            async def run(request: object, context: Context) -> AsyncIterator[object]:
                 token, span = tracing.start(name, _metadata_value(context, tracing.TRACEPARENT))
                 t0 = clock()
                 code = "OK"
@@ -170,9 +190,11 @@ class TelemetryInterceptor(_MemoizedInterceptor):
 class ErrorInterceptor(_MemoizedInterceptor):
     """NimbusError → its status code; anything else → INTERNAL with one logged traceback."""
 
-    def _wrap_method(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        def wrap_unary(fn: Any) -> Any:
-            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def _wrap_method(
+        self, handler: grpc.RpcMethodHandler[_Req, _Resp], method: str
+    ) -> grpc.RpcMethodHandler[_Req, _Resp]:
+        def wrap_unary(fn: Unary) -> Unary:
+            async def run(request: object, context: Context) -> object:
                 try:
                     return await fn(request, context)
                 except grpc.aio.AbortError:
@@ -182,8 +204,8 @@ class ErrorInterceptor(_MemoizedInterceptor):
 
             return run
 
-        def wrap_stream(fn: Any) -> Any:
-            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def wrap_stream(fn: Stream) -> Stream:
+            async def run(request: object, context: Context) -> AsyncIterator[object]:
                 try:
                     async for item in fn(request, context):
                         yield item
@@ -207,13 +229,15 @@ class AuthInterceptor(_MemoizedInterceptor):
         self._auth = authenticator
         self._public = tuple(public_prefixes)
 
-    def _wrap_method(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    def _wrap_method(
+        self, handler: grpc.RpcMethodHandler[_Req, _Resp], method: str
+    ) -> grpc.RpcMethodHandler[_Req, _Resp]:
         if method.startswith(self._public):
             return handler
         auth = self._auth
 
-        def wrap_unary(fn: Any) -> Any:
-            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def wrap_unary(fn: Unary) -> Unary:
+            async def run(request: object, context: Context) -> object:
                 principal_var.set(
                     await auth.authenticate(_metadata_value(context, "authorization"))
                 )
@@ -221,8 +245,8 @@ class AuthInterceptor(_MemoizedInterceptor):
 
             return run
 
-        def wrap_stream(fn: Any) -> Any:
-            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def wrap_stream(fn: Stream) -> Stream:
+            async def run(request: object, context: Context) -> AsyncIterator[object]:
                 principal_var.set(
                     await auth.authenticate(_metadata_value(context, "authorization"))
                 )

@@ -128,11 +128,6 @@ def scheduler_leader() -> bytes:
     return f"{ROOT}/leader/scheduler".encode()
 
 
-def code_ref(sha256: str) -> bytes:
-    """Marks a code blob as referenced; the blob GC keeps blobs that have one."""
-    return f"{ROOT}/coderefs/{sha256}".encode()
-
-
 def service_endpoint(service: str, replica: str) -> bytes:
     """A replica's registration (nimbus.common.registry), under the replica's own lease."""
     return f"{ROOT}/registry/{service}/{replica}".encode()

@@ -110,7 +110,8 @@ class LogStreamConnection:
                 return self._js
             except ERRORS as err:
                 raise Unavailable(
-                    f"the log stream (NATS at {self._url}) is not reachable: {type(err).__name__}: {err}"
+                    f"the log stream (NATS at {self._url}) is "
+                    f"not reachable: {type(err).__name__}: {err}"
                 ) from err
 
     def stream_gone(self) -> None:

@@ -147,7 +147,8 @@ async def serve_metrics(addr: str, registry: CollectorRegistry = REGISTRY) -> No
                     if await reader.readline() in (b"\r\n", b"\n", b""):
                         break
             if path in ("/metrics", "/"):
-                # Inline on the loop: a scrape is a few ms of CPU; a thread would hold the GIL as long.
+                # Inline on the loop: a scrape is a few ms of CPU;
+                # a thread would hold the GIL as long.
                 reply = http_response("200 OK", render(registry), CONTENT_TYPE_LATEST)
             elif path is None:
                 reply = http_response("405 Method Not Allowed", b"GET /metrics\n", "text/plain")

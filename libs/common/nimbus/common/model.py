@@ -6,9 +6,12 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeGuard, TypeVar, get_args
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 LATEST = "$LATEST"
 
@@ -16,7 +19,7 @@ LATEST = "$LATEST"
 def _load(cls: type[T], raw: bytes | str | dict[str, Any]) -> T:
     data = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
     # Unknown keys are ignored so an older reader survives a newer writer (add-only records).
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -41,9 +44,45 @@ class FunctionConfig:
         return _load(cls, data)
 
 
-def _dump_without_revision(record: object) -> bytes:
+# FunctionConfig's field names, and some of its fields by name: what a create gives, what an update
+# changes (only the fields it names).
+ConfigField = Literal[
+    "runtime",
+    "handler",
+    "memory_mb",
+    "timeout_s",
+    "env",
+    "description",
+    "max_concurrency",
+    "min_instances",
+    "keep_alive_s",
+    "tags",
+    "instance_concurrency",
+]
+_CONFIG_FIELDS = frozenset(get_args(ConfigField))
+
+
+class ConfigFields(TypedDict, total=False):
+    runtime: str
+    handler: str
+    memory_mb: int
+    timeout_s: int
+    env: dict[str, str]
+    description: str
+    max_concurrency: int
+    min_instances: int
+    keep_alive_s: int
+    tags: dict[str, str]
+    instance_concurrency: int
+
+
+def is_config_field(name: str) -> TypeGuard[ConfigField]:
+    return name in _CONFIG_FIELDS
+
+
+def _dump_without_revision(record: DataclassInstance) -> bytes:
     """A record as stored: `revision` is where etcd had it when read, so it is never written."""
-    data = asdict(record)  # type: ignore[call-overload]
+    data = asdict(record)
     data.pop("revision")
     return json.dumps(data, sort_keys=True).encode()
 
@@ -160,7 +199,8 @@ class InstanceRecord:
     function: str
     version: str
     code_sha256: str
-    # The function record's etcd revision the instance was built from; a newer one means stale code or config.
+    # The function record's etcd revision the instance was built from;
+    # a newer one means stale code or config.
     function_revision: int
     memory_mb: int
     state: str
@@ -196,8 +236,3 @@ class LoadReport:
 
 def load_key(namespace: str, function: str, version: str, revision: int) -> str:
     return f"{namespace}/{function}/{version}/{revision}"
-
-
-def parse_load_key(key: str) -> tuple[str, str, str, int]:
-    namespace, function, version, revision = key.split("/")
-    return namespace, function, version, int(revision)

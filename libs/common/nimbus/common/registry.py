@@ -1,10 +1,10 @@
 """Service discovery: every replica registers itself in etcd under a lease of its own.
 
 A record (`ServiceEndpoint`) says which service the replica is, the address the gateway and peers
-reach it on, the public API versions it serves and whether it is serving. `nimbus.common.service.serve`
-registers every replica once it is SERVING and deregisters it first thing on SIGTERM, so no
-service needs code of its own for it. A replica killed with `kill -9` leaves the registry when its
-lease lapses (`NIMBUS_REGISTRY_TTL_S`, default 5 s).
+reach it on, the public API versions it serves and whether it is serving.
+`nimbus.common.service.serve` registers every replica once it is SERVING and deregisters it first
+thing on SIGTERM, so no service needs code of its own for it. A replica killed with `kill -9` leaves
+the registry when its lease lapses (`NIMBUS_REGISTRY_TTL_S`, default 5 s).
 
 The gateway's control plane (nimbus.gateway) watches these records and the rollout records below,
 and turns them into Envoy's endpoints and route weights.

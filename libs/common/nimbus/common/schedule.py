@@ -124,7 +124,8 @@ def parse(text: str) -> Schedule:
     fields = lowered.split(" ")
     if len(fields) != 5:
         raise ValueError(
-            f"{spec!r} has {len(fields)} fields; a cron expression has 5: minute hour day-of-month month day-of-week"
+            f"{spec!r} has {len(fields)} fields; a cron expression has 5: "
+            "minute hour day-of-month month day-of-week"
         )
     minute, hour, dom, month, dow = fields
     weekdays = _field(dow, "day-of-week", 0, 7, _DAYS)

@@ -1,4 +1,5 @@
-"""The lifecycle every service shares: serve gRPC with health, run background loops, drain on SIGTERM.
+"""The lifecycle every service shares: serve gRPC with health, run
+background loops, drain on SIGTERM.
 
 Order on SIGTERM: health NOT_SERVING (Envoy stops sending) → the replica leaves the service
 registry (nimbus.common.registry), and a replica behind the gateway keeps serving a moment
@@ -25,7 +26,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -115,8 +116,8 @@ async def serve(
     server: grpc.aio.Server,
     health_servicer: health.aio.HealthServicer,
     listen_addr: str,
-    background: Sequence[Callable[[], Awaitable[None]]] = (),
-    ready: Callable[[], Awaitable[None]] | None = None,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    ready: Callable[[], Awaitable[object]] | None = None,
     drain: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     grace_s: float = 10.0,
@@ -222,7 +223,9 @@ async def serve(
         log.info("stopped", extra={"fields": {"service": name}})
 
 
-def run(main: Callable[[], Awaitable[None]], env: Mapping[str, str] | None = None) -> None:
+def run(
+    main: Callable[[], Coroutine[Any, Any, None]], env: Mapping[str, str] | None = None
+) -> None:
     """Entry point of every service's __main__: runs `main` on the loop NIMBUS_EVENT_LOOP names
     (nimbus.common.eventloop; uvloop unless it says asyncio)."""
     try:

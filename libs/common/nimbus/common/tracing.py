@@ -8,7 +8,8 @@ contextvar (the SDK's spans cost 10-25 µs each; measured in the issue 7 report)
 
 `setup()` is called once per process by nimbus.common.service.serve; `shutdown()` flushes.
 
-    OTEL_EXPORTER_OTLP_ENDPOINT  OTLP/gRPC collector, e.g. http://127.0.0.1:4317 (default: no export)
+    OTEL_EXPORTER_OTLP_ENDPOINT  OTLP/gRPC collector, e.g. http://127.0.0.1:4317 (default: no
+                                 export)
     OTEL_BSP_SCHEDULE_DELAY      ms between span batches sent to it (default 5000)
     OTEL_SERVICE_NAME            service.name of the spans (default: the service, e.g. invoker)
 """
@@ -20,7 +21,9 @@ import logging
 import random
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager
+from contextvars import Token
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nimbus.common.config import ConfigError, get_int
 from opentelemetry import context as otel_context
@@ -28,6 +31,9 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, Span, SpanContext, TraceFlags
 from opentelemetry.trace import SpanKind as SpanKind
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ _NO_SPAN: AbstractContextManager[Span] = contextlib.nullcontext(INVALID_SPAN)
 _ROOT = Context()
 
 _tracer: trace.Tracer | None = None
-_provider: object | None = None
+_provider: TracerProvider | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ def shutdown() -> None:
     global _tracer, _provider
     provider, _provider, _tracer = _provider, None, None
     if provider is not None:
-        provider.shutdown()  # type: ignore[attr-defined]
+        provider.shutdown()
 
 
 def exporting() -> bool:
@@ -179,7 +185,8 @@ def inject(headers: MutableMapping[str, str]) -> None:
 
 def span(name: str, kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManager[Span]:
     """A child span of the current one while exporting; else nothing at all (the trace id of the
-    request stays current). `if s.is_recording(): s.set_attribute(...)` keeps attributes free too."""
+    request stays current). `if s.is_recording(): s.set_attribute(...)`
+    keeps attributes free too."""
     if _tracer is None:
         return _NO_SPAN
     return _tracer.start_as_current_span(name, kind=kind)
@@ -187,10 +194,11 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManage
 
 def start(
     name: str, traceparent: str | None, kind: SpanKind = SpanKind.SERVER
-) -> tuple[object, Span]:
+) -> tuple[Token[Context], Span]:
     """Makes a span that continues the caller's trace (a new trace without one) current in this
     task; end it with finish(). The span records only while exporting."""
     parent = parse_traceparent(traceparent)
+    span_: Span
     if _tracer is None:
         span_ = NonRecordingSpan(parent or new_span_context())
     else:
@@ -203,12 +211,12 @@ def start(
     return otel_context.attach(trace.set_span_in_context(span_)), span_
 
 
-def finish(token: object, span_: Span, error: str | None = None) -> None:
+def finish(token: Token[Context], span_: Span, error: str | None = None) -> None:
     if span_.is_recording():
         if error is not None:
             span_.set_status(trace.Status(trace.StatusCode.ERROR, error))
         span_.end()
-    otel_context.detach(token)  # type: ignore[arg-type]
+    otel_context.detach(token)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""Event triggers of a function: the record api writes to etcd and the invokers watch, and its checks.
+"""Event triggers of a function: the record api writes to etcd and the
+invokers watch, and its checks.
 
 A trigger is one of
   timer    `schedule` is a cron expression or `@every <duration>` (nimbus.common.schedule)
@@ -17,7 +18,8 @@ from nimbus.common import schedule as schedules
 from nimbus.common.errors import InvalidArgument
 from nimbus.common.model import LATEST, _load
 
-# Subjects under these belong to Nimbus or to NATS itself; user triggers and destinations stay off them.
+# Subjects under these belong to Nimbus or to NATS itself;
+# user triggers and destinations stay off them.
 RESERVED_SUBJECT_PREFIXES = ("nimbus.", "$", "_INBOX.")
 MAX_SUBJECT_LEN = 256
 HTTP_PATH_PREFIX = "/fn/"
@@ -70,13 +72,15 @@ def check_subject(subject: str, field: str = "subject", *, wildcards: bool = Tru
         )
     if subject.startswith(RESERVED_SUBJECT_PREFIXES):
         raise InvalidArgument(
-            f"{field}: {subject!r} is reserved (subjects starting with {', '.join(RESERVED_SUBJECT_PREFIXES)})"
+            f"{field}: {subject!r} is reserved (subjects starting "
+            f"with {', '.join(RESERVED_SUBJECT_PREFIXES)})"
         )
     tokens = subject.split(".")
     for i, token in enumerate(tokens):
         if not _TOKEN.fullmatch(token):
             raise InvalidArgument(
-                f"{field}: {subject!r} is not a NATS subject: tokens separated by '.', no spaces, none empty"
+                f"{field}: {subject!r} is not a NATS subject: "
+                "tokens separated by '.', no spaces, none empty"
             )
         if token in ("*", ">") and not wildcards:
             raise InvalidArgument(f"{field}: {subject!r} must not contain wildcards ('*', '>')")

@@ -36,7 +36,8 @@ _RESERVED_ENV_PREFIXES = ("NIMBUS_", "AWS_LAMBDA_")
 def check_name(name: str, field: str = "name") -> None:
     if not _NAME.fullmatch(name):
         raise InvalidArgument(
-            f"{field}: {name!r} is not a valid function name: 1-64 characters, a letter first, then letters, digits, '-' or '_'"
+            f"{field}: {name!r} is not a valid function name: "
+            "1-64 characters, a letter first, then letters, digits, '-' or '_'"
         )
 
 
@@ -75,7 +76,8 @@ def check_env(env: dict[str, str]) -> None:
     for key, value in env.items():
         if not _ENV_NAME.fullmatch(key):
             raise InvalidArgument(
-                f"env: {key!r} is not a valid variable name: a letter first, then letters, digits or '_'"
+                f"env: {key!r} is not a valid variable name: "
+                "a letter first, then letters, digits or '_'"
             )
         if key.startswith(_RESERVED_ENV_PREFIXES):
             raise InvalidArgument(
@@ -106,7 +108,8 @@ def check_tags(tags: dict[str, str]) -> None:
             )
         if len(value) > TAG_VALUE_MAX:
             raise InvalidArgument(
-                f"tags: the value of {key!r} has {len(value)} characters, over the limit of {TAG_VALUE_MAX}"
+                f"tags: the value of {key!r} has {len(value)} "
+                f"characters, over the limit of {TAG_VALUE_MAX}"
             )
 
 
@@ -141,5 +144,6 @@ def check_config(config: FunctionConfig) -> None:
     check_range("min_instances", config.min_instances, (0, MIN_INSTANCES_MAX))
     if config.max_concurrency and config.min_instances > config.max_concurrency:
         raise InvalidArgument(
-            f"min_instances: {config.min_instances} is more than max_concurrency {config.max_concurrency}"
+            f"min_instances: {config.min_instances} is more "
+            f"than max_concurrency {config.max_concurrency}"
         )

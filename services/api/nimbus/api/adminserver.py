@@ -33,13 +33,15 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         self._admin = admin
 
     async def ListEndpoints(
-        self, request: pb.ListEndpointsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListEndpointsRequest,
+        context: grpc.aio.ServicerContext[pb.ListEndpointsRequest, pb.ListEndpointsResponse],
     ) -> pb.ListEndpointsResponse:
         found = await self._admin.endpoints(current_principal(), request.service)
         return pb.ListEndpointsResponse(endpoints=[endpoint_to_pb(e) for e in found])
 
     async def SetRollout(
-        self, request: pb.Rollout, context: grpc.aio.ServicerContext
+        self, request: pb.Rollout, context: grpc.aio.ServicerContext[pb.Rollout, pb.Rollout]
     ) -> pb.Rollout:
         rollout = await self._admin.set_rollout(
             current_principal(), request.service, request.version, request.weight
@@ -47,14 +49,18 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return rollout_to_pb(rollout)
 
     async def ListRollouts(
-        self, request: pb.ListRolloutsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListRolloutsRequest,
+        context: grpc.aio.ServicerContext[pb.ListRolloutsRequest, pb.ListRolloutsResponse],
     ) -> pb.ListRolloutsResponse:
         return pb.ListRolloutsResponse(
             rollouts=[rollout_to_pb(r) for r in await self._admin.rollouts(current_principal())]
         )
 
     async def DeleteRollout(
-        self, request: pb.DeleteRolloutRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.DeleteRolloutRequest,
+        context: grpc.aio.ServicerContext[pb.DeleteRolloutRequest, pb.DeleteRolloutResponse],
     ) -> pb.DeleteRolloutResponse:
         await self._admin.delete_rollout(current_principal(), request.service)
         return pb.DeleteRolloutResponse()

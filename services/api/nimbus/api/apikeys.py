@@ -47,7 +47,8 @@ class KeyIssuer:
         namespace = namespace or who.namespace
         if not _NAMESPACE.fullmatch(namespace):
             raise InvalidArgument(
-                f"namespace: {namespace!r} must be 1-63 characters: a lowercase letter, then lowercase letters, digits or '-'"
+                f"namespace: {namespace!r} must be 1-63 characters: "
+                "a lowercase letter, then lowercase letters, digits or '-'"
             )
         if len(description) > 256:
             raise InvalidArgument(

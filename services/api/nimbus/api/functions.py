@@ -5,11 +5,12 @@ It takes typed arguments and the caller's Principal; it never sees a proto.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from nimbus.common import validation
 from nimbus.common.auth import Principal
-from nimbus.common.model import FunctionConfig, FunctionRecord
+from nimbus.common.model import ConfigFields, FunctionConfig, FunctionRecord
 
 DEFAULT_MEMORY_MB = 128
 DEFAULT_TIMEOUT_S = 3
@@ -26,7 +27,7 @@ class FunctionBackend(Protocol):
         self,
         namespace: str,
         name: str,
-        changes: dict[str, object],
+        changes: ConfigFields,
         replace_env: bool,
         expected_revision: int,
     ) -> FunctionRecord: ...
@@ -36,7 +37,8 @@ class FunctionBackend(Protocol):
     async def delete(self, namespace: str, name: str) -> None: ...
 
 
-_FIELD_CHECKS = {
+# Each check takes the value of its own field (an int, a str, a mapping): hence Any.
+_FIELD_CHECKS: dict[str, Callable[[Any], None]] = {
     "memory_mb": lambda v: validation.check_range("memory_mb", v, validation.MEMORY_MB),
     "timeout_s": lambda v: validation.check_range("timeout_s", v, validation.TIMEOUT_S),
     "env": validation.check_env,
@@ -62,21 +64,21 @@ class FunctionsApi:
         self._backend = backend
 
     async def create(
-        self, who: Principal, name: str, fields: dict[str, object], code_zip: bytes
+        self, who: Principal, name: str, fields: ConfigFields, code_zip: bytes
     ) -> FunctionRecord:
         validation.check_name(name)
         config = FunctionConfig(
             runtime=str(fields.get("runtime", "")),
             handler=str(fields.get("handler", "")),
-            memory_mb=int(fields.get("memory_mb", DEFAULT_MEMORY_MB)),  # type: ignore[call-overload]
-            timeout_s=int(fields.get("timeout_s", DEFAULT_TIMEOUT_S)),  # type: ignore[call-overload]
-            env=dict(fields.get("env", {})),  # type: ignore[call-overload]
+            memory_mb=int(fields.get("memory_mb", DEFAULT_MEMORY_MB)),
+            timeout_s=int(fields.get("timeout_s", DEFAULT_TIMEOUT_S)),
+            env=dict(fields.get("env", {})),
             description=str(fields.get("description", "")),
-            max_concurrency=int(fields.get("max_concurrency", 0)),  # type: ignore[call-overload]
-            min_instances=int(fields.get("min_instances", 0)),  # type: ignore[call-overload]
-            keep_alive_s=int(fields.get("keep_alive_s", DEFAULT_KEEP_ALIVE_S)),  # type: ignore[call-overload]
-            tags=dict(fields.get("tags", {})),  # type: ignore[call-overload]
-            instance_concurrency=int(fields.get("instance_concurrency", 1)),  # type: ignore[call-overload]
+            max_concurrency=int(fields.get("max_concurrency", 0)),
+            min_instances=int(fields.get("min_instances", 0)),
+            keep_alive_s=int(fields.get("keep_alive_s", DEFAULT_KEEP_ALIVE_S)),
+            tags=dict(fields.get("tags", {})),
+            instance_concurrency=int(fields.get("instance_concurrency", 1)),
         )
         validation.check_config(config)
         return await self._backend.create(who.namespace, name, config, code_zip)
@@ -92,7 +94,7 @@ class FunctionsApi:
         self,
         who: Principal,
         name: str,
-        changes: dict[str, object],
+        changes: ConfigFields,
         replace_env: bool,
         expected_revision: int,
     ) -> FunctionRecord:

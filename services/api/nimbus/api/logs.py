@@ -1,4 +1,5 @@
-"""Function logs: query (GetLogs) and follow (TailLogs) a function's lines in JetStream's NIMBUS_LOGS.
+"""Function logs: query (GetLogs) and follow (TailLogs) a function's lines
+in JetStream's NIMBUS_LOGS.
 
 The node-agents publish each function's records on `logs.<namespace>.<function>` in batches (a
 message is JSON lines, nimbus.common.logstream). A query reads the function's messages from
@@ -164,7 +165,8 @@ class LogsApi:
                         break
         except TimeoutError:
             raise DeadlineExceeded(
-                f"reading the logs of {name} took over {READ_TIMEOUT_S:.0f} s; narrow the query with since and until"
+                f"reading the logs of {name} took over {READ_TIMEOUT_S:.0f} s; "
+                "narrow the query with since and until"
             ) from None
         return oldest(found, query.limit)
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from nimbus.common.config import ConfigError, get_float, get_int, get_str
 
 # A request id stays "counted" at least this long: longer than any redelivery, and longer than the
-# log stream keeps a record, so even a consumer re-created from the stream's start counts nothing twice.
+# log stream keeps a record, so even a consumer re-created from the stream's
+# start counts nothing twice.
 MIN_SEEN_TTL_S = 2 * 86400
 
 # The defaults (a slotted dataclass keeps no class attributes to read them from).
@@ -25,7 +26,8 @@ class MeterConfig:
     NIMBUS_LOG_RETENTION_H          how long NIMBUS_LOGS keeps records (default 72)
     NIMBUS_LOG_MAX_MB               the most disk NIMBUS_LOGS may use (default 1024)
     NIMBUS_METER_BATCH              log messages the meter fetches and applies at once (default 256)
-    NIMBUS_METER_ACK_WAIT_S         when the stream redelivers a message a meter did not ack (default 30)
+    NIMBUS_METER_ACK_WAIT_S         when the stream redelivers a message a meter did not ack
+                                    (default 30)
     """
 
     nats_url: str = _NATS_URL

@@ -29,7 +29,8 @@ def _admin_only(who: Principal) -> None:
 def check_rollout(service: str, version: str, weight: float) -> None:
     if service not in ROUTED_SERVICES:
         raise InvalidArgument(
-            f"service: {service!r} is not routed by the gateway; use one of {', '.join(ROUTED_SERVICES)}"
+            f"service: {service!r} is not routed by the gateway; "
+            f"use one of {', '.join(ROUTED_SERVICES)}"
         )
     if version not in API_RELEASES:
         raise InvalidArgument(

@@ -6,6 +6,7 @@ RPCs this version does not implement yet are left to the generated base class (U
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypedDict
 
 import grpc
 from nimbus.api.apikeys import KeyIssuer
@@ -15,13 +16,20 @@ from nimbus.api.metrics import MetricsApi, MinuteMetrics
 from nimbus.api.usage import Usage, UsageApi, gb_seconds
 from nimbus.api.v1 import functions_pb2 as pb
 from nimbus.api.v1 import functions_pb2_grpc
+from nimbus.api.v2 import functions_pb2 as pb2
 from nimbus.api.versions import VersionsApi
 from nimbus.common.auth import KeyRecord, current_principal
 from nimbus.common.clock import iso
 from nimbus.common.errors import InvalidArgument, TooLarge
-from nimbus.common.model import AliasRecord, FunctionRecord, VersionRecord
+from nimbus.common.model import (
+    AliasRecord,
+    ConfigField,
+    ConfigFields,
+    FunctionRecord,
+    VersionRecord,
+)
 
-_OPTIONAL_INTS = (
+_OPTIONAL_INTS: tuple[ConfigField, ...] = (
     "memory_mb",
     "timeout_s",
     "max_concurrency",
@@ -31,10 +39,32 @@ _OPTIONAL_INTS = (
 )
 
 
-def function_fields(record: FunctionRecord) -> dict[str, object]:
+class FunctionFields(TypedDict):
+    """The fields v1's Function shares with every later version's, as keyword arguments."""
+
+    name: str
+    runtime: str
+    handler: str
+    memory_mb: int
+    timeout_s: int
+    env: dict[str, str]
+    description: str
+    max_concurrency: int
+    min_instances: int
+    keep_alive_s: int
+    instance_concurrency: int
+    namespace: str
+    code_sha256: str
+    code_size: int
+    revision: int
+    created_at: str
+    updated_at: str
+
+
+def function_fields(record: FunctionRecord) -> FunctionFields:
     """The fields v1's Function shares with every later version's (they only add)."""
     c = record.config
-    return dict(
+    return FunctionFields(
         name=record.name,
         runtime=c.runtime,
         handler=c.handler,
@@ -156,10 +186,11 @@ def log_line_to_pb(line: LogLine) -> pb.LogLine:
     )
 
 
-def update_changes(request: pb.UpdateFunctionRequest) -> dict[str, object]:
+def update_changes(request: pb.UpdateFunctionRequest | pb2.UpdateFunctionRequest) -> ConfigFields:
     """The fields a PATCH sets. Works on any API version's request: later versions only add."""
-    changes: dict[str, object] = {}
-    for name in ("runtime", "handler", "description", *_OPTIONAL_INTS):
+    changes: ConfigFields = {}
+    names: tuple[ConfigField, ...] = ("runtime", "handler", "description", *_OPTIONAL_INTS)
+    for name in names:
         if request.HasField(name):
             changes[name] = getattr(request, name)
     if request.env or request.replace_env:
@@ -167,8 +198,9 @@ def update_changes(request: pb.UpdateFunctionRequest) -> dict[str, object]:
     return changes
 
 
-def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
-    fields: dict[str, object] = {
+def create_fields(request: pb.CreateFunctionRequest | pb2.CreateFunctionRequest) -> ConfigFields:
+    """The fields a create gives. Works on any API version's request: later versions only add."""
+    fields: ConfigFields = {
         "runtime": request.runtime,
         "handler": request.handler,
         "env": dict(request.env),
@@ -201,7 +233,9 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         self._logs = logs
 
     async def CreateFunction(
-        self, request: pb.CreateFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.CreateFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.CreateFunctionRequest, pb.Function],
     ) -> pb.Function:
         record = await self._functions.create(
             current_principal(), request.name, create_fields(request), request.code.zip_base64
@@ -209,18 +243,24 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         return function_to_pb(record)
 
     async def GetFunction(
-        self, request: pb.GetFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.GetFunctionRequest, pb.Function],
     ) -> pb.Function:
         return function_to_pb(await self._functions.get(current_principal(), request.name))
 
     async def ListFunctions(
-        self, request: pb.ListFunctionsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListFunctionsRequest,
+        context: grpc.aio.ServicerContext[pb.ListFunctionsRequest, pb.ListFunctionsResponse],
     ) -> pb.ListFunctionsResponse:
         records = await self._functions.list(current_principal())
         return pb.ListFunctionsResponse(functions=[function_to_pb(r) for r in records])
 
     async def UpdateFunction(
-        self, request: pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.UpdateFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.UpdateFunctionRequest, pb.Function],
     ) -> pb.Function:
         record = await self._functions.update_config(
             current_principal(),
@@ -232,7 +272,9 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         return function_to_pb(record)
 
     async def UpdateFunctionCode(
-        self, request: pb.UpdateFunctionCodeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.UpdateFunctionCodeRequest,
+        context: grpc.aio.ServicerContext[pb.UpdateFunctionCodeRequest, pb.Function],
     ) -> pb.Function:
         record = await self._functions.update_code(
             current_principal(), request.name, request.code.zip_base64, request.expected_revision
@@ -240,7 +282,9 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         return function_to_pb(record)
 
     async def DeleteFunction(
-        self, request: pb.DeleteFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.DeleteFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.DeleteFunctionRequest, pb.DeleteFunctionResponse],
     ) -> pb.DeleteFunctionResponse:
         await self._functions.delete(current_principal(), request.name)
         return pb.DeleteFunctionResponse()
@@ -248,7 +292,7 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
     async def UploadCode(
         self,
         request_iterator: AsyncIterator[pb.UploadCodeRequest],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[pb.UploadCodeRequest, pb.Function],
     ) -> pb.Function:
         first: pb.UploadCodeRequest | None = None
         chunks: list[bytes] = []
@@ -279,7 +323,9 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         return function_to_pb(record)
 
     async def PublishVersion(
-        self, request: pb.PublishVersionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.PublishVersionRequest,
+        context: grpc.aio.ServicerContext[pb.PublishVersionRequest, pb.Version],
     ) -> pb.Version:
         record = await self._versions.publish(
             current_principal(), request.name, request.description, request.expected_revision
@@ -287,26 +333,34 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         return version_to_pb(record)
 
     async def GetVersion(
-        self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetVersionRequest,
+        context: grpc.aio.ServicerContext[pb.GetVersionRequest, pb.Version],
     ) -> pb.Version:
         return version_to_pb(
             await self._versions.get(current_principal(), request.name, request.version)
         )
 
     async def ListVersions(
-        self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListVersionsRequest,
+        context: grpc.aio.ServicerContext[pb.ListVersionsRequest, pb.ListVersionsResponse],
     ) -> pb.ListVersionsResponse:
         versions = await self._versions.list(current_principal(), request.name)
         return pb.ListVersionsResponse(versions=[version_to_pb(v) for v in versions])
 
     async def DeleteVersion(
-        self, request: pb.DeleteVersionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.DeleteVersionRequest,
+        context: grpc.aio.ServicerContext[pb.DeleteVersionRequest, pb.DeleteVersionResponse],
     ) -> pb.DeleteVersionResponse:
         await self._versions.delete(current_principal(), request.name, request.version)
         return pb.DeleteVersionResponse()
 
     async def PutAlias(
-        self, request: pb.PutAliasRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.PutAliasRequest,
+        context: grpc.aio.ServicerContext[pb.PutAliasRequest, pb.Alias],
     ) -> pb.Alias:
         alias = await self._versions.put_alias(
             current_principal(),
@@ -320,32 +374,42 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         return alias_to_pb(alias)
 
     async def GetAlias(
-        self, request: pb.GetAliasRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetAliasRequest,
+        context: grpc.aio.ServicerContext[pb.GetAliasRequest, pb.Alias],
     ) -> pb.Alias:
         return alias_to_pb(
             await self._versions.get_alias(current_principal(), request.name, request.alias)
         )
 
     async def ListAliases(
-        self, request: pb.ListAliasesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListAliasesRequest,
+        context: grpc.aio.ServicerContext[pb.ListAliasesRequest, pb.ListAliasesResponse],
     ) -> pb.ListAliasesResponse:
         aliases = await self._versions.list_aliases(current_principal(), request.name)
         return pb.ListAliasesResponse(aliases=[alias_to_pb(a) for a in aliases])
 
     async def DeleteAlias(
-        self, request: pb.DeleteAliasRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.DeleteAliasRequest,
+        context: grpc.aio.ServicerContext[pb.DeleteAliasRequest, pb.DeleteAliasResponse],
     ) -> pb.DeleteAliasResponse:
         await self._versions.delete_alias(current_principal(), request.name, request.alias)
         return pb.DeleteAliasResponse()
 
     async def GetMetrics(
-        self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetMetricsRequest,
+        context: grpc.aio.ServicerContext[pb.GetMetricsRequest, pb.GetMetricsResponse],
     ) -> pb.GetMetricsResponse:
         minutes = await self._metrics.get(current_principal(), request.name, request.minutes)
         return pb.GetMetricsResponse(buckets=[minute_to_pb(m) for m in minutes])
 
     async def GetLogs(
-        self, request: pb.GetLogsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetLogsRequest,
+        context: grpc.aio.ServicerContext[pb.GetLogsRequest, pb.GetLogsResponse],
     ) -> pb.GetLogsResponse:
         lines, truncated = await self._logs.get(
             current_principal(),
@@ -360,7 +424,9 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         )
 
     async def TailLogs(
-        self, request: pb.TailLogsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.TailLogsRequest,
+        context: grpc.aio.ServicerContext[pb.TailLogsRequest, pb.LogLine],
     ) -> AsyncIterator[pb.LogLine]:
         async for line in self._logs.tail(
             current_principal(), request.name, request.request_id, request.since
@@ -368,7 +434,9 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
             yield log_line_to_pb(line)
 
     async def GetUsage(
-        self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetUsageRequest,
+        context: grpc.aio.ServicerContext[pb.GetUsageRequest, pb.GetUsageResponse],
     ) -> pb.GetUsageResponse:
         # `from` is a Python keyword, hence getattr.
         return usage_to_pb(
@@ -376,7 +444,9 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         )
 
     async def CreateKey(
-        self, request: pb.CreateKeyRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.CreateKeyRequest,
+        context: grpc.aio.ServicerContext[pb.CreateKeyRequest, pb.ApiKey],
     ) -> pb.ApiKey:
         issued = await self._keys.create(
             current_principal(), request.namespace, request.description, request.admin
@@ -384,14 +454,18 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         return key_to_pb(issued.record, issued.api_key)
 
     async def ListKeys(
-        self, request: pb.ListKeysRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListKeysRequest,
+        context: grpc.aio.ServicerContext[pb.ListKeysRequest, pb.ListKeysResponse],
     ) -> pb.ListKeysResponse:
         return pb.ListKeysResponse(
             keys=[key_to_pb(r) for r in await self._keys.list(current_principal())]
         )
 
     async def RevokeKey(
-        self, request: pb.RevokeKeyRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.RevokeKeyRequest,
+        context: grpc.aio.ServicerContext[pb.RevokeKeyRequest, pb.RevokeKeyResponse],
     ) -> pb.RevokeKeyResponse:
         await self._keys.revoke(current_principal(), request.key_id)
         return pb.RevokeKeyResponse()

@@ -4,9 +4,15 @@ adapter of the other Functions RPCs (server.py)."""
 from __future__ import annotations
 
 import grpc
+from nimbus.api.apikeys import KeyIssuer
+from nimbus.api.functions import FunctionsApi
+from nimbus.api.logs import LogsApi
+from nimbus.api.metrics import MetricsApi
 from nimbus.api.server import FunctionsServicer
 from nimbus.api.triggers import TriggersApi
+from nimbus.api.usage import UsageApi
 from nimbus.api.v1 import functions_pb2 as pb
+from nimbus.api.versions import VersionsApi
 from nimbus.common.auth import current_principal
 from nimbus.common.eventconfig import Destination, EventConfig
 from nimbus.common.triggers import TriggerRecord
@@ -55,12 +61,27 @@ def event_config_from_pb(msg: pb.EventInvokeConfig) -> EventConfig:
 
 
 class FunctionsAndTriggersServicer(FunctionsServicer):
-    def __init__(self, *args: object, triggers: TriggersApi, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        functions: FunctionsApi,
+        versions: VersionsApi,
+        keys: KeyIssuer,
+        max_zip_bytes: int,
+        *,
+        triggers: TriggersApi,
+        metrics: MetricsApi,
+        usage: UsageApi,
+        logs: LogsApi,
+    ) -> None:
+        super().__init__(
+            functions, versions, keys, max_zip_bytes, metrics=metrics, usage=usage, logs=logs
+        )
         self._triggers = triggers
 
     async def CreateTrigger(
-        self, request: pb.CreateTriggerRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.CreateTriggerRequest,
+        context: grpc.aio.ServicerContext[pb.CreateTriggerRequest, pb.Trigger],
     ) -> pb.Trigger:
         record = await self._triggers.create(
             current_principal(),
@@ -73,26 +94,34 @@ class FunctionsAndTriggersServicer(FunctionsServicer):
         return trigger_to_pb(record)
 
     async def ListTriggers(
-        self, request: pb.ListTriggersRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListTriggersRequest,
+        context: grpc.aio.ServicerContext[pb.ListTriggersRequest, pb.ListTriggersResponse],
     ) -> pb.ListTriggersResponse:
         records = await self._triggers.list(current_principal(), request.name)
         return pb.ListTriggersResponse(triggers=[trigger_to_pb(r) for r in records])
 
     async def GetTrigger(
-        self, request: pb.GetTriggerRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetTriggerRequest,
+        context: grpc.aio.ServicerContext[pb.GetTriggerRequest, pb.Trigger],
     ) -> pb.Trigger:
         return trigger_to_pb(
             await self._triggers.get(current_principal(), request.name, request.id)
         )
 
     async def DeleteTrigger(
-        self, request: pb.DeleteTriggerRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.DeleteTriggerRequest,
+        context: grpc.aio.ServicerContext[pb.DeleteTriggerRequest, pb.DeleteTriggerResponse],
     ) -> pb.DeleteTriggerResponse:
         await self._triggers.delete(current_principal(), request.name, request.id)
         return pb.DeleteTriggerResponse()
 
     async def PutEventInvokeConfig(
-        self, request: pb.EventInvokeConfig, context: grpc.aio.ServicerContext
+        self,
+        request: pb.EventInvokeConfig,
+        context: grpc.aio.ServicerContext[pb.EventInvokeConfig, pb.EventInvokeConfig],
     ) -> pb.EventInvokeConfig:
         stored = await self._triggers.put_event_config(
             current_principal(), request.name, event_config_from_pb(request)
@@ -100,14 +129,20 @@ class FunctionsAndTriggersServicer(FunctionsServicer):
         return event_config_to_pb(stored)
 
     async def GetEventInvokeConfig(
-        self, request: pb.GetEventInvokeConfigRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetEventInvokeConfigRequest,
+        context: grpc.aio.ServicerContext[pb.GetEventInvokeConfigRequest, pb.EventInvokeConfig],
     ) -> pb.EventInvokeConfig:
         return event_config_to_pb(
             await self._triggers.get_event_config(current_principal(), request.name)
         )
 
     async def DeleteEventInvokeConfig(
-        self, request: pb.DeleteEventInvokeConfigRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.DeleteEventInvokeConfigRequest,
+        context: grpc.aio.ServicerContext[
+            pb.DeleteEventInvokeConfigRequest, pb.DeleteEventInvokeConfigResponse
+        ],
     ) -> pb.DeleteEventInvokeConfigResponse:
         await self._triggers.delete_event_config(current_principal(), request.name)
         return pb.DeleteEventInvokeConfigResponse()

@@ -47,7 +47,8 @@ class Usage:
 
 
 def gb_seconds(mb_ms: int) -> float:
-    """MB-ms to GB-s (1 GB = 1024 MB), divided once, so the same MB-ms always give the same float."""
+    """MB-ms to GB-s (1 GB = 1024 MB), divided once,
+    so the same MB-ms always give the same float."""
     return mb_ms / 1024 / 1000
 
 

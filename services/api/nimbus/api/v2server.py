@@ -13,7 +13,7 @@ from nimbus.api.v2 import functions_pb2 as pb
 from nimbus.api.v2 import functions_pb2_grpc
 from nimbus.common.auth import current_principal
 from nimbus.common.errors import InvalidArgument
-from nimbus.common.model import FunctionRecord, VersionRecord
+from nimbus.common.model import ConfigFields, FunctionRecord, VersionRecord
 
 
 def function_to_pb(record: FunctionRecord) -> pb.Function:
@@ -31,8 +31,10 @@ def version_to_pb(record: VersionRecord) -> pb.Version:
     )
 
 
-def create_fields(request: pb.CreateFunctionRequest) -> dict[str, object]:
-    return {**v1.create_fields(request), "tags": dict(request.tags)}  # type: ignore[arg-type]
+def create_fields(request: pb.CreateFunctionRequest) -> ConfigFields:
+    fields = v1.create_fields(request)
+    fields["tags"] = dict(request.tags)
+    return fields
 
 
 def tag_filter(pairs: Iterable[str]) -> dict[str, str]:
@@ -45,8 +47,8 @@ def tag_filter(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def update_changes(request: pb.UpdateFunctionRequest) -> dict[str, object]:
-    changes = v1.update_changes(request)  # type: ignore[arg-type]
+def update_changes(request: pb.UpdateFunctionRequest) -> ConfigFields:
+    changes = v1.update_changes(request)
     if request.HasField("tags"):
         changes["tags"] = dict(request.tags.tags)
     return changes
@@ -58,7 +60,9 @@ class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
         self._listing = listing
 
     async def CreateFunction(
-        self, request: pb.CreateFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.CreateFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.CreateFunctionRequest, pb.Function],
     ) -> pb.Function:
         record = await self._functions.create(
             current_principal(), request.name, create_fields(request), request.code.zip_base64
@@ -66,12 +70,16 @@ class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
         return function_to_pb(record)
 
     async def GetFunction(
-        self, request: pb.GetFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.GetFunctionRequest, pb.Function],
     ) -> pb.Function:
         return function_to_pb(await self._functions.get(current_principal(), request.name))
 
     async def ListFunctions(
-        self, request: pb.ListFunctionsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListFunctionsRequest,
+        context: grpc.aio.ServicerContext[pb.ListFunctionsRequest, pb.ListFunctionsResponse],
     ) -> pb.ListFunctionsResponse:
         page = await self._listing.functions(
             current_principal(), request.page_size, request.page_token, tag_filter(request.tag)
@@ -81,7 +89,9 @@ class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
         )
 
     async def UpdateFunction(
-        self, request: pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.UpdateFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.UpdateFunctionRequest, pb.Function],
     ) -> pb.Function:
         record = await self._functions.update_config(
             current_principal(),
@@ -93,13 +103,17 @@ class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
         return function_to_pb(record)
 
     async def DeleteFunction(
-        self, request: pb.DeleteFunctionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.DeleteFunctionRequest,
+        context: grpc.aio.ServicerContext[pb.DeleteFunctionRequest, pb.DeleteFunctionResponse],
     ) -> pb.DeleteFunctionResponse:
         await self._functions.delete(current_principal(), request.name)
         return pb.DeleteFunctionResponse()
 
     async def ListVersions(
-        self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListVersionsRequest,
+        context: grpc.aio.ServicerContext[pb.ListVersionsRequest, pb.ListVersionsResponse],
     ) -> pb.ListVersionsResponse:
         page = await self._listing.versions(
             current_principal(), request.name, request.page_size, request.page_token

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Protocol
 
 from nimbus.common import validation
@@ -72,7 +73,7 @@ class VersionsApi:
         validation.check_name(name)
         return await self._backend.get_alias(who.namespace, name, alias)
 
-    async def list_aliases(self, who: Principal, name: str) -> list[AliasRecord]:
+    async def list_aliases(self, who: Principal, name: str) -> builtins.list[AliasRecord]:
         validation.check_name(name)
         return await self._backend.list_aliases(who.namespace, name)
 

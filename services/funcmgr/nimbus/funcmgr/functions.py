@@ -8,7 +8,7 @@ from typing import Protocol
 
 from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import AlreadyExists, Conflict, NotFound
-from nimbus.common.model import FunctionConfig, FunctionRecord
+from nimbus.common.model import ConfigFields, FunctionConfig, FunctionRecord
 from nimbus.common.validation import check_config, check_name
 from nimbus.funcmgr.package import PackageLimits, check_package
 
@@ -68,17 +68,17 @@ class FunctionManager:
         self,
         namespace: str,
         name: str,
-        changes: dict[str, object],
+        changes: ConfigFields,
         replace_env: bool,
         expected_revision: int,
     ) -> FunctionRecord:
         for _ in range(_UPDATE_ATTEMPTS):
             current = await self.get(namespace, name)
             self._check_revision(current, expected_revision)
-            fields = dict(changes)
+            fields = changes.copy()
             if "env" in fields and not replace_env:
-                fields["env"] = {**current.config.env, **fields["env"]}  # type: ignore[dict-item]
-            config = dataclasses.replace(current.config, **fields)  # type: ignore[arg-type]
+                fields["env"] = {**current.config.env, **fields["env"]}
+            config = dataclasses.replace(current.config, **fields)
             check_config(config)
             updated = dataclasses.replace(current, config=config, updated_at=iso(self._clock.now()))
             revision = await self._store.replace(updated, current.revision)
@@ -112,7 +112,8 @@ class FunctionManager:
         raise Conflict(f"function {name!r} changed concurrently; read it again and retry")
 
     async def delete(self, namespace: str, name: str) -> None:
-        """Removes the function with its versions, aliases and triggers; the name is free at once."""
+        """Removes the function with its versions,
+        aliases and triggers; the name is free at once."""
         for _ in range(_UPDATE_ATTEMPTS):
             current = await self.get(namespace, name)
             if await self._store.delete(namespace, name, current.revision):
@@ -123,5 +124,6 @@ class FunctionManager:
     def _check_revision(current: FunctionRecord, expected_revision: int) -> None:
         if expected_revision and current.revision != expected_revision:
             raise Conflict(
-                f"function {current.name!r} is at revision {current.revision}, not the expected {expected_revision}"
+                f"function {current.name!r} is at revision {current.revision}, "
+                f"not the expected {expected_revision}"
             )

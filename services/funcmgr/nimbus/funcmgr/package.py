@@ -35,7 +35,8 @@ def check_package(zip_bytes: bytes, runtime: str, handler: str, limits: PackageL
         raise InvalidArgument("code.zip_base64: required, the base64 of a zip archive")
     if len(zip_bytes) > limits.max_zip_bytes:
         raise TooLarge(
-            f"code.zip_base64: the zip is {len(zip_bytes)} bytes, over the limit of {limits.max_zip_bytes} bytes"
+            f"code.zip_base64: the zip is {len(zip_bytes)} bytes, "
+            f"over the limit of {limits.max_zip_bytes} bytes"
         )
     try:
         archive = zipfile.ZipFile(io.BytesIO(zip_bytes))
@@ -67,7 +68,8 @@ def check_package(zip_bytes: bytes, runtime: str, handler: str, limits: PackageL
             names.add(name)
         if total > limits.max_unzipped_bytes:
             raise TooLarge(
-                f"code.zip_base64: unzipped size {total} bytes is over the limit of {limits.max_unzipped_bytes} bytes"
+                f"code.zip_base64: unzipped size {total} bytes is "
+                f"over the limit of {limits.max_unzipped_bytes} bytes"
             )
     wanted = handler_file(runtime, handler)
     if wanted is None:
@@ -78,5 +80,6 @@ def check_package(zip_bytes: bytes, runtime: str, handler: str, limits: PackageL
         candidates = {wanted}
     if not candidates & names:
         raise InvalidArgument(
-            f"handler: {handler!r} needs {' or '.join(sorted(candidates))} in the zip, which is not there"
+            f"handler: {handler!r} needs {' or '.join(sorted(candidates))} "
+            "in the zip, which is not there"
         )

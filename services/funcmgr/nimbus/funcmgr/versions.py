@@ -7,6 +7,7 @@ version" can never interleave into a dangling alias.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import re
 from typing import Protocol
@@ -54,7 +55,8 @@ def check_version_number(version: str) -> None:
 def check_alias_name(alias: str) -> None:
     if not _ALIAS.fullmatch(alias):
         raise InvalidArgument(
-            f"alias: {alias!r} must be 1-128 letters, digits, '-' or '_', starting with a letter or digit, and not only digits"
+            f"alias: {alias!r} must be 1-128 letters, digits, '-' or '_', "
+            "starting with a letter or digit, and not only digits"
         )
 
 
@@ -94,7 +96,8 @@ class VersionManager:
             record = await self._function(namespace, name)
             if expected_revision and record.revision != expected_revision:
                 raise Conflict(
-                    f"function {name!r} is at revision {record.revision}, not the expected {expected_revision}"
+                    f"function {name!r} is at revision {record.revision}, "
+                    f"not the expected {expected_revision}"
                 )
             meta = await self._store.meta(namespace, name)
             if meta.last_version:
@@ -148,7 +151,8 @@ class VersionManager:
             ]
             if users:
                 raise Conflict(
-                    f"version {version} is used by alias(es) {', '.join(sorted(users))}; move them first"
+                    f"version {version} is used by alias(es) "
+                    f"{', '.join(sorted(users))}; move them first"
                 )
             if await self._store.delete_version(namespace, name, version, meta):
                 return
@@ -204,7 +208,7 @@ class VersionManager:
             raise NotFound(f"alias {alias!r} of function {name!r} not found")
         return found
 
-    async def list_aliases(self, namespace: str, name: str) -> list[AliasRecord]:
+    async def list_aliases(self, namespace: str, name: str) -> builtins.list[AliasRecord]:
         await self._function(namespace, name)
         return sorted(await self._store.list_aliases(namespace, name), key=lambda a: a.alias)
 

@@ -10,11 +10,14 @@ from nimbus.common.config import CommonConfig, get_float, get_str
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
-    """The gateway's control plane (gateway-sync): the service registry in etcd -> Envoy's xDS files.
+    """The gateway's control plane (gateway-sync): the service registry in
+    etcd -> Envoy's xDS files.
 
     NIMBUS_LISTEN_ADDR       gRPC listen address, for its health check (default 127.0.0.1:7601)
-    NIMBUS_XDS_DIR           where the xDS files Envoy watches are written (default NIMBUS_HOME/run/xds)
-    NIMBUS_XDS_DEBOUNCE_S    how long a burst of registry changes is gathered into one write (default 0.02)
+    NIMBUS_XDS_DIR           where the xDS files Envoy watches are written (default
+                             NIMBUS_HOME/run/xds)
+    NIMBUS_XDS_DEBOUNCE_S    how long a burst of registry changes is gathered into one write
+                             (default 0.02)
     NIMBUS_XDS_RESYNC_S      files are rewritten from the registry at least this often (default 5)
     """
 

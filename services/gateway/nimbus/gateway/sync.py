@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from nimbus.common.clock import Clock
 from nimbus.common.registry import Rollout, ServiceEndpoint
@@ -15,12 +15,17 @@ from nimbus.gateway import xds
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-class Watched(Protocol):
+
+class Watched(Protocol[T]):
     """The read side of an etcd WatchCache."""
 
-    items: Mapping[bytes, object]
-    listeners: list[Callable[[bytes, object | None], None]]
+    @property
+    def items(self) -> Mapping[bytes, T]: ...
+
+    @property
+    def listeners(self) -> list[Callable[[bytes, T | None], None]]: ...
 
     async def wait_ready(self, timeout_s: float) -> None: ...
 
@@ -32,8 +37,8 @@ class FileSink(Protocol):
 class GatewaySync:
     def __init__(
         self,
-        endpoints: Watched,
-        rollouts: Watched,
+        endpoints: Watched[ServiceEndpoint],
+        rollouts: Watched[Rollout],
         sink: FileSink,
         clock: Clock,
         *,

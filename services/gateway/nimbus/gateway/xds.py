@@ -1,10 +1,10 @@
 """The registry as Envoy resources, rendered as file-based xDS. Pure: records in, JSON out.
 
 Envoy's bootstrap (deploy/local/envoy.yaml.tmpl) declares one upstream cluster per routed service
-and API release (api_v1, api_v2, invoker_v1, invoker_v2), plus invoker_http for the invokers' HTTP/1.1
-listeners (REST invoke and HTTP triggers), each of type EDS reading its endpoints
-from `eds_<cluster>.json`, and one RTDS runtime layer read from `rtds.json` that holds the route
-weights: every version's routes are `weighted_clusters` whose `runtime_key_prefix` is
+and API release (api_v1, api_v2, invoker_v1, invoker_v2), plus invoker_http for the invokers'
+HTTP/1.1 listeners (REST invoke and HTTP triggers), each of type EDS reading its endpoints from
+`eds_<cluster>.json`, and one RTDS runtime layer read from `rtds.json` that holds the route weights:
+every version's routes are `weighted_clusters` whose `runtime_key_prefix` is
 `nimbus.routes.<service>.<version>`, so the weight of a cluster is the runtime key
 `nimbus.routes.<service>.<version>.<cluster>`.
 

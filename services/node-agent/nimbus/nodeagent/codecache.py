@@ -79,7 +79,8 @@ class CodeCache:
         self._index_lock = asyncio.Lock()
 
     async def acquire(self, sha256: str) -> Path:
-        """The unpacked code directory, fetched when missing; held (never evicted) until release()."""
+        """The unpacked code directory, fetched when missing;
+        held (never evicted) until release()."""
         return await self.ensure(sha256, hold=True)
 
     def release(self, sha256: str) -> None:

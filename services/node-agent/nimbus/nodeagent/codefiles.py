@@ -69,7 +69,8 @@ def _make_writable(path: Path) -> None:
 
 
 def make_readable(tree: Path) -> None:
-    """compileall's __pycache__ dirs and .pyc files follow the umask; every instance must read them."""
+    """compileall's __pycache__ dirs and .pyc files follow the umask;
+    every instance must read them."""
     for dirpath, dirnames, filenames in os.walk(tree):
         for d in dirnames:
             os.chmod(os.path.join(dirpath, d), 0o755)

@@ -62,10 +62,11 @@ def parse_pool_sizes(raw: str) -> dict[str, int]:
 @dataclass(frozen=True, slots=True)
 class NodeAgentConfig:
     """
-    NIMBUS_LISTEN_ADDR        gRPC listen address, also the address written to etcd (default 127.0.0.1:7301)
-    NIMBUS_INVOKE_LANE_ADDR   the invoke lane: a framed TCP listener invokers send calls over instead
-                              of the slower InvokeStream (default: NIMBUS_LISTEN_ADDR's host, a free
-                              port; "off" serves InvokeStream only)
+    NIMBUS_LISTEN_ADDR        gRPC listen address, also the address written to etcd (default
+                              127.0.0.1:7301)
+    NIMBUS_INVOKE_LANE_ADDR   the invoke lane: a framed TCP listener invokers send calls over
+                              instead of the slower InvokeStream (default: NIMBUS_LISTEN_ADDR's
+                              host, a free port; "off" serves InvokeStream only)
     NIMBUS_NODE_ID            this node's id in etcd keys and under HOME/nodes/ (default node-1)
     NIMBUS_FUNCMGR_ADDR       funcmgr's gRPC address, for FetchCode (default 127.0.0.1:7201)
     NIMBUS_NODE_MEMORY_MB     memory the node offers to instances (default 80% of host RAM)
@@ -80,23 +81,27 @@ class NodeAgentConfig:
                               with runc it must live under /usr, which sandboxes see)
     NIMBUS_NODEJS             node binary of nodejs20 instances (default /usr/bin/node; nodejs20 is
                               unavailable on the node when it is missing)
-    NIMBUS_WARM_POOL_SIZE     generic sandboxes kept booted per runtime, e.g. "python3.11=2,nodejs20=1"
-                              or one number for all (default python3.11=2,nodejs20=1,provided=1; 0 disables)
+    NIMBUS_WARM_POOL_SIZE     generic sandboxes kept booted per runtime, e.g.
+                              "python3.11=2,nodejs20=1" or one number for all (default
+                              python3.11=2,nodejs20=1,provided=1; 0 disables)
     NIMBUS_CODE_CACHE_MB      disk budget of unpacked code; least recently used packages no instance
                               holds are evicted beyond it (default 4096)
     NIMBUS_SANDBOX_TMP_MB     size of each sandbox's private /tmp (a tmpfs, so it counts toward the
                               function's memory, as on Google Cloud Functions) (default 512)
-    NIMBUS_SANDBOX_UID        the unprivileged uid (and gid) function code runs as under runc (default 10001)
-    NIMBUS_SANDBOX_CPU        quota | shares: a function's CPU after init is capped at memory/1769 MB
-                              cores (quota, as Lambda) or only weighted by it under contention
+    NIMBUS_SANDBOX_UID        the unprivileged uid (and gid) function code runs as under runc
+                              (default 10001)
+    NIMBUS_SANDBOX_CPU        quota | shares: a function's CPU after init is capped at
+                              memory/1769 MB cores (quota, as Lambda) or only weighted by it under
+                              contention
                               (shares, faster for small functions on an idle node) (default quota)
-    NIMBUS_NATS_URL           NATS with JetStream, where function logs are shipped (stream NIMBUS_LOGS)
-                              (default nats://127.0.0.1:4222)
+    NIMBUS_NATS_URL           NATS with JetStream, where function logs are shipped (stream
+                              NIMBUS_LOGS) (default nats://127.0.0.1:4222)
     NIMBUS_LOG_RETENTION_H    hours NIMBUS_LOGS keeps a line (default 72)
     NIMBUS_LOG_MAX_MB         size bound of NIMBUS_LOGS; the oldest lines go first (default 1024)
     NIMBUS_LOG_SHIP_MS        the shortest time between two shipping rounds: lines reach NIMBUS_LOGS
                               (`nimbus logs`, usage, metrics) within about this long (default 1000)
-    plus CommonConfig's NIMBUS_HOME, NIMBUS_ETCD_ENDPOINT, NIMBUS_REPLICA, NIMBUS_LOG_LEVEL, NIMBUS_DRAIN_S.
+    plus CommonConfig's NIMBUS_HOME, NIMBUS_ETCD_ENDPOINT, NIMBUS_REPLICA, NIMBUS_LOG_LEVEL,
+    NIMBUS_DRAIN_S.
     """
 
     common: CommonConfig
@@ -159,7 +164,8 @@ class NodeAgentConfig:
             for name, path in (("NIMBUS_PYTHON", python), ("NIMBUS_NODEJS", node)):
                 if path is not None and not os.path.realpath(path).startswith(SANDBOX_VISIBLE):
                     raise ConfigError(
-                        f"{name}={path!r} is not under /usr: a runc sandbox cannot see it (use /usr/bin/python3.11)"
+                        f"{name}={path!r} is not under /usr: "
+                        "a runc sandbox cannot see it (use /usr/bin/python3.11)"
                     )
         cpu = get_str(env, "NIMBUS_SANDBOX_CPU", "quota")
         if cpu not in ("quota", "shares"):

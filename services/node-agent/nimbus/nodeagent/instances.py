@@ -1,4 +1,5 @@
-"""Function instances on this node: create, invoke up to instance_concurrency calls at a time, destroy.
+"""Function instances on this node: create, invoke up to instance_concurrency
+calls at a time, destroy.
 
 An instance is a sandbox (boot.py) given one function version, with one persistent Unix stream to
 the agent. Creating one takes a warm sandbox from the pool when there is one (else boots one while
@@ -67,7 +68,8 @@ class Instance:
     init_duration_us: int = 0
     invoked: bool = False
     stopping: bool = False
-    # A destroy waits for the calls queued before it; calls that come after it find the instance gone.
+    # A destroy waits for the calls queued before it;
+    # calls that come after it find the instance gone.
     closing: bool = False
     # Slots taken (by calls, or by destroy taking them all), of spec.config.instance_concurrency.
     taken: int = 0
@@ -120,7 +122,8 @@ class InstanceManager:
             raise Unavailable(f"node {self._node_id} is shutting down")
         if not fits(self._reserved_mb, spec.config.memory_mb, self._memory_mb):
             raise Unavailable(
-                f"node {self._node_id} has {self._memory_mb - self._reserved_mb} MB free, needs {spec.config.memory_mb}"
+                f"node {self._node_id} has {self._memory_mb - self._reserved_mb} "
+                f"MB free, needs {spec.config.memory_mb}"
             )
         self._reserved_mb += spec.config.memory_mb
         t0 = self._clock.monotonic()
@@ -336,7 +339,8 @@ class InstanceManager:
     async def _call(
         self, inst: Instance, request_id: str, payload: bytes, want_tail: bool
     ) -> InvokeResult:
-        # While calls overlap, their output is nobody's (logcapture.py); START/END/REPORT stay theirs.
+        # While calls overlap, their output is nobody's
+        # (logcapture.py); START/END/REPORT stay theirs.
         inst.sandbox.output.begin(request_id, specs.log_start(inst.spec, request_id))
         if not inst.calls:
             inst.move(InstanceState.BUSY)

@@ -1,4 +1,5 @@
-"""Function output: read from each sandbox's two pipes, tagged with the call and stream, capped, persisted.
+"""Function output: read from each sandbox's two pipes, tagged with the call and
+stream, capped, persisted.
 
 A sandbox's stdout and stderr are separate pipes, so every line keeps its stream ("stdout" or
 "stderr"); Nimbus' own lines (START/END/REPORT, the truncation and timeout notes) carry the stream
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 STDOUT, STDERR, PLATFORM = "stdout", "stderr", "platform"
 MAX_CALL_BYTES = 256 * 1024
 TAIL_BYTES = 4096
-# A runaway instance cannot fill the disk: its file stops growing here (with one last line saying so).
+# A runaway instance cannot fill the disk:
+# its file stops growing here (with one last line saying so).
 MAX_FILE_BYTES = 64 * 1024 * 1024
 _FLUSH_INTERVAL_S = 0.2
 _READ_CHUNK = 65536
@@ -105,8 +107,9 @@ class _Format:
 def _report_json(r: Report) -> str:
     """json.dumps(dataclasses.asdict(r)), without asdict's deep copy of every field."""
     return (
-        f'{{"duration_ms": {r.duration_ms!r}, "billed_ms": {r.billed_ms!r}, "memory_mb": {r.memory_mb!r}'
-        f', "max_memory_used_mb": {r.max_memory_used_mb!r}, "cold_start": {"true" if r.cold_start else "false"}'
+        f'{{"duration_ms": {r.duration_ms!r}, "billed_ms": {r.billed_ms!r}'
+        f', "memory_mb": {r.memory_mb!r}, "max_memory_used_mb": {r.max_memory_used_mb!r}'
+        f', "cold_start": {"true" if r.cold_start else "false"}'
         f', "init_duration_ms": {r.init_duration_ms!r}, "error": {_enc(r.error)}'
         f', "runtime_duration_ms": {r.runtime_duration_ms!r}}}'
     )
@@ -190,7 +193,8 @@ class LogWriter:
 
     def _timestamp(self) -> str:
         """clock.iso(now); the seconds part is cached, and the whole text for lines stamped within
-        the same millisecond (a call's START, END and REPORT often are), as every line is stamped."""
+        the same millisecond (a call's START, END and REPORT often are), as
+        every line is stamped."""
         now = self._clock.now()
         second = int(now)
         ms = int(now * 1000)
@@ -334,7 +338,8 @@ class OutputCapture:
         self._writer.append(self._instance_id, self._source, request_id, PLATFORM, [header_line])
 
     def end(self, footer: CallEnd, *, tail: bool = False) -> bytes:
-        """Closes the call's segment: everything it printed, then the footer. Its last 4 KB if asked.
+        """Closes the call's segment: everything it printed, then the
+        footer. Its last 4 KB if asked.
 
         The REPORT line needs the sandbox's peak memory, a few-µs read; unless the tail is wanted
         now, it is read just after the reply has gone (still before the next call can begin)."""
@@ -466,7 +471,10 @@ class OutputCapture:
         platform = list(notes)
         if seg.dropped:
             limit = MAX_CALL_BYTES // 1024
-            note = f"[nimbus] output truncated: {seg.dropped} bytes over the {limit} KB limit were dropped"
+            note = (
+                f"[nimbus] output truncated: {seg.dropped} bytes over the {limit} KB limit "
+                "were dropped"
+            )
             platform.insert(0, note)
         if platform:
             seg.lines.extend(map(_Platform, platform))

@@ -226,7 +226,7 @@ class LogShipper:
                     self._save_cursors()
         return sent
 
-    # -- files --------------------------------------------------------------------------------------
+    # -- files -------------------------------------------------------------------------------------
 
     def _scan(self) -> list[tuple[str, int, int, bytes]]:
         """(instance id, size, offset to ship from, whole lines from there) of every file.

@@ -57,8 +57,9 @@ async def main() -> None:
     )
     if not driver.isolated:
         log.warning(
-            "!!! SANDBOX DISABLED: NIMBUS_SANDBOX=process runs function code as plain processes of this "
-            "user, with NO isolation from the host, the network or each other; use runc in production !!!",
+            "!!! SANDBOX DISABLED: NIMBUS_SANDBOX=process runs function code as plain processes of "
+            "this user, with NO isolation from the host, the network or each other; use runc in "
+            "production !!!",
             extra=kv(sandbox=cfg.sandbox),
         )
     # Before serving: nothing a previous run of this node left may keep running.

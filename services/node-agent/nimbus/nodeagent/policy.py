@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 
 def idle_victims(last_used: Mapping[str, float], now: float, idle_s: float) -> list[str]:
-    """Instances idle for idle_s or longer, oldest first; last_used and now are monotonic seconds."""
+    """Instances idle for idle_s or longer, oldest first;
+    last_used and now are monotonic seconds."""
     old = [(used, iid) for iid, used in last_used.items() if now - used >= idle_s]
     return [iid for _, iid in sorted(old)]
 
@@ -23,7 +24,8 @@ def fits(used_mb: int, request_mb: int, capacity_mb: int) -> bool:
 
 
 def reap_interval_s(idle_s: float) -> float:
-    """Check often enough that an instance outlives its idle time by at most a quarter of it (≤ 5 s)."""
+    """Check often enough that an instance outlives its idle time by at most a
+    quarter of it (≤ 5 s)."""
     return max(0.5, min(5.0, idle_s / 4))
 
 

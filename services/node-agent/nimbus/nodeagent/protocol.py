@@ -21,13 +21,15 @@ never has the same request_id outstanding twice on one connection:
                      "function_version", "memory_limit_mb", "instance_concurrency"}
     shim → agent, once after importing the handler:
         READY       {"init_duration_us": int}
-        INIT_ERROR  {"errorType": str, "errorMessage": str, "stackTrace": [str]}   (then the shim exits)
+        INIT_ERROR  {"errorType": str, "errorMessage": str, "stackTrace": [str]}
+                    (then the shim exits)
     agent → shim, per call:
         INVOKE      {"request_id", "deadline_ms" (epoch ms), "function_name", "function_version",
                      "memory_limit_mb"}                          body: the event as JSON
     shim → agent, per call:
         RESULT      {"request_id", "duration_us"}               body: the return value as JSON
-        ERROR       {"request_id", "duration_us", "fatal"?}     body: {"errorType", "errorMessage", "stackTrace"}
+        ERROR       {"request_id", "duration_us", "fatal"?}     body: {"errorType", "errorMessage",
+                                                                       "stackTrace"}
                     "fatal": true means the runtime cannot take another call (a custom runtime's
                     process died): the agent replaces the instance, ending the other calls in
                     flight on it.
@@ -49,7 +51,8 @@ from enum import StrEnum
 from typing import Any
 
 PREFIX = struct.Struct("!II")
-# The gRPC message limit (service.MAX_MESSAGE_BYTES) bounds payloads anyway; this bounds a corrupt prefix.
+# The gRPC message limit (service.MAX_MESSAGE_BYTES) bounds payloads anyway;
+# this bounds a corrupt prefix.
 MAX_FRAME_BYTES = 96 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -64,7 +67,8 @@ class Kind(StrEnum):
 
 
 class ProtocolError(Exception):
-    """The peer sent something that is not a valid frame; the connection cannot be trusted after it."""
+    """The peer sent something that is not a valid frame;
+    the connection cannot be trusted after it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +127,6 @@ def _frame(head: bytes, body: bytes) -> bytes:
     if len(head) > MAX_HEADER_BYTES or len(head) + len(body) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame too large: header {len(head)} B, body {len(body)} B")
     return b"".join((PREFIX.pack(len(head), len(body)), head, body))
-
-
-def parse_prefix(prefix: bytes) -> tuple[int, int]:
-    return _checked(*PREFIX.unpack(prefix))
 
 
 def _checked(header_len: int, body_len: int) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""The idle reaper: destroys instances idle past NIMBUS_INSTANCE_IDLE_S and those whose process died."""
+"""The idle reaper: destroys instances idle past NIMBUS_INSTANCE_IDLE_S and
+those whose process died."""
 
 from __future__ import annotations
 

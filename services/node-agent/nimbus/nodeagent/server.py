@@ -1,4 +1,5 @@
-"""The thin gRPC adapter for nimbus.internal.v1.NodeAgent: proto → core call → proto, nothing else."""
+"""The thin gRPC adapter for nimbus.internal.v1.NodeAgent:
+proto → core call → proto, nothing else."""
 
 from __future__ import annotations
 
@@ -65,7 +66,11 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
         self._invoke_series = metrics.MethodSeries(INVOKE_METHOD)
 
     async def CreateInstance(
-        self, request: nodeagent_pb2.CreateInstanceRequest, context: grpc.aio.ServicerContext
+        self,
+        request: nodeagent_pb2.CreateInstanceRequest,
+        context: grpc.aio.ServicerContext[
+            nodeagent_pb2.CreateInstanceRequest, types_pb2.InstanceInfo
+        ],
     ) -> types_pb2.InstanceInfo:
         spec = spec_from_proto(request.spec)
         logs.bind_request("", spec.namespace, spec.function)
@@ -74,13 +79,21 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
         )
 
     async def DestroyInstance(
-        self, request: nodeagent_pb2.DestroyInstanceRequest, context: grpc.aio.ServicerContext
+        self,
+        request: nodeagent_pb2.DestroyInstanceRequest,
+        context: grpc.aio.ServicerContext[
+            nodeagent_pb2.DestroyInstanceRequest, nodeagent_pb2.DestroyInstanceResponse
+        ],
     ) -> nodeagent_pb2.DestroyInstanceResponse:
         await self._manager.destroy(request.instance_id, wait_s=context.time_remaining())
         return nodeagent_pb2.DestroyInstanceResponse()
 
     async def Invoke(
-        self, request: nodeagent_pb2.InstanceInvokeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: nodeagent_pb2.InstanceInvokeRequest,
+        context: grpc.aio.ServicerContext[
+            nodeagent_pb2.InstanceInvokeRequest, nodeagent_pb2.InstanceInvokeResponse
+        ],
     ) -> nodeagent_pb2.InstanceInvokeResponse:
         logs.request_id_var.set(request.request_id)
         r = await self._manager.invoke(
@@ -95,7 +108,9 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
     async def InvokeStream(
         self,
         requests: AsyncIterator[nodeagent_pb2.InvokeBatchRequest],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[
+            nodeagent_pb2.InvokeBatchRequest, nodeagent_pb2.InvokeBatchResponse
+        ],
     ) -> AsyncIterator[nodeagent_pb2.InvokeBatchResponse]:
         """Many calls at once over one stream: each runs in its own task; the replies ready when
         the stream can take a message go out together, in whatever order they finished. The
@@ -141,7 +156,11 @@ class NodeAgentServicer(nodeagent_pb2_grpc.NodeAgentServicer):
                 task.cancel()
 
     async def GetInvokeLane(
-        self, request: nodeagent_pb2.GetInvokeLaneRequest, context: grpc.aio.ServicerContext
+        self,
+        request: nodeagent_pb2.GetInvokeLaneRequest,
+        context: grpc.aio.ServicerContext[
+            nodeagent_pb2.GetInvokeLaneRequest, nodeagent_pb2.GetInvokeLaneResponse
+        ],
     ) -> nodeagent_pb2.GetInvokeLaneResponse:
         return nodeagent_pb2.GetInvokeLaneResponse(address=self._lane_address())
 

@@ -27,7 +27,8 @@ class InitError(Exception):
 
 
 def listen(path: Path) -> socket.socket:
-    """A listening socket for one shim; the agent owns it, so a stray process cannot squat the path."""
+    """A listening socket for one shim; the agent owns it,
+    so a stray process cannot squat the path."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -191,7 +192,8 @@ class ShimConnection:
 
     async def call(self, request_id: str, frame: bytes, timeout_s: float | None = None) -> Frame:
         """Sends one INVOKE frame (one write) and waits for the reply that names request_id, for
-        at most timeout_s if given (then raises TimeoutError, as `async with asyncio.timeout(timeout_s)`).
+        at most timeout_s if given (then raises TimeoutError, as
+        `async with asyncio.timeout(timeout_s)`).
 
         Several calls may be in flight; each request_id at most once (the caller sees to that).
         Raises ConnectionError (CallAborted when the agent ended the instance) or ProtocolError."""
@@ -214,9 +216,6 @@ class ShimConnection:
             if demux.pending.get(request_id) is waiter:
                 del demux.pending[request_id]
             demux.deadlines.discard(request_id)
-
-    def busy_with(self, request_id: str) -> bool:
-        return request_id in self._demux.pending
 
     def abort(self, reason: str) -> None:
         """Ends the calls still in flight with CallAborted(reason) and drops the connection."""

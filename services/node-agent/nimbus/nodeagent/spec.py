@@ -1,4 +1,5 @@
-"""The node-agent's request and result types, their validation, and what an instance is given. Pure."""
+"""The node-agent's request and result types,
+their validation, and what an instance is given. Pure."""
 
 from __future__ import annotations
 
@@ -90,13 +91,15 @@ def validate(spec: InstanceSpec) -> InstanceSpec:
         raise InvalidArgument(f"timeout_s={cfg.timeout_s} must be in 1..{MAX_TIMEOUT_S}")
     if not 1 <= cfg.instance_concurrency <= MAX_INSTANCE_CONCURRENCY:
         raise InvalidArgument(
-            f"instance_concurrency={cfg.instance_concurrency} must be in 1..{MAX_INSTANCE_CONCURRENCY}"
+            f"instance_concurrency={cfg.instance_concurrency} "
+            f"must be in 1..{MAX_INSTANCE_CONCURRENCY}"
         )
     return replace(spec, config=cfg, version=spec.version or "$LATEST")
 
 
 def load_header(spec: InstanceSpec, task_root: str) -> dict[str, object]:
-    """The LOAD frame's header (protocol.py): where the code is, what to import, the function's env."""
+    """The LOAD frame's header (protocol.py):
+    where the code is, what to import, the function's env."""
     cfg = spec.config
     env = {
         **cfg.env,
@@ -200,7 +203,8 @@ class Report:
 
 
 def with_peak_memory(r: Report, max_memory_used_mb: int) -> Report:
-    """dataclasses.replace(r, max_memory_used_mb=...), at a third of its cost: every call's REPORT."""
+    """dataclasses.replace(r, max_memory_used_mb=...),
+    at a third of its cost: every call's REPORT."""
     return Report(
         duration_ms=r.duration_ms,
         billed_ms=r.billed_ms,
@@ -256,8 +260,9 @@ def log_end_line(request_id: str) -> str:
 
 def report_line(request_id: str, r: Report) -> str:
     line = (
-        f"REPORT RequestId: {request_id}\tDuration: {r.duration_ms:.2f} ms\tBilled Duration: {r.billed_ms} ms\t"
-        f"Memory Size: {r.memory_mb} MB\tMax Memory Used: {r.max_memory_used_mb} MB"
+        f"REPORT RequestId: {request_id}\tDuration: {r.duration_ms:.2f} ms\t"
+        f"Billed Duration: {r.billed_ms} ms\tMemory Size: {r.memory_mb} MB\t"
+        f"Max Memory Used: {r.max_memory_used_mb} MB"
     )
     if r.cold_start:
         line += f"\tInit Duration: {r.init_duration_ms:.2f} ms"

@@ -9,7 +9,8 @@
 STARTING: a sandbox (fresh, or taken from the warm pool) is being given the function's code and
 imports it. IDLE and BUSY: it serves calls, up to its instance_concurrency at a time (BUSY while at
 least one runs). DRAINING: it takes no new call; the calls in flight (if any) may finish, then the
-sandbox is stopped: after a destroy, the idle reaper, a timeout, a crash, or the node's own shutdown. GONE: stopped, nothing left.
+sandbox is stopped: after a destroy, the idle reaper, a timeout, a crash, or the node's own
+shutdown. GONE: stopped, nothing left.
 
 etcd stores only model.InstanceState's values, which the invokers and the scheduler read: READY
 for IDLE and BUSY (which instance is busy is the invoker's own bookkeeping), DRAINING for

@@ -13,7 +13,8 @@ class SchedulerConfig:
     NIMBUS_RECONCILE_S             period of the reconcile and autoscaler loops (default 1)
     NIMBUS_SCALE_STABLE_WINDOW_S   the autoscaler's stable window (default 60)
     NIMBUS_SCALE_PANIC_WINDOW_S    the autoscaler's panic window (default 6)
-    NIMBUS_LEADER_TTL_S            lease of the leader key; a standby takes over within ~this (default 5)
+    NIMBUS_LEADER_TTL_S            lease of the leader key; a standby takes over within ~this
+                                   (default 5)
     """
 
     common: CommonConfig

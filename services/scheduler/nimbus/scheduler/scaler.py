@@ -125,7 +125,8 @@ class Autoscaler:
             target = targets[key]
             cfg = ScaleConfig(
                 min_instances=target.config.min_instances if target.version == LATEST else 0,
-                # max_concurrency counts calls; with several calls per instance, fewer instances hold them.
+                # max_concurrency counts calls;
+                # with several calls per instance, fewer instances hold them.
                 max_instances=-(
                     -target.config.max_concurrency // target.config.instance_concurrency
                 ),

@@ -140,8 +140,9 @@ class Scheduler:
         if instance.instance_id in self._destroying:
             return
         task = asyncio.create_task(self._destroy(instance))
-        self._destroying[instance.instance_id] = task
-        task.add_done_callback(lambda _t, i=instance.instance_id: self._destroying.pop(i, None))
+        instance_id = instance.instance_id
+        self._destroying[instance_id] = task
+        task.add_done_callback(lambda _t: self._destroying.pop(instance_id, None))
 
     def draining(self, instance_id: str) -> bool:
         return instance_id in self._destroying

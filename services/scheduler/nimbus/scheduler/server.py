@@ -12,7 +12,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         self._core = core
 
     async def RequestInstance(
-        self, request: scheduler_pb2.RequestInstanceRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scheduler_pb2.RequestInstanceRequest,
+        context: grpc.aio.ServicerContext[
+            scheduler_pb2.RequestInstanceRequest, types_pb2.InstanceInfo
+        ],
     ) -> types_pb2.InstanceInfo:
         spec = request.spec
         placed = await self._core.request_instance(

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 
 from nimbus.common import rpc
 from nimbus.common.convert import alias_from_pb, config_to_pb, record_from_pb, version_from_pb
-from nimbus.common.model import AliasRecord, FunctionConfig, FunctionRecord, VersionRecord
+from nimbus.common.model import (
+    AliasRecord,
+    ConfigFields,
+    FunctionConfig,
+    FunctionRecord,
+    VersionRecord,
+)
 from nimbus.common.service import channel
 from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc, types_pb2
 
@@ -48,14 +55,14 @@ class FuncMgrClient:
         self,
         namespace: str,
         name: str,
-        changes: dict[str, object],
+        changes: ConfigFields,
         replace_env: bool,
         expected_revision: int,
     ) -> FunctionRecord:
         # Only the masked fields are read by funcmgr; the rest of this message is filler.
         config = dataclasses.replace(
             FunctionConfig(runtime="", handler="", memory_mb=0, timeout_s=0), **changes
-        )  # type: ignore[arg-type]
+        )
         req = funcmgr_pb2.UpdateFunctionRequest(
             ref=funcmgr_pb2.FunctionRef(namespace=namespace, name=name),
             config=config_to_pb(config),
@@ -102,7 +109,7 @@ class FuncMgrClient:
             await rpc.call(self._stub.GetVersion, req, timeout_s=self._timeout_s)
         )
 
-    async def list_versions(self, namespace: str, name: str) -> list[VersionRecord]:
+    async def list_versions(self, namespace: str, name: str) -> builtins.list[VersionRecord]:
         res = await rpc.call(
             self._stub.ListVersions, _ref(namespace, name), timeout_s=self._timeout_s
         )
@@ -135,7 +142,7 @@ class FuncMgrClient:
         req = funcmgr_pb2.AliasRef(ref=_ref(namespace, name), alias=alias)
         return alias_from_pb(await rpc.call(self._stub.GetAlias, req, timeout_s=self._timeout_s))
 
-    async def list_aliases(self, namespace: str, name: str) -> list[AliasRecord]:
+    async def list_aliases(self, namespace: str, name: str) -> builtins.list[AliasRecord]:
         res = await rpc.call(
             self._stub.ListAliases, _ref(namespace, name), timeout_s=self._timeout_s
         )

@@ -134,7 +134,8 @@ class LogFeed:
         self._stale.set()
 
     async def fetch(self, batch: int, timeout_s: float) -> list[LogDelivery]:
-        """Up to batch messages; [] when none came within timeout_s (also before the first connect)."""
+        """Up to batch messages; [] when none came within timeout_s
+        (also before the first connect)."""
         try:
             async with asyncio.timeout(timeout_s):
                 await self._bound.wait()

@@ -1,4 +1,5 @@
-"""NATS adapter of the log queries: ephemeral pull consumers on NIMBUS_LOGS (nimbus.common.logstream).
+"""NATS adapter of the log queries: ephemeral pull consumers on NIMBUS_LOGS
+(nimbus.common.logstream).
 
 Each query or tail makes its own consumer (memory storage, no acks, filtered on the function's
 subject, removed by the server INACTIVE_S after its reader stops), starting at a time. Connecting
@@ -43,7 +44,8 @@ class JetStreamLogStore:
         try:
             try:
                 async with asyncio.timeout(CALL_TIMEOUT_S):
-                    pending = (await sub.consumer_info()).num_pending
+                    # None only from a server too old for this client; then nothing is read.
+                    pending = (await sub.consumer_info()).num_pending or 0
             except ERRORS as err:
                 raise _unavailable(err, "read") from err
             while pending > 0:

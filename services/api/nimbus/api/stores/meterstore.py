@@ -100,7 +100,7 @@ def _day_epoch(day: str) -> int:
 
 def script_args(
     reports: Sequence[Report], seen_ttl_s: int, now_s: float
-) -> tuple[list[str], list[object]]:
+) -> tuple[list[str], list[int | str]]:
     """KEYS and ARGV of one APPLY call for these reports, at wall time `now_s`. Pure.
 
     A report older than a hash's retention (a node that shipped a backlog after a long outage) is
@@ -133,9 +133,11 @@ def report_line(r: Report, usage: int, minute: int) -> str:
     """One report as APPLY reads it: space-separated, every field a token without spaces
     (function names and versions cannot hold one; validated in meter.report_of)."""
     return (
-        f"{usage} {minute} {r.function}|{r.version} {fm.bucket_field(bucket_of(r.duration_ms))} {r.mb_ms}"
+        f"{usage} {minute} {r.function}|{r.version}"
+        f" {fm.bucket_field(bucket_of(r.duration_ms))} {r.mb_ms}"
         f" {1 if r.error else 0} {1 if r.cold_start else 0} {round(r.duration_ms * 1000)}"
-        f" {round(r.init_duration_ms * 1000)} {1 if r.init_duration_ms > 0 else 0} {r.max_memory_used_mb}"
+        f" {round(r.init_duration_ms * 1000)} {1 if r.init_duration_ms > 0 else 0}"
+        f" {r.max_memory_used_mb}"
     )
 
 

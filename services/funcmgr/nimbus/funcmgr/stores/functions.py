@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass
 
 from nimbus.common import keys
-from nimbus.common.etcd import Delete, DeletePrefix, Etcd, ModIs, Put
+from nimbus.common.etcd import Delete, DeletePrefix, Etcd, ModIs, Op, Put
 from nimbus.common.model import AliasRecord, FunctionRecord, VersionRecord
 
 
@@ -43,7 +44,10 @@ class EtcdFunctionStore:
         )
 
     async def delete(self, namespace: str, name: str, revision: int) -> bool:
-        ops = [Delete(keys.function(namespace, name)), Delete(keys.function_meta(namespace, name))]
+        ops: list[Op] = [
+            Delete(keys.function(namespace, name)),
+            Delete(keys.function_meta(namespace, name)),
+        ]
         ops += [DeletePrefix(prefix) for prefix in keys.owned_by_function(namespace, name)]
         return (
             await self._etcd.commit([ModIs(keys.function(namespace, name), revision)], ops)
@@ -60,7 +64,7 @@ class EtcdFunctionStore:
         kv = await self._etcd.get(keys.version(namespace, name, version))
         return None if kv is None else VersionRecord.from_json(kv.value, kv.mod_revision)
 
-    async def list_versions(self, namespace: str, name: str) -> list[VersionRecord]:
+    async def list_versions(self, namespace: str, name: str) -> builtins.list[VersionRecord]:
         kvs, _ = await self._etcd.get_prefix(keys.versions_prefix(namespace, name))
         return [VersionRecord.from_json(kv.value, kv.mod_revision) for kv in kvs]
 
@@ -83,7 +87,7 @@ class EtcdFunctionStore:
     async def delete_version(
         self, namespace: str, name: str, version: str, meta: FunctionMeta
     ) -> bool:
-        ops = [
+        ops: list[Op] = [
             Delete(keys.version(namespace, name, version)),
             _meta_put(namespace, name, meta.last_version),
         ]
@@ -98,25 +102,25 @@ class EtcdFunctionStore:
         kv = await self._etcd.get(keys.alias(namespace, name, alias))
         return None if kv is None else AliasRecord.from_json(kv.value, kv.mod_revision)
 
-    async def list_aliases(self, namespace: str, name: str) -> list[AliasRecord]:
+    async def list_aliases(self, namespace: str, name: str) -> builtins.list[AliasRecord]:
         kvs, _ = await self._etcd.get_prefix(keys.aliases_prefix(namespace, name))
         return [AliasRecord.from_json(kv.value, kv.mod_revision) for kv in kvs]
 
     async def put_alias(
-        self, alias: AliasRecord, meta: FunctionMeta, versions: list[VersionRecord]
+        self, alias: AliasRecord, meta: FunctionMeta, versions: builtins.list[VersionRecord]
     ) -> int | None:
         """Only if the meta is unchanged and every version the alias names still exists."""
         ns, name = alias.namespace, alias.name
         checks = [ModIs(keys.function_meta(ns, name), meta.revision)]
         checks += [ModIs(keys.version(ns, name, v.version), v.revision) for v in versions]
-        ops = [
+        ops: list[Op] = [
             Put(keys.alias(ns, name, alias.alias), alias.to_json()),
             _meta_put(ns, name, meta.last_version),
         ]
         return await self._etcd.commit(checks, ops)
 
     async def delete_alias(self, namespace: str, name: str, alias: str, meta: FunctionMeta) -> bool:
-        ops = [
+        ops: list[Op] = [
             Delete(keys.alias(namespace, name, alias)),
             _meta_put(namespace, name, meta.last_version),
         ]

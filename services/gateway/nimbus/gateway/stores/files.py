@@ -30,7 +30,8 @@ class XdsDirectory:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """data lands at path whole or not at all: a temp file in the same directory, fsynced, renamed."""
+    """data lands at path whole or not at all:
+    a temp file in the same directory, fsynced, renamed."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)

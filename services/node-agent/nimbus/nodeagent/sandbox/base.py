@@ -45,7 +45,8 @@ class SandboxHandle:
     runtime: str
     # The host pid of the sandbox's first process (for logs and diagnostics).
     pid: int
-    # Read ends (non-blocking) of the sandbox's stdout and stderr pipes; the core owns and closes them.
+    # Read ends (non-blocking) of the sandbox's stdout and stderr pipes;
+    # the core owns and closes them.
     output_fd: int
     error_fd: int
 
@@ -66,7 +67,8 @@ class SandboxDriver(ABC):
 
     @abstractmethod
     async def start(self, spec: SandboxSpec) -> SandboxHandle:
-        """Starts a generic shim; returns once the sandbox process exists (not once it connected)."""
+        """Starts a generic shim;
+        returns once the sandbox process exists (not once it connected)."""
 
     @abstractmethod
     async def attach_code(self, handle: SandboxHandle, code_dir: Path, limits: Limits) -> str:
@@ -83,7 +85,8 @@ class SandboxDriver(ABC):
 
     @abstractmethod
     async def wait(self, handle: SandboxHandle) -> int:
-        """Waits for the sandbox's first process to exit; its status (negative: killed by that signal)."""
+        """Waits for the sandbox's first process to exit;
+        its status (negative: killed by that signal)."""
 
     @abstractmethod
     def exit_code(self, handle: SandboxHandle) -> int | None:

@@ -183,7 +183,8 @@ def parse_vm_hwm(status: bytes) -> int | None:
 
 
 def is_shim(pid: int, instance_id: str) -> bool:
-    """Whether pid still runs the shim of this instance (and not some process that reused the pid)."""
+    """Whether pid still runs the shim of this instance
+    (and not some process that reused the pid)."""
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:

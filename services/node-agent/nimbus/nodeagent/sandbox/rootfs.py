@@ -86,13 +86,14 @@ def build_etc(etc: Path, uid: int, gid: int, host_etc: Path = Path("/etc")) -> N
         else:
             shutil.copy2(src, dst)
     files = {
-        "passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\n{USER_NAME}:x:{uid}:{gid}::/tmp:/usr/sbin/nologin\n"
+        "passwd": "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        f"{USER_NAME}:x:{uid}:{gid}::/tmp:/usr/sbin/nologin\n"
         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
         "group": f"root:x:0:\n{USER_NAME}:x:{gid}:\nnogroup:x:65534:\n",
         "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
         "hostname": "sandbox\n",
-        "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n"
-        "protocols: files\nservices: files\n",
+        "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
+        "networks: files\nprotocols: files\nservices: files\n",
         # No network but loopback: nothing to resolve against.
         "resolv.conf": "",
     }

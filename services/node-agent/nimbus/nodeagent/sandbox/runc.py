@@ -161,7 +161,8 @@ class RuncDriver(SandboxDriver):
         handle.output_fd, handle.error_fd = out_r, err_r
         try:
             try:
-                # The container inherits runc's stdout and stderr: the pipes are its output from birth.
+                # The container inherits runc's stdout and stderr:
+                # the pipes are its output from birth.
                 code, err = await self._runc.run(
                     "run",
                     "-d",

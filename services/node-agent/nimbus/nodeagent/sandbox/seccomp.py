@@ -45,8 +45,9 @@ timer_gettime timer_settime timerfd_create timerfd_gettime timerfd_settime times
 umask uname unlink unlinkat utime utimensat utimes vfork vmsplice wait4 waitid write writev
 """.split()
 
-# Namespace flags clone(2) must not carry (CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET):
-# Docker's mask; with no capabilities most would fail anyway, but a user namespace would not.
+# Namespace flags clone(2) must not carry
+# (CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET): Docker's mask; with no capabilities
+# most would fail anyway, but a user namespace would not.
 _CLONE_NS_MASK = 0x7E020000
 _AF_VSOCK = 40
 _ENOSYS = 38

@@ -25,6 +25,7 @@ class NodeAgentClient:
         self._stubs = StubCache(nodeagent_pb2_grpc.NodeAgentStub)
 
     async def create_instance(self, address: str, spec: object, timeout_s: float) -> Placed:
+        # The core passes the request's InstanceSpec through untouched: it never imports the protos.
         req = nodeagent_pb2.CreateInstanceRequest(spec=spec)  # type: ignore[arg-type]
         info = await rpc.call(self._stubs.get(address).CreateInstance, req, timeout_s=timeout_s)
         return Placed(info.instance_id, info.node_id, info.node_address)
@@ -68,7 +69,15 @@ class Caches:
     versions: WatchCache[VersionRecord]
     reports: WatchCache[LoadReport]
 
-    def all(self) -> tuple[WatchCache, ...]:  # type: ignore[type-arg]
+    def all(
+        self,
+    ) -> tuple[
+        WatchCache[NodeRecord],
+        WatchCache[InstanceRecord],
+        WatchCache[FunctionRecord],
+        WatchCache[VersionRecord],
+        WatchCache[LoadReport],
+    ]:
         return self.nodes, self.instances, self.functions, self.versions, self.reports
 
 

@@ -1,4 +1,5 @@
-"""The Nimbus shim of the `provided` (custom) runtime: the AWS Lambda Runtime API inside the sandbox.
+"""The Nimbus shim of the `provided` (custom) runtime: the AWS Lambda
+Runtime API inside the sandbox.
 
 STANDARD LIBRARY ONLY, like the Python shim, whose codec it reuses (../python/bootstrap.py).
 
@@ -25,7 +26,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from nolisten import forbid_listen  # this script's directory is sys.path[0]
+# This script's directory is sys.path[0] in the sandbox, a path mypy does not search.
+from nolisten import forbid_listen  # type: ignore[import-not-found]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location(
@@ -179,7 +181,9 @@ def start_runtime(header: dict[str, Any], api_addr: str) -> subprocess.Popen[byt
         raise shim.InitFailure(
             {
                 "errorType": "Runtime.InvalidEntrypoint",
-                "errorMessage": f"Couldn't find valid bootstrap(s): [{path}] (it must be an executable file)",
+                "errorMessage": (
+                    f"Couldn't find valid bootstrap(s): [{path}] (it must be an executable file)"
+                ),
                 "stackTrace": [],
             }
         )
@@ -284,7 +288,10 @@ def main() -> None:
                 api.busy = False
                 break
             if event[0] == "exited":
-                text = f"RequestId: {request_id} Error: Runtime exited with error: {exit_text(event[1])}"
+                text = (
+                    f"RequestId: {request_id} Error: Runtime exited with error: "
+                    f"{exit_text(event[1])}"
+                )
                 err = {"errorType": "Runtime.ExitError", "errorMessage": text, "stackTrace": []}
                 took_us = (time.perf_counter_ns() - begun) // 1000
                 reply = {"request_id": request_id, "duration_us": took_us, "fatal": True}

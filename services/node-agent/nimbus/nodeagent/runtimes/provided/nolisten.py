@@ -11,7 +11,8 @@ import ctypes
 import platform
 import struct
 
-# x86_64 and aarch64: the audit arch, the listen(2) number, the x32 bit (x86_64 only), seccomp(2)'s number.
+# x86_64 and aarch64: the audit arch, the listen(2) number,
+# the x32 bit (x86_64 only), seccomp(2)'s number.
 _ARCH = {"x86_64": (0xC000003E, 50, 0x40000000, 317), "aarch64": (0xC00000B7, 201, 0, 277)}
 _PR_SET_NO_NEW_PRIVS = 38
 _SECCOMP_SET_MODE_FILTER = 1

@@ -2,14 +2,15 @@
 
 STANDARD LIBRARY ONLY: it runs under the sandbox's interpreter (/usr/bin/python3.11), not our venv.
 
-It starts generic, before anyone knows which function it will run (a warm-pool sandbox): it
-connects to the agent's Unix socket (NIMBUS_SOCKET) and waits for one LOAD frame naming the code
-directory, the handler ("module.func") and the function's environment. Then it imports the handler,
-sends READY (or INIT_ERROR and exits) and answers INVOKE frames for the rest of its life: one at a
-time on this thread, or, when LOAD says instance_concurrency N > 1, on N worker threads (a handler
-may be plain blocking code), each reply naming its request_id. The wire format is documented in nimbus/nodeagent/protocol.py; this file keeps its own copy
-of the codec, which the `provided` runtime shim reuses. stdout and stderr belong to the function
-(the agent captures them per call): the protocol never uses them.
+It starts generic, before anyone knows which function it will run (a warm-pool sandbox): it connects
+to the agent's Unix socket (NIMBUS_SOCKET) and waits for one LOAD frame naming the code directory,
+the handler ("module.func") and the function's environment. Then it imports the handler, sends READY
+(or INIT_ERROR and exits) and answers INVOKE frames for the rest of its life: one at a time on this
+thread, or, when LOAD says instance_concurrency N > 1, on N worker threads (a handler may be plain
+blocking code), each reply naming its request_id. The wire format is documented in
+nimbus/nodeagent/protocol.py; this file keeps its own copy of the codec, which the `provided`
+runtime shim reuses. stdout and stderr belong to the function (the agent captures them per call):
+the protocol never uses them.
 """
 
 from __future__ import annotations
@@ -261,7 +262,8 @@ def flush_output() -> None:
 
 def connect() -> tuple[socket.socket, BinaryIO]:
     env = os.environ
-    # The plumbing variables are the runtime's, not the function's: take them out of its environment.
+    # The plumbing variables are the runtime's,
+    # not the function's: take them out of its environment.
     die_with_parent(int(env.pop("NIMBUS_AGENT_PID", "0") or 0))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(env.pop("NIMBUS_SOCKET"))
