@@ -38,7 +38,7 @@ def edge(tmp_path: Path):
             ports,
             gateway,
             xds_dir=xds_dir,
-            limits=envoy.EdgeLimits(key_rps=2, key_burst=3, anon_rps=50, anon_burst=50),
+            limits=envoy.EdgeLimits(key_rps=2, key_burst=3, anon_rps=1, anon_burst=50),
         )
     )
     binary = binaries.resolve({"envoy"})["envoy"]
@@ -150,3 +150,44 @@ def test_xds_files_move_endpoints_and_weights_without_restart(edge):
     while seen() != ({"api_v2/api-1"}, "1000"):
         assert time.monotonic() - started < 4.0, seen()
         time.sleep(0.01)
+
+
+def test_the_credential_is_normalised_and_random_keys_share_the_address_bucket(edge):
+    gateway, _, _, _ = edge
+
+    def get(authorization: str | None, forwarded_for: str | None = None) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", gateway, timeout=5)
+        headers = {"Authorization": authorization} if authorization is not None else {}
+        if forwarded_for:
+            headers["X-Forwarded-For"] = forwarded_for
+        try:
+            conn.request("GET", "/v1/functions", headers=headers)
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    # One key's burst is 3, whatever the scheme's case or the blanks around it.
+    spellings = [
+        "Bearer key-c",
+        "bearer key-c",
+        "BEARER   key-c",
+        "  Bearer key-c  ",
+        "bEaReR\tkey-c",
+    ]
+    assert [get(a) for a in spellings] == [503, 503, 503, 429, 429]
+    # A client's own x-nimbus-credential is not what counts.
+    conn = http.client.HTTPConnection("127.0.0.1", gateway, timeout=5)
+    conn.request(
+        "GET",
+        "/v1/functions",
+        headers={"Authorization": "Bearer key-c", "x-nimbus-credential": "x"},
+    )
+    assert conn.getresponse().status == 429
+    conn.close()
+    # Random keys each have a bucket of their own, but all of them share the address's (50):
+    # past it, even a fresh key and a spoofed X-Forwarded-For are turned away.
+    statuses = [get(f"Bearer random-{i}") for i in range(60)]
+    assert statuses.count(503) <= 50 and statuses[-5:] == [429] * 5
+    assert get("Bearer never-seen") == 429
+    assert get("Bearer another", forwarded_for="203.0.113.7") == 429
+    assert get(None) == 429

@@ -92,3 +92,40 @@ async def test_authenticator_remembers_a_header_but_follows_the_key_store():
     for bad in (None, "", "Basic x"):
         with pytest.raises(Unauthenticated):
             await auth.authenticate(bad)
+
+
+class CountingEtcd:
+    def __init__(self) -> None:
+        self.gets = 0
+
+    async def get(self, key):
+        self.gets += 1
+        return None
+
+
+async def test_unknown_keys_cost_one_etcd_read_per_period_not_per_request():
+    from nimbus.common import keys as etcd_keys
+    from nimbus.common.auth import UNKNOWN_TTL_S, Authenticator, hash_key
+    from nimbus.common.errors import Unauthenticated
+
+    class Clock:
+        t = 100.0
+
+        def monotonic(self) -> float:
+            return self.t
+
+    etcd, clock = CountingEtcd(), Clock()
+    auth = Authenticator(etcd, clock)  # type: ignore[arg-type]
+    for _ in range(1000):
+        with pytest.raises(Unauthenticated):
+            await auth.authenticate("Bearer nmb_made_up")
+    assert etcd.gets == 1
+    clock.t += UNKNOWN_TTL_S + 0.1
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate("Bearer nmb_made_up")
+    assert etcd.gets == 2
+    # The key is created (the watch delivers it): it works at once, remembered miss or not.
+    auth.cache.items[etcd_keys.api_key(hash_key("nmb_made_up"))] = KeyRecord(
+        "k9", "t", False, "", ""
+    )
+    assert (await auth.authenticate("Bearer nmb_made_up")).key_id == "k9"

@@ -33,8 +33,9 @@ CONTROL_TIMEOUT = "300s"
 
 @dataclass(frozen=True, slots=True)
 class EdgeLimits:
-    """Envoy's per-key rate limit (requests per second and burst per API key, and for calls
-    without a key in all). From NIMBUS_GATEWAY_KEY_RPS / _KEY_BURST / _ANON_RPS / _ANON_BURST."""
+    """Envoy's rate limits: requests per second and burst per API key, and per client address
+    (all a caller without a key has). From NIMBUS_GATEWAY_KEY_RPS / _KEY_BURST / _ANON_RPS /
+    _ANON_BURST."""
 
     key_rps: int = 5000
     key_burst: int = 10000

@@ -12,12 +12,18 @@ import secrets
 from dataclasses import asdict, dataclass
 
 from nimbus.common import keys
+from nimbus.common.clock import Clock, SystemClock
 from nimbus.common.errors import Unauthenticated
 from nimbus.common.etcd import KV, Etcd, WatchCache
 
 KEY_PREFIX = "nmb_"
 # Valid Authorization headers an Authenticator remembers, before it starts over.
 _SEEN_MAX = 1024
+# Unknown keys (by hash) it remembers for a while, so a flood of made-up keys costs one etcd read
+# per key and period, not one per request. A key created since is in the watch cache, which is
+# looked at first: it works as soon as the watch delivers it.
+UNKNOWN_TTL_S = 5.0
+_UNKNOWN_MAX = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +90,11 @@ class Authenticator:
     before the watch has delivered it.
     """
 
-    def __init__(self, etcd: Etcd) -> None:
+    def __init__(self, etcd: Etcd, clock: Clock | None = None) -> None:
         self._etcd = etcd
+        self._clock = clock or SystemClock()
+        # etcd key of an unknown key → when to ask etcd again (monotonic)
+        self._unknown: dict[bytes, float] = {}
         self.cache: WatchCache[KeyRecord] = WatchCache(etcd, keys.api_keys_prefix(), _decode)
         # Authorization header → (its key's etcd key, the cached record it found, the Principal).
         # A hit still looks the record up in the cache, so a deleted or changed key counts at once;
@@ -101,8 +110,16 @@ class Authenticator:
         etcd_key = keys.api_key(hash_key(key))
         record = self.cache.items.get(etcd_key)
         if record is None:
+            now = self._clock.monotonic()
+            if self._unknown.get(etcd_key, 0.0) > now:
+                raise Unauthenticated("invalid API key")
             kv = await self._etcd.get(etcd_key)
             if kv is None:
+                if len(self._unknown) >= _UNKNOWN_MAX:
+                    self._unknown = {k: t for k, t in self._unknown.items() if t > now}
+                    if len(self._unknown) >= _UNKNOWN_MAX:
+                        self._unknown.clear()
+                self._unknown[etcd_key] = now + UNKNOWN_TTL_S
                 raise Unauthenticated("invalid API key")
             record = KeyRecord.from_json(kv.value)
             return Principal(namespace=record.namespace, key_id=record.key_id, admin=record.admin)
