@@ -144,3 +144,22 @@ def test_min_instances_is_bounded_on_create_as_on_patch(gw) -> None:
     assert gw.create(name, files).status == 200
     res = gw.request("PATCH", f"/v1/functions/{name}", {"min_instances": 2_147_483_647})
     assert res.status == 400 and res.json()["message"].startswith("min_instances: "), res.body
+
+
+def test_admin_status_shows_every_node_sandboxed(gw) -> None:
+    env = {
+        **os.environ,
+        "NIMBUS_ENDPOINT": f"http://127.0.0.1:{gw.port}",
+        "NIMBUS_API_KEY": gw.api_key,
+    }
+    out = subprocess.run(
+        [*NIMBUS, "admin", "status"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    nodes = gw.request("GET", "/v2/admin/nodes").json()["nodes"]
+    assert len(nodes) == 2 and all(n["sandbox"] == "runc" and n["isolated"] for n in nodes)
+    assert "WITHOUT a sandbox" not in out.stderr
+    assert all(n["node_id"] in out.stdout for n in nodes) and "runc" in out.stdout
+    # A tenant key sees no node.
+    key = gw.request("POST", "/v1/keys", {"namespace": unique("t")}).json()["api_key"]
+    assert gw.request("GET", "/v2/admin/nodes", key=key).status == 403

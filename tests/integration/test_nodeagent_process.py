@@ -1,15 +1,22 @@
-"""The fallback process driver (no isolation, for machines without runc) still runs all three
-runtimes, captures logs and enforces timeouts, and says loudly at start that it isolates nothing."""
+"""The process driver (no isolation; development only, and only with NIMBUS_ALLOW_UNSAFE_SANDBOX=1)
+still runs all three runtimes, captures logs and enforces timeouts, says loudly at start that it
+isolates nothing, and puts that in its node record; without the flag the agent does not start."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from nimbus.common import keys
 from nimbus.common.etcd import Etcd
+from nimbus.common.model import NodeRecord
 from test_nodeagent_runtimes import NODE_HANDLERS, RUNTIME_API_CLIENT
 from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
     ECHO,
@@ -37,7 +44,11 @@ async def agent(
     code_server: tuple[str, CodeServer],
 ) -> AsyncIterator[Agent]:
     a = await start_agent(
-        tmp_path_factory.mktemp("process"), etcd_endpoint, code_server[0], NIMBUS_SANDBOX="process"
+        tmp_path_factory.mktemp("process"),
+        etcd_endpoint,
+        code_server[0],
+        NIMBUS_SANDBOX="process",
+        NIMBUS_ALLOW_UNSAFE_SANDBOX="1",
     )
     try:
         yield a
@@ -50,6 +61,25 @@ async def test_warns_loudly_that_nothing_is_isolated(agent: Agent) -> None:
         json.loads(line) for line in agent.log().splitlines() if "SANDBOX DISABLED" in line
     )
     assert warning["level"] == "WARNING" and "NO isolation" in warning["msg"]
+
+
+async def test_the_node_record_says_the_sandbox(agent: Agent, etcd: Etcd) -> None:
+    kv = await etcd.get(keys.node(agent.node_id))
+    assert kv is not None and NodeRecord.from_json(kv.value).sandbox == "process"
+
+
+def test_without_the_unsafe_flag_the_agent_refuses_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
+    env.update(NIMBUS_HOME=str(tmp_path), NIMBUS_SANDBOX="process")
+    proc = subprocess.run(
+        [sys.executable, "-m", "nimbus.nodeagent"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 78, proc.stderr
+    assert "NIMBUS_ALLOW_UNSAFE_SANDBOX=1" in proc.stdout + proc.stderr
 
 
 async def test_three_runtimes(agent: Agent, code_server: tuple[str, CodeServer]) -> None:

@@ -11,18 +11,23 @@ from nimbus.nodeagent.config import NodeAgentConfig, default_sandbox, parse_pool
 
 pytestmark = pytest.mark.timeout(10)
 
-BASE = {"NIMBUS_PYTHON": sys.executable, "NIMBUS_SANDBOX": "process"}
+BASE = {
+    "NIMBUS_PYTHON": sys.executable,
+    "NIMBUS_SANDBOX": "process",
+    "NIMBUS_ALLOW_UNSAFE_SANDBOX": "1",
+}
 
 
 def test_defaults() -> None:
-    cfg = NodeAgentConfig.from_env({"NIMBUS_PYTHON": sys.executable}, host_mb=10_000, euid=1000)
+    env = {"NIMBUS_PYTHON": sys.executable, "NIMBUS_ALLOW_UNSAFE_SANDBOX": "1"}
+    env["NIMBUS_SANDBOX"] = "process"
+    cfg = NodeAgentConfig.from_env(env, host_mb=10_000, euid=1000)
     assert cfg.listen_addr == "127.0.0.1:7301"
     assert cfg.node_id == "node-1"
     assert cfg.funcmgr_addr == "127.0.0.1:7201"
     assert cfg.memory_mb == 8_000
     assert cfg.lease_ttl_s == 5
     assert cfg.idle_s == 600
-    # Not root: no runc sandbox possible, the process driver (which warns loudly at start).
     assert cfg.sandbox == "process"
     assert cfg.common.replica == "node-agent"
     assert cfg.pool_sizes == {"python3.11": 2, "nodejs20": 1, "provided": 1}
@@ -39,17 +44,11 @@ def test_defaults() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("runc", "euid", "expected"),
-    [
-        ("/usr/sbin/runc", 0, "runc"),
-        ("/usr/sbin/runc", 1000, "process"),
-        (None, 0, "process"),
-        (None, 1000, "process"),
-    ],
-)
-def test_default_sandbox(runc: str | None, euid: int, expected: str) -> None:
-    assert default_sandbox(runc, euid) == expected
+def test_default_sandbox_is_runc_as_root_and_nothing_else() -> None:
+    assert default_sandbox("/usr/sbin/runc", 0) == "runc"
+    for runc, euid in (("/usr/sbin/runc", 1000), (None, 0), (None, 1000)):
+        with pytest.raises(ConfigError, match="^no sandbox: .*NIMBUS_ALLOW_UNSAFE_SANDBOX=1$"):
+            default_sandbox(runc, euid)
 
 
 @pytest.mark.parametrize(
@@ -143,3 +142,37 @@ def test_runc_needs_an_interpreter_the_sandbox_can_see(tmp_path: Path) -> None:
     env = {"NIMBUS_PYTHON": str(python), "NIMBUS_SANDBOX": "runc", "NIMBUS_RUNC": "/bin/true"}
     with pytest.raises(ConfigError, match="NIMBUS_PYTHON"):
         NodeAgentConfig.from_env(env, host_mb=1000)
+
+
+@pytest.mark.parametrize(
+    ("env", "euid", "says"),
+    [
+        # No runc: no silent fallback to running tenants' code on the host.
+        ({"NIMBUS_RUNC": ""}, 0, "runc is not installed"),
+        # runc, but not root.
+        ({"NIMBUS_RUNC": "/bin/true"}, 1000, "runc needs root"),
+        # process asked for, but not on purpose.
+        ({"NIMBUS_SANDBOX": "process"}, 0, "NIMBUS_ALLOW_UNSAFE_SANDBOX=1"),
+        ({"NIMBUS_SANDBOX": "process", "NIMBUS_ALLOW_UNSAFE_SANDBOX": "yes"}, 0, "ALLOW_UNSAFE"),
+    ],
+)
+def test_the_node_agent_refuses_to_start_without_a_sandbox(
+    env: dict[str, str], euid: int, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # no runc on PATH
+    monkeypatch.setattr("nimbus.nodeagent.config._existing", lambda path: None)
+    full = {"NIMBUS_PYTHON": sys.executable, **env}
+    if not full.get("NIMBUS_RUNC"):
+        full.pop("NIMBUS_RUNC", None)
+    with pytest.raises(ConfigError, match=says) as err:
+        NodeAgentConfig.from_env(full, host_mb=1000, euid=euid)
+    assert "\n" not in str(err.value)  # one line that says how to fix it
+
+
+def test_process_sandbox_on_purpose_and_runc_as_root_start() -> None:
+    unsafe = {"NIMBUS_PYTHON": sys.executable, "NIMBUS_SANDBOX": "process"}
+    unsafe["NIMBUS_ALLOW_UNSAFE_SANDBOX"] = "1"
+    assert NodeAgentConfig.from_env(unsafe, host_mb=1000, euid=1000).sandbox == "process"
+    root = {"NIMBUS_PYTHON": "/usr/bin/python3.11", "NIMBUS_RUNC": "/bin/true"}
+    if Path("/usr/bin/python3.11").exists():
+        assert NodeAgentConfig.from_env(root, host_mb=1000, euid=0).sandbox == "runc"

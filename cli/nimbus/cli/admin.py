@@ -4,6 +4,7 @@ nimbus admin endpoints [SERVICE]                    the registered replicas
 nimbus admin rollout api --version v2 --weight 0.1  10 % of api's v1 calls to the v2 release
 nimbus admin rollout api --clear                    back to spreading by replica count
 nimbus admin rollouts                               the rollouts in force
+nimbus admin status                                 the nodes, their sandboxes, and the replicas
 """
 
 from __future__ import annotations
@@ -91,6 +92,46 @@ def rollouts(ctx: Context, args: argparse.Namespace) -> int:
     )
 
 
+UNSAFE = (
+    "node {node}: functions run WITHOUT a sandbox (NIMBUS_SANDBOX=process, "
+    "NIMBUS_ALLOW_UNSAFE_SANDBOX=1): tenants' code can read the host and the cluster's keys; "
+    "use runc outside development"
+)
+
+
+def status(ctx: Context, args: argparse.Namespace) -> int:
+    """The nodes (with a warning for each one running functions unisolated) and the replicas."""
+    client = ctx.client()
+    nodes = client.request("GET", "/v2/admin/nodes").get("nodes") or []
+    replicas = client.request("GET", "/v2/admin/endpoints").get("endpoints") or []
+    if ctx.json:
+        ctx.console.print_json({"nodes": nodes, "endpoints": replicas})
+        return 0
+    for node in nodes:
+        if not node.get("isolated"):
+            ctx.console.warn(UNSAFE.format(node=node.get("node_id")))
+    node_rows = [
+        (
+            n.get("node_id"),
+            n.get("address"),
+            n.get("sandbox") or "unknown",
+            f"{n.get('memory_mb')} MB",
+            n.get("cpus"),
+            ",".join(f"{k}={v}" for k, v in sorted((n.get("warm") or {}).items())),
+            n.get("started_at"),
+        )
+        for n in nodes
+    ]
+    header = ("NODE", "ADDRESS", "SANDBOX", "MEMORY", "CPUS", "WARM", "STARTED")
+    ctx.console.print(_table(ctx, header, node_rows) if node_rows else "no node is alive")
+    counts: dict[str, int] = {}
+    for e in replicas:
+        counts[str(e.get("service"))] = counts.get(str(e.get("service")), 0) + 1
+    summary = ", ".join(f"{service} {n}" for service, n in sorted(counts.items()))
+    ctx.console.print(f"replicas: {summary or 'none registered'}")
+    return 0
+
+
 def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "admin", parents=common, help="the service registry and API version rollouts (admin)"
@@ -115,3 +156,7 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=rollout)
     p = admin.add_parser("rollouts", parents=common, help="show the rollouts in force")
     p.set_defaults(func=rollouts)
+    p = admin.add_parser(
+        "status", parents=common, help="the nodes, their sandboxes and the service replicas"
+    )
+    p.set_defaults(func=status)

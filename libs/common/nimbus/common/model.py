@@ -172,6 +172,9 @@ class NodeRecord:
     # placement prefers a node that has what a new instance needs.
     cached_code: tuple[str, ...] = ()
     warm: dict[str, int] = field(default_factory=dict)
+    # The sandbox driver: "runc", or "process" (no isolation; allowed only on purpose, and shown
+    # in `nimbus admin status`).
+    sandbox: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

@@ -7,6 +7,7 @@ from nimbus.api.rollouts import AdminApi
 from nimbus.api.v2 import admin_pb2 as pb
 from nimbus.api.v2 import admin_pb2_grpc
 from nimbus.common.auth import current_principal
+from nimbus.common.model import NodeRecord
 from nimbus.common.registry import Rollout, ServiceEndpoint
 
 
@@ -25,6 +26,20 @@ def endpoint_to_pb(e: ServiceEndpoint) -> pb.Endpoint:
 def rollout_to_pb(r: Rollout) -> pb.Rollout:
     return pb.Rollout(
         service=r.service, version=r.version, weight=r.weight, updated_at=r.updated_at
+    )
+
+
+def node_to_pb(n: NodeRecord) -> pb.Node:
+    return pb.Node(
+        node_id=n.node_id,
+        address=n.address,
+        memory_mb=n.memory_mb,
+        cpus=n.cpus,
+        started_at=n.started_at,
+        sandbox=n.sandbox,
+        isolated=n.sandbox == "runc",
+        warm=n.warm,
+        cached_code=len(n.cached_code),
     )
 
 
@@ -64,3 +79,11 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     ) -> pb.DeleteRolloutResponse:
         await self._admin.delete_rollout(current_principal(), request.service)
         return pb.DeleteRolloutResponse()
+
+    async def ListNodes(
+        self,
+        request: pb.ListNodesRequest,
+        context: grpc.aio.ServicerContext[pb.ListNodesRequest, pb.ListNodesResponse],
+    ) -> pb.ListNodesResponse:
+        nodes = await self._admin.nodes(current_principal())
+        return pb.ListNodesResponse(nodes=[node_to_pb(n) for n in nodes])

@@ -1,5 +1,5 @@
-"""The cluster's admin operations behind API v2's Admin service: the service registry (read) and
-how API releases share traffic (rollouts). Admin keys only."""
+"""The cluster's admin operations behind API v2's Admin service: the service registry and the
+nodes (read), and how API releases share traffic (rollouts). Admin keys only."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Protocol
 from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import InvalidArgument, NotFound, PermissionDenied
+from nimbus.common.model import NodeRecord
 from nimbus.common.registry import API_RELEASES, Rollout, ServiceEndpoint
 
 # The services the gateway routes public calls to, by API release.
@@ -19,6 +20,7 @@ class RegistryStore(Protocol):
     async def rollouts(self) -> list[Rollout]: ...
     async def put_rollout(self, rollout: Rollout) -> None: ...
     async def delete_rollout(self, service: str) -> bool: ...
+    async def nodes(self) -> list[NodeRecord]: ...
 
 
 def _admin_only(who: Principal) -> None:
@@ -67,3 +69,7 @@ class AdminApi:
         _admin_only(who)
         if not await self._store.delete_rollout(service):
             raise NotFound(f"no rollout for {service!r}")
+
+    async def nodes(self, who: Principal) -> list[NodeRecord]:
+        _admin_only(who)
+        return sorted(await self._store.nodes(), key=lambda n: n.node_id)

@@ -38,8 +38,20 @@ def default_python() -> str:
 
 
 def default_sandbox(runc: str | None, euid: int) -> str:
-    """runc when it is installed and we are root (it needs to create namespaces and cgroups)."""
-    return "runc" if runc and euid == 0 else "process"
+    """runc, which needs to be installed and to run as root (it creates namespaces and cgroups).
+    Without it the node-agent does not start: running tenants' code unisolated is a choice made
+    on purpose (NIMBUS_SANDBOX=process with NIMBUS_ALLOW_UNSAFE_SANDBOX=1), never a fallback."""
+    if runc is None:
+        raise ConfigError(
+            "no sandbox: runc is not installed; install it (apt-get install runc) and run as root,"
+            " or, for development only, set NIMBUS_SANDBOX=process NIMBUS_ALLOW_UNSAFE_SANDBOX=1"
+        )
+    if euid != 0:
+        raise ConfigError(
+            f"no sandbox: runc needs root and the node-agent runs as uid {euid}; run it as root,"
+            " or, for development only, set NIMBUS_SANDBOX=process NIMBUS_ALLOW_UNSAFE_SANDBOX=1"
+        )
+    return "runc"
 
 
 def parse_pool_sizes(raw: str) -> dict[str, int]:
@@ -73,8 +85,10 @@ class NodeAgentConfig:
     NIMBUS_NODE_LEASE_TTL_S   TTL of the node's etcd lease; the node record vanishes this long after
                               the agent dies (default 5, minimum 2)
     NIMBUS_INSTANCE_IDLE_S    an instance idle this long is destroyed (default 600)
-    NIMBUS_SANDBOX            runc | process (default runc when runc is installed and the agent runs
-                              as root, else process, which isolates NOTHING and says so loudly)
+    NIMBUS_SANDBOX            runc | process (default runc; without runc, or not as root, the agent
+                              refuses to start). process isolates NOTHING and is refused unless
+    NIMBUS_ALLOW_UNSAFE_SANDBOX=1 says so on purpose (development only; warned at every start and
+                              in `nimbus admin status`)
     NIMBUS_RUNC               the runc binary (default: runc on PATH, else /usr/sbin/runc)
     NIMBUS_PYTHON             interpreter of python3.11 instances and of the provided runtime's shim
                               (default /usr/bin/python3.11 if it exists, else this interpreter;
@@ -146,11 +160,17 @@ class NodeAgentConfig:
             or shutil.which("runc")
             or _existing("/usr/sbin/runc")
         )
-        sandbox = get_str(
-            env, "NIMBUS_SANDBOX", default_sandbox(runc, os.geteuid() if euid is None else euid)
+        sandbox = env.get("NIMBUS_SANDBOX", "").strip() or default_sandbox(
+            runc, os.geteuid() if euid is None else euid
         )
         if sandbox not in SANDBOXES:
             raise ConfigError(f"NIMBUS_SANDBOX={sandbox!r} must be one of {', '.join(SANDBOXES)}")
+        if sandbox == "process" and env.get("NIMBUS_ALLOW_UNSAFE_SANDBOX", "").strip() != "1":
+            raise ConfigError(
+                "NIMBUS_SANDBOX=process runs function code unisolated, as this user on the host "
+                "network; set NIMBUS_ALLOW_UNSAFE_SANDBOX=1 too if that is meant (development "
+                "only), else use runc"
+            )
         node: str | None = env.get("NIMBUS_NODEJS", "").strip() or DEFAULT_NODE
         if node is not None and not os.access(node, os.X_OK):
             if "NIMBUS_NODEJS" in env:

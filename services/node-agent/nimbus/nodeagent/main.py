@@ -57,9 +57,9 @@ async def main() -> None:
     )
     if not driver.isolated:
         log.warning(
-            "!!! SANDBOX DISABLED: NIMBUS_SANDBOX=process runs function code as plain processes of "
-            "this user, with NO isolation from the host, the network or each other; use runc in "
-            "production !!!",
+            "!!! SANDBOX DISABLED: NIMBUS_SANDBOX=process (NIMBUS_ALLOW_UNSAFE_SANDBOX=1) runs "
+            "function code as plain processes of this user, with NO isolation from the host, the "
+            "network or each other; use runc in production !!!",
             extra=kv(sandbox=cfg.sandbox),
         )
     # Before serving: nothing a previous run of this node left may keep running.
@@ -73,6 +73,7 @@ async def main() -> None:
         memory_mb=cfg.memory_mb,
         cpus=os.cpu_count() or 1,
         started_at=iso(clock.now()),
+        sandbox=cfg.sandbox,
     )
     writer = LogWriter(layout.logs_dir, clock)
     publisher = LogStreamPublisher(

@@ -1,4 +1,5 @@
-"""etcd adapter for the admin API: registry records and rollout records (nimbus.common.registry)."""
+"""etcd adapter for the admin API: registry and rollout records (nimbus.common.registry), and
+the node records the node-agents keep under their leases."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 
 from nimbus.common import keys
 from nimbus.common.etcd import Etcd
+from nimbus.common.model import NodeRecord
 from nimbus.common.registry import Rollout, ServiceEndpoint
 
 log = logging.getLogger(__name__)
@@ -36,3 +38,13 @@ class EtcdRegistryStore:
 
     async def delete_rollout(self, service: str) -> bool:
         return await self._etcd.delete(keys.rollout(service))
+
+    async def nodes(self) -> list[NodeRecord]:
+        kvs, _ = await self._etcd.get_prefix(keys.nodes_prefix())
+        out = []
+        for kv in kvs:
+            try:
+                out.append(NodeRecord.from_json(kv.value))
+            except (ValueError, TypeError):
+                log.warning("undecodable node record", extra={"fields": {"key": kv.key.decode()}})
+        return out
