@@ -8,6 +8,7 @@ import http.client
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -191,3 +192,24 @@ def test_the_credential_is_normalised_and_random_keys_share_the_address_bucket(e
     assert get("Bearer never-seen") == 429
     assert get("Bearer another", forwarded_for="203.0.113.7") == 429
     assert get(None) == 429
+
+
+def test_the_admin_port_cannot_change_routes_or_limits(edge):
+    gateway, admin, _, text = edge
+    for key, value in (
+        ("nimbus.routes.api.v1.api_v1", "1000"),
+        ("nimbus.ratelimit.enabled", "0"),
+        ("nimbus.ratelimit.enforced", "0"),
+    ):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{admin}/runtime_modify?{key}={value}", method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=2)
+        assert err.value.code in (400, 503), err.value.code
+    runtime = json.load(urllib.request.urlopen(f"http://127.0.0.1:{admin}/runtime", timeout=2))
+    assert not any(e.startswith("nimbus.ratelimit") for e in runtime.get("entries", {}))
+    assert "runtime_key: nimbus.ratelimit" not in text
+    # The limit holds: the burst of 3, then 429.
+    statuses = [_get(gateway, "/v1/functions", "key-admin")[0] for _ in range(5)]
+    assert statuses == [503, 503, 503, 429, 429]
