@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from nimbus.common.config import CommonConfig, get_float, get_int, get_str
 from nimbus.common.registry import API_RELEASES, parse_api_versions
-from nimbus.invoker.eventsconfig import EventsConfig
+from nimbus.invoker.events.config import EventsConfig
 
 
 @dataclass(frozen=True, slots=True)

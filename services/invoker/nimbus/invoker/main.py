@@ -15,22 +15,22 @@ from nimbus.common.interceptors import AuthInterceptor, ErrorInterceptor, Teleme
 from nimbus.common.service import new_server, serve
 from nimbus.internal.v1 import invoker_pb2_grpc
 from nimbus.invoker import telemetry
-from nimbus.invoker.asyncserver import AsyncInvocationsServicer
-from nimbus.invoker.batch import BatchInvoker
 from nimbus.invoker.config import InvokerConfig
-from nimbus.invoker.dispatcher import Dispatcher
-from nimbus.invoker.eventsystem import EventSystem
-from nimbus.invoker.invoke import Invoker
-from nimbus.invoker.limits import ConcurrencyLimiter
-from nimbus.invoker.load import LoadMeter
-from nimbus.invoker.server import InvokerControlServicer
+from nimbus.invoker.events.server import AsyncInvocationsServicer
+from nimbus.invoker.events.system import EventSystem
 from nimbus.invoker.stores.functions import CachedFunctions
 from nimbus.invoker.stores.instances import instances_cache
 from nimbus.invoker.stores.loadreport import LoadReporter
 from nimbus.invoker.stores.peers import NodeCaller, SchedulerClient
 from nimbus.invoker.stores.redis_slots import RedisSlots
 from nimbus.invoker.stores.throttles import ThrottleRecorder
-from nimbus.invoker.v2server import InvocationsV2Servicer
+from nimbus.invoker.sync.batch import BatchInvoker
+from nimbus.invoker.sync.dispatcher import Dispatcher
+from nimbus.invoker.sync.invoke import Invoker
+from nimbus.invoker.sync.limits import ConcurrencyLimiter
+from nimbus.invoker.sync.load import LoadMeter
+from nimbus.invoker.sync.server import InvokerControlServicer
+from nimbus.invoker.sync.v2server import InvocationsV2Servicer
 
 
 async def main() -> None:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from nimbus.common.clock import Clock
 from nimbus.common.metrics import LATENCY_BUCKETS, OVERFLOW, Children
-from nimbus.invoker.pool import Pool, PoolKey
+from nimbus.invoker.sync.pool import Pool, PoolKey
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector

@@ -15,9 +15,9 @@ from nimbus.internal.v1 import (
     scheduler_pb2_grpc,
     types_pb2,
 )
-from nimbus.invoker.invoke import InvokeResult
 from nimbus.invoker.stores.nodestream import Call, NodeStream
-from nimbus.invoker.target import Target
+from nimbus.invoker.sync.invoke import InvokeResult
+from nimbus.invoker.sync.target import Target
 
 
 class SchedulerClient:

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from nimbus.common.clock import iso
 from nimbus.common.errors import Unavailable
-from nimbus.invoker.records import (
+from nimbus.invoker.events.records import (
     EventRef,
     InvocationRecord,
     InvocationStatus,

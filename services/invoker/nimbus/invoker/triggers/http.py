@@ -28,8 +28,8 @@ from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock
 from nimbus.common.errors import NimbusError, NotFound
 from nimbus.common.triggers import HTTP_PATH_PREFIX, TriggerRecord
-from nimbus.invoker.invoke import InvokeResult
-from nimbus.invoker.triggers.httpserver import HttpRequest, HttpResponse
+from nimbus.invoker.http.server import HttpRequest, HttpResponse
+from nimbus.invoker.sync.invoke import InvokeResult
 
 _NAMESPACE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")

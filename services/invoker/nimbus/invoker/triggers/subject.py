@@ -22,7 +22,7 @@ from typing import Protocol
 
 from nimbus.common.errors import NimbusError
 from nimbus.common.triggers import TriggerRecord, TriggerType
-from nimbus.invoker import envelope
+from nimbus.invoker.events import envelope
 from nimbus.invoker.triggers.timer import Enqueuer
 from nimbus.invoker.triggers.view import TriggerSource, of_type
 

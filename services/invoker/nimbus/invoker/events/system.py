@@ -16,17 +16,17 @@ from nimbus.common.config import get_hostport
 from nimbus.common.etcd import KV, Etcd, WatchCache
 from nimbus.common.eventconfig import EventConfig
 from nimbus.common.triggers import TriggerRecord
-from nimbus.invoker.asyncpath import AsyncInvocations
-from nimbus.invoker.consumer import EventConsumer
-from nimbus.invoker.eventsconfig import EventsConfig
-from nimbus.invoker.httpfront import HttpFront
-from nimbus.invoker.invoke import FunctionLookup, Invoker
-from nimbus.invoker.restinvoke import PATH_PREFIX as REST_PREFIX
-from nimbus.invoker.restinvoke import Authenticator, RestInvoke
+from nimbus.invoker.events.config import EventsConfig
+from nimbus.invoker.events.consumer import EventConsumer
+from nimbus.invoker.events.invocations import AsyncInvocations
+from nimbus.invoker.http.front import HttpFront
+from nimbus.invoker.http.rest import PATH_PREFIX as REST_PREFIX
+from nimbus.invoker.http.rest import Authenticator, RestInvoke
+from nimbus.invoker.http.server import HttpServer
 from nimbus.invoker.stores.jetstream import JetStreamClient
 from nimbus.invoker.stores.redis_records import RedisRecords
+from nimbus.invoker.sync.invoke import FunctionLookup, Invoker
 from nimbus.invoker.triggers.http import HttpTriggers, http_status_error
-from nimbus.invoker.triggers.httpserver import HttpServer
 from nimbus.invoker.triggers.subject import SubjectTriggers
 from nimbus.invoker.triggers.timer import TimerTriggers
 from nimbus.invoker.triggers.view import HttpIndex

@@ -10,8 +10,8 @@ from nimbus.api.v1 import invocations_pb2 as v1_pb
 from nimbus.api.v2 import invocations_pb2 as pb
 from nimbus.api.v2 import invocations_pb2_grpc
 from nimbus.common.auth import current_principal
-from nimbus.invoker.batch import BatchInvoker, BatchItem, BatchOutcome
-from nimbus.invoker.server import InvocationsServicer
+from nimbus.invoker.sync.batch import BatchInvoker, BatchItem, BatchOutcome
+from nimbus.invoker.sync.server import InvocationsServicer
 
 _DEFAULT_DEADLINE_S = 900.0
 

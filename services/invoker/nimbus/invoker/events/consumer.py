@@ -28,11 +28,11 @@ from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import InvalidArgument, NimbusError, NotFound, Throttled, Unavailable
 from nimbus.common.eventconfig import Destination, EventConfig
-from nimbus.invoker import envelope, telemetry
-from nimbus.invoker.asyncpath import AsyncInvocations, dead_letter_of
-from nimbus.invoker.eventsconfig import EventsConfig
-from nimbus.invoker.invoke import FunctionLookup, InvokeResult
-from nimbus.invoker.records import (
+from nimbus.invoker import telemetry
+from nimbus.invoker.events import envelope
+from nimbus.invoker.events.config import EventsConfig
+from nimbus.invoker.events.invocations import AsyncInvocations, dead_letter_of
+from nimbus.invoker.events.records import (
     TERMINAL,
     EventRef,
     InvocationStatus,
@@ -40,7 +40,7 @@ from nimbus.invoker.records import (
     RecordStore,
     error_json,
 )
-from nimbus.invoker.retry import (
+from nimbus.invoker.events.retry import (
     Action,
     Decision,
     Outcome,
@@ -50,6 +50,7 @@ from nimbus.invoker.retry import (
     expired,
     requeue_delay,
 )
+from nimbus.invoker.sync.invoke import FunctionLookup, InvokeResult
 
 log = logging.getLogger(__name__)
 

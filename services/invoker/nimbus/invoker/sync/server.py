@@ -7,9 +7,9 @@ from google.api import httpbody_pb2
 from nimbus.api.v1 import invocations_pb2, invocations_pb2_grpc
 from nimbus.common.auth import current_principal
 from nimbus.internal.v1 import invoker_pb2, invoker_pb2_grpc
-from nimbus.invoker.dispatcher import Dispatcher
-from nimbus.invoker.invoke import Invoker
-from nimbus.invoker.replyheaders import DEFAULT_DEADLINE_S, reply_headers, wants_log_tail
+from nimbus.invoker.sync.dispatcher import Dispatcher
+from nimbus.invoker.sync.invoke import Invoker
+from nimbus.invoker.sync.replyheaders import DEFAULT_DEADLINE_S, reply_headers, wants_log_tail
 
 _JSON = "application/json"
 

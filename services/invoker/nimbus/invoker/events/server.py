@@ -7,12 +7,12 @@ import grpc
 from nimbus.api.v1 import invocations_pb2 as pb
 from nimbus.common import tracing
 from nimbus.common.auth import current_principal
-from nimbus.invoker.asyncpath import AsyncInvocations
-from nimbus.invoker.envelope import DeadLetter
-from nimbus.invoker.invoke import Invoker
-from nimbus.invoker.records import InvocationRecord
-from nimbus.invoker.replyheaders import IDEMPOTENCY_HEADER
-from nimbus.invoker.server import InvocationsServicer
+from nimbus.invoker.events.envelope import DeadLetter
+from nimbus.invoker.events.invocations import AsyncInvocations
+from nimbus.invoker.events.records import InvocationRecord
+from nimbus.invoker.sync.invoke import Invoker
+from nimbus.invoker.sync.replyheaders import IDEMPOTENCY_HEADER
+from nimbus.invoker.sync.server import InvocationsServicer
 
 
 def _metadata(context: grpc.aio.ServicerContext, name: str) -> str:

@@ -24,9 +24,9 @@ from nimbus.common.errors import (
 from nimbus.common.model import LATEST, AliasRecord, FunctionRecord, InstanceRecord, VersionRecord
 from nimbus.common.validation import check_name
 from nimbus.invoker import telemetry
-from nimbus.invoker.dispatcher import Dispatcher
-from nimbus.invoker.limits import ConcurrencyLimiter
-from nimbus.invoker.target import Target, latest, resolve
+from nimbus.invoker.sync.dispatcher import Dispatcher
+from nimbus.invoker.sync.limits import ConcurrencyLimiter
+from nimbus.invoker.sync.target import Target, latest, resolve
 
 # An instance the node says is gone (drained by the autoscaler, reaped when idle) never ran the
 # call, so the call moves on to another. A scale-down destroys a batch of instances at once and the
