@@ -221,8 +221,6 @@ def test_events_config_documented_example_and_errors():
         "NIMBUS_ASYNC_MAX_EVENT_KB": "128",
         "NIMBUS_INVOCATION_TTL_S": "3600",
         "NIMBUS_DLQ_MAX_AGE_S": "86400",
-        "NIMBUS_HTTP_LISTEN_ADDR": "127.0.0.1:9000",
-        "NIMBUS_HTTP_MAX_BODY_KB": "1024",
     }
     cfg = EventsConfig.from_env(env)
     assert (cfg.workers, cfg.ack_wait_s, cfg.max_retries, cfg.max_event_bytes) == (
@@ -231,13 +229,11 @@ def test_events_config_documented_example_and_errors():
         3,
         128 * 1024,
     )
-    assert cfg.http_listen_addr == "127.0.0.1:9000"
     assert EventsConfig.from_env({}) == EventsConfig()
     for name, value in (
         ("NIMBUS_ASYNC_MAX_RETRIES", "6"),
         ("NIMBUS_ASYNC_ACK_WAIT_S", "1"),
         ("NIMBUS_NATS_URL", "http://x"),
-        ("NIMBUS_HTTP_LISTEN_ADDR", "nowhere"),
         ("NIMBUS_ASYNC_WORKERS", "0"),
     ):
         with pytest.raises(ConfigError, match=name):

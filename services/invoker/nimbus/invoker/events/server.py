@@ -1,5 +1,5 @@
 """gRPC adapter for the async RPCs of nimbus.api.v1.Invocations: InvokeAsync, GetInvocation,
-ListDeadLetters, ReplayDeadLetters. It extends the sync adapter (server.py) with these methods."""
+ListDeadLetters, ReplayDeadLetters. It extends the sync adapter (sync/server.py) with these methods."""
 
 from __future__ import annotations
 

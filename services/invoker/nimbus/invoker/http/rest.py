@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote
 from nimbus.common import metrics, tracing
 from nimbus.common.auth import Principal
 from nimbus.common.errors import InvalidArgument, NimbusError, NotFound, Throttled
+from nimbus.invoker.http.errors import nimbus_error_response
 from nimbus.invoker.http.server import HttpRequest, HttpResponse
 from nimbus.invoker.sync.invoke import InvokeResult
 from nimbus.invoker.sync.replyheaders import (
@@ -28,7 +29,6 @@ from nimbus.invoker.sync.replyheaders import (
     reply_headers,
     wants_log_tail,
 )
-from nimbus.invoker.triggers.http import nimbus_error_response
 
 PATH_PREFIX = "/v1/functions/"
 _INVOKE_PATH = re.compile(r"/v1/functions/([^/]+):(invoke|invokeAsync)")

@@ -275,9 +275,7 @@ class HttpServer:
         self._server = await loop.create_server(
             lambda: _Connection(self), self._host, self._port, reuse_address=True
         )
-        log.info(
-            "HTTP trigger listener up", extra={"fields": {"listen": f"{self._host}:{self._port}"}}
-        )
+        log.info("HTTP listener up", extra={"fields": {"listen": f"{self._host}:{self._port}"}})
         try:
             async with self._server:
                 await self._server.serve_forever()
@@ -383,7 +381,7 @@ class _Connection(asyncio.Protocol):
             try:
                 res = await server._handler(req)
             except Exception:
-                log.exception("HTTP trigger handler failed")
+                log.exception("HTTP handler failed")
                 res = server._error_body(500, "internal error")
             transport = self._transport
             if self._closed or transport is None:
@@ -401,7 +399,7 @@ class _Connection(asyncio.Protocol):
             self.abort()
             raise
         except Exception:
-            log.exception("HTTP trigger connection failed")
+            log.exception("HTTP connection failed")
             self.abort()
             return
         finally:

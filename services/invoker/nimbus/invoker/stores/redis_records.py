@@ -1,5 +1,5 @@
 """Invocation records in Redis: one hash per invocation id with a TTL, written by a Lua script that
-applies the ordering rule of records.py atomically. Every failure surfaces as Unavailable.
+applies the ordering rule of events/records.py atomically. Every failure surfaces as Unavailable.
 
 Writes are coalesced: those that come while a batch is in flight wait, and go together as one
 script call when it returns (one round trip, one command for Redis to run, instead of one each).
