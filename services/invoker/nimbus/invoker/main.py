@@ -87,7 +87,7 @@ async def main() -> None:
         else None
     )
 
-    # The gRPC services.
+    # The gRPC services. (The generated *_pb2_grpc modules carry no annotations.)
     server, health = new_server(
         [
             TelemetryInterceptor(),
@@ -99,14 +99,12 @@ async def main() -> None:
     )
     v1_servicer = AsyncInvocationsServicer(invoker, events.invocations)
     if "v1" in cfg.api_versions:
-        invocations_pb2_grpc.add_InvocationsServicer_to_server(v1_servicer, server)
+        invocations_pb2_grpc.add_InvocationsServicer_to_server(v1_servicer, server)  # type: ignore[no-untyped-call, unused-ignore]
     if "v2" in cfg.api_versions:
-        invocations_v2_pb2_grpc.add_InvocationsServicer_to_server(
-            InvocationsV2Servicer(v1_servicer, BatchInvoker(invoker)), server
-        )
-    invoker_pb2_grpc.add_InvokerControlServicer_to_server(
-        InvokerControlServicer(dispatcher), server
-    )
+        v2_servicer = InvocationsV2Servicer(v1_servicer, BatchInvoker(invoker))
+        invocations_v2_pb2_grpc.add_InvocationsServicer_to_server(v2_servicer, server)  # type: ignore[no-untyped-call, unused-ignore]
+    control_servicer = InvokerControlServicer(dispatcher)
+    invoker_pb2_grpc.add_InvokerControlServicer_to_server(control_servicer, server)  # type: ignore[no-untyped-call, unused-ignore]
 
     async def ready() -> None:
         for cache in (authenticator.cache, *functions.caches, instances):

@@ -62,8 +62,8 @@ DEAD_LETTERS = Counter(
 )
 ASYNC_BACKLOG = Gauge(
     "nimbus_async_backlog_events",
-    "Events of the shared JetStream consumer: pending = not yet delivered, unacked = delivered and not "
-    "yet finished (every replica samples the same consumer: aggregate with max, not sum)",
+    "Events of the shared JetStream consumer: pending = not yet delivered, unacked = delivered "
+    "and not yet finished (every replica samples the same consumer: aggregate with max, not sum)",
     ["state"],
 )
 BACKLOG_PENDING = ASYNC_BACKLOG.labels("pending")

@@ -53,7 +53,8 @@ class EventsConfig:
         max_retries = get_int(env, "NIMBUS_ASYNC_MAX_RETRIES", 2)
         if not MAX_RETRIES[0] <= max_retries <= MAX_RETRIES[1]:
             raise ConfigError(
-                f"NIMBUS_ASYNC_MAX_RETRIES={max_retries} must be between {MAX_RETRIES[0]} and {MAX_RETRIES[1]}"
+                f"NIMBUS_ASYNC_MAX_RETRIES={max_retries} must be between {MAX_RETRIES[0]}"
+                f" and {MAX_RETRIES[1]}"
             )
         max_age = get_float(env, "NIMBUS_ASYNC_MAX_EVENT_AGE_S", 21600.0, minimum=1.0)
         if max_age > MAX_EVENT_AGE_S[1]:

@@ -228,7 +228,8 @@ class EventConsumer:
             log.error("event handler failed", exc_info=task.exception())
 
     async def drain(self) -> None:
-        """SIGTERM: take no more events; let the running ones finish (the caller bounds the wait)."""
+        """SIGTERM: take no more events; let the running ones finish (the caller bounds the
+        wait)."""
         self._stopping = True
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -338,7 +339,8 @@ class EventConsumer:
 
     async def _run(self, d: Delivery, ref: EventRef, plan: Plan) -> None:
         if d.deliveries > 1 or self._records_down:
-            # It may have run, even finished, before; or the outcome may not be kept: find out first.
+            # It may have run, even finished, before; or the outcome may not be kept: find out
+            # first.
             try:
                 started = await self._records.move(
                     ref, Move(S.RUNNING, attempts_delta=1), self._clock.now()
@@ -556,7 +558,8 @@ class EventConsumer:
         result: InvokeResult | None,
         error: bytes,
     ) -> None:
-        """Best effort: a destination that cannot take the record is logged, never retried forever."""
+        """Best effort: a destination that cannot take the record is logged, never retried
+        forever."""
         if not dest:
             return
         body = destination_record(ref, event, condition, attempts, result, error, self._clock.now())

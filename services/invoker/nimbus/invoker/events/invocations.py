@@ -91,7 +91,8 @@ class AsyncInvocations:
         check_qualifier(qualifier)
         if len(payload) > self._max_event_bytes:
             raise TooLarge(
-                f"body: the event is {len(payload)} bytes, over the async limit of {self._max_event_bytes}"
+                f"body: the event is {len(payload)} bytes, over the async limit of"
+                f" {self._max_event_bytes}"
             )
         payload = check_event(payload)
         if idempotency_key:

@@ -63,7 +63,8 @@ for k, w in ipairs(cjson.decode(ARGV[2])) do
   else
     if fresh then
       if cseq ~= nil then redis.call('DEL', key) end
-      redis.call('HSET', key, 'id', w[7], 'namespace', w[8], 'function', w[9], 'qualifier', w[10], 'created_at', w[11])
+      redis.call('HSET', key, 'id', w[7], 'namespace', w[8], 'function', w[9],
+                 'qualifier', w[10], 'created_at', w[11])
     end
     local set = {'seq', w[2], 'status', status, 'updated_at', w[6]}
     local fields = w[12]

@@ -184,7 +184,8 @@ class Invoker:
                     target, request_id, payload, deadline_s, log_tail, series
                 )
             else:
-                # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
+                # The instance enforces timeout_s itself; this bound only catches a node that
+                # stops answering.
                 result = await self._run(
                     target,
                     request_id,
@@ -196,7 +197,8 @@ class Invoker:
                 )
         except Throttled:
             series.refused()
-            # No node ran the call, so no REPORT counts it: the function's per-minute metrics learn it here.
+            # No node ran the call, so no REPORT counts it: the function's per-minute metrics
+            # learn it here.
             if self._throttles is not None:
                 self._throttles.record(who.namespace, name)
             raise
@@ -217,7 +219,8 @@ class Invoker:
         log_tail: bool,
         series: telemetry.FunctionSeries,
     ) -> InvokeResult:
-        # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
+        # The instance enforces timeout_s itself; this bound only catches a node that stops
+        # answering.
         call_timeout_s = target.config.timeout_s + 5.0
         slot = await self._limiter.acquire(
             target.namespace,
@@ -258,7 +261,8 @@ class Invoker:
                             target, give_up_at - self._clock.monotonic()
                         )
                     except FunctionInitFailed as err:
-                        # As Lambda does: code that cannot load is the function's error, not the platform's.
+                        # As Lambda does: code that cannot load is the function's error, not
+                        # the platform's.
                         return init_failure_result(request_id, target.version, err)
                     instance, cold = grant.instance, grant.cold
             series.concurrent.inc()

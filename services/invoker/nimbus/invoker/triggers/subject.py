@@ -80,7 +80,8 @@ class SubjectTriggers:
         self._generation = -1
 
     async def run(self) -> None:
-        """Background task: reconcile subscriptions with the triggers on every change; never dies."""
+        """Background task: reconcile subscriptions with the triggers on every change; never
+        dies."""
         while True:
             try:
                 await self._bus.wait_ready(3600)
