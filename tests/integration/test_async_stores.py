@@ -21,14 +21,14 @@ from nimbus.common.auth import Principal
 from nimbus.common.clock import SystemClock
 from nimbus.common.errors import Throttled, Unavailable
 from nimbus.common.model import FunctionConfig, FunctionRecord
-from nimbus.invoker.asyncpath import AsyncInvocations
-from nimbus.invoker.consumer import EventConsumer
-from nimbus.invoker.eventsconfig import EventsConfig
-from nimbus.invoker.invoke import InvokeResult
-from nimbus.invoker.records import EventRef, InvocationStatus, Move
+from nimbus.invoker.events.config import EventsConfig
+from nimbus.invoker.events.consumer import EventConsumer
+from nimbus.invoker.events.invocations import AsyncInvocations
+from nimbus.invoker.events.records import EventRef, InvocationStatus, Move
 from nimbus.invoker.stores import jetstream
 from nimbus.invoker.stores.jetstream import JetStreamClient
 from nimbus.invoker.stores.redis_records import RedisRecords, record_key
+from nimbus.invoker.sync.invoke import InvokeResult
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nimbus.cluster.ports import free_port
-from nimbus.invoker.triggers import httpserver
-from nimbus.invoker.triggers.httpserver import HttpRequest, HttpResponse, HttpServer
+from nimbus.invoker.http import server as httpserver
+from nimbus.invoker.http.server import HttpRequest, HttpResponse, HttpServer
 
 pytestmark = pytest.mark.timeout(30)
 

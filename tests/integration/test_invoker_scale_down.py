@@ -32,13 +32,13 @@ from nimbus.common.model import (
     VersionRecord,
 )
 from nimbus.internal.v1 import nodeagent_pb2, types_pb2
-from nimbus.invoker.dispatcher import Dispatcher
-from nimbus.invoker.invoke import Invoker
-from nimbus.invoker.limits import ConcurrencyLimiter
-from nimbus.invoker.pool import Pool
 from nimbus.invoker.stores.instances import instances_cache
 from nimbus.invoker.stores.peers import NodeCaller
-from nimbus.invoker.target import Target
+from nimbus.invoker.sync.dispatcher import Dispatcher
+from nimbus.invoker.sync.invoke import Invoker
+from nimbus.invoker.sync.limits import ConcurrencyLimiter
+from nimbus.invoker.sync.pool import Pool
+from nimbus.invoker.sync.target import Target
 from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
     ECHO,
     Agent,

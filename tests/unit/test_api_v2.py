@@ -11,8 +11,8 @@ from nimbus.api.v2server import tag_filter
 from nimbus.common.auth import Principal
 from nimbus.common.errors import InvalidArgument, NotFound, Throttled
 from nimbus.common.validation import check_tags
-from nimbus.invoker.batch import MAX_ITEMS, BatchInvoker, BatchItem
-from nimbus.invoker.invoke import InvokeResult
+from nimbus.invoker.sync.batch import MAX_ITEMS, BatchInvoker, BatchItem
+from nimbus.invoker.sync.invoke import InvokeResult
 
 
 def test_pages_cover_every_item_once():

@@ -9,13 +9,12 @@ from nimbus.common.config import ConfigError
 from nimbus.common.errors import InvalidArgument
 from nimbus.common.eventconfig import Destination, EventConfig, check_event_config
 from nimbus.common.triggers import TriggerRecord, check_subject, check_trigger
-from nimbus.invoker import envelope
-from nimbus.invoker.consumer import destination_record
-from nimbus.invoker.eventsconfig import EventsConfig
-from nimbus.invoker.invoke import InvokeResult
-from nimbus.invoker.records import EventRef, allowed_from, can_move
-from nimbus.invoker.records import InvocationStatus as S
-from nimbus.invoker.retry import (
+from nimbus.invoker.events import envelope
+from nimbus.invoker.events.config import EventsConfig
+from nimbus.invoker.events.consumer import destination_record
+from nimbus.invoker.events.records import EventRef, allowed_from, can_move
+from nimbus.invoker.events.records import InvocationStatus as S
+from nimbus.invoker.events.retry import (
     Action,
     Outcome,
     Reason,
@@ -24,6 +23,7 @@ from nimbus.invoker.retry import (
     requeue_delay,
     retry_delay,
 )
+from nimbus.invoker.sync.invoke import InvokeResult
 
 POLICY = RetryPolicy(max_retries=2, max_event_age_s=3600, retry_base_s=1, retry_max_s=300)
 
@@ -221,8 +221,6 @@ def test_events_config_documented_example_and_errors():
         "NIMBUS_ASYNC_MAX_EVENT_KB": "128",
         "NIMBUS_INVOCATION_TTL_S": "3600",
         "NIMBUS_DLQ_MAX_AGE_S": "86400",
-        "NIMBUS_HTTP_LISTEN_ADDR": "127.0.0.1:9000",
-        "NIMBUS_HTTP_MAX_BODY_KB": "1024",
     }
     cfg = EventsConfig.from_env(env)
     assert (cfg.workers, cfg.ack_wait_s, cfg.max_retries, cfg.max_event_bytes) == (
@@ -231,13 +229,11 @@ def test_events_config_documented_example_and_errors():
         3,
         128 * 1024,
     )
-    assert cfg.http_listen_addr == "127.0.0.1:9000"
     assert EventsConfig.from_env({}) == EventsConfig()
     for name, value in (
         ("NIMBUS_ASYNC_MAX_RETRIES", "6"),
         ("NIMBUS_ASYNC_ACK_WAIT_S", "1"),
         ("NIMBUS_NATS_URL", "http://x"),
-        ("NIMBUS_HTTP_LISTEN_ADDR", "nowhere"),
         ("NIMBUS_ASYNC_WORKERS", "0"),
     ):
         with pytest.raises(ConfigError, match=name):
@@ -248,6 +244,6 @@ def test_events_config_documented_example_and_errors():
     ("max_concurrency", "want"), [(0, 16), (1, 1), (2, 1), (3, 1), (5, 2), (10, 4), (100, 16)]
 )
 def test_async_cap_leaves_sync_room(max_concurrency, want):
-    from nimbus.invoker.consumer import async_cap
+    from nimbus.invoker.events.consumer import async_cap
 
     assert async_cap(max_concurrency, 16) == want

@@ -86,13 +86,13 @@ def test_common_config_defaults_and_errors():
     [(b"", b"{}"), (b"  ", b"{}"), (b'{"a":1}', b'{"a":1}'), (b"[1]", b"[1]"), (b"3", b"3")],
 )
 def test_events_are_json_or_empty(raw, expected):
-    from nimbus.invoker.invoke import check_event
+    from nimbus.invoker.sync.invoke import check_event
 
     assert check_event(raw) == expected
 
 
 def test_an_event_that_is_not_json_names_the_body():
-    from nimbus.invoker.invoke import check_event
+    from nimbus.invoker.sync.invoke import check_event
 
     with pytest.raises(InvalidArgument, match="^body: "):
         check_event(b"name=Ada")

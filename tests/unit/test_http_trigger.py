@@ -7,9 +7,7 @@ import json
 
 import pytest
 from nimbus.common.errors import NotFound
-from nimbus.invoker.invoke import InvokeResult
-from nimbus.invoker.triggers.http import proxy_event, proxy_response, split_path
-from nimbus.invoker.triggers.httpserver import (
+from nimbus.invoker.http.server import (
     HttpError,
     HttpRequest,
     HttpResponse,
@@ -17,6 +15,8 @@ from nimbus.invoker.triggers.httpserver import (
     format_response,
     parse_head,
 )
+from nimbus.invoker.sync.invoke import InvokeResult
+from nimbus.invoker.triggers.http import proxy_event, proxy_response, split_path
 from nimbus.invoker.triggers.subject import subject_event
 
 

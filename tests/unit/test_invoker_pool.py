@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 from nimbus.common.model import InstanceRecord
-from nimbus.invoker.pool import Pool
+from nimbus.invoker.sync.pool import Pool
 
 
 def inst(i: str, slots: int = 1) -> InstanceRecord:

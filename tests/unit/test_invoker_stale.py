@@ -15,10 +15,10 @@ import pytest
 from nimbus.common.auth import Principal
 from nimbus.common.errors import NotFound, Throttled, Unavailable
 from nimbus.common.model import FunctionConfig, FunctionRecord, InstanceRecord
-from nimbus.invoker.dispatcher import Dispatcher
-from nimbus.invoker.invoke import Invoker, InvokeResult
-from nimbus.invoker.limits import ConcurrencyLimiter
-from nimbus.invoker.target import Target
+from nimbus.invoker.sync.dispatcher import Dispatcher
+from nimbus.invoker.sync.invoke import Invoker, InvokeResult
+from nimbus.invoker.sync.limits import ConcurrencyLimiter
+from nimbus.invoker.sync.target import Target
 
 WHO = Principal("default", "k1", False)
 CONFIG = FunctionConfig(runtime="python3.11", handler="main.handler")

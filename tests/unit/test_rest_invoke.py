@@ -7,9 +7,9 @@ import json
 import pytest
 from nimbus.common.auth import Principal
 from nimbus.common.errors import InvalidArgument, NotFound, Throttled, Unauthenticated
-from nimbus.invoker.invoke import InvokeResult
-from nimbus.invoker.restinvoke import RestInvoke, parse_query, route
-from nimbus.invoker.triggers.httpserver import HttpRequest
+from nimbus.invoker.http.rest import RestInvoke, parse_query, route
+from nimbus.invoker.http.server import HttpRequest
+from nimbus.invoker.sync.invoke import InvokeResult
 
 WHO = Principal(namespace="team", key_id="k1", admin=False)
 

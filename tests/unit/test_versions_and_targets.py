@@ -3,7 +3,7 @@ from nimbus.common.errors import InvalidArgument, NotFound
 from nimbus.common.model import AliasRecord, FunctionConfig, FunctionRecord, VersionRecord
 from nimbus.funcmgr.blobgc import collectable
 from nimbus.funcmgr.versions import check_alias_name, check_routing
-from nimbus.invoker.target import resolve
+from nimbus.invoker.sync.target import resolve
 
 CFG = FunctionConfig("python3.11", "main.handler")
 FN = FunctionRecord("ns", "f", CFG, "sha-latest", 1, "c", "u", revision=50)

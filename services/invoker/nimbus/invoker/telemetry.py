@@ -15,7 +15,7 @@ from typing import Protocol
 
 from nimbus.common.clock import Clock
 from nimbus.common.metrics import LATENCY_BUCKETS, OVERFLOW, Children
-from nimbus.invoker.pool import Pool, PoolKey
+from nimbus.invoker.sync.pool import Pool, PoolKey
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -62,8 +62,8 @@ DEAD_LETTERS = Counter(
 )
 ASYNC_BACKLOG = Gauge(
     "nimbus_async_backlog_events",
-    "Events of the shared JetStream consumer: pending = not yet delivered, unacked = delivered and not "
-    "yet finished (every replica samples the same consumer: aggregate with max, not sum)",
+    "Events of the shared JetStream consumer: pending = not yet delivered, unacked = delivered "
+    "and not yet finished (every replica samples the same consumer: aggregate with max, not sum)",
     ["state"],
 )
 BACKLOG_PENDING = ASYNC_BACKLOG.labels("pending")

@@ -7,10 +7,13 @@ have reached the watch yet.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from nimbus.common import keys
 from nimbus.common.etcd import KV, Etcd, WatchCache
 from nimbus.common.model import AliasRecord, FunctionRecord, VersionRecord
+
+RecordT = TypeVar("RecordT", VersionRecord, AliasRecord)
 
 
 def _decode(kv: KV) -> FunctionRecord:
@@ -53,16 +56,22 @@ class CachedFunctions:
 
     async def prefetch(self, namespace: str, name: str, qualifier: str) -> None:
         """Reads a version or alias the watch has not delivered yet into the cache."""
-        for key, cache, decode in (
-            (keys.version(namespace, name, qualifier), self.versions, _decode_version),
-            (keys.alias(namespace, name, qualifier), self.aliases, _decode_alias),
-        ):
-            if key in cache.items:
-                return
-            kv = await self._etcd.get(key)
-            if kv is not None:
-                cache.items[key] = decode(kv)  # type: ignore[assignment]
-                return
+        version_key = keys.version(namespace, name, qualifier)
+        if await self._read_into(self.versions, version_key, _decode_version):
+            return
+        await self._read_into(self.aliases, keys.alias(namespace, name, qualifier), _decode_alias)
+
+    async def _read_into(
+        self, cache: WatchCache[RecordT], key: bytes, decode: Callable[[KV], RecordT]
+    ) -> bool:
+        """Whether the cache holds key, reading it from etcd when the watch has not yet."""
+        if key in cache.items:
+            return True
+        kv = await self._etcd.get(key)
+        if kv is None:
+            return False
+        cache.items[key] = decode(kv)
+        return True
 
     def version_of(self, namespace: str, name: str) -> Callable[[str], VersionRecord | None]:
         return lambda number: self.versions.items.get(keys.version(namespace, name, number))

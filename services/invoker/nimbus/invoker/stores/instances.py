@@ -6,5 +6,6 @@ from nimbus.common.model import InstanceRecord
 
 
 def instances_cache(etcd: Etcd) -> WatchCache[InstanceRecord]:
-    """Every instance of every node; the invoker learns instances from this watch, never by polling."""
+    """Every instance of every node; the invoker learns instances from this watch, never by
+    polling."""
     return WatchCache(etcd, keys.instances_prefix(), lambda kv: InstanceRecord.from_json(kv.value))

@@ -1,5 +1,6 @@
-"""The NATS/JetStream adapter: one connection, the streams, publishes with de-duplication, the shared
-pull consumer, dead-letter reads and core subscriptions. Every failure surfaces as Unavailable.
+"""The NATS/JetStream adapter: one connection, the streams, publishes with de-duplication, the
+shared pull consumer, dead-letter reads and core subscriptions. Every failure surfaces as
+Unavailable.
 
 Streams (file storage, created or updated idempotently at every (re)connect):
   NIMBUS_EVENTS  nimbus.events.<namespace>.<function>; work-queue retention (an acked event is
@@ -59,7 +60,8 @@ def _unavailable(err: BaseException, what: str) -> Unavailable:
 
 
 class JetStreamClient:
-    """Connects in the background and keeps connecting; calls before a connection raise Unavailable."""
+    """Connects in the background and keeps connecting; calls before a connection raise
+    Unavailable."""
 
     def __init__(
         self,

@@ -12,8 +12,8 @@ from nimbus.common.clock import Clock
 from nimbus.common.errors import Unavailable
 from nimbus.common.etcd import Etcd
 from nimbus.common.model import LoadReport
-from nimbus.invoker.load import LoadMeter
-from nimbus.invoker.pool import Pool, PoolKey
+from nimbus.invoker.sync.load import LoadMeter
+from nimbus.invoker.sync.pool import Pool, PoolKey
 
 log = logging.getLogger(__name__)
 

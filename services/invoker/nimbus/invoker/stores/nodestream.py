@@ -230,7 +230,8 @@ class NodeStream:
         return protocol
 
     async def _lane_address(self) -> str:
-        """ "" when the node serves InvokeStream only (turned off, or a node-agent from before the lane)."""
+        """ "" when the node serves InvokeStream only (turned off, or a node-agent from before the
+        lane)."""
         try:
             res = await self._stub.GetInvokeLane(
                 nodeagent_pb2.GetInvokeLaneRequest(), timeout=_OPEN_TIMEOUT_S

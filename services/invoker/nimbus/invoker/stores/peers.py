@@ -15,15 +15,16 @@ from nimbus.internal.v1 import (
     scheduler_pb2_grpc,
     types_pb2,
 )
-from nimbus.invoker.invoke import InvokeResult
 from nimbus.invoker.stores.nodestream import Call, NodeStream
-from nimbus.invoker.target import Target
+from nimbus.invoker.sync.invoke import InvokeResult
+from nimbus.invoker.sync.target import Target
 
 
 class SchedulerClient:
     def __init__(self, address: str) -> None:
         self._channel = channel(address)
-        self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
+        # The generated *_pb2_grpc modules carry no annotations.
+        self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
 
     async def close(self) -> None:
         await self._channel.close()
@@ -77,7 +78,8 @@ class NodeCaller:
         stream = self._streams.get(address)
         if stream is None:
             stream = self._streams[address] = NodeStream(self._stubs.get(address), address)
-        # The call's fields set in place: building an InstanceInvokeRequest to copy into the call costs twice as much.
+        # The call's fields set in place: building an InstanceInvokeRequest to copy into the call
+        # costs twice as much.
         msg = Call(traceparent=tracing.current_traceparent())
         call = msg.invoke
         call.instance_id = instance.instance_id

@@ -1,5 +1,5 @@
 """Invocation records in Redis: one hash per invocation id with a TTL, written by a Lua script that
-applies the ordering rule of records.py atomically. Every failure surfaces as Unavailable.
+applies the ordering rule of events/records.py atomically. Every failure surfaces as Unavailable.
 
 Writes are coalesced: those that come while a batch is in flight wait, and go together as one
 script call when it returns (one round trip, one command for Redis to run, instead of one each).
@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from nimbus.common.clock import iso
 from nimbus.common.errors import Unavailable
-from nimbus.invoker.records import (
+from nimbus.invoker.events.records import (
     EventRef,
     InvocationRecord,
     InvocationStatus,
@@ -63,7 +63,8 @@ for k, w in ipairs(cjson.decode(ARGV[2])) do
   else
     if fresh then
       if cseq ~= nil then redis.call('DEL', key) end
-      redis.call('HSET', key, 'id', w[7], 'namespace', w[8], 'function', w[9], 'qualifier', w[10], 'created_at', w[11])
+      redis.call('HSET', key, 'id', w[7], 'namespace', w[8], 'function', w[9],
+                 'qualifier', w[10], 'created_at', w[11])
     end
     local set = {'seq', w[2], 'status', status, 'updated_at', w[6]}
     local fields = w[12]

@@ -9,7 +9,7 @@ import time
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from nimbus.invoker.limits import TAKE_SLOTS
+from nimbus.invoker.sync.limits import TAKE_SLOTS
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,2 @@
-"""Event sources that feed the async path: timers, NATS subjects, and the public HTTP listener."""
+"""Event sources: timers and NATS subjects (they submit async events) and HTTP triggers (sync
+calls that the HTTP listener routes /fn/… to)."""

@@ -28,8 +28,9 @@ from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock
 from nimbus.common.errors import NimbusError, NotFound
 from nimbus.common.triggers import HTTP_PATH_PREFIX, TriggerRecord
-from nimbus.invoker.invoke import InvokeResult
-from nimbus.invoker.triggers.httpserver import HttpRequest, HttpResponse
+from nimbus.invoker.http.errors import nimbus_error_response
+from nimbus.invoker.http.server import HttpRequest, HttpResponse
+from nimbus.invoker.sync.invoke import InvokeResult
 
 _NAMESPACE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
@@ -43,20 +44,6 @@ class Runner(Protocol):
     async def invoke(
         self, who: Principal, name: str, qualifier: str, payload: bytes, deadline_s: float
     ) -> InvokeResult: ...
-
-
-def error_response(status: int, message: str, grpc_code: int = 2) -> HttpResponse:
-    body = json.dumps({"code": grpc_code, "message": message, "details": []}).encode()
-    return HttpResponse(status, [("content-type", _JSON)], body)
-
-
-def nimbus_error_response(err: NimbusError) -> HttpResponse:
-    return error_response(err.http_status, err.message, int(err.code.value[0]))
-
-
-def http_status_error(status: int, message: str) -> HttpResponse:
-    codes = {400: 3, 404: 5, 413: 11, 431: 3, 500: 13}
-    return error_response(status, message, codes.get(status, 2))
 
 
 def split_path(path: str) -> tuple[str, str, str]:

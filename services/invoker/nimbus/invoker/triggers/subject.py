@@ -22,7 +22,7 @@ from typing import Protocol
 
 from nimbus.common.errors import NimbusError
 from nimbus.common.triggers import TriggerRecord, TriggerType
-from nimbus.invoker import envelope
+from nimbus.invoker.events import envelope
 from nimbus.invoker.triggers.timer import Enqueuer
 from nimbus.invoker.triggers.view import TriggerSource, of_type
 
@@ -80,7 +80,8 @@ class SubjectTriggers:
         self._generation = -1
 
     async def run(self) -> None:
-        """Background task: reconcile subscriptions with the triggers on every change; never dies."""
+        """Background task: reconcile subscriptions with the triggers on every change; never
+        dies."""
         while True:
             try:
                 await self._bus.wait_ready(3600)

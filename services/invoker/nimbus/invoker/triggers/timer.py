@@ -20,7 +20,7 @@ from nimbus.common import schedule
 from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import NimbusError
 from nimbus.common.triggers import TriggerRecord, TriggerType
-from nimbus.invoker import envelope
+from nimbus.invoker.events import envelope
 from nimbus.invoker.triggers.view import TriggerSource, of_type
 
 log = logging.getLogger(__name__)

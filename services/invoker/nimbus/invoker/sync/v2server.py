@@ -4,16 +4,17 @@ BatchInvoke over the same Invoker core (batch.py)."""
 from __future__ import annotations
 
 import grpc
-from google.api import httpbody_pb2
+
+# googleapis-common-protos ships .pyi files but no py.typed marker.
+from google.api import httpbody_pb2  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf import json_format, struct_pb2
 from nimbus.api.v1 import invocations_pb2 as v1_pb
 from nimbus.api.v2 import invocations_pb2 as pb
 from nimbus.api.v2 import invocations_pb2_grpc
 from nimbus.common.auth import current_principal
-from nimbus.invoker.batch import BatchInvoker, BatchItem, BatchOutcome
-from nimbus.invoker.server import InvocationsServicer
-
-_DEFAULT_DEADLINE_S = 900.0
+from nimbus.invoker.sync.batch import BatchInvoker, BatchItem, BatchOutcome
+from nimbus.invoker.sync.replyheaders import DEFAULT_DEADLINE_S
+from nimbus.invoker.sync.server import InvocationsServicer
 
 
 def event_bytes(item: pb.BatchInvokeItem) -> bytes:
@@ -57,7 +58,9 @@ class InvocationsV2Servicer(invocations_pb2_grpc.InvocationsServicer):
         self._batch = batch
 
     async def Invoke(
-        self, request: pb.InvokeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.InvokeRequest,
+        context: grpc.aio.ServicerContext[pb.InvokeRequest, httpbody_pb2.HttpBody],
     ) -> httpbody_pb2.HttpBody:
         same = v1_pb.InvokeRequest(
             name=request.name, qualifier=request.qualifier, body=request.body
@@ -65,11 +68,13 @@ class InvocationsV2Servicer(invocations_pb2_grpc.InvocationsServicer):
         return await self._v1.Invoke(same, context)
 
     async def BatchInvoke(
-        self, request: pb.BatchInvokeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.BatchInvokeRequest,
+        context: grpc.aio.ServicerContext[pb.BatchInvokeRequest, pb.BatchInvokeResponse],
     ) -> pb.BatchInvokeResponse:
         items = [BatchItem(i.name, i.qualifier, event_bytes(i)) for i in request.items]
         remaining = context.time_remaining()
         outcomes = await self._batch.invoke_all(
-            current_principal(), items, remaining if remaining is not None else _DEFAULT_DEADLINE_S
+            current_principal(), items, remaining if remaining is not None else DEFAULT_DEADLINE_S
         )
         return pb.BatchInvokeResponse(results=[outcome_to_pb(o) for o in outcomes])

@@ -169,7 +169,8 @@ class RequestParser:
         return len(self._buf)
 
     def at_eof(self) -> None:
-        """The client closed its side: a partial head is a 400 (a partial body is only a closed connection)."""
+        """The client closed its side: a partial head is a 400 (a partial body is only a closed
+        connection)."""
         if self._req is None and self._buf.strip():
             raise HttpError(400, "incomplete request head")
 
@@ -275,9 +276,7 @@ class HttpServer:
         self._server = await loop.create_server(
             lambda: _Connection(self), self._host, self._port, reuse_address=True
         )
-        log.info(
-            "HTTP trigger listener up", extra={"fields": {"listen": f"{self._host}:{self._port}"}}
-        )
+        log.info("HTTP listener up", extra={"fields": {"listen": f"{self._host}:{self._port}"}})
         try:
             async with self._server:
                 await self._server.serve_forever()
@@ -287,7 +286,8 @@ class HttpServer:
 
 
 class _Connection(asyncio.Protocol):
-    """One client connection: requests are answered one at a time, in order, each in a task of its own."""
+    """One client connection: requests are answered one at a time, in order, each in a task of
+    its own."""
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -323,9 +323,13 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._parser.feed(data)
         if self._busy:
-            if self._parser.buffered > MAX_HEAD_BYTES and not self._reading_paused:
+            if (
+                self._parser.buffered > MAX_HEAD_BYTES
+                and not self._reading_paused
+                and self._transport is not None
+            ):
                 self._reading_paused = True
-                self._transport.pause_reading()  # type: ignore[union-attr]
+                self._transport.pause_reading()
             return
         self._next()
 
@@ -369,7 +373,8 @@ class _Connection(asyncio.Protocol):
             if self._eof:
                 self._at_eof()
             elif self._parser.in_body and not self._in_body:
-                # The body must follow within BODY_TIMEOUT_S of the head, and within the idle deadline.
+                # The body must follow within BODY_TIMEOUT_S of the head, and within the idle
+                # deadline.
                 self._in_body = True
                 self._wait(min(BODY_TIMEOUT_S, self._deadline - self._loop.time()))
             return
@@ -383,7 +388,7 @@ class _Connection(asyncio.Protocol):
             try:
                 res = await server._handler(req)
             except Exception:
-                log.exception("HTTP trigger handler failed")
+                log.exception("HTTP handler failed")
                 res = server._error_body(500, "internal error")
             transport = self._transport
             if self._closed or transport is None:
@@ -401,15 +406,15 @@ class _Connection(asyncio.Protocol):
             self.abort()
             raise
         except Exception:
-            log.exception("HTTP trigger connection failed")
+            log.exception("HTTP connection failed")
             self.abort()
             return
         finally:
             self._task = None
         self._busy = False
-        if self._reading_paused and not self._closed:
+        if self._reading_paused and not self._closed and self._transport is not None:
             self._reading_paused = False
-            self._transport.resume_reading()  # type: ignore[union-attr]
+            self._transport.resume_reading()
         self._wait(IDLE_TIMEOUT_S)
         self._next()
 

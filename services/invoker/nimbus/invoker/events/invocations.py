@@ -22,11 +22,11 @@ from nimbus.common.errors import InvalidArgument, NotFound, TooLarge, Unavailabl
 from nimbus.common.model import FunctionRecord
 from nimbus.common.triggers import check_qualifier
 from nimbus.common.validation import check_name
-from nimbus.invoker import envelope
-from nimbus.invoker.envelope import DeadLetter
-from nimbus.invoker.invoke import FunctionLookup, check_event
-from nimbus.invoker.records import EventRef, InvocationRecord, RecordStore
-from nimbus.invoker.target import resolve
+from nimbus.invoker.events import envelope
+from nimbus.invoker.events.envelope import DeadLetter
+from nimbus.invoker.events.records import EventRef, InvocationRecord, RecordStore
+from nimbus.invoker.sync.invoke import FunctionLookup, check_event
+from nimbus.invoker.sync.target import resolve
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ class AsyncInvocations:
         check_qualifier(qualifier)
         if len(payload) > self._max_event_bytes:
             raise TooLarge(
-                f"body: the event is {len(payload)} bytes, over the async limit of {self._max_event_bytes}"
+                f"body: the event is {len(payload)} bytes, over the async limit of"
+                f" {self._max_event_bytes}"
             )
         payload = check_event(payload)
         if idempotency_key:

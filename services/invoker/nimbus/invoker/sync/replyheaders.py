@@ -8,7 +8,7 @@ import base64
 
 from nimbus.common import tracing
 from nimbus.common.errors import InvalidArgument
-from nimbus.invoker.invoke import InvokeResult
+from nimbus.invoker.sync.invoke import InvokeResult
 
 DEFAULT_DEADLINE_S = 900.0
 # Sent by the caller of invokeAsync: the same key within 10 minutes gets the first invocation.

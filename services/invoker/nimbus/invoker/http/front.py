@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from nimbus.invoker.triggers.httpserver import HttpRequest, HttpResponse
+from nimbus.invoker.http.server import HttpRequest, HttpResponse
 
 HEALTH_PATH = "/healthz"
 

@@ -1,11 +1,11 @@
-"""The invoker's settings for async events and triggers (a part of InvokerConfig)."""
+"""The async path's settings (a part of InvokerConfig)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nimbus.common.config import ConfigError, get_float, get_hostport, get_int, get_str
+from nimbus.common.config import ConfigError, get_float, get_int, get_str
 from nimbus.common.eventconfig import MAX_EVENT_AGE_S, MAX_RETRIES
 
 
@@ -26,9 +26,6 @@ class EventsConfig:
     NIMBUS_ASYNC_MAX_EVENT_KB        largest async event (default 256, at most 960)
     NIMBUS_INVOCATION_TTL_S          how long invocation records live in Redis (default 86400)
     NIMBUS_DLQ_MAX_AGE_S             how long dead letters are kept (default 1209600 = 14 days)
-    NIMBUS_HTTP_LISTEN_ADDR          host:port of the public HTTP trigger listener (/fn/…); empty
-                                     turns it off (default empty)
-    NIMBUS_HTTP_MAX_BODY_KB          largest HTTP trigger request body (default 6144)
     """
 
     nats_url: str = "nats://127.0.0.1:4222"
@@ -42,8 +39,6 @@ class EventsConfig:
     max_event_bytes: int = 256 * 1024
     record_ttl_s: int = 86400
     dlq_max_age_s: float = 1209600.0
-    http_listen_addr: str = ""
-    http_max_body_bytes: int = 6144 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EventsConfig:
@@ -58,7 +53,8 @@ class EventsConfig:
         max_retries = get_int(env, "NIMBUS_ASYNC_MAX_RETRIES", 2)
         if not MAX_RETRIES[0] <= max_retries <= MAX_RETRIES[1]:
             raise ConfigError(
-                f"NIMBUS_ASYNC_MAX_RETRIES={max_retries} must be between {MAX_RETRIES[0]} and {MAX_RETRIES[1]}"
+                f"NIMBUS_ASYNC_MAX_RETRIES={max_retries} must be between {MAX_RETRIES[0]}"
+                f" and {MAX_RETRIES[1]}"
             )
         max_age = get_float(env, "NIMBUS_ASYNC_MAX_EVENT_AGE_S", 21600.0, minimum=1.0)
         if max_age > MAX_EVENT_AGE_S[1]:
@@ -69,9 +65,6 @@ class EventsConfig:
         if max_event_kb > 960:
             # NATS's default max_payload is 1 MiB; the event's headers need some of it.
             raise ConfigError(f"NIMBUS_ASYNC_MAX_EVENT_KB={max_event_kb} must be at most 960")
-        http_addr = env.get("NIMBUS_HTTP_LISTEN_ADDR", "").strip()
-        if http_addr:
-            get_hostport(env, "NIMBUS_HTTP_LISTEN_ADDR", http_addr)
         return cls(
             nats_url=nats_url,
             redis_url=redis_url,
@@ -84,6 +77,4 @@ class EventsConfig:
             max_event_bytes=max_event_kb * 1024,
             record_ttl_s=get_int(env, "NIMBUS_INVOCATION_TTL_S", 86400, minimum=60),
             dlq_max_age_s=get_float(env, "NIMBUS_DLQ_MAX_AGE_S", 1209600.0, minimum=60.0),
-            http_listen_addr=http_addr,
-            http_max_body_bytes=get_int(env, "NIMBUS_HTTP_MAX_BODY_KB", 6144, minimum=1) * 1024,
         )

@@ -70,12 +70,14 @@ class ConcurrencyLimiter:
         )
         if verdict == 1:
             raise Throttled(
-                f"Rate exceeded: function {function!r} is at its max_concurrency of {function_limit}",
+                f"Rate exceeded: function {function!r} is at its max_concurrency of"
+                f" {function_limit}",
                 retry_after_s=1,
             )
         if verdict == 2:
             raise Throttled(
-                f"Rate exceeded: namespace {namespace!r} is at its concurrency limit of {self._namespace_limit}",
+                f"Rate exceeded: namespace {namespace!r} is at its concurrency limit of"
+                f" {self._namespace_limit}",
                 retry_after_s=1,
             )
         return Slot(keys, token)

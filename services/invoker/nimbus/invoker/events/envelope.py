@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nimbus.common.errors import InvalidArgument
-from nimbus.invoker.records import EventRef
+from nimbus.invoker.events.records import EventRef
 
 H_INVOCATION = "Nimbus-Invocation-Id"
 H_NAMESPACE = "Nimbus-Namespace"

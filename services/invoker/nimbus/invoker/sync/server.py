@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import grpc
-from google.api import httpbody_pb2
+
+# googleapis-common-protos ships .pyi files but no py.typed marker.
+from google.api import httpbody_pb2  # type: ignore[import-untyped, unused-ignore]
 from nimbus.api.v1 import invocations_pb2, invocations_pb2_grpc
 from nimbus.common.auth import current_principal
 from nimbus.internal.v1 import invoker_pb2, invoker_pb2_grpc
-from nimbus.invoker.dispatcher import Dispatcher
-from nimbus.invoker.invoke import Invoker
-from nimbus.invoker.replyheaders import DEFAULT_DEADLINE_S, reply_headers, wants_log_tail
+from nimbus.invoker.sync.dispatcher import Dispatcher
+from nimbus.invoker.sync.invoke import Invoker
+from nimbus.invoker.sync.replyheaders import DEFAULT_DEADLINE_S, reply_headers, wants_log_tail
 
 _JSON = "application/json"
+# The request type of a context: v2's Invoke hands its own on to v1's.
+_Request = TypeVar("_Request")
 
 
 class InvocationsServicer(invocations_pb2_grpc.InvocationsServicer):
@@ -19,7 +25,9 @@ class InvocationsServicer(invocations_pb2_grpc.InvocationsServicer):
         self._invoker = invoker
 
     async def Invoke(
-        self, request: invocations_pb2.InvokeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: invocations_pb2.InvokeRequest,
+        context: grpc.aio.ServicerContext[_Request, httpbody_pb2.HttpBody],
     ) -> httpbody_pb2.HttpBody:
         remaining = context.time_remaining()
         deadline_s = remaining if remaining is not None else DEFAULT_DEADLINE_S
@@ -41,7 +49,11 @@ class InvokerControlServicer(invoker_pb2_grpc.InvokerControlServicer):
         self._dispatcher = dispatcher
 
     async def GetStats(
-        self, request: invoker_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: invoker_pb2.GetStatsRequest,
+        context: grpc.aio.ServicerContext[
+            invoker_pb2.GetStatsRequest, invoker_pb2.GetStatsResponse
+        ],
     ) -> invoker_pb2.GetStatsResponse:
         stats = [
             invoker_pb2.FunctionQueueStats(

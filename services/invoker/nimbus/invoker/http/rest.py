@@ -20,15 +20,15 @@ from urllib.parse import parse_qsl, unquote
 from nimbus.common import metrics, tracing
 from nimbus.common.auth import Principal
 from nimbus.common.errors import InvalidArgument, NimbusError, NotFound, Throttled
-from nimbus.invoker.invoke import InvokeResult
-from nimbus.invoker.replyheaders import (
+from nimbus.invoker.http.errors import nimbus_error_response
+from nimbus.invoker.http.server import HttpRequest, HttpResponse
+from nimbus.invoker.sync.invoke import InvokeResult
+from nimbus.invoker.sync.replyheaders import (
     DEFAULT_DEADLINE_S,
     IDEMPOTENCY_HEADER,
     reply_headers,
     wants_log_tail,
 )
-from nimbus.invoker.triggers.http import nimbus_error_response
-from nimbus.invoker.triggers.httpserver import HttpRequest, HttpResponse
 
 PATH_PREFIX = "/v1/functions/"
 _INVOKE_PATH = re.compile(r"/v1/functions/([^/]+):(invoke|invokeAsync)")

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from nimbus.common.model import load_key
-from nimbus.invoker.pool import Pool, PoolKey
+from nimbus.invoker.sync.pool import Pool, PoolKey
 
 
 class LoadMeter:

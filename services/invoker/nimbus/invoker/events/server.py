@@ -1,5 +1,6 @@
 """gRPC adapter for the async RPCs of nimbus.api.v1.Invocations: InvokeAsync, GetInvocation,
-ListDeadLetters, ReplayDeadLetters. It extends the sync adapter (server.py) with these methods."""
+ListDeadLetters, ReplayDeadLetters. It extends the sync adapter (sync/server.py) with these
+methods."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import grpc
 from nimbus.api.v1 import invocations_pb2 as pb
 from nimbus.common import tracing
 from nimbus.common.auth import current_principal
-from nimbus.invoker.asyncpath import AsyncInvocations
-from nimbus.invoker.envelope import DeadLetter
-from nimbus.invoker.invoke import Invoker
-from nimbus.invoker.records import InvocationRecord
-from nimbus.invoker.replyheaders import IDEMPOTENCY_HEADER
-from nimbus.invoker.server import InvocationsServicer
+from nimbus.invoker.events.envelope import DeadLetter
+from nimbus.invoker.events.invocations import AsyncInvocations
+from nimbus.invoker.events.records import InvocationRecord
+from nimbus.invoker.sync.invoke import Invoker
+from nimbus.invoker.sync.replyheaders import IDEMPOTENCY_HEADER
+from nimbus.invoker.sync.server import InvocationsServicer
 
 
-def _metadata(context: grpc.aio.ServicerContext, name: str) -> str:
+def _metadata(
+    context: grpc.aio.ServicerContext[pb.InvokeAsyncRequest, pb.InvokeAsyncResponse], name: str
+) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == name:
             return value if isinstance(value, str) else value.decode()
@@ -58,7 +61,9 @@ class AsyncInvocationsServicer(InvocationsServicer):
         self._async = async_invocations
 
     async def InvokeAsync(
-        self, request: pb.InvokeAsyncRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.InvokeAsyncRequest,
+        context: grpc.aio.ServicerContext[pb.InvokeAsyncRequest, pb.InvokeAsyncResponse],
     ) -> pb.InvokeAsyncResponse:
         key = _metadata(context, IDEMPOTENCY_HEADER)
         invocation_id = await self._async.submit(
@@ -70,12 +75,16 @@ class AsyncInvocationsServicer(InvocationsServicer):
         return pb.InvokeAsyncResponse(invocation_id=invocation_id)
 
     async def GetInvocation(
-        self, request: pb.GetInvocationRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetInvocationRequest,
+        context: grpc.aio.ServicerContext[pb.GetInvocationRequest, pb.Invocation],
     ) -> pb.Invocation:
         return invocation_to_pb(await self._async.get(current_principal(), request.id))
 
     async def ListDeadLetters(
-        self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListDeadLettersRequest,
+        context: grpc.aio.ServicerContext[pb.ListDeadLettersRequest, pb.ListDeadLettersResponse],
     ) -> pb.ListDeadLettersResponse:
         letters, truncated = await self._async.dead_letters(
             current_principal(), request.name, request.limit
@@ -85,7 +94,11 @@ class AsyncInvocationsServicer(InvocationsServicer):
         )
 
     async def ReplayDeadLetters(
-        self, request: pb.ReplayDeadLettersRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ReplayDeadLettersRequest,
+        context: grpc.aio.ServicerContext[
+            pb.ReplayDeadLettersRequest, pb.ReplayDeadLettersResponse
+        ],
     ) -> pb.ReplayDeadLettersResponse:
         ids = await self._async.replay(
             current_principal(), request.name, list(request.invocation_ids)

@@ -8,8 +8,8 @@ from typing import Protocol, cast
 
 from nimbus.common.errors import FunctionInitFailed, NimbusError, Throttled, Unavailable
 from nimbus.common.model import InstanceRecord, InstanceState
-from nimbus.invoker.pool import Grant, Pool, PoolKey
-from nimbus.invoker.target import Target
+from nimbus.invoker.sync.pool import Grant, Pool, PoolKey
+from nimbus.invoker.sync.target import Target
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import InvalidArgument, NimbusError, NotFound, Throttled, Unavailable
 from nimbus.common.eventconfig import Destination, EventConfig
-from nimbus.invoker import envelope, telemetry
-from nimbus.invoker.asyncpath import AsyncInvocations, dead_letter_of
-from nimbus.invoker.eventsconfig import EventsConfig
-from nimbus.invoker.invoke import FunctionLookup, InvokeResult
-from nimbus.invoker.records import (
+from nimbus.invoker import telemetry
+from nimbus.invoker.events import envelope
+from nimbus.invoker.events.config import EventsConfig
+from nimbus.invoker.events.invocations import AsyncInvocations, dead_letter_of
+from nimbus.invoker.events.records import (
     TERMINAL,
     EventRef,
     InvocationStatus,
@@ -40,7 +40,7 @@ from nimbus.invoker.records import (
     RecordStore,
     error_json,
 )
-from nimbus.invoker.retry import (
+from nimbus.invoker.events.retry import (
     Action,
     Decision,
     Outcome,
@@ -50,6 +50,7 @@ from nimbus.invoker.retry import (
     expired,
     requeue_delay,
 )
+from nimbus.invoker.sync.invoke import FunctionLookup, InvokeResult
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,8 @@ class EventConsumer:
             log.error("event handler failed", exc_info=task.exception())
 
     async def drain(self) -> None:
-        """SIGTERM: take no more events; let the running ones finish (the caller bounds the wait)."""
+        """SIGTERM: take no more events; let the running ones finish (the caller bounds the
+        wait)."""
         self._stopping = True
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -337,7 +339,8 @@ class EventConsumer:
 
     async def _run(self, d: Delivery, ref: EventRef, plan: Plan) -> None:
         if d.deliveries > 1 or self._records_down:
-            # It may have run, even finished, before; or the outcome may not be kept: find out first.
+            # It may have run, even finished, before; or the outcome may not be kept: find out
+            # first.
             try:
                 started = await self._records.move(
                     ref, Move(S.RUNNING, attempts_delta=1), self._clock.now()
@@ -555,7 +558,8 @@ class EventConsumer:
         result: InvokeResult | None,
         error: bytes,
     ) -> None:
-        """Best effort: a destination that cannot take the record is logged, never retried forever."""
+        """Best effort: a destination that cannot take the record is logged, never retried
+        forever."""
         if not dest:
             return
         body = destination_record(ref, event, condition, attempts, result, error, self._clock.now())

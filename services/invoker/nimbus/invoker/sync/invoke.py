@@ -25,9 +25,9 @@ from nimbus.common.errors import (
 from nimbus.common.model import LATEST, AliasRecord, FunctionRecord, InstanceRecord, VersionRecord
 from nimbus.common.validation import check_name
 from nimbus.invoker import telemetry
-from nimbus.invoker.dispatcher import Dispatcher
-from nimbus.invoker.limits import ConcurrencyLimiter
-from nimbus.invoker.target import Target, latest, resolve
+from nimbus.invoker.sync.dispatcher import Dispatcher
+from nimbus.invoker.sync.limits import ConcurrencyLimiter
+from nimbus.invoker.sync.target import Target, latest, resolve
 
 # An instance the node says is gone (drained by the autoscaler, reaped when idle) never ran the
 # call, so the call moves on to another. A scale-down destroys a batch of instances at once and the
@@ -185,7 +185,8 @@ class Invoker:
                     target, request_id, payload, deadline_s, log_tail, series
                 )
             else:
-                # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
+                # The instance enforces timeout_s itself; this bound only catches a node that
+                # stops answering.
                 result = await self._run(
                     target,
                     request_id,
@@ -197,7 +198,8 @@ class Invoker:
                 )
         except Throttled:
             series.refused()
-            # No node ran the call, so no REPORT counts it: the function's per-minute metrics learn it here.
+            # No node ran the call, so no REPORT counts it: the function's per-minute metrics
+            # learn it here.
             if self._throttles is not None:
                 self._throttles.record(who.namespace, name)
             raise
@@ -218,7 +220,8 @@ class Invoker:
         log_tail: bool,
         series: telemetry.FunctionSeries,
     ) -> InvokeResult:
-        # The instance enforces timeout_s itself; this bound only catches a node that stops answering.
+        # The instance enforces timeout_s itself; this bound only catches a node that stops
+        # answering.
         call_timeout_s = target.config.timeout_s + 5.0
         slot = await self._limiter.acquire(
             target.namespace,
@@ -259,7 +262,8 @@ class Invoker:
                             target, give_up_at - self._clock.monotonic()
                         )
                     except FunctionInitFailed as err:
-                        # As Lambda does: code that cannot load is the function's error, not the platform's.
+                        # As Lambda does: code that cannot load is the function's error, not
+                        # the platform's.
                         return init_failure_result(request_id, target.version, err)
                     instance, cold = grant.instance, grant.cold
             series.concurrent.inc()

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from nimbus.common.auth import Principal
 from nimbus.common.errors import InvalidArgument, NimbusError
-from nimbus.invoker.invoke import InvokeResult
+from nimbus.invoker.sync.invoke import InvokeResult
 
 MAX_ITEMS = 100
 DEFAULT_PARALLEL = 10

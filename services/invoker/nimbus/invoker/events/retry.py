@@ -1,4 +1,5 @@
-"""What to do with an async event after a run: a pure policy of the outcome, attempts, age and config.
+"""What to do with an async event after a run: a pure policy of the outcome, attempts, age and
+config.
 
 - success: ack.
 - the function failed (it raised, timed out or could not load): retry after an exponential backoff
@@ -48,7 +49,8 @@ class RetryPolicy:
     # Function errors: base, 2×base, 4×base … capped.
     retry_base_s: float = 1.0
     retry_max_s: float = 300.0
-    # Throttling and platform errors: shorter, and they never exhaust (only the event's age ends them).
+    # Throttling and platform errors: shorter, and they never exhaust (only the event's age ends
+    # them).
     requeue_base_s: float = 0.5
     requeue_max_s: float = 30.0
 

@@ -1,0 +1,27 @@
+"""The listener's error bodies: {"code", "message", "details"}, as the gRPC-JSON transcoder answered
+them, with the matching HTTP status. Shared by REST invokes, the HTTP triggers and the server's
+own errors (a malformed request, a handler that raised)."""
+
+from __future__ import annotations
+
+import json
+
+from nimbus.common.errors import NimbusError
+from nimbus.invoker.http.server import HttpResponse
+
+_JSON = "application/json"
+# The gRPC code (its number) of each status the server answers by itself.
+_GRPC_CODES = {400: 3, 404: 5, 413: 11, 431: 3, 500: 13}
+
+
+def error_response(status: int, message: str, grpc_code: int = 2) -> HttpResponse:
+    body = json.dumps({"code": grpc_code, "message": message, "details": []}).encode()
+    return HttpResponse(status, [("content-type", _JSON)], body)
+
+
+def nimbus_error_response(err: NimbusError) -> HttpResponse:
+    return error_response(err.http_status, err.message, int(err.code.value[0]))
+
+
+def http_status_error(status: int, message: str) -> HttpResponse:
+    return error_response(status, message, _GRPC_CODES.get(status, 2))
