@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from nimbus.common.errors import InvalidArgument
-from nimbus.invoker.invoke import InvokeResult, check_event
+from nimbus.invoker.sync.invoke import InvokeResult, check_event
 from nimbus.invoker.triggers.http import proxy_response
 from nimbus.invoker.triggers.subject import subject_event
 

@@ -8,7 +8,8 @@ calls answer 503 until they are back, and the loops reconnect on their own.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from nimbus.common import keys
 from nimbus.common.clock import Clock
@@ -59,7 +60,7 @@ class EventSystem:
         )
 
     @property
-    def background(self) -> list[Callable[[], Awaitable[None]]]:
+    def background(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
         return [self.jetstream.run, self.event_configs.run, self.consumer.run]
 
     async def ready(self, timeout_s: float) -> None:

@@ -6,7 +6,8 @@ Timers and subjects submit async events (events/); HTTP triggers run sync calls 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from nimbus.common import keys
 from nimbus.common.clock import Clock
@@ -36,7 +37,7 @@ class TriggerSystem:
         self.http = HttpTriggers(http_index.get, runner, clock)
 
     @property
-    def background(self) -> list[Callable[[], Awaitable[None]]]:
+    def background(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
         return [self.records.run, self.timers.run, self.subjects.run]
 
     async def ready(self, timeout_s: float) -> None:
