@@ -9,8 +9,8 @@ same ticks without talking to the others. Cron follows Vixie cron: `*`, lists, r
 month and weekday names, 7 as Sunday, and when both day-of-month and day-of-week are restricted a
 day matching either fires (a field that starts with `*`, such as `*/2`, counts as unrestricted
 for that rule, as in Vixie cron). tests/unit/test_schedule_vs_croniter.py checks it against
-croniter, where the two agree. The macros @yearly @annually @monthly @weekly @daily @midnight @hourly
-stand for their usual expressions.
+croniter, where the two agree. The macros @yearly @annually @monthly @weekly @daily @midnight
+@hourly stand for their usual expressions.
 """
 
 from __future__ import annotations

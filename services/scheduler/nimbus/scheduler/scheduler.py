@@ -12,6 +12,7 @@ from typing import Protocol
 
 from nimbus.common.clock import Clock
 from nimbus.common.errors import NimbusError, Unavailable
+from nimbus.common.loops import loop_run
 from nimbus.common.model import (
     LATEST,
     FunctionRecord,
@@ -198,7 +199,8 @@ class Scheduler:
         while True:
             if is_leader():
                 try:
-                    await self.reconcile_once()
+                    with loop_run("reconciler"):
+                        await self.reconcile_once()
                 except Exception:
                     log.exception("reconcile step failed")
             await self._clock.sleep(period_s)
