@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from nimbus.common.clock import Clock
+from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import NimbusError, Unavailable
 from nimbus.common.loops import loop_run
 from nimbus.common.model import (
@@ -89,7 +88,8 @@ class Scheduler:
         code_sha256: str = "",
         runtime: str = "",
     ) -> Placed:
-        reservations = [_reservation(*key, mb) for key, mb in self._reserved.items() if mb > 0]
+        now = iso(self._clock.now())
+        reservations = [_reservation(*key, mb, now) for key, mb in self._reserved.items() if mb > 0]
         node_id = place(
             memory_mb,
             (namespace, function),
@@ -206,7 +206,9 @@ class Scheduler:
             await self._clock.sleep(period_s)
 
 
-def _reservation(node_id: str, namespace: str, function: str, memory_mb: int) -> InstanceRecord:
+def _reservation(
+    node_id: str, namespace: str, function: str, memory_mb: int, created_at: str
+) -> InstanceRecord:
     return InstanceRecord(
         instance_id="reserved",
         node_id=node_id,
@@ -218,5 +220,5 @@ def _reservation(node_id: str, namespace: str, function: str, memory_mb: int) ->
         function_revision=0,
         memory_mb=memory_mb,
         state="STARTING",
-        created_at=str(time.time()),
+        created_at=created_at,
     )
