@@ -39,16 +39,9 @@ from nimbus.invoker.pool import Pool
 from nimbus.invoker.stores.instances import instances_cache
 from nimbus.invoker.stores.peers import NodeCaller
 from nimbus.invoker.target import Target
-from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
-    ECHO,
-    Agent,
-    CodeServer,
-    code_server,
-    etcd,
-    etcd_endpoint,
-    start_agent,
-    wait_until,
-)
+
+from tests.support import until
+from tests.support.nodeagent import ECHO, Agent, CodeServer, start_agent
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -153,9 +146,9 @@ class Rig:
         async def empty() -> bool:
             return not self.pool().instances
 
-        await wait_until(settled, 20, "the invoker's instance starts to end")
+        await until(settled, 20, "the invoker's instance starts to end")
         await asyncio.gather(*(self.destroy(i) for i in list(self.pool().instances)))
-        await wait_until(empty, 10, "the destroyed instances to leave the pool")
+        await until(empty, 10, "the destroyed instances to leave the pool")
 
     async def warm(self, count: int) -> list[str]:
         """Starts `count` instances and waits until the invoker's pool, fed by the watch, lists them."""
@@ -165,7 +158,7 @@ class Rig:
         async def listed() -> bool:
             return len(self.pool().instances) >= count
 
-        await wait_until(listed, 20, f"the invoker's pool to list {count} instances")
+        await until(listed, 20, f"the invoker's pool to list {count} instances")
         return list(self.pool().instances)
 
 
@@ -259,9 +252,9 @@ async def test_calls_under_load_never_fail_while_a_scale_down_destroys_instances
 
         callers = [asyncio.create_task(caller()) for _ in range(8)]
         try:
-            await wait_until(served(ok + 50), 20, "the callers to spread over the instances")
+            await until(served(ok + 50), 20, "the callers to spread over the instances")
             await asyncio.gather(*(rig.destroy(i) for i in known[1:]))
-            await wait_until(served(ok + 200), 30, "calls after the scale-down")
+            await until(served(ok + 200), 30, "calls after the scale-down")
         finally:
             stop.set()
             await asyncio.wait_for(asyncio.gather(*callers), 30)

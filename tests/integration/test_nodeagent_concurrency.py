@@ -13,15 +13,8 @@ import pytest
 import pytest_asyncio
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import nodeagent_pb2, types_pb2
-from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
-    Agent,
-    CodeServer,
-    code_server,
-    etcd,
-    etcd_endpoint,
-    invoke,
-    start_agent,
-)
+
+from tests.support.nodeagent import Agent, CodeServer, invoke, start_agent
 
 pytestmark = pytest.mark.timeout(120)
 

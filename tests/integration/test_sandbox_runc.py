@@ -21,18 +21,16 @@ from nimbus.common import keys
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import nodeagent_pb2
 from nimbus.nodeagent.sandbox import cgroups
-from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
+
+from tests.support import pid_gone
+from tests.support.nodeagent import (
     ECHO,
     Agent,
     CodeServer,
-    code_server,
     create,
     create_files,
-    etcd,
-    etcd_endpoint,
     invoke,
     needs_runc,
-    pid_gone,
     start_agent,
 )
 
