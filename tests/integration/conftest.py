@@ -29,7 +29,7 @@ async def etcd(etcd_endpoint: str) -> AsyncIterator[Etcd]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def code_server() -> AsyncIterator[tuple[str, CodeServer]]:
-    """TEST SCAFFOLDING for the peer service: FunctionManager.FetchCode of zips built by the test."""
+    """TEST SCAFFOLDING for the peer service: FunctionManager.FetchCode of the test's zips."""
     server = grpc.aio.server()
     servicer = CodeServer()
     funcmgr_pb2_grpc.add_FunctionManagerServicer_to_server(servicer, server)

@@ -364,7 +364,7 @@ async def test_no_record_no_run_and_short_runs_count_once(
         switched.down = False
         done = await wait_status(records, ids, "SUCCEEDED")
         assert [r.attempts for r in done] == [1, 1, 1] and sorted(runner.runs.values()) == [1, 1, 1]
-        # With the store back, a first delivery goes from QUEUED straight to SUCCEEDED, counted once.
+        # With the store back, a first delivery goes QUEUED -> SUCCEEDED at once, counted once.
         rid = await submitter.submit(WHO, "fn-down", "", b'{"id": "quick"}')
         quick = (await wait_status(records, [rid], "SUCCEEDED"))[0]
         assert quick.attempts == 1 and runner.runs["quick"] == 1

@@ -104,6 +104,7 @@ def cursor(logs_dir: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(
     tmp_path: Path, nats_url: str
 ) -> None:

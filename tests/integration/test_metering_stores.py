@@ -380,6 +380,7 @@ class StallingStore:
         return self.applied
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["before", "after"])
 async def test_a_replica_killed_mid_batch_loses_and_doubles_nothing(
     nats_url: str, store: RedisMeter, when: str
@@ -401,7 +402,7 @@ async def test_a_replica_killed_mid_batch_loses_and_doubles_nothing(
             await survivor.stop()
     expected = (40, sum((i + 1) * 512 for i in range(40)))
     assert await usage_of(store, ns, day, day) == {("hello", "$LATEST", day): expected}
-    # After: the dead replica's batch was in Redis, and its redelivery to the survivor added nothing.
+    # After: the dead replica's batch was in Redis, and its redelivery to the survivor added none.
     assert (stalling.applied > 0) == (when == "after")
     assert stalling.applied + survivor.meter.applied == 40
 
@@ -453,6 +454,7 @@ class Functions:
         )
 
 
+@pytest.mark.slow
 async def test_throttles_land_in_the_minute_and_survive_a_redis_outage(
     redis_url: str, store: RedisMeter, tmp_path: Path
 ) -> None:

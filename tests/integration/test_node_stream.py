@@ -88,6 +88,7 @@ async def test_a_call_past_its_deadline_fails_and_the_others_go_on(
         await agent.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lane", "stream"])
 async def test_a_dead_node_fails_the_calls_in_flight_at_once(
     kind, tmp_path, etcd_endpoint, etcd, code_server
@@ -114,6 +115,7 @@ async def test_a_dead_node_fails_the_calls_in_flight_at_once(
         stream.close()
 
 
+@pytest.mark.slow
 async def test_sigterm_lets_the_calls_on_the_lane_finish(
     tmp_path, etcd_endpoint, etcd, code_server
 ) -> None:
@@ -134,6 +136,7 @@ async def test_sigterm_lets_the_calls_on_the_lane_finish(
         stream.close()
 
 
+@pytest.mark.slow
 async def test_an_invoker_going_away_cancels_its_calls_on_the_lane(
     tmp_path, etcd_endpoint, etcd, code_server
 ) -> None:

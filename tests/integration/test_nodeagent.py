@@ -245,6 +245,7 @@ async def test_sigterm_stops_instances_and_deregisters(
     assert pid_gone(pid)
 
 
+@pytest.mark.slow
 async def test_kill_9_expires_node_and_kills_instances(
     tmp_path_factory: pytest.TempPathFactory,
     etcd_endpoint: str,
@@ -273,6 +274,7 @@ async def test_kill_9_expires_node_and_kills_instances(
         await asyncio.to_thread(cleanup_node, agent.home, agent.node_id)
 
 
+@pytest.mark.slow
 async def test_restart_cleans_leftovers(
     tmp_path_factory: pytest.TempPathFactory,
     etcd_endpoint: str,
@@ -314,6 +316,7 @@ async def test_restart_cleans_leftovers(
 SPINS = "def handler(event, context):\n    while True:\n        pass\n"
 
 
+@pytest.mark.slow
 @needs_runc
 async def test_restart_deletes_leftover_containers(
     tmp_path_factory: pytest.TempPathFactory,
@@ -362,10 +365,11 @@ def runc_ids(home: Path, node_id: str) -> list[str]:
     return out.split()
 
 
+@pytest.mark.slow
 async def test_lost_lease_is_replaced_and_records_rewritten(
     agent: Agent, etcd: Etcd, code_server: tuple[str, CodeServer]
 ) -> None:
-    """As after an etcd outage longer than the TTL: the agent grants a new lease and re-puts everything."""
+    """As after an etcd outage longer than the TTL: the agent takes a new lease, re-puts it all."""
     info = await create(agent, code_server, ECHO, name="lease")
     node_key, inst_key = keys.node(agent.node_id), keys.instance(agent.node_id, info.instance_id)
     old = await etcd.get(node_key)
@@ -383,6 +387,7 @@ async def test_lost_lease_is_replaced_and_records_rewritten(
     }
 
 
+@pytest.mark.slow
 async def test_survives_etcd_down_at_start_and_etcd_restarts(
     tmp_path_factory: pytest.TempPathFactory, code_server: tuple[str, CodeServer]
 ) -> None:
@@ -408,7 +413,8 @@ async def test_survives_etcd_down_at_start_and_etcd_restarts(
         info = await create(agent, code_server, ECHO)
         inst_key = keys.instance(node_id, info.instance_id)
 
-        # etcd restarted without its data (a new member): the lease is gone, the agent writes everything again.
+        # etcd restarted without its data (a new member): the lease is gone; the agent writes
+        # everything again.
         stop(proc)
         proc = start_etcd(tmp / "data-wiped", client, peer)
 

@@ -39,7 +39,7 @@ def _fail(what: str, timeout_s: float, last: object) -> AssertionError:
 async def until(
     check: Callable[[], Any],
     timeout_s: float,
-    what: str,
+    what: str = "the condition",
     interval_s: float = 0.05,
     *,
     ignore: tuple[type[BaseException], ...] = (),
@@ -69,7 +69,7 @@ async def until(
 def until_sync(
     check: Callable[[], Any],
     timeout_s: float,
-    what: str,
+    what: str = "the condition",
     interval_s: float = 0.05,
     *,
     ignore: tuple[type[BaseException], ...] = (),
@@ -88,6 +88,30 @@ def until_sync(
         if time.monotonic() >= deadline:
             raise _fail(what, timeout_s, last)
         time.sleep(interval_s)
+
+
+async def eventually(
+    check: Callable[[], Any],
+    timeout_s: float = 30.0,
+    what: str = "the condition",
+    interval_s: float = 0.2,
+) -> Any:
+    """until() for a blocking check against a running cluster: it runs in a thread, and an
+    exception (a service coming back) counts as "not yet"."""
+    return await until(check, timeout_s, what, interval_s, ignore=(Exception,), in_thread=True)
+
+
+def until_passes(check: Callable[[], Any], timeout_s: float, interval_s: float = 0.2) -> Any:
+    """Calls check(), which asserts, until it stops raising AssertionError, and returns what it
+    returned; at the deadline its last AssertionError fails the test."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(interval_s)
 
 
 def pid_gone(pid: int) -> bool:
