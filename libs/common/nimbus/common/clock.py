@@ -27,8 +27,8 @@ class SystemClock:
 class FakeClock:
     """A Clock for tests. Time stands still until the test moves it (advance(), or setting t) or
     the code under test sleeps: sleep() returns at once, having moved time on by what was asked
-    (unless advance_on_sleep is False), letting other tasks run. monotonic() is now() plus a fixed offset (it starts at
-    `monotonic`, default now); slept lists every sleep asked for."""
+    (unless advance_on_sleep is False), and lets the other tasks run. monotonic() is now() plus
+    a fixed offset (it starts at `monotonic`, default now); slept lists every sleep asked for."""
 
     def __init__(
         self, now: float = 1000.0, *, monotonic: float | None = None, advance_on_sleep: bool = True
