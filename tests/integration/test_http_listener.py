@@ -65,7 +65,9 @@ async def test_keep_alive_pipelining_and_pieces():
     async with listening() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
-            b"POST /a?x=1 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /slow HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
+            b"POST /a?x=1 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
+            b"GET /slow HTTP/1.1\r\n\r\n"
+            b"GET /b HTTP/1.1\r\n\r\n"
         )
         assert await read_response(reader) == (
             200,
@@ -74,7 +76,10 @@ async def test_keep_alive_pipelining_and_pieces():
         )
         assert (await read_response(reader))[2] == b"GET"
         assert (await read_response(reader))[1]["x-path"] == "/b"
-        raw = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        raw = (
+            b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        )
         for i in range(len(raw)):
             writer.write(raw[i : i + 1])
             await writer.drain()

@@ -51,7 +51,8 @@ def test_read_request_bodies():
     req = read(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
     assert req is not None and req.body == b"hello"
     req = read(
-        b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\n\r\n"
+        b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\n\r\n"
     )
     assert req is not None and req.body == b"hello!!!"
     assert read(b"") is None
@@ -63,7 +64,8 @@ def test_read_request_bodies():
 def test_parser_takes_any_chunking_and_pipelined_requests():
     raw = (
         b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-        b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\nx-t: 1\r\n\r\n"
+        b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\nx-t: 1\r\n\r\n"
         b"GET /c?q=1 HTTP/1.1\r\n\r\n"
     )
     for step in (1, 7, len(raw)):

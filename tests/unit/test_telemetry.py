@@ -1,4 +1,4 @@
-"""Pure helpers of metrics, traces and trace-carrying logs (nimbus.common.{metrics,tracing,logs})."""
+"""Pure helpers of metrics, traces and trace-carrying logs: nimbus.common.{metrics,tracing,logs}."""
 
 from __future__ import annotations
 
