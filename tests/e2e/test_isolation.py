@@ -7,13 +7,13 @@ import base64
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from support import zip_of
+
+from tests.support import until_sync
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -22,17 +22,6 @@ NIMBUS = [sys.executable, "-m", "nimbus.cli"]
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
 
 
 # A handler that lies about its clock (frozen perf_counter_ns: the shim's stopwatch) and about
@@ -87,7 +76,7 @@ def test_a_function_cannot_forge_platform_lines(gw, liar: str) -> None:
         )
         return lines if done else None
 
-    lines = wait_for(complete, 60, f"the logs of {rid}")
+    lines = until_sync(complete, 60, f"the logs of {rid}")
     ends = sorted(ln["stream"] for ln in lines if ln["message"].startswith("END RequestId"))
     assert ends == ["platform", "stdout"]
 
@@ -257,7 +246,7 @@ def test_calls_and_events_over_a_quota_are_throttled(gw) -> None:
             statuses = sorted(c.result().status for c in calls)
         return statuses == [200, 429]
 
-    wait_for(wait_quota_seen, 60, "one of two concurrent calls to be throttled")
+    until_sync(wait_quota_seen, 60, "one of two concurrent calls to be throttled")
     statuses = []
     for _ in range(6):
         res = gw.request("POST", "/v1/functions/slow:invokeAsync", {"s": 3}, key=key)

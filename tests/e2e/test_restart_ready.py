@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from nimbus.cluster import LocalCluster
-from support import Gateway, free_port
+from support import Gateway
+
+from tests.support import free_port
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
