@@ -32,6 +32,7 @@ from nimbus.invoker.http.rest import RestInvoke
 from nimbus.invoker.http.server import HttpServer
 from nimbus.invoker.stores.functions import CachedFunctions
 from nimbus.invoker.stores.instances import instances_cache
+from nimbus.invoker.stores.itembudget import RedisItemBudget
 from nimbus.invoker.stores.loadreport import LoadReporter
 from nimbus.invoker.stores.peers import NodeCaller, SchedulerClient
 from nimbus.invoker.stores.quotas import QuotaCache
@@ -65,6 +66,7 @@ async def main() -> None:
     slots = RedisSlots(cfg.sync.redis_url)
     limiter = ConcurrencyLimiter(slots, clock, cfg.sync.namespace_concurrency, quotas.of)
     throttles = ThrottleRecorder(cfg.sync.redis_url, clock)
+    item_budget = RedisItemBudget(cfg.sync.redis_url)
     telemetry.watch_queues(dispatcher.pools)
     reporter = LoadReporter(etcd, cfg.common.replica, LoadMeter(), dispatcher.pools, clock)
     invoker = Invoker(functions, dispatcher, nodes, limiter, random.random, throttles, clock)
@@ -103,7 +105,8 @@ async def main() -> None:
     if "v1" in cfg.api_versions:
         invocations_pb2_grpc.add_InvocationsServicer_to_server(v1_servicer, server)  # type: ignore[no-untyped-call, unused-ignore]
     if "v2" in cfg.api_versions:
-        v2_servicer = InvocationsV2Servicer(v1_servicer, BatchInvoker(invoker))
+        batch = BatchInvoker(invoker, budget=item_budget, key_rps=cfg.sync.key_rps, clock=clock)
+        v2_servicer = InvocationsV2Servicer(v1_servicer, batch)
         invocations_v2_pb2_grpc.add_InvocationsServicer_to_server(v2_servicer, server)  # type: ignore[no-untyped-call, unused-ignore]
     control_servicer = InvokerControlServicer(dispatcher)
     invoker_pb2_grpc.add_InvokerControlServicer_to_server(control_servicer, server)  # type: ignore[no-untyped-call, unused-ignore]
@@ -121,6 +124,7 @@ async def main() -> None:
         await events.close()
         await reporter.close()
         await slots.close()
+        await item_budget.close()
         await throttles.close()
         await dispatcher.close()
         await scheduler.close()
