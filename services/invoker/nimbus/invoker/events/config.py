@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nimbus.common.config import ConfigError, get_float, get_int, get_str
 from nimbus.common.eventconfig import MAX_EVENT_AGE_S, MAX_RETRIES
+from nimbus.invoker.stores.jetstream import StreamCaps
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,11 @@ class EventsConfig:
     NIMBUS_ASYNC_MAX_EVENT_KB        largest async event (default 256, at most 960)
     NIMBUS_INVOCATION_TTL_S          how long invocation records live in Redis (default 86400)
     NIMBUS_DLQ_MAX_AGE_S             how long dead letters are kept (default 1209600 = 14 days)
+    NIMBUS_EVENTS_MAX_MB             the events stream's size; when full, new events get 429
+                                     (default 1024)
+    NIMBUS_EVENTS_PER_FUNCTION       events one function may have waiting (default 100000)
+    NIMBUS_DLQ_MAX_MB                the dead-letter stream's size (default 256)
+    NIMBUS_DLQ_PER_FUNCTION          dead letters kept per function; older ones go (default 10000)
     """
 
     nats_url: str = "nats://127.0.0.1:4222"
@@ -39,6 +45,7 @@ class EventsConfig:
     max_event_bytes: int = 256 * 1024
     record_ttl_s: int = 86400
     dlq_max_age_s: float = 1209600.0
+    caps: StreamCaps = field(default_factory=StreamCaps)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EventsConfig:
@@ -77,4 +84,10 @@ class EventsConfig:
             max_event_bytes=max_event_kb * 1024,
             record_ttl_s=get_int(env, "NIMBUS_INVOCATION_TTL_S", 86400, minimum=60),
             dlq_max_age_s=get_float(env, "NIMBUS_DLQ_MAX_AGE_S", 1209600.0, minimum=60.0),
+            caps=StreamCaps(
+                events_max_bytes=get_int(env, "NIMBUS_EVENTS_MAX_MB", 1024, minimum=16) << 20,
+                events_per_function=get_int(env, "NIMBUS_EVENTS_PER_FUNCTION", 100000, minimum=1),
+                dlq_max_bytes=get_int(env, "NIMBUS_DLQ_MAX_MB", 256, minimum=16) << 20,
+                dlq_per_function=get_int(env, "NIMBUS_DLQ_PER_FUNCTION", 10000, minimum=1),
+            ),
         )

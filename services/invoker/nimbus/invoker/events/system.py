@@ -41,7 +41,11 @@ class EventSystem:
         quotas: Callable[[str], Quotas | None],
     ) -> None:
         self.jetstream = JetStreamClient(
-            cfg.nats_url, name=replica, ack_wait_s=cfg.ack_wait_s, dlq_max_age_s=cfg.dlq_max_age_s
+            cfg.nats_url,
+            name=replica,
+            ack_wait_s=cfg.ack_wait_s,
+            dlq_max_age_s=cfg.dlq_max_age_s,
+            caps=cfg.caps,
         )
         self.records = RedisRecords(cfg.redis_url, cfg.record_ttl_s)
         self.event_configs: WatchCache[EventConfig] = WatchCache(

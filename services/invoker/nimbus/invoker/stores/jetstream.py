@@ -5,8 +5,11 @@ Unavailable.
 Streams (file storage, created or updated idempotently at every (re)connect):
   NIMBUS_EVENTS  nimbus.events.<namespace>.<function>; work-queue retention (an acked event is
                  gone); a 10-minute duplicate window over Nats-Msg-Id (idempotency keys, timer ticks
-                 published by every replica, replays).
-  NIMBUS_DLQ     nimbus.dlq.<namespace>.<function>; kept NIMBUS_DLQ_MAX_AGE_S.
+                 published by every replica, replays). Capped in bytes and per function: when
+                 full, a new event is refused (discard new, per subject), never an old one
+                 dropped, so one function's flood cannot push out another's events.
+  NIMBUS_DLQ     nimbus.dlq.<namespace>.<function>; kept NIMBUS_DLQ_MAX_AGE_S, capped in bytes
+                 and per function: a function's letters past its cap push out its own oldest.
 One durable pull consumer, `invokers`, on NIMBUS_EVENTS is shared by every invoker replica.
 """
 
@@ -28,7 +31,7 @@ from nats.aio.subscription import Subscription
 from nats.js import api
 from nats.js.client import JetStreamContext
 from nimbus.common import natsconn
-from nimbus.common.errors import Unavailable
+from nimbus.common.errors import Throttled, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,16 @@ DUPLICATE_WINDOW_S = 600.0
 EVENTS_MAX_AGE_S = 7 * 86400.0
 MSG_ID = "Nats-Msg-Id"
 CALL_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCaps:
+    """The bounds of the two streams (EventsConfig has their variables)."""
+
+    events_max_bytes: int = 1024 * 1024 * 1024
+    events_per_function: int = 100_000
+    dlq_max_bytes: int = 256 * 1024 * 1024
+    dlq_per_function: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +84,9 @@ class JetStreamClient:
         ack_wait_s: float,
         dlq_max_age_s: float,
         max_ack_pending: int = 20000,
+        caps: StreamCaps | None = None,
     ) -> None:
+        self._caps = caps or StreamCaps()
         self._url = url
         self._name = name
         self._ack_wait_s = ack_wait_s
@@ -151,6 +166,10 @@ class JetStreamClient:
                 storage=api.StorageType.FILE,
                 duplicate_window=DUPLICATE_WINDOW_S,
                 max_age=EVENTS_MAX_AGE_S,
+                max_bytes=self._caps.events_max_bytes,
+                max_msgs_per_subject=self._caps.events_per_function,
+                discard=api.DiscardPolicy.NEW,
+                discard_new_per_subject=True,
             ),
         )
         await self._upsert_stream(
@@ -163,6 +182,8 @@ class JetStreamClient:
                 # JetStream refuses a duplicate window longer than the stream's max age.
                 duplicate_window=min(DUPLICATE_WINDOW_S, self._dlq_max_age_s),
                 max_age=self._dlq_max_age_s,
+                max_bytes=self._caps.dlq_max_bytes,
+                max_msgs_per_subject=self._caps.dlq_per_function,
             ),
         )
         consumer = api.ConsumerConfig(
@@ -229,6 +250,14 @@ class JetStreamClient:
             ack = await js.publish(
                 subject, data, timeout=timeout_s, headers={**headers, MSG_ID: msg_id}
             )
+        except nats.js.errors.APIError as err:
+            if "maximum" in (err.description or ""):
+                # The stream's cap (in all, or this function's): refused, nothing lost.
+                raise Throttled(
+                    f"the async backlog is full ({err.description}); retry when events have run",
+                    retry_after_s=5,
+                ) from err
+            raise _unavailable(err, "publish") from err
         except (TimeoutError, nats.errors.Error, OSError) as err:
             raise _unavailable(err, "publish") from err
         return Stored(seq=int(ack.seq), duplicate=bool(ack.duplicate))
