@@ -276,6 +276,10 @@ async function main() {
   let dying = false;
   const serve = async (header, body) => {
     const [reply, out, durationUs, fatal] = await invoke(handler, header, body);
+    // What the call deferred to the next turn of the event loop (Express logs a route's error so)
+    // still runs within the call and is logged with it, as on Lambda, where the runtime's answer
+    // to the Runtime API takes a round trip first.
+    await new Promise((r) => setImmediate(r));
     const h = { request_id: header.request_id, duration_us: durationUs };
     if (fatal) {
       h.fatal = true;
