@@ -16,15 +16,15 @@ import importlib.util
 import json
 import os
 import re
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 from support import Gateway, Response
+
+from tests.support import until
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(600)]
 
@@ -55,17 +55,6 @@ async def deploy(gw: Gateway, examples: ModuleType, app: str) -> tuple[str, str]
     return name, path
 
 
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
-
-
 async def http(
     gw: Gateway, method: str, path: str, body: Any = None, *, headers_json: bool = True
 ) -> Response:
@@ -78,7 +67,7 @@ async def http(
             return None
         return res
 
-    return await asyncio.to_thread(wait_for, call, 30, f"{method} {path}")
+    return await until(call, 30, f"{method} {path}", 0.3, in_thread=True)
 
 
 async def call_log(gw: Gateway, name: str, request_id: str) -> list[str]:
@@ -90,7 +79,7 @@ async def call_log(gw: Gateway, name: str, request_id: str) -> list[str]:
         lines = [line["message"] for line in res.json()["lines"]]
         return lines if any(m.startswith("REPORT RequestId:") for m in lines) else None
 
-    return await asyncio.to_thread(wait_for, complete, 60, f"the log of {request_id}")
+    return await until(complete, 60, f"the log of {request_id}", 0.3, in_thread=True)
 
 
 def assert_hidden(res: Response, status: int, *secrets: str) -> None:
