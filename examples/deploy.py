@@ -177,8 +177,18 @@ def main() -> None:
     parser.add_argument("--name", help="the function's name (default: the app's)")
     args = parser.parse_args()
     path = deploy(EXAMPLES / args.app, args.name or args.app)
-    endpoint = os.environ.get("NIMBUS_ENDPOINT", "http://127.0.0.1:8080").rstrip("/")
-    print(f"{endpoint}{path}")
+    print(f"{endpoint().rstrip('/')}{path}")
+
+
+def endpoint() -> str:
+    """The gateway the CLI talks to: NIMBUS_ENDPOINT, else .nimbus/credentials.json's."""
+    if os.environ.get("NIMBUS_ENDPOINT"):
+        return os.environ["NIMBUS_ENDPOINT"]
+    home = Path(os.environ.get("NIMBUS_HOME") or ROOT / ".nimbus")
+    try:
+        return str(json.loads((home / "credentials.json").read_text())["endpoint"])
+    except (OSError, ValueError, KeyError):
+        return "http://127.0.0.1:8080"
 
 
 if __name__ == "__main__":

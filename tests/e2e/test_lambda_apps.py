@@ -16,6 +16,8 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from types import ModuleType
@@ -167,8 +169,18 @@ async def test_flask_through_serverless_wsgi(gw: Gateway, examples: ModuleType) 
     assert "KeyError: 'kaboom from Flask'" in lines, lines
 
 
-async def test_node_callback_handler(gw: Gateway, examples: ModuleType) -> None:
-    name, path = await deploy(gw, examples, "node-callback")
+async def test_node_callback_handler(gw: Gateway) -> None:
+    # The one command of the README, as a user runs it: it prints the trigger's URL.
+    name = f"node-{uuid.uuid4().hex[:8]}"
+    cmd = [sys.executable, str(EXAMPLES / "deploy.py"), "node-callback", "--name", name]
+    done = await asyncio.to_thread(
+        subprocess.run, cmd, env=cli_env(gw), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.strip()
+    prefix = f"http://127.0.0.1:{gw.port}/fn/"
+    assert url.startswith(prefix) and url.endswith(f"/{name}"), url
+    path = url.removeprefix(f"http://127.0.0.1:{gw.port}")
     res = await http(gw, "POST", f"{path}/anything?x=1", {"hello": "node"})
     assert res.status == 200, res.body
     assert res.headers["x-style"] == "callback"
