@@ -337,6 +337,12 @@ def function_records(agent: Agent, name: str) -> list[dict]:
             "app.handler",
             "[nimbus] ERROR Init failed: Runtime.ExitError: ",
         ),
+        (
+            "python3.11",
+            {"app.py": "blocks = [bytearray(16 << 20) for _ in range(32)]\n"},
+            "app.handler",
+            "[nimbus] ERROR Init failed: OutOfMemory: init used more than 128 MB of memory",
+        ),
     ],
 )
 async def test_init_failures_are_logged(
