@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import nodeagent_pb2
+from nimbus.nodeagent.spec import function_arn
 
 from tests.support import until
 from tests.support.nodeagent import Agent, CodeServer, create, create_files, invoke, start_agent
@@ -175,7 +176,7 @@ async def test_provided_runtime_api(agent: Agent, code_server: tuple[str, CodeSe
     assert reply.function_error == "" and reply.cold_start and reply.init_duration_us > 0
     assert got["event"] == {"hello": "runtime"} and got["request_id"] == "rid-42"
     assert before + 2000 < got["deadline_ms"] <= time.time() * 1000 + 3000
-    assert got["arn"] == "arn:nimbus:lambda:local:default:function:fn"
+    assert got["arn"] == function_arn("us-east-1", "default", "fn")
     assert got["trace"].startswith("Root=1-")
     assert (got["handler"], got["greeting"], got["wrong_id_status"]) == ("my.handler", "hi", 400)
     assert got["task_root"] in (

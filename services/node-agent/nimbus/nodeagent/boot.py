@@ -53,8 +53,10 @@ class Booter:
         *,
         cpu_quota: bool = True,
         clock: Clock | None = None,
+        region: str = specs.DEFAULT_REGION,
     ) -> None:
         self._clock = clock or SystemClock()
+        self._region = region
         self._driver = driver
         self._layout = layout
         self._writer = writer
@@ -117,24 +119,36 @@ class Booter:
             task_root = await self._driver.attach_code(sb.handle, code_dir, Limits(memory_mb, None))
             async with asyncio.timeout(budget):
                 started = self._clock.monotonic()
-                await sb.conn.send(encode(Kind.LOAD, specs.load_header(spec, task_root)))
+                stream = specs.log_stream_name(spec, sb.sandbox_id, self._clock.now())
+                header = specs.load_header(spec, task_root, region=self._region, log_stream=stream)
+                await sb.conn.send(encode(Kind.LOAD, header))
                 await sb.conn.handshake()
                 init_us = int((self._clock.monotonic() - started) * 1_000_000)
         except TimeoutError:
-            raise FunctionInitFailed(
-                "Runtime.InitTimeout", f"the handler did not load within {budget:.0f} s"
+            raise self._init_failed(
+                sb, "Runtime.InitTimeout", f"the handler did not load within {budget:.0f} s"
             ) from None
         except InitError as err:
             if self._driver.oom_killed(sb.handle):
-                raise FunctionInitFailed(
-                    "OutOfMemory", f"init used more than {memory_mb} MB of memory"
+                raise self._init_failed(
+                    sb, "OutOfMemory", f"init used more than {memory_mb} MB of memory"
                 ) from None
-            raise FunctionInitFailed(err.error_type, err.message) from None
+            if err.reported:
+                # The runtime logged it itself, with its stack trace, as Lambda's runtimes do.
+                raise FunctionInitFailed(err.error_type, err.message) from None
+            raise self._init_failed(sb, err.error_type, err.message) from None
         except (ProtocolError, ConnectionError) as err:
             raise Unavailable(f"instance runtime misbehaved during init: {err}") from None
         except OSError as err:
             raise Unavailable(f"cannot give the sandbox its code: {err}") from None
         return init_us
+
+    @staticmethod
+    def _init_failed(sb: Sandbox, error_type: str, message: str) -> FunctionInitFailed:
+        """An init failure the runtime could not log (it timed out, was killed, or died): the
+        platform's ERROR line in the function's log says why."""
+        sb.output.note(specs.init_error_line(error_type, message))
+        return FunctionInitFailed(error_type, message)
 
     async def throttle(self, sb: Sandbox, memory_mb: int) -> None:
         """After init: the function's CPU share, in proportion to its memory (a hard cap unless

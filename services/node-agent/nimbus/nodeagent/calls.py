@@ -11,6 +11,7 @@ manager destroys it before answering, so the next call gets a fresh one. With in
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 from nimbus.common.clock import Clock
@@ -55,7 +56,8 @@ async def call_instance(
         reply = await sb.conn.call(request_id, frame, cfg.timeout_s)
     except TimeoutError:
         result = specs.timeout_result(cfg.timeout_s, cold, init_us)
-        return Outcome(result, fatal=True, note=f"Task timed out after {cfg.timeout_s:.2f} seconds")
+        note = f"Timeout: {specs.timeout_message(cfg.timeout_s)}"
+        return Outcome(result, fatal=True, note=note)
     except CallAborted as err:
         elapsed_us = int((clock.monotonic() - started) * 1_000_000)
         result = specs.exit_result(request_id, str(err), elapsed_us, cold, init_us)
@@ -74,6 +76,7 @@ async def call_instance(
     # Billed on the agent's clock: the sandbox's duration_us is whatever the function makes it.
     duration_us = int((clock.monotonic() - started) * 1_000_000)
     error = "" if reply.kind is Kind.RESULT else "Unhandled"
+    fatal = bool(reply.header.get("fatal"))
     result = InvokeResult(
         reply.body,
         error,
@@ -83,4 +86,24 @@ async def call_instance(
         init_us,
         runtime_duration_us=int(reply.header.get("duration_us", 0)),
     )
-    return Outcome(result, fatal=bool(reply.header.get("fatal")))
+    if fatal:
+        # The runtime is gone (a custom runtime's process died, an error nobody awaited in
+        # Node.js): the platform's ERROR line says so, as Lambda's "Runtime exited" line does.
+        return Outcome(result, fatal=True, note=fatal_note(reply.body))
+    return Outcome(result)
+
+
+def fatal_note(body: bytes) -> str:
+    """'TYPE: MESSAGE' of a fatal ERROR reply's body, without the message's own "RequestId: ID
+    Error: " (the note line starts with that already)."""
+    try:
+        err = json.loads(body)
+    except ValueError:
+        err = None
+    if not isinstance(err, dict):
+        return "Runtime.ExitError: the runtime failed"
+    kind = str(err.get("errorType") or "Runtime.ExitError")
+    message = str(err.get("errorMessage") or "")
+    if message.startswith("RequestId: ") and " Error: " in message:
+        message = message.split(" Error: ", 1)[1]
+    return f"{kind}: {message}"

@@ -18,6 +18,7 @@ from nimbus.common.config import (
     get_str,
 )
 from nimbus.nodeagent.runtimes import RUNTIMES
+from nimbus.nodeagent.spec import DEFAULT_REGION
 
 DEFAULT_PYTHON = "/usr/bin/python3.11"
 DEFAULT_NODE = "/usr/bin/node"
@@ -25,6 +26,8 @@ SANDBOXES = ("runc", "process")
 DEFAULT_POOL = "python3.11=2,nodejs20=1,provided=1"
 # Interpreters a runc sandbox can run: it sees only these host directories (read-only).
 SANDBOX_VISIBLE = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/")
+# AWS's region names: us-east-1, eu-central-2, us-gov-west-1, or one of your own in their form.
+_REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -112,6 +115,9 @@ class NodeAgentConfig:
                               NIMBUS_LOGS) (default nats://127.0.0.1:4222)
     NIMBUS_LOG_RETENTION_H    hours NIMBUS_LOGS keeps a line (default 72)
     NIMBUS_LOG_MAX_MB         size bound of NIMBUS_LOGS; the oldest lines go first (default 1024)
+    NIMBUS_REGION             the cluster's region, as functions see it: AWS_REGION and
+                              AWS_DEFAULT_REGION, and the region part of the function ARNs in their
+                              context (default spec.DEFAULT_REGION, us-east-1)
     NIMBUS_LOG_SHIP_MS        the shortest time between two shipping rounds: lines reach NIMBUS_LOGS
                               (`nimbus logs`, usage, metrics) within about this long (default 1000)
     plus CommonConfig's NIMBUS_HOME, NIMBUS_ETCD_ENDPOINT, NIMBUS_REPLICA, NIMBUS_LOG_LEVEL,
@@ -139,6 +145,7 @@ class NodeAgentConfig:
     log_max_mb: int = 1024
     log_ship_s: float = 1.0
     invoke_lane_addr: str = ""
+    region: str = DEFAULT_REGION
 
     @classmethod
     def from_env(
@@ -197,6 +204,11 @@ class NodeAgentConfig:
         nats_url = get_str(env, "NIMBUS_NATS_URL", "nats://127.0.0.1:4222")
         if not nats_url.startswith(("nats://", "tls://")):
             raise ConfigError(f"NIMBUS_NATS_URL={nats_url!r} must start with nats:// or tls://")
+        region = get_str(env, "NIMBUS_REGION", DEFAULT_REGION)
+        if not _REGION.match(region) or len(region) > 32:
+            raise ConfigError(
+                f"NIMBUS_REGION={region!r} must look like an AWS region, e.g. us-east-1"
+            )
         return cls(
             common=CommonConfig.from_env(env, "node-agent"),
             listen_addr=f"{host}:{port}",
@@ -219,6 +231,7 @@ class NodeAgentConfig:
             log_max_mb=get_int(env, "NIMBUS_LOG_MAX_MB", 1024, minimum=1),
             log_ship_s=get_int(env, "NIMBUS_LOG_SHIP_MS", 1000, minimum=10) / 1000,
             invoke_lane_addr="" if lane == "off" else lane,
+            region=region,
         )
 
 

@@ -362,6 +362,14 @@ class OutputCapture:
         ).encode()
         return text[-TAIL_BYTES:]
 
+    def note(self, message: str) -> None:
+        """A platform line outside any call (an init failure the runtime could not log)."""
+        self._read_all()
+        self._flush_partials()
+        seg = self._target()
+        seg.lines.append(_Platform(message))
+        self._writer.append(self._instance_id, self._source, seg.request_id, PLATFORM, [message])
+
     def close(self) -> None:
         """Reads what is left (the sandbox is dead or dying) and closes the pipes."""
         if self._closed:

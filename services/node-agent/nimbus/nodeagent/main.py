@@ -85,7 +85,7 @@ async def main() -> None:
     shipper = LogShipper(
         layout.logs_dir, writer, publisher, cfg.node_id, clock, every_s=cfg.log_ship_s
     )
-    booter = Booter(driver, layout, writer, cpu_quota=cfg.cpu_quota, clock=clock)
+    booter = Booter(driver, layout, writer, cpu_quota=cfg.cpu_quota, clock=clock, region=cfg.region)
     pool = WarmPool(booter, cfg.pool_sizes, clock)
     code = CodeCache(
         layout.code_dir,

@@ -18,7 +18,9 @@ never has the same request_id outstanding twice on one connection:
 
     agent → shim, once: the sandbox starts generic (a warm-pool "stem cell") and waits for this
         LOAD        {"task_root", "handler", "env": {str: str}, "namespace", "function_name",
-                     "function_version", "memory_limit_mb", "instance_concurrency"}
+                     "function_version", "memory_limit_mb", "function_arn", "log_group_name",
+                     "log_stream_name", "instance_concurrency"}
+                    (env already holds what Lambda sets: AWS_LAMBDA_*, AWS_REGION, _HANDLER, ...)
     shim → agent, once after importing the handler:
         READY       {"init_duration_us": int}
         INIT_ERROR  {"errorType": str, "errorMessage": str, "stackTrace": [str]}
@@ -30,6 +32,8 @@ never has the same request_id outstanding twice on one connection:
         RESULT      {"request_id", "duration_us"}               body: the return value as JSON
         ERROR       {"request_id", "duration_us", "fatal"?}     body: {"errorType", "errorMessage",
                                                                        "stackTrace"}
+                    The python3.11 and nodejs20 shims also write the error to the function's log
+                    (stderr) as Lambda's runtimes do, and so for INIT_ERROR.
                     "fatal": true means the runtime cannot take another call (a custom runtime's
                     process died): the agent replaces the instance, ending the other calls in
                     flight on it.

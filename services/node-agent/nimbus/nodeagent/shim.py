@@ -19,11 +19,20 @@ from nimbus.nodeagent.protocol import Frame, FrameDecoder, Kind, ProtocolError
 class InitError(Exception):
     """The shim could not load the handler (or died before it could say so)."""
 
-    def __init__(self, error_type: str, message: str, stack: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        stack: list[str] | None = None,
+        *,
+        reported: bool = False,
+    ) -> None:
         super().__init__(f"{error_type}: {message}")
         self.error_type = error_type
         self.message = message
         self.stack = stack or []
+        # The runtime said so in an INIT_ERROR frame (and logged it); else it died or hung.
+        self.reported = reported
 
 
 def listen(path: Path) -> socket.socket:
@@ -183,6 +192,7 @@ class ShimConnection:
                 str(h.get("errorType", "Runtime.Unknown")),
                 str(h.get("errorMessage", "")),
                 list(h.get("stackTrace", [])),
+                reported=True,
             )
         raise ProtocolError(f"expected READY, got {frame.kind}")
 

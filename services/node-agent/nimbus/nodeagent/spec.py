@@ -3,8 +3,10 @@ their validation, and what an instance is given. Pure."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass, replace
 
 from nimbus.common.errors import InvalidArgument
@@ -32,6 +34,11 @@ BASE_ENV = {
     "PYTHONUNBUFFERED": "1",
     "LAMBDA_RUNTIME_DIR": "/var/runtime",
 }
+# The cluster's region when NIMBUS_REGION does not name one (config.py): what AWS_REGION says and
+# what function ARNs hold, so code written for Lambda finds the region where it looks for it.
+DEFAULT_REGION = "us-east-1"
+# AWS_EXECUTION_ENV per runtime, as Lambda sets it (a custom runtime gets none, as on Lambda).
+_EXECUTION_ENV = {"python3.11": "AWS_Lambda_python3.11", "nodejs20": "AWS_Lambda_nodejs20.x"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +104,58 @@ def validate(spec: InstanceSpec) -> InstanceSpec:
     return replace(spec, config=cfg, version=spec.version or "$LATEST")
 
 
-def load_header(spec: InstanceSpec, task_root: str) -> dict[str, object]:
-    """The LOAD frame's header (protocol.py):
-    where the code is, what to import, the function's env."""
+def account_id(namespace: str) -> str:
+    """The namespace as an AWS account id, in function ARNs: twelve digits, the first eight bytes of
+    sha256(namespace) as an integer modulo 10**12, zero-padded. Stable across nodes and restarts,
+    and distinct per namespace (as a Lambda account is per tenant)."""
+    digest = hashlib.sha256(namespace.encode()).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % 10**12:012d}"
+
+
+def function_arn(region: str, namespace: str, function: str, qualifier: str = "") -> str:
+    """Lambda's arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER], so code that splits it
+    (ARN parsers, Powertools) finds each part where Lambda puts it."""
+    arn = f"arn:aws:lambda:{region}:{account_id(namespace)}:function:{function}"
+    return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def invoked_qualifier(spec: InstanceSpec) -> str:
+    """The qualifier an instance's calls are taken to come through: its published version, or none
+    for $LATEST (an unqualified call's ARN, the common case). The invoke request does not say which
+    alias (if any) a call named, so a call through an alias shows the version the alias chose."""
+    return "" if spec.version == "$LATEST" else spec.version
+
+
+def log_group_name(spec: InstanceSpec) -> str:
+    """Lambda's /aws/lambda/NAME: the account (the namespace) already tells tenants apart."""
+    return f"/aws/lambda/{spec.function}"
+
+
+def log_stream_name(spec: InstanceSpec, instance_id: str, now: float) -> str:
+    """Lambda's YYYY/MM/DD/[VERSION]ID, one per instance, ID its instance id."""
+    return f"{time.strftime('%Y/%m/%d', time.gmtime(now))}/[{spec.version}]{instance_id}"
+
+
+def load_header(
+    spec: InstanceSpec,
+    task_root: str,
+    *,
+    region: str = DEFAULT_REGION,
+    log_stream: str = "",
+) -> dict[str, object]:
+    """The LOAD frame's header (protocol.py): where the code is, what to import, the function's
+    env with the variables Lambda sets (the function's own may override AWS_REGION,
+    AWS_DEFAULT_REGION and TZ; validation keeps AWS_LAMBDA_* and NIMBUS_* the platform's)."""
     cfg = spec.config
+    arn = function_arn(region, spec.namespace, spec.function, invoked_qualifier(spec))
+    group = log_group_name(spec)
+    stream = log_stream or f"[{spec.version}]"
+    platform = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, "TZ": BASE_ENV["TZ"]}
+    execution_env = _EXECUTION_ENV.get(cfg.runtime)
+    if execution_env:
+        platform["AWS_EXECUTION_ENV"] = execution_env
     env = {
+        **platform,
         **cfg.env,
         "NIMBUS_HANDLER": cfg.handler,
         "NIMBUS_NAMESPACE": spec.namespace,
@@ -112,9 +166,11 @@ def load_header(spec: InstanceSpec, task_root: str) -> dict[str, object]:
         "AWS_LAMBDA_FUNCTION_NAME": spec.function,
         "AWS_LAMBDA_FUNCTION_VERSION": spec.version,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/nimbus/{spec.namespace}/{spec.function}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": spec.version,
+        "AWS_LAMBDA_LOG_GROUP_NAME": group,
+        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
         "LAMBDA_TASK_ROOT": task_root,
+        "LAMBDA_RUNTIME_DIR": BASE_ENV["LAMBDA_RUNTIME_DIR"],
         "_HANDLER": cfg.handler,
     }
     return {
@@ -125,6 +181,9 @@ def load_header(spec: InstanceSpec, task_root: str) -> dict[str, object]:
         "function_name": spec.function,
         "function_version": spec.version,
         "memory_limit_mb": cfg.memory_mb,
+        "function_arn": arn,
+        "log_group_name": group,
+        "log_stream_name": stream,
         # How many INVOKEs the shim may be given at once (it sizes its worker threads by it).
         "instance_concurrency": cfg.instance_concurrency,
     }
@@ -140,8 +199,12 @@ def deadline_ms(spec: InstanceSpec, now: float) -> int:
     return int((now + spec.config.timeout_s) * 1000)
 
 
+def timeout_message(timeout_s: float) -> str:
+    return f"Task timed out after {timeout_s:.2f} seconds"
+
+
 def timeout_result(timeout_s: float, cold: bool, init_us: int) -> InvokeResult:
-    body = {"errorType": "Timeout", "errorMessage": f"Task timed out after {timeout_s:.2f} seconds"}
+    body = {"errorType": "Timeout", "errorMessage": timeout_message(timeout_s)}
     duration_us = int(timeout_s * 1_000_000)
     return InvokeResult(
         json.dumps(body).encode(), "Unhandled", duration_us, billed_ms(duration_us), cold, init_us
@@ -227,7 +290,9 @@ class CallEnd:
 
 
 def log_end(spec: InstanceSpec, request_id: str, r: InvokeResult, note: str = "") -> CallEnd:
-    """Lambda's END and REPORT lines, after the platform's own note when it ended the call."""
+    """Lambda's END and REPORT lines, after the platform's own note when it ended the call: its
+    ERROR line "RequestId: ID Error: TYPE: MESSAGE" (calls.py; Lambda's wording, with the error
+    type; no stack trace, since the runtime was stopped or is gone)."""
     report = Report(
         duration_ms=round(r.duration_us / 1000, 3),
         billed_ms=r.billed_ms,
@@ -252,6 +317,11 @@ def error_type(r: InvokeResult) -> str:
         return r.function_error
     kind = body.get("errorType") if isinstance(body, dict) else None
     return kind if isinstance(kind, str) and kind else r.function_error
+
+
+def init_error_line(error_type: str, message: str) -> str:
+    """The platform's ERROR line when init failed and the runtime could not say why itself."""
+    return f"[nimbus] ERROR Init failed: {error_type}: {message}"
 
 
 def log_end_line(request_id: str) -> str:

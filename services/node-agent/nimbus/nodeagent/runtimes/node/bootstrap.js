@@ -61,10 +61,25 @@ function errorObject(err, type, message) {
   return { errorType: type || typeof err, errorMessage: message !== undefined ? message : String(err), stackTrace: [] };
 }
 
+// An error in the function's log as Lambda's Node.js runtime writes it: one line,
+// "TIMESTAMP\tREQUEST_ID\tERROR\tInvoke Error \t{"errorType","errorMessage","stack"}".
+function logError(requestId, label, err, error) {
+  const stack = err instanceof Error && typeof err.stack === 'string'
+    ? err.stack.split('\n')
+    : (error.stackTrace || []);
+  const line = JSON.stringify({ errorType: error.errorType, errorMessage: error.errorMessage, stack });
+  try {
+    process.stderr.write(`${new Date().toISOString()}\t${requestId}\tERROR\t${label} \t${line}\n`);
+  } catch (e) {
+    // a closed stderr loses the line, not the call
+  }
+}
+
 class InitFailure extends Error {
-  constructor(error) {
+  constructor(error, cause) {
     super(error.errorMessage);
     this.error = error;
+    this.cause = cause;
   }
 }
 
@@ -99,9 +114,9 @@ async function loadHandler(taskRoot, spec) {
       }
     }
   } catch (err) {
-    if (err instanceof SyntaxError) throw new InitFailure(errorObject(err, 'Runtime.UserCodeSyntaxError'));
-    if (err && err.code === 'MODULE_NOT_FOUND') throw new InitFailure(errorObject(err, 'Runtime.ImportModuleError'));
-    throw new InitFailure(errorObject(err));
+    if (err instanceof SyntaxError) throw new InitFailure(errorObject(err, 'Runtime.UserCodeSyntaxError'), err);
+    if (err && err.code === 'MODULE_NOT_FOUND') throw new InitFailure(errorObject(err, 'Runtime.ImportModuleError'), err);
+    throw new InitFailure(errorObject(err), err);
   }
   let handler = mod;
   for (const key of exportPath) handler = handler == null ? undefined : handler[key];
@@ -115,16 +130,23 @@ async function loadHandler(taskRoot, spec) {
   return handler;
 }
 
+// What LOAD said about this instance (its ARN, log group and stream); the same for every call.
+const instance = { functionArn: '', logGroupName: '', logStreamName: '' };
+
 function makeContext(h, finish) {
   const deadline = Number(h.deadline_ms || 0);
   const remaining = () => Math.max(0, deadline - Date.now());
-  return {
+  const context = {
     awsRequestId: h.request_id,
     requestId: h.request_id,
     functionName: h.function_name,
     functionVersion: h.function_version,
     memoryLimitInMB: String(h.memory_limit_mb),
-    invokedFunctionArn: process.env.NIMBUS_FUNCTION_ARN || '',
+    invokedFunctionArn: instance.functionArn,
+    logGroupName: instance.logGroupName,
+    logStreamName: instance.logStreamName,
+    // Kept for code that sets it; the reply never waits for the event loop to empty (the
+    // instance's connection to the agent keeps it busy for ever).
     callbackWaitsForEmptyEventLoop: true,
     getRemainingTimeInMillis: remaining,
     // DESIGN.md's names, for code shared with the Python runtime.
@@ -138,6 +160,10 @@ function makeContext(h, finish) {
     fail: (err) => finish(err == null ? new Error('handled') : err),
     done: (err, result) => finish(err, result),
   };
+  // As on Lambda: present only when the invoke carried them.
+  if (h.client_context) context.clientContext = h.client_context;
+  if (h.identity) context.identity = h.identity;
+  return context;
 }
 
 const inflight = new Set(); // the finish functions of the calls in flight
@@ -152,14 +178,18 @@ function invoke(handler, header, body) {
       inflight.delete(finish);
       const durationUs = Number((process.hrtime.bigint() - started) / 1000n);
       if (err != null) {
-        resolve(['ERROR', Buffer.from(JSON.stringify(err.errorType ? err : errorObject(err))), durationUs, fatal]);
+        const error = err.errorType ? err : errorObject(err);
+        logError(header.request_id, 'Invoke Error', err, error);
+        resolve(['ERROR', Buffer.from(JSON.stringify(error)), durationUs, fatal]);
         return;
       }
       let out;
       try {
         out = JSON.stringify(result === undefined ? null : result);
       } catch (e) {
-        resolve(['ERROR', Buffer.from(JSON.stringify(errorObject(e, 'Runtime.MarshalError', `Unable to stringify response body: ${e.message}`))), durationUs]);
+        const error = errorObject(e, 'Runtime.MarshalError', `Unable to stringify response body: ${e.message}`);
+        logError(header.request_id, 'Invoke Error', e, error);
+        resolve(['ERROR', Buffer.from(JSON.stringify(error)), durationUs]);
         return;
       }
       resolve(['RESULT', Buffer.from(out === undefined ? 'null' : out), durationUs]);
@@ -195,7 +225,8 @@ function onCrash(kind, err) {
   if (inflight.size) {
     for (const finish of [...inflight]) finish(errorObject(err, kind), undefined, true);
   } else {
-    process.stderr.write(`${kind}: ${err && err.stack ? err.stack : err}\n`);
+    const label = kind === 'Runtime.UnhandledPromiseRejection' ? 'Unhandled Promise Rejection' : 'Uncaught Exception';
+    logError(undefined, label, err, errorObject(err, kind));
     process.exit(1);
   }
 }
@@ -224,14 +255,16 @@ async function main() {
   if (kind !== 'LOAD') throw new Error(`nimbus runtime: expected LOAD, got ${kind}`);
   const started = process.hrtime.bigint();
   Object.assign(process.env, load.env || {});
-  process.env.NIMBUS_FUNCTION_ARN = `arn:nimbus:lambda:local:${load.namespace}:function:${load.function_name}`;
+  instance.functionArn = load.function_arn || '';
+  instance.logGroupName = load.log_group_name || '';
+  instance.logStreamName = load.log_stream_name || '';
   process.chdir(load.task_root);
   let handler;
   try {
     handler = await loadHandler(load.task_root, load.handler);
   } catch (err) {
     const error = err instanceof InitFailure ? err.error : errorObject(err);
-    process.stderr.write(`init failed: ${error.errorType}: ${error.errorMessage}\n`);
+    logError(undefined, 'Uncaught Exception', err instanceof InitFailure ? err.cause : err, error);
     await send('INIT_ERROR', error);
     process.exit(1);
   }
@@ -243,6 +276,10 @@ async function main() {
   let dying = false;
   const serve = async (header, body) => {
     const [reply, out, durationUs, fatal] = await invoke(handler, header, body);
+    // What the call deferred to the next turn of the event loop (Express logs a route's error so)
+    // still runs within the call and is logged with it, as on Lambda, where the runtime's answer
+    // to the Runtime API takes a round trip first.
+    await new Promise((r) => setImmediate(r));
     const h = { request_id: header.request_id, duration_us: durationUs };
     if (fatal) {
       h.fatal = true;

@@ -120,16 +120,18 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(404, "NotFound", f"no route {self.path}")
         inv = self.api.wait_next()
         h = inv.header
-        self._reply(
-            200,
-            inv.body,
-            {
-                "Lambda-Runtime-Aws-Request-Id": inv.request_id,
-                "Lambda-Runtime-Deadline-Ms": str(h.get("deadline_ms", 0)),
-                "Lambda-Runtime-Invoked-Function-Arn": self.api.arn,
-                "Lambda-Runtime-Trace-Id": trace_id(inv.request_id),
-            },
-        )
+        headers = {
+            "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(h.get("deadline_ms", 0)),
+            "Lambda-Runtime-Invoked-Function-Arn": self.api.arn,
+            "Lambda-Runtime-Trace-Id": trace_id(inv.request_id),
+        }
+        # As on Lambda, only when the invoke carried them.
+        if h.get("client_context"):
+            headers["Lambda-Runtime-Client-Context"] = json.dumps(h["client_context"])
+        if h.get("identity"):
+            headers["Lambda-Runtime-Cognito-Identity"] = json.dumps(h["identity"])
+        self._reply(200, inv.body, headers)
 
     def do_POST(self) -> None:
         body = self._body()
@@ -238,8 +240,7 @@ def main() -> None:
     kind, header, _ = frame
     if kind != "LOAD":
         raise SystemExit(f"nimbus runtime: expected LOAD, got {kind!r}")
-    ns, name = header.get("namespace", ""), header.get("function_name", "")
-    api = RuntimeApi(f"arn:nimbus:lambda:local:{ns}:function:{name}")
+    api = RuntimeApi(header.get("function_arn") or "")
     Handler.api = api
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
@@ -247,6 +248,7 @@ def main() -> None:
     try:
         proc = start_runtime(header, api_addr)
     except shim.InitFailure as failure:
+        shim.log_error(failure.error)
         sock.sendall(shim.encode("INIT_ERROR", failure.error))
         sys.exit(1)
     threading.Thread(target=watch, args=(proc, api), daemon=True).start()
@@ -258,6 +260,7 @@ def main() -> None:
         else:
             text = f"Runtime exited with error: {exit_text(event[1])}"
             error = {"errorType": "Runtime.ExitError", "errorMessage": text}
+            shim.log_error(error)
         shim.flush_output()
         sock.sendall(shim.encode("INIT_ERROR", error))
         sys.exit(1)

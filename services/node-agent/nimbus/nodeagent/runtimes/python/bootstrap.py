@@ -68,22 +68,131 @@ def read_frame(stream: BinaryIO) -> tuple[str, dict[str, Any], bytes] | None:
 # -- what the handler sees ---------------------------------------------------------------------
 
 
+class _Attrs:
+    """A plain object of the given attributes (awslambdaric's make_obj_from_dict)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        self.__dict__.update(attrs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__dict__!r})"
+
+
+class CognitoIdentity(_Attrs):
+    pass
+
+
+class Client(_Attrs):
+    pass
+
+
+class ClientContext(_Attrs):
+    pass
+
+
+def client_context(raw: Any) -> ClientContext | None:
+    """Lambda's context.client_context from the invoke's client context (a JSON object), if any."""
+    if not isinstance(raw, dict):
+        return None
+    client = raw.get("client")
+    return ClientContext(
+        client=Client(**client) if isinstance(client, dict) else None,
+        custom=raw.get("custom"),
+        env=raw.get("env"),
+    )
+
+
+# What LOAD said about this instance (its ARN, log group and stream); the same for every call.
+_instance: dict[str, Any] = {}
+# The call in flight, for the request id in log records (see install_log_handler).
+_current_request_id = ""
+
+
 class Context:
-    """The Lambda-style context object: names Lambda code already uses, plus Nimbus' own."""
+    """Lambda's context object, with the names awslambdaric's LambdaContext has, plus Nimbus' own
+    (request_id, memory_limit_mb as an int, get_remaining_time_ms)."""
 
     def __init__(self, header: dict[str, Any]) -> None:
+        inst = _instance
         self.request_id: str = header.get("request_id", "")
         self.aws_request_id = self.request_id
         self.function_name: str = header.get("function_name", "")
         self.function_version: str = header.get("function_version", "")
         self.memory_limit_mb: int = int(header.get("memory_limit_mb", 0))
-        self.memory_limit_in_mb = self.memory_limit_mb
+        # A string on Lambda too (awslambdaric reads it from AWS_LAMBDA_FUNCTION_MEMORY_SIZE).
+        self.memory_limit_in_mb = str(self.memory_limit_mb)
+        self.invoked_function_arn: str = inst.get("function_arn", "")
+        self.log_group_name: str = inst.get("log_group_name", "")
+        self.log_stream_name: str = inst.get("log_stream_name", "")
+        self.identity = CognitoIdentity(cognito_identity_id=None, cognito_identity_pool_id=None)
+        self.client_context = client_context(header.get("client_context"))
+        self.tenant_id = None
         self._deadline_ms: int = int(header.get("deadline_ms", 0))
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, self._deadline_ms - int(time.time() * 1000))
 
     get_remaining_time_ms = get_remaining_time_in_millis
+
+    def log(self, msg: str) -> None:
+        sys.stdout.write(str(msg))
+        sys.stdout.flush()
+
+    def __repr__(self) -> str:
+        return (
+            f"LambdaContext([aws_request_id={self.aws_request_id},"
+            f"log_group_name={self.log_group_name},log_stream_name={self.log_stream_name},"
+            f"function_name={self.function_name},memory_limit_in_mb={self.memory_limit_in_mb},"
+            f"function_version={self.function_version},"
+            f"invoked_function_arn={self.invoked_function_arn},"
+            f"client_context={self.client_context},identity={self.identity}])"
+        )
+
+
+def log_error(error: dict[str, Any]) -> None:
+    """An unhandled error in the function's log, as Lambda's Python runtime writes it:
+    "[ERROR] Type: message" and the traceback, in one write (threads cannot split it)."""
+    trace = "".join(str(line) for line in error.get("stackTrace") or [])
+    text = (
+        f"[ERROR] {error.get('errorType')}: {error.get('errorMessage')}\n"
+        f"Traceback (most recent call last):\n{trace}"
+    )
+    stream = sys.__stderr__
+    if stream is None:
+        return
+    try:
+        stream.write(text if text.endswith("\n") else text + "\n")
+        stream.flush()
+    except Exception:  # a closed stderr loses the line, not the call
+        pass
+
+
+def install_log_handler() -> None:
+    """Lambda's root logging handler, when the function's code uses `logging` and configured no
+    handler itself: records go to the log as "[LEVEL]\tTIMESTAMP\tREQUEST_ID\tmessage", so the
+    usual `logging.getLogger().setLevel(logging.INFO)` shows INFO lines as on Lambda. Only then:
+    importing logging for every function would cost every cold start."""
+    if "logging" not in sys.modules:
+        return
+    import logging  # already imported: free
+
+    if logging.getLogger().handlers:
+        return
+
+    class LambdaLoggerFilter(logging.Filter):
+        def filter(self, record: Any) -> bool:
+            record.aws_request_id = _current_request_id
+            return True
+
+    handler = logging.StreamHandler(sys.__stderr__)
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    handler.addFilter(LambdaLoggerFilter())
+    logging.getLogger().addHandler(handler)
 
 
 def error_object(
@@ -218,8 +327,10 @@ def invoke(
     handler: Callable[..., Any], loop: Loop, header: dict[str, Any], body: bytes
 ) -> tuple[str, bytes, int]:
     """Runs one call; (frame type, body, duration in µs)."""
+    global _current_request_id
     started = time.perf_counter_ns()
     kind = "RESULT"
+    _current_request_id = header.get("request_id", "")
     try:
         try:
             event = json.loads(body) if body else {}
@@ -233,14 +344,13 @@ def invoke(
         except (TypeError, ValueError) as err:
             raise _Marked("Runtime.MarshalError", f"Unable to marshal response: {err}") from None
     except _Marked as err:
-        kind, out = (
-            "ERROR",
-            json.dumps(
-                {"errorType": err.error_type, "errorMessage": str(err), "stackTrace": []}
-            ).encode(),
-        )
+        error = {"errorType": err.error_type, "errorMessage": str(err), "stackTrace": []}
+        log_error(error)
+        kind, out = "ERROR", json.dumps(error).encode()
     except Exception as err:
-        kind, out = "ERROR", json.dumps(error_object(err), default=str).encode()
+        error = error_object(err)
+        log_error(error)
+        kind, out = "ERROR", json.dumps(error, default=str).encode()
     return kind, out, (time.perf_counter_ns() - started) // 1000
 
 
@@ -274,6 +384,8 @@ def apply_load(header: dict[str, Any]) -> None:
     """Becomes the function: its environment, its code directory first on sys.path, cwd there."""
     task_root = header["task_root"]
     os.environ.update(header.get("env") or {})
+    for key in ("function_arn", "log_group_name", "log_stream_name"):
+        _instance[key] = header.get(key) or ""
     os.chdir(task_root)
     # sys.path[0] is this script's directory; the function's code must come first instead,
     # so a user module may even be called "bootstrap". PYTHONPATH from the function's env is read
@@ -295,14 +407,11 @@ def main() -> None:
         apply_load(header)
         handler = load_handler(header["handler"])
     except InitFailure as failure:
-        print(
-            f"init failed: {failure.error['errorType']}: {failure.error['errorMessage']}",
-            file=sys.stderr,
-            flush=True,
-        )
         flush_output()
+        log_error(failure.error)
         sock.sendall(encode("INIT_ERROR", failure.error))
         sys.exit(1)
+    install_log_handler()
     flush_output()
     sock.sendall(encode("READY", {"init_duration_us": (time.perf_counter_ns() - started) // 1000}))
 
