@@ -222,7 +222,12 @@ def main(
     if stdin is None:
         stdin = getattr(sys.stdin, "buffer", None)
     ctx = Context(
-        console=console, make_client=make_client, stdin=stdin, json=args.json, verbose=args.verbose
+        console=console,
+        make_client=make_client,
+        stdin=stdin,
+        json=args.json,
+        verbose=args.verbose,
+        env=env,
     )
     try:
         return int(func(ctx, args))

@@ -35,8 +35,8 @@ def check_package(zip_bytes: bytes, runtime: str, handler: str, limits: PackageL
         raise InvalidArgument("code.zip_base64: required, the base64 of a zip archive")
     if len(zip_bytes) > limits.max_zip_bytes:
         raise TooLarge(
-            f"code.zip_base64: the zip is {len(zip_bytes)} bytes, "
-            f"over the limit of {limits.max_zip_bytes} bytes"
+            f"code.zip_base64: the zip is {len(zip_bytes) / 1048576:.1f} MiB, over the limit of "
+            f"{limits.max_zip_bytes / 1048576:g} MiB (NIMBUS_MAX_ZIP_MB)"
         )
     try:
         archive = zipfile.ZipFile(io.BytesIO(zip_bytes))
@@ -68,8 +68,8 @@ def check_package(zip_bytes: bytes, runtime: str, handler: str, limits: PackageL
             names.add(name)
         if total > limits.max_unzipped_bytes:
             raise TooLarge(
-                f"code.zip_base64: unzipped size {total} bytes is "
-                f"over the limit of {limits.max_unzipped_bytes} bytes"
+                f"code.zip_base64: unzipped size {total / 1048576:.1f} MiB is over the limit of "
+                f"{limits.max_unzipped_bytes / 1048576:g} MiB (NIMBUS_MAX_UNZIPPED_MB)"
             )
     wanted = handler_file(runtime, handler)
     if wanted is None:

@@ -1,0 +1,131 @@
+"""Issue 26, newcomer polish, on the CLI's side: every message names the limit, the source and the
+fix. Against an in-memory fake of the SDK client; no network."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from nimbus.cli.commands import Context
+from nimbus.cli.main import build_parser
+from nimbus.cli.output import Console
+from nimbus.client import NimbusApiError
+
+
+class FakeClient:
+    endpoint = "http://127.0.0.1:18080"
+
+    def __init__(self, existing: dict[str, Any] | None = None) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.existing = existing
+        self.answer: dict[str, Any] = {}
+        self.pages: dict[str, Any] = {}
+        self.log_answers: list[dict[str, Any]] = []
+
+    def get_function(self, name: str) -> dict[str, Any]:
+        self.calls.append(("get_function", name))
+        if self.existing is None:
+            raise NimbusApiError(404, 5, f"function {name!r} not found in namespace 'default'")
+        return self.existing
+
+    def create_function(self, name: str, runtime: str, handler: str, zip_bytes: bytes, **kw: Any):
+        self.calls.append(("create_function", name))
+        return {"name": name, "runtime": runtime, "handler": handler, **self.answer}
+
+    def upload_function(self, name: str, *a: Any, **kw: Any) -> dict[str, Any]:
+        self.calls.append(("upload_function", name))
+        return {"name": name, **self.answer}
+
+    def update_code(self, name: str, zip_bytes: bytes) -> dict[str, Any]:
+        self.calls.append(("update_code", name))
+        return {**(self.existing or {}), **self.answer}
+
+    def create_trigger(self, name: str, type: str, **fields: Any) -> dict[str, Any]:  # noqa: A002
+        self.calls.append(("create_trigger", name))
+        return {"id": "t1", "type": type, "url": f"/fn/default/{name}"}
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        self.calls.append(("request", path))
+        return self.pages.get(path, {})
+
+    def get_logs(self, name: str, **kw: Any) -> dict[str, Any]:
+        self.calls.append(("get_logs", kw))
+        return self.log_answers.pop(0) if self.log_answers else {}
+
+    def close(self) -> None:
+        pass
+
+
+def run(
+    argv: list[str], client: FakeClient, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    args = build_parser().parse_args(argv)
+    out, err = io.StringIO(), io.StringIO()
+    ctx = Context(
+        console=Console(out, err, {}),
+        make_client=lambda: client,  # type: ignore[arg-type,return-value]
+        json=args.json,
+        env=env or {},
+    )
+    return args.func(ctx, args), out.getvalue(), err.getvalue()
+
+
+def write_zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+# -- 26.1: the size is checked before uploading ----------------------------------------------------
+
+
+def test_a_package_over_the_limit_is_refused_before_any_upload(tmp_path: Path) -> None:
+    big = write_zip(
+        tmp_path / "big.zip", {"main.py": b"def handler(e, c): pass\n", "blob": os.urandom(3 << 20)}
+    )
+    client = FakeClient()
+    code, _, err = run_main_like(
+        ["deploy", "f", "--src", str(big), "--runtime", "python3.11", "--handler", "main.handler"],
+        client,
+        env={"NIMBUS_MAX_ZIP_MB": "2"},
+    )
+    assert code == 2
+    assert "3.0 MiB, over the 2 MiB limit (NIMBUS_MAX_ZIP_MB)" in err, err
+    assert client.calls == []  # nothing looked up, nothing uploaded
+
+
+def test_the_default_limit_is_the_clusters_50_mib(tmp_path: Path) -> None:
+    small = write_zip(tmp_path / "f.zip", {"main.py": b"def handler(e, c): pass\n"})
+    client = FakeClient()
+    code, _, _ = run(
+        [
+            "deploy",
+            "f",
+            "--src",
+            str(small),
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "main.handler",
+        ],
+        client,
+    )
+    assert code == 0 and ("create_function", "f") in client.calls
+
+
+def run_main_like(argv: list[str], client: FakeClient, env: dict[str, str]) -> tuple[int, str, str]:
+    """Through main(), for the exit code and the error line."""
+    from nimbus.cli import main as main_module
+
+    out, err = io.StringIO(), io.StringIO()
+    original = main_module.Client
+    main_module.Client = lambda config: client  # type: ignore[assignment,misc]
+    try:
+        code = main_module.main(argv, env={"NIMBUS_API_KEY": "k", **env}, stdout=out, stderr=err)
+    finally:
+        main_module.Client = original  # type: ignore[misc]
+    return code, out.getvalue(), err.getvalue()
