@@ -4,10 +4,13 @@ in the CLI's output when something is off."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
+from pathlib import Path
 
 NIMBUS = [sys.executable, "-m", "nimbus.cli"]
 
@@ -41,3 +44,27 @@ async def test_the_gateways_413_names_the_limit_and_the_streaming_upload(gw):
     message = res.json()["message"]
     assert "NIMBUS_MAX_ZIP_MB" in message and "50 MiB" in message, message
     assert "UploadCode" in message and "Payload Too Large" not in message
+
+
+# -- 26.2 ------------------------------------------------------------------------------------------
+
+
+def test_an_http_trigger_prints_a_url_that_answers(gw, tmp_path: Path):
+    (tmp_path / "main.py").write_text(
+        "def handler(event, context):\n    return {'statusCode': 200, 'body': 'hi from url'}\n"
+    )
+    name = unique("url")
+    deployed = cli(
+        gw, "deploy", name, "--runtime", "python3.11", "--handler", "main.handler",
+        "--src", str(tmp_path),
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    added = cli(gw, "trigger", "add", name, "--type", "http")
+    assert added.returncode == 0, added.stderr
+    url = next(w for w in added.stdout.split() if w.startswith("http://"))
+    assert url.startswith(f"http://127.0.0.1:{gw.port}/fn/") and url.endswith(f"/{name}")
+    with urllib.request.urlopen(url, timeout=30) as res:
+        assert res.read() == b"hi from url"
+    listed = cli(gw, "trigger", "list", name)
+    assert listed.returncode == 0 and url in listed.stdout, listed.stdout
+    assert json.loads(cli(gw, "--json", "trigger", "list", name).stdout)["triggers"]

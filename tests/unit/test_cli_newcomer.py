@@ -129,3 +129,27 @@ def run_main_like(argv: list[str], client: FakeClient, env: dict[str, str]) -> t
     finally:
         main_module.Client = original  # type: ignore[misc]
     return code, out.getvalue(), err.getvalue()
+
+
+# -- 26.2: http triggers print their full URL ------------------------------------------------------
+
+
+def test_trigger_add_http_prints_the_full_url() -> None:
+    code, out, _ = run(["trigger", "add", "hello", "--type", "http"], FakeClient())
+    assert code == 0
+    assert "url: http://127.0.0.1:18080/fn/default/hello" in out, out
+
+
+def test_trigger_list_has_a_url_column() -> None:
+    client = FakeClient()
+    client.pages["/v1/functions/hello/triggers"] = {
+        "triggers": [
+            {"id": "t1", "type": "http", "url": "/fn/default/hello", "created_at": "c"},
+            {"id": "t2", "type": "timer", "schedule": "rate(1 minute)", "created_at": "c"},
+        ]
+    }
+    code, out, _ = run(["trigger", "list", "hello"], client)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[-1] == "URL"
+    assert lines[1].split()[-1] == "http://127.0.0.1:18080/fn/default/hello"
+    assert lines[2].split()[-1] == "-"
