@@ -4,6 +4,7 @@ in the CLI's output when something is off."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import urllib.request
 import uuid
 from pathlib import Path
+
+from support import zip_of
 
 NIMBUS = [sys.executable, "-m", "nimbus.cli"]
 
@@ -44,6 +47,63 @@ async def test_the_gateways_413_names_the_limit_and_the_streaming_upload(gw):
     message = res.json()["message"]
     assert "NIMBUS_MAX_ZIP_MB" in message and "50 MiB" in message, message
     assert "UploadCode" in message and "Payload Too Large" not in message
+
+
+# -- 26.3 ------------------------------------------------------------------------------------------
+
+
+def test_a_zipped_folder_is_refused_with_what_was_found(gw):
+    res = gw.create(unique("folder"), {"hello/main.py": "def handler(e, c): return 1\n"})
+    assert res.status == 400, res.body
+    message = res.json()["message"]
+    assert "it has hello/main.py" in message and "cd hello && zip -r ../code.zip ." in message
+
+
+# -- 26.9 ------------------------------------------------------------------------------------------
+
+
+def test_a_handler_the_module_does_not_define_is_deployed_with_a_warning(gw):
+    name = unique("handle")
+    files = {"main.py": "def handler(event, context):\n    return 1\n"}
+    created = gw.create(name, files, handler="main.handle")
+    assert created.status == 200, created.body
+    [warning] = created.json()["warnings"]
+    assert "'handle'" in warning and "did you mean main.handler?" in warning
+    assert gw.request("GET", f"/v1/functions/{name}").json()["warnings"] == []
+    # A code update that defines it answers no warning.
+    fixed = zip_of({"main.py": "def handle(event, context):\n    return 2\n"})
+    updated = gw.request(
+        "PUT",
+        f"/v1/functions/{name}/code",
+        {"code": {"zip_base64": base64.b64encode(fixed).decode()}},
+    )
+    assert updated.status == 200 and updated.json()["warnings"] == [], updated.body
+    assert gw.invoke(name, {}).json() == 2
+    # So does a PATCH of the handler, checked against the stored code.
+    patched = gw.request("PATCH", f"/v1/functions/{name}", {"handler": "main.handel"})
+    assert patched.status == 200, patched.body
+    assert "did you mean main.handle?" in patched.json()["warnings"][0]
+    # v2 carries them too.
+    name2 = unique("handle2")
+    body = {
+        "name": name2,
+        "runtime": "python3.11",
+        "handler": "main.handle",
+        "code": {"zip_base64": base64.b64encode(zip_of(files)).decode()},
+    }
+    res = gw.request("POST", "/v2/functions", body)
+    assert res.status == 200 and len(res.json()["warnings"]) == 1, res.body
+
+
+def test_the_cli_prints_the_warning_at_deploy(gw, tmp_path: Path):
+    (tmp_path / "main.py").write_text("def handler(event, context):\n    return 1\n")
+    name = unique("clihandle")
+    done = cli(
+        gw, "deploy", name, "--runtime", "python3.11", "--handler", "main.handle",
+        "--src", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "warning: handler: main.py has no top-level def" in done.stderr, done.stderr
 
 
 # -- 26.2 ------------------------------------------------------------------------------------------

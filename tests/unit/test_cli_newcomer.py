@@ -153,3 +153,20 @@ def test_trigger_list_has_a_url_column() -> None:
     assert code == 0 and lines[0].split()[-1] == "URL"
     assert lines[1].split()[-1] == "http://127.0.0.1:18080/fn/default/hello"
     assert lines[2].split()[-1] == "-"
+
+
+# -- 26.9: funcmgr's warnings are printed ----------------------------------------------------------
+
+
+def test_deploy_prints_the_servers_warnings(tmp_path: Path) -> None:
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "main.py").write_text("def handler(e, c): pass\n")
+    client = FakeClient()
+    client.answer = {"warnings": ["handler: main.py has no top-level def ... of 'handle'"]}
+    code, _, err = run(
+        ["deploy", "f", "--src", str(src), "--runtime", "python3.11", "--handler", "main.handle"],
+        client,
+    )
+    assert code == 0
+    assert "warning: handler: main.py has no top-level def ... of 'handle'" in err, err

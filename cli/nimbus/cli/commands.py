@@ -231,6 +231,8 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
     assert fn is not None
     if ctx.json:
         console.print_json(fn)
+        for warning in fn.get("warnings") or []:
+            console.warn(str(warning))
         return 0
     headline = {
         "created": f"created function {args.name}",
@@ -248,6 +250,8 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
             for r in rows
         ]
     console.print(output.render_rows(rows))
+    for warning in fn.get("warnings") or []:
+        console.warn(str(warning))
     return 0
 
 

@@ -61,6 +61,7 @@ class FunctionFields(TypedDict):
     revision: int
     created_at: str
     updated_at: str
+    warnings: list[str]
 
 
 def function_fields(record: FunctionRecord) -> FunctionFields:
@@ -84,6 +85,7 @@ def function_fields(record: FunctionRecord) -> FunctionFields:
         revision=record.revision,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        warnings=list(record.warnings),
     )
 
 
