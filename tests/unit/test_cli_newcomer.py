@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+from nimbus.cli import precheck
 from nimbus.cli.commands import Context
 from nimbus.cli.main import build_parser
 from nimbus.cli.output import Console
@@ -153,6 +156,44 @@ def test_trigger_list_has_a_url_column() -> None:
     assert code == 0 and lines[0].split()[-1] == "URL"
     assert lines[1].split()[-1] == "http://127.0.0.1:18080/fn/default/hello"
     assert lines[2].split()[-1] == "-"
+
+
+# -- 26.4: a Node.js syntax error names the file, line and column at deploy ------------------------
+
+
+NODE_OUTPUT = """/tmp/nimbus-check-x/index.js:3
+}}
+ ^
+
+SyntaxError: Unexpected token '}'
+    at wrapSafe (node:internal/modules/cjs/loader:1464:18)
+"""
+
+
+def test_node_check_output_is_described_with_line_and_column() -> None:
+    text = precheck.describe_node_check(NODE_OUTPUT, "index.js")
+    assert text is not None
+    assert text.splitlines()[0] == "index.js:3:2: SyntaxError: Unexpected token '}'"
+
+
+def test_node_handler_entry() -> None:
+    names = ["lib/app.mjs", "index.js"]
+    assert precheck.node_handler_entry("lib/app.handler", names) == "lib/app.mjs"
+    assert precheck.node_handler_entry("index.handler", names) == "index.js"
+    assert precheck.node_handler_entry("missing.handler", names) is None
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node on PATH")
+def test_deploy_warns_of_a_node_syntax_error_with_its_location(tmp_path: Path) -> None:
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "index.js").write_text("exports.handler = async () => {\n  return 1;\n}}\n")
+    code, _, err = run(
+        ["deploy", "f", "--src", str(src), "--runtime", "nodejs20", "--handler", "index.handler"],
+        FakeClient(),
+    )
+    assert code == 0
+    assert "index.js:3:2: SyntaxError: Unexpected token '}'" in err, err
 
 
 # -- 26.9: funcmgr's warnings are printed ----------------------------------------------------------

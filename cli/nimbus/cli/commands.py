@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from nimbus.cli import output
+from nimbus.cli import output, precheck
 from nimbus.cli.inputs import UsageError, load_code, parse_env_pairs, read_event
 from nimbus.cli.output import Console
 from nimbus.client import Client, NimbusApiError, StreamingUnavailable, upload
@@ -204,6 +204,12 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client()
     console.progress(f"looking up {args.name} on {client.endpoint} ...")
     existing = _get_or_none(client, args.name)
+    runtime = args.runtime or (existing or {}).get("runtime")
+    handler = args.handler or (existing or {}).get("handler")
+    if runtime == "nodejs20" and handler:
+        problem = precheck.check_node_syntax(zip_bytes, str(handler))
+        if problem:
+            console.warn(problem)
     action, fn, uploaded = "", None, False
     if existing is None:
         if not args.runtime or not args.handler:
