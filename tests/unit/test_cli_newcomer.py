@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nimbus.cli import precheck
+from nimbus.cli import logs, precheck
 from nimbus.cli.commands import Context
-from nimbus.cli.main import build_parser
+from nimbus.cli.main import build_parser, main
 from nimbus.cli.output import Console
 from nimbus.client import NimbusApiError
 
@@ -194,6 +194,66 @@ def test_deploy_warns_of_a_node_syntax_error_with_its_location(tmp_path: Path) -
     )
     assert code == 0
     assert "index.js:3:2: SyntaxError: Unexpected token '}'" in err, err
+
+
+# -- 26.5: logs --tail and the newest lines by default ---------------------------------------------
+
+
+def line(ts: str, msg: str) -> dict[str, str]:
+    return {"timestamp": ts, "request_id": "", "stream": "stdout", "message": msg}
+
+
+def test_newest_lines_pages_through_the_window_and_skips_the_edge_once() -> None:
+    pages = {
+        "": {"lines": [line("t1", "a"), line("t2", "b"), line("t2", "c")], "truncated": True},
+        "t2": {"lines": [line("t2", "b"), line("t2", "c"), line("t3", "d")], "truncated": False},
+    }
+    asked: list[str] = []
+
+    def get_page(since: str) -> dict[str, Any]:
+        asked.append(since)
+        return pages[since]
+
+    lines, total, capped = logs.newest_lines(get_page, "", 2)
+    assert [x["message"] for x in lines] == ["c", "d"]
+    assert (total, capped, asked) == (4, False, ["", "t2"])
+
+
+def test_logs_without_flags_show_the_newest_lines() -> None:
+    client = FakeClient()
+    client.log_answers = [
+        {"lines": [line(f"t{i:05d}", str(i)) for i in range(10000)], "truncated": True},
+        {"lines": [line("t09999", "9999"), line("t10000", "10000")]},
+    ]
+    code, out, err = run(["logs", "hello"], client)
+    printed = out.splitlines()
+    assert code == 0 and len(printed) == logs.DEFAULT_TAIL
+    assert printed[-1].endswith("10000") and printed[0].endswith(" 9001")
+    assert "the newest 1000 of 10001 lines" in err
+
+
+def test_logs_tail_n() -> None:
+    client = FakeClient()
+    client.log_answers = [{"lines": [line(f"t{i}", str(i)) for i in range(5)]}]
+    code, out, _ = run(["logs", "hello", "--tail", "2"], client)
+    assert code == 0 and [x.split()[-1] for x in out.splitlines()] == ["3", "4"]
+    assert client.calls[0] == (
+        "get_logs",
+        {"request_id": None, "since": None, "limit": logs.MAX_LIMIT},
+    )
+
+
+def test_logs_limit_still_means_the_oldest_n() -> None:
+    client = FakeClient()
+    client.log_answers = [{"lines": [line("t0", "0"), line("t1", "1")], "truncated": True}]
+    code, out, _ = run(["logs", "hello", "--limit", "2"], client)
+    assert code == 0 and [x.split()[-1] for x in out.splitlines()] == ["0", "1"]
+
+
+def test_tail_and_limit_do_not_go_together() -> None:
+    err = io.StringIO()
+    assert main(["logs", "f", "--tail", "1", "--limit", "1"], env={}, stderr=err) == 2
+    assert "--tail" in err.getvalue()
 
 
 # -- 26.9: funcmgr's warnings are printed ----------------------------------------------------------
