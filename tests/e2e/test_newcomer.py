@@ -59,6 +59,20 @@ def test_a_zipped_folder_is_refused_with_what_was_found(gw):
     assert "it has hello/main.py" in message and "cd hello && zip -r ../code.zip ." in message
 
 
+# -- 26.6 ------------------------------------------------------------------------------------------
+
+
+def test_a_404_names_the_namespace(gw):
+    res = gw.request("GET", f"/v1/functions/{unique('missing')}")
+    assert res.status == 404 and "not found in namespace '" in res.json()["message"], res.body
+
+
+def test_a_401_names_where_the_key_came_from(gw):
+    done = cli(gw, "fn", "list", key="nmb_not_a_key")
+    assert done.returncode == 1 and "(HTTP 401)" in done.stderr
+    assert "the API key came from the environment variable NIMBUS_API_KEY" in done.stderr
+
+
 # -- 26.9 ------------------------------------------------------------------------------------------
 
 

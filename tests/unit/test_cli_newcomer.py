@@ -16,6 +16,7 @@ from nimbus.cli.commands import Context
 from nimbus.cli.main import build_parser, main
 from nimbus.cli.output import Console
 from nimbus.client import NimbusApiError
+from nimbus.client.config import resolve_config
 
 
 class FakeClient:
@@ -254,6 +255,62 @@ def test_tail_and_limit_do_not_go_together() -> None:
     err = io.StringIO()
     assert main(["logs", "f", "--tail", "1", "--limit", "1"], env={}, stderr=err) == 2
     assert "--tail" in err.getvalue()
+
+
+# -- 26.6: a 401 says where the key came from ------------------------------------------------------
+
+
+class RejectingClient(FakeClient):
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.endpoint = config.endpoint
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        raise NimbusApiError(401, 16, "invalid API key")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "source"),
+    [
+        (["--api-key", "k1"], {}, "the API key came from --api-key"),
+        (
+            [],
+            {"NIMBUS_API_KEY": "k2"},
+            "the API key came from the environment variable NIMBUS_API_KEY",
+        ),
+        ([], {}, "credentials.json"),
+    ],
+)
+def test_a_401_names_the_source_of_the_key(
+    argv: list[str],
+    env: dict[str, str],
+    source: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nimbus.cli import main as main_module
+
+    home = tmp_path / ".nimbus"
+    home.mkdir()
+    (home / "credentials.json").write_text(
+        '{"endpoint": "http://127.0.0.1:18080", "api_key": "k3"}'
+    )
+    monkeypatch.setattr(main_module, "Client", RejectingClient)
+    err = io.StringIO()
+    code = main_module.main(
+        [*argv, "fn", "list"], env=env, cwd=tmp_path, stdout=io.StringIO(), stderr=err
+    )
+    text = err.getvalue()
+    assert code == 1 and "invalid API key (HTTP 401)" in text
+    assert source in text, text
+    if not argv and not env:
+        assert str(home / "credentials.json") in text
+
+
+def test_config_records_the_key_source(tmp_path: Path) -> None:
+    config = resolve_config(env={"NIMBUS_API_KEY": "k"}, cwd=tmp_path)
+    assert config.api_key_source == "NIMBUS_API_KEY"
 
 
 # -- 26.9: funcmgr's warnings are printed ----------------------------------------------------------

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from nimbus.cluster import envoy
-from nimbus.common.errors import InvalidArgument, TooLarge
+from nimbus.common.errors import InvalidArgument, NotFound, TooLarge
 from nimbus.common.model import FunctionConfig, FunctionRecord
 from nimbus.funcmgr.functions import FunctionManager
 from nimbus.funcmgr.package import PackageLimits, check_package, handler_warnings
+from nimbus.funcmgr.versions import VersionManager
 
 REPO = Path(__file__).resolve().parents[2]
 LIMITS = PackageLimits(max_zip_bytes=1024 * 1024, max_unzipped_bytes=2 * 1024 * 1024)
@@ -211,6 +212,20 @@ def test_a_handler_change_is_checked_against_the_stored_code() -> None:
         assert len(changed.warnings) == 1 and "did you mean main.handler?" in changed.warnings[0]
         other = await core.update_config("ns", "f", {"memory_mb": 256}, False, 0)
         assert other.warnings == ()  # no handler change, no check
+
+    asyncio.run(scenario())
+
+
+# -- 26.6: a 404 names the namespace ---------------------------------------------------------------
+
+
+def test_a_missing_function_names_the_namespace() -> None:
+    async def scenario() -> None:
+        with pytest.raises(NotFound, match="function 'nope' not found in namespace 'team-a'"):
+            await manager().get("team-a", "nope")
+        versions = VersionManager(MemoryStore(), StillClock())  # type: ignore[arg-type]
+        with pytest.raises(NotFound, match="in namespace 'team-a'"):
+            await versions.publish("team-a", "nope", "", 0)
 
     asyncio.run(scenario())
 

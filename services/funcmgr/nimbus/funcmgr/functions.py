@@ -60,7 +60,7 @@ class FunctionManager:
     async def get(self, namespace: str, name: str) -> FunctionRecord:
         record = await self._store.get(namespace, name)
         if record is None:
-            raise NotFound(f"function {name!r} not found")
+            raise NotFound(f"function {name!r} not found in namespace {namespace!r}")
         return record
 
     async def list(self, namespace: str) -> list[FunctionRecord]:
