@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -328,3 +329,11 @@ def test_deploy_prints_the_servers_warnings(tmp_path: Path) -> None:
     )
     assert code == 0
     assert "warning: handler: main.py has no top-level def ... of 'handle'" in err, err
+
+
+# -- 26.10: --endpoint's help names NIMBUS_GATEWAY_PORT --------------------------------------------
+
+
+def test_endpoint_help_names_the_gateway_port_variable() -> None:
+    text = re.sub(r"\s+", " ", build_parser().format_help())
+    assert "http://127.0.0.1:$NIMBUS_GATEWAY_PORT" in text

@@ -230,6 +230,26 @@ def test_a_missing_function_names_the_namespace() -> None:
     asyncio.run(scenario())
 
 
+# -- 26.10: the README's tour takes the port and the paths from the credentials --------------------
+
+
+def tour() -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index("## A one-minute tour")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_the_tour_hard_codes_no_port_or_tmp_path() -> None:
+    section = tour()
+    assert "127.0.0.1:8080" not in section and "/tmp/hello" not in section
+    assert "credentials.json" in section and "mktemp -d" in section
+
+
+def test_the_readme_shows_make_ups_first_run_as_steps() -> None:
+    text = (REPO / "README.md").read_text()
+    assert ".venv/install.log" in text
+
+
 # -- 26.11: make install shows steps, not pip's log ------------------------------------------------
 
 

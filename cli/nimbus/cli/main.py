@@ -66,8 +66,9 @@ def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
         "--endpoint",
         metavar="URL",
         default=default(None),
-        help="gateway URL (default: $NIMBUS_ENDPOINT, .nimbus/credentials.json, "
-        "http://127.0.0.1:8080)",
+        help="gateway URL (default: $NIMBUS_ENDPOINT, else the endpoint in "
+        ".nimbus/credentials.json, else http://127.0.0.1:$NIMBUS_GATEWAY_PORT, port 8080 "
+        "when unset)",
     )
     group.add_argument(
         "--api-key",
