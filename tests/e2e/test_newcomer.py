@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -142,3 +143,38 @@ def test_an_http_trigger_prints_a_url_that_answers(gw, tmp_path: Path):
     listed = cli(gw, "trigger", "list", name)
     assert listed.returncode == 0 and url in listed.stdout, listed.stdout
     assert json.loads(cli(gw, "--json", "trigger", "list", name).stdout)["triggers"]
+
+
+# -- 26.5 ------------------------------------------------------------------------------------------
+
+
+def test_logs_show_the_newest_lines_by_default_and_with_tail(gw, tmp_path: Path):
+    (tmp_path / "main.py").write_text(
+        "def handler(event, context):\n"
+        "    for i in range(event['n']):\n"
+        "        print(f\"{event['tag']} line {i}\")\n"
+        "    return 1\n"
+    )
+    name = unique("tail")
+    deployed = cli(
+        gw, "deploy", name, "--runtime", "python3.11", "--handler", "main.handler",
+        "--src", str(tmp_path),
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    assert gw.invoke(name, {"n": 600, "tag": "first"}).status == 200
+    assert gw.invoke(name, {"n": 600, "tag": "second"}).status == 200
+    deadline = time.monotonic() + 30
+    while True:  # the node ships logs about once a second
+        default = cli(gw, "logs", name)
+        if "second line 599" in default.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    rows = [r for r in default.stdout.splitlines() if " line " in r]
+    assert default.returncode == 0 and rows[-1].endswith("second line 599"), default.stdout[-500:]
+    # The newest 1000 of the window: the first call's oldest lines are not among them.
+    assert not any(r.endswith("first line 0") for r in rows)
+    assert "the newest 1000 of" in default.stderr, default.stderr
+    tail = cli(gw, "logs", name, "--tail", "3")
+    assert tail.returncode == 0 and len(tail.stdout.splitlines()) == 3, tail.stdout
+    oldest = cli(gw, "logs", name, "--limit", "5")
+    assert any(r.endswith("first line 0") for r in oldest.stdout.splitlines()), oldest.stdout
