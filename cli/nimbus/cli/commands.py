@@ -8,17 +8,41 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from nimbus.cli import output
+from nimbus.cli import output, precheck
 from nimbus.cli.inputs import UsageError, load_code, parse_env_pairs, read_event
 from nimbus.cli.output import Console
 from nimbus.client import Client, NimbusApiError, StreamingUnavailable, upload
 from nimbus.client.errors import GrpcCode
 
 _EMPTY_ZIP_SIZE = 22  # an end-of-central-directory record and nothing else
+# The services' default NIMBUS_MAX_ZIP_MB (funcmgr, api and the gateway take theirs from it).
+DEFAULT_MAX_ZIP_MB = 50
+_MIB = 1024 * 1024
+
+
+def max_zip_mb(env: Mapping[str, str]) -> int:
+    raw = env.get("NIMBUS_MAX_ZIP_MB", "").strip()
+    if not raw:
+        return DEFAULT_MAX_ZIP_MB
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"NIMBUS_MAX_ZIP_MB={raw!r} must be a positive whole number of MiB")
+    return int(raw)
+
+
+def check_size(src: str, size: int, env: Mapping[str, str]) -> None:
+    """Refuses a package over the cluster's zip limit before anything is uploaded."""
+    limit = max_zip_mb(env)
+    if size > limit * _MIB:
+        raise UsageError(
+            f"--src {src}: the zipped package is {size / _MIB:.1f} MiB, over the {limit} MiB "
+            "limit (NIMBUS_MAX_ZIP_MB); leave out what the function does not need at run time "
+            "(tests, docs, caches, build tools), or, when the cluster was started with a larger "
+            "NIMBUS_MAX_ZIP_MB, set the same value here"
+        )
 
 
 @dataclass
@@ -28,6 +52,8 @@ class Context:
     stdin: BinaryIO | None = None
     json: bool = False
     verbose: bool = False
+    # The environment the command runs in (NIMBUS_MAX_ZIP_MB ...); main passes os.environ.
+    env: Mapping[str, str] = field(default_factory=dict)
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
@@ -171,12 +197,19 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
     env = parse_env_pairs(args.env)
     console.progress(f"zipping {args.src} ...")
     zip_bytes = load_code(args.src)
+    check_size(args.src, len(zip_bytes), ctx.env)
     if len(zip_bytes) <= _EMPTY_ZIP_SIZE:
         console.warn(f"--src {args.src} has no files to deploy")
     sha256 = hashlib.sha256(zip_bytes).hexdigest()
     client = ctx.client()
     console.progress(f"looking up {args.name} on {client.endpoint} ...")
     existing = _get_or_none(client, args.name)
+    runtime = args.runtime or (existing or {}).get("runtime")
+    handler = args.handler or (existing or {}).get("handler")
+    if runtime == "nodejs20" and handler:
+        problem = precheck.check_node_syntax(zip_bytes, str(handler))
+        if problem:
+            console.warn(problem)
     action, fn, uploaded = "", None, False
     if existing is None:
         if not args.runtime or not args.handler:
@@ -204,6 +237,8 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
     assert fn is not None
     if ctx.json:
         console.print_json(fn)
+        for warning in fn.get("warnings") or []:
+            console.warn(str(warning))
         return 0
     headline = {
         "created": f"created function {args.name}",
@@ -221,6 +256,8 @@ def deploy(ctx: Context, args: argparse.Namespace) -> int:
             for r in rows
         ]
     console.print(output.render_rows(rows))
+    for warning in fn.get("warnings") or []:
+        console.warn(str(warning))
     return 0
 
 

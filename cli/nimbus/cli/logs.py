@@ -1,4 +1,9 @@
-"""`nimbus logs NAME [-f] [--request-id ID] [--since 10m|RFC3339] [--limit N]`.
+"""`nimbus logs NAME [-f] [--request-id ID] [--since 10m|RFC3339] [--tail N | --limit N]`.
+
+Without --limit it shows the newest lines of the window (the last hour unless --since says
+otherwise; --tail N of them, 1000 by default), oldest first, as `kubectl logs --tail` does: the
+API answers the oldest lines of a window, so the newest are found by paging through it. --limit N
+shows the oldest N of the window instead.
 
 One line per log line: timestamp, the request id's first 8 characters ("-" between calls), the
 stream (stdout, stderr, or platform for Nimbus' own START/END/REPORT and notes), the message. On a
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +30,10 @@ from nimbus.common.logtext import escape_controls
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_LIMIT = 10000
+# Without --limit or --tail: the newest this many lines of the window.
+DEFAULT_TAIL = 1000
+# --tail reads the window a page (MAX_LIMIT lines) at a time, at most this many pages.
+MAX_TAIL_PAGES = 20
 STREAM_WIDTH = 8
 # SGR codes: platform lines dim, stderr red.
 DIM, RED = "2", "31"
@@ -69,12 +79,93 @@ def format_line(line: dict[str, Any], *, color: bool) -> str:
     return text
 
 
+def _line_key(line: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (
+        str(line.get("timestamp", "")),
+        str(line.get("request_id", "")),
+        str(line.get("stream", "")),
+        str(line.get("message", "")),
+    )
+
+
+def newest_lines(
+    get_page: Callable[[str], dict[str, Any]], since: str, count: int
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """The newest `count` lines of the window from `since` ("" = the server's default), oldest
+    first; how many lines the window held; and whether the pages ran out before its end.
+
+    `get_page(since)` answers the oldest MAX_LIMIT lines from `since` on (GetLogs). Each next page
+    starts at the previous page's last timestamp; the lines of that millisecond seen already are
+    skipped once each."""
+    kept: deque[dict[str, Any]] = deque(maxlen=count)
+    total = 0
+    seen_at_edge: Counter[tuple[str, str, str, str]] = Counter()
+    page_since = since
+    for _ in range(MAX_TAIL_PAGES):
+        data = get_page(page_since)
+        lines = data.get("lines") or []
+        for line in lines:
+            key = _line_key(line)
+            if seen_at_edge[key] > 0:
+                seen_at_edge[key] -= 1
+                continue
+            kept.append(line)
+            total += 1
+        if not data.get("truncated") or not lines:
+            return list(kept), total, False
+        last = str(lines[-1].get("timestamp", ""))
+        if not last or last == page_since:  # a whole page within one millisecond: no way on
+            return list(kept), total, True
+        seen_at_edge = Counter(_line_key(x) for x in lines if x.get("timestamp") == last)
+        page_since = last
+    return list(kept), total, True
+
+
+def _tail(ctx: Context, args: argparse.Namespace, since: str) -> int:
+    count = args.tail or DEFAULT_TAIL
+    client = ctx.client()
+    lines, total, capped = newest_lines(
+        lambda page_since: client.get_logs(
+            args.name,
+            request_id=args.request_id,
+            since=page_since or None,
+            limit=MAX_LIMIT,
+        ),
+        since,
+        count,
+    )
+    for line in lines:
+        _print(ctx, line)
+    window = f"since {since}" if since else "in the last hour"
+    if capped:
+        ctx.console.warn(
+            f"the log {window} holds over {total} lines; these are the newest of the first "
+            f"{total}: narrow it with --since (e.g. --since 5m)"
+        )
+    elif total > len(lines) and not ctx.json:
+        ctx.console.info(
+            f"(the newest {len(lines)} of {total} lines {window}; --tail N for more, "
+            "--limit N for the oldest N)"
+        )
+    elif not lines and not ctx.json:
+        ctx.console.info(f"no log lines for {args.name} {window}")
+    return 0
+
+
 def logs(ctx: Context, args: argparse.Namespace, clock: Callable[[], float] = time.time) -> int:
     since = parse_since(args.since, clock()) if args.since else ""
     if args.limit is not None and not 1 <= args.limit <= MAX_LIMIT:
         raise UsageError(f"--limit {args.limit}: expected 1 to {MAX_LIMIT}")
+    if args.tail is not None and args.limit is not None:
+        raise UsageError(
+            "--tail N (the newest N lines) and --limit N (the oldest N) do not go together"
+        )
     if args.follow:
+        if args.tail is not None:
+            raise UsageError("--tail does not go with -f, which shows new lines as they arrive")
         return _follow(ctx, args, since or rfc3339(clock()))
+    if args.limit is None:
+        return _tail(ctx, args, since)
     data = ctx.client().get_logs(
         args.name, request_id=args.request_id, since=since or None, limit=args.limit
     )
@@ -132,8 +223,9 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> None:
         "logs",
         parents=common,
         help="show or follow a function's logs",
-        description="Print a function's log lines, oldest first (the last hour, 1000 lines, "
-        "unless told otherwise); -f keeps following new lines until Ctrl-C.",
+        description="Print a function's most recent log lines, oldest first (the newest 1000 "
+        "of the last hour unless told otherwise: --tail N, --since); --limit N prints the "
+        "oldest N of the window instead; -f keeps following new lines until Ctrl-C.",
     )
     p.add_argument("name", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true", help="follow new lines as they arrive")
@@ -145,6 +237,12 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> None:
         "--limit",
         type=_positive_int,
         metavar="N",
-        help=f"at most N lines (default 1000, max {MAX_LIMIT})",
+        help=f"the oldest N lines of the window (max {MAX_LIMIT})",
+    )
+    p.add_argument(
+        "--tail",
+        type=_positive_int,
+        metavar="N",
+        help=f"the newest N lines of the window (default {DEFAULT_TAIL})",
     )
     p.set_defaults(func=logs)

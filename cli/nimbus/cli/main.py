@@ -66,8 +66,9 @@ def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
         "--endpoint",
         metavar="URL",
         default=default(None),
-        help="gateway URL (default: $NIMBUS_ENDPOINT, .nimbus/credentials.json, "
-        "http://127.0.0.1:8080)",
+        help="gateway URL (default: $NIMBUS_ENDPOINT, else the endpoint in "
+        ".nimbus/credentials.json, else http://127.0.0.1:$NIMBUS_GATEWAY_PORT, port 8080 "
+        "when unset)",
     )
     group.add_argument(
         "--api-key",
@@ -222,7 +223,12 @@ def main(
     if stdin is None:
         stdin = getattr(sys.stdin, "buffer", None)
     ctx = Context(
-        console=console, make_client=make_client, stdin=stdin, json=args.json, verbose=args.verbose
+        console=console,
+        make_client=make_client,
+        stdin=stdin,
+        json=args.json,
+        verbose=args.verbose,
+        env=env,
     )
     try:
         return int(func(ctx, args))
@@ -257,16 +263,33 @@ def main(
         ctx.close()
 
 
+def key_source_text(source: str | None) -> str:
+    """Where the API key came from, in the words the user would look for it."""
+    if source == "argument":
+        return "--api-key"
+    if source == "NIMBUS_API_KEY":
+        return "the environment variable NIMBUS_API_KEY"
+    return source or "nowhere"
+
+
 def _hint(err: NimbusApiError, ctx: Context) -> str | None:
     if err.status != 401:
         return None
     client = ctx._client
-    if client is not None and not client.config.api_key:
+    if client is None:
+        return None
+    if not client.config.api_key:
         return (
             "no API key was found: pass --api-key, set NIMBUS_API_KEY, or run `make up` once "
             "to create .nimbus/credentials.json"
         )
-    return None
+    source = client.config.api_key_source
+    where = f"the API key came from {key_source_text(source)} (sent to {client.endpoint})"
+    if source == "argument":
+        return f"{where}; check it"
+    if source == "NIMBUS_API_KEY":
+        return f"{where}, which wins over .nimbus/credentials.json; check it, or unset it"
+    return f"{where}; check it, or pass another with --api-key or NIMBUS_API_KEY"
 
 
 if __name__ == "__main__":

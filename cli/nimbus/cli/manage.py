@@ -297,11 +297,26 @@ def trigger_add(ctx: Context, args: argparse.Namespace) -> int:
     t = ctx.client().create_trigger(
         args.name, args.type, schedule=args.schedule, subject=args.subject, qualifier=args.qualifier
     )
-    return _print(ctx, t, lambda: f"added {args.type} trigger {t.get('id', '?')} to {args.name}")
+    url = trigger_url(ctx.client().endpoint, t)
+
+    def human() -> str:
+        line = f"added {args.type} trigger {t.get('id', '?')} to {args.name}"
+        return f"{line}\n  url: {url} (no API key needed)" if url else line
+
+    return _print(ctx, t, human)
+
+
+def trigger_url(endpoint: str, trigger: dict[str, Any]) -> str:
+    """The full URL of an http trigger: the gateway's address and the trigger's public path."""
+    path = str(trigger.get("url") or "")
+    if not path or "://" in path:
+        return path
+    return endpoint.rstrip("/") + "/" + path.lstrip("/")
 
 
 def trigger_list(ctx: Context, args: argparse.Namespace) -> int:
-    data = ctx.client().request("GET", function_path(args.name, "/triggers"))
+    client = ctx.client()
+    data = client.request("GET", function_path(args.name, "/triggers"))
     rows = [
         (
             t.get("id"),
@@ -309,10 +324,11 @@ def trigger_list(ctx: Context, args: argparse.Namespace) -> int:
             t.get("schedule") or t.get("subject"),
             t.get("qualifier"),
             t.get("created_at"),
+            trigger_url(client.endpoint, t),
         )
         for t in data.get("triggers") or []
     ]
-    header = ("ID", "TYPE", "SCHEDULE/SUBJECT", "QUALIFIER", "CREATED")
+    header = ("ID", "TYPE", "SCHEDULE/SUBJECT", "QUALIFIER", "CREATED", "URL")
     return _print(
         ctx, data, lambda: _table(ctx, header, rows) if rows else f"no triggers on {args.name}"
     )

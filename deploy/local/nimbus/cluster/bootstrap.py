@@ -34,7 +34,7 @@ def render(env: Mapping[str, str], template: Path = envoy.TEMPLATE) -> str:
         "descriptor": env.get("NIMBUS_DESCRIPTOR", "") or str(envoy.DESCRIPTOR),
         "max_body_bytes": envoy.max_body_bytes(zip_mb),
         "stream_idle_timeout": envoy.STREAM_IDLE_TIMEOUT,
-        "local_reply_mappers": envoy.local_reply_mappers(),
+        "local_reply_mappers": envoy.local_reply_mappers(max_zip_mb=zip_mb),
         **envoy.common_values(
             Path(env.get("NIMBUS_XDS_DIR", "") or "/xds"),
             envoy.EdgeLimits.from_env(env),

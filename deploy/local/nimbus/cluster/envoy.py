@@ -91,7 +91,7 @@ def render(
         "descriptor": str(descriptor),
         "max_body_bytes": max_body_bytes(max_zip_mb),
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
-        "local_reply_mappers": local_reply_mappers(),
+        "local_reply_mappers": local_reply_mappers(max_zip_mb=max_zip_mb),
         **common_values(xds_dir, limits),
     }
     bases = {p.base for p in spec.programs if p.service}
@@ -146,7 +146,20 @@ LOCAL_REPLY_CODES = {
 }
 
 
-def local_reply_mappers(codes: Mapping[int, int] = LOCAL_REPLY_CODES) -> str:
+def too_large_message(max_zip_mb: int) -> str:
+    """The message of the gateway's own 413: the limit, where it comes from, and the way round."""
+    return (
+        f"the request body is over the gateway's limit of {max_body_bytes(max_zip_mb)} bytes "
+        f"(the base64 of a {max_zip_mb} MiB zip, NIMBUS_MAX_ZIP_MB, plus 1 MiB): code packages "
+        f"may be up to {max_zip_mb} MiB zipped; send large ones with the streaming upload, gRPC "
+        "nimbus.api.v1.Functions/UploadCode, raw bytes in chunks instead of base64 in one JSON "
+        "body (`nimbus deploy` uses it for packages over 1 MiB)"
+    )
+
+
+def local_reply_mappers(
+    codes: Mapping[int, int] = LOCAL_REPLY_CODES, max_zip_mb: int = DEFAULT_MAX_ZIP_MB
+) -> str:
     not_grpc = {
         "header_filter": {
             "header": {
@@ -174,7 +187,14 @@ def local_reply_mappers(codes: Mapping[int, int] = LOCAL_REPLY_CODES) -> str:
             {
                 "filter": {"and_filter": {"filters": [is_status, not_grpc]}},
                 "body_format_override": {
-                    "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []},
+                    "json_format": {
+                        "code": code,
+                        # Envoy's own 413 says only "Payload Too Large": name the limit instead.
+                        "message": too_large_message(max_zip_mb)
+                        if status == 413
+                        else "%LOCAL_REPLY_BODY%",
+                        "details": [],
+                    },
                     "content_type": "application/json",
                 },
             }

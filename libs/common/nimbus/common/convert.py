@@ -50,6 +50,7 @@ def record_to_pb(record: FunctionRecord) -> types_pb2.FunctionRecord:
         revision=record.revision,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        warnings=record.warnings,
     )
 
 
@@ -63,6 +64,7 @@ def record_from_pb(pb: types_pb2.FunctionRecord) -> FunctionRecord:
         created_at=pb.created_at,
         updated_at=pb.updated_at,
         revision=pb.revision,
+        warnings=tuple(pb.warnings),
     )
 
 

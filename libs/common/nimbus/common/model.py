@@ -80,10 +80,13 @@ def is_config_field(name: str) -> TypeGuard[ConfigField]:
     return name in _CONFIG_FIELDS
 
 
-def _dump_without_revision(record: DataclassInstance) -> bytes:
-    """A record as stored: `revision` is where etcd had it when read, so it is never written."""
+def _dump_without_revision(record: DataclassInstance, also: tuple[str, ...] = ()) -> bytes:
+    """A record as stored: `revision` is where etcd had it when read, so it is never written
+    (nor the fields named in `also`)."""
     data = asdict(record)
     data.pop("revision")
+    for name in also:
+        data.pop(name)
     return json.dumps(data, sort_keys=True).encode()
 
 
@@ -106,9 +109,12 @@ class FunctionRecord:
     updated_at: str
     # Not stored: the etcd mod_revision the record was read at.
     revision: int = 0
+    # Not stored: what funcmgr's check of the package found that will fail at the first call (an
+    # answer to a create or code update only; see nimbus.funcmgr.package.handler_warnings).
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
-        return _dump_without_revision(self)
+        return _dump_without_revision(self, also=("warnings",))
 
     @classmethod
     def from_json(cls, raw: bytes, revision: int = 0) -> FunctionRecord:

@@ -61,6 +61,7 @@ class FunctionFields(TypedDict):
     revision: int
     created_at: str
     updated_at: str
+    warnings: list[str]
 
 
 def function_fields(record: FunctionRecord) -> FunctionFields:
@@ -84,6 +85,7 @@ def function_fields(record: FunctionRecord) -> FunctionFields:
         revision=record.revision,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        warnings=list(record.warnings),
     )
 
 
@@ -331,7 +333,10 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
                 first = message
             size += len(message.chunk)
             if size > self._max_zip_bytes:
-                raise TooLarge(f"code: over the limit of {self._max_zip_bytes} bytes zipped")
+                raise TooLarge(
+                    f"code: the package is over the limit of "
+                    f"{self._max_zip_bytes / 1048576:g} MiB zipped (NIMBUS_MAX_ZIP_MB)"
+                )
             chunks.append(message.chunk)
         if first is None:
             raise InvalidArgument("target: the upload sent no message")

@@ -10,7 +10,7 @@ from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import AlreadyExists, Conflict, NotFound
 from nimbus.common.model import ConfigFields, FunctionConfig, FunctionRecord
 from nimbus.common.validation import check_config, check_name
-from nimbus.funcmgr.package import PackageLimits, check_package
+from nimbus.funcmgr.package import PackageLimits, check_package, handler_warnings
 
 # A concurrent writer can win between our read and our revision-checked write; when the caller did
 # not pin a revision we retry (with a little random backoff) so concurrent PATCHes all land. With
@@ -28,6 +28,7 @@ class FunctionStore(Protocol):
 
 class CodeStore(Protocol):
     async def put(self, data: bytes) -> str: ...
+    async def get(self, sha256: str) -> bytes | None: ...
 
 
 class FunctionManager:
@@ -53,12 +54,13 @@ class FunctionManager:
         revision = await self._store.create(record)
         if revision is None:
             raise AlreadyExists(f"function {name!r} already exists")
-        return dataclasses.replace(record, revision=revision)
+        warnings = handler_warnings(code_zip, config.runtime, config.handler)
+        return dataclasses.replace(record, revision=revision, warnings=tuple(warnings))
 
     async def get(self, namespace: str, name: str) -> FunctionRecord:
         record = await self._store.get(namespace, name)
         if record is None:
-            raise NotFound(f"function {name!r} not found")
+            raise NotFound(f"function {name!r} not found in namespace {namespace!r}")
         return record
 
     async def list(self, namespace: str) -> list[FunctionRecord]:
@@ -83,11 +85,24 @@ class FunctionManager:
             updated = dataclasses.replace(current, config=config, updated_at=iso(self._clock.now()))
             revision = await self._store.replace(updated, current.revision)
             if revision is not None:
-                return dataclasses.replace(updated, revision=revision)
+                warnings: tuple[str, ...] = ()
+                if "handler" in changes or "runtime" in changes:
+                    warnings = await self._warnings_of(updated)
+                return dataclasses.replace(updated, revision=revision, warnings=warnings)
             if expected_revision:
                 break
             await self._backoff()
         raise Conflict(f"function {name!r} changed concurrently; read it again and retry")
+
+    async def _warnings_of(self, record: FunctionRecord) -> tuple[str, ...]:
+        """The handler check of a record's stored code (after a handler or runtime change)."""
+        try:
+            code = await self._code.get(record.code_sha256)
+        except OSError:
+            return ()
+        if code is None:
+            return ()
+        return tuple(handler_warnings(code, record.config.runtime, record.config.handler))
 
     async def _backoff(self) -> None:
         await self._clock.sleep(random.uniform(0.0, 0.01))
@@ -105,7 +120,10 @@ class FunctionManager:
             )
             revision = await self._store.replace(updated, current.revision)
             if revision is not None:
-                return dataclasses.replace(updated, revision=revision)
+                warnings = handler_warnings(
+                    code_zip, current.config.runtime, current.config.handler
+                )
+                return dataclasses.replace(updated, revision=revision, warnings=tuple(warnings))
             if expected_revision:
                 break
             await self._backoff()

@@ -82,7 +82,7 @@ class VersionManager:
     async def _function(self, namespace: str, name: str) -> FunctionRecord:
         record = await self._store.get(namespace, name)
         if record is None:
-            raise NotFound(f"function {name!r} not found")
+            raise NotFound(f"function {name!r} not found in namespace {namespace!r}")
         return record
 
     async def publish(

@@ -10,6 +10,11 @@ from collections.abc import AsyncIterator
 CHUNK_BYTES = 1024 * 1024
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 class BlobStore:
     def __init__(self, directory: str) -> None:
         self._dir = directory
@@ -49,6 +54,13 @@ class BlobStore:
             os.unlink(self.path(sha256))
         except FileNotFoundError:
             pass
+
+    async def get(self, sha256: str) -> bytes | None:
+        """The whole blob, or None when there is none."""
+        try:
+            return await asyncio.to_thread(_read, self.path(sha256))
+        except FileNotFoundError:
+            return None
 
     def exists(self, sha256: str) -> bool:
         return os.path.exists(self.path(sha256))
