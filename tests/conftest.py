@@ -6,9 +6,12 @@ starts a private one instead (the same classes)."""
 
 from __future__ import annotations
 
+import datetime
+import os
 from collections.abc import Iterator
 
 import pytest
+import time_machine
 
 from tests.support.servers import EtcdServer, NatsServer, RedisServer
 
@@ -53,3 +56,17 @@ def nats_url(shared_nats: NatsServer) -> str:
 def redis_url(shared_redis: RedisServer) -> str:
     """A Redis database of this test's own on the shared server."""
     return shared_redis.database()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shifted_clock() -> Iterator[None]:
+    """NIMBUS_TEST_SHIFT_DAYS=N runs the test process N days ahead (time-machine: time.time,
+    datetime.now; not monotonic clocks, nor the servers and services the tests start), to find
+    tests that hold only near the day they were written. Meant for the tests whose clock is the
+    test process's own (tests/unit, the store tests in tests/integration). Unset: no change."""
+    days = os.environ.get("NIMBUS_TEST_SHIFT_DAYS", "").strip()
+    if not days:
+        yield
+        return
+    with time_machine.travel(datetime.timedelta(days=int(days)), tick=True):
+        yield
