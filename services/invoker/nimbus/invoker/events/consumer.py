@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from nimbus.common import tracing
+from nimbus.common import subjects, tracing
 from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import InvalidArgument, NimbusError, NotFound, Throttled, Unavailable
@@ -570,7 +570,10 @@ class EventConsumer:
                     ref.namespace, dest.function, "", body, dest_id, dest_id, "destination"
                 )
             else:
-                await self._source.publish_core(dest.subject, body)
+                # A subject of the function's own namespace, as its triggers see it.
+                await self._source.publish_core(
+                    subjects.wire_subject(ref.namespace, dest.subject), body
+                )
         except NimbusError as err:
             log.warning(
                 "destination not reached",

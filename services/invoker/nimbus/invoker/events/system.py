@@ -18,6 +18,7 @@ from nimbus.common.eventconfig import EventConfig
 from nimbus.invoker.events.config import EventsConfig
 from nimbus.invoker.events.consumer import EventConsumer, Runner
 from nimbus.invoker.events.invocations import AsyncInvocations
+from nimbus.invoker.events.publish import SubjectPublisher
 from nimbus.invoker.stores.jetstream import JetStreamClient
 from nimbus.invoker.stores.redis_records import RedisRecords
 from nimbus.invoker.sync.invoke import FunctionLookup
@@ -47,6 +48,7 @@ class EventSystem:
         self.invocations = AsyncInvocations(
             functions, self.jetstream, self.records, clock, cfg.max_event_bytes
         )
+        self.publisher = SubjectPublisher(self.jetstream, cfg.max_event_bytes)
         self.consumer = EventConsumer(
             self.jetstream,
             self.records,
