@@ -340,15 +340,20 @@ class JetStreamClient:
         js = self._require()
         out: list[tuple[str, str]] = []
         try:
-            for info in await js.streams_info():
-                name = info.config.name or ""
+            streams: list[str] = []
+            while page := await js.streams_info(offset=len(streams)):
+                streams.extend(info.config.name or "" for info in page)
+            for name in streams:
                 if not name.startswith(subjects.STREAM_PREFIX):
                     continue
                 namespace = name[len(subjects.STREAM_PREFIX) :]
-                for consumer in await js.consumers_info(name):
-                    trigger_id = subjects.trigger_id_of(consumer.name or "")
-                    if trigger_id is not None:
-                        out.append((namespace, trigger_id))
+                seen = 0
+                while consumers := await js.consumers_info(name, offset=seen):
+                    seen += len(consumers)
+                    for consumer in consumers:
+                        trigger_id = subjects.trigger_id_of(consumer.name or "")
+                        if trigger_id is not None:
+                            out.append((namespace, trigger_id))
         except (TimeoutError, nats.errors.Error, OSError) as err:
             raise _unavailable(err, "subject queue list") from err
         return out
