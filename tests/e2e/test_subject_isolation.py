@@ -191,6 +191,7 @@ async def test_a_destination_stays_in_its_namespace(cluster, gw):
 
 
 async def test_messages_published_while_the_invokers_are_stopped_are_not_lost(cluster, gw):
+    """The trigger is even created while they are stopped."""
     a, ns_a = tenant(gw)
     name = unique("durable")
     assert a.create(name, ECHO).status == 200
@@ -201,8 +202,6 @@ async def test_messages_published_while_the_invokers_are_stopped_are_not_lost(cl
         ).status
         == 200
     )
-    trigger_id = add_trigger(a, name, subject)
-    await until_subscribed(cluster, ns_a, trigger_id)
     assert a.invoke(name, {"warm": True}).status == 200
 
     nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
@@ -214,6 +213,8 @@ async def test_messages_published_while_the_invokers_are_stopped_are_not_lost(cl
             for replica in ("invoker-1", "invoker-2"):
                 await asyncio.to_thread(cluster.stop_program, replica)
                 stopped.append(replica)
+            # Made while no invoker runs: its queue exists once the create has answered.
+            await asyncio.to_thread(add_trigger, a, name, subject)
             for i in range(5):
                 await js.publish(f"tenant.{ns_a}.{subject}", json.dumps({"job": i}).encode())
             await asyncio.sleep(1.0)

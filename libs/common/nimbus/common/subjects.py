@@ -11,7 +11,8 @@ Subject triggers are durable: each namespace has a JetStream stream over `tenant
 interest retention (a message is kept until every subject trigger that matches it has taken it,
 and not at all when none matches), and each subject trigger a durable push consumer on it, filtered
 on its wire subject and delivered to `nimbus.triggers.<ns>.<trigger id>` for the invokers' queue
-group. Messages published while no invoker is connected wait in the stream.
+group (api makes both before it stores the trigger; nimbus.common.subjectqueue). Messages
+published while no invoker is connected wait in the stream.
 """
 
 from __future__ import annotations

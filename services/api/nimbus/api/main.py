@@ -15,6 +15,7 @@ from nimbus.api.stores.keys import EtcdKeyStore
 from nimbus.api.stores.logfeed import LogFeed
 from nimbus.api.stores.logstream import JetStreamLogStore
 from nimbus.api.stores.meterstore import RedisMeter
+from nimbus.api.stores.subjectqueues import NatsSubjectQueues
 from nimbus.api.stores.triggers import EtcdTriggerStore
 from nimbus.api.triggers import TriggersApi
 from nimbus.api.triggerserver import FunctionsAndTriggersServicer
@@ -58,12 +59,18 @@ async def main() -> None:
         max_mb=cfg.meter.log_max_mb,
     )
     logs_api = LogsApi(FunctionsApi(funcmgr), log_store, clock)
+    subject_queues = NatsSubjectQueues(
+        cfg.meter.nats_url,
+        name=f"{cfg.common.replica}-subjects",
+        retention_h=cfg.meter.log_retention_h,
+        max_mb=cfg.meter.log_max_mb,
+    )
     servicer = FunctionsAndTriggersServicer(
         FunctionsApi(funcmgr),
         VersionsApi(funcmgr),
         KeyIssuer(EtcdKeyStore(etcd), SystemClock()),
         cfg.max_zip_bytes,
-        triggers=TriggersApi(funcmgr, EtcdTriggerStore(etcd), SystemClock()),
+        triggers=TriggersApi(funcmgr, EtcdTriggerStore(etcd), SystemClock(), subject_queues),
         metrics=MetricsApi(FunctionsApi(funcmgr), meter_store, clock),
         usage=UsageApi(meter_store, clock),
         logs=logs_api,
@@ -79,6 +86,7 @@ async def main() -> None:
 
     async def close() -> None:
         await log_store.close()
+        await subject_queues.close()
         await log_feed.close()
         await meter_store.close()
         await funcmgr.close()

@@ -29,7 +29,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api
 from nats.js.client import JetStreamContext
-from nimbus.common import natsconn, subjects
+from nimbus.common import natsconn, subjectqueue, subjects
 from nimbus.common.errors import Throttled, Unavailable
 
 log = logging.getLogger(__name__)
@@ -277,19 +277,8 @@ class JetStreamClient:
         """Makes the namespace's stream and the trigger's durable consumer if missing
         (idempotent; an existing consumer is kept as it is: triggers do not change)."""
         js = self._require()
-        stream = subjects.stream_name(namespace)
         try:
-            try:
-                await js.stream_info(stream)
-            except nats.js.errors.NotFoundError:
-                await js.add_stream(subjects.stream_config(namespace))
-            consumer = subjects.consumer_name(trigger_id)
-            try:
-                await js.consumer_info(stream, consumer)
-            except nats.js.errors.NotFoundError:
-                await js.add_consumer(
-                    stream, config=subjects.consumer_config(namespace, trigger_id, subject)
-                )
+            await subjectqueue.ensure(js, namespace, trigger_id, subject)
         except (TimeoutError, nats.errors.Error, OSError) as err:
             raise _unavailable(err, "subject queue setup") from err
 
