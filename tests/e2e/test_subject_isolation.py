@@ -151,6 +151,28 @@ async def test_wildcard_triggers_see_nothing_of_another_namespace_and_do_not_loo
     assert len(lines) == 2 and all('"ping": 1' in line for line in lines), lines
 
 
+async def test_a_loop_of_ones_own_making_stops(cluster, gw):
+    """A `>` trigger whose function's destination publishes in the namespace feeds itself: it
+    stops after 16 destinations in a row (as Lambda's recursive loop detection does)."""
+    a, ns_a = tenant(gw)
+    looper = unique("looper")
+    assert a.create(looper, SPY).status == 200
+    assert (
+        a.request(
+            "PUT",
+            f"/v1/functions/{looper}/event-invoke-config",
+            {"on_success": {"subject": "again"}},
+        ).status
+        == 200
+    )
+    await until_subscribed(cluster, ns_a, add_trigger(a, looper, ">"))
+    await asyncio.sleep(1.0)  # the invokers see the event config
+    assert a.request("POST", "/v1/subjects/start:publish", raw=b'{"go": 1}').status == 200
+    await eventually(lambda: len(spy_lines(a, looper)) >= 17, 60, "17 rounds")
+    await asyncio.sleep(6)
+    assert len(spy_lines(a, looper)) == 17  # the first run and 16 rounds, then no more
+
+
 async def test_a_destination_stays_in_its_namespace(cluster, gw):
     a, ns_a = tenant(gw)
     b, _ = tenant(gw)

@@ -13,6 +13,7 @@ from nimbus.common.auth import Principal
 from nimbus.common.errors import InvalidArgument, TooLarge, Unavailable
 from nimbus.common.eventconfig import Destination, check_destination
 from nimbus.common.triggers import TriggerRecord, check_subject
+from nimbus.invoker.events import envelope
 from nimbus.invoker.events.publish import SubjectPublisher
 from nimbus.invoker.stores.jetstream import Stored
 from nimbus.invoker.triggers.subject import SubjectTriggers, invocation_id_of
@@ -110,6 +111,7 @@ class FakeMsg:
     subject: str
     data: bytes
     reply: str
+    headers: dict[str, str] | None = None
     acked: list[str] = field(default_factory=list)
 
     async def ack(self) -> None:
@@ -159,12 +161,16 @@ class FakeTriggers:
 class FakeEnqueuer:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, bytes, str]] = []
+        self.depths: list[int] = []
         self.down = False
 
-    async def enqueue(self, namespace, name, qualifier, payload, invocation_id, msg_id, source):  # type: ignore[no-untyped-def]
+    async def enqueue(
+        self, namespace, name, qualifier, payload, invocation_id, msg_id, source, depth=0
+    ):  # type: ignore[no-untyped-def]
         if self.down:
             raise Unavailable("NATS is down")
         self.events.append((namespace, name, payload, msg_id))
+        self.depths.append(depth)
 
 
 TRIGGER = TriggerRecord("t1", "team-a", "fn", "subject", subject="orders.*")
@@ -189,6 +195,11 @@ async def test_a_trigger_gets_a_durable_queue_and_acks_only_stored_events():
     [(ns, fn, payload, msg_id)] = enqueuer.events
     assert (ns, fn) == ("team-a", "fn") and msg_id == invocation_id_of("t1", reply)
     assert b'"subject": "orders.new"' in payload  # the user's name, not the wire's
+
+    # A destination's record carries its depth on to the event.
+    await handler(FakeMsg("tenant.team-a.orders.x", b"{}", reply, {"Nimbus-Depth": "3"}))
+    assert enqueuer.depths == [0, 3]
+    del enqueuer.events[1:]
 
     # Not from JetStream: ignored.
     stray = FakeMsg("nimbus.triggers.team-a.t1", b"{}", "")
@@ -233,3 +244,13 @@ async def test_a_key_publishes_into_its_own_namespace_only():
     with pytest.raises(TooLarge):
         await publisher.publish(who, "orders.created", b"x" * 11)
     assert len(queue.published) == 1
+
+
+def test_depth_of():
+    assert envelope.depth_of(None) == 0
+    assert envelope.depth_of({"Nimbus-Depth": "7"}) == 7
+    assert envelope.depth_of({"Nimbus-Depth": "-1"}) == 0
+    assert envelope.depth_of({"Nimbus-Depth": "x"}) == 0
+    headers = envelope.event_headers("i", "ns", "fn", "", 0.0, "subject", 2)
+    assert envelope.depth_of(headers) == 2
+    assert envelope.H_DEPTH not in envelope.event_headers("i", "ns", "fn", "", 0.0, "api")

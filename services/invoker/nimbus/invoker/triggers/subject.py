@@ -45,6 +45,7 @@ class Message(Protocol):
     subject: str
     reply: str
     data: bytes
+    headers: dict[str, str] | None
 
     async def ack(self) -> None: ...
     async def nak(self, delay: float | None = None) -> None: ...
@@ -185,6 +186,8 @@ class SubjectTriggers:
                     invocation_id,
                     invocation_id,
                     "subject",
+                    # A destination's record carries its depth on to the event.
+                    depth=envelope.depth_of(msg.headers),
                 )
             except (NotFound, InvalidArgument) as err:
                 # It can never be stored (the function is going away with its trigger).
