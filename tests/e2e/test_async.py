@@ -371,7 +371,8 @@ async def test_failing_function_is_retried_dead_lettered_and_replayed(cluster, g
     assert gw.create(name, FAILS).status == 200
     nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
     try:
-        alerts = await nc.subscribe(f"test.alerts.{name}")
+        # Destinations are subjects of the function's namespace: tenant.<namespace>.<subject>.
+        alerts = await nc.subscribe(f"tenant.{namespace_of(gw)}.test.alerts.{name}")
         cfg = gw.request(
             "PUT",
             f"/v1/functions/{name}/event-invoke-config",
@@ -491,7 +492,7 @@ async def test_timer_fires_once_per_tick_with_two_invokers(cluster, gw):
     )
     nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
     try:
-        sub = await nc.subscribe(out)
+        sub = await nc.subscribe(f"tenant.{namespace_of(gw)}.{out}")
         await asyncio.sleep(1.0)  # the invokers' watch sees the event config
         interval, intervals = 2, 5
         created = gw.request(
@@ -526,32 +527,47 @@ async def test_timer_fires_once_per_tick_with_two_invokers(cluster, gw):
 async def test_a_message_on_a_subject_runs_the_function(cluster, gw):
     name = unique("subj")
     assert gw.create(name, ECHO).status == 200
-    subject = f"test.orders.{name}"
+    ns = namespace_of(gw)
+    subject, out = f"test.orders.{name}", f"test.done.{name}"
     assert (
         gw.request(
-            "POST", f"/v1/functions/{name}/triggers", {"type": "subject", "subject": subject}
+            "PUT", f"/v1/functions/{name}/event-invoke-config", {"on_success": {"subject": out}}
         ).status
         == 200
     )
+    created = gw.request(
+        "POST", f"/v1/functions/{name}/triggers", {"type": "subject", "subject": subject}
+    )
+    assert created.status == 200 and created.json()["subject"] == subject
     nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
     try:
-        reply = None
+        done = await nc.subscribe(f"tenant.{ns}.{out}")
+        js = nc.jetstream()
         deadline = time.monotonic() + 15
-        while reply is None:
-            try:  # the invokers subscribe once their etcd watch delivers the trigger
-                reply = await nc.request(subject, json.dumps({"order": 42}).encode(), timeout=1)
-            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        while True:  # the invokers make the trigger's queue once their etcd watch delivers it
+            try:
+                await js.consumer_info(f"NIMBUS_SUBJECTS_{ns}", f"trigger-{created.json()['id']}")
+                break
+            except Exception:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
-        invocation_id = json.loads(reply.data)["invocation_id"]
-        # A plain publish (no reply) is handled exactly the same way.
-        await nc.publish(subject, b"not json")
+        # Through the API with the key (its namespace's subject), and with a NATS client on the
+        # wire subject: both run the function.
+        published = gw.request("POST", f"/v1/subjects/{subject}:publish", raw=b'{"order": 42}')
+        assert published.status == 200, published.body
+        assert published.json()["subject"] == subject and int(published.json()["sequence"]) > 0
+        await nc.publish(f"tenant.{ns}.{subject}", b"not json")
         await nc.flush()
+        got = []
+        for _ in range(2):
+            got.append(json.loads((await done.next_msg(timeout=30)).data)["requestPayload"])
     finally:
         await nc.close()
-    record = await eventually(lambda: finished(gw, invocation_id))
-    assert record["status"] == "SUCCEEDED" and json.loads(record["result_json"]) == {"order": 42}
+    assert {"order": 42} in got
+    assert {"subject": subject, "body": "not json", "isBase64Encoded": False} in got
+    # Wildcards are not for publishing.
+    assert gw.request("POST", "/v1/subjects/test.*:publish", raw=b"{}").status == 400
 
 
 async def test_public_http_trigger_returns_the_functions_response(gw):

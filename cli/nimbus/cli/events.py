@@ -14,7 +14,7 @@ from typing import Any
 
 from nimbus.cli import output
 from nimbus.cli.commands import Context
-from nimbus.cli.inputs import UsageError
+from nimbus.cli.inputs import UsageError, read_event
 from nimbus.client.client import function_path
 
 FINISHED = ("SUCCEEDED", "FAILED")
@@ -212,6 +212,11 @@ def event_config_rm(ctx: Context, args: argparse.Namespace) -> int:
 # -- parsers --------------------------------------------------------------------------------
 
 
+def publish(ctx: Context, args: argparse.Namespace) -> int:
+    answer = ctx.client().publish(args.subject, read_event(args.data, ctx.stdin))
+    return _print(ctx, answer, lambda: f"{answer.get('subject')} #{answer.get('sequence')}")
+
+
 def _leaf(sub: Any, group: str, command: str) -> argparse.ArgumentParser | None:
     parent = sub.choices.get(group)
     if parent is None:
@@ -253,6 +258,20 @@ def add_parsers(sub: Any, common: list[argparse.ArgumentParser]) -> None:
             help="give up waiting after S seconds (default 300)",
         )
         get.set_defaults(func=invocation_get)
+
+    p = sub.add_parser(
+        "publish",
+        parents=common,
+        help="publish a message on a subject of your namespace (its subject triggers run)",
+    )
+    p.add_argument("subject", metavar="SUBJECT", help="e.g. orders.created (no wildcards)")
+    p.add_argument(
+        "-d",
+        "--data",
+        metavar="JSON|@FILE|-",
+        help="the message: JSON text, @file to read it from a file, - for stdin (default {})",
+    )
+    p.set_defaults(func=publish)
 
     dlq = group("dlq", "list and replay async events that failed every retry")
     p = dlq.add_parser(

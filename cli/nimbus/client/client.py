@@ -238,6 +238,15 @@ class Client:
         resp = self._send("POST", path, _event_bytes(event), "application/json")
         return str(_parse(resp).get("invocation_id", ""))
 
+    def publish(self, subject: str, message: Any = _NO_EVENT) -> dict[str, Any]:
+        """Publishes a message on a subject of the key's namespace, where its subject triggers
+        take it; returns {"subject", "sequence", "duplicate"} once the message is stored."""
+        path = "/v1/subjects/" + _seg(subject) + ":publish"
+        answer: dict[str, Any] = _parse(
+            self._send("POST", path, _event_bytes(message), "application/json")
+        )
+        return answer
+
     def get_invocation(self, invocation_id: str) -> dict[str, Any]:
         return self._object("GET", "/v1/invocations/" + _seg(invocation_id))
 

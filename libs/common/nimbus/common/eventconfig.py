@@ -20,7 +20,9 @@ MAX_EVENT_AGE_S = (60, 21600)
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """Another function of the same namespace (invoked asynchronously), or a NATS subject."""
+    """Another function of the same namespace (invoked asynchronously), or a subject of the same
+    namespace (the user's name: `tenant.<namespace>.<subject>` on the wire, where that namespace's
+    subject triggers and NATS clients see it)."""
 
     function: str = ""
     subject: str = ""

@@ -3,7 +3,10 @@ invokers watch, and its checks.
 
 A trigger is one of
   timer    `schedule` is a cron expression or `@every <duration>` (nimbus.common.schedule)
-  subject  each message on the NATS `subject` invokes the function asynchronously
+  subject  each message on the NATS `subject` of the trigger's namespace invokes the function
+           asynchronously; the subject is the user's name, `tenant.<namespace>.<subject>` on the
+           wire (nimbus.common.subjects), so it never matches another namespace's or the
+           platform's subjects
   http     the function answers the public URL /fn/{namespace}/{name} (no API key); one per function
 """
 
@@ -18,9 +21,10 @@ from nimbus.common import schedule as schedules
 from nimbus.common.errors import InvalidArgument
 from nimbus.common.model import LATEST, _load
 
-# Subjects under these belong to Nimbus or to NATS itself;
-# user triggers and destinations stay off them.
-RESERVED_SUBJECT_PREFIXES = ("nimbus.", "$", "_INBOX.")
+# A user's subject is relative to its namespace, so it cannot reach these anyway; they are refused
+# because a user who writes them means the platform's or the wire's subjects (`tenant.` starts
+# every tenant subject on the wire: give `orders.created`, not `tenant.<ns>.orders.created`).
+RESERVED_SUBJECT_PREFIXES = ("nimbus.", "$", "_INBOX.", "tenant.")
 MAX_SUBJECT_LEN = 256
 HTTP_PATH_PREFIX = "/fn/"
 
@@ -63,7 +67,8 @@ def http_path(namespace: str, name: str) -> str:
 
 
 def check_subject(subject: str, field: str = "subject", *, wildcards: bool = True) -> None:
-    """A NATS subject a user may subscribe to (wildcards allowed) or publish to (not)."""
+    """A subject of the caller's namespace a user may subscribe to (wildcards allowed) or publish
+    to (not), as the user names it (without the namespace)."""
     if not subject:
         raise InvalidArgument(f"{field}: required, e.g. 'orders.created'")
     if len(subject) > MAX_SUBJECT_LEN:

@@ -17,6 +17,7 @@ from nimbus.api.stores.logfeed import LogFeed
 from nimbus.api.stores.logstream import JetStreamLogStore
 from nimbus.api.stores.meterstore import RedisMeter
 from nimbus.api.stores.quotas import EtcdQuotaStore
+from nimbus.api.stores.subjectqueues import NatsSubjectQueues
 from nimbus.api.stores.triggers import EtcdTriggerStore
 from nimbus.api.triggers import TriggersApi
 from nimbus.api.triggerserver import FunctionsAndTriggersServicer
@@ -61,12 +62,18 @@ async def main() -> None:
     )
     logs_api = LogsApi(FunctionsApi(funcmgr), log_store, clock)
     quota_store = EtcdQuotaStore(etcd)
+    subject_queues = NatsSubjectQueues(
+        cfg.meter.nats_url,
+        name=f"{cfg.common.replica}-subjects",
+        retention_h=cfg.meter.log_retention_h,
+        max_mb=cfg.meter.log_max_mb,
+    )
     servicer = FunctionsAndTriggersServicer(
         FunctionsApi(funcmgr, quota_store),
         VersionsApi(funcmgr),
         KeyIssuer(EtcdKeyStore(etcd), SystemClock()),
         cfg.max_zip_bytes,
-        triggers=TriggersApi(funcmgr, EtcdTriggerStore(etcd), SystemClock()),
+        triggers=TriggersApi(funcmgr, EtcdTriggerStore(etcd), SystemClock(), subject_queues),
         metrics=MetricsApi(FunctionsApi(funcmgr), meter_store, clock),
         usage=UsageApi(meter_store, clock),
         logs=logs_api,
@@ -83,6 +90,7 @@ async def main() -> None:
 
     async def close() -> None:
         await log_store.close()
+        await subject_queues.close()
         await log_feed.close()
         await meter_store.close()
         await funcmgr.close()

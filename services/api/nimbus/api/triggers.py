@@ -4,6 +4,10 @@ scoping, and the rule that both exist only while their function does.
 A trigger or event config is written in one etcd transaction guarded by the function record's
 revision, so it cannot outlive a function deleted at the same moment (the deletion clears
 keys.owned_by_function). The invokers watch both and act on them.
+
+A subject trigger's durable queue (nimbus.common.subjects) is made before the trigger is stored,
+so every message published on its subject once the create has answered is kept for it, invokers
+running or not. A queue left by a create that then failed is removed by the invokers' sweep.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ _TRIGGER_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _TRIES = 3
 
 
+class SubjectQueues(Protocol):
+    async def ensure(self, namespace: str, trigger_id: str, subject: str) -> None: ...
+
+
 class FunctionReader(Protocol):
     async def get(self, namespace: str, name: str) -> FunctionRecord: ...
 
@@ -50,10 +58,17 @@ def check_trigger_id(trigger_id: str) -> None:
 
 
 class TriggersApi:
-    def __init__(self, functions: FunctionReader, store: TriggerStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        functions: FunctionReader,
+        store: TriggerStore,
+        clock: Clock,
+        queues: SubjectQueues,
+    ) -> None:
         self._functions = functions
         self._store = store
         self._clock = clock
+        self._queues = queues
 
     async def create(
         self, who: Principal, name: str, type_: str, schedule: str, subject: str, qualifier: str
@@ -78,6 +93,8 @@ class TriggersApi:
                 qualifier=qualifier,
                 created_at=iso(self._clock.now()),
             )
+            if kind == TriggerType.SUBJECT:
+                await self._queues.ensure(who.namespace, trigger_id, record.subject)
             created = await self._store.create(record, function.revision)
             if created is None:
                 raise AlreadyExists(f"function {name!r} already has an http trigger")

@@ -101,7 +101,7 @@ async def main() -> None:
             ),
         ]
     )
-    v1_servicer = AsyncInvocationsServicer(invoker, events.invocations)
+    v1_servicer = AsyncInvocationsServicer(invoker, events.invocations, events.publisher)
     if "v1" in cfg.api_versions:
         invocations_pb2_grpc.add_InvocationsServicer_to_server(v1_servicer, server)  # type: ignore[no-untyped-call, unused-ignore]
     if "v2" in cfg.api_versions:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from nimbus.common import tracing
+from nimbus.common import subjects, tracing
 from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import InvalidArgument, NimbusError, NotFound, Throttled, Unavailable
@@ -449,7 +449,7 @@ class EventConsumer:
             if not await self._record(ref, move):
                 await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
                 return
-            await self._send_to(plan.on_success, ref, d.data, "Success", attempts, result, b"")
+            await self._send_to(plan.on_success, ref, d, "Success", attempts, result, b"")
             await d.ack()
         elif decision.action == Action.RETRY:
             await self._record(
@@ -522,7 +522,7 @@ class EventConsumer:
             await d.nak(requeue_delay(d.deliveries, plan.policy, self._draw()))
             return
         condition = "EventAgeExceeded" if reason == Reason.EVENT_TOO_OLD else "RetriesExhausted"
-        await self._send_to(plan.on_failure, ref, d.data, condition, attempts, None, error)
+        await self._send_to(plan.on_failure, ref, d, condition, attempts, None, error)
         await d.ack()
         telemetry.dead_lettered(ref.namespace, ref.function)
 
@@ -552,25 +552,46 @@ class EventConsumer:
         self,
         dest: Destination,
         ref: EventRef,
-        event: bytes,
+        d: Delivery,
         condition: str,
         attempts: int,
         result: InvokeResult | None,
         error: bytes,
     ) -> None:
         """Best effort: a destination that cannot take the record is logged, never retried
-        forever."""
+        forever. Not past envelope.MAX_DEPTH destinations in a row (a loop)."""
         if not dest:
             return
-        body = destination_record(ref, event, condition, attempts, result, error, self._clock.now())
+        depth = envelope.depth_of(d.headers) + 1
+        if depth > envelope.MAX_DEPTH:
+            log.warning(
+                "destination not sent: the event came through too many destinations (a loop?)",
+                extra={"fields": {"invocation_id": ref.invocation_id, "depth": depth}},
+            )
+            return
+        body = destination_record(
+            ref, d.data, condition, attempts, result, error, self._clock.now()
+        )
         try:
             if dest.function:
                 dest_id = envelope.derived_id("destination", ref.invocation_id, str(ref.seq))
                 await self._submitter.enqueue(
-                    ref.namespace, dest.function, "", body, dest_id, dest_id, "destination"
+                    ref.namespace,
+                    dest.function,
+                    "",
+                    body,
+                    dest_id,
+                    dest_id,
+                    "destination",
+                    depth=depth,
                 )
             else:
-                await self._source.publish_core(dest.subject, body)
+                # A subject of the function's own namespace, as its triggers see it.
+                await self._source.publish_core(
+                    subjects.wire_subject(ref.namespace, dest.subject),
+                    body,
+                    {envelope.H_DEPTH: str(depth)},
+                )
         except NimbusError as err:
             log.warning(
                 "destination not reached",

@@ -23,6 +23,12 @@ H_FUNCTION = "Nimbus-Function"
 H_QUALIFIER = "Nimbus-Qualifier"
 H_SUBMITTED = "Nimbus-Submitted-At"
 H_SOURCE = "Nimbus-Source"
+# How many destinations led to this event or subject message (absent: none). A destination is not
+# sent past MAX_DEPTH, so a function whose destination feeds its own trigger (a `>` subject
+# trigger, or on_success naming itself) stops after that many rounds, as Lambda's recursive loop
+# detection stops at 16.
+H_DEPTH = "Nimbus-Depth"
+MAX_DEPTH = 16
 
 # A fixed UUID namespace: invocation ids derived from idempotency keys and timer ticks are the
 # same on every replica and across restarts.
@@ -73,8 +79,9 @@ def event_headers(
     qualifier: str,
     submitted_at: float,
     source: str,
+    depth: int = 0,
 ) -> dict[str, str]:
-    return {
+    headers = {
         H_INVOCATION: invocation_id,
         H_NAMESPACE: namespace,
         H_FUNCTION: function,
@@ -82,6 +89,15 @@ def event_headers(
         H_SUBMITTED: repr(submitted_at),
         H_SOURCE: source,
     }
+    if depth > 0:
+        headers[H_DEPTH] = str(depth)
+    return headers
+
+
+def depth_of(headers: Mapping[str, str] | None) -> int:
+    """The H_DEPTH of an event or subject message; 0 when absent or not a count."""
+    raw = (headers or {}).get(H_DEPTH, "")
+    return int(raw) if raw.isdigit() else 0
 
 
 def parse_event(headers: Mapping[str, str] | None, seq: int) -> EventRef:

@@ -142,10 +142,14 @@ class AsyncInvocations:
         invocation_id: str,
         msg_id: str,
         source: str,
+        depth: int = 0,
     ) -> Accepted:
-        """Stores one event (no checks: callers have made them) and writes its QUEUED record."""
+        """Stores one event (no checks: callers have made them) and writes its QUEUED record.
+        depth: how many destinations led to it (envelope.H_DEPTH)."""
         now = self._clock.now()
-        headers = envelope.event_headers(invocation_id, namespace, name, qualifier, now, source)
+        headers = envelope.event_headers(
+            invocation_id, namespace, name, qualifier, now, source, depth
+        )
         # The consumer continues this trace from the message's traceparent, on every delivery.
         with tracing.span("async.publish", tracing.SpanKind.PRODUCER):
             tracing.inject(headers)

@@ -1,8 +1,10 @@
 """gRPC adapter for the async RPCs of nimbus.api.v1.Invocations: InvokeAsync, GetInvocation,
-ListDeadLetters, ReplayDeadLetters. It extends the sync adapter (sync/server.py) with these
+ListDeadLetters, ReplayDeadLetters, Publish. It extends the sync adapter (sync/server.py) with these
 methods."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import grpc
 from nimbus.api.v1 import invocations_pb2 as pb
@@ -10,15 +12,14 @@ from nimbus.common import tracing
 from nimbus.common.auth import current_principal
 from nimbus.invoker.events.envelope import DeadLetter
 from nimbus.invoker.events.invocations import AsyncInvocations
+from nimbus.invoker.events.publish import SubjectPublisher
 from nimbus.invoker.events.records import InvocationRecord
 from nimbus.invoker.sync.invoke import Invoker
 from nimbus.invoker.sync.replyheaders import IDEMPOTENCY_HEADER
 from nimbus.invoker.sync.server import InvocationsServicer
 
 
-def _metadata(
-    context: grpc.aio.ServicerContext[pb.InvokeAsyncRequest, pb.InvokeAsyncResponse], name: str
-) -> str:
+def _metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == name:
             return value if isinstance(value, str) else value.decode()
@@ -58,9 +59,12 @@ def dead_letter_to_pb(letter: DeadLetter) -> pb.DeadLetter:
 
 
 class AsyncInvocationsServicer(InvocationsServicer):
-    def __init__(self, invoker: Invoker, async_invocations: AsyncInvocations) -> None:
+    def __init__(
+        self, invoker: Invoker, async_invocations: AsyncInvocations, publisher: SubjectPublisher
+    ) -> None:
         super().__init__(invoker)
         self._async = async_invocations
+        self._publisher = publisher
 
     async def InvokeAsync(
         self,
@@ -106,3 +110,18 @@ class AsyncInvocationsServicer(InvocationsServicer):
             current_principal(), request.name, list(request.invocation_ids)
         )
         return pb.ReplayDeadLettersResponse(invocation_ids=ids)
+
+    async def Publish(
+        self,
+        request: pb.PublishRequest,
+        context: grpc.aio.ServicerContext[pb.PublishRequest, pb.PublishResponse],
+    ) -> pb.PublishResponse:
+        stored = await self._publisher.publish(
+            current_principal(),
+            request.subject,
+            request.body.data,
+            _metadata(context, IDEMPOTENCY_HEADER),
+        )
+        return pb.PublishResponse(
+            subject=request.subject, sequence=stored.seq, duplicate=stored.duplicate
+        )

@@ -20,6 +20,7 @@ from nimbus.invoker.events.backlog import BacklogGate
 from nimbus.invoker.events.config import EventsConfig
 from nimbus.invoker.events.consumer import EventConsumer, Runner
 from nimbus.invoker.events.invocations import AsyncInvocations
+from nimbus.invoker.events.publish import SubjectPublisher
 from nimbus.invoker.stores.jetstream import JetStreamClient
 from nimbus.invoker.stores.redis_records import RedisRecords
 from nimbus.invoker.sync.invoke import FunctionLookup
@@ -59,6 +60,7 @@ class EventSystem:
             cfg.max_event_bytes,
             BacklogGate(quotas, self.jetstream, clock),
         )
+        self.publisher = SubjectPublisher(self.jetstream, cfg.max_event_bytes)
         self.consumer = EventConsumer(
             self.jetstream,
             self.records,

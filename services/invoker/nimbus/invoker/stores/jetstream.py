@@ -11,6 +11,8 @@ Streams (file storage, created or updated idempotently at every (re)connect):
   NIMBUS_DLQ     nimbus.dlq.<namespace>.<function>; kept NIMBUS_DLQ_MAX_AGE_S, capped in bytes
                  and per function: a function's letters past its cap push out its own oldest.
 One durable pull consumer, `invokers`, on NIMBUS_EVENTS is shared by every invoker replica.
+The tenants' subject queues (a stream per namespace, a durable push consumer per subject trigger)
+are made on demand; their shapes are in nimbus.common.subjects.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api
 from nats.js.client import JetStreamContext
-from nimbus.common import natsconn
+from nimbus.common import natsconn, subjectqueue, subjects
 from nimbus.common.errors import Throttled, Unavailable
 
 log = logging.getLogger(__name__)
@@ -307,6 +309,82 @@ class JetStreamClient:
             return await self.nc.subscribe(subject, queue=queue, cb=cb)
         except (nats.errors.Error, OSError) as err:
             raise _unavailable(err, "subscribe") from err
+
+    # -- tenant subject queues -----------------------------------------------------------------
+
+    async def ensure_subject_queue(self, namespace: str, trigger_id: str, subject: str) -> None:
+        """Makes the namespace's stream and the trigger's durable consumer if missing
+        (idempotent; an existing consumer is kept as it is: triggers do not change)."""
+        js = self._require()
+        try:
+            await subjectqueue.ensure(js, namespace, trigger_id, subject)
+        except (TimeoutError, nats.errors.Error, OSError) as err:
+            raise _unavailable(err, "subject queue setup") from err
+
+    async def publish_subject(
+        self, namespace: str, wire_subject: str, data: bytes, msg_id: str
+    ) -> Stored:
+        """Stores a message in the namespace's queue, making the queue first if it has none."""
+        js = self._require()
+        headers = {MSG_ID: msg_id} if msg_id else None
+        for attempt in (1, 2):
+            try:
+                ack = await js.publish(wire_subject, data, timeout=CALL_TIMEOUT_S, headers=headers)
+                return Stored(seq=int(ack.seq), duplicate=bool(ack.duplicate))
+            except (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError) as err:
+                # No stream: the namespace has had no subject trigger (or NATS lost its store).
+                if attempt == 2:
+                    raise _unavailable(err, "publish") from err
+                try:
+                    await js.add_stream(subjects.stream_config(namespace))
+                except nats.js.errors.BadRequestError:
+                    pass  # made meanwhile by another replica
+                except (TimeoutError, nats.errors.Error, OSError) as err2:
+                    raise _unavailable(err2, "subject queue setup") from err2
+            except nats.js.errors.APIError as err:
+                if "maximum" in (err.description or "").lower():
+                    raise Throttled(
+                        f"the namespace's subject queue is full ({subjects.MAX_MB} MB of messages"
+                        " no trigger has taken yet); retry later"
+                    ) from err
+                raise _unavailable(err, "publish") from err
+            except (TimeoutError, nats.errors.Error, OSError) as err:
+                raise _unavailable(err, "publish") from err
+        raise AssertionError("unreachable")
+
+    async def delete_subject_queue(self, namespace: str, trigger_id: str) -> None:
+        js = self._require()
+        try:
+            await js.delete_consumer(
+                subjects.stream_name(namespace), subjects.consumer_name(trigger_id)
+            )
+        except nats.js.errors.NotFoundError:
+            return
+        except (TimeoutError, nats.errors.Error, OSError) as err:
+            raise _unavailable(err, "subject queue delete") from err
+
+    async def subject_queues(self) -> list[tuple[str, str]]:
+        """(namespace, trigger id) of every subject trigger's consumer that exists."""
+        js = self._require()
+        out: list[tuple[str, str]] = []
+        try:
+            streams: list[str] = []
+            while page := await js.streams_info(offset=len(streams)):
+                streams.extend(info.config.name or "" for info in page)
+            for name in streams:
+                if not name.startswith(subjects.STREAM_PREFIX):
+                    continue
+                namespace = name[len(subjects.STREAM_PREFIX) :]
+                seen = 0
+                while consumers := await js.consumers_info(name, offset=seen):
+                    seen += len(consumers)
+                    for consumer in consumers:
+                        trigger_id = subjects.trigger_id_of(consumer.name or "")
+                        if trigger_id is not None:
+                            out.append((namespace, trigger_id))
+        except (TimeoutError, nats.errors.Error, OSError) as err:
+            raise _unavailable(err, "subject queue list") from err
+        return out
 
     # -- dead letters ------------------------------------------------------------------------
 

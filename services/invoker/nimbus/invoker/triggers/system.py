@@ -33,7 +33,7 @@ class TriggerSystem:
         http_index = HttpIndex()
         self.records.listeners.append(http_index.on_change)
         self.timers = TimerTriggers(self.records, submitter, clock)
-        self.subjects = SubjectTriggers(self.records, bus, submitter)
+        self.subjects = SubjectTriggers(self.records, bus, submitter, clock.monotonic)
         self.http = HttpTriggers(http_index.get, runner, clock)
 
     @property

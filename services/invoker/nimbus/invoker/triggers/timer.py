@@ -115,6 +115,7 @@ class Enqueuer(Protocol):
         invocation_id: str,
         msg_id: str,
         source: str,
+        depth: int = ...,
     ) -> object: ...
 
 
