@@ -7,14 +7,7 @@ import json
 
 import pytest
 from nimbus.common.errors import NotFound
-from nimbus.invoker.http.server import (
-    HttpError,
-    HttpRequest,
-    HttpResponse,
-    RequestParser,
-    format_response,
-    parse_head,
-)
+from nimbus.invoker.http.server import HttpRequest, HttpResponse, format_response
 from nimbus.invoker.sync.invoke import InvokeResult
 from nimbus.invoker.triggers.http import proxy_event, proxy_response, split_path
 from nimbus.invoker.triggers.subject import subject_event
@@ -23,83 +16,6 @@ from nimbus.invoker.triggers.subject import subject_event
 def result(payload: object, error: str = "") -> InvokeResult:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return InvokeResult("rq-1", raw, error, 10, 1, False, "$LATEST")
-
-
-def test_parse_head_and_keep_alive():
-    req = parse_head(
-        b"POST /fn/ns/hello/a/b?x=1&x=2&y= HTTP/1.1\r\nHost: h\r\nX-Thing:  v \r\nConnection: close"
-    )
-    assert (req.method, req.path, req.query) == ("POST", "/fn/ns/hello/a/b", "x=1&x=2&y=")
-    assert req.header("x-thing") == "v" and not req.keep_alive
-    assert parse_head(b"GET / HTTP/1.1").keep_alive
-    assert not parse_head(b"GET / HTTP/1.0").keep_alive
-    for bad in (b"GET /", b"GET nopath HTTP/1.1", b"GET / HTTP/1.1\r\nno-colon"):
-        with pytest.raises(HttpError):
-            parse_head(bad)
-
-
-def read(raw: bytes, max_body: int = 1000) -> HttpRequest | None:
-    parser = RequestParser(max_body)
-    parser.feed(raw)
-    req = parser.next()
-    if req is None:
-        parser.at_eof()
-    return req
-
-
-def test_read_request_bodies():
-    req = read(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
-    assert req is not None and req.body == b"hello"
-    req = read(
-        b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\n\r\n"
-    )
-    assert req is not None and req.body == b"hello!!!"
-    assert read(b"") is None
-    with pytest.raises(HttpError) as err:
-        read(b"POST /x HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
-    assert err.value.status == 413
-
-
-def test_parser_takes_any_chunking_and_pipelined_requests():
-    raw = (
-        b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-        b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\nx-t: 1\r\n\r\n"
-        b"GET /c?q=1 HTTP/1.1\r\n\r\n"
-    )
-    for step in (1, 7, len(raw)):
-        parser, got = RequestParser(1000), []
-        for i in range(0, len(raw), step):
-            parser.feed(raw[i : i + step])
-            while (req := parser.next()) is not None:
-                got.append((req.method, req.path, req.query, req.body))
-        assert got == [
-            ("POST", "/a", "", b"hello"),
-            ("POST", "/b", "", b"hello!!!"),
-            ("GET", "/c", "q=1", b""),
-        ]
-        assert parser.buffered == 0 and not parser.in_body
-
-
-def test_parser_refuses_what_the_stream_loop_refused():
-    with pytest.raises(HttpError) as err:
-        read(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024)
-    assert err.value.status == 413
-    for bad in (
-        b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-        b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    ):
-        with pytest.raises(HttpError) as err:
-            read(bad)
-        assert err.value.status == 400
-    with pytest.raises(HttpError) as err:
-        read(b"GET / HTTP/1.1\r\nx: " + b"y" * 70_000)
-    assert err.value.status == 431
-    with pytest.raises(HttpError) as err:
-        read(b"GET / HTTP/1.1\r\nHost: h")
-    assert err.value.status == 400 and "incomplete" in err.value.message
-    assert (
-        read(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel") is None
-    )  # a cut body just ends the connection
 
 
 def test_format_response_is_one_buffer_with_length():
