@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from nimbus.cluster import LocalCluster
-from support import Gateway, free_port
+from support import Gateway
+
+from tests.support import free_port
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

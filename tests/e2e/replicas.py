@@ -3,7 +3,6 @@ sees of its upstreams, for the discovery, rollout and rolling-restart tests."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -14,7 +13,9 @@ import urllib.request
 from dataclasses import dataclass
 
 from nimbus.cluster import LocalCluster
-from support import free_port
+
+import tests.support as support
+from tests.support import free_port
 
 
 @dataclass
@@ -97,15 +98,10 @@ def envoy_runtime(cluster: LocalCluster) -> dict[str, str]:
 
 
 async def until(check, timeout_s: float, what: str, interval_s: float = 0.02):
-    """Polls check() (sync, run in a thread) until truthy; returns (value, seconds it took)."""
+    """Polls check() (sync, run in a thread; errors while the admin interface or a replica restarts
+    count as not yet) until truthy; returns (value, seconds it took)."""
     start = time.monotonic()
-    last = None
-    while time.monotonic() - start < timeout_s:
-        try:
-            last = await asyncio.to_thread(check)
-            if last:
-                return last, time.monotonic() - start
-        except Exception as err:  # the admin interface or a replica may be restarting
-            last = err
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"not within {timeout_s} s: {what}; last: {last!r}")
+    value = await support.until(
+        check, timeout_s, what, interval_s, ignore=(Exception,), in_thread=True
+    )
+    return value, time.monotonic() - start

@@ -6,16 +6,9 @@ import base64
 import http.client
 import io
 import json
-import socket
 import zipfile
 from dataclasses import dataclass
 from typing import Any
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def zip_of(files: dict[str, str]) -> bytes:

@@ -21,40 +21,34 @@ from google.api import httpbody_pb2
 from nimbus.api.v1 import invocations_pb2, invocations_pb2_grpc
 from support import Gateway, zip_of
 
+from tests.support import eventually
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ID_ECHO = {"main.py": "def handler(event, context):\n    return {'id': event.get('id')}\n"}
 ECHO = {"main.py": "def handler(event, context):\n    return event\n"}
 FAILS = {
-    "main.py": "def handler(event, context):\n    raise RuntimeError('always fails: ' + str(event.get('n')))\n"
+    "main.py": (
+        "def handler(event, context):\n"
+        "    raise RuntimeError('always fails: ' + str(event.get('n')))\n"
+    )
 }
 HTTP_FN = {
     "main.py": (
         "import json\n"
         "def handler(event, context):\n"
         "    q = event['queryStringParameters'] or {}\n"
-        "    return {'statusCode': 201, 'headers': {'x-custom': 'yes', 'content-type': 'text/plain'},\n"
-        "            'body': '%s %s q=%s body=%s' % (event['httpMethod'], event['path'], q.get('x'), event['body'])}\n"
+        "    body = '%s %s q=%s body=%s' % (\n"
+        "        event['httpMethod'], event['path'], q.get('x'), event['body'])\n"
+        "    return {'statusCode': 201,\n"
+        "            'headers': {'x-custom': 'yes', 'content-type': 'text/plain'},\n"
+        "            'body': body}\n"
     )
 }
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def eventually(check: Any, timeout_s: float = 30.0, interval_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = await asyncio.to_thread(check)
-            if last:
-                return last
-        except Exception as err:  # a service may be coming back
-            last = err
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s; last result: {last!r}")
 
 
 def invoke_async(gw: Gateway, name: str, event: Any, key: str | None = None) -> Any:
@@ -152,7 +146,7 @@ async def submit_all(
     gw: Gateway, name: str, count: int, on_half: Any = None, concurrency: int = 48
 ) -> tuple[dict[str, str], float]:
     """InvokeAsync over gRPC through the gateway; each event's id doubles as its idempotency key,
-    so a submit retried after a failure (the invoker it reached was killed) is never stored twice."""
+    so a submit retried after a failure (the invoker it reached was killed) is not stored twice."""
     ids: dict[str, str] = {}
     queue: asyncio.Queue[str] = asyncio.Queue()
     for i in range(count):
@@ -302,8 +296,10 @@ async def test_2000_events_throughput(cluster, gw, capsys):
     completed_s = span_s(list(done.values()))
     with capsys.disabled():
         print(
-            f"\n[async throughput] 2000 events accepted in {accept_s:.2f}s ({2000 / accept_s:.0f}/s), completed in "
-            f"{completed_s:.2f}s ({2000 / completed_s:.0f}/s); extra runs: {sum(r['attempts'] - 1 for r in done.values())}"
+            f"\n[async throughput] 2000 events accepted in {accept_s:.2f}s"
+            f" ({2000 / accept_s:.0f}/s), completed in {completed_s:.2f}s"
+            f" ({2000 / completed_s:.0f}/s);"
+            f" extra runs: {sum(r['attempts'] - 1 for r in done.values())}"
         )
 
 
@@ -332,15 +328,21 @@ async def test_2000_events_through_two_invokers_with_one_killed(cluster, gw, cap
     completed_s = span_s(list(done.values()))
     with capsys.disabled():
         print(
-            f"\n[async kill test] 2000 events accepted in {accept_s:.2f}s ({2000 / accept_s:.0f}/s), all completed "
-            f"{completed_s:.2f}s after the first was accepted ({2000 / completed_s:.0f}/s); invoker-1 (pid {victim_pid}) "
-            f"killed mid-way; events run more than once: {runs_twice} ({duplicates} extra runs)"
+            f"\n[async kill test] 2000 events accepted in {accept_s:.2f}s"
+            f" ({2000 / accept_s:.0f}/s), all completed {completed_s:.2f}s after the first was"
+            f" accepted ({2000 / completed_s:.0f}/s); invoker-1 (pid {victim_pid}) killed mid-way;"
+            f" events run more than once: {runs_twice} ({duplicates} extra runs)"
         )
     await cluster.wait_healthy("invoker-1", timeout_s=30)
 
 
 SLEEPY = {
-    "main.py": "import time\ndef handler(event, context):\n    time.sleep(event.get('s', 0))\n    return {'slept': event.get('s', 0)}\n"
+    "main.py": (
+        "import time\n"
+        "def handler(event, context):\n"
+        "    time.sleep(event.get('s', 0))\n"
+        "    return {'slept': event.get('s', 0)}\n"
+    )
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_quick_bench_runs_and_reports_the_headline_keys(tmp_path):
     env = {

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -19,6 +18,8 @@ from nimbus.client import NimbusApiError, zip_directory
 from nimbus.client.config import ClientConfig
 from nimbus.client.upload import upload_code
 from support import Gateway
+
+from tests.support import until_passes
 
 NIMBUS = [sys.executable, "-m", "nimbus.cli"]
 MiB = 1024 * 1024
@@ -74,20 +75,6 @@ def invoke_json(gw: Gateway, name: str, *args: str, key: str | None = None) -> d
     return json.loads(proc.stdout)
 
 
-def eventually(check, timeout_s: float = 5.0, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(interval_s)
-
-
-# -- large packages -----------------------------------------------------------------------------
-
-
 def test_deploy_large_package_streams_over_grpc_and_runs(gw: Gateway, tmp_path: Path) -> None:
     name = unique("big")
     src = tmp_path / "src"
@@ -137,7 +124,7 @@ def test_deploy_large_package_streams_over_grpc_and_runs(gw: Gateway, tmp_path: 
             "v": 2,
         }
 
-    eventually(runs_new_code)
+    until_passes(runs_new_code, 5)
 
     # The same code again: nothing is uploaded.
     again = ok(run(gw, "deploy", name, "--src", str(zip_path)))
@@ -177,8 +164,8 @@ def test_sdk_streaming_upload_and_its_errors(gw: Gateway, tmp_path: Path) -> Non
     )
     assert fn["name"] == name and fn["code_sha256"] == hashlib.sha256(zip_bytes).hexdigest()
     assert seen[0] == (0, len(zip_bytes)) and seen[-1] == (len(zip_bytes), len(zip_bytes))
-    eventually(
-        lambda: _assert_equal(invoke_json(gw, name)["sha256"], hashlib.sha256(blob).hexdigest())
+    until_passes(
+        lambda: _assert_equal(invoke_json(gw, name)["sha256"], hashlib.sha256(blob).hexdigest()), 5
     )
 
     with pytest.raises(NimbusApiError) as exc:
@@ -339,4 +326,4 @@ def test_keys_create_list_revoke(gw: Gateway, tmp_path: Path) -> None:
         res = run(gw, "fn", "list", key=key)
         assert res.returncode == 1 and "(HTTP 401)" in res.stderr, res.stderr
 
-    eventually(rejected, timeout_s=5)  # the issue: 401 on every replica within 2 s
+    until_passes(rejected, 5)  # the issue: 401 on every replica within 2 s

@@ -11,31 +11,20 @@ import grpc
 import pytest
 from nimbus.internal.v1 import invoker_pb2, invoker_pb2_grpc
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+from tests.support import eventually
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 SLOW = {
-    "main.py": "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 'done'\n"
+    "main.py": (
+        "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 'done'\n"
+    )
 }
 ECHO = {"main.py": "def handler(event, context):\n    return event\n"}
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def eventually(check, timeout_s: float = 30.0, interval_s: float = 0.2):
-    """Polls check() until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = await asyncio.to_thread(check)
-            if last:
-                return last
-        except Exception as err:  # the service may still be coming back
-            last = err
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s; last result: {last!r}")
 
 
 async def calls_at_invokers(cluster, name: str) -> int:

@@ -97,7 +97,8 @@ async def test_a_replica_joins_within_2s_and_leaves_within_its_lease(cluster, gw
         )
         joined_s = time.monotonic() - served_at
         print(
-            f"\n[discovery] a new api replica was routed by Envoy {joined_s * 1000:.0f} ms after it was serving"
+            f"\n[discovery] a new api replica was routed by Envoy {joined_s * 1000:.0f} ms"
+            " after it was serving"
         )
         assert joined_s < 2.0
         # calls reach it: Envoy's per-host counter rises while the cluster answers
@@ -114,7 +115,8 @@ async def test_a_replica_joins_within_2s_and_leaves_within_its_lease(cluster, gw
         )
         left_s = time.monotonic() - killed_at
         print(
-            f"[discovery] a kill -9'd api replica left Envoy's endpoints after {left_s:.1f} s (lease TTL 3 s)"
+            f"[discovery] a kill -9'd api replica left Envoy's endpoints after {left_s:.1f} s"
+            " (lease TTL 3 s)"
         )
         assert left_s <= 3.0 + 1.0
         for _ in range(20):
@@ -136,7 +138,8 @@ async def test_sigterm_leaves_envoy_before_the_replica_stops(cluster, gw):
         assert replica.proc.poll() is None, "it left Envoy before it stopped serving"
         assert replica.proc.wait(20) == 0
         print(
-            f"\n[discovery] SIGTERM: out of Envoy's endpoints after {gone_s * 1000:.0f} ms, still serving then"
+            f"\n[discovery] SIGTERM: out of Envoy's endpoints after {gone_s * 1000:.0f} ms,"
+            " still serving then"
         )
     finally:
         replica.stop(signal.SIGKILL)

@@ -7,12 +7,13 @@ import base64
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import zip_of
+
+from tests.support import until_sync
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -21,17 +22,6 @@ NIMBUS = [sys.executable, "-m", "nimbus.cli"]
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
 
 
 # A handler that lies about its clock (frozen perf_counter_ns: the shim's stopwatch) and about
@@ -86,7 +76,7 @@ def test_a_function_cannot_forge_platform_lines(gw, liar: str) -> None:
         )
         return lines if done else None
 
-    lines = wait_for(complete, 60, f"the logs of {rid}")
+    lines = until_sync(complete, 60, f"the logs of {rid}")
     ends = sorted(ln["stream"] for ln in lines if ln["message"].startswith("END RequestId"))
     assert ends == ["platform", "stdout"]
 
@@ -163,3 +153,104 @@ def test_admin_status_shows_every_node_sandboxed(gw) -> None:
     # A tenant key sees no node.
     key = gw.request("POST", "/v1/keys", {"namespace": unique("t")}).json()["api_key"]
     assert gw.request("GET", "/v2/admin/nodes", key=key).status == 403
+
+
+SLEEPER = (
+    "import time\n\ndef handler(event, context):\n"
+    "    time.sleep(event.get('s', 0))\n    return 'ok'\n"
+)
+
+
+def tenant(gw) -> tuple[str, str]:
+    namespace = unique("q")
+    res = gw.request("POST", "/v1/keys", {"namespace": namespace})
+    assert res.status == 200, res.body
+    return namespace, res.json()["api_key"]
+
+
+def test_quotas_are_set_by_admins_and_read_by_their_namespace(gw) -> None:
+    namespace, key = tenant(gw)
+    other, other_key = tenant(gw)
+    path = f"/v1/namespaces/{namespace}/quotas"
+    assert gw.request("GET", path, key=key).json()["max_functions"] == "0"  # int64 as a string
+    assert gw.request("PUT", path, {"max_functions": 5}, key=key).status == 403
+    assert gw.request("GET", path, key=other_key).status == 403
+    res = gw.request("PUT", path, {"max_functions": -1})
+    assert res.status == 400 and res.json()["message"].startswith("max_functions: -1"), res.body
+    res = gw.request("PUT", "/v1/namespaces/Bad_Name/quotas", {"max_functions": 1})
+    assert res.status == 400 and res.json()["message"].startswith("namespace: "), res.body
+    res = gw.request("PUT", path, {"max_functions": 5, "max_warm_mb": 256})
+    assert res.status == 200 and res.json()["updated_at"], res.body
+    got = gw.request("GET", path, key=key).json()
+    assert (got["max_functions"], got["max_warm_mb"]) == ("5", "256")
+    assert gw.request("GET", f"/v1/namespaces/{other}/quotas", key=other_key).status == 200
+
+
+def test_deploys_over_a_quota_are_refused_naming_it(gw) -> None:
+    namespace, key = tenant(gw)
+    path = f"/v1/namespaces/{namespace}/quotas"
+    assert gw.request("PUT", path, {"max_functions": 2, "max_warm_mb": 256}).status == 200
+    files = {"main.py": SLEEPER}
+
+    def create(name: str, **extra: Any):
+        body = {
+            "name": name,
+            "runtime": "python3.11",
+            "handler": "main.handler",
+            "code": {"zip_base64": base64.b64encode(zip_of(files)).decode()},
+            **extra,
+        }
+        return gw.request("POST", "/v1/functions", body, key=key)
+
+    assert create("one", min_instances=1, memory_mb=128).status == 200
+    res = create("two", min_instances=2, memory_mb=128)
+    assert res.status == 429 and res.json()["message"].startswith("quota max_warm_mb: "), res.body
+    assert create("two").status == 200
+    res = create("three")
+    assert res.status == 429 and res.json()["message"].startswith("quota max_functions: "), res.body
+    res = gw.request("PATCH", "/v1/functions/two", {"min_instances": 1, "memory_mb": 256}, key=key)
+    assert res.status == 429 and "max_warm_mb" in res.json()["message"], res.body
+    # Another namespace is not held to this one's quotas.
+    _, free_key = tenant(gw)
+    body = {
+        "name": "three",
+        "runtime": "python3.11",
+        "handler": "main.handler",
+        "code": {"zip_base64": base64.b64encode(zip_of(files)).decode()},
+    }
+    assert gw.request("POST", "/v1/functions", body, key=free_key).status == 200
+
+
+def test_calls_and_events_over_a_quota_are_throttled(gw) -> None:
+    import concurrent.futures
+
+    namespace, key = tenant(gw)
+    path = f"/v1/namespaces/{namespace}/quotas"
+    assert gw.request("PUT", path, {"max_concurrency": 1, "max_async_backlog": 2}).status == 200
+    body = {
+        "name": "slow",
+        "runtime": "python3.11",
+        "handler": "main.handler",
+        "code": {"zip_base64": base64.b64encode(zip_of({"main.py": SLEEPER})).decode()},
+    }
+    assert gw.request("POST", "/v1/functions", body, key=key).status == 200
+    assert gw.request("POST", "/v1/functions/slow:invoke", {"s": 0}, key=key).status == 200
+
+    def wait_quota_seen() -> bool:
+        # The invokers watch the quotas: the first call held by the quota shows they have it.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            calls = [
+                pool.submit(gw.request, "POST", "/v1/functions/slow:invoke", {"s": 1.5}, key=key)
+                for _ in range(2)
+            ]
+            statuses = sorted(c.result().status for c in calls)
+        return statuses == [200, 429]
+
+    until_sync(wait_quota_seen, 60, "one of two concurrent calls to be throttled")
+    statuses = []
+    for _ in range(6):
+        res = gw.request("POST", "/v1/functions/slow:invokeAsync", {"s": 3}, key=key)
+        statuses.append(res.status)
+        if res.status == 429:
+            assert res.json()["message"].startswith("quota max_async_backlog: "), res.body
+    assert statuses.count(202) + statuses.count(200) >= 2 and 429 in statuses, statuses

@@ -14,6 +14,8 @@ from collections import Counter
 import pytest
 from support import zip_of
 
+from tests.support import until
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -37,18 +39,6 @@ def put_code(gw, name: str, files: dict[str, str], **extra):
 
 def blobs(cluster) -> set[str]:
     return {p.stem for p in (cluster.layout.home / "code").glob("*.zip")}
-
-
-async def wait_for(check, timeout_s: float = 10.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout_s}s")
-
-
-# -- code packages -----------------------------------------------------------------------------
 
 
 async def test_same_code_twice_is_one_blob(cluster, gw):
@@ -99,7 +89,9 @@ async def test_unreferenced_blobs_are_collected(cluster, gw):
     old = gw.create(name, returns(f"old-{uuid.uuid4().hex}")).json()["code_sha256"]
     new = put_code(gw, name, returns(f"new-{uuid.uuid4().hex}")).json()["code_sha256"]
     assert old != new
-    await wait_for(lambda: old not in blobs(cluster), timeout_s=15)
+    await until(
+        lambda: old not in blobs(cluster), 15, "the old blob collected", 0.1, in_thread=True
+    )
     assert new in blobs(cluster)
 
 
@@ -236,10 +228,16 @@ async def test_code_update_under_load_fails_no_call(gw):
     for w in workers:
         w.start()
     try:
-        await wait_for(lambda: len(seen) > 30)
+        await until(lambda: len(seen) > 30, 10, "the first calls", 0.1, in_thread=True)
         updated_at = time.monotonic()
         assert put_code(gw, name, returns("new")).status == 200
-        await wait_for(lambda: any(t > updated_at + 1.0 for t, _, _ in seen))
+        await until(
+            lambda: any(t > updated_at + 1.0 for t, _, _ in seen),
+            10,
+            "calls a second after the update",
+            0.1,
+            in_thread=True,
+        )
     finally:
         stop.set()
         await asyncio.to_thread(lambda: [w.join() for w in workers])
@@ -264,12 +262,19 @@ async def test_keys_list_and_revoke(gw):
     assert gw.request("DELETE", f"/v1/keys/{issued['key_id']}").status == 200
     revoked_at = time.monotonic()
     # Every api and invoker replica refuses it within 2 s (several calls reach both replicas).
-    await wait_for(
+    await until(
         lambda: all(gw.request("GET", "/v1/functions", key=key).status == 401 for _ in range(4)),
-        timeout_s=2,
+        2,
+        "the revoked key refused by the api",
+        0.1,
+        in_thread=True,
     )
-    await wait_for(
-        lambda: all(gw.invoke("x", {}, key=key).status == 401 for _ in range(4)), timeout_s=2
+    await until(
+        lambda: all(gw.invoke("x", {}, key=key).status == 401 for _ in range(4)),
+        2,
+        "the revoked key refused by the invoker",
+        0.1,
+        in_thread=True,
     )
     assert time.monotonic() - revoked_at < 2.5
 
@@ -289,11 +294,10 @@ async def test_delete_removes_versions_and_aliases_and_frees_the_name(gw):
 
 
 async def test_body_over_the_gateway_limit_is_413(gw):
-    # The base64 of a zip over the 50 MB default limit: Envoy refuses it before any service reads it.
+    # The base64 of a zip over the 50 MB default limit: Envoy refuses it before a service reads it.
     body = (
-        b'{"name": "huge", "runtime": "python3.11", "handler": "main.handler", "code": {"zip_base64": "'
-        + b"A" * (70 * 1024 * 1024)
-        + b'"}}'
+        b'{"name": "huge", "runtime": "python3.11", "handler": "main.handler",'
+        b' "code": {"zip_base64": "' + b"A" * (70 * 1024 * 1024) + b'"}}'
     )
     res = await asyncio.to_thread(gw.request, "POST", "/v1/functions", raw=body, timeout=120)
     assert res.status == 413, res.body[:200]
@@ -315,6 +319,6 @@ async def test_code_is_prefetched_by_every_node_before_the_first_call(cluster, g
             for node in nodes
         )
 
-    await wait_for(lambda: everywhere(sha), timeout_s=10)
+    await until(lambda: everywhere(sha), 10, "the code on every node", 0.1, in_thread=True)
     updated = put_code(gw, name, returns(f"pre2-{uuid.uuid4().hex}")).json()["code_sha256"]
-    await wait_for(lambda: everywhere(updated), timeout_s=10)
+    await until(lambda: everywhere(updated), 10, "the new code on every node", 0.1, in_thread=True)

@@ -11,10 +11,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from tests.support import until_sync
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -32,17 +33,6 @@ def handler(event, context):
 """
 
 
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
-
-
 def call_lines(gw, name: str, request_id: str) -> list[dict[str, Any]]:
     """The call's lines, once its REPORT line is in the log."""
 
@@ -52,7 +42,7 @@ def call_lines(gw, name: str, request_id: str) -> list[dict[str, Any]]:
         lines = res.json()["lines"]
         return lines if any(line["message"].startswith("REPORT") for line in lines) else None
 
-    return wait_for(complete, 60, f"the logs of {request_id}")
+    return until_sync(complete, 60, f"the logs of {request_id}")
 
 
 def cli_env(gw, **extra: str) -> dict[str, str]:
@@ -175,7 +165,9 @@ def test_cli_follows_new_lines_until_interrupted(gw, loud: str) -> None:
     threading.Thread(target=lambda: [out.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
     threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
     try:
-        wait_for(lambda: any("following the log" in line for line in err), 30, "the tail to start")
+        until_sync(
+            lambda: any("following the log" in line for line in err), 30, "the tail to start"
+        )
         tag = uuid.uuid4().hex[:8]
         assert gw.invoke(loud, {"tag": tag}).status == 200
         seen: list[str] = []
@@ -185,7 +177,7 @@ def test_cli_follows_new_lines_until_interrupted(gw, loud: str) -> None:
                 seen.append(out.get())
             return any(f"to stdout {tag}" in line for line in seen)
 
-        wait_for(marker_seen, 60, "the new call's line in `nimbus logs -f`")
+        until_sync(marker_seen, 60, "the new call's line in `nimbus logs -f`")
         assert all("\x1b[" not in line for line in seen)
     finally:
         proc.send_signal(signal.SIGINT)

@@ -6,9 +6,11 @@ import uuid
 
 import pytest
 from nimbus.cluster import LocalCluster
-from support import Gateway, free_port
+from support import Gateway
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+from tests.support import free_port
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 
 async def test_functions_survive_a_full_restart(tmp_path):

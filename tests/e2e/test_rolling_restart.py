@@ -14,11 +14,17 @@ import uuid
 import pytest
 from replicas import envoy_hosts, until
 
-pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="session"),
+    pytest.mark.timeout(240),
+    pytest.mark.slow,
+]
 
 ECHO = {"main.py": "def handler(event, context):\n    return event\n"}
 SLOW = {
-    "main.py": "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return event\n"
+    "main.py": (
+        "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return event\n"
+    )
 }
 
 
@@ -119,14 +125,15 @@ async def test_rolling_restart_of_api_and_invokers_fails_no_call(cluster, gw):
             await asyncio.to_thread(cluster.start_program, program)
             assert cluster.pid(program) != old_pid
             await until(
-                lambda: envoy_hosts(cluster)[cluster_name].get(address),
+                lambda name=cluster_name, at=address: envoy_hosts(cluster)[name].get(at),
                 30,
                 f"{program} routed again",
             )
             times[program] = time.monotonic() - started
             await asyncio.sleep(1.0)
     print(
-        f"\n[rolling restart] seconds from SIGTERM to routed again: {json.dumps({k: round(v, 1) for k, v in times.items()})}; "
+        "\n[rolling restart] seconds from SIGTERM to routed again:"
+        f" {json.dumps({k: round(v, 1) for k, v in times.items()})}; "
         f"calls ok: {load.ok}, failed: {len(load.failures)}"
     )
     assert load.failures == [], load.failures[:10]

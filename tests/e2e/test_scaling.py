@@ -16,10 +16,17 @@ from nimbus.common.etcd import Etcd
 from nimbus.common.model import InstanceRecord
 from support import Gateway
 
+from tests.support import until
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SLEEPS = {
-    "main.py": "import time\ndef handler(event, context):\n    time.sleep(event.get('s', 0.2))\n    return 'ok'\n"
+    "main.py": (
+        "import time\n"
+        "def handler(event, context):\n"
+        "    time.sleep(event.get('s', 0.2))\n"
+        "    return 'ok'\n"
+    )
 }
 
 
@@ -35,17 +42,6 @@ async def instances_of(cluster, name: str) -> list[InstanceRecord]:
         await etcd.close()
     found = [InstanceRecord.from_json(kv.value) for kv in kvs]
     return [i for i in found if i.function == name and i.state == "READY"]
-
-
-async def until(check, timeout_s: float, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s (last: {last!r})")
 
 
 def burst(
@@ -106,7 +102,7 @@ async def test_min_instances_make_the_first_call_warm_and_are_kept(cluster, gw):
     async def two_ready():
         return len(await instances_of(cluster, name)) == 2
 
-    await until(two_ready, timeout_s=30)
+    await until(two_ready, timeout_s=30, interval_s=0.2)
     first = gw.invoke(name, {"s": 0})
     assert first.status == 200 and first.headers["x-nimbus-cold-start"] == "false"
     # A burst adds instances; idle again, it returns to min_instances, not below.
@@ -141,7 +137,7 @@ async def leadership(cluster) -> tuple[str, int] | None:
 
 
 async def test_a_new_leader_is_elected_within_10s_of_a_kill(cluster, gw):
-    leader, lease = await until(lambda: leadership(cluster), timeout_s=15)
+    leader, lease = await until(lambda: leadership(cluster), timeout_s=15, interval_s=0.2)
     cluster.kill(leader, signal.SIGKILL)
     killed_at = time.monotonic()
 
@@ -160,7 +156,7 @@ async def test_a_new_leader_is_elected_within_10s_of_a_kill(cluster, gw):
     async def one_ready():
         return len(await instances_of(cluster, name)) == 1
 
-    await until(one_ready, timeout_s=20)
+    await until(one_ready, timeout_s=20, interval_s=0.2)
     await cluster.wait_healthy(leader, timeout_s=30)
 
 
@@ -174,7 +170,7 @@ async def test_dead_node_leaves_routing_and_min_instances_come_back(cluster, gw)
         found = await instances_of(cluster, name)
         return len(found) == 2 and len({i.node_id for i in found}) == 2
 
-    await until(spread, timeout_s=30)
+    await until(spread, timeout_s=30, interval_s=0.2)
     cluster.kill("node-agent-1", signal.SIGKILL)
     killed_at = time.monotonic()
     statuses: Counter = Counter()
@@ -189,7 +185,7 @@ async def test_dead_node_leaves_routing_and_min_instances_come_back(cluster, gw)
     async def two_again():
         return len(await instances_of(cluster, name)) == 2
 
-    await until(two_again, timeout_s=30)
+    await until(two_again, timeout_s=30, interval_s=0.2)
     await cluster.wait_healthy("node-agent-1", timeout_s=30)
 
 

@@ -15,10 +15,9 @@ import http.client
 import json
 import secrets
 import threading
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +31,19 @@ from nimbus.common.etcd import Etcd
 from nimbus.common.registry import ServiceEndpoint
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
-from support import Gateway, Response, free_port
+from support import Gateway, Response
+
+from tests.support import free_port, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ECHO = {
-    "main.py": "import time\ndef handler(event, context):\n    time.sleep(event.get('s', 0))\n    return event\n"
+    "main.py": (
+        "import time\n"
+        "def handler(event, context):\n"
+        "    time.sleep(event.get('s', 0))\n"
+        "    return event\n"
+    )
 }
 SERVICES = ("api", "funcmgr", "gateway", "invoker", "node-agent", "scheduler")
 
@@ -131,19 +137,6 @@ def post(gw: Gateway, path: str, body: bytes, headers: dict[str, str] | None = N
         conn.close()
 
 
-async def eventually(
-    check: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.2
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s; last: {last!r}")
-
-
 async def whole_trace(
     receiver: TraceReceiver, trace_id: str, root_parent: str, names: set[str]
 ) -> list[ReceivedSpan]:
@@ -156,7 +149,7 @@ async def whole_trace(
         complete = all(s.parent_id in ids or s.parent_id == root_parent for s in spans)
         return spans if complete and names <= {s.name for s in spans} else None
 
-    spans: list[ReceivedSpan] = await eventually(ready)
+    spans: list[ReceivedSpan] = await until(ready, 30, "the whole trace", 0.2)
     return spans
 
 
@@ -267,7 +260,7 @@ async def test_a_cold_then_warm_sync_call_is_one_trace_each(stack: Stack) -> Non
                         lines.append(line)
         return lines
 
-    ready = await eventually(started_lines, timeout_s=10)
+    ready = await until(started_lines, 10, "the services' start lines", 0.2)
     assert (client_trace, name) in [(line["trace_id"], line["function"]) for line in ready]
 
 
@@ -298,7 +291,7 @@ async def test_an_async_call_is_one_trace_from_accept_to_the_run(stack: Stack) -
         finally:
             conn.close()
 
-    await eventually(lambda: finished(), timeout_s=60, interval_s=0.3)
+    await until(lambda: finished(), 60, "the calls to finish", 0.3)
     spans = await whole_trace(
         stack.receiver, client_trace, client_span, {"async.run", "instance.call"}
     )
@@ -400,10 +393,11 @@ async def test_every_replica_serves_metrics_and_the_function_series_move(stack: 
     runner = threading.Thread(target=lambda: slow.append(stack.gw.invoke(name, {"s": 1.5})))
     runner.start()
     try:
-        await eventually(
+        await until(
             lambda: total(invokers(), "nimbus_concurrent_executions", **fn) == 1,
-            timeout_s=10,
-            interval_s=0.05,
+            10,
+            "one execution in flight",
+            0.05,
         )
         refused = await asyncio.to_thread(stack.gw.invoke, name, {"n": "x"})
         # While the call runs its instance is BUSY on the node and recorded in etcd.

@@ -5,6 +5,7 @@ which never reaches a node, shows in the throttles."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -13,12 +14,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from support import Gateway, Response
+
+from tests.support import until_sync
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -32,19 +34,9 @@ def handler(event, context):
     return {"ok": True}
 """
 REPORT = re.compile(
-    r"^REPORT RequestId: (\S+)\tDuration: [0-9.]+ ms\tBilled Duration: (\d+) ms\tMemory Size: (\d+) MB"
+    r"^REPORT RequestId: (\S+)\tDuration: [0-9.]+ ms"
+    r"\tBilled Duration: (\d+) ms\tMemory Size: (\d+) MB"
 )
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
 
 
 def window() -> str:
@@ -92,7 +84,9 @@ def test_usage_and_metrics_match_the_report_lines(gw: Gateway) -> None:
     deadline = time.monotonic() + 60
     while not (slow_ran and throttled) and time.monotonic() < deadline:
         slow: list[Response] = []
-        holder = threading.Thread(target=lambda: slow.append(gw.invoke(name, {"sleep": 4})))
+        holder = threading.Thread(
+            target=lambda into: into.append(gw.invoke(name, {"sleep": 4})), args=(slow,)
+        )
         holder.start()
         while holder.is_alive():
             r = gw.invoke(name, {})
@@ -117,8 +111,8 @@ def test_usage_and_metrics_match_the_report_lines(gw: Gateway) -> None:
         rows, _ = usage_rows(gw, name)
         return rows if sum(int(r["requests"]) for r in rows) >= calls else None
 
-    rows = wait_for(metered, 120, f"usage to count {calls} requests")
-    reports = wait_for(
+    rows = until_sync(metered, 120, f"usage to count {calls} requests")
+    reports = until_sync(
         lambda: (lambda found: found if len(found) >= calls else None)(report_lines(gw, name)),
         60,
         "every REPORT line",
@@ -141,11 +135,11 @@ def test_usage_and_metrics_match_the_report_lines(gw: Gateway) -> None:
         total = sum(int(b.get("throttles", 0)) for b in buckets)
         return buckets if total >= len(throttled) else None
 
-    buckets = wait_for(metrics_seen, 30, "the throttle in the metrics")
+    buckets = until_sync(metrics_seen, 30, "the throttle in the metrics")
     assert len(buckets) == 15
     starts = [datetime.fromisoformat(b["start"]) for b in buckets]
     assert starts == sorted(starts) and all(
-        (b - a).total_seconds() == 60 for a, b in zip(starts, starts[1:])
+        (b - a).total_seconds() == 60 for a, b in itertools.pairwise(starts)
     )
     assert sum(int(b.get("invocations", 0)) for b in buckets) == calls
     assert sum(int(b.get("errors", 0)) for b in buckets) == errors

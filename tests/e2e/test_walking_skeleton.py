@@ -15,7 +15,10 @@ from support import zip_of
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ECHO = {
-    "main.py": "def handler(event, context):\n    return {'echo': event, 'rid': context.request_id, 'fn': context.function_name}\n"
+    "main.py": (
+        "def handler(event, context):\n"
+        "    return {'echo': event, 'rid': context.request_id, 'fn': context.function_name}\n"
+    )
 }
 RAISES = {
     "main.py": "def handler(event, context):\n    raise ValueError('bad input: ' + str(event))\n"
@@ -236,7 +239,11 @@ async def test_event_is_json_whatever_the_content_type(gw):
 async def test_log_tail_on_request(gw):
     name = unique("logs")
     files = {
-        "main.py": "def handler(event, context):\n    print('hello from', context.request_id)\n    return 1\n"
+        "main.py": (
+            "def handler(event, context):\n"
+            "    print('hello from', context.request_id)\n"
+            "    return 1\n"
+        )
     }
     assert gw.create(name, files).status == 200
     res = gw.request("POST", f"/v1/functions/{name}:invoke?log=tail", raw=b"{}")

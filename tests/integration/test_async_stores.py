@@ -4,11 +4,8 @@ redis-server, with a fake function runner in place of the instances."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from nimbus.cluster import binaries
 from nimbus.common.auth import Principal
 from nimbus.common.clock import SystemClock
 from nimbus.common.errors import Throttled, Unavailable
@@ -30,100 +26,38 @@ from nimbus.invoker.stores.jetstream import JetStreamClient
 from nimbus.invoker.stores.redis_records import RedisRecords, record_key
 from nimbus.invoker.sync.invoke import InvokeResult
 
+from tests.support import free_port
+from tests.support.servers import NatsServer, RedisServer
+
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
 WHO = Principal("ns", "k", False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} not listening")
-
-
-class Nats:
-    def __init__(self, store: Path) -> None:
-        self.port = free_port()
-        self.store = store
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        bin_ = binaries.resolve({"nats"})["nats"]
-        self.proc = subprocess.Popen(
-            [bin_, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_port(self.port)
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nats]:
-    server = Nats(tmp_path_factory.mktemp("js"))
-    server.start()
-    yield server
-    if server.proc is not None and server.proc.poll() is None:
-        server.proc.terminate()
-        server.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    bin_ = binaries.resolve({"redis"})["redis"]
-    proc = subprocess.Popen(
-        [
-            bin_,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path_factory.mktemp("redis")),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_port(port)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait()
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def js(nats_server: Nats) -> AsyncIterator[JetStreamClient]:
-    client = JetStreamClient(nats_server.url, name="test", ack_wait_s=3, dlq_max_age_s=3600)
+async def js(shared_nats: NatsServer) -> AsyncIterator[JetStreamClient]:
+    """A client of the module's own NATS account on the session's server."""
+    async with running_js(shared_nats.account()) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def running_js(url: str) -> AsyncIterator[JetStreamClient]:
+    client = JetStreamClient(url, name="test", ack_wait_s=3, dlq_max_age_s=3600)
     task = asyncio.create_task(client.run())
-    await client.wait_ready(20)
-    yield client
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await client.close()
+    try:
+        await client.wait_ready(20)
+        yield client
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def records(redis_url: str) -> AsyncIterator[RedisRecords]:
-    store = RedisRecords(redis_url, 600)
+async def records(shared_redis: RedisServer) -> AsyncIterator[RedisRecords]:
+    """The module's own database on the session's redis-server."""
+    store = RedisRecords(shared_redis.database(), 600)
     yield store
     await store.close()
 
@@ -430,7 +364,7 @@ async def test_no_record_no_run_and_short_runs_count_once(
         switched.down = False
         done = await wait_status(records, ids, "SUCCEEDED")
         assert [r.attempts for r in done] == [1, 1, 1] and sorted(runner.runs.values()) == [1, 1, 1]
-        # With the store back, a first delivery goes from QUEUED straight to SUCCEEDED, counted once.
+        # With the store back, a first delivery goes QUEUED -> SUCCEEDED at once, counted once.
         rid = await submitter.submit(WHO, "fn-down", "", b'{"id": "quick"}')
         quick = (await wait_status(records, [rid], "SUCCEEDED"))[0]
         assert quick.attempts == 1 and runner.runs["quick"] == 1
@@ -439,23 +373,33 @@ async def test_no_record_no_run_and_short_runs_count_once(
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_nats_restart_keeps_stored_events(
-    nats_server: Nats, js: JetStreamClient, records: RedisRecords
-):
-    cfg = EventsConfig(ack_wait_s=3, workers=8)
-    submitter = AsyncInvocations(Functions(), js, records, SystemClock(), cfg.max_event_bytes)
-    ids = [
-        await submitter.submit(WHO, "fn-restart", "", json.dumps({"id": f"r{i}"}).encode())
-        for i in range(50)
-    ]
-    nats_server.kill9()
-    nats_server.start()
-    await js.wait_ready(20)
-    runner = Runner()
-    _, consumer, task = await run_consumer(js, records, runner, cfg)
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A private nats-server, as the test kills it."""
+    server = NatsServer(tmp_path / "js").start()
     try:
-        await wait_status(records, ids, "SUCCEEDED", timeout_s=30)
-        assert sorted(runner.runs) == sorted(f"r{i}" for i in range(50))
+        yield server
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        server.kill9()
+
+
+@pytest.mark.slow
+async def test_nats_restart_keeps_stored_events(own_nats: NatsServer, records: RedisRecords):
+    cfg = EventsConfig(ack_wait_s=3, workers=8)
+    async with running_js(own_nats.url) as js:
+        submitter = AsyncInvocations(Functions(), js, records, SystemClock(), cfg.max_event_bytes)
+        ids = [
+            await submitter.submit(WHO, "fn-restart", "", json.dumps({"id": f"r{i}"}).encode())
+            for i in range(50)
+        ]
+        own_nats.kill9()
+        own_nats.start()
+        await js.wait_ready(20)
+        runner = Runner()
+        _, consumer, task = await run_consumer(js, records, runner, cfg)
+        try:
+            await wait_status(records, ids, "SUCCEEDED", timeout_s=30)
+            assert sorted(runner.runs) == sorted(f"r{i}" for i in range(50))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

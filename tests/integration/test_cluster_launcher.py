@@ -3,7 +3,6 @@ supervisord restarts what dies, stop leaves nothing behind, homes and ports stay
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -17,24 +16,14 @@ import pytest
 from nimbus.cluster import ClusterError, LocalCluster, free_port, procs
 from nimbus.cluster.layout import REPO
 
+from tests.support import until
+
 pytestmark = pytest.mark.timeout(180)
 
 INFRA = {"etcd", "nats", "redis"}
 
 
-async def _eventually(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        await asyncio.sleep(0.1)
-
-
+@pytest.mark.slow
 async def test_infra_starts_restarts_after_kill_and_stops_clean(tmp_path):
     home = tmp_path / "home"
     cluster = LocalCluster(home, free_port(), only=INFRA)
@@ -60,7 +49,7 @@ async def test_infra_starts_restarts_after_kill_and_stops_clean(tmp_path):
 
         killed = cluster.kill("redis")
         assert killed == pids["redis"]
-        await _eventually(lambda: cluster.pid("redis") not in (0, killed), 30, "redis restarted")
+        await until(lambda: cluster.pid("redis") not in (0, killed), 30, "redis restarted")
         await cluster.wait_healthy("redis", timeout_s=30)
         assert cluster.pid("etcd") == pids["etcd"]  # only the dead one was restarted
         new_redis = cluster.pid("redis")
@@ -71,6 +60,7 @@ async def test_infra_starts_restarts_after_kill_and_stops_clean(tmp_path):
     assert not (home / "run" / "supervisord.pid").exists()
 
 
+@pytest.mark.slow
 async def test_restart_reuses_ports_data_and_credentials(tmp_path):
     home = tmp_path / "home"
     first = LocalCluster(home, free_port(), only={"etcd"})
@@ -150,11 +140,13 @@ async def test_start_fails_fast_naming_a_busy_gateway_port(tmp_path):
     assert cluster.supervisord_pid is None
 
 
+@pytest.mark.slow
 async def test_start_timeout_names_the_program_and_its_log(tmp_path):
     spec = tmp_path / "cluster.toml"
     spec.write_text(
         (REPO / "deploy/local/cluster.toml").read_text()
-        + '\n[[process]]\nname = "broken"\nservice = true\nhealth = "grpc"\npriority = 20\nports = ["{name}-metrics"]\n'
+        + '\n[[process]]\nname = "broken"\nservice = true\nhealth = "grpc"\npriority = 20\n'
+        'ports = ["{name}-metrics"]\n'
         'command = "{python} -c \'import sys; print(\\"boom\\"); sys.exit(3)\'"\n'
     )
     cluster = LocalCluster(tmp_path / "home", free_port(), only={"redis", "broken"}, spec_path=spec)
@@ -168,6 +160,7 @@ async def test_start_timeout_names_the_program_and_its_log(tmp_path):
     assert cluster.supervisord_pid is None  # a failed start stops what it started
 
 
+@pytest.mark.slow
 async def test_start_stops_waiting_for_a_service_with_a_bad_setting(tmp_path):
     cluster = LocalCluster(
         tmp_path / "home", free_port(), {"NIMBUS_EVENT_LOOP": "bogus"}, only={"etcd", "funcmgr"}
@@ -218,6 +211,7 @@ def test_cli_up_refuses_a_busy_gateway_port(tmp_path):
     assert not (tmp_path / "home" / "run" / "launcher.pid").exists()
 
 
+@pytest.mark.slow
 def test_cli_up_is_interrupted_cleanly_by_down(tmp_path):
     """`down` from another shell stops an `up` that is still waiting for its programs."""
     home = tmp_path / "home"

@@ -1,5 +1,5 @@
-"""The invoker's sync path against a real node-agent and etcd while instances are destroyed under it,
-as a scale-down does: no call may fail because it raced the destroy.
+"""The invoker's sync path against a real node-agent and etcd while instances are destroyed under
+it, as a scale-down does: no call may fail because it raced the destroy.
 
 The node drops a destroyed instance at once, but the invokers learn of it only when the deletion
 of its record comes through their etcd watch; calls they route to it meanwhile are refused
@@ -39,16 +39,9 @@ from nimbus.invoker.sync.invoke import Invoker
 from nimbus.invoker.sync.limits import ConcurrencyLimiter
 from nimbus.invoker.sync.pool import Pool
 from nimbus.invoker.sync.target import Target
-from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
-    ECHO,
-    Agent,
-    CodeServer,
-    code_server,
-    etcd,
-    etcd_endpoint,
-    start_agent,
-    wait_until,
-)
+
+from tests.support import until
+from tests.support.nodeagent import ECHO, Agent, CodeServer, start_agent
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -153,19 +146,19 @@ class Rig:
         async def empty() -> bool:
             return not self.pool().instances
 
-        await wait_until(settled, 20, "the invoker's instance starts to end")
+        await until(settled, 20, "the invoker's instance starts to end")
         await asyncio.gather(*(self.destroy(i) for i in list(self.pool().instances)))
-        await wait_until(empty, 10, "the destroyed instances to leave the pool")
+        await until(empty, 10, "the destroyed instances to leave the pool")
 
     async def warm(self, count: int) -> list[str]:
-        """Starts `count` instances and waits until the invoker's pool, fed by the watch, lists them."""
+        """Starts `count` instances; waits till the invoker's pool, fed by the watch, lists them."""
         for _ in range(count):
             await self.capacity.request_instance(self.target, 20)
 
         async def listed() -> bool:
             return len(self.pool().instances) >= count
 
-        await wait_until(listed, 20, f"the invoker's pool to list {count} instances")
+        await until(listed, 20, f"the invoker's pool to list {count} instances")
         return list(self.pool().instances)
 
 
@@ -232,6 +225,7 @@ async def test_a_call_walks_past_every_instance_a_scale_to_zero_took_and_gets_a_
     assert not set(rig.pool().instances) & set(known)
 
 
+@pytest.mark.slow
 async def test_calls_under_load_never_fail_while_a_scale_down_destroys_instances(rig: Rig) -> None:
     """Several rounds of: 8 callers in a closed loop, and all but one instance destroyed at once
     (the autoscaler's batch), then new instances for the next round."""
@@ -248,7 +242,7 @@ async def test_calls_under_load_never_fail_while_a_scale_down_destroys_instances
         known = await rig.warm(8)
         stop = asyncio.Event()
 
-        async def caller() -> None:
+        async def caller(stop: asyncio.Event) -> None:
             nonlocal ok
             while not stop.is_set():
                 try:
@@ -257,11 +251,11 @@ async def test_calls_under_load_never_fail_while_a_scale_down_destroys_instances
                 except NimbusError as err:
                     failures.append(f"{type(err).__name__}: {err.message}")
 
-        callers = [asyncio.create_task(caller()) for _ in range(8)]
+        callers = [asyncio.create_task(caller(stop)) for _ in range(8)]
         try:
-            await wait_until(served(ok + 50), 20, "the callers to spread over the instances")
+            await until(served(ok + 50), 20, "the callers to spread over the instances")
             await asyncio.gather(*(rig.destroy(i) for i in known[1:]))
-            await wait_until(served(ok + 200), 30, "calls after the scale-down")
+            await until(served(ok + 200), 30, "calls after the scale-down")
         finally:
             stop.set()
             await asyncio.wait_for(asyncio.gather(*callers), 30)

@@ -4,74 +4,36 @@ that resumes from the persisted cursor with nothing lost; NATS down and back is 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from nimbus.api.stores.logstream import JetStreamLogStore
-from nimbus.cluster import binaries
 from nimbus.common.clock import SystemClock
 from nimbus.common.errors import Unavailable
 from nimbus.nodeagent.logcapture import LogSource, LogWriter
 from nimbus.nodeagent.logship import CURSORS_FILE, LogShipper
 from nimbus.nodeagent.stores.logstream import LogStreamPublisher
 
+from tests.support import until
+from tests.support.servers import NatsServer
+
 pytestmark = pytest.mark.timeout(180)
 
 SOURCE = LogSource("ns", "shipfn", "1")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Nats:
-    def __init__(self, store: Path) -> None:
-        self.port = free_port()
-        self.store = store
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        bin_ = binaries.resolve({"nats"})["nats"]
-        self.proc = subprocess.Popen(
-            [bin_, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError("nats-server did not listen")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[Nats]:
-    server = Nats(tmp_path / "js")
-    server.start()
-    yield server
-    if server.proc is not None and server.proc.poll() is None:
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A private nats-server, for the test that kills it."""
+    server = NatsServer(tmp_path / "js").start()
+    try:
+        yield server
+    finally:
         server.kill9()
 
 
@@ -95,31 +57,20 @@ async def write_lines(
     await writer.flush()
 
 
-async def wait_for(check, timeout_s: float, what: str, interval_s: float = 0.2) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def test_records_are_shipped_in_batches_and_read_back(
-    tmp_path: Path, nats_server: Nats
-) -> None:
+async def test_records_are_shipped_in_batches_and_read_back(tmp_path: Path, nats_url: str) -> None:
     logs_dir = tmp_path / "logs"
     logs_dir.mkdir()
     messages = [f"line {i} " + "x" * 200 for i in range(5000)]  # ~1.3 MB: three or more batches
     await write_lines(logs_dir, "inst-a", messages)
     await write_lines(logs_dir, "pooled", ["not a function's"], LogSource())
-    publisher = LogStreamPublisher(nats_server.url, name="test", retention_h=1, max_mb=64)
+    publisher = LogStreamPublisher(nats_url, name="test", retention_h=1, max_mb=64)
     writer = LogWriter(logs_dir, SystemClock())
     try:
         sent = await LogShipper(logs_dir, writer, publisher, "node-t", SystemClock()).ship()
     finally:
         await publisher.close()
     assert 3 <= sent <= 6, sent  # whole batches, not a message per line
-    got = await stored_messages(nats_server.url, "shipfn")
+    got = await stored_messages(nats_url, "shipfn")
     assert [r["message"] for r in got] == messages
     assert all(
         r["namespace"] == "ns" and r["version"] == "1" and r["stream"] == "stdout" for r in got
@@ -139,7 +90,8 @@ from nimbus.nodeagent.stores.logstream import LogStreamPublisher
 async def main() -> None:
     logs_dir, url = Path(sys.argv[1]), sys.argv[2]
     publisher = LogStreamPublisher(url, name="shipper", retention_h=1, max_mb=256)
-    await LogShipper(logs_dir, LogWriter(logs_dir, SystemClock()), publisher, "node-k", SystemClock()).run()
+    writer = LogWriter(logs_dir, SystemClock())
+    await LogShipper(logs_dir, writer, publisher, "node-k", SystemClock()).run()
 
 asyncio.run(main())
 """
@@ -152,8 +104,9 @@ def cursor(logs_dir: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(
-    tmp_path: Path, nats_server: Nats
+    tmp_path: Path, nats_url: str
 ) -> None:
     logs_dir = tmp_path / "logs"
     logs_dir.mkdir()
@@ -161,50 +114,51 @@ async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(
     await write_lines(logs_dir, "inst-k", messages)
     size = (logs_dir / "inst-k.jsonl").stat().st_size
 
-    first = subprocess.Popen([sys.executable, "-c", SHIPPER, str(logs_dir), nats_server.url])
+    first = subprocess.Popen([sys.executable, "-c", SHIPPER, str(logs_dir), nats_url])
     try:
         # Polled often: on an idle machine the whole backlog ships in well under a second.
-        await wait_for(
-            lambda: asyncio.sleep(0, 0 < cursor(logs_dir) < size), 60, "the first batches", 0.005
-        )
+        await until(lambda: 0 < cursor(logs_dir) < size, 60, "the first batches", 0.005)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     killed_at = cursor(logs_dir)
     assert 0 < killed_at < size
 
-    second = subprocess.Popen([sys.executable, "-c", SHIPPER, str(logs_dir), nats_server.url])
+    second = subprocess.Popen([sys.executable, "-c", SHIPPER, str(logs_dir), nats_url])
     try:
-        await wait_for(
-            lambda: asyncio.sleep(0, not (logs_dir / "inst-k.jsonl").exists()),
+        await until(
+            lambda: not (logs_dir / "inst-k.jsonl").exists(),
             120,
             "the rest shipped",
         )
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait()
-    got = [str(r["message"]) for r in await stored_messages(nats_server.url, "shipfn")]
+    got = [str(r["message"]) for r in await stored_messages(nats_url, "shipfn")]
     assert set(got) == set(messages)  # nothing lost
     assert len(got) - len(messages) <= 2000  # duplicates: at most the batch in flight at the kill
     assert got == sorted(got)  # in order, a duplicate batch repeating only what came just before it
 
 
-async def test_nats_down_is_retried_and_the_files_wait(tmp_path: Path, nats_server: Nats) -> None:
+@pytest.mark.slow
+async def test_nats_down_is_retried_and_the_files_wait(
+    tmp_path: Path, own_nats: NatsServer
+) -> None:
     logs_dir = tmp_path / "logs"
     logs_dir.mkdir()
-    publisher = LogStreamPublisher(nats_server.url, name="test", retention_h=1, max_mb=64)
+    publisher = LogStreamPublisher(own_nats.url, name="test", retention_h=1, max_mb=64)
     shipper = LogShipper(
         logs_dir, LogWriter(logs_dir, SystemClock()), publisher, "node-d", SystemClock()
     )
     try:
         await write_lines(logs_dir, "inst-d", ["before"])
         assert await shipper.ship() == 1
-        nats_server.kill9()
+        own_nats.kill9()
         await write_lines(logs_dir, "inst-d", ["while down"])
         with pytest.raises(Unavailable):
             await shipper.ship()
         assert (logs_dir / "inst-d.jsonl").exists()
-        nats_server.start()  # same port and store
+        own_nats.start()  # same port and store
 
         async def shipped() -> bool:
             try:
@@ -212,8 +166,8 @@ async def test_nats_down_is_retried_and_the_files_wait(tmp_path: Path, nats_serv
             except Unavailable:
                 return False
 
-        await wait_for(shipped, 60, "shipping after NATS came back")
+        await until(shipped, 60, "shipping after NATS came back")
     finally:
         await publisher.close()
-    got = [r["message"] for r in await stored_messages(nats_server.url, "shipfn")]
+    got = [r["message"] for r in await stored_messages(own_nats.url, "shipfn")]
     assert got == ["before", "while down"]

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ from nimbus.api.metrics import MetricsApi
 from nimbus.api.stores.logfeed import CONSUMER, LogFeed
 from nimbus.api.stores.meterstore import RedisMeter
 from nimbus.api.usage import UsageApi
-from nimbus.cluster import binaries
 from nimbus.common import fnmetrics as fm
 from nimbus.common import logstream
 from nimbus.common.auth import Principal
@@ -34,7 +31,8 @@ from nimbus.common.histogram import bucket_of
 from nimbus.common.model import FunctionConfig, FunctionRecord
 from nimbus.invoker.stores.throttles import ThrottleRecorder
 
-from tests.integration.test_async_stores import Nats, free_port, wait_port
+from tests.support import free_port, until
+from tests.support.servers import NatsServer, RedisServer
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
 
@@ -42,42 +40,16 @@ ACK_WAIT_S = 2.0
 SEEN_TTL_S = 3 * 86400
 
 
-def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            binaries.resolve({"redis"})["redis"],
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_port(port)
-    return proc
+@pytest.fixture(scope="module")
+def nats_url(shared_nats: NatsServer) -> str:
+    """The module's own NATS account (its own NIMBUS_LOGS) on the session's server."""
+    return shared_nats.account()
 
 
 @pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nats]:
-    server = Nats(tmp_path_factory.mktemp("js"))
-    server.start()
-    yield server
-    assert server.proc is not None
-    server.proc.terminate()
-    server.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    proc = start_redis(port, tmp_path_factory.mktemp("redis"))
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait()
+def redis_url(shared_redis: RedisServer) -> str:
+    """The module's own database on the session's redis-server."""
+    return shared_redis.database()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -179,14 +151,6 @@ def namespace() -> str:
     return "t" + uuid.uuid4().hex[:12]
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 class Replica:
     """One api replica's metering: its own NATS connection, the shared durable consumer."""
 
@@ -214,7 +178,7 @@ async def usage_of(
 
 
 async def test_reports_become_exact_usage_and_minute_metrics(
-    nats_server: Nats, store: RedisMeter
+    nats_url: str, store: RedisMeter
 ) -> None:
     ns = namespace()
     # Yesterday's last second and today's first (both within the 25 h the minutes are kept).
@@ -254,16 +218,16 @@ async def test_reports_become_exact_usage_and_minute_metrics(
             duration_ms=0.4,
         ),
     ]
-    async with Publisher(nats_server.url) as pub:
+    async with Publisher(nats_url) as pub:
         await pub.publish(
             [line(ns, "a1", records[0]["ts"], "hello from a1"), records[0], records[1]]
         )
         await pub.publish(
             [records[2], line(ns, "a3", records[2]["ts"], 'a "report" word'), records[3]]
         )
-        replica = Replica(nats_server.url, store, "api-1")
+        replica = Replica(nats_url, store, "api-1")
         try:
-            await until(pub.drained, "the meter to ack every message")
+            await until(pub.drained, 60, "the meter to ack every message")
         finally:
             await replica.stop()
     usage = await usage_of(store, ns, day1, day2)
@@ -358,18 +322,18 @@ async def test_a_report_older_than_the_minute_retention_is_billed_but_not_in_the
     assert await store.apply(reports) == 0  # and it is still counted once
 
 
-async def test_duplicates_and_redeliveries_count_once(nats_server: Nats, store: RedisMeter) -> None:
+async def test_duplicates_and_redeliveries_count_once(nats_url: str, store: RedisMeter) -> None:
     ns = namespace()
     ts, day = ago(7200)
     calls = [report(ns, f"r{i}", ts=ts, billed_ms=10 + i, memory_mb=128) for i in range(5)]
-    async with Publisher(nats_server.url) as pub:
+    async with Publisher(nats_url) as pub:
         # The same REPORT twice in a message, and a whole message sent again (a node-agent that
         # re-sent a batch after the stream's duplicate window).
         await pub.publish([*calls, calls[0]])
         await pub.publish(calls[2:])
-        replica = Replica(nats_server.url, store, "api-1")
+        replica = Replica(nats_url, store, "api-1")
         try:
-            await until(pub.drained, "the meter to ack every message")
+            await until(pub.drained, 60, "the meter to ack every message")
         finally:
             await replica.stop()
     expected = (5, sum((10 + i) * 128 for i in range(5)))
@@ -416,33 +380,34 @@ class StallingStore:
         return self.applied
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["before", "after"])
 async def test_a_replica_killed_mid_batch_loses_and_doubles_nothing(
-    nats_server: Nats, store: RedisMeter, when: str
+    nats_url: str, store: RedisMeter, when: str
 ) -> None:
     ns = namespace()
     ts, day = ago(7200)
     calls = [report(ns, f"k{i}", ts=ts, billed_ms=i + 1, memory_mb=512) for i in range(40)]
-    async with Publisher(nats_server.url) as pub:
+    async with Publisher(nats_url) as pub:
         for i in range(0, 40, 4):
             await pub.publish(calls[i : i + 4])
         stalling = StallingStore(store, when)
-        doomed = Replica(nats_server.url, stalling, "api-1")
+        doomed = Replica(nats_url, stalling, "api-1")
         await asyncio.wait_for(stalling.stalled.wait(), 30)
         await doomed.stop()
-        survivor = Replica(nats_server.url, store, "api-2")
+        survivor = Replica(nats_url, store, "api-2")
         try:
-            await until(pub.drained, "the survivor to ack every message")
+            await until(pub.drained, 60, "the survivor to ack every message")
         finally:
             await survivor.stop()
     expected = (40, sum((i + 1) * 512 for i in range(40)))
     assert await usage_of(store, ns, day, day) == {("hello", "$LATEST", day): expected}
-    # After: the dead replica's batch was in Redis, and its redelivery to the survivor added nothing.
+    # After: the dead replica's batch was in Redis, and its redelivery to the survivor added none.
     assert (stalling.applied > 0) == (when == "after")
     assert stalling.applied + survivor.meter.applied == 40
 
 
-async def test_two_replicas_share_the_stream_exactly(nats_server: Nats, store: RedisMeter) -> None:
+async def test_two_replicas_share_the_stream_exactly(nats_url: str, store: RedisMeter) -> None:
     ns = namespace()
     ts, day = ago(7200)
     # 200 messages of 3 calls of one function each.
@@ -457,15 +422,15 @@ async def test_two_replicas_share_the_stream_exactly(nats_server: Nats, store: R
         )
         for i in range(600)
     ]
-    async with Publisher(nats_server.url) as pub:
+    async with Publisher(nats_url) as pub:
         replicas = [
-            Replica(nats_server.url, store, "api-1"),
-            Replica(nats_server.url, store, "api-2"),
+            Replica(nats_url, store, "api-1"),
+            Replica(nats_url, store, "api-2"),
         ]
         try:
             for i in range(0, 600, 3):
                 await pub.publish(calls[i : i + 3])
-            await until(pub.drained, "both replicas to ack every message")
+            await until(pub.drained, 60, "both replicas to ack every message")
         finally:
             for r in replicas:
                 await r.stop()
@@ -489,6 +454,7 @@ class Functions:
         )
 
 
+@pytest.mark.slow
 async def test_throttles_land_in_the_minute_and_survive_a_redis_outage(
     redis_url: str, store: RedisMeter, tmp_path: Path
 ) -> None:
@@ -517,7 +483,7 @@ async def test_throttles_land_in_the_minute_and_survive_a_redis_outage(
     late.record(ns, "later")
     late.record(ns, "later")
     await late.flush()
-    proc = start_redis(port, tmp_path)
+    server = RedisServer(tmp_path, port=port).start()
     try:
         await late.flush()
         other = RedisMeter(f"redis://127.0.0.1:{port}/0", SEEN_TTL_S, SystemClock())
@@ -530,5 +496,4 @@ async def test_throttles_land_in_the_minute_and_survive_a_redis_outage(
             await other.close()
         await late.close()
     finally:
-        proc.terminate()
-        proc.wait()
+        server.terminate()

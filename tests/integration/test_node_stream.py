@@ -11,19 +11,9 @@ import pytest
 from nimbus.common.errors import DeadlineExceeded, NotFound, Unavailable
 from nimbus.internal.v1 import nodeagent_pb2
 from nimbus.invoker.stores.nodestream import NodeStream
-from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
-    ECHO,
-    SLEEPS,
-    CodeServer,
-    agent,
-    code_server,
-    create,
-    etcd,
-    etcd_endpoint,
-    pid_gone,
-    start_agent,
-    wait_until,
-)
+
+from tests.support import pid_gone, until
+from tests.support.nodeagent import ECHO, SLEEPS, create, start_agent
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -83,7 +73,7 @@ async def test_a_call_past_its_deadline_fails_and_the_others_go_on(
         first = await create(agent, code_server, SLEEPS, name="sleeper")
         second = await create(agent, code_server, SLEEPS, name="sleeper2")
         long = asyncio.create_task(stream.invoke(call(first.instance_id, {"s": 1.0}, "long"), 10))
-        await wait_until(lambda: _sent(stream), 5, "the long call to be sent")
+        await until(lambda: _sent(stream), 5, "the long call to be sent")
         # A shorter deadline than any before it still fires on time.
         t0 = asyncio.get_running_loop().time()
         with pytest.raises(DeadlineExceeded, match="within 0.3s"):
@@ -98,6 +88,7 @@ async def test_a_call_past_its_deadline_fails_and_the_others_go_on(
         await agent.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lane", "stream"])
 async def test_a_dead_node_fails_the_calls_in_flight_at_once(
     kind, tmp_path, etcd_endpoint, etcd, code_server
@@ -114,7 +105,7 @@ async def test_a_dead_node_fails_the_calls_in_flight_at_once(
         in_flight = asyncio.create_task(
             stream.invoke(call(info.instance_id, {"s": 30}, "long"), 60)
         )
-        await wait_until(lambda: _sent(stream), 5, "the long call to be sent")
+        await until(lambda: _sent(stream), 5, "the long call to be sent")
         await node.stop(signal.SIGKILL)
         with pytest.raises(Unavailable):
             await asyncio.wait_for(in_flight, 5)
@@ -124,6 +115,7 @@ async def test_a_dead_node_fails_the_calls_in_flight_at_once(
         stream.close()
 
 
+@pytest.mark.slow
 async def test_sigterm_lets_the_calls_on_the_lane_finish(
     tmp_path, etcd_endpoint, etcd, code_server
 ) -> None:
@@ -134,7 +126,7 @@ async def test_sigterm_lets_the_calls_on_the_lane_finish(
         in_flight = asyncio.create_task(
             stream.invoke(call(info.instance_id, {"s": 1.5}, "long"), 30)
         )
-        await wait_until(lambda: _sent(stream), 5, "the call to be sent")
+        await until(lambda: _sent(stream), 5, "the call to be sent")
         assert stream.kind == "lane"
         node.proc.send_signal(signal.SIGTERM)
         reply = await asyncio.wait_for(in_flight, 15)
@@ -144,6 +136,7 @@ async def test_sigterm_lets_the_calls_on_the_lane_finish(
         stream.close()
 
 
+@pytest.mark.slow
 async def test_an_invoker_going_away_cancels_its_calls_on_the_lane(
     tmp_path, etcd_endpoint, etcd, code_server
 ) -> None:
@@ -158,11 +151,11 @@ async def test_an_invoker_going_away_cancels_its_calls_on_the_lane(
         abandoned = asyncio.create_task(
             first.invoke(call(sleeper.instance_id, {"s": 30}, "abandoned"), 60)
         )
-        await wait_until(lambda: _sent(first), 5, "the call to be sent")
+        await until(lambda: _sent(first), 5, "the call to be sent")
         first.close()
         with pytest.raises(Unavailable):
             await asyncio.wait_for(abandoned, 5)
-        await wait_until(
+        await until(
             lambda: asyncio.sleep(0, pid_gone(pid)), 10, "the abandoned call's instance to stop"
         )
         reply = await second.invoke(call(echo.instance_id, {"still": "here"}, "other"), 10)

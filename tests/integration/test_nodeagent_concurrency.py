@@ -1,5 +1,5 @@
 """instance_concurrency through a real node-agent: overlapping calls on one instance, each reply
-matched to its own request, the slot limit held by the agent, and what a timeout does to the others."""
+matched to its own request, the slot limit held by the agent, what a timeout does to the others."""
 
 from __future__ import annotations
 
@@ -13,15 +13,8 @@ import pytest
 import pytest_asyncio
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import nodeagent_pb2, types_pb2
-from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
-    Agent,
-    CodeServer,
-    code_server,
-    etcd,
-    etcd_endpoint,
-    invoke,
-    start_agent,
-)
+
+from tests.support.nodeagent import Agent, CodeServer, invoke, start_agent
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,7 +26,7 @@ def handler(event, context):
     started = time.time()
     time.sleep(event["s"])
     if event.get("say"):
-        # One write per line: print() writes the text and the newline apart, which threads interleave.
+        # One write per line: print() writes text and newline apart, which threads interleave.
         sys.stdout.write(event["say"] + "\\n")
         time.sleep(event.get("linger", 0))
     return {"n": event["n"], "request_id": context.request_id, "start": started, "end": time.time()}

@@ -17,21 +17,19 @@ import pytest_asyncio
 from nimbus.common import keys
 from nimbus.common.etcd import Etcd
 from nimbus.common.model import NodeRecord
-from test_nodeagent_runtimes import NODE_HANDLERS, RUNTIME_API_CLIENT
-from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
+
+from tests.support import pid_gone
+from tests.support.nodeagent import (
     ECHO,
     SLEEPS,
     Agent,
     CodeServer,
-    code_server,
     create,
     create_files,
-    etcd,
-    etcd_endpoint,
     invoke,
-    pid_gone,
     start_agent,
 )
+from tests.support.runtimes import NODE_HANDLERS, RUNTIME_API_CLIENT
 
 pytestmark = pytest.mark.timeout(60)
 

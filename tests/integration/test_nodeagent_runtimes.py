@@ -16,84 +16,14 @@ import pytest
 import pytest_asyncio
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import nodeagent_pb2
-from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
-    Agent,
-    CodeServer,
-    code_server,
-    create,
-    create_files,
-    etcd,
-    etcd_endpoint,
-    invoke,
-    start_agent,
-    wait_until,
-)
+
+from tests.support import until
+from tests.support.nodeagent import Agent, CodeServer, create, create_files, invoke, start_agent
+from tests.support.runtimes import NODE_HANDLERS, RUNTIME_API_CLIENT
 
 pytestmark = pytest.mark.timeout(90)
 
-NODE_HANDLERS = """
-exports.asyncHandler = async (event, context) => ({
-  event,
-  requestId: context.awsRequestId,
-  same: context.requestId === context.request_id,
-  name: context.functionName,
-  version: context.functionVersion,
-  memory: context.memoryLimitInMB,
-  left: context.getRemainingTimeInMillis(),
-  greeting: process.env.GREETING,
-  cwd: process.cwd(),
-});
-exports.syncHandler = (event) => ({ sync: event.n * 2 });
-exports.callbackHandler = (event, context, callback) => { setTimeout(() => callback(null, { cb: event.n }), 5); };
-exports.callbackError = (event, context, callback) => callback(new TypeError('bad callback'));
-exports.throws = async () => { const e = new RangeError('out of range'); throw e; };
-exports.nested = { deeper: async () => 'nested ok' };
-exports.rejectsLater = async () => { setTimeout(() => Promise.reject(new Error('nobody awaited me')), 1); await new Promise((r) => setTimeout(r, 50)); return 'late'; };
-exports.logs = async (event) => { console.log('out one'); console.error('err two'); process.stdout.write('out three\\n'); return 'logged'; };
-"""
-
 NODE_ESM = "export const handler = async (event) => ({ esm: true, event });\n"
-
-RUNTIME_API_CLIENT = r"""#!/usr/bin/python3.11
-import http.client, json, os, sys
-
-conn = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
-
-def call(method, path, body=None, headers=None):
-    conn.request(method, "/2018-06-01/runtime" + path, body, headers or {})
-    res = conn.getresponse()
-    return res, res.read()
-
-if os.environ.get("MODE") == "init_error":
-    call("POST", "/init/error", json.dumps({"errorType": "Boom", "errorMessage": "cannot start"}),
-         {"Lambda-Runtime-Function-Error-Type": "Boom"})
-    sys.exit(1)
-print("runtime starting", flush=True)
-while True:
-    res, body = call("GET", "/invocation/next")
-    rid = res.getheader("Lambda-Runtime-Aws-Request-Id")
-    event = json.loads(body)
-    if event.get("exit"):
-        os._exit(7)
-    if event.get("fail"):
-        call("POST", f"/invocation/{rid}/error", json.dumps({"errorType": "MyError", "errorMessage": "on purpose"}),
-             {"Lambda-Runtime-Function-Error-Type": "Unhandled"})
-        continue
-    print("handling", rid, flush=True)
-    wrong, _ = call("POST", "/invocation/not-the-current-one/response", "{}")
-    out = {
-        "event": event,
-        "request_id": rid,
-        "deadline_ms": int(res.getheader("Lambda-Runtime-Deadline-Ms")),
-        "arn": res.getheader("Lambda-Runtime-Invoked-Function-Arn"),
-        "trace": res.getheader("Lambda-Runtime-Trace-Id"),
-        "handler": os.environ["_HANDLER"],
-        "task_root": os.environ["LAMBDA_TASK_ROOT"],
-        "greeting": os.environ.get("GREETING"),
-        "wrong_id_status": wrong.status,
-    }
-    call("POST", f"/invocation/{rid}/response", json.dumps(out))
-"""
 
 PRINTS = """
 import sys
@@ -332,7 +262,7 @@ async def test_logs_are_tagged_ordered_and_tailed(
             in path.read_text()
         )
 
-    await wait_until(flushed, 5, "the log records on disk")
+    await until(flushed, 5, "the log records on disk")
     records = [json.loads(line) for line in path.read_text().splitlines()]
 
     def of(request_id: str, stream: str) -> list[str]:
@@ -403,7 +333,7 @@ async def test_cold_start_takes_a_warm_sandbox_and_the_pool_refills(
     async def pooled() -> bool:
         return len(live_sandboxes()) > 0
 
-    await wait_until(pooled, 10, "a warm sandbox")
+    await until(pooled, 10, "a warm sandbox")
     before = live_sandboxes()
     info = await create(
         agent, code_server, "def handler(e, c):\n    return 'warm'\n", name="pooled"
@@ -414,7 +344,7 @@ async def test_cold_start_takes_a_warm_sandbox_and_the_pool_refills(
     async def refilled() -> bool:
         return len(live_sandboxes() - before) >= 1
 
-    await wait_until(refilled, 10, "the pool to boot a replacement")
+    await until(refilled, 10, "the pool to boot a replacement")
     await agent.stub.DestroyInstance(
         nodeagent_pb2.DestroyInstanceRequest(instance_id=info.instance_id), timeout=10
     )

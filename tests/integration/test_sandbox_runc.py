@@ -21,18 +21,16 @@ from nimbus.common import keys
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import nodeagent_pb2
 from nimbus.nodeagent.sandbox import cgroups
-from test_nodeagent_support import (  # noqa: F401  (fixtures are used by name)
+
+from tests.support import pid_gone
+from tests.support.nodeagent import (
     ECHO,
     Agent,
     CodeServer,
-    code_server,
     create,
     create_files,
-    etcd,
-    etcd_endpoint,
     invoke,
     needs_runc,
-    pid_gone,
     start_agent,
 )
 
@@ -73,7 +71,8 @@ def write(path):
     return "written"
 
 def handler(event, context):
-    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+    lines = open("/proc/self/status").read().splitlines()
+    status = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
     return {
         "ports": {str(p): attempt(lambda p=p: connect("127.0.0.1", p)) for p in event["ports"]},
         "egress": attempt(lambda: connect("1.1.1.1", 53)),

@@ -1,6 +1,7 @@
 import pytest
 from nimbus.api.apikeys import KeyIssuer
 from nimbus.common.auth import KeyRecord, Principal
+from nimbus.common.clock import FakeClock
 from nimbus.common.errors import InvalidArgument, NotFound, PermissionDenied
 
 
@@ -22,24 +23,13 @@ class FakeKeyStore:
         return False
 
 
-class FixedClock:
-    def now(self):
-        return 0.0
-
-    def monotonic(self):
-        return 0.0
-
-    async def sleep(self, s):
-        pass
-
-
 ADMIN = Principal("default", "a" * 12, True)
 TENANT = Principal("tenant", "b" * 12, False)
 
 
 async def test_admin_creates_lists_and_revokes():
     store = FakeKeyStore()
-    issuer = KeyIssuer(store, FixedClock())
+    issuer = KeyIssuer(store, FakeClock(0.0, advance_on_sleep=False))
     issued = await issuer.create(ADMIN, "team-a", "ci", False)
     assert issued.api_key.startswith("nmb_") and issued.record.namespace == "team-a"
     assert [r.key_id for r in await issuer.list(ADMIN)] == [issued.record.key_id]
@@ -51,7 +41,7 @@ async def test_admin_creates_lists_and_revokes():
 
 @pytest.mark.parametrize("action", ["create", "list", "revoke"])
 async def test_non_admin_keys_may_not_manage_keys(action):
-    issuer = KeyIssuer(FakeKeyStore(), FixedClock())
+    issuer = KeyIssuer(FakeKeyStore(), FakeClock(0.0, advance_on_sleep=False))
     call = {
         "create": lambda: issuer.create(TENANT, "tenant", "", False),
         "list": lambda: issuer.list(TENANT),
@@ -64,7 +54,9 @@ async def test_non_admin_keys_may_not_manage_keys(action):
 @pytest.mark.parametrize("namespace", ["Upper", "1abc", "a_b", "x" * 64])
 async def test_bad_namespace_names(namespace):
     with pytest.raises(InvalidArgument, match="^namespace: "):
-        await KeyIssuer(FakeKeyStore(), FixedClock()).create(ADMIN, namespace, "", False)
+        await KeyIssuer(FakeKeyStore(), FakeClock(0.0, advance_on_sleep=False)).create(
+            ADMIN, namespace, "", False
+        )
 
 
 class NoEtcd:

@@ -1,5 +1,7 @@
 """The KPA-shaped policy, table by table, on a fake timeline."""
 
+import itertools
+
 import pytest
 from nimbus.scheduler.autoscale import ScaleConfig, ScaleState, decide_scale
 
@@ -7,7 +9,7 @@ CFG = ScaleConfig(keep_alive_s=600)
 
 
 def run(timeline, cfg=CFG, ready_follows=True):
-    """timeline: [(t, observed)]; ready follows the previous decision, as a converged cluster does."""
+    """timeline: [(t, observed)]; ready follows the previous decision, as in a converged cluster."""
     state, ready, out = ScaleState(), 0, []
     for t, observed in timeline:
         decision, state = decide_scale(observed, ready, state, cfg, float(t))
@@ -45,8 +47,8 @@ def test_scale_down_is_gradual_and_keeps_the_last_instance():
     timeline = [(t, 8.0) for t in range(20)] + [(t, 0.0) for t in range(20, 80)]
     desired = run(timeline, cfg)
     after = desired[20:]
-    assert all(b >= a // 2 for a, b in zip(after, after[1:]))  # at most halving per step
-    ones = [t for t, d in zip(range(20, 80), after) if d == 1]
+    assert all(b >= a // 2 for a, b in itertools.pairwise(after))  # at most halving per step
+    ones = [t for t, d in enumerate(after, start=20) if d == 1]
     assert ones and min(ones) < 49  # reached 1 well before the keep-alive ends
     assert desired[48] == 1  # 29 s after the last call: still kept
     assert desired[-1] == 0  # after keep_alive_s: scaled to zero

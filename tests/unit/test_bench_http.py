@@ -1,4 +1,4 @@
-"""bench.httpclient's response parser and bench.loadgen's job parsing: pure parts of the load path."""
+"""The load path's pure parts: bench.httpclient's response parser, bench.loadgen's job parsing."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""bench.report: headline keys, target verdicts, the table and the markdown, from canned sections."""
+"""bench.report from canned sections: headline keys, target verdicts, the table, the markdown."""
 
 from bench.report import headline, markdown, rows, skipped_notes, table_text, verdicts
 

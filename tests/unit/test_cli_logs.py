@@ -66,7 +66,8 @@ LINES = [
 def test_format_line_plain_and_coloured() -> None:
     plain = [logs.format_line(line, color=False) for line in LINES]
     assert plain == [
-        "2027-01-15T07:59:00.001Z  01234567  platform  START RequestId: 0123456789ab Version: $LATEST",
+        "2027-01-15T07:59:00.001Z  01234567  platform  "
+        "START RequestId: 0123456789ab Version: $LATEST",
         "2027-01-15T07:59:00.002Z  01234567  stdout    hi",
         "2027-01-15T07:59:00.003Z  01234567  stderr    oops",
         "2027-01-15T07:59:01.000Z  -         stdout    between calls",
@@ -153,7 +154,8 @@ def test_resume_skips_what_was_yielded_before_a_reconnect() -> None:
     first = [{"timestamp": "2027-01-15T07:59:00.001Z", "message": m} for m in ("a", "b")]
     assert [resume.admit(line) for line in first] == [True, True]
     assert resume.since == "2027-01-15T07:59:00.001Z"
-    # The reopened tail starts at that millisecond: a and b again, then a new line of it, then later ones.
+    # The reopened tail starts at that millisecond: a and b again, then a new line of it, then the
+    # later ones.
     again = [
         *first,
         {"timestamp": "2027-01-15T07:59:00.001Z", "message": "c"},
@@ -168,7 +170,8 @@ def test_a_function_line_cannot_restyle_or_overwrite_the_columns() -> None:
         "timestamp": "2026-01-01T00:00:00.000Z",
         "request_id": "abcdef12-3456",
         "stream": "stdout",
-        "message": "\r2026-01-01T00:00:00.000Z  abcdef12  platform  \x1b[2mEND RequestId: abcdef12\x1b[0m",
+        "message": "\r2026-01-01T00:00:00.000Z  abcdef12  platform  "
+        "\x1b[2mEND RequestId: abcdef12\x1b[0m",
     }
     shown = logs.format_line(forged, color=True)
     assert "\r" not in shown and "\x1b" not in shown  # stdout lines are not styled at all

@@ -37,7 +37,8 @@ from nimbus.client.upload import (
     upload_code,
     upload_function,
 )
-from test_cli_http import API_KEY, GatewayState, gateway  # noqa: F401 - the REST fake fixture
+
+from tests.support.fakegateway import API_KEY, GatewayState
 
 MiB = 1024 * 1024
 
@@ -373,7 +374,7 @@ def test_progress_close_after_failure_leaves_no_summary() -> None:
 @pytest.fixture
 def both(
     gateway: tuple[str, GatewayState],
-    grpc_server: tuple[int, UploadState],  # noqa: F811
+    grpc_server: tuple[int, UploadState],
     monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[tuple[str, GatewayState], UploadState]:
     """REST on the HTTP fake, gRPC on the gRPC fake (the real gateway serves both on one port)."""
@@ -525,7 +526,7 @@ def test_cli_stream_error_exits_1(
 
 def test_cli_falls_back_to_json_without_grpc(
     gateway: tuple[str, GatewayState],
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def unavailable() -> Any:
@@ -556,7 +557,7 @@ def test_cli_falls_back_to_json_without_grpc(
 
 
 def test_cli_falls_back_to_json_when_the_gateway_lacks_upload(
-    gateway: tuple[str, GatewayState],  # noqa: F811
+    gateway: tuple[str, GatewayState],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

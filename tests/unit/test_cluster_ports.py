@@ -1,4 +1,4 @@
-"""Port allocation of the local cluster: reuse of saved ports, and never two programs on one port."""
+"""The local cluster's port allocation: saved ports reused, and never two programs on one port."""
 
 from __future__ import annotations
 

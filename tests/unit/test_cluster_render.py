@@ -1,4 +1,4 @@
-"""Rendering of the local cluster's supervisord.conf and envoy.yaml from deploy/local/cluster.toml."""
+"""The local cluster's supervisord.conf and envoy.yaml, rendered from deploy/local/cluster.toml."""
 
 from __future__ import annotations
 

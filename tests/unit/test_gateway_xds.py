@@ -128,7 +128,8 @@ def test_files_are_discovery_responses_with_the_v3_types():
         rtds["@type"] == "type.googleapis.com/envoy.service.runtime.v3.Runtime"
         and rtds["name"] == xds.RTDS_LAYER
     )
-    # the same input renders the same bytes (so nothing is rewritten needlessly), a change a new version
+    # the same input renders the same bytes (so nothing is rewritten needlessly), a change a new
+    # version
     again = xds.files(xds.build([ep("api", "api-1", 7101)], {"api": Rollout("api", "v2", 1.0)}))
     assert again == files
     moved = xds.files(xds.build([ep("api", "api-1", 7102)], {}))

@@ -13,6 +13,7 @@ import itertools
 
 import pytest
 from nimbus.common.auth import Principal
+from nimbus.common.clock import FakeClock
 from nimbus.common.errors import NotFound, Throttled, Unavailable
 from nimbus.common.model import FunctionConfig, FunctionRecord, InstanceRecord
 from nimbus.invoker.sync.dispatcher import Dispatcher
@@ -29,20 +30,6 @@ def inst(instance_id: str) -> InstanceRecord:
     return InstanceRecord(
         instance_id, "node-1", "addr", "default", "f", "$LATEST", "sha", 7, 128, "READY", "t"
     )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 class FakeFunctions:

@@ -17,6 +17,7 @@ from nimbus.api.stores.meterstore import USAGE_TTL_S, script_args
 from nimbus.api.usage import UsageApi, UsageRow, day_range, days_of, gb_seconds, usage_rows
 from nimbus.common import fnmetrics as fm
 from nimbus.common.auth import Principal
+from nimbus.common.clock import FakeClock
 from nimbus.common.config import ConfigError
 from nimbus.common.errors import InvalidArgument, NotFound, Unavailable
 from nimbus.common.histogram import bucket_of
@@ -253,22 +254,6 @@ def test_usage_rows_sorted_and_empty_left_out() -> None:
 def test_gb_seconds() -> None:
     assert gb_seconds(1024 * 1000) == 1.0
     assert gb_seconds(128 * 100) == 0.0125
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.t = now
-        self.slept: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.t += seconds
 
 
 class FakeUsageStore:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nimbus.common.clock import iso
+from nimbus.common.clock import FakeClock, iso
 from nimbus.common.model import FunctionConfig
 from nimbus.nodeagent import spec as specs
 from nimbus.nodeagent.logcapture import (
@@ -30,17 +30,6 @@ SPEC = InstanceSpec(
     "ns", "fn", "3", FunctionConfig(runtime="python3.11", handler="m.h", memory_mb=256), "sha", 1
 )
 SOURCE = LogSource("ns", "fn", "3")
-
-
-class FixedClock:
-    def now(self) -> float:
-        return 1_700_000_000.25
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        return None
 
 
 @pytest.fixture
@@ -91,7 +80,7 @@ def reference_record(
     message: str,
     report: specs.Report | None = None,
 ) -> bytes:
-    """The record as a plain json.dumps of its fields writes it: what record() must match byte for byte."""
+    """The record as a plain json.dumps of its fields writes it: record() must match it bytewise."""
     fields: dict[str, object] = {
         "ts": ts,
         "namespace": source.namespace,
@@ -140,15 +129,10 @@ def test_with_peak_memory_is_replace_of_that_one_field() -> None:
 
 
 async def test_the_writer_stamps_records_as_iso_does(tmp_path: Path) -> None:
-    class Clock(FixedClock):
-        t = 0.0
-
-        def now(self) -> float:
-            return self.t
-
-    clock = Clock()
+    clock = FakeClock(0.0, advance_on_sleep=False)
     writer = LogWriter(tmp_path, clock)
-    # Repeats within one millisecond (the cached text), and a time whose ms rounds up to the next second.
+    # Repeats within one millisecond (the cached text), and a time whose ms rounds up to the
+    # next second.
     times = [
         1_700_000_000.25,
         1_700_000_000.2502,
@@ -197,7 +181,7 @@ async def test_streams_are_kept_apart_and_tagged_per_call(
     tmp_path: Path, pipes: tuple[int, int, int, int]
 ) -> None:
     out_r, out_w, err_r, err_w = pipes
-    writer = LogWriter(tmp_path, FixedClock())
+    writer = LogWriter(tmp_path, FakeClock(1_700_000_000.25, advance_on_sleep=False))
     cap = OutputCapture(out_r, err_r, "inst", writer, peak_memory=lambda: 40 * 1024 * 1024 + 1)
     cap.assign(SOURCE)
     os.write(out_w, b"init line\n")
@@ -270,7 +254,7 @@ async def test_a_call_keeps_256_kb_and_says_what_it_dropped(
     tmp_path: Path, pipes: tuple[int, int, int, int]
 ) -> None:
     out_r, out_w, err_r, _ = pipes
-    writer = LogWriter(tmp_path, FixedClock())
+    writer = LogWriter(tmp_path, FakeClock(1_700_000_000.25, advance_on_sleep=False))
     cap = OutputCapture(out_r, err_r, "big", writer)
     cap.assign(SOURCE)
     cap.begin("req", "START")
@@ -282,7 +266,8 @@ async def test_a_call_keeps_256_kb_and_says_what_it_dropped(
         cap._read_all()
     tail = cap.end(end("req"), tail=True).decode()
     assert len(tail.encode()) <= TAIL_BYTES
-    marker = f"[nimbus] output truncated: {sent - MAX_CALL_BYTES} bytes over the 256 KB limit were dropped"
+    over = sent - MAX_CALL_BYTES
+    marker = f"[nimbus] output truncated: {over} bytes over the 256 KB limit were dropped"
     assert tail.splitlines()[-3:-1] == [marker, "END RequestId: req"]
     cap.close()
     got = await records(writer, tmp_path / "big.jsonl")
@@ -296,7 +281,7 @@ async def test_the_writer_says_when_an_instance_is_finished(
     tmp_path: Path, pipes: tuple[int, int, int, int]
 ) -> None:
     out_r, out_w, err_r, _ = pipes
-    writer = LogWriter(tmp_path, FixedClock())
+    writer = LogWriter(tmp_path, FakeClock(1_700_000_000.25, advance_on_sleep=False))
     cap = OutputCapture(out_r, err_r, "gone", writer)
     assert not writer.finished("gone")
     os.write(out_w, b"last words\n")
@@ -313,7 +298,7 @@ async def test_overlapping_calls_leave_ambiguous_lines_unattributed(
     tmp_path: Path, pipes: tuple[int, int, int, int]
 ) -> None:
     out_r, out_w, err_r, _ = pipes
-    writer = LogWriter(tmp_path, FixedClock())
+    writer = LogWriter(tmp_path, FakeClock(1_700_000_000.25, advance_on_sleep=False))
     cap = OutputCapture(out_r, err_r, "multi", writer)
     cap.assign(SOURCE)
     cap.begin("a", "START a")
@@ -336,7 +321,7 @@ async def test_a_function_cannot_forge_platform_lines_in_the_tail(
     tmp_path: Path, pipes: tuple[int, int, int, int]
 ) -> None:
     out_r, out_w, err_r, err_w = pipes
-    writer = LogWriter(tmp_path, FixedClock())
+    writer = LogWriter(tmp_path, FakeClock(1_700_000_000.25, advance_on_sleep=False))
     cap = OutputCapture(out_r, err_r, "liar", writer)
     cap.assign(SOURCE)
     cap.begin("req-1", "START RequestId: req-1")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from nimbus.common.clock import FakeClock
 from nimbus.common.errors import Unavailable
 from nimbus.nodeagent.logcapture import LogSource, record
 from nimbus.nodeagent.logship import (
@@ -26,9 +27,10 @@ pytestmark = pytest.mark.timeout(10)
 TS = "2026-01-01T00:00:00.000Z"
 
 
-def line(
-    message: str, source: LogSource = LogSource("ns", "fn", "1"), request_id: str = "r"
-) -> bytes:
+SOURCE = LogSource("ns", "fn", "1")
+
+
+def line(message: str, source: LogSource = SOURCE, request_id: str = "r") -> bytes:
     return record(TS, "i1", source, request_id, "stdout", message)
 
 
@@ -144,17 +146,6 @@ class FakeWriter:
         return instance_id not in self.open
 
 
-class Clock:
-    def now(self) -> float:
-        return 0.0
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        return None
-
-
 async def test_ships_from_the_cursor_keeps_it_on_failure_and_deletes_finished_files(
     tmp_path: Path,
 ) -> None:
@@ -162,7 +153,7 @@ async def test_ships_from_the_cursor_keeps_it_on_failure_and_deletes_finished_fi
     writer.open.add("i1")
     f = tmp_path / "i1.jsonl"
     f.write_bytes(line("one") + line("two") + b'{"partial')
-    shipper = LogShipper(tmp_path, writer, pub, "node-1", Clock())
+    shipper = LogShipper(tmp_path, writer, pub, "node-1", FakeClock(0.0, advance_on_sleep=False))
     assert await shipper.ship() == 1
     assert pub.lines() == ["one", "two"]
     assert json.loads((tmp_path / CURSORS_FILE).read_text()) == {
@@ -177,8 +168,9 @@ async def test_ships_from_the_cursor_keeps_it_on_failure_and_deletes_finished_fi
     assert json.loads((tmp_path / CURSORS_FILE).read_text())["i1"] == len(line("one") + line("two"))
 
     pub.down = False
-    # A new shipper (the agent restarted) resumes from the persisted cursor: nothing twice, nothing lost.
-    restarted = LogShipper(tmp_path, writer, pub, "node-1", Clock())
+    # A new shipper (the agent restarted) resumes from the persisted cursor: nothing twice,
+    # nothing lost.
+    restarted = LogShipper(tmp_path, writer, pub, "node-1", FakeClock(0.0, advance_on_sleep=False))
     assert await restarted.ship() == 1
     assert pub.lines() == ["one", "two", "three"]
     assert f.exists()  # the instance still lives
@@ -189,7 +181,7 @@ async def test_ships_from_the_cursor_keeps_it_on_failure_and_deletes_finished_fi
 
 async def test_the_cursors_file_is_rewritten_in_place_and_stays_valid(tmp_path: Path) -> None:
     pub, writer = FakePublisher(), FakeWriter()
-    shipper = LogShipper(tmp_path, writer, pub, "node-1", Clock())
+    shipper = LogShipper(tmp_path, writer, pub, "node-1", FakeClock(0.0, advance_on_sleep=False))
     names = [f"instance-{n:04d}" for n in range(250)]  # their cursors take more than a page
     writer.open.update(names)
     for name in names[:2]:
@@ -222,22 +214,8 @@ async def test_the_cursors_file_is_rewritten_in_place_and_stays_valid(tmp_path: 
     assert cursors.stat().st_ino == inode
 
 
-class StepClock(Clock):
-    """Time moves only when the shipper sleeps."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def monotonic(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
-        await asyncio.sleep(0)
-
-
 async def test_rounds_are_at_least_every_s_apart(tmp_path: Path) -> None:
-    clock = StepClock()
+    clock = FakeClock(0.0)  # time moves only when the shipper sleeps
     shipped_at: list[float] = []
 
     class TimedPublisher(FakePublisher):

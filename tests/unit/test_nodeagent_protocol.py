@@ -1,4 +1,4 @@
-"""The agent↔shim frame codec: round trips, partial reads, bad input, and agreement with the shim's copy."""
+"""The agent↔shim frame codec: round trips, partial reads, bad input, and the shim's copy."""
 
 from __future__ import annotations
 

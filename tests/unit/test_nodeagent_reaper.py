@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from nimbus.common.clock import FakeClock
 from nimbus.nodeagent.reaper import reap_loop, reap_once
 
 pytestmark = pytest.mark.timeout(10)
@@ -35,23 +36,17 @@ class FakeNode:
         return True
 
 
-class FakeClock:
+class StoppingClock(FakeClock):
+    """Ends the loop under test (CancelledError) at its sleep number stop_after + 1."""
+
     def __init__(self, stop_after: int) -> None:
-        self.t = 1000.0
-        self.sleeps = 0
+        super().__init__(1000.0)
         self.stop_after = stop_after
 
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t
-
     async def sleep(self, seconds: float) -> None:
-        self.sleeps += 1
-        if self.sleeps > self.stop_after:
+        if len(self.slept) >= self.stop_after:
             raise asyncio.CancelledError
-        self.t += seconds
+        await super().sleep(seconds)
 
 
 async def test_reaps_idle_and_exited_not_busy_or_fresh() -> None:
@@ -73,9 +68,10 @@ async def test_reaps_idle_and_exited_not_busy_or_fresh() -> None:
 async def test_loop_survives_a_failed_step_and_uses_the_clock() -> None:
     node = FakeNode({"a": (1000.0, False, False)})
     node.fail_next = True
-    clock = FakeClock(stop_after=5)
+    clock = StoppingClock(stop_after=5)
     with pytest.raises(asyncio.CancelledError):
         await reap_loop(node, clock, idle_s=8)  # checks every 2 s of fake time
-    # t=1002..1006: not idle long enough; t=1008: due, but the step fails and is logged; t=1010: reaped.
+    # t=1002..1006: not idle long enough; t=1008: due, but the step fails and is logged;
+    # t=1010: reaped.
     assert node.reaped == [("a", False)]
     assert clock.t == 1010.0

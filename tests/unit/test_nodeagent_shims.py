@@ -1,5 +1,5 @@
-"""The in-sandbox shims' pure parts: the provided runtime's seccomp program, run on a tiny classic-BPF
-interpreter, and the Node shim's codec against the agent's (when node is installed)."""
+"""The in-sandbox shims' pure parts: the provided runtime's seccomp program, run on a tiny
+classic-BPF interpreter, and the Node shim's codec against the agent's (when node is installed)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import pytest
 from nimbus.api.rollouts import AdminApi, check_rollout
 from nimbus.common import keys
 from nimbus.common.auth import Principal
+from nimbus.common.clock import FakeClock
 from nimbus.common.config import ConfigError
 from nimbus.common.errors import InvalidArgument, NotFound, PermissionDenied
 from nimbus.common.registry import (
@@ -24,7 +25,10 @@ def test_endpoint_record_round_trips_and_ignores_unknown_fields():
     )
     assert ServiceEndpoint.from_json(record.to_json()) == record
     assert record.release == "v2"
-    newer = b'{"service": "api", "replica": "x", "address": "1.2.3.4:5", "api_versions": ["v1"], "zone": "b"}'
+    newer = (
+        b'{"service": "api", "replica": "x", "address": "1.2.3.4:5", "api_versions": ["v1"],'
+        b' "zone": "b"}'
+    )
     assert ServiceEndpoint.from_json(newer).release == "v1"
     assert Rollout.from_json(Rollout("api", "v2", 0.1).to_json()) == Rollout("api", "v2", 0.1)
 
@@ -116,13 +120,8 @@ class FakeStore:
         return self.saved.pop(service, None) is not None
 
 
-class FixedClock:
-    def now(self) -> float:
-        return 0.0
-
-
 async def test_admin_api_is_for_admins_only():
-    api = AdminApi(FakeStore(), FixedClock())
+    api = AdminApi(FakeStore(), FakeClock(0.0))
     admin, user = Principal("default", "k1", True), Principal("team", "k2", False)
     with pytest.raises(PermissionDenied):
         await api.set_rollout(user, "api", "v2", 0.5)

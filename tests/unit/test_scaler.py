@@ -1,21 +1,9 @@
 """The autoscaler loop against in-memory records and a recording actuator."""
 
+from nimbus.common import keys
+from nimbus.common.clock import FakeClock
 from nimbus.common.model import FunctionConfig, FunctionRecord, InstanceRecord, LoadReport, load_key
 from nimbus.scheduler.scaler import Autoscaler, Tuning, victims
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def now(self):
-        return self.t
-
-    def monotonic(self):
-        return self.t
-
-    async def sleep(self, s):
-        self.t += s
 
 
 class Recorder:
@@ -47,9 +35,9 @@ def inst(i, node="n1", rev=7, created="2026-01-01T00:00:00.000Z"):
 
 
 def scaler(functions, instances, reports=(), leader=True):
-    clock, act = Clock(), Recorder()
+    clock, act = FakeClock(), Recorder()
     a = Autoscaler(
-        {b"f": f for f in functions},
+        {keys.function(f.namespace, f.name): f for f in functions},
         {},
         {i.instance_id.encode(): i for i in instances},
         {r.replica.encode(): r for r in reports},

@@ -1,4 +1,4 @@
-"""Pure helpers of metrics, traces and trace-carrying logs (nimbus.common.{metrics,tracing,logs})."""
+"""Pure helpers of metrics, traces and trace-carrying logs: nimbus.common.{metrics,tracing,logs}."""
 
 from __future__ import annotations
 
@@ -171,27 +171,6 @@ def test_children_bind_once_and_overflow() -> None:
     )
     assert made == [("a", "1"), ("b", "1"), ("_other", "_other")]
     assert children.get(("a", "1")) == "a/1" and len(children) == 3
-
-
-@pytest.mark.parametrize(
-    ("line", "path"),
-    [
-        (b"GET /metrics HTTP/1.1\r\n", "/metrics"),
-        (b"GET /metrics?x=1 HTTP/1.0\r\n", "/metrics"),
-        (b"GET / HTTP/1.1\r\n", "/"),
-        (b"POST /metrics HTTP/1.1\r\n", None),
-        (b"GET /metrics\r\n", None),
-        (b"", None),
-    ],
-)
-def test_request_path(line: bytes, path: str | None) -> None:
-    assert metrics.request_path(line) == path
-
-
-def test_http_response_is_one_buffer() -> None:
-    reply = metrics.http_response("200 OK", b"abc", "text/plain")
-    head, body = reply.split(b"\r\n\r\n", 1)
-    assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 3" in head and body == b"abc"
 
 
 def test_render_text_format() -> None:

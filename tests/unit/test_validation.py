@@ -88,7 +88,10 @@ def test_provided_runtime_serves_one_call_at_a_time():
     validation.check_config(cfg(runtime="provided", handler="bootstrap", instance_concurrency=1))
     with pytest.raises(
         InvalidArgument,
-        match=r"^instance_concurrency: 2 .*'provided'.*Lambda Runtime API serves one call at a time",
+        match=(
+            r"^instance_concurrency: 2 .*'provided'"
+            r".*Lambda Runtime API serves one call at a time"
+        ),
     ):
         validation.check_config(
             cfg(runtime="provided", handler="bootstrap", instance_concurrency=2)

@@ -146,3 +146,12 @@ def rollout(service: str) -> bytes:
 
 def rollouts_prefix() -> bytes:
     return f"{ROOT}/rollouts/".encode()
+
+
+def quotas(namespace: str) -> bytes:
+    """A namespace's quotas (nimbus.common.quotas), set by an admin."""
+    return f"{ROOT}/quotas/{namespace}".encode()
+
+
+def quotas_prefix() -> bytes:
+    return f"{ROOT}/quotas/".encode()

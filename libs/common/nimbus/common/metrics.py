@@ -13,8 +13,14 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +49,6 @@ LATENCY_BUCKETS = (
 # so a tenant creating functions without end cannot grow the scrape without end.
 MAX_KEYS = 2000
 OVERFLOW = "_other"
-
-_REQUEST_HEAD_LINES = 100
-_READ_TIMEOUT_S = 5.0
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -114,54 +117,21 @@ class MethodSeries:
 # -- the scrape endpoint ----------------------------------------------------------------------
 
 
-def request_path(request_line: bytes) -> str | None:
-    """The path of an HTTP GET request line, None for any other method or a malformed line."""
-    parts = request_line.split()
-    if len(parts) != 3 or parts[0] != b"GET" or not parts[2].startswith(b"HTTP/"):
-        return None
-    return parts[1].split(b"?", 1)[0].decode("latin-1")
-
-
-def http_response(status: str, body: bytes, content_type: str) -> bytes:
-    """Head and body as one buffer: one write, so Nagle never holds the body back."""
-    head = (
-        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-    return head + body
-
-
 def render(registry: CollectorRegistry = REGISTRY) -> bytes:
     return generate_latest(registry)
 
 
 async def serve_metrics(addr: str, registry: CollectorRegistry = REGISTRY) -> None:
-    """Serves GET /metrics on addr (host:port) until cancelled; one request per connection."""
+    """Serves the registry on addr (host:port) with prometheus_client's own HTTP server (a thread
+    of its own) until cancelled, then shuts that server down."""
     host, _, port = addr.rpartition(":")
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(_READ_TIMEOUT_S):
-                path = request_path(await reader.readline())
-                for _ in range(_REQUEST_HEAD_LINES):
-                    if await reader.readline() in (b"\r\n", b"\n", b""):
-                        break
-            if path in ("/metrics", "/"):
-                # Inline on the loop: a scrape is a few ms of CPU;
-                # a thread would hold the GIL as long.
-                reply = http_response("200 OK", render(registry), CONTENT_TYPE_LATEST)
-            elif path is None:
-                reply = http_response("405 Method Not Allowed", b"GET /metrics\n", "text/plain")
-            else:
-                reply = http_response("404 Not Found", b"GET /metrics\n", "text/plain")
-            writer.write(reply)
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, host.strip("[]") or "127.0.0.1", int(port))
+    server, thread = start_http_server(
+        int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry
+    )
     log.info("serving metrics", extra={"fields": {"metrics": addr}})
-    async with server:
-        await server.serve_forever()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+        await asyncio.to_thread(thread.join, 5)

@@ -7,8 +7,10 @@
 `@every 10s` ticks on the multiples of its period since the epoch, so every replica computes the
 same ticks without talking to the others. Cron follows Vixie cron: `*`, lists, ranges, steps,
 month and weekday names, 7 as Sunday, and when both day-of-month and day-of-week are restricted a
-day matching either fires. The macros @yearly @annually @monthly @weekly @daily @midnight @hourly
-stand for their usual expressions.
+day matching either fires (a field that starts with `*`, such as `*/2`, counts as unrestricted
+for that rule, as in Vixie cron). tests/unit/test_schedule_vs_croniter.py checks it against
+croniter, where the two agree. The macros @yearly @annually @monthly @weekly @daily @midnight
+@hourly stand for their usual expressions.
 """
 
 from __future__ import annotations
@@ -60,12 +62,10 @@ class Cron:
             return False
         dom = day.day in self.days
         dow = (day.isoweekday() % 7) in self.weekdays
-        if self.any_day and self.any_weekday:
-            return True
-        if self.any_day:
-            return dow
-        if self.any_weekday:
-            return dom
+        # Vixie cron: a field that starts with '*' (`*`, `*/2`) makes the two an AND; only when
+        # both are restricted does a day matching either fire. `*/2` is still every other day.
+        if self.any_day or self.any_weekday:
+            return dom and dow
         return dom or dow
 
 

@@ -33,6 +33,17 @@ _ENV_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _RESERVED_ENV_PREFIXES = ("NIMBUS_", "AWS_LAMBDA_")
 
 
+_NAMESPACE = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+def check_namespace(namespace: str) -> None:
+    if not _NAMESPACE.fullmatch(namespace):
+        raise InvalidArgument(
+            f"namespace: {namespace!r} must be 1-63 characters: "
+            "a lowercase letter, then lowercase letters, digits or '-'"
+        )
+
+
 def check_name(name: str, field: str = "name") -> None:
     if not _NAME.fullmatch(name):
         raise InvalidArgument(

@@ -10,11 +10,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
-from nimbus.common import auth
+from nimbus.common import auth, validation
 from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import InvalidArgument, NotFound, PermissionDenied
 
-_NAMESPACE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _KEY_ID = re.compile(r"[0-9a-f]{12}")
 
 
@@ -45,11 +44,7 @@ class KeyIssuer:
     ) -> IssuedKey:
         _require_admin(who, "create keys")
         namespace = namespace or who.namespace
-        if not _NAMESPACE.fullmatch(namespace):
-            raise InvalidArgument(
-                f"namespace: {namespace!r} must be 1-63 characters: "
-                "a lowercase letter, then lowercase letters, digits or '-'"
-            )
+        validation.check_namespace(namespace)
         if len(description) > 256:
             raise InvalidArgument(
                 f"description: {len(description)} characters, over the limit of 256"

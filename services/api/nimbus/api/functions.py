@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from nimbus.common import validation
 from nimbus.common.auth import Principal
 from nimbus.common.model import ConfigFields, FunctionConfig, FunctionRecord
+from nimbus.common.quotas import Quotas, check_deploy
 
 DEFAULT_MEMORY_MB = 128
 DEFAULT_TIMEOUT_S = 3
@@ -37,6 +38,10 @@ class FunctionBackend(Protocol):
     async def delete(self, namespace: str, name: str) -> None: ...
 
 
+class QuotaSource(Protocol):
+    async def get(self, namespace: str) -> Quotas | None: ...
+
+
 # Each check takes the value of its own field (an int, a str, a mapping): hence Any.
 _FIELD_CHECKS: dict[str, Callable[[Any], None]] = {
     "memory_mb": lambda v: validation.check_range("memory_mb", v, validation.MEMORY_MB),
@@ -60,8 +65,21 @@ _FIELD_CHECKS: dict[str, Callable[[Any], None]] = {
 
 
 class FunctionsApi:
-    def __init__(self, backend: FunctionBackend) -> None:
+    def __init__(self, backend: FunctionBackend, quotas: QuotaSource | None = None) -> None:
         self._backend = backend
+        self._quotas = quotas
+
+    async def _check_quotas(
+        self, namespace: str, name: str, min_instances: int, memory_mb: int
+    ) -> None:
+        """Over a namespace quota, Throttled (429) naming it. Two deploys at the same instant
+        may both pass: a quota bounds what a tenant keeps, not a race between its own calls."""
+        if self._quotas is None:
+            return
+        quotas = await self._quotas.get(namespace)
+        if quotas is None or not (quotas.max_functions or quotas.max_warm_mb):
+            return
+        check_deploy(quotas, await self._backend.list(namespace), name, min_instances, memory_mb)
 
     async def create(
         self, who: Principal, name: str, fields: ConfigFields, code_zip: bytes
@@ -81,6 +99,7 @@ class FunctionsApi:
             instance_concurrency=int(fields.get("instance_concurrency", 1)),
         )
         validation.check_config(config)
+        await self._check_quotas(who.namespace, name, config.min_instances, config.memory_mb)
         return await self._backend.create(who.namespace, name, config, code_zip)
 
     async def get(self, who: Principal, name: str) -> FunctionRecord:
@@ -107,6 +126,14 @@ class FunctionsApi:
         # the merged config, this only catches an empty handler early.
         if "handler" in changes and not changes["handler"]:
             validation.check_handler("", "")
+        if "min_instances" in changes or "memory_mb" in changes:
+            current = (await self._backend.get(who.namespace, name)).config
+            await self._check_quotas(
+                who.namespace,
+                name,
+                int(changes.get("min_instances", current.min_instances)),
+                int(changes.get("memory_mb", current.memory_mb)),
+            )
         return await self._backend.update_config(
             who.namespace, name, changes, replace_env, expected_revision
         )

@@ -10,11 +10,13 @@ from nimbus.api.functions import FunctionsApi
 from nimbus.api.logs import LogsApi
 from nimbus.api.meter import Meter
 from nimbus.api.metrics import MetricsApi
+from nimbus.api.quotas import QuotasApi
 from nimbus.api.stores.funcmgr import FuncMgrClient
 from nimbus.api.stores.keys import EtcdKeyStore
 from nimbus.api.stores.logfeed import LogFeed
 from nimbus.api.stores.logstream import JetStreamLogStore
 from nimbus.api.stores.meterstore import RedisMeter
+from nimbus.api.stores.quotas import EtcdQuotaStore
 from nimbus.api.stores.triggers import EtcdTriggerStore
 from nimbus.api.triggers import TriggersApi
 from nimbus.api.triggerserver import FunctionsAndTriggersServicer
@@ -58,8 +60,9 @@ async def main() -> None:
         max_mb=cfg.meter.log_max_mb,
     )
     logs_api = LogsApi(FunctionsApi(funcmgr), log_store, clock)
+    quota_store = EtcdQuotaStore(etcd)
     servicer = FunctionsAndTriggersServicer(
-        FunctionsApi(funcmgr),
+        FunctionsApi(funcmgr, quota_store),
         VersionsApi(funcmgr),
         KeyIssuer(EtcdKeyStore(etcd), SystemClock()),
         cfg.max_zip_bytes,
@@ -67,11 +70,12 @@ async def main() -> None:
         metrics=MetricsApi(FunctionsApi(funcmgr), meter_store, clock),
         usage=UsageApi(meter_store, clock),
         logs=logs_api,
+        quotas=QuotasApi(quota_store, clock),
     )
     if "v1" in cfg.api_versions:
         functions_pb2_grpc.add_FunctionsServicer_to_server(servicer, server)
     if "v2" in cfg.api_versions:
-        add_v2(server, FunctionsApi(funcmgr), VersionsApi(funcmgr), etcd)
+        add_v2(server, FunctionsApi(funcmgr, quota_store), VersionsApi(funcmgr), etcd)
 
     async def drain() -> None:
         # Open tails end now: a client would otherwise hold the drain to its grace period.

@@ -13,6 +13,7 @@ from nimbus.api.apikeys import KeyIssuer
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.logs import LogLine, LogsApi
 from nimbus.api.metrics import MetricsApi, MinuteMetrics
+from nimbus.api.quotas import QuotasApi
 from nimbus.api.usage import Usage, UsageApi, gb_seconds
 from nimbus.api.v1 import functions_pb2 as pb
 from nimbus.api.v1 import functions_pb2_grpc
@@ -28,6 +29,7 @@ from nimbus.common.model import (
     FunctionRecord,
     VersionRecord,
 )
+from nimbus.common.quotas import Quotas
 
 _OPTIONAL_INTS: tuple[ConfigField, ...] = (
     "memory_mb",
@@ -212,6 +214,27 @@ def create_fields(request: pb.CreateFunctionRequest | pb2.CreateFunctionRequest)
     return fields
 
 
+def quotas_from_pb(q: pb.NamespaceQuotas) -> Quotas:
+    return Quotas(
+        namespace=q.namespace,
+        max_functions=q.max_functions,
+        max_warm_mb=q.max_warm_mb,
+        max_concurrency=q.max_concurrency,
+        max_async_backlog=q.max_async_backlog,
+    )
+
+
+def quotas_to_pb(q: Quotas) -> pb.NamespaceQuotas:
+    return pb.NamespaceQuotas(
+        namespace=q.namespace,
+        max_functions=q.max_functions,
+        max_warm_mb=q.max_warm_mb,
+        max_concurrency=q.max_concurrency,
+        max_async_backlog=q.max_async_backlog,
+        updated_at=q.updated_at,
+    )
+
+
 class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
     def __init__(
         self,
@@ -223,7 +246,9 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         metrics: MetricsApi,
         usage: UsageApi,
         logs: LogsApi,
+        quotas: QuotasApi,
     ) -> None:
+        self._quotas = quotas
         self._functions = functions
         self._versions = versions
         self._keys = keys
@@ -469,3 +494,18 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
     ) -> pb.RevokeKeyResponse:
         await self._keys.revoke(current_principal(), request.key_id)
         return pb.RevokeKeyResponse()
+
+    async def PutQuotas(
+        self,
+        request: pb.NamespaceQuotas,
+        context: grpc.aio.ServicerContext[pb.NamespaceQuotas, pb.NamespaceQuotas],
+    ) -> pb.NamespaceQuotas:
+        quotas = await self._quotas.put(current_principal(), quotas_from_pb(request))
+        return quotas_to_pb(quotas)
+
+    async def GetQuotas(
+        self,
+        request: pb.GetQuotasRequest,
+        context: grpc.aio.ServicerContext[pb.GetQuotasRequest, pb.NamespaceQuotas],
+    ) -> pb.NamespaceQuotas:
+        return quotas_to_pb(await self._quotas.get(current_principal(), request.namespace))

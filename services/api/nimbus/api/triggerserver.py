@@ -8,6 +8,7 @@ from nimbus.api.apikeys import KeyIssuer
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.logs import LogsApi
 from nimbus.api.metrics import MetricsApi
+from nimbus.api.quotas import QuotasApi
 from nimbus.api.server import FunctionsServicer
 from nimbus.api.triggers import TriggersApi
 from nimbus.api.usage import UsageApi
@@ -72,9 +73,17 @@ class FunctionsAndTriggersServicer(FunctionsServicer):
         metrics: MetricsApi,
         usage: UsageApi,
         logs: LogsApi,
+        quotas: QuotasApi,
     ) -> None:
         super().__init__(
-            functions, versions, keys, max_zip_bytes, metrics=metrics, usage=usage, logs=logs
+            functions,
+            versions,
+            keys,
+            max_zip_bytes,
+            metrics=metrics,
+            usage=usage,
+            logs=logs,
+            quotas=quotas,
         )
         self._triggers = triggers
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from nimbus.common import keys
 from nimbus.common.clock import Clock
 from nimbus.common.etcd import Etcd
+from nimbus.common.loops import loop_run
 from nimbus.funcmgr.stores.blobs import BlobStore
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class BlobCollector:
         while True:
             await self._clock.sleep(self._period_s)
             try:
-                await self.collect_once()
+                with loop_run("blob_gc"):
+                    await self.collect_once()
             except Exception:
                 log.exception("blob collection failed; retrying next period")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
 
 from nimbus.common.clock import Clock
+from nimbus.common.loops import loop_run
 from nimbus.common.registry import Rollout, ServiceEndpoint
 from nimbus.gateway import xds
 
@@ -95,7 +96,8 @@ class GatewaySync:
         while True:
             self._changed.clear()
             try:
-                self.sync_once()
+                with loop_run("xds_sync"):
+                    self.sync_once()
                 self.synced.set()
             except Exception:
                 log.exception("xds sync failed; retrying")

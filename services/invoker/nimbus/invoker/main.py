@@ -32,8 +32,10 @@ from nimbus.invoker.http.rest import RestInvoke
 from nimbus.invoker.http.server import HttpServer
 from nimbus.invoker.stores.functions import CachedFunctions
 from nimbus.invoker.stores.instances import instances_cache
+from nimbus.invoker.stores.itembudget import RedisItemBudget
 from nimbus.invoker.stores.loadreport import LoadReporter
 from nimbus.invoker.stores.peers import NodeCaller, SchedulerClient
+from nimbus.invoker.stores.quotas import QuotaCache
 from nimbus.invoker.stores.redis_slots import RedisSlots
 from nimbus.invoker.stores.throttles import ThrottleRecorder
 from nimbus.invoker.sync.batch import BatchInvoker
@@ -53,6 +55,7 @@ async def main() -> None:
     etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
     authenticator = Authenticator(etcd)
     functions = CachedFunctions(etcd)
+    quotas = QuotaCache(etcd)
     clock = SystemClock()
 
     # The sync path.
@@ -62,14 +65,15 @@ async def main() -> None:
     dispatcher = Dispatcher(scheduler, cfg.sync.queue_wait_s, cfg.sync.max_instances_per_fn)
     instances.listeners.append(dispatcher.on_instance)
     slots = RedisSlots(cfg.sync.redis_url)
-    limiter = ConcurrencyLimiter(slots, clock, cfg.sync.namespace_concurrency)
+    limiter = ConcurrencyLimiter(slots, clock, cfg.sync.namespace_concurrency, quotas.of)
     throttles = ThrottleRecorder(cfg.sync.redis_url, clock)
+    item_budget = RedisItemBudget(cfg.sync.redis_url)
     telemetry.watch_queues(dispatcher.pools)
     reporter = LoadReporter(etcd, cfg.common.replica, LoadMeter(), dispatcher.pools, clock)
     invoker = Invoker(functions, dispatcher, nodes, limiter, random.random, throttles, clock)
 
     # The async path, and the triggers that feed it (and the sync path: HTTP triggers).
-    events = EventSystem(cfg.events, cfg.common.replica, etcd, functions, invoker, clock)
+    events = EventSystem(cfg.events, cfg.common.replica, etcd, functions, invoker, clock, quotas.of)
     triggers = TriggerSystem(etcd, events.jetstream, events.invocations, invoker, clock)
 
     # The HTTP/1.1 listener: HTTP triggers on a namespace's own host, then REST invokes, then HTTP
@@ -107,13 +111,14 @@ async def main() -> None:
     if "v1" in cfg.api_versions:
         invocations_pb2_grpc.add_InvocationsServicer_to_server(v1_servicer, server)  # type: ignore[no-untyped-call, unused-ignore]
     if "v2" in cfg.api_versions:
-        v2_servicer = InvocationsV2Servicer(v1_servicer, BatchInvoker(invoker))
+        batch = BatchInvoker(invoker, budget=item_budget, key_rps=cfg.sync.key_rps, clock=clock)
+        v2_servicer = InvocationsV2Servicer(v1_servicer, batch)
         invocations_v2_pb2_grpc.add_InvocationsServicer_to_server(v2_servicer, server)  # type: ignore[no-untyped-call, unused-ignore]
     control_servicer = InvokerControlServicer(dispatcher)
     invoker_pb2_grpc.add_InvokerControlServicer_to_server(control_servicer, server)  # type: ignore[no-untyped-call, unused-ignore]
 
     async def ready() -> None:
-        for cache in (authenticator.cache, *functions.caches, instances):
+        for cache in (authenticator.cache, quotas.cache, *functions.caches, instances):
             await cache.wait_ready(60)
         await events.ready(60)
         await triggers.ready(60)
@@ -125,6 +130,7 @@ async def main() -> None:
         await events.close()
         await reporter.close()
         await slots.close()
+        await item_budget.close()
         await throttles.close()
         await dispatcher.close()
         await scheduler.close()
@@ -138,6 +144,7 @@ async def main() -> None:
         listen_addr=cfg.listen_addr,
         background=[
             authenticator.cache.run,
+            quotas.cache.run,
             *(cache.run for cache in functions.caches),
             instances.run,
             reporter.run,

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from nimbus.common.clock import Clock
 from nimbus.common.logs import kv
+from nimbus.common.loops import loop_run
 from nimbus.nodeagent.policy import idle_victims, reap_interval_s
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ async def reap_loop(target: Reapable, clock: Clock, idle_s: float) -> None:
     while True:
         await clock.sleep(interval)
         try:
-            await reap_once(target, clock.monotonic(), idle_s)
+            with loop_run("reaper"):
+                await reap_once(target, clock.monotonic(), idle_s)
         except Exception:
             log.exception("reaper step failed")

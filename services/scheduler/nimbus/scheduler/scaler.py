@@ -16,6 +16,7 @@ from typing import Protocol
 
 from nimbus.common import validation
 from nimbus.common.clock import Clock
+from nimbus.common.loops import loop_run
 from nimbus.common.model import (
     LATEST,
     FunctionConfig,
@@ -154,7 +155,8 @@ class Autoscaler:
         while True:
             if self._is_leader():
                 try:
-                    self.tick()
+                    with loop_run("autoscaler"):
+                        self.tick()
                 except Exception:
                     log.exception("autoscaler tick failed")
             else:

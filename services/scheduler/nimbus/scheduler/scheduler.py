@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from nimbus.common.clock import Clock
+from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import NimbusError, Unavailable
+from nimbus.common.loops import loop_run
 from nimbus.common.model import (
     LATEST,
     FunctionRecord,
@@ -88,7 +88,8 @@ class Scheduler:
         code_sha256: str = "",
         runtime: str = "",
     ) -> Placed:
-        reservations = [_reservation(*key, mb) for key, mb in self._reserved.items() if mb > 0]
+        now = iso(self._clock.now())
+        reservations = [_reservation(*key, mb, now) for key, mb in self._reserved.items() if mb > 0]
         node_id = place(
             memory_mb,
             (namespace, function),
@@ -198,13 +199,16 @@ class Scheduler:
         while True:
             if is_leader():
                 try:
-                    await self.reconcile_once()
+                    with loop_run("reconciler"):
+                        await self.reconcile_once()
                 except Exception:
                     log.exception("reconcile step failed")
             await self._clock.sleep(period_s)
 
 
-def _reservation(node_id: str, namespace: str, function: str, memory_mb: int) -> InstanceRecord:
+def _reservation(
+    node_id: str, namespace: str, function: str, memory_mb: int, created_at: str
+) -> InstanceRecord:
     return InstanceRecord(
         instance_id="reserved",
         node_id=node_id,
@@ -216,5 +220,5 @@ def _reservation(node_id: str, namespace: str, function: str, memory_mb: int) ->
         function_revision=0,
         memory_mb=memory_mb,
         state="STARTING",
-        created_at=str(time.time()),
+        created_at=created_at,
     )

@@ -35,6 +35,11 @@ def event_subject(namespace: str, function: str) -> str:
     return f"nimbus.events.{namespace}.{function}"
 
 
+def events_filter(namespace: str) -> str:
+    """The subjects of every event of one namespace."""
+    return event_subject(namespace, ">")
+
+
 def dlq_subject(namespace: str, function: str) -> str:
     return f"nimbus.dlq.{namespace}.{function}"
 

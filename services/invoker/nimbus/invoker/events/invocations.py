@@ -23,6 +23,7 @@ from nimbus.common.model import FunctionRecord
 from nimbus.common.triggers import check_qualifier
 from nimbus.common.validation import check_name
 from nimbus.invoker.events import envelope
+from nimbus.invoker.events.backlog import BacklogGate
 from nimbus.invoker.events.envelope import DeadLetter
 from nimbus.invoker.events.records import EventRef, InvocationRecord, RecordStore
 from nimbus.invoker.sync.invoke import FunctionLookup, check_event
@@ -77,7 +78,9 @@ class AsyncInvocations:
         records: RecordStore,
         clock: Clock,
         max_event_bytes: int,
+        backlog: BacklogGate | None = None,
     ) -> None:
+        self._backlog = backlog
         self._functions = functions
         self._log = log_
         self._records = records
@@ -101,6 +104,8 @@ class AsyncInvocations:
         if record is None:
             raise NotFound(f"function {name!r} not found")
         await self._check_qualifier(record, qualifier)
+        if self._backlog is not None:
+            await self._backlog.admit(who.namespace)
         if idempotency_key:
             invocation_id = envelope.derived_id("key", who.namespace, name, idempotency_key)
         else:

@@ -81,6 +81,15 @@ class MoveResult:
     attempts: int
 
 
+def capped(value: bytes, max_bytes: int) -> tuple[bytes, int]:
+    """A result or error as a record keeps it: whole up to max_bytes, else its first max_bytes
+    (cut on a UTF-8 boundary) and its full size, as Lambda caps what async invocations carry.
+    Returns (kept, full size if cut else 0). Pure."""
+    if len(value) <= max_bytes:
+        return value, 0
+    return value[:max_bytes].decode("utf-8", "ignore").encode(), len(value)
+
+
 @dataclass(frozen=True, slots=True)
 class InvocationRecord:
     invocation_id: str
@@ -95,6 +104,10 @@ class InvocationRecord:
     request_id: str
     created_at: str
     updated_at: str
+    # Set when the result (or error) was over the record's cap: its full size in bytes; the
+    # record then holds only its first bytes (not valid JSON as a rule).
+    result_size: int = 0
+    error_size: int = 0
 
 
 class RecordStore(Protocol):

@@ -38,6 +38,8 @@ def invocation_to_pb(record: InvocationRecord) -> pb.Invocation:
         updated_at=record.updated_at,
         qualifier=record.qualifier,
         request_id=record.request_id,
+        result_size=record.result_size,
+        error_size=record.error_size,
     )
 
 

@@ -15,6 +15,8 @@ from nimbus.common import keys
 from nimbus.common.clock import Clock
 from nimbus.common.etcd import KV, Etcd, WatchCache
 from nimbus.common.eventconfig import EventConfig
+from nimbus.common.quotas import Quotas
+from nimbus.invoker.events.backlog import BacklogGate
 from nimbus.invoker.events.config import EventsConfig
 from nimbus.invoker.events.consumer import EventConsumer, Runner
 from nimbus.invoker.events.invocations import AsyncInvocations
@@ -36,6 +38,7 @@ class EventSystem:
         functions: FunctionLookup,
         runner: Runner,
         clock: Clock,
+        quotas: Callable[[str], Quotas | None],
     ) -> None:
         self.jetstream = JetStreamClient(
             cfg.nats_url, name=replica, ack_wait_s=cfg.ack_wait_s, dlq_max_age_s=cfg.dlq_max_age_s
@@ -45,7 +48,12 @@ class EventSystem:
             etcd, keys.all_event_configs_prefix(), _event_config
         )
         self.invocations = AsyncInvocations(
-            functions, self.jetstream, self.records, clock, cfg.max_event_bytes
+            functions,
+            self.jetstream,
+            self.records,
+            clock,
+            cfg.max_event_bytes,
+            BacklogGate(quotas, self.jetstream, clock),
         )
         self.consumer = EventConsumer(
             self.jetstream,

@@ -242,6 +242,16 @@ class JetStreamClient:
             raise _unavailable(err, "consumer info") from err
         return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
+    async def count_events(self, subject_filter: str) -> int:
+        """Events in the stream on subjects matching the filter: with work-queue retention, the
+        ones accepted and not yet finished (waiting, running or waiting for a retry)."""
+        js = self._require()
+        try:
+            info = await js.stream_info(EVENTS_STREAM, subjects_filter=subject_filter)
+        except (TimeoutError, nats.errors.Error, OSError) as err:
+            raise _unavailable(err, "stream info") from err
+        return sum((info.state.subjects or {}).values())
+
     async def subscribe_events(self) -> EventSubscription:
         subscription = EventSubscription(
             self.nc, f"{_JS_API}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{CONSUMER}"

