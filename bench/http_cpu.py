@@ -10,7 +10,9 @@ connections with the request Envoy sends the invoker for a warm REST invoke (its
 small JSON body), at c=1 and c=16 (16 connections, one request in flight on each). The figure is
 the child's user+system CPU from /proc/<pid>/stat over the calls, in µs per call: the listener's
 own cost, with no gateway, instance or network noise in it. Variants alternate round by round and
-the median round is reported, so a busy machine shifts both alike.
+the median round is reported, so a busy machine shifts both alike. Then the parse alone (feed
+the same request to each variant's RequestParser and take it out), timed in this process with
+timeit, best of many repeats: the part that differs between variants, without the syscalls.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import timeit
 from pathlib import Path
+from typing import Any
 
 from bench.procs import free_port
 
@@ -49,13 +53,30 @@ REQUEST = (
 ) + _BODY
 
 
-def _serve(path: str, port: int) -> None:
-    """The child: serves the variant at path until killed."""
-    spec = importlib.util.spec_from_file_location("bench_http_variant", path)
+def _load(path: str, name: str = "bench_http_variant") -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
+    return mod
+
+
+def _parse_us(path: str, name: str, repeats: int) -> float:
+    """µs to parse REQUEST with the variant's RequestParser (best of `repeats`)."""
+    parser = _load(path, name).RequestParser(6 << 20)
+
+    def parse() -> None:
+        parser.feed(REQUEST)
+        if parser.next() is None:
+            raise RuntimeError("the request did not parse")
+
+    return min(timeit.repeat(parse, number=5000, repeat=repeats)) / 5000 * 1e6
+
+
+def _serve(path: str, port: int) -> None:
+    """The child: serves the variant at path until killed."""
+    mod = _load(path)
     headers = [("content-type", "application/json"), ("x-nimbus-request-id", "r" * 32)]
 
     async def handler(req: object) -> object:
@@ -146,6 +167,12 @@ def main(argv: list[str] | None = None) -> None:
                     f"(min {min(rounds):.1f}, max {max(rounds):.1f})"
                 )
             print("  ".join(line))
+        best: dict[str, float] = {}
+        for _ in range(args.rounds):
+            for name, path in variants.items():
+                us = _parse_us(path, f"bench_http_{name}", 5)
+                best[name] = min(best.get(name, us), us)
+        print("parse only, µs (best):  " + "  ".join(f"{n}: {v:.2f}" for n, v in best.items()))
     finally:
         for proc, _ in procs.values():
             proc.kill()

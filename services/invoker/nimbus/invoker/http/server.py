@@ -47,6 +47,8 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 # The common methods and versions, as llhttp hands them over, and as HttpRequest holds them.
 _METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")}
 _VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+# The fields RequestParser checks itself.
+_FRAMING = frozenset({"host", "transfer-encoding", "content-length"})
 
 
 class HttpError(Exception):
@@ -158,7 +160,9 @@ class RequestParser:
         "_error",
         "_state",
         "_url",
-        "_raw",
+        "_headers",
+        "_feeding",
+        "_head_bound",
         "_body",
         "_body_size",
         "_unread",
@@ -175,10 +179,13 @@ class RequestParser:
         # _IDLE between requests, _HEAD while a head is read, _BODY from its end to the body's.
         self._state = _IDLE
         self._url = b""
-        # The head's field names and values as llhttp hands them over, name, value, name, ...;
-        # decoded all at once when the head is complete (a trailer lands here after that and is
-        # dropped with the list at the next request: never merged into the headers).
-        self._raw: list[bytes] = []
+        # The head's fields as llhttp hands them over, decoded (a trailer lands here after the
+        # head is complete and is dropped with the list at the next request: never merged in).
+        self._headers: list[tuple[str, str]] = []
+        # The size of the chunk being fed, and an upper bound on the head's size (its bytes came
+        # in this chunk and those since it began): the head is measured only when that is large.
+        self._feeding = 0
+        self._head_bound = 0
         self._body: list[bytes] = []
         self._body_size = 0
         # Bytes fed and not yet handed out as requests (0 once all are taken).
@@ -189,12 +196,13 @@ class RequestParser:
         self._progress = False
         # The request whose head is read, until its body is.
         self._pending: HttpRequest | None = None
-        # llhttp's per-field callback: a closure rather than a method, the cheapest call there is
-        # once per header of every request.
-        extend = self._raw.extend
 
+        # llhttp's per-field callback: a closure rather than a method, the cheapest call there is
+        # once per header of every request. llhttp strips the blanks before a value, not after.
         def on_header(name: bytes, value: bytes) -> None:
-            extend((name, value))
+            self._headers.append(
+                (name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t"))
+            )
 
         self.on_header = on_header
         self._parser = httptools.HttpRequestParser(self)
@@ -202,7 +210,11 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         if self._error is not None:
             return
-        self._unread += len(data)
+        size = len(data)
+        self._unread += size
+        self._feeding = size
+        if self._state == _HEAD:
+            self._head_bound += size
         self._progress = False
         try:
             self._parser.feed_data(data)
@@ -265,7 +277,8 @@ class RequestParser:
     def on_message_begin(self) -> None:
         self._state = _HEAD
         self._url = b""
-        self._raw.clear()
+        self._headers = []
+        self._head_bound = self._feeding
 
     def on_url(self, url: bytes) -> None:
         if self._url:
@@ -283,36 +296,36 @@ class RequestParser:
         target = self._url.decode("latin-1")
         if target[:1] != "/":
             raise HttpError(400, "bad request target")
-        raw = self._raw
-        if raw:
-            # llhttp let no CR, LF or NUL into a name or value: "\n" cannot occur in either.
-            names_text = b"\n".join(raw[0::2]).decode("latin-1")
-            values_text = b"\n".join(raw[1::2]).decode("latin-1")
-            if len(names_text) + len(values_text) + 4 * len(raw) > MAX_HEAD_BYTES:
+        headers = self._headers
+        if self._head_bound > MAX_HEAD_BYTES:
+            size = len(target) + sum(len(n) + len(v) + 4 for n, v in headers)
+            if size > MAX_HEAD_BYTES:
                 raise HttpError(431, "request head too large")
-            names = names_text.lower().split("\n")
-            values = values_text.split("\n")
-            if " \n" in values_text or "\t\n" in values_text or values_text[-1:] in " \t":
-                values = [v.rstrip(" \t") for v in values]  # llhttp keeps trailing blanks
-            raw.clear()
-            headers = list(zip(names, values, strict=True))
-        else:
-            names, values, headers = [], [], []
-        hosts = names.count("host")
-        if hosts > 1 or (hosts == 0 and version == "1.1"):
+        host: str | None = None
+        coding: str | None = None
+        length: str | None = None
+        for name, value in headers:
+            if name in _FRAMING:
+                if name == "host":
+                    if host is not None:
+                        raise HttpError(400, "a request needs exactly one Host")
+                    host = value
+                elif name == "transfer-encoding":
+                    coding = value if coding is None else f"{coding},{value}"
+                else:
+                    length = value  # llhttp let only digits through, and only one
+        if host is None and version == "1.1":
             raise HttpError(400, "a request needs exactly one Host")
-        if "transfer-encoding" in names:
+        if coding is not None:
             if version == "1.0":
                 raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
-            coding = ",".join(v for n, v in headers if n == "transfer-encoding")
             codings = [c.strip() for c in coding.lower().split(",")]
             if codings[-1] != "chunked":
                 raise HttpError(400, "Transfer-Encoding that does not end in chunked")
             if len(codings) > 1:
                 raise HttpError(501, f"transfer coding not implemented: {coding}")
-        elif "content-length" in names:
-            # llhttp let only digits through, and only one Content-Length.
-            if int(values[names.index("content-length")]) > self._max_body:
+        elif length is not None:
+            if int(length) > self._max_body:
                 raise HttpError(413, f"request body over the limit of {self._max_body} bytes")
         self._state = _BODY
         method = parser.get_method()
@@ -322,6 +335,7 @@ class RequestParser:
             _VERSIONS.get(version) or f"HTTP/{version}",
             headers,
         )
+        self._headers = []  # trailers land here, and are dropped
 
     def on_body(self, body: bytes) -> None:
         self._progress = True
