@@ -1,5 +1,6 @@
-"""The invoker's HTTP/1.1 listener (triggers/httpserver.py) over real loopback sockets: keep-alive,
-pipelining, bodies cut into pieces, HEAD, errors, Connection: close, a client that half-closes."""
+"""The invoker's HTTP/1.1 listener (http/server.py) over real loopback sockets: keep-alive,
+pipelining, bodies cut into pieces, HEAD, errors, Connection: close, a client that half-closes,
+and the malformed requests the hand-written parser hung on or let through (issue 16.6)."""
 
 from __future__ import annotations
 
@@ -65,9 +66,8 @@ async def test_keep_alive_pipelining_and_pieces():
     async with listening() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
-            b"POST /a?x=1 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
-            b"GET /slow HTTP/1.1\r\n\r\n"
-            b"GET /b HTTP/1.1\r\n\r\n"
+            b"POST /a?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi"
+            b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"
         )
         assert await read_response(reader) == (
             200,
@@ -77,19 +77,19 @@ async def test_keep_alive_pipelining_and_pieces():
         assert (await read_response(reader))[2] == b"GET"
         assert (await read_response(reader))[1]["x-path"] == "/b"
         raw = (
-            b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
         )
         for i in range(len(raw)):
             writer.write(raw[i : i + 1])
             await writer.drain()
         assert (await read_response(reader))[2] == b"abcde"
-        writer.write(b"HEAD /h HTTP/1.1\r\n\r\n")
+        writer.write(b"HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n")
         status, headers, _ = await read_response(reader, head_only=True)
         assert status == 200 and headers["content-length"] == "4"
-        writer.write(b"GET /boom HTTP/1.1\r\n\r\n")
+        writer.write(b"GET /boom HTTP/1.1\r\nHost: h\r\n\r\n")
         assert (await read_response(reader))[0] == 500
-        writer.write(b"GET /last HTTP/1.1\r\nConnection: close\r\n\r\n")
+        writer.write(b"GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         status, headers, _ = await read_response(reader)
         assert headers["connection"] == "close" and await reader.read() == b""
         writer.close()
@@ -98,18 +98,18 @@ async def test_keep_alive_pipelining_and_pieces():
 async def test_errors_close_and_half_close_still_answers():
     async with listening() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /x HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
+        writer.write(b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n")
         status, headers, _ = await read_response(reader)
         assert status == 413 and headers["connection"] == "close" and await reader.read() == b""
         writer.close()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /slow HTTP/1.1\r\n\r\n")
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
         writer.write_eof()
         assert (await read_response(reader))[2] == b"GET"
         assert await reader.read() == b""
         writer.close()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /partial HTTP/1.1\r\n")
+        writer.write(b"GET /partial HTTP/1.1\r\nHost: h\r\n")
         writer.write_eof()
         assert (await read_response(reader))[0] == 400
         writer.close()
@@ -118,7 +118,7 @@ async def test_errors_close_and_half_close_still_answers():
 async def test_closing_server_closes_each_connection_after_its_answer():
     async with listening(closing=True) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\n\r\n")
+        writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         assert (await read_response(reader))[1]["connection"] == "close"
         assert await reader.read() == b""
         writer.close()
@@ -133,13 +133,41 @@ async def test_idle_and_body_deadlines(monkeypatch: pytest.MonkeyPatch):
             3
         ):  # calls keep the connection; the timer armed at the start does not cut it
             await asyncio.sleep(0.12)
-            writer.write(b"GET / HTTP/1.1\r\n\r\n")
+            writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
             assert (await read_response(reader))[0] == 200
         assert await asyncio.wait_for(reader.read(), 2) == b""  # idle
         writer.close()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
+        writer.write(b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab")
         t0 = asyncio.get_running_loop().time()
         assert await asyncio.wait_for(reader.read(), 2) == b""  # the body did not come in time
         assert asyncio.get_running_loop().time() - t0 < 0.25
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # The old parser span at 100 % CPU on this one and never answered.
+        b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n-fff\r\n",
+        # ...raised ValueError on this one (the connection dropped without an answer).
+        b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: \xb2\r\n\r\n",
+        # ...and took these (request smuggling behind a front that reads them otherwise).
+        b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: h\r\nContent Length: 5\r\n\r\nhello",
+    ],
+)
+async def test_malformed_requests_get_a_400_and_a_closed_connection(raw: bytes):
+    async with listening() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n" + raw + b"GET /after HTTP/1.1\r\n\r\n"
+        )
+        assert (await asyncio.wait_for(read_response(reader), 5))[1]["x-path"] == "/first"
+        status, headers, _ = await asyncio.wait_for(read_response(reader), 5)
+        assert status == 400 and headers["connection"] == "close"
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # nothing after it is served
         writer.close()

@@ -7,101 +7,27 @@ import json
 
 import pytest
 from nimbus.common.errors import NotFound
-from nimbus.invoker.http.server import (
-    HttpError,
-    HttpRequest,
-    HttpResponse,
-    RequestParser,
-    format_response,
-    parse_head,
-)
+from nimbus.common.triggers import TriggerRecord
+from nimbus.invoker.http.front import HttpFront
+from nimbus.invoker.http.server import HttpRequest, HttpResponse, format_response
 from nimbus.invoker.sync.invoke import InvokeResult
-from nimbus.invoker.triggers.http import proxy_event, proxy_response, split_path
+from nimbus.invoker.triggers.http import (
+    SHARED_ORIGIN_CSP,
+    HttpTriggers,
+    for_origin,
+    host_namespace,
+    proxy_event,
+    proxy_response,
+    source_ip,
+    split_host_path,
+    split_path,
+)
 from nimbus.invoker.triggers.subject import subject_event
 
 
 def result(payload: object, error: str = "") -> InvokeResult:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return InvokeResult("rq-1", raw, error, 10, 1, False, "$LATEST")
-
-
-def test_parse_head_and_keep_alive():
-    req = parse_head(
-        b"POST /fn/ns/hello/a/b?x=1&x=2&y= HTTP/1.1\r\nHost: h\r\nX-Thing:  v \r\nConnection: close"
-    )
-    assert (req.method, req.path, req.query) == ("POST", "/fn/ns/hello/a/b", "x=1&x=2&y=")
-    assert req.header("x-thing") == "v" and not req.keep_alive
-    assert parse_head(b"GET / HTTP/1.1").keep_alive
-    assert not parse_head(b"GET / HTTP/1.0").keep_alive
-    for bad in (b"GET /", b"GET nopath HTTP/1.1", b"GET / HTTP/1.1\r\nno-colon"):
-        with pytest.raises(HttpError):
-            parse_head(bad)
-
-
-def read(raw: bytes, max_body: int = 1000) -> HttpRequest | None:
-    parser = RequestParser(max_body)
-    parser.feed(raw)
-    req = parser.next()
-    if req is None:
-        parser.at_eof()
-    return req
-
-
-def test_read_request_bodies():
-    req = read(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
-    assert req is not None and req.body == b"hello"
-    req = read(
-        b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\n\r\n"
-    )
-    assert req is not None and req.body == b"hello!!!"
-    assert read(b"") is None
-    with pytest.raises(HttpError) as err:
-        read(b"POST /x HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
-    assert err.value.status == 413
-
-
-def test_parser_takes_any_chunking_and_pipelined_requests():
-    raw = (
-        b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-        b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5\r\nhello\r\n3;ext\r\n!!!\r\n0\r\nx-t: 1\r\n\r\n"
-        b"GET /c?q=1 HTTP/1.1\r\n\r\n"
-    )
-    for step in (1, 7, len(raw)):
-        parser, got = RequestParser(1000), []
-        for i in range(0, len(raw), step):
-            parser.feed(raw[i : i + step])
-            while (req := parser.next()) is not None:
-                got.append((req.method, req.path, req.query, req.body))
-        assert got == [
-            ("POST", "/a", "", b"hello"),
-            ("POST", "/b", "", b"hello!!!"),
-            ("GET", "/c", "q=1", b""),
-        ]
-        assert parser.buffered == 0 and not parser.in_body
-
-
-def test_parser_refuses_what_the_stream_loop_refused():
-    with pytest.raises(HttpError) as err:
-        read(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024)
-    assert err.value.status == 413
-    for bad in (
-        b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-        b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    ):
-        with pytest.raises(HttpError) as err:
-            read(bad)
-        assert err.value.status == 400
-    with pytest.raises(HttpError) as err:
-        read(b"GET / HTTP/1.1\r\nx: " + b"y" * 70_000)
-    assert err.value.status == 431
-    with pytest.raises(HttpError) as err:
-        read(b"GET / HTTP/1.1\r\nHost: h")
-    assert err.value.status == 400 and "incomplete" in err.value.message
-    assert (
-        read(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel") is None
-    )  # a cut body just ends the connection
 
 
 def test_format_response_is_one_buffer_with_length():
@@ -156,7 +82,8 @@ def test_proxy_event_shape():
     assert event["multiValueQueryStringParameters"]["x"] == ["1", "2"]
     assert event["pathParameters"] == {"proxy": "a b"}
     assert event["body"] == "hello" and event["isBase64Encoded"] is False
-    assert event["requestContext"]["identity"]["sourceIp"] == "10.0.0.1"
+    # The last entry is the one Envoy appended (the peer); the first is whatever the client wrote.
+    assert event["requestContext"]["identity"]["sourceIp"] == "10.0.0.2"
     assert event["requestContext"]["requestTimeEpoch"] == 1700000000500
     binary = json.loads(
         proxy_event(
@@ -240,3 +167,143 @@ def test_subject_event():
     wrapped = json.loads(subject_event("a.b", b"\xff"))
     assert wrapped["isBase64Encoded"] is True and base64.b64decode(wrapped["body"]) == b"\xff"
     assert json.loads(subject_event("a.b", b""))["body"] == ""
+
+
+def test_source_ip_is_what_the_gateway_vouches_for():
+    def req(*headers: tuple[str, str]) -> HttpRequest:
+        return HttpRequest("GET", "/fn/ns/f", "HTTP/1.1", list(headers))
+
+    spoofed = ("x-forwarded-for", "6.6.6.6")
+    assert source_ip(req(spoofed, ("x-nimbus-source-ip", "10.1.1.1"))) == "10.1.1.1"
+    assert source_ip(req(("x-forwarded-for", "6.6.6.6, 10.1.1.1"))) == "10.1.1.1"
+    assert source_ip(req(spoofed, ("x-forwarded-for", "10.1.1.1"))) == "10.1.1.1"
+    assert source_ip(req()) == ""
+    event = json.loads(
+        proxy_event(
+            req(spoofed, ("x-nimbus-source-ip", "10.1.1.1"), ("x-nimbus-credential", "k")),
+            "ns",
+            "f",
+            "",
+            "r",
+            0,
+        )
+    )
+    assert event["requestContext"]["identity"]["sourceIp"] == "10.1.1.1"
+    assert "x-nimbus-source-ip" not in event["headers"]
+    assert "x-nimbus-credential" not in event["headers"]
+
+
+def test_namespace_hosts_and_their_paths():
+    assert host_namespace("team-a.fn.localhost:8080") == "team-a"
+    assert host_namespace("team-a.fn.example.com") == "team-a"
+    for other in (None, "", "localhost:8080", "fn.localhost", "9a.fn.x", "a.b.fn.x", "A.fn.x"):
+        assert host_namespace(other) is None, other
+    assert split_host_path("/hello") == ("hello", "")
+    assert split_host_path("/hello/users/9") == ("hello", "/users/9")
+    for bad in ("/", "/9bad", "//x"):
+        with pytest.raises(NotFound):
+            split_host_path(bad)
+
+
+def test_a_function_cannot_shadow_platform_headers():
+    res = proxy_response(
+        result(
+            {
+                "statusCode": 200,
+                "headers": {"X-Nimbus-Request-Id": "forged", "x-nimbus-function-error": "x"},
+                "multiValueHeaders": {"x-nimbus-billed-ms": ["0"]},
+                "body": "ok",
+            }
+        )
+    )
+    nimbus = [(k, v) for k, v in res.headers if k.lower().startswith("x-nimbus-")]
+    assert nimbus == [("x-nimbus-request-id", "rq-1")]
+
+
+def cookies_response() -> HttpResponse:
+    return proxy_response(
+        result(
+            {
+                "statusCode": 200,
+                "headers": {"Content-Type": "text/html", "Set-Cookie": "a=1; Domain=fn.localhost"},
+                "cookies": ["b=2; Path=/; domain = .localhost ; HttpOnly", "c=3"],
+                "body": "<script>document.cookie</script>",
+            }
+        )
+    )
+
+
+def test_the_shared_origin_is_sandboxed_and_cookie_free():
+    res = for_origin(cookies_response(), own_origin=False)
+    assert not [k for k, _ in res.headers if k.lower() == "set-cookie"]
+    assert ("content-security-policy", SHARED_ORIGIN_CSP) in res.headers
+    assert SHARED_ORIGIN_CSP.startswith("sandbox ") and "allow-same-origin" not in SHARED_ORIGIN_CSP
+    assert ("Content-Type", "text/html") in res.headers  # the function's own, on an opaque origin
+
+
+def test_a_namespace_origin_keeps_cookies_on_its_host():
+    res = for_origin(cookies_response(), own_origin=True)
+    assert [v for k, v in res.headers if k.lower() == "set-cookie"] == [
+        "a=1",
+        "b=2; Path=/; HttpOnly",
+        "c=3",
+    ]
+    assert not [k for k, _ in res.headers if k.lower() == "content-security-policy"]
+
+
+class FakeRunner:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, object]]] = []
+
+    async def invoke(
+        self, who: object, name: str, qualifier: str, payload: bytes, deadline_s: float
+    ) -> InvokeResult:
+        self.calls.append((getattr(who, "namespace", ""), name, json.loads(payload)))
+        return result({"statusCode": 200, "body": "hi", "cookies": ["s=1; Domain=localhost"]})
+
+
+class Clock0:
+    def now(self) -> float:
+        return 0.0
+
+
+async def test_the_front_routes_a_namespace_host_whatever_its_path():
+    runner = FakeRunner()
+    known = {("team-a", "healthz"), ("team-a", "hello")}
+
+    def lookup(ns: str, name: str) -> object:
+        return TriggerRecord("t", ns, name, "http") if (ns, name) in known else None
+
+    triggers = HttpTriggers(lookup, runner, Clock0())  # type: ignore[arg-type]
+
+    async def rest(req: HttpRequest) -> HttpResponse:
+        return HttpResponse(299)
+
+    front = HttpFront(
+        [("/v1/functions/", rest)], triggers.handle, (host_namespace, triggers.handle_host)
+    )
+
+    def req(host: str, path: str) -> HttpRequest:
+        return HttpRequest("GET", path, "HTTP/1.1", [("host", host)])
+
+    res = await front.handle(req("team-a.fn.localhost:8080", "/healthz"))
+    assert res.status == 200 and res.body == b"hi" and ("set-cookie", "s=1") in res.headers
+    res = await front.handle(req("team-a.fn.localhost", "/hello/users/9?x"))
+    ns, name, event = runner.calls[-1]
+    assert (ns, name, event["path"], event["pathParameters"]) == (
+        "team-a",
+        "hello",
+        "/hello/users/9",
+        {"proxy": "users/9"},
+    )
+    assert event["resource"] == "/{name}/{proxy+}"
+    assert (await front.handle(req("team-a.fn.localhost", "/v1/functions/x:invoke"))).status == 404
+    assert (await front.handle(req("team-b.fn.localhost", "/hello"))).status == 404
+    # The gateway's own host: health, REST, and the path form (sandboxed, no cookies).
+    assert (await front.handle(req("localhost:8080", "/healthz"))).body == b"ok\n"
+    assert (await front.handle(req("localhost:8080", "/v1/functions/x:invoke"))).status == 299
+    res = await front.handle(req("localhost:8080", "/fn/team-a/hello"))
+    assert res.status == 200 and ("content-security-policy", SHARED_ORIGIN_CSP) in res.headers
+    assert not [k for k, _ in res.headers if k == "set-cookie"]
+    res = await front.handle(req("localhost:8080", "/fn/team-b/hello"))
+    assert res.status == 404 and ("content-security-policy", SHARED_ORIGIN_CSP) in res.headers

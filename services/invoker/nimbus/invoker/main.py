@@ -45,6 +45,7 @@ from nimbus.invoker.sync.limits import ConcurrencyLimiter
 from nimbus.invoker.sync.load import LoadMeter
 from nimbus.invoker.sync.server import InvokerControlServicer
 from nimbus.invoker.sync.v2server import InvocationsV2Servicer
+from nimbus.invoker.triggers.http import host_namespace
 from nimbus.invoker.triggers.system import TriggerSystem
 
 
@@ -75,9 +76,14 @@ async def main() -> None:
     events = EventSystem(cfg.events, cfg.common.replica, etcd, functions, invoker, clock, quotas.of)
     triggers = TriggerSystem(etcd, events.jetstream, events.invocations, invoker, clock)
 
-    # The HTTP/1.1 listener: REST invokes, then HTTP triggers for every other path.
+    # The HTTP/1.1 listener: HTTP triggers on a namespace's own host, then REST invokes, then HTTP
+    # triggers for every other path.
     rest = RestInvoke(authenticator, invoker, events.invocations)
-    front = HttpFront([(REST_PATH_PREFIX, rest.handle)], triggers.http.handle)
+    front = HttpFront(
+        [(REST_PATH_PREFIX, rest.handle)],
+        triggers.http.handle,
+        (host_namespace, triggers.http.handle_host),
+    )
     listener = (
         HttpServer(
             cfg.http.host,

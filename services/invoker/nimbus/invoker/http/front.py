@@ -1,6 +1,7 @@
 """The invoker's HTTP/1.1 listener: REST sync invokes (/v1/functions/{name}:invoke), the public
-HTTP triggers (/fn/...) and the health check Envoy probes (/healthz). It counts the calls in
-flight so a SIGTERM'd invoker answers them all before it goes."""
+HTTP triggers (/fn/... on the gateway's origin, any path on a namespace's own host) and the health
+check Envoy probes (/healthz). It counts the calls in flight so a SIGTERM'd invoker answers them
+all before it goes."""
 
 from __future__ import annotations
 
@@ -15,10 +16,18 @@ Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
 class HttpFront:
-    def __init__(self, routes: list[tuple[str, Handler]], fallback: Handler) -> None:
-        """routes: (path prefix, handler), first match wins; fallback takes the rest."""
+    def __init__(
+        self,
+        routes: list[tuple[str, Handler]],
+        fallback: Handler,
+        hosts: tuple[Callable[[str | None], object], Handler] | None = None,
+    ) -> None:
+        """routes: (path prefix, handler), first match wins; fallback takes the rest. hosts:
+        (is_ours(Host), handler): a request whose Host it accepts goes there whatever its path
+        (a function may well be called healthz)."""
         self._routes = routes
         self._fallback = fallback
+        self._hosts = hosts
         self._draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -35,15 +44,19 @@ class HttpFront:
         await self._idle.wait()
 
     async def handle(self, req: HttpRequest) -> HttpResponse:
-        if req.path == HEALTH_PATH:
+        hosts = self._hosts
+        if hosts is not None and hosts[0](req.header("host")):
+            handler = hosts[1]
+        elif req.path == HEALTH_PATH:
             if self._draining:
                 return HttpResponse(503, [("content-type", "text/plain")], b"draining\n")
             return HttpResponse(200, [("content-type", "text/plain")], b"ok\n")
-        handler = self._fallback
-        for prefix, candidate in self._routes:
-            if req.path.startswith(prefix):
-                handler = candidate
-                break
+        else:
+            handler = self._fallback
+            for prefix, candidate in self._routes:
+                if req.path.startswith(prefix):
+                    handler = candidate
+                    break
         self._in_flight += 1
         self._idle.clear()
         try:

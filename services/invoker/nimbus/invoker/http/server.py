@@ -2,10 +2,11 @@
 invokes and the public HTTP triggers.
 
 Keep-alive, Content-Length and chunked request bodies, TCP_NODELAY on every connection, and each
-response sent with one write (DESIGN.md's Nagle trap). Parsing (RequestParser) and formatting are
-pure; the connection is an asyncio.Protocol rather than a StreamReader loop, and its idle and body
-timeouts are one lazy timer per connection: a warm call arms no timer and runs no stream machinery
-(the StreamReader loop with its three asyncio.timeout()s was ~40 µs of a call's CPU).
+response sent with one write (DESIGN.md's Nagle trap). Requests are parsed by llhttp through
+httptools (RequestParser, strict: see there), responses formatted here; neither does I/O. The
+connection is an asyncio.Protocol rather than a StreamReader loop, and its idle and body timeouts
+are one lazy timer per connection: a warm call arms no timer and runs no stream machinery (the
+StreamReader loop with its three asyncio.timeout()s was ~40 µs of a call's CPU).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import cast
+
+import httptools
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,13 @@ _HOP_BY_HOP = frozenset(
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 # Status lines and their formatted heads, by status.
 _STATUS_LINES: dict[int, str] = {}
+# RequestParser's states.
+_IDLE, _HEAD, _BODY = 0, 1, 2
+# The common methods and versions, as llhttp hands them over, and as HttpRequest holds them.
+_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")}
+_VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+# The fields RequestParser checks itself.
+_FRAMING = frozenset({"host", "transfer-encoding", "content-length"})
 
 
 class HttpError(Exception):
@@ -47,6 +58,11 @@ class HttpError(Exception):
         self.message = message
 
 
+# RequestParser's mark for a connection whose bytes are no longer HTTP (after an Upgrade): the
+# requests before are answered, then it closes without an error answer.
+_CLOSED = HttpError(400, "connection upgraded")
+
+
 @dataclass(slots=True)
 class HttpRequest:
     method: str
@@ -54,6 +70,8 @@ class HttpRequest:
     version: str
     headers: list[tuple[str, str]]
     body: bytes = b""
+    # Close the connection after the answer, whatever the headers say.
+    closing: bool = False
     path: str = field(init=False)
     query: str = field(init=False)
 
@@ -69,6 +87,8 @@ class HttpRequest:
 
     @property
     def keep_alive(self) -> bool:
+        if self.closing:
+            return False
         conn = self.header("connection")
         if self.version == "HTTP/1.0":
             return conn is not None and "keep-alive" in conn.lower()
@@ -80,29 +100,6 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
-
-
-def parse_head(head: bytes | bytearray) -> HttpRequest:
-    """The request line and headers (head without the blank line); names lowercased."""
-    text = head.decode("latin-1")
-    request_line, _, rest = text.partition("\r\n")
-    parts = request_line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise HttpError(400, "bad request line")
-    method, target, version = parts
-    if not target.startswith("/"):
-        raise HttpError(400, "bad request target")
-    headers: list[tuple[str, str]] = []
-    if rest:
-        append = headers.append
-        for line in rest.split("\r\n"):
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                if not line:
-                    continue
-                raise HttpError(400, "bad header line")
-            append((name.lower(), value.strip()))
-    return HttpRequest(method.upper(), target, version, headers)
 
 
 def _status_line(status: int) -> str:
@@ -139,111 +136,229 @@ def format_response(
 
 
 class RequestParser:
-    """Cuts the bytes of one connection into requests, whatever the chunks they arrive in (no I/O).
+    """Cuts the bytes of one connection into requests, whatever the pieces they arrive in (no I/O).
 
-    feed() the bytes, then take requests with next() until it answers None (more bytes needed);
-    a malformed request raises HttpError, after which the connection is done."""
+    llhttp (through httptools, as uvicorn uses it) does the framing, strictly: a bad chunk size,
+    a Content-Length that is not all digits, two Content-Lengths, Content-Length beside
+    Transfer-Encoding, a Transfer-Encoding that does not end in chunked, bare LF, obsolete line
+    folding and a field name with a space in it are all refused, and a chunk size has at most 16
+    hex digits. On top of it, what RFC 9112 also asks of a server: 400 without exactly one Host
+    in HTTP/1.1; 400 for Transfer-Encoding in HTTP/1.0 or not ending in chunked; 501 for a
+    transfer coding besides chunked (gzip, chunked: we do not decode it); 505 for an HTTP version
+    other than 1.x. And our own limits: 431 for a head over MAX_HEAD_BYTES, 413 for a body over
+    max_body, 400 for a target that is not origin-form (Envoy, the only client, sends no other).
+    Trailers are dropped, never merged into the headers.
 
-    __slots__ = ("_max_body", "_buf", "_req", "_length", "_chunks", "_chunked_size", "_trailers")
+    feed() the bytes, then take requests with next() until it answers None (more bytes needed).
+    The requests complete before a malformed one are still handed out; then next() raises the
+    HttpError, after which the connection is done."""
+
+    __slots__ = (
+        "_max_body",
+        "_parser",
+        "_done",
+        "_error",
+        "_state",
+        "_url",
+        "_headers",
+        "_feeding",
+        "_head_bound",
+        "_body",
+        "_body_size",
+        "_unread",
+        "_stalled",
+        "_progress",
+        "_pending",
+        "on_header",
+    )
 
     def __init__(self, max_body: int) -> None:
         self._max_body = max_body
-        self._buf = bytearray()
-        # The request whose head is read and whose body is not yet complete.
-        self._req: HttpRequest | None = None
-        self._length = 0
-        self._chunks: list[bytes] | None = None
-        self._chunked_size = 0
-        self._trailers = False
+        self._done: deque[HttpRequest] = deque()
+        self._error: HttpError | None = None
+        # _IDLE between requests, _HEAD while a head is read, _BODY from its end to the body's.
+        self._state = _IDLE
+        self._url = b""
+        # The head's fields as llhttp hands them over, decoded (a trailer lands here after the
+        # head is complete and is dropped with the list at the next request: never merged in).
+        self._headers: list[tuple[str, str]] = []
+        # The size of the chunk being fed, and an upper bound on the head's size (its bytes came
+        # in this chunk and those since it began): the head is measured only when that is large.
+        self._feeding = 0
+        self._head_bound = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        # Bytes fed and not yet handed out as requests (0 once all are taken).
+        self._unread = 0
+        # Bytes fed since llhttp last made progress (a head's end, body bytes, a chunk, a
+        # request's end): bounds what it buffers for a head or trailer line that never ends.
+        self._stalled = 0
+        self._progress = False
+        # The request whose head is read, until its body is.
+        self._pending: HttpRequest | None = None
+
+        # llhttp's per-field callback: a closure rather than a method, the cheapest call there is
+        # once per header of every request. llhttp strips the blanks before a value, not after.
+        def on_header(name: bytes, value: bytes) -> None:
+            self._headers.append(
+                (name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t"))
+            )
+
+        self.on_header = on_header
+        self._parser = httptools.HttpRequestParser(self)
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        if self._error is not None:
+            return
+        size = len(data)
+        self._unread += size
+        self._feeding = size
+        if self._state == _HEAD:
+            self._head_bound += size
+        self._progress = False
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Upgrade or CONNECT: the request is answered as a plain one (Envoy does not pass
+            # upgrades here) and the connection closed after it; the bytes after it are not HTTP.
+            if self._done:
+                self._done[-1].closing = True
+            self._error = _CLOSED
+            return
+        except httptools.HttpParserCallbackError as err:
+            inner = err.__context__
+            self._error = inner if isinstance(inner, HttpError) else HttpError(400, "bad request")
+            return
+        except httptools.HttpParserInvalidMethodError:
+            self._error = HttpError(501, "method not implemented")
+            return
+        except httptools.HttpParserError as err:
+            self._error = HttpError(400, f"bad request: {err}")
+            return
+        if self._progress:
+            self._stalled = 0
+        else:
+            self._stalled += len(data)
+        if self._state != _IDLE and self._stalled > MAX_HEAD_BYTES:
+            self._error = (
+                HttpError(431, "request head too large")
+                if self._state == _HEAD
+                else HttpError(400, "chunk framing or trailers too large")
+            )
 
     @property
     def in_body(self) -> bool:
         """A request's head is read and its body is not complete."""
-        return self._req is not None
+        return self._state == _BODY
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return self._unread
 
     def at_eof(self) -> None:
         """The client closed its side: a partial head is a 400 (a partial body is only a closed
         connection)."""
-        if self._req is None and self._buf.strip():
+        if self._state == _HEAD and self._error is None:
             raise HttpError(400, "incomplete request head")
 
     def next(self) -> HttpRequest | None:
-        buf = self._buf
-        req = self._req
-        if req is None:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0 or end > MAX_HEAD_BYTES:
-                if end > MAX_HEAD_BYTES or len(buf) > MAX_HEAD_BYTES:
-                    raise HttpError(431, "request head too large")
-                return None
-            req = parse_head(buf[:end])
-            del buf[: end + 4]
-            encoding = req.header("transfer-encoding")
-            if encoding is not None and "chunked" in encoding.lower():
-                self._chunks, self._chunked_size, self._trailers = [], 0, False
-            else:
-                length_text = req.header("content-length") or "0"
-                if not length_text.isdigit():
-                    raise HttpError(400, "bad content-length")
-                length = int(length_text)
-                if length > self._max_body:
-                    raise HttpError(413, f"request body over the limit of {self._max_body} bytes")
-                self._chunks, self._length = None, length
-            self._req = req
-        if self._chunks is None:
-            length = self._length
-            if len(buf) < length:
-                return None
-            if length:
-                req.body = bytes(buf[:length])
-                del buf[:length]
-        elif not self._chunked_body(buf, req):
-            return None
-        self._req = None
-        return req
+        done = self._done
+        if done:
+            req = done.popleft()
+            if not done and self._state == _IDLE:
+                self._unread = 0
+            return req
+        if self._error is not None and self._error is not _CLOSED:
+            raise self._error
+        return None
 
-    def _chunked_body(self, buf: bytearray, req: HttpRequest) -> bool:
-        chunks = self._chunks
-        assert chunks is not None
-        while True:
-            eol = buf.find(b"\r\n")
-            if eol < 0:
-                if len(buf) > MAX_HEAD_BYTES:
-                    raise HttpError(
-                        400, "bad chunk size" if not self._trailers else "trailers too large"
-                    )
-                return False
-            if self._trailers:
-                # Trailers, up to the blank line.
-                del buf[: eol + 2]
-                if eol == 0:
-                    req.body = b"".join(chunks)
-                    self._chunks = None
-                    return True
-                continue
-            size_text = bytes(buf[:eol]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise HttpError(400, "bad chunk size") from None
-            if size == 0:
-                del buf[: eol + 2]
-                self._trailers = True
-                continue
-            if self._chunked_size + size > self._max_body:
+    # -- llhttp's callbacks (httptools calls them from feed_data) ---------------------------
+
+    def on_message_begin(self) -> None:
+        self._state = _HEAD
+        self._url = b""
+        self._headers = []
+        self._head_bound = self._feeding
+
+    def on_url(self, url: bytes) -> None:
+        if self._url:
+            url = self._url + url  # the target came in pieces
+            if len(url) > MAX_HEAD_BYTES:
+                raise HttpError(431, "request head too large")
+        self._url = url
+
+    def on_headers_complete(self) -> None:
+        self._progress = True
+        parser = self._parser
+        version = parser.get_http_version()
+        if version[:2] != "1.":
+            raise HttpError(505, "HTTP version not supported")
+        target = self._url.decode("latin-1")
+        if target[:1] != "/":
+            raise HttpError(400, "bad request target")
+        headers = self._headers
+        if self._head_bound > MAX_HEAD_BYTES:
+            size = len(target) + sum(len(n) + len(v) + 4 for n, v in headers)
+            if size > MAX_HEAD_BYTES:
+                raise HttpError(431, "request head too large")
+        host: str | None = None
+        coding: str | None = None
+        length: str | None = None
+        for name, value in headers:
+            if name in _FRAMING:
+                if name == "host":
+                    if host is not None:
+                        raise HttpError(400, "a request needs exactly one Host")
+                    host = value
+                elif name == "transfer-encoding":
+                    coding = value if coding is None else f"{coding},{value}"
+                else:
+                    length = value  # llhttp let only digits through, and only one
+        if host is None and version == "1.1":
+            raise HttpError(400, "a request needs exactly one Host")
+        if coding is not None:
+            if version == "1.0":
+                raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+            codings = [c.strip() for c in coding.lower().split(",")]
+            if codings[-1] != "chunked":
+                raise HttpError(400, "Transfer-Encoding that does not end in chunked")
+            if len(codings) > 1:
+                raise HttpError(501, f"transfer coding not implemented: {coding}")
+        elif length is not None:
+            if int(length) > self._max_body:
                 raise HttpError(413, f"request body over the limit of {self._max_body} bytes")
-            if len(buf) < eol + 2 + size + 2:
-                return False
-            chunks.append(bytes(buf[eol + 2 : eol + 2 + size]))
-            self._chunked_size += size
-            del buf[: eol + 2 + size + 2]
+        self._state = _BODY
+        method = parser.get_method()
+        self._pending = HttpRequest(
+            _METHODS.get(method) or method.decode("ascii"),
+            target,
+            _VERSIONS.get(version) or f"HTTP/{version}",
+            headers,
+        )
+        self._headers = []  # trailers land here, and are dropped
+
+    def on_body(self, body: bytes) -> None:
+        self._progress = True
+        self._body_size += len(body)
+        if self._body_size > self._max_body:
+            raise HttpError(413, f"request body over the limit of {self._max_body} bytes")
+        self._body.append(body)
+
+    def on_chunk_header(self) -> None:
+        self._progress = True
+
+    def on_message_complete(self) -> None:
+        self._progress = True
+        req = self._pending
+        assert req is not None
+        self._pending = None
+        body = self._body
+        if body:
+            req.body = body[0] if len(body) == 1 else b"".join(body)
+            self._body = []
+            self._body_size = 0
+        self._state = _IDLE
+        self._done.append(req)
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
