@@ -128,8 +128,27 @@ def common_values(
     }
 
 
-# Envoy's local replies to REST callers, as {"code", "message", "details"} with the gRPC code that
-# matches the HTTP status (as the services' errors do).
+# Envoy's local replies to REST callers, as {"code", "status", "message", "details"} with the gRPC
+# code that matches the HTTP status and its name (as the services' errors do).
+_STATUS_NAMES = {
+    0: "OK",
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
 LOCAL_REPLY_CODES = {
     400: 3,
     401: 16,
@@ -189,6 +208,7 @@ def local_reply_mappers(
                 "body_format_override": {
                     "json_format": {
                         "code": code,
+                        "status": _STATUS_NAMES[code],
                         # Envoy's own 413 says only "Payload Too Large": name the limit instead.
                         "message": too_large_message(max_zip_mb)
                         if status == 413
