@@ -41,7 +41,7 @@ async def eventually(check, timeout_s: float = 30.0, interval_s: float = 0.2):
 async def calls_at_invokers(cluster, name: str) -> int:
     total = 0
     for replica in ("invoker-1", "invoker-2"):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.ports[replica]}") as channel:
+        async with cluster.channel(replica) as channel:
             stats = await invoker_pb2_grpc.InvokerControlStub(channel).GetStats(
                 invoker_pb2.GetStatsRequest(), timeout=2
             )
