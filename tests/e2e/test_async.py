@@ -264,7 +264,7 @@ async def warm(cluster: Any, gw: Gateway, name: str, instances: int) -> None:
     async def seen() -> int:
         counts = []
         for replica in ("invoker-1", "invoker-2"):
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.ports[replica]}") as channel:
+            async with cluster.channel(replica) as channel:
                 stats = await invoker_pb2_grpc.InvokerControlStub(channel).GetStats(
                     invoker_pb2.GetStatsRequest(), timeout=2
                 )

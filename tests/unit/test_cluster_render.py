@@ -222,11 +222,22 @@ def test_envoy_accepts_the_rendered_config(tmp_path, cluster_spec):
         pytest.skip(f"{envoy.DESCRIPTOR} missing: run make proto")
     port_map = {name: 21000 + i for i, name in enumerate(cluster_spec.port_names)}
     path = tmp_path / "envoy.yaml"
+    from nimbus.common import pki
     from nimbus.gateway import xds
     from nimbus.gateway.stores.files import XdsDirectory
 
     XdsDirectory(tmp_path / "xds").write(xds.seed_files())
-    path.write_text(envoy.render(cluster_spec, port_map, GATEWAY, xds_dir=tmp_path / "xds"))
+    pki_dir = tmp_path / "pki"
+    pki.ensure_identities(pki_dir, [("envoy", envoy.ENVOY_REPLICA)])
+    envoy.sds_file(pki_dir).write_text(envoy.sds_document(pki_dir))
+    path.write_text(
+        envoy.render(cluster_spec, port_map, GATEWAY, xds_dir=tmp_path / "xds", pki_dir=pki_dir)
+    )
+    # Envoy's upstreams to api and invoker speak mTLS, each checking the upstream's identity
+    text = path.read_text()
+    assert text.count("UpstreamTlsContext") == 4  # api_v1, api_v2, invoker_v1, invoker_v2
+    assert '"prefix": "spiffe://nimbus.internal/api/"' in text
+    assert '"prefix": "spiffe://nimbus.internal/invoker/"' in text
     result = subprocess.run(
         [binary, "--mode", "validate", "-c", str(path), "--log-level", "warn"],
         capture_output=True,

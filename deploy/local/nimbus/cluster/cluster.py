@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import grpc
 from nimbus.cluster import binaries, daemon, envoy, ports, procs, render, spec
-from nimbus.cluster.health import check, envoy_upstreams_healthy
+from nimbus.cluster.health import check, envoy_upstreams_healthy, operator_channel, use_identity
 from nimbus.cluster.layout import Layout
 from nimbus.cluster.readiness import log_offsets, wait_ready
+from nimbus.common import pki
 from nimbus.gateway import xds
 from nimbus.gateway.stores.files import XdsDirectory
 
@@ -124,7 +126,47 @@ class LocalCluster:
 
     async def healthy(self, name: str) -> bool:
         program = self.spec.program(name)
-        return await check(program.health, self._ports[program.health_port])
+        return await check(program.health, self._ports[program.health_port], program.base)
+
+    # -- certificates (nimbus.common.pki) ----------------------------------------------------
+
+    def identities(self) -> list[tuple[str, str]]:
+        """(service, replica) of every certificate this cluster needs: each service replica,
+        Envoy, and the launcher itself (the operator)."""
+        wanted = [(p.base, p.name) for p in self.spec.programs if p.service]
+        if any(p.health == "envoy" for p in self.spec.programs):
+            wanted.append((envoy.ENVOY_REPLICA, envoy.ENVOY_REPLICA))
+        return [*wanted, (pki.OPERATOR, pki.OPERATOR)]
+
+    def rotate_certificates(self, *, force: bool = False) -> list[str]:
+        """Re-issues the certificates that are due (past half their life), or all with force;
+        every process picks its new one up within seconds, without a restart. Returns the
+        replicas renewed. Extra replicas issued by issue_certificate are renewed too."""
+        wanted = dict.fromkeys([*self.identities(), *pki.issued_identities(self.layout.pki)])
+        return pki.ensure_identities(self.layout.pki, wanted, self.cert_ttl_s, force=force)
+
+    def issue_certificate(self, service: str, replica: str) -> Path:
+        """A certificate for a replica started outside the process list (tests, operators)."""
+        pki.ensure_identities(self.layout.pki, [(service, replica)], self.cert_ttl_s)
+        return pki.identity_file(self.layout.pki, replica)
+
+    def channel(self, name: str) -> grpc.aio.Channel:
+        """A gRPC channel to one program, with the operator's certificate."""
+        program = self.spec.program(name)
+        return operator_channel(f"{HOST}:{self._ports[program.name]}", program.base)
+
+    @property
+    def cert_ttl_s(self) -> float:
+        raw = {**os.environ, **self.extra_env}.get("NIMBUS_CERT_TTL_S", "").strip()
+        if not raw:
+            return float(pki.DEFAULT_CERT_TTL_S)
+        try:
+            ttl = float(raw)
+        except ValueError:
+            raise ClusterError(f"NIMBUS_CERT_TTL_S={raw!r} is not a number of seconds") from None
+        if ttl < 60:
+            raise ClusterError(f"NIMBUS_CERT_TTL_S={raw!r} must be at least 60 seconds")
+        return ttl
 
     async def ready(self, name: str) -> bool:
         """Healthy, and RUNNING in supervisord's eyes (it stayed up for startsecs)."""
@@ -172,6 +214,14 @@ class LocalCluster:
             f"nimbus: home {self.layout.home}; ports in {self.layout.ports_file} "
             f"({reused} of {len(self._ports)} reused)"
         )
+        issued = self.rotate_certificates()
+        (self.layout.pki / envoy.sds_file(self.layout.pki).name).write_text(
+            envoy.sds_document(self.layout.pki)
+        )
+        use_identity(pki.Identity(self.layout.pki, pki.OPERATOR))
+        self._say(
+            f"nimbus: cluster CA and certificates in {self.layout.pki} ({len(issued)} issued)"
+        )
         ctx = render.Context(self.layout, self._ports, self.gateway_port, bins, binaries.python())
         conf = render.supervisord_conf(self.spec, ctx, os.environ, self.extra_env, self.names)
         self.layout.supervisord_conf.write_text(conf)
@@ -194,6 +244,7 @@ class LocalCluster:
                 max_zip_mb=int(zip_mb),
                 xds_dir=self.layout.xds_dir,
                 limits=limits,
+                pki_dir=self.layout.pki,
             )
         )
         # Envoy needs its xDS files to exist; the gateway program fills them from the registry.

@@ -8,6 +8,7 @@ import json
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nimbus.common import mtls, pki
 
 HOST = "127.0.0.1"
 CHECK_TIMEOUT_S = 1.0
@@ -52,9 +53,28 @@ async def redis(port: int) -> bool:
         writer.close()
 
 
-async def grpc_health(port: int) -> bool:
-    options = [("grpc.enable_http_proxy", 0)]
-    async with grpc.aio.insecure_channel(f"{HOST}:{port}", options=options) as channel:
+# The launcher's own certificate (pki.OPERATOR), once LocalCluster.prepare issued it.
+_operator: list[pki.Identity] = []
+
+
+def use_identity(identity: pki.Identity) -> None:
+    _operator[:] = [identity]
+
+
+def operator_channel(address: str, service: str) -> grpc.aio.Channel:
+    """A channel to a replica of `service` with the operator's certificate (plaintext before the
+    launcher issued one)."""
+    options: list[tuple[str, object]] = [("grpc.enable_http_proxy", 0)]
+    if not _operator:
+        return grpc.aio.insecure_channel(address, options=options)
+    identity = _operator[0]
+    identity.reload()
+    options.append(("grpc.ssl_target_name_override", pki.server_name(service)))
+    return grpc.aio.secure_channel(address, mtls.channel_credentials(identity), options=options)
+
+
+async def grpc_health(port: int, service: str = "") -> bool:
+    async with operator_channel(f"{HOST}:{port}", service) as channel:
         # types-grpcio-health-checking declares HealthStub without its methods.
         check = health_pb2_grpc.HealthStub(channel).Check  # type: ignore[attr-defined]
         reply: health_pb2.HealthCheckResponse = await check(
@@ -66,8 +86,11 @@ async def grpc_health(port: int) -> bool:
 CHECKS = {"etcd": etcd, "nats": nats, "redis": redis, "envoy": envoy, "grpc": grpc_health}
 
 
-async def check(kind: str, port: int) -> bool:
+async def check(kind: str, port: int, service: str = "") -> bool:
+    """`service`: what a "grpc" check's server must prove it is (its certificate's name)."""
     try:
+        if kind == "grpc":
+            return await asyncio.wait_for(grpc_health(port, service), CHECK_TIMEOUT_S * 2)
         return await asyncio.wait_for(CHECKS[kind](port), CHECK_TIMEOUT_S * 2)
     except (OSError, TimeoutError, ValueError, http.client.HTTPException, grpc.RpcError):
         return False

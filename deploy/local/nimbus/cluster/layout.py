@@ -42,6 +42,11 @@ class Layout:
         return [self.home / d for d in ("etcd", "jetstream", "redis", "code")]
 
     @property
+    def pki(self) -> Path:
+        """The cluster CA and every replica's certificate (nimbus.common.pki), mode 0700."""
+        return self.home / "pki"
+
+    @property
     def ports_file(self) -> Path:
         return self.home / "ports.json"
 

@@ -66,7 +66,7 @@ async def main() -> None:
     await driver.prepare()
 
     etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
-    funcmgr = service.channel(cfg.funcmgr_addr)
+    funcmgr = service.channel(cfg.funcmgr_addr, "funcmgr")
     node = NodeRecord(
         node_id=cfg.node_id,
         address=cfg.listen_addr,
