@@ -147,10 +147,18 @@ def cli() -> list[str]:
     return [found] if found else [str(ROOT / ".venv" / "bin" / "nimbus")]
 
 
-def deploy(app: Path, name: str, cli_env: Mapping[str, str] | None = None) -> str:
+def deploy(
+    app: Path,
+    name: str,
+    cli_env: Mapping[str, str] | None = None,
+    payload_format: str | None = None,
+) -> str:
     """Deploys the app as `name` with an HTTP trigger; its URL path (/fn/NAMESPACE/NAME).
-    cli_env: the CLI's environment (default this process's)."""
+    cli_env: the CLI's environment (default this process's); payload_format: the trigger's
+    (default nimbus.json's, else 1.0)."""
     cfg = settings(app)
+    if payload_format:
+        cfg["payload_format"] = payload_format
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / f"{app.name}.zip"
         package.write_bytes(build_zip(app))
@@ -171,8 +179,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("app", choices=apps)
     parser.add_argument("--name", help="the function's name (default: the app's)")
+    parser.add_argument(
+        "--payload-format",
+        choices=("1.0", "2.0"),
+        help="the HTTP trigger's payload format (default: nimbus.json's, else 1.0)",
+    )
     args = parser.parse_args()
-    path = deploy(EXAMPLES / args.app, args.name or args.app)
+    path = deploy(EXAMPLES / args.app, args.name or args.app, payload_format=args.payload_format)
     print(f"{endpoint().rstrip('/')}{path}")
 
 

@@ -54,10 +54,14 @@ def cli_env(gw: Gateway) -> dict[str, str]:
     }
 
 
-async def deploy(gw: Gateway, examples: ModuleType, app: str) -> tuple[str, str]:
+async def deploy(
+    gw: Gateway, examples: ModuleType, app: str, payload_format: str | None = None
+) -> tuple[str, str]:
     """(function name, trigger path) of the example deployed under a fresh name."""
     name = f"{app.split('-')[0]}-{uuid.uuid4().hex[:8]}"
-    path = await asyncio.to_thread(examples.deploy, EXAMPLES / app, name, cli_env(gw))
+    path = await asyncio.to_thread(
+        examples.deploy, EXAMPLES / app, name, cli_env(gw), payload_format
+    )
     return name, path
 
 
@@ -304,3 +308,57 @@ async def test_express_through_serverless_http(gw: Gateway, examples: ModuleType
     assert boom.status == 500
     lines = await call_log(gw, name, boom.headers["x-nimbus-request-id"])
     assert any("Error: kaboom from Express" in m for m in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("app", "calls"),
+    [
+        (
+            "fastapi-mangum",
+            [
+                (
+                    "GET",
+                    "/items/1?q=red",
+                    None,
+                    200,
+                    {"id": 1, "item": {"name": "apple", "price": 0.5}, "q": "red"},
+                ),
+                (
+                    "POST",
+                    "/items",
+                    {"name": "pear", "price": 1.25},
+                    201,
+                    {"created": {"name": "pear", "price": 1.25}},
+                ),
+            ],
+        ),
+        (
+            "flask-serverless-wsgi",
+            [("POST", "/echo?a=1&a=2", {"k": 1}, 201, {"json": {"k": 1}, "args": {"a": "1"}})],
+        ),
+        (
+            "express-serverless-http",
+            [
+                ("GET", "/users/42?q=z", None, 200, {"id": "42", "q": "z"}),
+                ("POST", "/users", {"name": "ada"}, 201, {"created": {"name": "ada"}}),
+            ],
+        ),
+    ],
+)
+async def test_the_framework_apps_on_payload_2_0(
+    gw: Gateway,
+    examples: ModuleType,
+    app: str,
+    calls: list[tuple[str, str, Any, int, Any]],
+) -> None:
+    """The same apps, their trigger in payload 2.0: each adapter reads the HTTP API event (rawPath,
+    rawQueryString, cookies) and answers in it, on both origins."""
+    _, path = await deploy(gw, examples, app, "2.0")
+    for method, rest, body, status, expected in calls:
+        res = await http(gw, method, path + rest, body)
+        assert (res.status, res.json()) == (status, expected), (app, method, rest)
+        raw = json.dumps(body).encode() if body is not None else None
+        code, _, answer = await host_call(
+            gw, method, path, rest, raw, {"Content-Type": "application/json"}
+        )
+        assert (code, json.loads(answer)) == (status, expected), (app, method, rest, "host")
