@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from nimbus.api.triggerserver import trigger_to_pb
 from nimbus.common.errors import InvalidArgument
 from nimbus.common.triggers import PayloadFormat, TriggerRecord, check_trigger
 from nimbus.invoker.http.server import HttpRequest, HttpResponse
@@ -294,6 +295,13 @@ def test_a_trigger_s_payload_format():
         check_trigger("http", "", "", "", "3.0")
     with pytest.raises(InvalidArgument, match="^payload_format: only an http trigger"):
         check_trigger("timer", "@every 1s", "", "", "2.0")
+    # The API answers an http trigger's format, 1.0 for one stored before the field existed.
+    assert trigger_to_pb(old).payload_format == "1.0"
+    assert trigger_to_pb(record).payload_format == "2.0"
+    assert (
+        trigger_to_pb(TriggerRecord("t", "n", "f", "timer", schedule="@every 1s")).payload_format
+        == ""
+    )
 
 
 class Runner:
