@@ -201,7 +201,7 @@ async def submit_all(
 async def wait_consumer_idle(cluster: Any, timeout_s: float) -> None:
     """Until the shared JetStream consumer has nothing pending or unacked: every stored event has
     finished (cheaper than polling thousands of records while they run)."""
-    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
+    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}", **cluster.nats_tls())
     try:
         js = nc.jetstream()
         deadline = time.monotonic() + timeout_s
@@ -367,7 +367,7 @@ async def test_async_work_leaves_room_for_sync_calls(gw):
 async def test_failing_function_is_retried_dead_lettered_and_replayed(cluster, gw):
     name = unique("fails")
     assert gw.create(name, FAILS).status == 200
-    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
+    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}", **cluster.nats_tls())
     try:
         alerts = await nc.subscribe(f"test.alerts.{name}")
         cfg = gw.request(
@@ -487,7 +487,7 @@ async def test_timer_fires_once_per_tick_with_two_invokers(cluster, gw):
         ).status
         == 200
     )
-    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
+    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}", **cluster.nats_tls())
     try:
         sub = await nc.subscribe(out)
         await asyncio.sleep(1.0)  # the invokers' watch sees the event config
@@ -531,7 +531,7 @@ async def test_a_message_on_a_subject_runs_the_function(cluster, gw):
         ).status
         == 200
     )
-    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
+    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}", **cluster.nats_tls())
     try:
         reply = None
         deadline = time.monotonic() + 15

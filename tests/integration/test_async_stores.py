@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from nimbus.cluster import binaries
+from nimbus.common import mtls
 from nimbus.common.auth import Principal
 from nimbus.common.clock import SystemClock
 from nimbus.common.errors import Throttled, Unavailable
@@ -29,6 +30,9 @@ from nimbus.invoker.stores import jetstream
 from nimbus.invoker.stores.jetstream import JetStreamClient
 from nimbus.invoker.stores.redis_records import RedisRecords, record_key
 from nimbus.invoker.sync.invoke import InvokeResult
+
+# The stores' adapters run in this process against plaintext servers of the test's own.
+mtls.reset_for_tests(None)
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 

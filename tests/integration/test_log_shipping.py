@@ -18,11 +18,16 @@ from pathlib import Path
 import pytest
 from nimbus.api.stores.logstream import JetStreamLogStore
 from nimbus.cluster import binaries
+from nimbus.common import mtls
 from nimbus.common.clock import SystemClock
 from nimbus.common.errors import Unavailable
 from nimbus.nodeagent.logcapture import LogSource, LogWriter
 from nimbus.nodeagent.logship import CURSORS_FILE, LogShipper
 from nimbus.nodeagent.stores.logstream import LogStreamPublisher
+
+# The stores' adapters run in this process against plaintext servers of the test's own.
+mtls.reset_for_tests(None)
+PLAINTEXT_ENV = {**os.environ, "NIMBUS_ALLOW_PLAINTEXT": "1"}  # the shipper's own process too
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -161,7 +166,9 @@ async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(
     await write_lines(logs_dir, "inst-k", messages)
     size = (logs_dir / "inst-k.jsonl").stat().st_size
 
-    first = subprocess.Popen([sys.executable, "-c", SHIPPER, str(logs_dir), nats_server.url])
+    first = subprocess.Popen(
+        [sys.executable, "-c", SHIPPER, str(logs_dir), nats_server.url], env=PLAINTEXT_ENV
+    )
     try:
         # Polled often: on an idle machine the whole backlog ships in well under a second.
         await wait_for(
@@ -173,7 +180,9 @@ async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(
     killed_at = cursor(logs_dir)
     assert 0 < killed_at < size
 
-    second = subprocess.Popen([sys.executable, "-c", SHIPPER, str(logs_dir), nats_server.url])
+    second = subprocess.Popen(
+        [sys.executable, "-c", SHIPPER, str(logs_dir), nats_server.url], env=PLAINTEXT_ENV
+    )
     try:
         await wait_for(
             lambda: asyncio.sleep(0, not (logs_dir / "inst-k.jsonl").exists()),

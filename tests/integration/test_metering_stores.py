@@ -27,7 +27,7 @@ from nimbus.api.stores.meterstore import RedisMeter
 from nimbus.api.usage import UsageApi
 from nimbus.cluster import binaries
 from nimbus.common import fnmetrics as fm
-from nimbus.common import logstream
+from nimbus.common import logstream, mtls
 from nimbus.common.auth import Principal
 from nimbus.common.clock import SystemClock
 from nimbus.common.histogram import bucket_of
@@ -35,6 +35,9 @@ from nimbus.common.model import FunctionConfig, FunctionRecord
 from nimbus.invoker.stores.throttles import ThrottleRecorder
 
 from tests.integration.test_async_stores import Nats, free_port, wait_port
+
+# The stores' adapters run in this process against plaintext servers of the test's own.
+mtls.reset_for_tests(None)
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
 
