@@ -97,7 +97,7 @@ def sds_document(pki_dir: Path) -> str:
     return json.dumps({"resources": [secret]}, indent=1)
 
 
-def upstream_tls(pki_dir: Path | None, service: str) -> str:
+def upstream_tls(pki_dir: Path | None, service: str, alpn: str = "h2") -> str:
     """A cluster's `transport_socket` (YAML flow) for mutual TLS to replicas of `service`:
     Envoy's own certificate comes by file-based SDS (re-read when rotated), and the upstream's
     certificate must name `service` (its SPIFFE URI SAN)."""
@@ -109,7 +109,7 @@ def upstream_tls(pki_dir: Path | None, service: str) -> str:
             "@type": "type.googleapis.com/"
             "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
             "common_tls_context": {
-                "alpn_protocols": ["h2"],
+                "alpn_protocols": [alpn],
                 "tls_certificate_sds_secret_configs": [
                     {
                         "name": "envoy_identity",
@@ -187,6 +187,7 @@ def common_values(
         "xds_dir": str(xds_dir),
         "upstream_tls_api": upstream_tls(pki_dir, "api"),
         "upstream_tls_invoker": upstream_tls(pki_dir, "invoker"),
+        "upstream_tls_invoker_http": upstream_tls(pki_dir, "invoker", "http/1.1"),
         "invoke_timeout": INVOKE_TIMEOUT,
         "control_timeout": CONTROL_TIMEOUT,
         "key_rps": limits.key_rps,

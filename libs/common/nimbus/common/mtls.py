@@ -30,6 +30,8 @@ from nimbus.common.config import ConfigError
 log = logging.getLogger(__name__)
 
 ALLOW_PLAINTEXT_VAR = "NIMBUS_ALLOW_PLAINTEXT"
+# The CALLERS key of the invoker's HTTP listener.
+INVOKER_HTTP = "/nimbus.invoker.http/"
 ANY_PEER = "*"
 
 # Who may call what: the first matching method prefix wins; a method no prefix matches is refused.
@@ -45,6 +47,8 @@ CALLERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("/nimbus.internal.v1.NodeAgent/", frozenset({"invoker"})),
     ("/nimbus.internal.v1.InvokerControl/", frozenset({pki.OPERATOR})),
     ("/nimbus.api.", frozenset({"envoy"})),
+    # Not gRPC: the invoker's HTTP/1.1 listener (REST invoke, HTTP triggers) behind Envoy.
+    (INVOKER_HTTP, frozenset({"envoy"})),
 )
 
 # How often a process looks for a rotated certificate (a stat of two files).
