@@ -416,3 +416,51 @@ async def test_writing_past_the_tmp_limit_fails_cleanly(
         == "ENOSPC"
     )
     await neighbour_answers(agent, neighbour)
+
+
+SOCKET_FAMILIES = r"""
+import errno, socket
+
+def attempt(family, kind, proto=0):
+    try:
+        socket.socket(family, kind, proto).close()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+def handler(event, context):
+    pair = socket.socketpair()
+    for s in pair:
+        s.close()
+    return {
+        "inet": attempt(socket.AF_INET, socket.SOCK_STREAM),
+        "inet6": attempt(socket.AF_INET6, socket.SOCK_DGRAM),
+        "unix": attempt(socket.AF_UNIX, socket.SOCK_STREAM),
+        "netlink_route": attempt(socket.AF_NETLINK, socket.SOCK_RAW, 0),
+        "interfaces": [name for _, name in socket.if_nameindex()],
+        "netlink_uevent": attempt(socket.AF_NETLINK, socket.SOCK_RAW, 15),
+        "netlink_audit": attempt(socket.AF_NETLINK, socket.SOCK_RAW, 9),
+        "netlink_sock_diag": attempt(socket.AF_NETLINK, socket.SOCK_RAW, 4),
+        "alg": attempt(socket.AF_ALG, socket.SOCK_SEQPACKET),
+        "packet": attempt(socket.AF_PACKET, socket.SOCK_RAW),
+        "key": attempt(15, socket.SOCK_RAW, 2),
+        "vsock": attempt(40, socket.SOCK_STREAM),
+        "rds": attempt(21, socket.SOCK_SEQPACKET),
+    }
+"""
+
+
+async def test_socket_families_a_function_never_needs_are_refused(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
+    info = await create(agent, code_server, SOCKET_FAMILIES, name="families")
+    reply = await invoke(agent, info.instance_id, {})
+    assert reply.function_error == "", reply.payload
+    got = json.loads(reply.payload)
+    assert {k: got[k] for k in ("inet", "inet6", "unix", "netlink_route")} == dict.fromkeys(
+        ("inet", "inet6", "unix", "netlink_route"), "ok"
+    )
+    assert got["interfaces"] == ["lo"]
+    refused = ("netlink_uevent", "netlink_audit", "netlink_sock_diag", "alg", "packet", "key")
+    assert {k: got[k] for k in refused} == dict.fromkeys(refused, "EPERM"), got
+    assert got["vsock"] == "EPERM" and got["rds"] in ("EPERM", "EAFNOSUPPORT"), got

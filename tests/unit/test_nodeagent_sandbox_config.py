@@ -107,8 +107,24 @@ def test_seccomp_allowlist() -> None:
         "clone3",
     ):
         assert dangerous not in allowed, dangerous
-    for needed in ("read", "write", "mmap", "futex", "execve", "connect", "socketpair", "wait4"):
+    for needed in ("read", "write", "mmap", "futex", "execve", "connect", "wait4"):
         assert needed in allowed
+    # socket and socketpair only for the families a function uses (netlink: routing only).
+    assert "socket" not in allowed and "socketpair" not in allowed
+    families = [
+        tuple((a["index"], a["value"], a["op"]) for a in r["args"])
+        for r in closed["syscalls"]
+        if r["names"] == ["socket"]
+    ]
+    eq = "SCMP_CMP_EQ"
+    assert sorted(families) == [
+        ((0, 1, eq),),
+        ((0, 2, eq),),
+        ((0, 10, eq),),
+        ((0, 16, eq), (2, 0, eq)),
+    ]
+    pair = next(r for r in closed["syscalls"] if r["names"] == ["socketpair"])
+    assert pair["args"] == [{"index": 0, "value": 1, "op": eq}]
     clone = next(r for r in closed["syscalls"] if r["names"] == ["clone"])
     assert (
         clone["args"][0]["op"] == "SCMP_CMP_MASKED_EQ" and clone["args"][0]["value"] & 0x10000000
