@@ -41,8 +41,7 @@ async def main() -> None:
     logs.setup(cfg.common.replica, cfg.common.log_level)
     clock = SystemClock()
 
-    layout = NodeLayout.for_node(cfg.common.home, cfg.node_id)
-    layout.make_dirs()
+    layout = NodeLayout.for_node(cfg.common.home, cfg.node_id).make_dirs()
     for stale in layout.socket_root.iterdir():
         shutil.rmtree(stale, ignore_errors=True)
     driver = new_driver(
