@@ -329,7 +329,7 @@ async def test_custom_runtime_cannot_listen_but_its_shim_serves(
         handler="x.y",
     )
     got = json.loads((await invoke(agent, info.instance_id, {})).payload)
-    assert got == {"listen": "Operation not permitted", "uid": 10001}
+    assert got["listen"] == "Operation not permitted" and 10001 <= got["uid"] < 10001 + 1024
 
 
 async def test_fork_bomb_is_contained(
@@ -464,3 +464,42 @@ async def test_socket_families_a_function_never_needs_are_refused(
     refused = ("netlink_uevent", "netlink_audit", "netlink_sock_diag", "alg", "packet", "key")
     assert {k: got[k] for k in refused} == dict.fromkeys(refused, "EPERM"), got
     assert got["vsock"] == "EPERM" and got["rds"] in ("EPERM", "EAFNOSUPPORT"), got
+
+
+WHOAMI = """
+import os, pwd, resource
+
+def handler(event, context):
+    return {
+        "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid()],
+        "name": pwd.getpwuid(os.getuid()).pw_name,
+        "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
+    }
+"""
+
+
+async def test_each_sandbox_runs_under_its_own_uid(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
+    """Per-uid kernel limits and accounting (RLIMIT_NPROC, inotify instances, message queue bytes,
+    the socket's owner) are never shared between two tenants' sandboxes."""
+    first = await create(agent, code_server, WHOAMI, name="tenant-a")
+    second = await create(agent, code_server, WHOAMI, name="tenant-b")
+    a = json.loads((await invoke(agent, first.instance_id, {})).payload)
+    b = json.loads((await invoke(agent, second.instance_id, {})).payload)
+    for got in (a, b):
+        uid = got["ids"][0]
+        assert got["ids"] == [uid] * 4 and 10001 <= uid < 10001 + 1024, got
+        assert got["name"] == f"sbx_user{uid}"
+    assert a["ids"][0] != b["ids"][0]
+    # The host sees the same: each sandbox's first process runs as its own uid.
+    host_uids = {
+        int(
+            Path(f"/proc/{agent.instance_pid(i.instance_id)}/status")
+            .read_text()
+            .split("Uid:\t")[1]
+            .split()[0]
+        )
+        for i in (first, second)
+    }
+    assert host_uids == {a["ids"][0], b["ids"][0]}

@@ -197,12 +197,17 @@ def test_minimal_etc_has_no_secrets(tmp_path: Path) -> None:
     (host / "ld.so.cache").write_text("cache")
     (host / "passwd").write_text("alice:x:1000:1000::/home/alice:/bin/bash\n")
     etc = tmp_path / "etc"
-    rootfs.build_etc(etc, 10001, 10001, host_etc=host)
+    rootfs.build_etc(etc, range(10001, 10004), host_etc=host)
     assert not (etc / "shadow").exists() and not (etc / "ssl" / "private").exists()
     assert (etc / "ssl" / "certs" / "ca.pem").read_text() == "public"
     assert (etc / "ld.so.cache").exists()
     passwd = (etc / "passwd").read_text()
-    assert "alice" not in passwd and "nimbus:x:10001:10001" in passwd
+    assert "alice" not in passwd
+    # Every sandbox uid of the node is a user and a group of its own.
+    for uid in (10001, 10002, 10003):
+        assert f"sbx_user{uid}:x:{uid}:{uid}::/tmp:" in passwd
+        assert f"sbx_user{uid}:x:{uid}:\n" in (etc / "group").read_text()
+    assert "10004" not in passwd
 
 
 def test_rootfs_skeleton(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ async def main() -> None:
         python=cfg.python,
         node=cfg.node,
         runc=cfg.runc,
-        uid=cfg.sandbox_uid,
+        uids=range(cfg.sandbox_uid, cfg.sandbox_uid + cfg.sandbox_uids),
         tmp_mb=cfg.tmp_mb,
     )
     if not driver.isolated:

@@ -5,6 +5,12 @@ have ids "nimbus-<node>-<sandbox id>", so cleanup never touches anyone else's; t
 the agent deletes whatever a crashed run left there. The agent makes itself a child subreaper, so
 each container's first process becomes its child once `runc run -d` returns: a pidfd tells the
 event loop when it exits and waitid() gives the real exit status (exit 3, or killed by SIGKILL).
+
+Each sandbox runs under a uid (and gid) of its own, taken from the node's range
+(NIMBUS_SANDBOX_UID, NIMBUS_SANDBOX_UIDS) when it starts and given back once its container is
+gone: what the kernel counts per uid (RLIMIT_NPROC, inotify instances, POSIX message queue bytes,
+who owns the agent's socket) is never shared between tenants. Freed uids go to the back of the
+line, so a uid is reused as late as possible.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import os
 import shutil
 import signal
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +49,7 @@ class RuncHandle(SandboxHandle):
     cgroup: cgroups.Cgroup
     bundle: Path
     task_dir: Path
+    uid: int
     exited: asyncio.Future[int] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -63,14 +71,15 @@ class RuncDriver(SandboxDriver):
         runc: str,
         python: str,
         node: str | None,
-        uid: int,
+        uids: range,
         tmp_mb: int,
         pids: int = 128,
     ) -> None:
         self._layout = layout
         self._python = python
         self._node = node
-        self._uid = uid
+        self._uids = uids
+        self._free_uids = deque(uids)
         self._tmp_mb = tmp_mb
         self._pids = pids
         self._prefix = f"nimbus-{node_id}-"
@@ -113,7 +122,7 @@ class RuncDriver(SandboxDriver):
         self._state_root.mkdir(parents=True, exist_ok=True)
         self._bundles.mkdir(parents=True, exist_ok=True)
         self._system_binds = rootfs.build_rootfs(self._rootfs)
-        rootfs.build_etc(self._etc, self._uid, self._uid)
+        rootfs.build_etc(self._etc, self._uids)
         rootfs.copy_runtimes(self._runtime)
         mounts.make_readonly_view(self._layout.code_dir, self._code_ro)
         mounts.make_shared_dir(self._tasks)
@@ -140,6 +149,11 @@ class RuncDriver(SandboxDriver):
         if not self.supports(spec.runtime):
             raise InvalidArgument(f"runtime {spec.runtime!r} is not supported on this node")
         cid = self._prefix + spec.sandbox_id
+        if not self._free_uids:
+            raise Unavailable(
+                f"every sandbox uid of this node is in use ({len(self._uids)} from "
+                f"{self._uids.start}; raise NIMBUS_SANDBOX_UIDS)"
+            )
         handle = RuncHandle(
             sandbox_id=spec.sandbox_id,
             runtime=spec.runtime,
@@ -150,10 +164,12 @@ class RuncDriver(SandboxDriver):
             cgroup=cgroups.Cgroup(f"{self._cgroup_parent}/{cid}", self._v2),
             bundle=self._bundles / spec.sandbox_id,
             task_dir=self._tasks / spec.sandbox_id,
+            uid=self._free_uids.popleft(),
         )
         try:
             await asyncio.to_thread(self._write_bundle, spec, handle)
         except BaseException:
+            self._release_uid(handle)
             await asyncio.shield(asyncio.to_thread(self._cleanup, handle))
             raise
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -197,17 +213,18 @@ class RuncDriver(SandboxDriver):
     async def _discard(self, handle: RuncHandle) -> None:
         with contextlib.suppress(Exception):
             await self._runc.delete(handle.container_id)
+        self._release_uid(handle)
         await asyncio.to_thread(self._cleanup, handle)
 
     def _write_bundle(self, spec: SandboxSpec, handle: RuncHandle) -> None:
         handle.task_dir.mkdir(mode=0o755)
         handle.bundle.mkdir(mode=0o700)
         # Only this sandbox's user may reach the agent's socket.
-        os.chown(spec.socket_dir, self._uid, self._uid)
+        os.chown(spec.socket_dir, handle.uid, handle.uid, follow_symlinks=False)
         os.chmod(spec.socket_dir, 0o700)
         sock = spec.socket_dir / "sock"
         if sock.exists():
-            os.chown(sock, self._uid, self._uid)
+            os.chown(sock, handle.uid, handle.uid, follow_symlinks=False)
         env = {
             **spec.env,
             "NIMBUS_SOCKET": f"{oci.SOCKET_DIR}/sock",
@@ -218,8 +235,8 @@ class RuncDriver(SandboxDriver):
                 spec.runtime, oci.RUNTIME_ROOT, python=self._python, node=self._node or "node"
             ),
             env=env,
-            uid=self._uid,
-            gid=self._uid,
+            uid=handle.uid,
+            gid=handle.uid,
             rootfs=str(self._rootfs),
             etc_dir=str(self._etc),
             runtime_dir=str(self._runtime),
@@ -273,7 +290,22 @@ class RuncDriver(SandboxDriver):
                     "sandbox did not exit after SIGKILL", extra=kv(container=handle.container_id)
                 )
         await self._runc.delete(handle.container_id)
+        self._release_uid(handle)
         await asyncio.to_thread(self._cleanup, handle)
+
+    def _release_uid(self, handle: RuncHandle) -> None:
+        """Gives the uid back once nothing of the sandbox can still run under it: its first process
+        was reaped (all of its pid namespace died with it) or it never started."""
+        if handle.uid < 0:
+            return
+        if handle.pid and not handle.exited.done():
+            log.warning(
+                "a sandbox's uid stays retired: its process was not seen to exit",
+                extra=kv(container=handle.container_id, uid=handle.uid),
+            )
+        else:
+            self._free_uids.append(handle.uid)
+        handle.uid = -1
 
     def _cleanup(self, handle: RuncHandle) -> None:
         mounts.unmount_all(handle.task_dir)
