@@ -8,6 +8,7 @@ function still answers promptly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -394,7 +395,9 @@ async def test_infinite_loop_times_out_and_is_destroyed(
     assert time.monotonic() - started < 0.7 + 0.5  # 1 s timeout, 0.3 s already gone, ≤ 0.5 s late
     assert json.loads(reply.payload) == {
         "errorType": "Timeout",
-        "errorMessage": "Task timed out after 1.00 seconds",
+        "errorMessage": "Task timed out after 1.00 seconds (timeout_s 1; raise it with nimbus"
+        " deploy --timeout S if the work needs longer)",
+        "stackTrace": [],
     }
     assert pid_gone(pid)
     assert not container_cgroup(agent, info.instance_id, "memory").exists()
@@ -503,3 +506,50 @@ async def test_each_sandbox_runs_under_its_own_uid(
         for i in (first, second)
     }
     assert host_uids == {a["ids"][0], b["ids"][0]}
+
+
+ALLOCATES = """
+import time
+
+def handler(event, context):
+    started = time.monotonic()
+    block = b"x" * (event["mb"] * 1024 * 1024)
+    return {"alloc_s": time.monotonic() - started, "len": len(block)}
+"""
+
+
+async def test_out_of_memory_ends_the_call_promptly(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
+    """400 MB in a 128 MB function: the kernel kills it as the allocation crosses 128 MB, and the
+    call ends (and is billed) within a second of how long the whole allocation takes. The test
+    polls the cgroup's own OOM-kill counter to see when the kernel killed it."""
+    big = await create(agent, code_server, ALLOCATES, name="alloc-big", memory_mb=1024)
+    fits = json.loads((await invoke(agent, big.instance_id, {"mb": 400})).payload)
+    assert fits.get("len") == 400 * 1024 * 1024, fits
+    small = await create(agent, code_server, ALLOCATES, name="alloc-small", timeout_s=20)
+    started = time.monotonic()
+    call = asyncio.ensure_future(invoke(agent, small.instance_id, {"mb": 400}, request_id="oom-1"))
+    oom_control = container_cgroup(agent, small.instance_id, "memory") / "memory.oom_control"
+    killed_at = None
+    while not call.done():
+        with contextlib.suppress(OSError):
+            if killed_at is None and "oom_kill 1" in oom_control.read_text():
+                killed_at = time.monotonic() - started
+        await asyncio.sleep(0.002)
+    reply = await call
+    took = time.monotonic() - started
+    error = json.loads(reply.payload)
+    print(
+        f"allocation alone {fits['alloc_s']:.3f} s; OOM call {took:.3f} s, billed "
+        f"{reply.billed_ms} ms; the kernel killed it at {killed_at} s"
+    )
+    assert error["errorType"] == "OutOfMemory", error
+    assert set(error) == {"errorType", "errorMessage", "stackTrace"}
+    assert "memory_mb" in error["errorMessage"]
+    assert reply.billed_ms / 1000 < fits["alloc_s"] + 1.0
+    assert took < fits["alloc_s"] + 1.0
+    # Once the kernel killed it, the call ends within a few scheduler ticks: its dying process is
+    # not throttled to 128/1769 of a core (0.1-0.5 s here before).
+    assert killed_at is not None
+    assert reply.billed_ms / 1000 - killed_at < 0.1
