@@ -553,3 +553,25 @@ async def test_out_of_memory_ends_the_call_promptly(
     # not throttled to 128/1769 of a core (0.1-0.5 s here before).
     assert killed_at is not None
     assert reply.billed_ms / 1000 - killed_at < 0.1
+
+
+async def test_compiling_a_pathological_package_is_bounded(
+    agent: Agent, code_server: tuple[str, CodeServer]
+) -> None:
+    """A 3 MB list literal (a few KB zipped) takes the byte compiler about 1 GB and seconds of a
+    core. The agent compiles a package inside a sandbox of its own (its own uid, no network, a
+    memory limit below that): the compile of that file dies there, not on the host; the rest of
+    the package is compiled, and the function works."""
+    big = "x = [" + "1," * 1_500_000 + "]\n"
+    started = time.monotonic()
+    info = await create_files(agent, code_server, {"app.py": ECHO, "big.py": big})
+    took = time.monotonic() - started
+    assert json.loads((await invoke(agent, info.instance_id, {"a": 1})).payload) == {"a": 1}
+    tree = agent.home / "nodes" / agent.node_id / "code" / info.spec.code_sha256
+    cache = tree / "__pycache__"
+    assert (cache / "app.cpython-311.pyc").is_file()
+    assert not (cache / "big.cpython-311.pyc").exists()
+    # Only the agent's user owns the cached tree, whoever compiled it.
+    assert {p.lstat().st_uid for p in [tree, *tree.rglob("*")]} == {0}
+    assert "stopped compiling" in (agent.home / "agent.log").read_text()
+    assert took < 20

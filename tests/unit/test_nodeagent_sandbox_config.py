@@ -221,3 +221,29 @@ def test_rootfs_skeleton(tmp_path: Path) -> None:
     assert (skeleton / "bin").is_symlink() and str((skeleton / "bin").readlink()) == "usr/bin"
     assert all((skeleton / p).is_dir() for p in oci.MOUNT_POINTS)
     assert (skeleton / "tmp").stat().st_mode & 0o1777 == 0o1777  # runc gives the tmpfs this mode
+
+
+def test_compiled_files_come_back_only_for_real_sources(tmp_path: Path) -> None:
+    """What a package's compile (the tenant's) wrote is copied into the tree only as regular .pyc
+    files named for a source there, into __pycache__ dirs the agent makes; never via a symlink."""
+    from nimbus.nodeagent.sandbox.runc import _harvest_pyc
+
+    tree, prefix = tmp_path / "tree", tmp_path / "out"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "app.py").write_text("")
+    (tree / "pkg" / "mod.py").write_text("")
+    (prefix / "pkg").mkdir(parents=True)
+    (prefix / "app.cpython-311.pyc").write_bytes(b"app")
+    (prefix / "pkg" / "mod.cpython-311.pyc").write_bytes(b"mod")
+    (prefix / "ghost.cpython-311.pyc").write_bytes(b"no source")
+    (prefix / "notes.txt").write_text("not a pyc")
+    secret = tmp_path / "secret"
+    secret.write_text("host file")
+    (tree / "evil.py").write_text("")
+    (prefix / "evil.cpython-311.pyc").symlink_to(secret)
+    (prefix / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    _harvest_pyc(prefix, tree)
+    assert (tree / "__pycache__" / "app.cpython-311.pyc").read_bytes() == b"app"
+    assert (tree / "pkg" / "__pycache__" / "mod.cpython-311.pyc").read_bytes() == b"mod"
+    assert sorted(p.name for p in (tree / "__pycache__").iterdir()) == ["app.cpython-311.pyc"]
+    assert not any(p.is_symlink() for p in tree.rglob("*"))

@@ -90,7 +90,7 @@ async def main() -> None:
         layout.code_dir,
         FuncmgrCodeSource(funcmgr),
         budget_mb=cfg.code_cache_mb,
-        compile_python=cfg.python,
+        compiler=driver,
     )
     await code.load_index()
     registry = NodeRegistry(

@@ -21,6 +21,13 @@ kills anyone: the driver lifts the sandbox's CPU cap at once. If within 50 ms th
 process has SIGKILL pending (the instance is dying), the cap stays off; if not (the kernel killed a
 child, the runtime lives on), the function's cap comes back: at most 50 ms uncapped per OOM kill,
 each of which needs the sandbox to fill its memory again. A stop lifts the cap too.
+
+A code package's Python is compiled in a one-shot container too (compile_python): a uid of the
+range, no network, the same seccomp profile, the package read-only at /var/task, and a memory
+limit, one core and a time limit (_COMPILE_*). The compiler writes its .pyc files under
+pycache_prefix into a fresh tmpfs (its pages count toward that memory limit), from which the agent
+copies back only regular files named for a source that exists, into __pycache__ dirs it creates:
+the tenant's compile never writes to the host's disk or into the package.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ import ctypes
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
+import stat
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +51,13 @@ from nimbus.common.logs import kv
 from nimbus.nodeagent.layout import NodeLayout
 from nimbus.nodeagent.runtimes import RUNTIMES, shim_argv
 from nimbus.nodeagent.sandbox import cgroups, mounts, oci, rootfs, seccomp
-from nimbus.nodeagent.sandbox.base import Limits, SandboxDriver, SandboxHandle, SandboxSpec
+from nimbus.nodeagent.sandbox.base import (
+    COMPILE_TIMEOUT_S,
+    Limits,
+    SandboxDriver,
+    SandboxHandle,
+    SandboxSpec,
+)
 from nimbus.nodeagent.sandbox.runccli import RuncCli
 
 log = logging.getLogger(__name__)
@@ -53,6 +68,12 @@ _EXIT_WAIT_S = 5.0
 _OOM_CHECK_S = 0.002
 _OOM_CHECKS = 25
 _SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+# A package's compile: memory (its output tmpfs included), processes, one core's worth of CPU.
+_COMPILE_MEMORY_MB = 512
+_COMPILE_PIDS = 16
+_COMPILE_PREFIX = "/tmp/pyc"
+# A .pyc bigger than this is not copied back (the largest stdlib one is under 1 MB).
+_MAX_PYC_BYTES = 64 * 1024 * 1024
 _PR_SET_CHILD_SUBREAPER = 36
 # Inside the sandbox the Runtime API listens where Lambda's does.
 _RUNTIME_API_PORT = "9001"
@@ -312,6 +333,89 @@ class RuncDriver(SandboxDriver):
         await asyncio.to_thread(attach)
         return oci.TASK_ROOT
 
+    async def compile_python(self, tree: Path) -> None:
+        if not self._free_uids:
+            log.warning("no free sandbox uid to compile a code package; it compiles on import")
+            return
+        tag = secrets.token_hex(6)
+        cid = f"{self._prefix}compile-{tag}"
+        bundle = self._bundles / f"compile-{tag}"
+        cgroup = cgroups.Cgroup(f"{self._cgroup_parent}/{cid}", self._v2)
+        uid = self._free_uids.popleft()
+        code: int | None = None
+        try:
+            await asyncio.to_thread(self._write_compile_bundle, tree, bundle, uid, cgroup)
+            try:
+                code, _ = await self._runc.run(
+                    "run",
+                    "-b",
+                    str(bundle),
+                    cid,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    timeout_s=COMPILE_TIMEOUT_S,
+                )
+            except TimeoutError:
+                code = None
+            if code not in (0, 1):  # 1: a file did not compile, the function's to report
+                why = (
+                    f"it needed more than {_COMPILE_MEMORY_MB} MB"
+                    if cgroup.oom_kills()
+                    else f"it took longer than {COMPILE_TIMEOUT_S:.0f} s"
+                    if code is None
+                    else f"the compiler exited with {code}"
+                )
+                log.warning(
+                    f"stopped compiling a code package: {why}; what was compiled is kept, the "
+                    "rest compiles on import",
+                    extra=kv(container=cid),
+                )
+        finally:
+            # `runc run` deleted the container when it exited; after a timeout it may still run.
+            if code is None:
+                await asyncio.shield(self._runc.delete(cid))
+            await asyncio.shield(asyncio.to_thread(_finish_compile, tree, bundle, cgroup))
+            self._free_uids.append(uid)
+
+    def _write_compile_bundle(
+        self, tree: Path, bundle: Path, uid: int, cgroup: cgroups.Cgroup
+    ) -> None:
+        out = bundle / "out"
+        bundle.mkdir(mode=0o700)
+        out.mkdir(mode=0o700)
+        mounts.mount("tmpfs", str(out), mounts.MS_NOSUID | mounts.MS_NODEV, "tmpfs")
+        os.chown(out, uid, uid)
+        os.chmod(out, 0o700)
+        spec = oci.BundleSpec(
+            args=[
+                self._python,
+                "-I",
+                "-X",
+                f"pycache_prefix={_COMPILE_PREFIX}",
+                "-m",
+                "compileall",
+                "-q",
+                oci.TASK_ROOT,
+            ],
+            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"},
+            uid=uid,
+            gid=uid,
+            rootfs=str(self._rootfs),
+            etc_dir=str(self._etc),
+            runtime_dir=str(self._runtime),
+            task_dir=str(tree),
+            socket_dir="",
+            tmp_mb=0,
+            memory_mb=_COMPILE_MEMORY_MB,
+            pids=_COMPILE_PIDS,
+            cpu_shares=oci.cpu_shares(_COMPILE_MEMORY_MB),
+            cgroups_path=cgroup.path,
+            seccomp=seccomp.profile(allow_listen=False),
+            system_binds=self._system_binds,
+            tmp_dir=str(out),
+            cpu_quota_us=oci.CPU_PERIOD_US,
+        )
+        (bundle / "config.json").write_text(json.dumps(oci.config(spec)))
+
     async def set_limits(self, handle: SandboxHandle, limits: Limits) -> None:
         assert isinstance(handle, RuncHandle)
         handle.limits = limits
@@ -411,6 +515,68 @@ class RuncDriver(SandboxDriver):
             except OSError:
                 return None
         return cgroups.read_counter(handle.peak_fd)
+
+
+def _finish_compile(tree: Path, bundle: Path, cgroup: cgroups.Cgroup) -> None:
+    out = bundle / "out"
+    try:
+        if (out / "pyc").is_dir():
+            _harvest_pyc(out / "pyc" / oci.TASK_ROOT.lstrip("/"), tree)
+    finally:
+        mounts.umount(str(out))
+        shutil.rmtree(bundle, ignore_errors=True)
+        cgroup.remove()
+
+
+def _harvest_pyc(prefix: Path, tree: Path) -> None:
+    """Copies <prefix>/<dir>/<name>.<tag>.pyc to <tree>/<dir>/__pycache__/ for each <name>.py of
+    the tree; nothing else, and never through a symlink (the tenant's compile wrote `prefix`)."""
+    for dirpath, _, filenames in os.walk(prefix):
+        rel = os.path.relpath(dirpath, prefix)
+        target = tree if rel == "." else tree / rel
+        try:
+            if not stat.S_ISDIR(os.lstat(target).st_mode):
+                continue
+        except OSError:
+            continue
+        for name in filenames:
+            stem, _, tag = name.removesuffix(".pyc").rpartition(".")
+            if not name.endswith(".pyc") or not stem or not tag.startswith("cpython-"):
+                continue
+            try:
+                if not stat.S_ISREG(os.lstat(target / f"{stem}.py").st_mode):
+                    continue
+            except OSError:
+                continue
+            _copy_pyc(os.path.join(dirpath, name), target / "__pycache__", name)
+
+
+def _copy_pyc(source: str, cache: Path, name: str) -> None:
+    try:
+        src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        st = os.fstat(src)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_PYC_BYTES:
+            return
+        with contextlib.suppress(FileExistsError):
+            cache.mkdir(mode=0o755)
+        if not stat.S_ISDIR(os.lstat(cache).st_mode):
+            return
+        dst = os.open(
+            cache / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444
+        )
+        try:
+            offset = 0
+            while offset < st.st_size and (sent := os.sendfile(dst, src, offset, st.st_size)):
+                offset += sent
+        finally:
+            os.close(dst)
+    except OSError:
+        return
+    finally:
+        os.close(src)
 
 
 def _being_killed(pid: int) -> bool:
