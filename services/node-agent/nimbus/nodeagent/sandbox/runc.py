@@ -346,8 +346,10 @@ class RuncDriver(SandboxDriver):
         try:
             await asyncio.to_thread(self._write_compile_bundle, tree, bundle, uid, cgroup)
             try:
+                # --keep: the cgroup outlives the compiler, to say whether memory ended it.
                 code, _ = await self._runc.run(
                     "run",
+                    "--keep",
                     "-b",
                     str(bundle),
                     cid,
@@ -370,9 +372,8 @@ class RuncDriver(SandboxDriver):
                     extra=kv(container=cid),
                 )
         finally:
-            # `runc run` deleted the container when it exited; after a timeout it may still run.
-            if code is None:
-                await asyncio.shield(self._runc.delete(cid))
+            # Kills it too if it still runs (after a timeout).
+            await asyncio.shield(self._runc.delete(cid))
             await asyncio.shield(asyncio.to_thread(_finish_compile, tree, bundle, cgroup))
             self._free_uids.append(uid)
 
