@@ -524,7 +524,9 @@ async def test_out_of_memory_ends_the_call_promptly(
     """400 MB in a 128 MB function: the kernel kills it as the allocation crosses 128 MB, and the
     call ends (and is billed) within a second of how long the whole allocation takes. The test
     polls the cgroup's own OOM-kill counter to see when the kernel killed it."""
-    big = await create(agent, code_server, ALLOCATES, name="alloc-big", memory_mb=1024)
+    big = await create(
+        agent, code_server, ALLOCATES, name="alloc-big", memory_mb=1024, timeout_s=20
+    )
     fits = json.loads((await invoke(agent, big.instance_id, {"mb": 400})).payload)
     assert fits.get("len") == 400 * 1024 * 1024, fits
     small = await create(agent, code_server, ALLOCATES, name="alloc-small", timeout_s=20)
