@@ -147,7 +147,9 @@ async def test_timeout_kills_and_removes_instance(
     assert reply.function_error == "Unhandled"
     assert json.loads(reply.payload) == {
         "errorType": "Timeout",
-        "errorMessage": "Task timed out after 1.00 seconds",
+        "errorMessage": "Task timed out after 1.00 seconds (timeout_s 1; raise it with nimbus"
+        " deploy --timeout S if the work needs longer)",
+        "stackTrace": [],
     }
     assert await etcd.get(keys.instance(agent.node_id, info.instance_id)) is None
     assert pid_gone(pid)

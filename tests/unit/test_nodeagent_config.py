@@ -31,10 +31,11 @@ def test_defaults() -> None:
     assert cfg.sandbox == "process"
     assert cfg.common.replica == "node-agent"
     assert cfg.pool_sizes == {"python3.11": 2, "nodejs20": 1, "provided": 1}
-    assert (cfg.code_cache_mb, cfg.tmp_mb, cfg.sandbox_uid, cfg.cpu_quota) == (
+    assert (cfg.code_cache_mb, cfg.tmp_mb, cfg.sandbox_uid, cfg.sandbox_uids, cfg.cpu_quota) == (
         4096,
         512,
         10001,
+        1024,
         True,
     )
     assert (cfg.nats_url, cfg.log_retention_h, cfg.log_max_mb) == (
@@ -80,6 +81,7 @@ def test_example_env() -> None:
         "NIMBUS_CODE_CACHE_MB": "1024",
         "NIMBUS_SANDBOX_TMP_MB": "64",
         "NIMBUS_SANDBOX_UID": "20000",
+        "NIMBUS_SANDBOX_UIDS": "64",
         "NIMBUS_SANDBOX_CPU": "shares",
         "NIMBUS_NATS_URL": "nats://127.0.0.1:4333",
         "NIMBUS_LOG_RETENTION_H": "1.5",
@@ -88,10 +90,11 @@ def test_example_env() -> None:
     cfg = NodeAgentConfig.from_env(env, host_mb=1)
     assert (cfg.nats_url, cfg.log_retention_h, cfg.log_max_mb) == ("nats://127.0.0.1:4333", 1.5, 64)
     assert (cfg.sandbox, cfg.pool_sizes) == ("process", {"python3.11": 3, "nodejs20": 0})
-    assert (cfg.code_cache_mb, cfg.tmp_mb, cfg.sandbox_uid, cfg.cpu_quota) == (
+    assert (cfg.code_cache_mb, cfg.tmp_mb, cfg.sandbox_uid, cfg.sandbox_uids, cfg.cpu_quota) == (
         1024,
         64,
         20000,
+        64,
         False,
     )
     assert (cfg.listen_addr, cfg.node_id, cfg.funcmgr_addr) == (
@@ -119,6 +122,7 @@ def test_example_env() -> None:
         ("NIMBUS_CODE_CACHE_MB", "1"),
         ("NIMBUS_SANDBOX_TMP_MB", "0"),
         ("NIMBUS_SANDBOX_UID", "0"),
+        ("NIMBUS_SANDBOX_UIDS", "0"),
         ("NIMBUS_SANDBOX_CPU", "unlimited"),
         ("NIMBUS_NODEJS", "/nonexistent/node"),
         ("NIMBUS_RUNC", "/nonexistent/runc"),

@@ -107,8 +107,24 @@ def test_seccomp_allowlist() -> None:
         "clone3",
     ):
         assert dangerous not in allowed, dangerous
-    for needed in ("read", "write", "mmap", "futex", "execve", "connect", "socketpair", "wait4"):
+    for needed in ("read", "write", "mmap", "futex", "execve", "connect", "wait4"):
         assert needed in allowed
+    # socket and socketpair only for the families a function uses (netlink: routing only).
+    assert "socket" not in allowed and "socketpair" not in allowed
+    families = [
+        tuple((a["index"], a["value"], a["op"]) for a in r["args"])
+        for r in closed["syscalls"]
+        if r["names"] == ["socket"]
+    ]
+    eq = "SCMP_CMP_EQ"
+    assert sorted(families) == [
+        ((0, 1, eq),),
+        ((0, 2, eq),),
+        ((0, 10, eq),),
+        ((0, 16, eq), (2, 0, eq)),
+    ]
+    pair = next(r for r in closed["syscalls"] if r["names"] == ["socketpair"])
+    assert pair["args"] == [{"index": 0, "value": 1, "op": eq}]
     clone = next(r for r in closed["syscalls"] if r["names"] == ["clone"])
     assert (
         clone["args"][0]["op"] == "SCMP_CMP_MASKED_EQ" and clone["args"][0]["value"] & 0x10000000
@@ -181,12 +197,17 @@ def test_minimal_etc_has_no_secrets(tmp_path: Path) -> None:
     (host / "ld.so.cache").write_text("cache")
     (host / "passwd").write_text("alice:x:1000:1000::/home/alice:/bin/bash\n")
     etc = tmp_path / "etc"
-    rootfs.build_etc(etc, 10001, 10001, host_etc=host)
+    rootfs.build_etc(etc, range(10001, 10004), host_etc=host)
     assert not (etc / "shadow").exists() and not (etc / "ssl" / "private").exists()
     assert (etc / "ssl" / "certs" / "ca.pem").read_text() == "public"
     assert (etc / "ld.so.cache").exists()
     passwd = (etc / "passwd").read_text()
-    assert "alice" not in passwd and "nimbus:x:10001:10001" in passwd
+    assert "alice" not in passwd
+    # Every sandbox uid of the node is a user and a group of its own.
+    for uid in (10001, 10002, 10003):
+        assert f"sbx_user{uid}:x:{uid}:{uid}::/tmp:" in passwd
+        assert f"sbx_user{uid}:x:{uid}:\n" in (etc / "group").read_text()
+    assert "10004" not in passwd
 
 
 def test_rootfs_skeleton(tmp_path: Path) -> None:
@@ -200,3 +221,29 @@ def test_rootfs_skeleton(tmp_path: Path) -> None:
     assert (skeleton / "bin").is_symlink() and str((skeleton / "bin").readlink()) == "usr/bin"
     assert all((skeleton / p).is_dir() for p in oci.MOUNT_POINTS)
     assert (skeleton / "tmp").stat().st_mode & 0o1777 == 0o1777  # runc gives the tmpfs this mode
+
+
+def test_compiled_files_come_back_only_for_real_sources(tmp_path: Path) -> None:
+    """What a package's compile (the tenant's) wrote is copied into the tree only as regular .pyc
+    files named for a source there, into __pycache__ dirs the agent makes; never via a symlink."""
+    from nimbus.nodeagent.sandbox.runc import _harvest_pyc
+
+    tree, prefix = tmp_path / "tree", tmp_path / "out"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "app.py").write_text("")
+    (tree / "pkg" / "mod.py").write_text("")
+    (prefix / "pkg").mkdir(parents=True)
+    (prefix / "app.cpython-311.pyc").write_bytes(b"app")
+    (prefix / "pkg" / "mod.cpython-311.pyc").write_bytes(b"mod")
+    (prefix / "ghost.cpython-311.pyc").write_bytes(b"no source")
+    (prefix / "notes.txt").write_text("not a pyc")
+    secret = tmp_path / "secret"
+    secret.write_text("host file")
+    (tree / "evil.py").write_text("")
+    (prefix / "evil.cpython-311.pyc").symlink_to(secret)
+    (prefix / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    _harvest_pyc(prefix, tree)
+    assert (tree / "__pycache__" / "app.cpython-311.pyc").read_bytes() == b"app"
+    assert (tree / "pkg" / "__pycache__" / "mod.cpython-311.pyc").read_bytes() == b"mod"
+    assert sorted(p.name for p in (tree / "__pycache__").iterdir()) == ["app.cpython-311.pyc"]
+    assert not any(p.is_symlink() for p in tree.rglob("*"))

@@ -3,7 +3,9 @@
 HOME/nodes/<node_id>/code/<sha256>/ appears atomically (unpacked into a temp dir, then renamed), so
 a directory that exists is always complete, across crashes and restarts. Every instance of a
 package shares the one directory (sandboxes see it read-only). Python sources are compiled once
-here, with the sandbox's interpreter, so no instance pays for it at import time.
+here, with the sandbox's interpreter, so no instance pays for it at import time: by the sandbox
+driver, inside a sandbox with its own limits, since the package is a tenant's (a pathological
+file can take the compiler gigabytes).
 
 The cache stays under a disk budget (NIMBUS_CODE_CACHE_MB): after each new package, the least
 recently used packages that no instance holds (acquire/release count holders) are deleted.
@@ -40,12 +42,16 @@ __all__ = ["BadPackage", "CodeCache", "CodeSource", "extract_zip"]
 
 log = logging.getLogger(__name__)
 
-_COMPILE_TIMEOUT_S = 120.0
-
 
 class CodeSource(Protocol):
     def fetch(self, sha256: str) -> AsyncIterator[bytes]:
         """The package's bytes in chunks; raises NotFound or Unavailable."""
+        ...
+
+
+class PythonCompiler(Protocol):
+    async def compile_python(self, tree: Path) -> None:
+        """Adds the .pyc files of the tree's Python sources, best effort and bounded."""
         ...
 
 
@@ -63,13 +69,13 @@ class CodeCache:
         source: CodeSource,
         *,
         budget_mb: int = 4096,
-        compile_python: str | None = None,
+        compiler: PythonCompiler | None = None,
         fetch_timeout_s: float = 120.0,
     ) -> None:
         self._root = root
         self._source = source
         self._budget = budget_mb * 1024 * 1024
-        self._compile_python = compile_python
+        self._compiler = compiler
         self._fetch_timeout_s = fetch_timeout_s
         # One download per package even when several instances of it start at once.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -174,8 +180,9 @@ class CodeCache:
                     f"code package {sha256} arrived corrupted (sha256 {digest.hexdigest()})"
                 )
             has_python = await asyncio.to_thread(extract_zip, zip_path, tmp_dir)
-            if has_python and self._compile_python:
-                await self._compile(tmp_dir)
+            if has_python and self._compiler is not None:
+                await self._compiler.compile_python(tmp_dir)
+                await asyncio.to_thread(make_readable, tmp_dir)
             await asyncio.to_thread(publish, tmp_dir, final)
             log.info("code package cached", extra=kv(code_sha256=sha256, size=size))
         except TimeoutError:
@@ -186,31 +193,3 @@ class CodeCache:
             zip_path.unlink(missing_ok=True)
             if tmp_dir.exists():
                 await asyncio.to_thread(remove_tree, tmp_dir)
-
-    async def _compile(self, tree: Path) -> None:
-        """Best effort: byte-compiles the package's Python files into its own __pycache__ dirs."""
-        assert self._compile_python is not None
-        proc = await asyncio.create_subprocess_exec(
-            self._compile_python,
-            "-m",
-            "compileall",
-            "-q",
-            "-j",
-            "0",
-            str(tree),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        try:
-            async with asyncio.timeout(_COMPILE_TIMEOUT_S):
-                await proc.wait()
-        except BaseException as err:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            if not isinstance(err, TimeoutError):
-                raise
-            log.warning("compiling a code package timed out; its instances compile on import")
-        # A syntax error is the function's to report at import time, not ours now.
-        await asyncio.to_thread(make_readable, tree)

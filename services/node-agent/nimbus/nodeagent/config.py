@@ -105,8 +105,12 @@ class NodeAgentConfig:
                               holds are evicted beyond it (default 4096)
     NIMBUS_SANDBOX_TMP_MB     size of each sandbox's private /tmp (a tmpfs, so it counts toward the
                               function's memory, as on Google Cloud Functions) (default 512)
-    NIMBUS_SANDBOX_UID        the unprivileged uid (and gid) function code runs as under runc
-                              (default 10001)
+    NIMBUS_SANDBOX_UID        the first of the unprivileged uids function code runs as under runc:
+                              each sandbox takes its own uid (and gid) from the range, so per-uid
+                              kernel limits are never shared between tenants; no host user may use
+                              the range (default 10001)
+    NIMBUS_SANDBOX_UIDS       how many uids the range holds: the most sandboxes a node runs at once,
+                              the warm pool and package compiles included (default 1024)
     NIMBUS_SANDBOX_CPU        quota | shares: a function's CPU after init is capped at
                               memory/1769 MB cores (quota, as Lambda) or only weighted by it under
                               contention
@@ -139,6 +143,7 @@ class NodeAgentConfig:
     code_cache_mb: int = 4096
     tmp_mb: int = 512
     sandbox_uid: int = 10001
+    sandbox_uids: int = 1024
     cpu_quota: bool = True
     nats_url: str = "nats://127.0.0.1:4222"
     log_retention_h: float = 72.0
@@ -225,6 +230,7 @@ class NodeAgentConfig:
             code_cache_mb=get_int(env, "NIMBUS_CODE_CACHE_MB", 4096, minimum=64),
             tmp_mb=get_int(env, "NIMBUS_SANDBOX_TMP_MB", 512, minimum=1),
             sandbox_uid=get_int(env, "NIMBUS_SANDBOX_UID", 10001, minimum=1),
+            sandbox_uids=get_int(env, "NIMBUS_SANDBOX_UIDS", 1024, minimum=1),
             cpu_quota=cpu == "quota",
             nats_url=nats_url,
             log_retention_h=get_float(env, "NIMBUS_LOG_RETENTION_H", 72.0, minimum=0.01),

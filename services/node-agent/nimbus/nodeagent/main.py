@@ -41,8 +41,7 @@ async def main() -> None:
     logs.setup(cfg.common.replica, cfg.common.log_level)
     clock = SystemClock()
 
-    layout = NodeLayout.for_node(cfg.common.home, cfg.node_id)
-    layout.make_dirs()
+    layout = NodeLayout.for_node(cfg.common.home, cfg.node_id).make_dirs()
     for stale in layout.socket_root.iterdir():
         shutil.rmtree(stale, ignore_errors=True)
     driver = new_driver(
@@ -52,7 +51,7 @@ async def main() -> None:
         python=cfg.python,
         node=cfg.node,
         runc=cfg.runc,
-        uid=cfg.sandbox_uid,
+        uids=range(cfg.sandbox_uid, cfg.sandbox_uid + cfg.sandbox_uids),
         tmp_mb=cfg.tmp_mb,
     )
     if not driver.isolated:
@@ -91,7 +90,7 @@ async def main() -> None:
         layout.code_dir,
         FuncmgrCodeSource(funcmgr),
         budget_mb=cfg.code_cache_mb,
-        compile_python=cfg.python,
+        compiler=driver,
     )
     await code.load_index()
     registry = NodeRegistry(

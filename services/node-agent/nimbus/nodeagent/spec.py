@@ -204,7 +204,12 @@ def timeout_message(timeout_s: float) -> str:
 
 
 def timeout_result(timeout_s: float, cold: bool, init_us: int) -> InvokeResult:
-    body = {"errorType": "Timeout", "errorMessage": timeout_message(timeout_s)}
+    """Lambda's error shape; stackTrace is empty: the function was stopped, it raised nothing."""
+    message = (
+        f"{timeout_message(timeout_s)} (timeout_s {timeout_s:g}; raise it with"
+        " nimbus deploy --timeout S if the work needs longer)"
+    )
+    body: dict[str, object] = {"errorType": "Timeout", "errorMessage": message, "stackTrace": []}
     duration_us = int(timeout_s * 1_000_000)
     return InvokeResult(
         json.dumps(body).encode(), "Unhandled", duration_us, billed_ms(duration_us), cold, init_us
@@ -217,8 +222,15 @@ def exit_result(
     """The runtime died mid-call; oom_mb set: because it went over that memory limit."""
     message = f"RequestId: {request_id} Error: Runtime exited with error: {exit_text}"
     if oom_mb:
-        message += f" (the function used more than its {oom_mb} MB of memory)"
-    body = {"errorType": "OutOfMemory" if oom_mb else "Runtime.ExitError", "errorMessage": message}
+        message += (
+            f" (the function used more than its {oom_mb} MB of memory; raise memory_mb with"
+            " nimbus deploy --memory MB if it needs more)"
+        )
+    body: dict[str, object] = {
+        "errorType": "OutOfMemory" if oom_mb else "Runtime.ExitError",
+        "errorMessage": message,
+        "stackTrace": [],
+    }
     return InvokeResult(
         json.dumps(body).encode(), "Unhandled", duration_us, billed_ms(duration_us), cold, init_us
     )

@@ -16,7 +16,7 @@ def new_driver(
     python: str,
     node: str | None,
     runc: str | None = None,
-    uid: int = 10001,
+    uids: range = range(10001, 10001 + 1024),
     tmp_mb: int = 512,
 ) -> SandboxDriver:
     if name == "process":
@@ -29,6 +29,6 @@ def new_driver(
         if runc is None:
             raise ValueError("the runc driver needs the runc binary")
         return RuncDriver(
-            layout, node_id, runc=runc, python=python, node=node, uid=uid, tmp_mb=tmp_mb
+            layout, node_id, runc=runc, python=python, node=node, uids=uids, tmp_mb=tmp_mb
         )
     raise ValueError(f"unknown sandbox driver {name!r}")

@@ -17,6 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+# How long compiling one code package may take; its instances compile on import after that.
+COMPILE_TIMEOUT_S = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class SandboxSpec:
@@ -104,6 +107,13 @@ class SandboxDriver(ABC):
     def peak_memory_bytes(self, handle: SandboxHandle) -> int | None:
         """The most memory the sandbox has used since it started, when the driver can tell; a
         few-µs read, called at the end of every call for its REPORT line."""
+
+    @abstractmethod
+    async def compile_python(self, tree: Path) -> None:
+        """Byte-compiles the Python sources under `tree` into its __pycache__ dirs, best effort and
+        bounded in memory, CPU and time; a package is the tenant's, so isolated drivers compile
+        it inside a sandbox. Afterwards the tree is as before but for new .pyc files, all of it
+        owned by the agent's user."""
 
     @abstractmethod
     async def close(self) -> None:

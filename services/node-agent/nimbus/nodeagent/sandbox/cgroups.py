@@ -57,6 +57,37 @@ class Cgroup:
         for path, value in self.limit_writes(memory_mb, cpus):
             path.write_text(value)
 
+    def lift_cpu_cap(self) -> None:
+        """No CPU quota any more (the weight stays): for a sandbox that is being killed, whose
+        exit would otherwise crawl at a small function's share of a core. Ignores a gone cgroup."""
+        path, value = (
+            (self._file("cpu", "cpu.max"), f"max {CPU_PERIOD_US}")
+            if self.v2
+            else (self._file("cpu", "cpu.cfs_quota_us"), "-1")
+        )
+        with contextlib.suppress(OSError):
+            path.write_text(value)
+
+    def oom_eventfd(self) -> int | None:
+        """An eventfd the kernel signals when this cgroup runs out of memory, just before its OOM
+        killer picks a victim (v1's memory.oom_control notification); None on v2, whose
+        memory.events says it only by a file-modified event, and when the cgroup is gone."""
+        if self.v2:
+            return None
+        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        try:
+            control = os.open(
+                self._file("memory", "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC
+            )
+            try:
+                self._file("memory", "cgroup.event_control").write_text(f"{efd} {control}")
+            finally:
+                os.close(control)
+        except OSError:
+            os.close(efd)
+            return None
+        return efd
+
     def oom_kills(self) -> int:
         """How many processes the kernel killed here for exceeding memory (0 if unknown)."""
         name = "memory.events" if self.v2 else "memory.oom_control"

@@ -48,6 +48,10 @@ class BundleSpec:
     # Host system directories bind-mounted read-only at the same path (besides /usr).
     system_binds: Sequence[str] = field(default_factory=tuple)
     hostname: str = "sandbox"
+    # A host directory bound read-write at /tmp instead of the private tmpfs (a package's
+    # compile writes its output there), and a hard CPU cap in µs per period (None: none).
+    tmp_dir: str | None = None
+    cpu_quota_us: int | None = None
 
 
 def config(b: BundleSpec) -> dict[str, Any]:
@@ -82,7 +86,12 @@ def config(b: BundleSpec) -> dict[str, Any]:
                 "devices": [{"allow": False, "access": "rwm"}],
                 "memory": {"limit": b.memory_mb * 1024 * 1024},
                 "pids": {"limit": b.pids},
-                "cpu": {"shares": b.cpu_shares},
+                "cpu": {"shares": b.cpu_shares}
+                | (
+                    {"quota": b.cpu_quota_us, "period": CPU_PERIOD_US}
+                    if b.cpu_quota_us is not None
+                    else {}
+                ),
             },
             "seccomp": dict(b.seccomp),
             "maskedPaths": [
@@ -124,8 +133,14 @@ def _mounts(b: BundleSpec) -> list[dict[str, Any]]:
         bind(b.etc_dir, "/etc", _RO_BIND),
         bind(b.runtime_dir, RUNTIME_ROOT, _RO_BIND),
         bind(b.task_dir, TASK_ROOT, ["bind", "ro", "nosuid", "nodev", "rslave"]),
-        bind(b.socket_dir, SOCKET_DIR, ["bind", "ro", "nosuid", "nodev", "noexec"]),
-        {
+        *(
+            [bind(b.socket_dir, SOCKET_DIR, ["bind", "ro", "nosuid", "nodev", "noexec"])]
+            if b.socket_dir
+            else []
+        ),
+        bind(b.tmp_dir, "/tmp", ["bind", "rw", "nosuid", "nodev", "noexec"])
+        if b.tmp_dir
+        else {
             "destination": "/tmp",
             "type": "tmpfs",
             "source": "tmpfs",

@@ -9,6 +9,7 @@ whatever survived anyway. There are no memory or CPU limits here; timeouts still
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -19,7 +20,13 @@ from nimbus.common.errors import InvalidArgument, Unavailable
 from nimbus.common.logs import kv
 from nimbus.nodeagent.layout import NodeLayout
 from nimbus.nodeagent.runtimes import RUNTIMES, RUNTIMES_DIR, shim_argv
-from nimbus.nodeagent.sandbox.base import Limits, SandboxDriver, SandboxHandle, SandboxSpec
+from nimbus.nodeagent.sandbox.base import (
+    COMPILE_TIMEOUT_S,
+    Limits,
+    SandboxDriver,
+    SandboxHandle,
+    SandboxSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +101,30 @@ class ProcessDriver(SandboxDriver):
 
     async def attach_code(self, handle: SandboxHandle, code_dir: Path, limits: Limits) -> str:
         return str(code_dir)  # no cgroups here: the limits cannot apply
+
+    async def compile_python(self, tree: Path) -> None:
+        """On the host, as this user, bounded in time only: this driver isolates nothing."""
+        proc = await asyncio.create_subprocess_exec(
+            self._python,
+            "-I",
+            "-m",
+            "compileall",
+            "-q",
+            str(tree),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            async with asyncio.timeout(COMPILE_TIMEOUT_S):
+                await proc.wait()
+        except BaseException as err:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            if not isinstance(err, TimeoutError):
+                raise
+            log.warning("stopped compiling a code package: it took longer than the limit")
 
     async def set_limits(self, handle: SandboxHandle, limits: Limits) -> None:
         return None  # no cgroups here

@@ -41,7 +41,11 @@ ETC_COPY = (
     "python3",
     "python3.11",
 )
-USER_NAME = "nimbus"
+
+
+def user_name(uid: int) -> str:
+    """Each sandbox has a uid of its own, named as Lambda names its sandbox users."""
+    return f"sbx_user{uid}"
 
 
 def build_rootfs(rootfs: Path, host_root: Path = Path("/")) -> list[str]:
@@ -69,7 +73,8 @@ def build_rootfs(rootfs: Path, host_root: Path = Path("/")) -> list[str]:
     return binds
 
 
-def build_etc(etc: Path, uid: int, gid: int, host_etc: Path = Path("/etc")) -> None:
+def build_etc(etc: Path, uids: range, host_etc: Path = Path("/etc")) -> None:
+    """uids: every sandbox uid of the node, each its own user and group (gid = uid)."""
     if etc.exists():
         shutil.rmtree(etc)
     etc.mkdir(parents=True)
@@ -85,11 +90,12 @@ def build_etc(etc: Path, uid: int, gid: int, host_etc: Path = Path("/etc")) -> N
             shutil.copytree(src, dst, symlinks=True)
         else:
             shutil.copy2(src, dst)
+    users = "".join(f"{user_name(u)}:x:{u}:{u}::/tmp:/usr/sbin/nologin\n" for u in uids)
+    groups = "".join(f"{user_name(u)}:x:{u}:\n" for u in uids)
     files = {
         "passwd": "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-        f"{USER_NAME}:x:{uid}:{gid}::/tmp:/usr/sbin/nologin\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-        "group": f"root:x:0:\n{USER_NAME}:x:{gid}:\nnogroup:x:65534:\n",
+        f"{users}nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        "group": f"root:x:0:\n{groups}nogroup:x:65534:\n",
         "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
         "hostname": "sandbox\n",
         "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"

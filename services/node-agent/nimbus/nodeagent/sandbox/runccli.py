@@ -21,7 +21,11 @@ class RuncCli:
         self._root = state_root
 
     async def run(
-        self, *args: str, stdout: int | None = None, stderr: int | None = None
+        self,
+        *args: str,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        timeout_s: float = TIMEOUT_S,
     ) -> tuple[int, str]:
         """(exit code, output); with `stdout` and `stderr`, runc's output (and its container's) go
         there instead."""
@@ -39,7 +43,7 @@ class RuncCli:
             else asyncio.subprocess.STDOUT,
         )
         try:
-            async with asyncio.timeout(TIMEOUT_S):
+            async with asyncio.timeout(timeout_s):
                 out, _ = await proc.communicate()
         except BaseException:
             with contextlib.suppress(ProcessLookupError):

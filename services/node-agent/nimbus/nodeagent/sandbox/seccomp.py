@@ -9,6 +9,15 @@ Differences from Docker's: no ptrace, process_vm_*, io_uring (a large, often-exp
 personality changes or keyring calls; clone may not create namespaces; and listen(2) is allowed
 only for runtimes whose shim must serve inside the sandbox (`provided`), whose shim then forbids
 it to everything it starts by stacking its own filter (runtimes/provided/bootstrap.py).
+
+Sockets: only the families a function uses. AF_UNIX (the shim's channel to the agent, and
+socketpair), AF_INET and AF_INET6 (the function's own connections), and AF_NETLINK with protocol
+NETLINK_ROUTE alone: glibc's getifaddrs (Node.js' os.networkInterfaces(), Python's
+socket.if_nameindex()) and getaddrinfo's AI_ADDRCONFIG (Node.js' net.connect) read the sandbox's own
+interface list through it, which is loopback only. Every other family fails with EPERM: the rest
+of netlink (uevents, audit, sock_diag, netfilter, xfrm...), AF_ALG (the kernel's crypto API),
+AF_PACKET, AF_KEY, AF_VSOCK, Bluetooth, and the many protocol families a function never needs,
+each a kernel surface of its own.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ sched_rr_get_interval sched_setaffinity sched_setattr sched_setparam sched_setsc
 seccomp select semctl semget semop semtimedop sendfile sendmmsg sendmsg sendto setfsgid setfsuid
 setgid setgroups setitimer setpgid setpriority setregid setresgid setresuid setreuid setrlimit
 set_robust_list setsid setsockopt set_tid_address setuid setxattr shmat shmctl shmdt shmget shutdown
-sigaltstack signalfd signalfd4 socketpair splice stat statfs statx symlink symlinkat sync
+sigaltstack signalfd signalfd4 splice stat statfs statx symlink symlinkat sync
 sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete timer_getoverrun
 timer_gettime timer_settime timerfd_create timerfd_gettime timerfd_settime times tkill truncate
 umask uname unlink unlinkat utime utimensat utimes vfork vmsplice wait4 waitid write writev
@@ -49,7 +58,8 @@ umask uname unlink unlinkat utime utimensat utimes vfork vmsplice wait4 waitid w
 # (CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET): Docker's mask; with no capabilities
 # most would fail anyway, but a user namespace would not.
 _CLONE_NS_MASK = 0x7E020000
-_AF_VSOCK = 40
+_AF_UNIX, _AF_INET, _AF_INET6, _AF_NETLINK = 1, 2, 10, 16
+_NETLINK_ROUTE = 0
 _ENOSYS = 38
 
 
@@ -62,11 +72,28 @@ def profile(*, allow_listen: bool) -> dict[str, Any]:
         "architectures": ["SCMP_ARCH_X86_64"],
         "syscalls": [
             {"names": names, "action": "SCMP_ACT_ALLOW"},
-            # Any address family but vsock (a channel to the hypervisor on some hosts).
+            # The socket families of the docstring; rules for one syscall are alternatives.
+            *(
+                {
+                    "names": ["socket"],
+                    "action": "SCMP_ACT_ALLOW",
+                    "args": [{"index": 0, "value": family, "op": "SCMP_CMP_EQ"}],
+                }
+                for family in (_AF_UNIX, _AF_INET, _AF_INET6)
+            ),
+            # The args of one rule must all match: netlink, and only its routing protocol.
             {
                 "names": ["socket"],
                 "action": "SCMP_ACT_ALLOW",
-                "args": [{"index": 0, "value": _AF_VSOCK, "op": "SCMP_CMP_NE"}],
+                "args": [
+                    {"index": 0, "value": _AF_NETLINK, "op": "SCMP_CMP_EQ"},
+                    {"index": 2, "value": _NETLINK_ROUTE, "op": "SCMP_CMP_EQ"},
+                ],
+            },
+            {
+                "names": ["socketpair"],
+                "action": "SCMP_ACT_ALLOW",
+                "args": [{"index": 0, "value": _AF_UNIX, "op": "SCMP_CMP_EQ"}],
             },
             # Only the default execution domain (0) and the query form (0xffffffff).
             *(
