@@ -1,11 +1,12 @@
-"""Fair async dispatch across namespaces (issue 15.4), against the real cluster: tenant A floods
-async events whose calls each print 256 KB; tenant B's events still start within 2 s, and B's log
-lines are all there.
+"""Fair async dispatch and log budgets across namespaces (issue 15.4), against the real cluster:
+tenant A floods async events whose calls each print 256 KB; tenant B's events still start within
+2 s, and B's log lines are all there after A has printed past the log budget.
 
 Before per-namespace consumers, one consumer delivered every tenant's events in stream order, so
-B's events waited behind A's whole backlog (tens of seconds here). A's calls also last 0.2 s, so
-its backlog lasts while B is measured. The quick test floods 3,000 events (the backlog B lands
-behind is about two thousand deep); the issue's 20,000 are in the slow test.
+B's events waited behind A's whole backlog (tens of seconds here); before a log stream per
+namespace, A's output evicted B's lines from the one shared stream (discard old). A's calls also
+last 0.2 s, so its backlog lasts while B is measured. The quick test floods 3,000 events (the
+backlog B lands behind is about two thousand deep); the issue's 20,000 are in the slow test.
 """
 
 from __future__ import annotations
@@ -97,6 +98,14 @@ async def waiting_events(js: Any, namespace: str) -> int:
     return sum((info.state.subjects or {}).values())
 
 
+async def waiting_events_now(cluster: Any, namespace: str) -> int:
+    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
+    try:
+        return await waiting_events(nc.jetstream(), namespace)
+    finally:
+        await nc.close()
+
+
 def finished(gw: Gateway, invocation_id: str) -> dict[str, Any] | None:
     res = gw.request("GET", f"/v1/invocations/{invocation_id}")
     if res.status != 200:
@@ -156,6 +165,14 @@ async def a_flood_does_not_delay_b(cluster: Any, gw: Gateway, events: int) -> No
         assert max(delays) <= START_WITHIN_S, (delays, backlog_after)
         # A was still flooding all along: the test measured B beside a deep backlog.
         assert backlog_after > 0
+        # A prints on, past the cluster's log budget (NIMBUS_LOG_MAX_MB=128 in conftest), after
+        # B's lines: 700 calls × 256 KB = 175 MB.
+        await eventually(
+            lambda: asyncio.run(waiting_events_now(cluster, ns_a)) <= backlog_after - 700,
+            timeout_s=120,
+            what="A to print past the log budget",
+        )
+        await asyncio.sleep(3)  # shipped
         for request_id, event_id in ids:
             await eventually(
                 lambda r=request_id, e=event_id: all_lines(b, quick, r, e),

@@ -75,19 +75,19 @@ class Publisher:
     async def publish(self, records: Sequence[dict[str, Any]]) -> None:
         first = records[0]
         body = b"\n".join(json.dumps(r).encode() for r in records)
-        await self.js.publish(logstream.subject(first["namespace"], first["function"]), body)
+        await self.js.publish(logstream.usage_subject(first["namespace"], first["function"]), body)
 
     async def drained(self) -> bool:
         """Every message delivered to the meter consumer and acked."""
         try:
-            info = await self.js.consumer_info(logstream.STREAM, CONSUMER)
+            info = await self.js.consumer_info(logstream.USAGE_STREAM, CONSUMER)
         except nats.js.errors.NotFoundError:
             return False  # no replica has made the consumer yet
         return (
             info.num_pending == 0
             and info.num_ack_pending == 0
             and info.delivered.stream_seq
-            == (await self.js.stream_info(logstream.STREAM)).state.last_seq
+            == (await self.js.stream_info(logstream.USAGE_STREAM)).state.last_seq
         )
 
 
