@@ -1,6 +1,7 @@
-"""The node-agent's log shipper against a real nats-server: records reach NIMBUS_LOGS in batches and
-read back through the api's log store; a shipper killed with SIGKILL mid-backlog is followed by one
-that resumes from the persisted cursor with nothing lost; NATS down and back is retried."""
+"""The node-agent's log shipper against a real nats-server: records reach the log streams in batches
+and read back through the api's log store; a shipper killed with SIGKILL mid-backlog is followed by
+one that resumes from the persisted cursor with nothing lost; NATS down and back is retried; a noisy
+namespace outgrows only its own budget."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Metering against a real nats-server (JetStream, file storage) and redis-server: REPORT records
-published to NIMBUS_LOGS become exact usage and per-minute metrics, once each, through duplicates,
+published to NIMBUS_USAGE become exact usage and per-minute metrics, once each, through duplicates,
 redeliveries, two consumers at once and consumers cancelled mid-batch; throttles recorded by the
 invoker land in the same minute buckets."""
 
@@ -42,7 +42,7 @@ SEEN_TTL_S = 3 * 86400
 
 @pytest.fixture(scope="module")
 def nats_url(shared_nats: NatsServer) -> str:
-    """The module's own NATS account (its own NIMBUS_LOGS) on the session's server."""
+    """The module's own NATS account (its own streams) on the session's server."""
     return shared_nats.account()
 
 
