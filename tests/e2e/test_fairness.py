@@ -194,4 +194,6 @@ async def test_b_starts_within_2s_while_a_floods(cluster, gw):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 async def test_b_starts_within_2s_while_a_floods_20000_events(cluster, gw):
+    """The issue's number: ~40 s here (27 s of it submitting); what is left of A's backlog once B
+    is checked is purged, not run."""
     await a_flood_does_not_delay_b(cluster, gw, 20000)
