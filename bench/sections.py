@@ -318,7 +318,7 @@ async def async_invoke(ctx: Ctx) -> dict[str, Any]:
 
 
 async def _wait_drained(t: Target, bound_s: float, log: Callable[[str], None]) -> None:
-    """Until the invokers' shared JetStream consumer has nothing pending or unacked, i.e. every
+    """Until the events stream (work-queue retention) is empty, i.e. every
     stored event has finished. Reading the records only then keeps the measurement off the path
     it measures: polling each pending record meanwhile is thousands of GETs through the gateway
     and the invokers while they run the events."""
@@ -333,8 +333,9 @@ async def _wait_drained(t: Target, bound_s: float, log: Callable[[str], None]) -
     try:
         js = nc.jetstream()
         while time.monotonic() < deadline:
-            info = await js.consumer_info("NIMBUS_EVENTS", "invokers")
-            if not info.num_pending and not info.num_ack_pending:
+            # Work-queue retention: an event leaves the stream once its consumer acked it.
+            info = await js.stream_info("NIMBUS_EVENTS")
+            if not info.state.messages:
                 return
             await asyncio.sleep(0.1)
     except Exception as err:

@@ -29,6 +29,8 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Loc
         # Async path: a dead invoker's events move on after 5 s; retries start at 0.2 s.
         "NIMBUS_ASYNC_ACK_WAIT_S": "5",
         "NIMBUS_ASYNC_RETRY_BASE_S": "0.2",
+        # A log budget the fairness test's flood outgrows within seconds (per namespace).
+        "NIMBUS_LOG_MAX_MB": "128",
     }
     c = LocalCluster(home=home, gateway_port=free_port(), env=env)
     await c.start(timeout_s=90)

@@ -193,7 +193,7 @@ async def submit_all(
 
 
 async def wait_consumer_idle(cluster: Any, timeout_s: float) -> None:
-    """Until the shared JetStream consumer has nothing pending or unacked: every stored event has
+    """Until the events stream (work-queue retention) is empty: every stored event has
     finished (cheaper than polling thousands of records while they run)."""
     nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}", **cluster.nats_tls())
     try:
@@ -201,8 +201,9 @@ async def wait_consumer_idle(cluster: Any, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                info = await js.consumer_info("NIMBUS_EVENTS", "invokers")
-                if info.num_pending == 0 and info.num_ack_pending == 0:
+                # Work-queue retention: an event leaves the stream once its consumer acked it.
+                info = await js.stream_info("NIMBUS_EVENTS")
+                if not info.state.messages:
                     return
             except Exception:
                 pass

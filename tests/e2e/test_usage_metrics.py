@@ -1,4 +1,4 @@
-"""Metering end to end: calls run on the nodes, their REPORT records travel through NIMBUS_LOGS to
+"""Metering end to end: calls run on the nodes, their REPORT records travel through NIMBUS_USAGE to
 the api replicas' meter, and GET /v1/usage and GET /v1/functions/{name}/metrics (and `nimbus usage`,
 `nimbus metrics`) show exactly what the REPORT lines in the function's log say; a throttled call,
 which never reaches a node, shows in the throttles."""

@@ -223,7 +223,7 @@ async def test_standing_pull_hands_over_at_most_the_room_and_outlives_its_reques
     subject = "nimbus.events.ns.pull-" + uuid.uuid4().hex[:8]
     for i in range(10):
         await js.publish(subject, b"{}", {"test": subject}, f"pull-{subject}-{i}")
-    sub = await js.subscribe_events()
+    sub = await js.subscribe_events("ns")
     try:
         seen: list[int] = []
         deadline = time.monotonic() + 20

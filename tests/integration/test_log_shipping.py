@@ -1,6 +1,7 @@
-"""The node-agent's log shipper against a real nats-server: records reach NIMBUS_LOGS in batches and
-read back through the api's log store; a shipper killed with SIGKILL mid-backlog is followed by one
-that resumes from the persisted cursor with nothing lost; NATS down and back is retried."""
+"""The node-agent's log shipper against a real nats-server: records reach the log streams in batches
+and read back through the api's log store; a shipper killed with SIGKILL mid-backlog is followed by
+one that resumes from the persisted cursor with nothing lost; NATS down and back is retried; a noisy
+namespace outgrows only its own budget."""
 
 from __future__ import annotations
 
@@ -181,3 +182,71 @@ async def test_nats_down_is_retried_and_the_files_wait(
         await publisher.close()
     got = [r["message"] for r in await stored_messages(own_nats.url, "shipfn")]
     assert got == ["before", "while down"]
+
+
+async def test_a_noisy_namespace_loses_its_own_oldest_lines_never_anothers(
+    tmp_path: Path, own_nats: NatsServer
+) -> None:
+    """Issue 15.4: each namespace has its own budget (a stream each). The loud namespace prints
+    several times its 1 MB budget after the quiet one's lines; the quiet one keeps every line,
+    and every REPORT reaches NIMBUS_USAGE, which no log budget touches."""
+    import nats
+    from nimbus.common import logstream
+    from nimbus.nodeagent.spec import Report
+
+    logs_dir = tmp_path / "logs"
+    logs_dir.mkdir()
+    quiet, loud = LogSource("quiet", "fn", "1"), LogSource("loud", "fn", "1")
+    publisher = LogStreamPublisher(own_nats.url, name="test", retention_h=1, max_mb=1)
+    writer = LogWriter(logs_dir, SystemClock())
+    shipper = LogShipper(logs_dir, writer, publisher, "node-b", SystemClock())
+    try:
+        await write_lines(logs_dir, "inst-q", [f"quiet {i}" for i in range(100)], quiet)
+        report = Report(
+            duration_ms=1.0,
+            billed_ms=1,
+            memory_mb=128,
+            max_memory_used_mb=10,
+            cold_start=False,
+            init_duration_ms=0.0,
+            error="",
+        )
+        writer.append("inst-q", quiet, "req-q", "platform", ["REPORT RequestId: req-q"], report)
+        await writer.flush()
+        await shipper.ship()
+        for round_ in range(8):  # 8 × ~0.5 MB
+            await write_lines(
+                logs_dir,
+                f"inst-l{round_}",
+                [f"loud {round_} {i} " + "x" * 500 for i in range(1000)],
+                loud,
+            )
+            await shipper.ship()
+    finally:
+        await publisher.close()
+    store = JetStreamLogStore(own_nats.url, name="test-reader", retention_h=1, max_mb=1)
+    try:
+        got = [
+            json.loads(line)["message"]
+            async for b in store.read("logs.quiet.fn", 0.0)
+            for line in b.data.splitlines()
+        ]
+        loud_got = [
+            json.loads(line)["message"]
+            async for b in store.read("logs.loud.fn", 0.0)
+            for line in b.data.splitlines()
+        ]
+    finally:
+        await store.close()
+    assert got[:100] == [f"quiet {i}" for i in range(100)]
+    # The loud namespace kept at most its budget: its own oldest lines went.
+    assert 0 < len(loud_got) < 8000 and loud_got[-1].startswith("loud 7 999 ")
+    nc = await nats.connect(own_nats.url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(logstream.stream_name("loud"))
+        assert info.state.bytes <= 1024 * 1024
+        usage = await js.stream_info(logstream.USAGE_STREAM, subjects_filter="nimbus.usage.>")
+        assert (usage.state.subjects or {}).get("nimbus.usage.quiet.fn") == 1
+    finally:
+        await nc.close()

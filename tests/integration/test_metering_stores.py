@@ -1,5 +1,5 @@
 """Metering against a real nats-server (JetStream, file storage) and redis-server: REPORT records
-published to NIMBUS_LOGS become exact usage and per-minute metrics, once each, through duplicates,
+published to NIMBUS_USAGE become exact usage and per-minute metrics, once each, through duplicates,
 redeliveries, two consumers at once and consumers cancelled mid-batch; throttles recorded by the
 invoker land in the same minute buckets."""
 
@@ -45,7 +45,7 @@ SEEN_TTL_S = 3 * 86400
 
 @pytest.fixture(scope="module")
 def nats_url(shared_nats: NatsServer) -> str:
-    """The module's own NATS account (its own NIMBUS_LOGS) on the session's server."""
+    """The module's own NATS account (its own streams) on the session's server."""
     return shared_nats.account()
 
 
@@ -78,19 +78,19 @@ class Publisher:
     async def publish(self, records: Sequence[dict[str, Any]]) -> None:
         first = records[0]
         body = b"\n".join(json.dumps(r).encode() for r in records)
-        await self.js.publish(logstream.subject(first["namespace"], first["function"]), body)
+        await self.js.publish(logstream.usage_subject(first["namespace"], first["function"]), body)
 
     async def drained(self) -> bool:
         """Every message delivered to the meter consumer and acked."""
         try:
-            info = await self.js.consumer_info(logstream.STREAM, CONSUMER)
+            info = await self.js.consumer_info(logstream.USAGE_STREAM, CONSUMER)
         except nats.js.errors.NotFoundError:
             return False  # no replica has made the consumer yet
         return (
             info.num_pending == 0
             and info.num_ack_pending == 0
             and info.delivered.stream_seq
-            == (await self.js.stream_info(logstream.STREAM)).state.last_seq
+            == (await self.js.stream_info(logstream.USAGE_STREAM)).state.last_seq
         )
 
 
@@ -500,3 +500,68 @@ async def test_throttles_land_in_the_minute_and_survive_a_redis_outage(
         await late.close()
     finally:
         server.terminate()
+
+
+async def test_the_old_shared_log_stream_is_retired_and_its_reports_metered_once(
+    shared_nats: NatsServer, store: RedisMeter
+) -> None:
+    """An upgrade from the one shared NIMBUS_LOGS (issue 15.4): it takes no new lines (so the
+    namespaces' streams can be made), and the REPORTs it holds that the meter had not counted
+    are counted, once, even when the usage stream has them too; then its consumer goes."""
+    from nats.js import api
+
+    url = shared_nats.account()
+    ns = namespace()
+    ts, day = ago(600)
+    old = report(ns, "old", ts=ts, billed_ms=5, memory_mb=128)
+    both = report(ns, "both", ts=ts, billed_ms=7, memory_mb=128)
+    new = report(ns, "new", ts=ts, billed_ms=11, memory_mb=128)
+    nc = await nats.connect(url)
+    js = nc.jetstream(timeout=5)
+    try:
+        await js.add_stream(
+            api.StreamConfig(name=logstream.LEGACY_STREAM, subjects=["logs.>"], max_age=3600)
+        )
+        await js.add_consumer(
+            logstream.LEGACY_STREAM,
+            api.ConsumerConfig(
+                durable_name=CONSUMER,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                filter_subject="logs.>",
+            ),
+        )
+        body = b"\n".join(json.dumps(r).encode() for r in (old, both))
+        await js.publish(logstream.subject(ns, "hello"), body)
+        replica = Replica(url, store, "api-up")
+        try:
+
+            async def retired() -> bool:
+                info = await js.stream_info(logstream.LEGACY_STREAM)
+                return info.config.subjects == [logstream.LEGACY_SUBJECT]
+
+            await until(retired, 30, "the old stream to be retired")
+            usage_body = b"\n".join(json.dumps(r).encode() for r in (both, new))
+            await js.publish(logstream.usage_subject(ns, "hello"), usage_body)
+
+            async def legacy_consumer_gone() -> bool:
+                try:
+                    await js.consumer_info(logstream.LEGACY_STREAM, CONSUMER)
+                except nats.js.errors.NotFoundError:
+                    return True
+                return False
+
+            await until(legacy_consumer_gone, 60, "the old stream's REPORTs to be metered")
+
+            async def counted() -> bool:
+                return await usage_of(store, ns, day, day) == {
+                    ("hello", "$LATEST", day): (3, (5 + 7 + 11) * 128)
+                }
+
+            await until(counted, 60, "every REPORT counted once")
+            # The old lines are still readable; the namespace's stream can now be made.
+            await logstream.ensure_namespace_stream(js, ns, 1, 64)
+            assert (await js.stream_info(logstream.LEGACY_STREAM)).state.messages == 1
+        finally:
+            await replica.stop()
+    finally:
+        await nc.close()

@@ -1,5 +1,5 @@
 """Function logs: query (GetLogs) and follow (TailLogs) a function's lines
-in JetStream's NIMBUS_LOGS.
+in JetStream's log stream of its namespace (NIMBUS_LOGS_<namespace>).
 
 The node-agents publish each function's records on `logs.<namespace>.<function>` in batches (a
 message is JSON lines, nimbus.common.logstream). A query reads the function's messages from

@@ -1,4 +1,4 @@
-"""Metering: the REPORT record of every call, read from the NIMBUS_LOGS stream, becomes billed
+"""Metering: the REPORT record of every call, read from the NIMBUS_USAGE stream, becomes billed
 MB-ms and a request per namespace, function, version and UTC day, and the call's counts and
 duration in its function's per-minute metrics.
 

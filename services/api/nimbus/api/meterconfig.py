@@ -21,10 +21,10 @@ _ACK_WAIT_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class MeterConfig:
-    """NIMBUS_NATS_URL              NATS holding the NIMBUS_LOGS stream (default nats://127.0.0.1:4222)
+    """NIMBUS_NATS_URL              NATS holding the log and usage streams (default nats://127.0.0.1:4222)
     NIMBUS_REDIS_URL                Redis for usage and per-minute metrics (default redis://127.0.0.1:6379/0)
-    NIMBUS_LOG_RETENTION_H          how long NIMBUS_LOGS keeps records (default 72)
-    NIMBUS_LOG_MAX_MB               the most disk NIMBUS_LOGS may use (default 1024)
+    NIMBUS_LOG_RETENTION_H          how long the log streams keep records (default 72)
+    NIMBUS_LOG_MAX_MB               the most disk each namespace's log stream may use (default 1024)
     NIMBUS_METER_BATCH              log messages the meter fetches and applies at once (default 256)
     NIMBUS_METER_ACK_WAIT_S         when the stream redelivers a message a meter did not ack
                                     (default 30)

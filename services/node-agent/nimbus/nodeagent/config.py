@@ -116,13 +116,14 @@ class NodeAgentConfig:
                               contention
                               (shares, faster for small functions on an idle node) (default quota)
     NIMBUS_NATS_URL           NATS with JetStream, where function logs are shipped (stream
-                              NIMBUS_LOGS) (default nats://127.0.0.1:4222)
-    NIMBUS_LOG_RETENTION_H    hours NIMBUS_LOGS keeps a line (default 72)
-    NIMBUS_LOG_MAX_MB         size bound of NIMBUS_LOGS; the oldest lines go first (default 1024)
+                              NIMBUS_LOGS_<namespace>) (default nats://127.0.0.1:4222)
+    NIMBUS_LOG_RETENTION_H    hours a log stream keeps a line (default 72)
+    NIMBUS_LOG_MAX_MB         size bound of each namespace's log stream (NIMBUS_LOGS_<namespace>);
+                              its own oldest lines go first (default 1024)
     NIMBUS_REGION             the cluster's region, as functions see it: AWS_REGION and
                               AWS_DEFAULT_REGION, and the region part of the function ARNs in their
                               context (default spec.DEFAULT_REGION, us-east-1)
-    NIMBUS_LOG_SHIP_MS        the shortest time between two shipping rounds: lines reach NIMBUS_LOGS
+    NIMBUS_LOG_SHIP_MS        the shortest time between two shipping rounds: lines reach the streams
                               (`nimbus logs`, usage, metrics) within about this long (default 1000)
     plus CommonConfig's NIMBUS_HOME, NIMBUS_ETCD_ENDPOINT, NIMBUS_REPLICA, NIMBUS_LOG_LEVEL,
     NIMBUS_DRAIN_S.

@@ -2,7 +2,7 @@
 
 code/<sha256>/          unpacked code packages (codecache.py)
 logs/<id>.jsonl         each instance's captured output, one JSON object per line, until shipped
-logs/cursors.json       how far each file has been shipped to NIMBUS_LOGS (logship.py)
+logs/cursors.json       how far each file has been shipped to the log streams (logship.py)
 run/<id>.pid            the host pid of each sandbox's first process
 sockets/<id>/sock       the agent's listening socket for one sandbox (bind-mounted into it)
 sandbox/                the runc driver's: rootfs/ skeleton, etc/, runtime/ (shim copies),

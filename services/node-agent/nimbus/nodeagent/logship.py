@@ -1,4 +1,5 @@
-"""Ships the per-instance log files (logcapture.py) to JetStream's NIMBUS_LOGS, in the background.
+"""Ships the per-instance log files (logcapture.py) to JetStream's log streams (one per namespace,
+nimbus.common.logstream), in the background; each REPORT record also to NIMBUS_USAGE, for metering.
 
 The files are the buffer: the call path only appends to them (through LogWriter) and never waits
 on NATS. This loop wakes after every write (or every second), at most once per NIMBUS_LOG_SHIP_MS,
@@ -90,6 +91,8 @@ def batches(node_id: str, instance_id: str, start: int, chunk: bytes) -> list[Ba
     with a message id that is the same whenever this chunk is sent again. Pure."""
     lines = chunk.splitlines(keepends=True)
     groups: dict[str, list[bytes]] = {}
+    # The REPORT records again, for metering (nimbus.common.logstream.USAGE_STREAM).
+    usage: dict[str, list[bytes]] = {}
     # (namespace, function) → its subject, or "" when the names cannot be routed.
     subjects: dict[tuple[str, str], str] = {}
     for line, rec in zip(lines, _parse_lines(lines), strict=True):
@@ -104,10 +107,15 @@ def batches(node_id: str, instance_id: str, start: int, chunk: bytes) -> list[Ba
             subject = subjects[(ns, fn)] = logstream.subject(ns, fn) if routable else ""
         if subject:
             groups.setdefault(subject, []).append(_fit(line, rec))
+            if isinstance(rec.get("report"), dict):
+                usage.setdefault(logstream.usage_subject(ns, fn), []).append(line)
     base = f"{node_id}/{instance_id}/{start}-{start + len(chunk)}"
     return [
         Batch(subject, b"".join(lines), base if i == 0 else f"{base}/{i}")
         for i, (subject, lines) in enumerate(sorted(groups.items()))
+    ] + [
+        Batch(subject, b"".join(lines), f"{base}/usage/{i}")
+        for i, (subject, lines) in enumerate(sorted(usage.items()))
     ]
 
 

@@ -1,5 +1,10 @@
-"""NATS adapter of metering: the durable pull consumer `meter` on NIMBUS_LOGS, shared by every api
-replica. It connects in the background and keeps connecting; fetch raises Unavailable meanwhile."""
+"""NATS adapter of metering: the durable pull consumer `meter` on NIMBUS_USAGE (the REPORT records,
+nimbus.common.logstream), shared by every api replica. It connects in the background and keeps
+connecting; fetch raises Unavailable meanwhile.
+
+While the shared log stream of earlier versions still has REPORTs its `meter` consumer has not
+delivered, fetch drains those first; then that consumer is deleted. (The store skips request ids
+it has counted, so a REPORT read from both is billed once.)"""
 
 from __future__ import annotations
 
@@ -64,6 +69,7 @@ class LogFeed:
         self._max_ack_pending = max_ack_pending
         self._nc: NatsClient | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._legacy_sub: JetStreamContext.PullSubscription | None = None
         # Set when the stream and consumer must be made again: a reconnect (the server may have
         # come back with a wiped store) or a failed fetch.
         self._stale = asyncio.Event()
@@ -113,19 +119,58 @@ class LogFeed:
             max_ack_pending=self._max_ack_pending,
             # Everything the stream still holds is metered, once.
             deliver_policy=api.DeliverPolicy.ALL,
-            filter_subject=f"{logstream.SUBJECT_PREFIX}.>",
+            filter_subject=f"{logstream.USAGE_PREFIX}.>",
         )
         try:
-            await js.add_consumer(logstream.STREAM, config=consumer)
+            await js.add_consumer(logstream.USAGE_STREAM, config=consumer)
         except nats.js.errors.BadRequestError as err:
             log.warning("meter consumer kept as it is", extra={"fields": {"error": str(err)}})
         if self._sub is None:
-            self._sub = await js.pull_subscribe_bind(durable=CONSUMER, stream=logstream.STREAM)
+            self._sub = await js.pull_subscribe_bind(
+                durable=CONSUMER, stream=logstream.USAGE_STREAM
+            )
             self._bound.set()
+        if self._legacy_sub is None:
+            try:
+                await js.consumer_info(logstream.LEGACY_STREAM, CONSUMER)
+                self._legacy_sub = await js.pull_subscribe_bind(
+                    durable=CONSUMER, stream=logstream.LEGACY_STREAM
+                )
+            except nats.js.errors.NotFoundError:
+                pass
         log.info(
-            "metering from the log stream",
-            extra={"fields": {"stream": logstream.STREAM, "consumer": CONSUMER}},
+            "metering from the usage stream",
+            extra={"fields": {"stream": logstream.USAGE_STREAM, "consumer": CONSUMER}},
         )
+
+    async def _fetch_legacy(self, batch: int) -> list[LogDelivery]:
+        """The REPORTs the old shared log stream still holds; [] once none is left (its consumer
+        is then deleted)."""
+        sub = self._legacy_sub
+        if sub is None:
+            return []
+        try:
+            msgs = await sub.fetch(batch, timeout=0.2)
+        except (TimeoutError, nats.errors.TimeoutError):
+            msgs = []
+        except (nats.errors.Error, OSError):
+            return []
+        if msgs:
+            return [LogDelivery(m) for m in msgs]
+        try:
+            info = await sub.consumer_info()
+            if not info.num_pending and not info.num_ack_pending:
+                assert self._nc is not None
+                await self._nc.jetstream(timeout=CALL_TIMEOUT_S).delete_consumer(
+                    logstream.LEGACY_STREAM, CONSUMER
+                )
+                self._legacy_sub = None
+                log.info("the old shared log stream's REPORTs are all metered")
+        except nats.js.errors.NotFoundError:
+            self._legacy_sub = None
+        except (TimeoutError, nats.errors.Error, OSError):
+            pass
+        return []
 
     async def _on_error(self, err: Exception) -> None:
         log.debug("NATS client error", extra={"fields": {"error": f"{type(err).__name__}: {err}"}})
@@ -145,6 +190,10 @@ class LogFeed:
         if sub is None or self._nc is None or not self._nc.is_connected:
             # The caller backs off; no message is lost while nobody fetches.
             raise Unavailable("the log stream is not connected")
+        if self._legacy_sub is not None:
+            legacy = await self._fetch_legacy(batch)
+            if legacy:
+                return legacy
         try:
             msgs = await sub.fetch(batch, timeout=timeout_s)
         except (TimeoutError, nats.errors.TimeoutError):
@@ -159,6 +208,7 @@ class LogFeed:
     async def close(self) -> None:
         # No drain: whatever was fetched and not acked is redelivered to another replica anyway.
         nc, self._nc, self._sub = self._nc, None, None
+        self._legacy_sub = None
         self._bound.clear()
         if nc is not None and not nc.is_closed:
             try:

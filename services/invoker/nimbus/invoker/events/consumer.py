@@ -1,5 +1,11 @@
-"""The async data path's back half: pull events from the shared JetStream consumer and run them
-through the same Invoker core as sync calls.
+"""The async data path's back half: pull events from the namespaces' JetStream consumers and run
+them through the same Invoker core as sync calls.
+
+Lanes (issue 15.4): each namespace with events has a consumer of its own and, in each invoker, a
+standing pull on it; free slots go to the namespaces fairly (fairness.py), so one namespace's
+backlog, however deep or throttled, never delays another's events by more than the first free
+slot. The namespaces with events come from the stream every SCAN_S, and at once from this
+replica's own accepts (wake); a lane with nothing to do for LANE_IDLE_S is closed.
 
 Per event: invoke, sending in-progress acks every third of ack_wait so a long call is never
 redelivered while it runs → decide (retry.py) → record the outcome with the run counted
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections import Counter
@@ -29,7 +36,7 @@ from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import InvalidArgument, NimbusError, NotFound, Throttled, Unavailable
 from nimbus.common.eventconfig import Destination, EventConfig
 from nimbus.invoker import telemetry
-from nimbus.invoker.events import envelope
+from nimbus.invoker.events import envelope, fairness
 from nimbus.invoker.events.config import EventsConfig
 from nimbus.invoker.events.invocations import AsyncInvocations, dead_letter_of
 from nimbus.invoker.events.records import (
@@ -57,7 +64,14 @@ log = logging.getLogger(__name__)
 S = InvocationStatus
 _RECORD_TRIES = 5
 # The pull loop wakes at least this often with nothing to do (to notice a reconnect).
-_PULL_WAIT_S = 2.0
+_PULL_WAIT_S = 1.0
+# How often the stream is asked which namespaces have events.
+SCAN_S = 1.0
+# A lane with nothing at hand or running, whose namespace had no events at the last scan, is
+# closed after this long without an event.
+LANE_IDLE_S = 5.0
+# A lane that had an event arrive this recently is busy (asks for its share, not one).
+_BUSY_S = 0.5
 # Acquire wait of an async run: the dispatcher's queue wait applies (it is the smaller).
 _INVOKE_DEADLINE_S = 900.0
 _CAP_RETRY_S = 0.5
@@ -78,9 +92,10 @@ class Delivery(Protocol):
 
 
 class Subscription(Protocol):
-    async def pull(
-        self, room: int, wait_s: float, batch_min: int = 1, busy: bool = False
-    ) -> Sequence[Delivery]: ...
+    async def ask(self, room: int, batch_min: int = 1, busy: bool = False) -> float | None: ...
+    @property
+    def held(self) -> Sequence[Delivery]: ...
+    def take(self) -> Delivery | None: ...
     def take_all(self) -> Sequence[Delivery]: ...
     async def close(self) -> None: ...
 
@@ -89,7 +104,10 @@ class EventSource(Protocol):
     generation: int
 
     async def wait_ready(self, timeout_s: float) -> None: ...
-    async def subscribe_events(self) -> Subscription: ...
+    async def namespaces_with_events(self) -> set[str]: ...
+    async def subscribe_events(
+        self, namespace: str, on_arrival: Callable[[], None] | None = None
+    ) -> Subscription: ...
     async def publish(
         self,
         subject: str,
@@ -116,6 +134,16 @@ class _Mark:
     counted: bool
     attempts: int
     writing: asyncio.Future[None] | None = None
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One namespace's standing pull in this invoker."""
+
+    sub: Subscription
+    last_event: float
+    # Deliveries at hand (arrived, not started) → when this invoker last kept each alive.
+    touched: dict[int, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +176,14 @@ class EventConsumer:
         self._clock = clock
         self._draw = draw
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slot = asyncio.Event()
         self._inflight: Counter[tuple[str, str]] = Counter()
+        # Per namespace: its lane, its events running here, and which started least recently
+        # (dict order).
+        self._lanes: dict[str, _Lane] = {}
+        self._running: Counter[str] = Counter()
+        self._order: dict[str, None] = {}
+        self._woken: set[str] = set()
+        self._signal = asyncio.Event()
         self._working: dict[int, tuple[Delivery, float]] = {}
         self._stopping = False
         # The last record write failed (or none was made yet): runs wait for a RUNNING mark until
@@ -161,40 +195,18 @@ class EventConsumer:
     # -- the pull loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Background task: never dies; resubscribes after NATS comes back."""
+        """Background task: never dies; makes its lanes again after NATS comes back."""
         delay = 0.2
         ticker = asyncio.create_task(self._tick())
         try:
             while True:
-                sub: Subscription | None = None
                 try:
                     await self._source.wait_ready(3600)
-                    sub = await self._source.subscribe_events()
-                    generation = self._source.generation
-                    delay = 0.2
-                    while self._source.generation == generation and not self._stopping:
-                        free = self._cfg.workers - len(self._tasks)
-                        if free <= 0:
-                            self._slot.clear()
-                            with contextlib.suppress(TimeoutError):
-                                async with asyncio.timeout(1.0):
-                                    await self._slot.wait()
-                            continue
-                        for delivery in await sub.pull(
-                            free, _PULL_WAIT_S, self._batch_min, busy=bool(self._tasks)
-                        ):
-                            if self._stopping:
-                                await delivery.nak()
-                                continue
-                            task = asyncio.create_task(self._handle(delivery))
-                            self._tasks.add(task)
-                            task.add_done_callback(self._done)
-                    if self._stopping:
-                        # Draining: running events finish; no more come.
-                        await self._give_back(sub)
-                        sub = None
-                        while True:
-                            await asyncio.sleep(3600)
+                    await self._serve(self._source.generation)
+                    # Draining: running events finish; no more come.
+                    await self._close_lanes()
+                    while True:
+                        await asyncio.sleep(3600)
                 except asyncio.CancelledError:
                     raise
                 except Exception as err:
@@ -205,13 +217,130 @@ class EventConsumer:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                 finally:
-                    if sub is not None:
-                        await self._give_back(sub)
+                    await self._close_lanes()
         finally:
             ticker.cancel()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(ticker, *self._tasks, return_exceptions=True)
+
+    def wake(self, namespace: str) -> None:
+        """This replica stored an event of the namespace: open its lane now, not at the next
+        scan."""
+        if namespace not in self._lanes:
+            self._woken.add(namespace)
+            self._signal.set()
+
+    async def _serve(self, generation: int) -> None:
+        """Until NATS reconnects or the replica drains: scan, open and close lanes, ask, start."""
+        next_scan = 0.0
+        with_events: set[str] = set()
+        while self._source.generation == generation and not self._stopping:
+            now = self._clock.monotonic()
+            if now >= next_scan:
+                with_events = await self._source.namespaces_with_events()
+                next_scan = now + SCAN_S
+            await self._open_lanes(with_events | self._woken, now)
+            self._woken.clear()
+            await self._close_idle(with_events, now)
+            due = await self._ask(now)
+            self._start_events()
+            self._signal.clear()
+            wait = min(_PULL_WAIT_S, max(0.0, next_scan - self._clock.monotonic()))
+            if due is not None:
+                wait = min(wait, due)
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._signal.wait()
+
+    async def _open_lanes(self, namespaces: set[str], now: float) -> None:
+        for namespace in namespaces - self._lanes.keys():
+            try:
+                sub = await self._source.subscribe_events(namespace, self._signal.set)
+            except Unavailable as err:
+                log.warning(
+                    "events lane not opened; retried at the next scan",
+                    extra={"fields": {"namespace": namespace, "error": err.message}},
+                )
+                continue
+            self._lanes[namespace] = _Lane(sub, now, {})
+            self._order.setdefault(namespace, None)
+
+    async def _close_idle(self, with_events: set[str], now: float) -> None:
+        for namespace, lane in list(self._lanes.items()):
+            if lane.sub.held:
+                lane.last_event = now
+                continue
+            if (
+                namespace in with_events
+                or self._running[namespace] > 0
+                or now - lane.last_event < LANE_IDLE_S
+            ):
+                continue
+            del self._lanes[namespace]
+            self._order.pop(namespace, None)
+            await self._give_back(lane.sub)
+
+    async def _ask(self, now: float) -> float | None:
+        """Keeps each lane asked for its room; returns when a short ask falls due, if one does."""
+        running_total = len(self._tasks)
+        busy = {ns for ns, lane in self._lanes.items() if now - lane.last_event < _BUSY_S}
+        due: float | None = None
+        for namespace, lane in list(self._lanes.items()):
+            room = fairness.ask_room(
+                self._cfg.workers,
+                running_total,
+                self._running[namespace],
+                namespace in busy,
+                len(busy),
+            )
+            try:
+                lane_due = await lane.sub.ask(room, self._batch_min, busy=bool(self._tasks))
+            except Unavailable as err:
+                # Its consumer is gone (deleted while idle): the next scan makes it again.
+                log.info(
+                    "events lane closed",
+                    extra={"fields": {"namespace": namespace, "error": err.message}},
+                )
+                del self._lanes[namespace]
+                await self._give_back(lane.sub)
+                continue
+            if lane_due is not None:
+                due = lane_due if due is None else min(due, lane_due)
+        return due
+
+    def _start_events(self) -> None:
+        """Fills the free slots with held events, the fairest namespace first."""
+        cap = fairness.namespace_cap(self._cfg.workers)
+        now = self._clock.monotonic()
+        held = {ns: len(lane.sub.held) for ns, lane in self._lanes.items()}
+        for namespace, n in held.items():
+            if n:
+                self._lanes[namespace].last_event = now
+        while len(self._tasks) < self._cfg.workers:
+            pick = fairness.next_namespace(self._order, held, self._running, cap)
+            if pick is None:
+                return
+            namespace = pick
+            lane = self._lanes[namespace]
+            delivery = lane.sub.take()
+            held[namespace] -= 1
+            if delivery is None:
+                continue
+            lane.touched.pop(id(delivery), None)
+            self._running[namespace] += 1
+            self._order.pop(namespace, None)
+            self._order[namespace] = None
+            task = asyncio.create_task(self._handle(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._done, namespace=namespace))
+
+    async def _close_lanes(self) -> None:
+        lanes, self._lanes = self._lanes, {}
+        self._order = {ns: None for ns in self._order if self._running[ns] > 0}
+        for lane in lanes.values():
+            await self._give_back(lane.sub)
 
     @staticmethod
     async def _give_back(sub: Subscription) -> None:
@@ -221,9 +350,12 @@ class EventConsumer:
             await delivery.nak()
         await sub.close()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[None], *, namespace: str) -> None:
         self._tasks.discard(task)
-        self._slot.set()
+        self._running[namespace] -= 1
+        if self._running[namespace] <= 0:
+            del self._running[namespace]
+        self._signal.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("event handler failed", exc_info=task.exception())
 
@@ -335,6 +467,15 @@ class EventConsumer:
             for key, d in due:
                 if key in self._working:
                     self._working[key] = (d, now)
+            # Events at hand, not started yet (their lane waits for a fair slot).
+            for lane in list(self._lanes.values()):
+                held = {id(d): d for d in lane.sub.held}
+                lane.touched = {k: t for k, t in lane.touched.items() if k in held}
+                for key, d in held.items():
+                    last = lane.touched.setdefault(key, now)
+                    if now - last >= every:
+                        lane.touched[key] = now
+                        due.append((key, d))
             await asyncio.gather(*(d.in_progress() for _, d in due), return_exceptions=True)
 
     async def _run(self, d: Delivery, ref: EventRef, plan: Plan) -> None:

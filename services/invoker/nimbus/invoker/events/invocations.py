@@ -12,6 +12,7 @@ record) and the id is still returned, since the event is durable.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -86,6 +87,8 @@ class AsyncInvocations:
         self._records = records
         self._clock = clock
         self._max_event_bytes = max_event_bytes
+        # Told the namespace of each event stored (the consumer opens its lane at once).
+        self.on_stored: Callable[[str], None] = lambda namespace: None
 
     async def submit(
         self, who: Principal, name: str, qualifier: str, payload: bytes, idempotency_key: str = ""
@@ -156,6 +159,7 @@ class AsyncInvocations:
             stored = await self._log.publish(
                 envelope.event_subject(namespace, name), payload, headers, msg_id
             )
+        self.on_stored(namespace)
         if not stored.duplicate:
             ref = EventRef(invocation_id, namespace, name, qualifier, now, stored.seq)
             try:

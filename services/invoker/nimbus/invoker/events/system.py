@@ -72,6 +72,7 @@ class EventSystem:
             clock,
             random.random,
         )
+        self.invocations.on_stored = self.consumer.wake
 
     @property
     def background(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:

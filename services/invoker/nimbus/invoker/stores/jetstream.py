@@ -10,7 +10,14 @@ Streams (file storage, created or updated idempotently at every (re)connect):
                  dropped, so one function's flood cannot push out another's events.
   NIMBUS_DLQ     nimbus.dlq.<namespace>.<function>; kept NIMBUS_DLQ_MAX_AGE_S, capped in bytes
                  and per function: a function's letters past its cap push out its own oldest.
-One durable pull consumer, `invokers`, on NIMBUS_EVENTS is shared by every invoker replica.
+A durable pull consumer per namespace, `invokers-<namespace>` over nimbus.events.<namespace>.>,
+is shared by every invoker replica and made on demand (issue 15.4: one consumer for every tenant
+delivered in stream order, so one tenant's backlog delayed the events of all the others). The
+invokers find the namespaces that have events from the stream's subject counts
+(`namespaces_with_events`); a consumer idle for CONSUMER_IDLE_S is removed by JetStream, and the
+events it had not finished stay in the stream for the next one. The single shared consumer of
+earlier versions, `invokers`, is deleted at connect: on a work-queue stream its filter would
+overlap every namespace's.
 The tenants' subject queues (a stream per namespace, a durable push consumer per subject trigger)
 are made on demand; their shapes are in nimbus.common.subjects.
 """
@@ -18,6 +25,7 @@ are made on demand; their shapes are in nimbus.common.subjects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import deque
@@ -39,7 +47,10 @@ log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "NIMBUS_EVENTS"
 DLQ_STREAM = "NIMBUS_DLQ"
-CONSUMER = "invokers"
+# The shared consumer of earlier versions (deleted at connect) and the per-namespace ones' prefix.
+LEGACY_CONSUMER = "invokers"
+CONSUMER_PREFIX = "invokers-"
+CONSUMER_IDLE_S = 3600.0
 DUPLICATE_WINDOW_S = 600.0
 EVENTS_MAX_AGE_S = 7 * 86400.0
 MSG_ID = "Nats-Msg-Id"
@@ -188,21 +199,11 @@ class JetStreamClient:
                 max_msgs_per_subject=self._caps.dlq_per_function,
             ),
         )
-        consumer = api.ConsumerConfig(
-            durable_name=CONSUMER,
-            name=CONSUMER,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=self._ack_wait_s,
-            max_deliver=-1,
-            max_ack_pending=self._max_ack_pending,
-            deliver_policy=api.DeliverPolicy.ALL,
-            filter_subject="nimbus.events.>",
-        )
         try:
-            await js.add_consumer(EVENTS_STREAM, config=consumer)
-        except nats.js.errors.BadRequestError as err:
-            # An existing consumer whose settings may not change in place keeps them.
-            log.warning("shared consumer kept as it is", extra={"fields": {"error": str(err)}})
+            await js.delete_consumer(EVENTS_STREAM, LEGACY_CONSUMER)
+            log.info("the shared events consumer of earlier versions deleted")
+        except nats.js.errors.NotFoundError:
+            pass
 
     @staticmethod
     async def _upsert_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
@@ -265,13 +266,21 @@ class JetStreamClient:
         return Stored(seq=int(ack.seq), duplicate=bool(ack.duplicate))
 
     async def backlog(self, timeout_s: float) -> tuple[int, int]:
-        """The events consumer's counts: (not yet delivered, delivered and not yet acked)."""
+        """The events consumers' counts, summed over the namespaces: (not yet delivered,
+        delivered and not yet acked)."""
         js = self._require()
+        pending = unacked = 0
         try:
-            info = await js.consumer_info(EVENTS_STREAM, CONSUMER, timeout=timeout_s)
+            async with asyncio.timeout(timeout_s):
+                seen = 0
+                while consumers := await js.consumers_info(EVENTS_STREAM, offset=seen):
+                    seen += len(consumers)
+                    for info in consumers:
+                        pending += int(info.num_pending or 0)
+                        unacked += int(info.num_ack_pending or 0)
         except (TimeoutError, nats.errors.Error, OSError) as err:
             raise _unavailable(err, "consumer info") from err
-        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+        return pending, unacked
 
     async def count_events(self, subject_filter: str) -> int:
         """Events in the stream on subjects matching the filter: with work-queue retention, the
@@ -283,11 +292,50 @@ class JetStreamClient:
             raise _unavailable(err, "stream info") from err
         return sum((info.state.subjects or {}).values())
 
-    async def subscribe_events(self) -> EventSubscription:
+    async def namespaces_with_events(self) -> set[str]:
+        """The namespaces that have events in the stream (waiting, running or waiting for a
+        retry): with work-queue retention an event stays until its consumer acks it."""
+        js = self._require()
+        try:
+            info = await js.stream_info(EVENTS_STREAM, subjects_filter="nimbus.events.>")
+        except (TimeoutError, nats.errors.Error, OSError) as err:
+            raise _unavailable(err, "stream info") from err
+        out: set[str] = set()
+        for subject in info.state.subjects or {}:
+            tokens = subject.split(".")
+            if len(tokens) >= 4:
+                out.add(tokens[2])
+        return out
+
+    async def subscribe_events(
+        self, namespace: str, on_arrival: Callable[[], None] | None = None
+    ) -> EventSubscription:
+        """A standing pull on the namespace's events consumer, made first if it is missing."""
+        js = self._require()
+        name = consumer_name(namespace)
+        consumer = api.ConsumerConfig(
+            durable_name=name,
+            name=name,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self._ack_wait_s,
+            max_deliver=-1,
+            max_ack_pending=self._max_ack_pending,
+            deliver_policy=api.DeliverPolicy.ALL,
+            filter_subject=f"nimbus.events.{namespace}.>",
+            inactive_threshold=CONSUMER_IDLE_S,
+        )
         subscription = EventSubscription(
-            self.nc, f"{_JS_API}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{CONSUMER}"
+            self.nc, f"{_JS_API}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{name}", on_arrival
         )
         try:
+            try:
+                await js.add_consumer(EVENTS_STREAM, config=consumer)
+            except nats.js.errors.BadRequestError as err:
+                # An older replica may have made the shared consumer again (it overlaps).
+                log.warning("events consumer not made", extra={"fields": {"error": str(err)}})
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_consumer(EVENTS_STREAM, LEGACY_CONSUMER)
+                await js.add_consumer(EVENTS_STREAM, config=consumer)
             await subscription.open()
         except (TimeoutError, nats.errors.Error, OSError) as err:
             raise _unavailable(err, "subscribe") from err
@@ -420,6 +468,11 @@ class JetStreamClient:
             raise _unavailable(err, "delete") from err
 
 
+def consumer_name(namespace: str) -> str:
+    """The events consumer of one namespace (namespace names are valid consumer-name tokens)."""
+    return f"{CONSUMER_PREFIX}{namespace}"
+
+
 def _ack_fields(reply: str | None) -> tuple[int, int]:
     """(stream sequence, delivery count) from a JetStream ack subject, in either of its forms:
     $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> or, with a domain and
@@ -489,8 +542,11 @@ class EventSubscription:
     a time: an event costs no request of its own, and nothing arrives that the caller could not
     start at once (the count of asked-for events follows each delivery and each request's end)."""
 
-    def __init__(self, nc: NatsClient, next_subject: str) -> None:
+    def __init__(
+        self, nc: NatsClient, next_subject: str, on_arrival: Callable[[], None] | None = None
+    ) -> None:
         self._nc = nc
+        self._on_arrival = on_arrival
         self._next_subject = next_subject
         self._inbox = ""
         self._sub: Subscription | None = None
@@ -518,6 +574,8 @@ class EventSubscription:
                 log.warning("undeliverable message dropped", extra={"fields": {"error": str(err)}})
                 return
             self._arrived.set()
+            if self._on_arrival is not None:
+                self._on_arrival()
             return
         if status == "100":
             return  # a heartbeat
@@ -528,6 +586,8 @@ class EventSubscription:
         if status == "409" and "deleted" in headers.get("Description", "").lower():
             self._error = Unavailable("NATS fetch failed: the events consumer was deleted")
             self._arrived.set()
+            if self._on_arrival is not None:
+                self._on_arrival()
 
     async def _ask(self, room: int, batch_min: int, busy: bool) -> float | None:
         """Asks for the room not yet asked for, once it reaches batch_min or has waited
@@ -555,6 +615,23 @@ class EventSubscription:
         self._asked += want
         self._asked_until = now + PULL_EXPIRES_S + 1.0
         return None
+
+    async def ask(self, room: int, batch_min: int = 1, busy: bool = False) -> float | None:
+        """Keeps JetStream asked for room events in all (held here or on their way), without
+        waiting for them; returns how long until a short ask is due, if one waits. Raises
+        Unavailable once the consumer is gone."""
+        if self._error is not None:
+            raise self._error
+        return await self._ask(room, batch_min, busy)
+
+    @property
+    def held(self) -> list[Delivery]:
+        """What has arrived and not been handed over, oldest first."""
+        return list(self._ready)
+
+    def take(self) -> Delivery | None:
+        """The oldest event that has arrived, if any."""
+        return self._ready.popleft() if self._ready else None
 
     async def pull(
         self, room: int, wait_s: float, batch_min: int = 1, busy: bool = False
