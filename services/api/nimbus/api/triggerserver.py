@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 from nimbus.api.apikeys import KeyIssuer
+from nimbus.api.code import CodeApi
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.logs import LogsApi
 from nimbus.api.metrics import MetricsApi
@@ -74,6 +75,7 @@ class FunctionsAndTriggersServicer(FunctionsServicer):
         usage: UsageApi,
         logs: LogsApi,
         quotas: QuotasApi,
+        code: CodeApi,
     ) -> None:
         super().__init__(
             functions,
@@ -84,6 +86,7 @@ class FunctionsAndTriggersServicer(FunctionsServicer):
             usage=usage,
             logs=logs,
             quotas=quotas,
+            code=code,
         )
         self._triggers = triggers
 
