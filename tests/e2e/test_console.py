@@ -333,6 +333,32 @@ def test_logs_with_a_request_id_filter(tab: Tab, gw: Gateway) -> None:
     assert first in tab.text("#log-summary")
 
 
+def test_metrics_charts(tab: Tab, gw: Gateway) -> None:
+    code = (
+        "def handler(event, context):\n"
+        "    if event.get('fail'):\n"
+        "        raise ValueError('no')\n"
+        "    return 1\n"
+    )
+    assert gw.create("console-metrics", {"main.py": code}).status == 200
+    for event in ({}, {}, {}, {"fail": True}):
+        assert gw.invoke("console-metrics", event).status == 200
+    tab.sign_in(gw.api_key)
+    tab.goto("#/functions/console-metrics/metrics")
+
+    def counted() -> bool:
+        text = tab.text("#charts")
+        if "invocations 4" in text and "errors 1" in text:
+            return True
+        tab.page.click("#metrics-refresh")
+        return False
+
+    until(counted, 30, 1)
+    assert tab.page.locator("#charts svg.chart").count() == 4
+    assert re.search(r"cold starts [1-9]", tab.text("#charts"))
+    tab.shot("metrics.png")
+
+
 def test_sign_out(tab: Tab, gw: Gateway) -> None:
     tab.sign_in(gw.api_key)
     tab.page.click("#sign-out")

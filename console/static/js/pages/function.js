@@ -1,14 +1,16 @@
-// One function: its header and the Code, Test and Logs tabs.
+// One function: its header and the Code, Test, Logs and Metrics tabs.
 import { api } from "../api.js";
 import { h, clear, messageBox, relativeTime, formatTime } from "../dom.js";
 import { renderCode } from "./code.js";
 import { renderTest } from "./test.js";
 import { renderLogs } from "./logs.js";
+import { renderMetrics } from "./metrics.js";
 
 const TABS = [
   ["code", "Code", renderCode],
   ["test", "Test", renderTest],
   ["logs", "Logs", renderLogs],
+  ["metrics", "Metrics", renderMetrics],
 ];
 
 export function renderFunction(root, ctx, name, tab) {
