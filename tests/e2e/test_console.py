@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Gateway
+from support import Gateway, zip_of
 
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "docs" / "console"
@@ -357,6 +357,43 @@ def test_metrics_charts(tab: Tab, gw: Gateway) -> None:
     assert tab.page.locator("#charts svg.chart").count() == 4
     assert re.search(r"cold starts [1-9]", tab.text("#charts"))
     tab.shot("metrics.png")
+
+
+def test_publish_versions_and_shift_an_alias_with_the_slider(tab: Tab, gw: Gateway) -> None:
+    def code(tag: str) -> dict[str, str]:
+        return {"main.py": f"def handler(event, context):\n    return {tag!r}\n"}
+
+    assert gw.create("console-alias", code("one")).status == 200
+    tab.sign_in(gw.api_key)
+    tab.goto("#/functions/console-alias/versions")
+    tab.page.fill("#version-description", "first cut")
+    tab.page.click("#publish")
+    tab.page.wait_for_selector('#versions tr[data-version="1"]')
+    body = {"code": {"zip_base64": base64.b64encode(zip_of(code("two"))).decode()}}
+    assert gw.request("PUT", "/v1/functions/console-alias/code", body).status == 200
+    tab.page.click("#publish")
+    tab.page.wait_for_selector('#versions tr[data-version="2"]')
+
+    tab.page.fill("#alias-name", "live")
+    tab.page.select_option("#alias-version", "1")
+    tab.page.select_option("#alias-second", "2")
+    tab.page.fill("#alias-weight", "50")
+    assert "50% to version 2" in tab.text("#alias-weight-text")
+    tab.page.click("#save-alias")
+    tab.page.wait_for_selector('#aliases tr[data-alias="live"]')
+    assert "2 (50%)" in tab.text('#aliases tr[data-alias="live"]')
+    tab.shot("versions.png")
+
+    alias = gw.request("GET", "/v1/functions/console-alias/aliases/live").json()
+    assert alias["version"] == "1" and alias["routing"] == {"version": "2", "weight": 0.5}
+    answers = {
+        gw.request("POST", "/v1/functions/console-alias:invoke?qualifier=live", {}).json()
+        for _ in range(24)
+    }
+    assert answers == {"one", "two"}
+    # The code of a version, as the editor would read it.
+    files = gw.request("GET", "/v1/functions/console-alias/code?qualifier=1").json()["files"]
+    assert "'one'" in files[0]["content"]
 
 
 def test_sign_out(tab: Tab, gw: Gateway) -> None:

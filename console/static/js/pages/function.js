@@ -1,16 +1,18 @@
-// One function: its header and the Code, Test, Logs and Metrics tabs.
+// One function: its header and the Code, Test, Logs, Metrics and Versions tabs.
 import { api } from "../api.js";
 import { h, clear, messageBox, relativeTime, formatTime } from "../dom.js";
 import { renderCode } from "./code.js";
 import { renderTest } from "./test.js";
 import { renderLogs } from "./logs.js";
 import { renderMetrics } from "./metrics.js";
+import { renderVersions } from "./versions.js";
 
 const TABS = [
   ["code", "Code", renderCode],
   ["test", "Test", renderTest],
   ["logs", "Logs", renderLogs],
   ["metrics", "Metrics", renderMetrics],
+  ["versions", "Versions", renderVersions],
 ];
 
 export function renderFunction(root, ctx, name, tab) {
