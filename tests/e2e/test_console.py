@@ -396,6 +396,30 @@ def test_publish_versions_and_shift_an_alias_with_the_slider(tab: Tab, gw: Gatew
     assert "'one'" in files[0]["content"]
 
 
+def test_configuration_saves_and_a_stale_form_is_refused_in_place(tab: Tab, gw: Gateway) -> None:
+    code = "import os\n\ndef handler(event, context):\n    return os.environ.get('GREETING')\n"
+    assert gw.create("console-cfg", {"main.py": code}).status == 200
+    tab.sign_in(gw.api_key)
+    tab.goto("#/functions/console-cfg/config")
+    tab.page.fill("#cfg-memory_mb", "256")
+    tab.page.fill("#cfg-env", "GREETING=hi from the console")
+    tab.page.click("#cfg-save")
+    until(lambda: "Saved · revision" in tab.text("#cfg-form .message"))
+    tab.shot("config.png")
+    fn = gw.request("GET", "/v1/functions/console-cfg").json()
+    assert fn["memory_mb"] == 256 and fn["env"] == {"GREETING": "hi from the console"}
+    assert gw.invoke("console-cfg", {}).json() == "hi from the console"
+
+    # Someone else changes the function: this form's revision is stale, and the 409 says so.
+    assert gw.request("PATCH", "/v1/functions/console-cfg", {"timeout_s": 9}).status == 200
+    tab.page.fill("#cfg-memory_mb", "512")
+    tab.page.click("#cfg-save")
+    tab.page.wait_for_selector("#cfg-form .message.error")
+    assert "409" in tab.text("#cfg-form .message.error")
+    assert gw.request("GET", "/v1/functions/console-cfg").json()["memory_mb"] == 256
+    tab.allow(r"status of 409 .*/v1/functions/console-cfg")
+
+
 def test_sign_out(tab: Tab, gw: Gateway) -> None:
     tab.sign_in(gw.api_key)
     tab.page.click("#sign-out")

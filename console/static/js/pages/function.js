@@ -1,4 +1,4 @@
-// One function: its header and the Code, Test, Logs, Metrics and Versions tabs.
+// One function: its header and the Code, Test, Logs, Metrics, Versions and Configuration tabs.
 import { api } from "../api.js";
 import { h, clear, messageBox, relativeTime, formatTime } from "../dom.js";
 import { renderCode } from "./code.js";
@@ -6,6 +6,7 @@ import { renderTest } from "./test.js";
 import { renderLogs } from "./logs.js";
 import { renderMetrics } from "./metrics.js";
 import { renderVersions } from "./versions.js";
+import { renderConfig } from "./config.js";
 
 const TABS = [
   ["code", "Code", renderCode],
@@ -13,6 +14,7 @@ const TABS = [
   ["logs", "Logs", renderLogs],
   ["metrics", "Metrics", renderMetrics],
   ["versions", "Versions", renderVersions],
+  ["config", "Configuration", renderConfig],
 ];
 
 export function renderFunction(root, ctx, name, tab) {
