@@ -83,11 +83,17 @@ class Tab:
         self.page.keyboard.press("Enter")
         self.page.wait_for_selector("#sign-out")
 
-    def shot(self, name: str, *, full_page: bool = False) -> None:
+    def shot(self, name: str, *, full_page: bool = False, mask: tuple[str, ...] = ()) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
         # The caret blinks and the clock moves: screenshots of a settled page.
         self.page.wait_for_timeout(300)
-        self.page.screenshot(path=str(SHOTS / name), full_page=full_page)
+        self.page.screenshot(
+            path=str(SHOTS / name),
+            full_page=full_page,
+            # Secrets shown once (a new key) are painted over in the docs' pictures.
+            mask=[self.page.locator(m) for m in mask],
+            mask_color="#c9d1e6",
+        )
 
     def text(self, selector: str) -> str:
         return str(self.page.text_content(selector) or "")
@@ -418,6 +424,41 @@ def test_configuration_saves_and_a_stale_form_is_refused_in_place(tab: Tab, gw: 
     assert "409" in tab.text("#cfg-form .message.error")
     assert gw.request("GET", "/v1/functions/console-cfg").json()["memory_mb"] == 256
     tab.allow(r"status of 409 .*/v1/functions/console-cfg")
+
+
+def test_revoke_a_key_and_its_tab_is_signed_out(tab: Tab, gw: Gateway, browser: Any) -> None:
+    tab.sign_in(gw.api_key)
+    tab.page.click("text=Keys")
+    tab.page.fill("#key-namespace", "console-team")
+    tab.page.fill("#key-description", "from the console")
+    tab.page.click("#key-create")
+    tab.page.wait_for_selector("#new-key-value")
+    team_key = tab.text("#new-key-value").strip()
+    key_id = tab.text("#new-key strong").split("(")[1].split(")")[0]
+    tab.page.wait_for_selector(f'#keys tr[data-key-id="{key_id}"]')
+    tab.shot("keys.png", mask=("#new-key-value",))
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        team = Tab(context.new_page(), tab.base)
+        team.allow(r"status of 401 .*/v1/functions")
+        team.sign_in(team_key)
+        team.page.wait_for_selector(".empty:not([hidden])")  # a new namespace: no functions
+
+        tab.page.once("dialog", lambda dialog: dialog.accept())
+        tab.page.click(f'#keys tr[data-key-id="{key_id}"] button')
+        tab.page.wait_for_selector(f'#keys tr[data-key-id="{key_id}"]', state="detached")
+
+        def signed_out() -> bool:
+            team.goto("#/functions")
+            team.page.reload()
+            return team.page.locator("#api-key").count() == 1
+
+        until(signed_out, 20, 1)
+        assert team.page.evaluate("sessionStorage.length") == 0
+        assert team.unexpected_errors() == []
+    finally:
+        context.close()
 
 
 def test_sign_out(tab: Tab, gw: Gateway) -> None:

@@ -1,13 +1,15 @@
 // The console's shell: sign-in gate, top bar, and a hash router over the pages. Routes:
 //   #/functions              the list (the default)
 //   #/new                    create from a template
-//   #/functions/NAME/code    the editor;  /test  invoke with saved events;  /logs  recent lines
+//   #/functions/NAME/TAB     code, test, logs, metrics, versions, config
+//   #/keys                   API keys (admin)
 import { session, onUnauthorized } from "./api.js";
 import { h, clear } from "./dom.js";
 import { renderSignIn } from "./pages/signin.js";
 import { renderFunctions } from "./pages/functions.js";
 import { renderCreate } from "./pages/create.js";
 import { renderFunction } from "./pages/function.js";
+import { renderKeys } from "./pages/keys.js";
 
 const app = document.getElementById("app");
 let cleanup = null;
@@ -20,6 +22,7 @@ function parse(hash) {
   let m;
   if (path === "/" || path === "/functions") return { page: "functions" };
   if (path === "/new") return { page: "create" };
+  if (path === "/keys") return { page: "keys" };
   if ((m = path.match(/^\/functions\/([^/]+)(?:\/([a-z]+))?$/))) {
     return { page: "function", name: decodeURIComponent(m[1]), tab: m[2] || "code", query };
   }
@@ -54,6 +57,7 @@ function topBar(current) {
       { class: "mainnav", "aria-label": "Main" },
       link("#/functions", "Functions", current.page === "functions" || current.page === "function"),
       link("#/new", "Create function", current.page === "create"),
+      link("#/keys", "Keys", current.page === "keys"),
     ),
     h("span", { class: "spacer" }),
     h("span", { class: "who", title: "the API key of this tab's session" }, `key …${key.slice(-4)}`),
@@ -88,6 +92,7 @@ function route() {
   const ctx = { navigate };
   if (current.page === "functions") cleanup = renderFunctions(view, ctx);
   else if (current.page === "create") cleanup = renderCreate(view, ctx);
+  else if (current.page === "keys") cleanup = renderKeys(view, ctx);
   else if (current.page === "function") cleanup = renderFunction(view, { ...ctx, query: current.query }, current.name, current.tab);
   else {
     document.title = "Not found · Nimbus console";
