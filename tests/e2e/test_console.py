@@ -463,6 +463,30 @@ def test_revoke_a_key_and_its_tab_is_signed_out(tab: Tab, gw: Gateway, browser: 
         context.close()
 
 
+def test_usage_per_function_and_day(tab: Tab, gw: Gateway) -> None:
+    assert (
+        gw.create("console-usage", {"main.py": "def handler(e, c):\n    return 1\n"}).status == 200
+    )
+    for _ in range(3):
+        assert gw.invoke("console-usage", {}).status == 200
+    tab.sign_in(gw.api_key)
+    tab.page.click("text=Usage")
+
+    def listed() -> bool:
+        row = tab.page.locator('#usage tr[data-function="console-usage"]')
+        if row.count() and row.first.text_content().find("\t") < 0:
+            cells = row.first.locator("td").all_text_contents()
+            if cells[3] == "3":
+                return True
+        tab.page.click("#usage-show")
+        return False
+
+    until(listed, 30, 1)
+    assert "requests" in tab.text("#usage-totals")
+    assert tab.page.locator("figure svg.chart rect").count() >= 1
+    tab.shot("usage.png")
+
+
 def test_sign_out(tab: Tab, gw: Gateway) -> None:
     tab.sign_in(gw.api_key)
     tab.page.click("#sign-out")

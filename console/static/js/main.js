@@ -2,6 +2,7 @@
 //   #/functions              the list (the default)
 //   #/new                    create from a template
 //   #/functions/NAME/TAB     code, test, logs, metrics, versions, config
+//   #/usage                  requests and GB-s per function and day
 //   #/keys                   API keys (admin)
 import { session, onUnauthorized } from "./api.js";
 import { h, clear } from "./dom.js";
@@ -10,6 +11,7 @@ import { renderFunctions } from "./pages/functions.js";
 import { renderCreate } from "./pages/create.js";
 import { renderFunction } from "./pages/function.js";
 import { renderKeys } from "./pages/keys.js";
+import { renderUsage } from "./pages/usage.js";
 
 const app = document.getElementById("app");
 let cleanup = null;
@@ -23,6 +25,7 @@ function parse(hash) {
   if (path === "/" || path === "/functions") return { page: "functions" };
   if (path === "/new") return { page: "create" };
   if (path === "/keys") return { page: "keys" };
+  if (path === "/usage") return { page: "usage" };
   if ((m = path.match(/^\/functions\/([^/]+)(?:\/([a-z]+))?$/))) {
     return { page: "function", name: decodeURIComponent(m[1]), tab: m[2] || "code", query };
   }
@@ -51,12 +54,13 @@ function topBar(current) {
   return h(
     "header",
     { class: "topbar" },
-    h("a", { class: "brand", href: "#/functions" }, h("span", { class: "logo", "aria-hidden": "true" }), "Nimbus"),
+    h("a", { class: "brand", href: "#/functions" }, h("span", { class: "logo", "aria-hidden": "true" }), h("span", { class: "brand-name", text: "Nimbus" })),
     h(
       "nav",
       { class: "mainnav", "aria-label": "Main" },
       link("#/functions", "Functions", current.page === "functions" || current.page === "function"),
       link("#/new", "Create function", current.page === "create"),
+      link("#/usage", "Usage", current.page === "usage"),
       link("#/keys", "Keys", current.page === "keys"),
     ),
     h("span", { class: "spacer" }),
@@ -93,6 +97,7 @@ function route() {
   if (current.page === "functions") cleanup = renderFunctions(view, ctx);
   else if (current.page === "create") cleanup = renderCreate(view, ctx);
   else if (current.page === "keys") cleanup = renderKeys(view, ctx);
+  else if (current.page === "usage") cleanup = renderUsage(view, ctx);
   else if (current.page === "function") cleanup = renderFunction(view, { ...ctx, query: current.query }, current.name, current.tab);
   else {
     document.title = "Not found · Nimbus console";
