@@ -95,7 +95,7 @@ class Target:
         from nimbus.common.etcd import Etcd
 
         if self._etcd is None:
-            self._etcd = Etcd(HOST, self.cluster.ports["etcd"])
+            self._etcd = Etcd(HOST, self.cluster.ports["etcd"], self.cluster.operator_identity)
         return self._etcd
 
     async def warm_sandboxes(self, runtime: str = "python3.11") -> int:

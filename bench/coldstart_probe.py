@@ -89,6 +89,9 @@ async def start_agent(
         "NIMBUS_FUNCMGR_ADDR": funcmgr,
         "NIMBUS_NODE_MEMORY_MB": "8192",
         "NIMBUS_LOG_LEVEL": "INFO",
+        # The probe's node-agent talks to the probe's own plaintext code server, outside any
+        # cluster PKI.
+        "NIMBUS_ALLOW_PLAINTEXT": "1",
         **env,
     }
     log = open(home / "agent.log", "ab")  # noqa: SIM115 (kept open for the child's life)

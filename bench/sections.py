@@ -326,7 +326,7 @@ async def _wait_drained(t: Target, bound_s: float, log: Callable[[str], None]) -
 
     deadline = time.monotonic() + bound_s
     try:
-        nc = await nats.connect(f"nats://{HOST}:{t.cluster.ports['nats']}")
+        nc = await nats.connect(f"nats://{HOST}:{t.cluster.ports['nats']}", **t.cluster.nats_tls())
     except Exception as err:
         log(f"bench: async: NATS not reachable ({err}); polling the records instead")
         return

@@ -3,7 +3,8 @@
     .venv/bin/python examples/deploy.py powertools-rest [--name NAME]
 
 Each example is a directory with the app's code, its dependencies (requirements.txt for Python,
-package.json for Node.js) and nimbus.json (runtime, handler, memory_mb, timeout_s, env). The
+package.json for Node.js) and nimbus.json (runtime, handler, memory_mb, timeout_s, env, and the
+trigger's payload_format, "1.0" by default). The
 dependencies are installed as Lambda users install them (`pip install --target` of manylinux
 cp311 wheels, `npm install --omit=dev`) into a cache keyed by the runtime and the dependency
 files (NIMBUS_APPS_CACHE, default ~/.cache/nimbus-test-apps), zipped with the code, deployed with
@@ -11,11 +12,9 @@ files (NIMBUS_APPS_CACHE, default ~/.cache/nimbus-test-apps), zipped with the co
 the trigger's URL. The CLI finds the cluster as always (NIMBUS_ENDPOINT/NIMBUS_API_KEY or
 .nimbus/credentials.json).
 
-Until HTTP triggers give the path relative to their mount point (issue 24.3), the event's path
-starts with /fn/NAMESPACE/NAME: each app strips it with its framework's own base-path option
-(Powertools strip_prefixes, Mangum api_gateway_base_path, serverless-wsgi API_GATEWAY_BASE_PATH,
-serverless-http basePath), set from BASE_PATH (serverless-wsgi reads API_GATEWAY_BASE_PATH), which
-this script sets to the trigger's path.
+The event's path is relative to the trigger's mount point (/fn/NAMESPACE/NAME/users/9 reaches
+the app as /users/9, as a function URL's does), so the apps route as they do on Lambda, with no
+base-path option set.
 
 Standard library only; tests/e2e/test_lambda_apps.py imports it.
 """
@@ -148,10 +147,18 @@ def cli() -> list[str]:
     return [found] if found else [str(ROOT / ".venv" / "bin" / "nimbus")]
 
 
-def deploy(app: Path, name: str, cli_env: Mapping[str, str] | None = None) -> str:
+def deploy(
+    app: Path,
+    name: str,
+    cli_env: Mapping[str, str] | None = None,
+    payload_format: str | None = None,
+) -> str:
     """Deploys the app as `name` with an HTTP trigger; its URL path (/fn/NAMESPACE/NAME).
-    cli_env: the CLI's environment (default this process's)."""
+    cli_env: the CLI's environment (default this process's); payload_format: the trigger's
+    (default nimbus.json's, else 1.0)."""
     cfg = settings(app)
+    if payload_format:
+        cfg["payload_format"] = payload_format
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / f"{app.name}.zip"
         package.write_bytes(build_zip(app))
@@ -161,13 +168,10 @@ def deploy(app: Path, name: str, cli_env: Mapping[str, str] | None = None) -> st
         if cfg.get("env"):
             cmd += ["--env", *(f"{k}={v}" for k, v in cfg["env"].items())]
         run(cmd, env=cli_env)
-        add = [*cli(), "trigger", "add", name, "--type", "http", "--json"]
-        path = str(json.loads(run(add, env=cli_env))["url"])
-        # The path prefix the apps strip until issue 24.3 (see the module docstring); the code is
-        # the same, so only the configuration changes.
-        base = [f"BASE_PATH={path}", f"API_GATEWAY_BASE_PATH={path[1:]}"]
-        run([*cli(), "deploy", name, "--src", str(package), "--env", *base], env=cli_env)
-    return path
+    add = [*cli(), "trigger", "add", name, "--type", "http", "--json"]
+    if cfg.get("payload_format"):
+        add += ["--payload-format", str(cfg["payload_format"])]
+    return str(json.loads(run(add, env=cli_env))["url"])
 
 
 def main() -> None:
@@ -175,8 +179,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("app", choices=apps)
     parser.add_argument("--name", help="the function's name (default: the app's)")
+    parser.add_argument(
+        "--payload-format",
+        choices=("1.0", "2.0"),
+        help="the HTTP trigger's payload format (default: nimbus.json's, else 1.0)",
+    )
     args = parser.parse_args()
-    path = deploy(EXAMPLES / args.app, args.name or args.app)
+    path = deploy(EXAMPLES / args.app, args.name or args.app, payload_format=args.payload_format)
     print(f"{endpoint().rstrip('/')}{path}")
 
 

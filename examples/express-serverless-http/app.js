@@ -19,5 +19,4 @@ app.get('/boom', () => {
   throw new Error('kaboom from Express');
 });
 
-// BASE_PATH: the HTTP trigger's mount point, as an API Gateway custom domain's base path.
-module.exports.handler = serverless(app, { basePath: process.env.BASE_PATH });
+module.exports.handler = serverless(app);

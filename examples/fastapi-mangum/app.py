@@ -1,7 +1,5 @@
 """A FastAPI app on Lambda through Mangum, unchanged but for the handler line."""
 
-import os
-
 from fastapi import FastAPI, HTTPException
 from mangum import Mangum
 from pydantic import BaseModel
@@ -34,5 +32,4 @@ def boom() -> dict:
     raise ValueError("kaboom from FastAPI")
 
 
-# BASE_PATH: the HTTP trigger's mount point, as an API Gateway custom domain's base path.
-handler = Mangum(app, lifespan="off", api_gateway_base_path=os.environ.get("BASE_PATH", "/"))
+handler = Mangum(app, lifespan="off")

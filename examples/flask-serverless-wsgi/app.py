@@ -22,5 +22,4 @@ def boom():
 
 
 def handler(event, context):
-    # serverless-wsgi strips API_GATEWAY_BASE_PATH (the trigger's mount point, no leading slash).
     return serverless_wsgi.handle_request(app, event, context)

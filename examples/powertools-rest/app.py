@@ -1,17 +1,13 @@
 """An AWS Lambda Powertools app as its users write it for API Gateway (REST, payload 1.0):
 Logger with inject_lambda_context, Metrics in EMF on stdout, an APIGatewayRestResolver."""
 
-import os
-
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 
 logger = Logger()  # service: POWERTOOLS_SERVICE_NAME
 metrics = Metrics()  # namespace: POWERTOOLS_METRICS_NAMESPACE
-# BASE_PATH: the mount point of the HTTP trigger, as with a custom domain's base path mapping.
-base_path = os.environ.get("BASE_PATH")
-app = APIGatewayRestResolver(strip_prefixes=[base_path] if base_path else None)
+app = APIGatewayRestResolver()
 
 
 @app.get("/hello/<name>")

@@ -38,6 +38,7 @@ def spawn_api(cluster: LocalCluster, name: str, api_versions: str, **env: str) -
     """`python -m nimbus.api` as the cluster's api programs run, with its own name and port."""
     port = free_port()
     ports = cluster.ports
+    cluster.issue_certificate("api", name)
     environ = {
         **{k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")},
         "NIMBUS_HOME": str(cluster.layout.home),

@@ -7,7 +7,6 @@ import signal
 import time
 import uuid
 
-import grpc
 import pytest
 from nimbus.internal.v1 import invoker_pb2, invoker_pb2_grpc
 
@@ -30,7 +29,7 @@ def unique(prefix: str) -> str:
 async def calls_at_invokers(cluster, name: str) -> int:
     total = 0
     for replica in ("invoker-1", "invoker-2"):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.ports[replica]}") as channel:
+        async with cluster.channel(replica) as channel:
             stats = await invoker_pb2_grpc.InvokerControlStub(channel).GetStats(
                 invoker_pb2.GetStatsRequest(), timeout=2
             )

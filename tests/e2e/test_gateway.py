@@ -84,7 +84,9 @@ async def test_a_replica_joins_within_2s_and_leaves_within_its_lease(cluster, gw
         from nimbus.cluster.health import grpc_health
 
         await until(
-            lambda: __import__("asyncio").run(grpc_health(replica.port)),
+            lambda: __import__("asyncio").run(
+                grpc_health(replica.port, "api", cluster.operator_identity)
+            ),
             30,
             "extra replica serving",
             interval_s=0.01,

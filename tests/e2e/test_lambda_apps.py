@@ -1,17 +1,20 @@
-"""Lambda apps people deploy, unchanged, through an HTTP trigger (payload format 1.0) (issue 24).
+"""Lambda apps people deploy, unchanged, through an HTTP trigger (issue 24).
 
-Each app is one of examples/ (a Powertools REST app, FastAPI through Mangum, Flask through
-serverless-wsgi, a callback-style Node.js handler, Express through serverless-http), its
+Each app is one of examples/ (a Powertools REST app and a Powertools HTTP API app (payload 2.0),
+FastAPI through Mangum, Flask through serverless-wsgi, a callback-style Node.js handler, Express
+through serverless-http), its
 dependencies installed from PyPI / npm as its users install them (pip --target, npm install),
 cached between runs (examples/deploy.py; NIMBUS_APPS_CACHE, default ~/.cache/nimbus-test-apps),
-zipped and deployed by `examples/deploy.py` (`nimbus deploy` and `nimbus trigger add`). Each
-answers as on Lambda, and its errors reach its log with their stack while the HTTP client sees
-none of it.
+zipped and deployed by `examples/deploy.py` (`nimbus deploy` and `nimbus trigger add`), with no
+base-path setting: the event's path is relative to the trigger's mount point, on the shared origin
+(/fn/{ns}/{name}) and the namespace's own ({ns}.fn.localhost/{name}) alike. Each answers as on
+Lambda, and its errors reach its log with their stack while the HTTP client sees none of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import json
 import os
@@ -19,6 +22,7 @@ import re
 import subprocess
 import sys
 import uuid
+from http.client import HTTPConnection
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -50,10 +54,14 @@ def cli_env(gw: Gateway) -> dict[str, str]:
     }
 
 
-async def deploy(gw: Gateway, examples: ModuleType, app: str) -> tuple[str, str]:
+async def deploy(
+    gw: Gateway, examples: ModuleType, app: str, payload_format: str | None = None
+) -> tuple[str, str]:
     """(function name, trigger path) of the example deployed under a fresh name."""
     name = f"{app.split('-')[0]}-{uuid.uuid4().hex[:8]}"
-    path = await asyncio.to_thread(examples.deploy, EXAMPLES / app, name, cli_env(gw))
+    path = await asyncio.to_thread(
+        examples.deploy, EXAMPLES / app, name, cli_env(gw), payload_format
+    )
     return name, path
 
 
@@ -70,6 +78,32 @@ async def http(
         return res
 
     return await until(call, 30, f"{method} {path}", 0.3, in_thread=True)
+
+
+async def host_call(
+    gw: Gateway,
+    method: str,
+    trigger: str,
+    rest: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A call of the trigger (/fn/{ns}/{name}) on its namespace's own origin:
+    http://{ns}.fn.localhost:{port}/{name}{rest}."""
+    _, _, ns, name = trigger.split("/")
+    target = f"/{name}{rest}"
+
+    def call() -> tuple[int, list[tuple[str, str]], bytes]:
+        conn = HTTPConnection("127.0.0.1", gw.port, timeout=90)
+        try:
+            sent = {"Host": f"{ns}.fn.localhost:{gw.port}", **(headers or {})}
+            conn.request(method, target, body=body, headers=sent)
+            res = conn.getresponse()
+            return res.status, [(k.lower(), v) for k, v in res.getheaders()], res.read()
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(call)
 
 
 async def call_log(gw: Gateway, name: str, request_id: str) -> list[str]:
@@ -103,6 +137,8 @@ async def test_powertools_rest_app(gw: Gateway, examples: ModuleType) -> None:
     rid = hello.headers["x-nimbus-request-id"]
     assert hello.json() == {"message": "hello world", "request_id": rid}
     assert hello.headers["content-type"] == "application/json"
+    status, _, body = await host_call(gw, "GET", path, "/hello/host")
+    assert status == 200 and json.loads(body)["message"] == "hello host"
 
     order = await http(gw, "POST", f"{path}/orders?x=1", {"sku": "A-1", "n": 2})
     assert order.status == 201 and order.headers["x-order"] == "yes"
@@ -133,12 +169,64 @@ async def test_powertools_rest_app(gw: Gateway, examples: ModuleType) -> None:
     assert any('app.py", line' in m and "in boom" in m for m in lines[at + 2 :])
 
 
+async def test_powertools_http_api_app(gw: Gateway, examples: ModuleType) -> None:
+    """Payload 2.0 (the example's nimbus.json asks for it): an APIGatewayHttpResolver app."""
+    name, path = await deploy(gw, examples, "powertools-http")
+    hello = await http(gw, "GET", f"{path}/hello/ada")
+    assert hello.status == 200, hello.body
+    assert hello.json() == {"message": "hello ada", "path": "/hello/ada", "cookies": []}
+    rid = hello.headers["x-nimbus-request-id"]
+    # Its namespace's own origin: the same relative path, and cookies both ways.
+    status, _, body = await host_call(
+        gw, "GET", path, "/hello/bob", headers={"Cookie": "sid=1; theme=dark"}
+    )
+    assert status == 200 and json.loads(body)["cookies"] == ["sid=1", "theme=dark"]
+    order = json.dumps({"sku": "A-1"}).encode()
+    status, headers, body = await host_call(
+        gw, "POST", path, "/orders?x=1", order, {"Content-Type": "application/json"}
+    )
+    assert status == 201 and json.loads(body) == {"created": {"sku": "A-1"}, "query": {"x": "1"}}
+    cookies = [v for k, v in headers if k == "set-cookie"]
+    assert len(cookies) == 1 and cookies[0].startswith("last_order=A-1"), cookies
+    # The shared origin keeps no cookies.
+    shared = await http(gw, "POST", f"{path}/orders", {"sku": "B"})
+    assert shared.status == 201 and "set-cookie" not in shared.headers
+
+    # Binary both ways: a PNG out, bytes in (base64 in the event).
+    pixel = await http(gw, "GET", f"{path}/pixel.png")
+    assert pixel.status == 200 and pixel.body.startswith(b"\x89PNG\r\n")
+    assert pixel.headers["content-type"] == "image/png"
+    blob = bytes(range(256)) * 4
+    status, _, body = await host_call(
+        gw, "POST", path, "/digest", blob, {"Content-Type": "application/octet-stream"}
+    )
+    assert status == 200 and json.loads(body) == {
+        "base64": True,
+        "size": len(blob),
+        "sha256": hashlib.sha256(blob).hexdigest(),
+    }
+
+    missing = await http(gw, "GET", f"{path}/no/such/route")
+    assert missing.status == 404 and missing.json() == {"statusCode": 404, "message": "Not found"}
+    lines = await call_log(gw, name, rid)
+    logged = [json.loads(m) for m in lines if m.startswith("{") and '"saying hello"' in m]
+    assert len(logged) == 1 and logged[0]["service"] == "shop", lines
+    assert (logged[0]["function_name"], logged[0]["function_request_id"]) == (name, rid)
+
+    boom = await http(gw, "GET", f"{path}/boom")
+    assert_hidden(boom, 502, "kaboom")
+    lines = await call_log(gw, name, boom.headers["x-nimbus-request-id"])
+    assert "[ERROR] RuntimeError: kaboom from an HTTP API route" in lines, lines
+
+
 async def test_fastapi_through_mangum(gw: Gateway, examples: ModuleType) -> None:
     name, path = await deploy(gw, examples, "fastapi-mangum")
     item = await http(gw, "GET", f"{path}/items/1?q=red")
     assert item.status == 200, item.body
     assert item.json() == {"id": 1, "item": {"name": "apple", "price": 0.5}, "q": "red"}
     assert item.headers["content-type"] == "application/json"
+    status, _, body = await host_call(gw, "GET", path, "/items/1")
+    assert status == 200 and json.loads(body)["id"] == 1
     missing = await http(gw, "GET", f"{path}/items/9")
     assert missing.status == 404 and missing.json() == {"detail": "no such item"}
     created = await http(gw, "POST", f"{path}/items", {"name": "pear", "price": 1.25})
@@ -160,6 +248,8 @@ async def test_flask_through_serverless_wsgi(gw: Gateway, examples: ModuleType) 
     index = await http(gw, "GET", f"{path}/")
     assert index.status == 200, index.body
     assert index.json()["hello"] == "flask"
+    status, _, body = await host_call(gw, "GET", path, "/")
+    assert status == 200 and json.loads(body)["hello"] == "flask"
     echo = await http(gw, "POST", f"{path}/echo?a=1", {"k": [1, 2]})
     assert echo.status == 201 and echo.json() == {"json": {"k": [1, 2]}, "args": {"a": "1"}}
 
@@ -207,6 +297,8 @@ async def test_express_through_serverless_http(gw: Gateway, examples: ModuleType
     user = await http(gw, "GET", f"{path}/users/42?q=z")
     assert user.status == 200, user.body
     assert user.json() == {"id": "42", "q": "z"} and user.headers["x-framework"] == "express"
+    status, _, body = await host_call(gw, "GET", path, "/users/7?q=h")
+    assert status == 200 and json.loads(body) == {"id": "7", "q": "h"}
     created = await http(gw, "POST", f"{path}/users", {"name": "ada"})
     assert created.status == 201 and created.json() == {"created": {"name": "ada"}}
     missing = await http(gw, "GET", f"{path}/nowhere")
@@ -216,3 +308,57 @@ async def test_express_through_serverless_http(gw: Gateway, examples: ModuleType
     assert boom.status == 500
     lines = await call_log(gw, name, boom.headers["x-nimbus-request-id"])
     assert any("Error: kaboom from Express" in m for m in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("app", "calls"),
+    [
+        (
+            "fastapi-mangum",
+            [
+                (
+                    "GET",
+                    "/items/1?q=red",
+                    None,
+                    200,
+                    {"id": 1, "item": {"name": "apple", "price": 0.5}, "q": "red"},
+                ),
+                (
+                    "POST",
+                    "/items",
+                    {"name": "pear", "price": 1.25},
+                    201,
+                    {"created": {"name": "pear", "price": 1.25}},
+                ),
+            ],
+        ),
+        (
+            "flask-serverless-wsgi",
+            [("POST", "/echo?a=1&a=2", {"k": 1}, 201, {"json": {"k": 1}, "args": {"a": "1"}})],
+        ),
+        (
+            "express-serverless-http",
+            [
+                ("GET", "/users/42?q=z", None, 200, {"id": "42", "q": "z"}),
+                ("POST", "/users", {"name": "ada"}, 201, {"created": {"name": "ada"}}),
+            ],
+        ),
+    ],
+)
+async def test_the_framework_apps_on_payload_2_0(
+    gw: Gateway,
+    examples: ModuleType,
+    app: str,
+    calls: list[tuple[str, str, Any, int, Any]],
+) -> None:
+    """The same apps, their trigger in payload 2.0: each adapter reads the HTTP API event (rawPath,
+    rawQueryString, cookies) and answers in it, on both origins."""
+    _, path = await deploy(gw, examples, app, "2.0")
+    for method, rest, body, status, expected in calls:
+        res = await http(gw, method, path + rest, body)
+        assert (res.status, res.json()) == (status, expected), (app, method, rest)
+        raw = json.dumps(body).encode() if body is not None else None
+        code, _, answer = await host_call(
+            gw, method, path, rest, raw, {"Content-Type": "application/json"}
+        )
+        assert (code, json.loads(answer)) == (status, expected), (app, method, rest, "host")

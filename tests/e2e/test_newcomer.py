@@ -178,3 +178,55 @@ def test_logs_show_the_newest_lines_by_default_and_with_tail(gw, tmp_path: Path)
     assert tail.returncode == 0 and len(tail.stdout.splitlines()) == 3, tail.stdout
     oldest = cli(gw, "logs", name, "--limit", "5")
     assert any(r.endswith("first line 0") for r in oldest.stdout.splitlines()), oldest.stdout
+
+
+def test_every_error_body_names_its_status_in_one_shape(gw):
+    """Issue 26.7: the transcoded api errors, the invoker's own and Envoy's local replies all
+    answer {"code", "status", "message", "details"}, compact; a function's own error body passes
+    through an HTTP trigger untouched."""
+    name = unique("errs")
+    bodies = {
+        # api, through the transcoder
+        "api 404": gw.request("GET", "/v1/functions/no-such-function"),
+        "api 400": gw.request("POST", "/v1/functions", {"name": "1bad"}),
+        # the invoker's REST listener
+        "invoke 404": gw.request("POST", "/v1/functions/no-such-function:invoke", raw=b"{}"),
+        "invoke 400": gw.request("POST", "/v1/functions/no-such-function:invoke", raw=b"{x"),
+        "invoke 401": gw.request("POST", "/v1/functions/x:invoke", raw=b"{}", key="nmb_nope"),
+        # Envoy's own reply (no route for a gRPC method on REST)
+        "gateway 413": gw.request(
+            "POST",
+            "/v1/functions",
+            raw=b'{"name": "huge", "code": {"zip_base64": "' + b"A" * (70 << 20) + b'"}}',
+            timeout=120,
+        ),
+    }
+    expected = {
+        "api 404": (404, "NOT_FOUND"),
+        "api 400": (400, "INVALID_ARGUMENT"),
+        "invoke 404": (404, "NOT_FOUND"),
+        "invoke 400": (400, "INVALID_ARGUMENT"),
+        "invoke 401": (401, "UNAUTHENTICATED"),
+        "gateway 413": (413, "OUT_OF_RANGE"),
+    }
+    for what, res in bodies.items():
+        status, name_ = expected[what]
+        assert res.status == status, (what, res.status, res.body[:200])
+        error = res.json()
+        assert error["status"] == name_ and error["message"], (what, error)
+        assert set(error) == {"code", "status", "message", "details"}, (what, error)
+        assert b'": ' not in res.body[:60], (what, res.body[:60])  # compact, as the transcoder's
+
+    # A function that answers its own error JSON through its HTTP trigger keeps it as it is.
+    own = (
+        "import json\n"
+        "def handler(event, context):\n"
+        "    return {'statusCode': 503, 'headers': {'content-type': 'application/json'},\n"
+        "            'body': json.dumps({'code': 14, 'message': 'mine'})}\n"
+    )
+    assert gw.create(name, {"main.py": own}).status == 200
+    res = gw.request("POST", f"/v1/functions/{name}/triggers", {"type": "http"})
+    assert res.status == 200, res.body
+    namespace = gw.request("GET", f"/v1/functions/{name}").json()["namespace"]
+    res = gw.request("GET", f"/fn/{namespace}/{name}", key=None)
+    assert res.status == 503 and res.json() == {"code": 14, "message": "mine"}, res.body

@@ -35,7 +35,7 @@ def unique(prefix: str) -> str:
 
 
 async def instances_of(cluster, name: str) -> list[InstanceRecord]:
-    etcd = Etcd("127.0.0.1", cluster.ports["etcd"])
+    etcd = Etcd("127.0.0.1", cluster.ports["etcd"], cluster.operator_identity)
     try:
         kvs, _ = await etcd.get_prefix(keys.instances_prefix())
     finally:
@@ -128,7 +128,7 @@ async def test_over_the_limit_is_429_and_nothing_else(gw):
 
 async def leadership(cluster) -> tuple[str, int] | None:
     """(leader, its lease) from the leader key."""
-    etcd = Etcd("127.0.0.1", cluster.ports["etcd"])
+    etcd = Etcd("127.0.0.1", cluster.ports["etcd"], cluster.operator_identity)
     try:
         kv = await etcd.get(keys.scheduler_leader())
     finally:

@@ -319,7 +319,7 @@ async def test_an_async_call_is_one_trace_from_accept_to_the_run(stack: Stack) -
 
 
 async def registry_records(cluster: LocalCluster) -> list[ServiceEndpoint]:
-    etcd = Etcd("127.0.0.1", cluster.ports["etcd"])
+    etcd = Etcd("127.0.0.1", cluster.ports["etcd"], cluster.operator_identity)
     try:
         kvs, _ = await etcd.get_prefix(keys.registry_prefix())
     finally:

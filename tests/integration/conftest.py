@@ -9,10 +9,16 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 import pytest_asyncio
+from nimbus.common import mtls
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import funcmgr_pb2_grpc
 
 from tests.support.nodeagent import Agent, CodeServer, start_agent
+
+# The tier's servers (tests/conftest.py) are plaintext servers of the tests' own, not the
+# cluster's: the adapters this process runs against them speak plaintext too. A test that needs
+# the cluster's PKI installs an identity of its own (mtls.reset_for_tests(identity)).
+mtls.reset_for_tests(None)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

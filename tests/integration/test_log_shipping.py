@@ -5,6 +5,7 @@ that resumes from the persisted cursor with nothing lost; NATS down and back is 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from nimbus.api.stores.logstream import JetStreamLogStore
+from nimbus.common import mtls
 from nimbus.common.clock import SystemClock
 from nimbus.common.errors import Unavailable
 from nimbus.nodeagent.logcapture import LogSource, LogWriter
@@ -21,6 +23,10 @@ from nimbus.nodeagent.stores.logstream import LogStreamPublisher
 
 from tests.support import until
 from tests.support.servers import NatsServer
+
+# The stores' adapters run in this process against plaintext servers of the test's own.
+mtls.reset_for_tests(None)
+PLAINTEXT_ENV = {**os.environ, "NIMBUS_ALLOW_PLAINTEXT": "1"}  # the shipper's own process too
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -114,7 +120,9 @@ async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(
     await write_lines(logs_dir, "inst-k", messages)
     size = (logs_dir / "inst-k.jsonl").stat().st_size
 
-    first = subprocess.Popen([sys.executable, "-c", SHIPPER, str(logs_dir), nats_url])
+    first = subprocess.Popen(
+        [sys.executable, "-c", SHIPPER, str(logs_dir), nats_url], env=PLAINTEXT_ENV
+    )
     try:
         # Polled often: on an idle machine the whole backlog ships in well under a second.
         await until(lambda: 0 < cursor(logs_dir) < size, 60, "the first batches", 0.005)
@@ -124,7 +132,9 @@ async def test_a_killed_shipper_is_resumed_from_its_cursor_with_nothing_lost(
     killed_at = cursor(logs_dir)
     assert 0 < killed_at < size
 
-    second = subprocess.Popen([sys.executable, "-c", SHIPPER, str(logs_dir), nats_url])
+    second = subprocess.Popen(
+        [sys.executable, "-c", SHIPPER, str(logs_dir), nats_url], env=PLAINTEXT_ENV
+    )
     try:
         await until(
             lambda: not (logs_dir / "inst-k.jsonl").exists(),

@@ -68,7 +68,7 @@ async def test_the_node_record_says_the_sandbox(agent: Agent, etcd: Etcd) -> Non
 
 def test_without_the_unsafe_flag_the_agent_refuses_to_start(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
-    env.update(NIMBUS_HOME=str(tmp_path), NIMBUS_SANDBOX="process")
+    env.update(NIMBUS_HOME=str(tmp_path), NIMBUS_SANDBOX="process", NIMBUS_ALLOW_PLAINTEXT="1")
     proc = subprocess.run(
         [sys.executable, "-m", "nimbus.nodeagent"],
         env=env,

@@ -13,7 +13,7 @@ import grpc
 import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2
-from nimbus.common import metrics, rpc, tracing
+from nimbus.common import metrics, mtls, rpc, tracing
 from nimbus.common.errors import Throttled
 from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
 from nimbus.common.service import new_server
@@ -46,6 +46,7 @@ class Handlers:
 @pytest_asyncio.fixture(loop_scope="session")
 async def server() -> AsyncIterator[tuple[grpc.aio.Channel, Handlers]]:
     handlers = Handlers()
+    mtls.reset_for_tests(None)  # a bare server of this test's own, without the cluster's PKI
     srv, _ = new_server([TelemetryInterceptor(), ErrorInterceptor()])
 
     def method(fn: Any) -> grpc.RpcMethodHandler:

@@ -27,6 +27,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nimbus.common import mtls
 from nimbus.common.etcd import Etcd
 from nimbus.internal.v1 import (
     funcmgr_pb2,
@@ -148,6 +149,7 @@ async def launch(
     home: Path, node_id: str, etcd_endpoint: str, funcmgr_addr: str, **extra: str
 ) -> Agent:
     """Starts `python -m nimbus.nodeagent` and waits until its health check says SERVING."""
+    mtls.reset_for_tests(None)  # this process's clients (NodeStream...) talk plaintext to it too
     addr = f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,
@@ -158,6 +160,8 @@ async def launch(
         "NIMBUS_FUNCMGR_ADDR": funcmgr_addr,
         "NIMBUS_NODE_LEASE_TTL_S": "2",
         "NIMBUS_NODE_MEMORY_MB": "4096",
+        # One service alone, against the plaintext CodeServer above: no cluster PKI.
+        "NIMBUS_ALLOW_PLAINTEXT": "1",
         **extra,
     }
     with open(home / "agent.log", "ab") as log:

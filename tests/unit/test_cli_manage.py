@@ -430,7 +430,20 @@ def test_trigger_add_validates() -> None:
     c = FakeClient()
     code, out = run(["trigger", "add", "f", "--type", "timer", "--schedule", "rate(1 minute)"], c)
     assert code == 0 and out == "added timer trigger t1 to f\n"
-    assert c.calls[0][2] == {"schedule": "rate(1 minute)", "subject": None, "qualifier": None}
+    assert c.calls[0][2] == {
+        "schedule": "rate(1 minute)",
+        "subject": None,
+        "qualifier": None,
+        "payload_format": None,
+    }
+    with pytest.raises(UsageError, match="--payload-format is for http triggers"):
+        run(["trigger", "add", "f", "--type", "timer", "--schedule", "@every 1s",
+             "--payload-format", "2.0"], FakeClient())  # fmt: skip
+    c = FakeClient()
+    code, out = run(["trigger", "add", "f", "--type", "http", "--payload-format", "2.0"], c)
+    assert code == 0 and c.calls[0][2]["payload_format"] == "2.0"
+    with pytest.raises(SystemExit):
+        run(["trigger", "add", "f", "--type", "http", "--payload-format", "3.0"], FakeClient())
 
 
 def test_invoke_async_prints_id() -> None:

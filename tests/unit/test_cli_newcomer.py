@@ -160,6 +160,21 @@ def test_trigger_list_has_a_url_column() -> None:
     assert lines[2].split()[-1] == "-"
 
 
+def test_trigger_list_shows_an_http_trigger_s_payload_format() -> None:
+    client = FakeClient()
+    client.pages["/v1/functions/hello/triggers"] = {
+        "triggers": [
+            {"id": "http", "type": "http", "url": "/fn/default/hello", "payload_format": "2.0"},
+            {"id": "t2", "type": "timer", "schedule": "rate(1 minute)", "payload_format": ""},
+        ]
+    }
+    code, out, _ = run(["trigger", "list", "hello"], client)
+    lines = out.splitlines()
+    assert code == 0 and "SCHEDULE/SUBJECT/FORMAT" in lines[0]
+    assert lines[1].split()[2:4] == ["payload", "2.0"]
+    assert lines[2].split()[2:4] == ["rate(1", "minute)"]
+
+
 # -- 26.4: a Node.js syntax error names the file, line and column at deploy ------------------------
 
 

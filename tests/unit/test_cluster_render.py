@@ -46,7 +46,8 @@ def _context(tmp_path: Path, cluster_spec: spec.ClusterSpec) -> render.Context:
     layout = Layout.at(tmp_path / "home")
     layout.ensure()
     port_map = {name: 21000 + i for i, name in enumerate(cluster_spec.port_names)}
-    return render.Context(layout, port_map, GATEWAY, BINS, "/venv/bin/python")
+    redis_urls = {"invoker": "unix://invoker:pw@/home/run/redis/redis.sock?db=0"}
+    return render.Context(layout, port_map, GATEWAY, BINS, "/venv/bin/python", redis_urls)
 
 
 def _parse(tmp_path: Path, text: str) -> dict:
@@ -106,14 +107,20 @@ def test_commands_use_the_real_binaries_and_ports(tmp_path, cluster_spec):
     home = str(ctx.layout.home)
     etcd = shlex.split(programs["etcd"].command)
     assert etcd[0] == BINS["etcd"]
-    assert f"http://127.0.0.1:{port['etcd']}" in etcd
+    # etcd takes clients over mutual TLS only (issue 16.2)
+    assert f"https://127.0.0.1:{port['etcd']}" in etcd and "--client-cert-auth" in etcd
+    assert etcd[etcd.index("--trusted-ca-file") + 1] == f"{home}/pki/ca.crt"
     assert f"default=http://127.0.0.1:{port['etcd_peer']}" in etcd
     assert etcd[etcd.index("--data-dir") + 1] == f"{home}/etcd"
     redis = shlex.split(programs["redis"].command)
     assert redis[redis.index("--save") + 1] == ""
-    assert redis[redis.index("--port") + 1] == str(port["redis"])
+    # no TCP listener: a Unix socket and ACL users (issue 16.2)
+    assert redis[redis.index("--port") + 1] == "0"
+    assert redis[redis.index("--unixsocket") + 1] == f"{home}/run/redis/redis.sock"
+    assert redis[redis.index("--aclfile") + 1] == f"{home}/pki/redis.acl"
     nats = shlex.split(programs["nats"].command)
     assert nats[nats.index("-m") + 1] == str(port["nats_monitor"]) and "-js" in nats
+    assert nats[nats.index("-c") + 1] == f"{home}/run/nats.conf"
     assert shlex.split(programs["envoy"].command)[:3] == [
         BINS["envoy"],
         "-c",
@@ -150,7 +157,8 @@ def test_service_environment(tmp_path, cluster_spec):
         "NIMBUS_LISTEN_ADDR": f"127.0.0.1:{port['invoker-2']}",
         "NIMBUS_ETCD_ENDPOINT": f"127.0.0.1:{port['etcd']}",
         "NIMBUS_NATS_URL": f"nats://127.0.0.1:{port['nats']}",
-        "NIMBUS_REDIS_URL": f"redis://127.0.0.1:{port['redis']}/0",
+        # its own ACL user on Redis's Unix socket
+        "NIMBUS_REDIS_URL": "unix://invoker:pw@/home/run/redis/redis.sock?db=0",
         "NIMBUS_FUNCMGR_ADDR": f"127.0.0.1:{port['funcmgr']}",
         "NIMBUS_SCHEDULER_ADDR": f"127.0.0.1:{port['scheduler-1']},127.0.0.1:{port['scheduler-2']}",
         "NIMBUS_GATEWAY_PORT": str(GATEWAY),
@@ -222,11 +230,23 @@ def test_envoy_accepts_the_rendered_config(tmp_path, cluster_spec):
         pytest.skip(f"{envoy.DESCRIPTOR} missing: run make proto")
     port_map = {name: 21000 + i for i, name in enumerate(cluster_spec.port_names)}
     path = tmp_path / "envoy.yaml"
+    from nimbus.common import pki
     from nimbus.gateway import xds
     from nimbus.gateway.stores.files import XdsDirectory
 
     XdsDirectory(tmp_path / "xds").write(xds.seed_files())
-    path.write_text(envoy.render(cluster_spec, port_map, GATEWAY, xds_dir=tmp_path / "xds"))
+    pki_dir = tmp_path / "pki"
+    pki.ensure_identities(pki_dir, [("envoy", envoy.ENVOY_REPLICA)])
+    envoy.sds_file(pki_dir).write_text(envoy.sds_document(pki_dir))
+    path.write_text(
+        envoy.render(cluster_spec, port_map, GATEWAY, xds_dir=tmp_path / "xds", pki_dir=pki_dir)
+    )
+    # Envoy's upstreams to api and invoker speak mTLS, each checking the upstream's identity
+    text = path.read_text()
+    # api_v1, api_v2, invoker_v1, invoker_v2 and the invokers' HTTP listeners
+    assert text.count("UpstreamTlsContext") == 5
+    assert '"prefix": "spiffe://nimbus.internal/api/"' in text
+    assert '"prefix": "spiffe://nimbus.internal/invoker/"' in text
     result = subprocess.run(
         [binary, "--mode", "validate", "-c", str(path), "--log-level", "warn"],
         capture_output=True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from nimbus.common.errors import InvalidArgument
 from nimbus.invoker.sync.invoke import InvokeResult, check_event
-from nimbus.invoker.triggers.http import proxy_response
+from nimbus.invoker.triggers.payloads import http_api_response, rest_response
 from nimbus.invoker.triggers.subject import subject_event
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
@@ -24,5 +24,6 @@ def test_a_deep_subject_message_becomes_a_wrapped_body() -> None:
 
 def test_a_deep_function_response_is_passed_through_as_the_body() -> None:
     result = InvokeResult("r-1", DEEP, "", 1, 1, False, "$LATEST")
-    res = proxy_response(result)
-    assert res.status == 200 and res.body == DEEP
+    for shape in (rest_response, http_api_response):
+        res = shape(result)
+        assert res.status == 200 and res.body == DEEP

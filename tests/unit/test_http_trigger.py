@@ -16,12 +16,11 @@ from nimbus.invoker.triggers.http import (
     HttpTriggers,
     for_origin,
     host_namespace,
-    proxy_event,
-    proxy_response,
-    source_ip,
     split_host_path,
     split_path,
 )
+from nimbus.invoker.triggers.payloads import Mount, rest_event, source_ip
+from nimbus.invoker.triggers.payloads import rest_response as proxy_response
 from nimbus.invoker.triggers.subject import subject_event
 
 
@@ -70,8 +69,18 @@ def test_proxy_event_shape():
         ],
         b"hello",
     )
-    event = json.loads(proxy_event(req, "ns", "hello", "/a%20b", "req-1", 1700000000.5))
-    assert event["httpMethod"] == "POST" and event["path"] == "/fn/ns/hello/a b"
+    mount = Mount("ns", "hello", "/fn/ns/hello", "/a%20b", own_origin=False)
+    event = json.loads(rest_event(req, mount, "req-1", 1700000000.5))
+    # Relative to the mount point, which requestContext keeps with the whole path.
+    assert event["httpMethod"] == "POST" and event["path"] == "/a b"
+    assert event["resource"] == "/{proxy+}"
+    context = event["requestContext"]
+    assert (context["path"], context["mountPath"], context["stage"]) == (
+        "/fn/ns/hello/a b",
+        "/fn/ns/hello",
+        "$default",
+    )
+    assert context["requestTime"] == "14/Nov/2023:22:13:20 +0000"
     assert event["headers"] == {
         "content-type": "text/plain",
         "x-forwarded-for": "10.0.0.1, 10.0.0.2",
@@ -85,14 +94,10 @@ def test_proxy_event_shape():
     # The last entry is the one Envoy appended (the peer); the first is whatever the client wrote.
     assert event["requestContext"]["identity"]["sourceIp"] == "10.0.0.2"
     assert event["requestContext"]["requestTimeEpoch"] == 1700000000500
+    at_mount = Mount("ns", "hello", "/fn/ns/hello", "", own_origin=False)
     binary = json.loads(
-        proxy_event(
-            HttpRequest("PUT", "/fn/ns/hello", "HTTP/1.1", [], b"\xff\x00"),
-            "ns",
-            "hello",
-            "",
-            "r",
-            0,
+        rest_event(
+            HttpRequest("PUT", "/fn/ns/hello", "HTTP/1.1", [], b"\xff\x00"), at_mount, "r", 0
         )
     )
     assert binary["isBase64Encoded"] is True and base64.b64decode(binary["body"]) == b"\xff\x00"
@@ -102,11 +107,10 @@ def test_proxy_event_shape():
         and binary["body"] != ""
     )
     empty = json.loads(
-        proxy_event(
-            HttpRequest("GET", "/fn/ns/hello", "HTTP/1.1", [], b""), "ns", "hello", "", "r", 0
-        )
+        rest_event(HttpRequest("GET", "/fn/ns/hello", "HTTP/1.1", [], b""), at_mount, "r", 0)
     )
     assert empty["body"] is None
+    assert (empty["path"], empty["resource"], empty["pathParameters"]) == ("/", "/", None)
 
 
 def test_proxy_response_shaped():
@@ -179,11 +183,9 @@ def test_source_ip_is_what_the_gateway_vouches_for():
     assert source_ip(req(spoofed, ("x-forwarded-for", "10.1.1.1"))) == "10.1.1.1"
     assert source_ip(req()) == ""
     event = json.loads(
-        proxy_event(
+        rest_event(
             req(spoofed, ("x-nimbus-source-ip", "10.1.1.1"), ("x-nimbus-credential", "k")),
-            "ns",
-            "f",
-            "",
+            Mount("ns", "f", "/fn/ns/f", "", own_origin=False),
             "r",
             0,
         )
@@ -293,10 +295,12 @@ async def test_the_front_routes_a_namespace_host_whatever_its_path():
     assert (ns, name, event["path"], event["pathParameters"]) == (
         "team-a",
         "hello",
-        "/hello/users/9",
+        "/users/9",
         {"proxy": "users/9"},
     )
-    assert event["resource"] == "/{name}/{proxy+}"
+    assert event["resource"] == "/{proxy+}"
+    assert event["requestContext"]["mountPath"] == "/hello"
+    assert event["requestContext"]["path"] == "/hello/users/9"
     assert (await front.handle(req("team-a.fn.localhost", "/v1/functions/x:invoke"))).status == 404
     assert (await front.handle(req("team-b.fn.localhost", "/hello"))).status == 404
     # The gateway's own host: health, REST, and the path form (sandboxed, no cookies).

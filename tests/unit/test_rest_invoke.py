@@ -100,9 +100,11 @@ async def test_errors_have_the_api_shape_and_status():
     assert res.status == 429 and ("retry-after", "3") in res.headers
     assert json.loads(res.body) == {
         "code": 8,
+        "status": "RESOURCE_EXHAUSTED",
         "message": "Rate exceeded: function 'echo' is at its max_concurrency of 1",
         "details": [],
     }
+    assert res.body.startswith(b'{"code":8,"status":"RESOURCE_EXHAUSTED","message":')
     res = await rest.handle(HttpRequest("POST", "/v1/functions/echo:invoke", "HTTP/1.1", [], b"{}"))
     assert res.status == 401 and json.loads(res.body)["code"] == 16
     res = await rest.handle(req("/v1/functions/echo:invoke?log=all"))

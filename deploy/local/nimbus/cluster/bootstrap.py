@@ -39,6 +39,7 @@ def render(env: Mapping[str, str], template: Path = envoy.TEMPLATE) -> str:
             Path(env.get("NIMBUS_XDS_DIR", "") or "/xds"),
             envoy.EdgeLimits.from_env(env),
             env.get("NIMBUS_GATEWAY_ADDR", "") or "0.0.0.0",
+            Path(env["NIMBUS_PKI_DIR"]) if env.get("NIMBUS_PKI_DIR", "") else None,
         ),
     }
     return string.Template(template.read_text()).substitute(values)

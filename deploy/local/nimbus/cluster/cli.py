@@ -18,6 +18,10 @@ from nimbus.common.config import ConfigError, get_float, get_int
 LAUNCHER_MARK = "nimbus.cluster"
 
 
+# How often the launcher looks for certificates to renew.
+ROTATION_CHECK_S = 60.0
+
+
 def say(line: str) -> None:
     print(line, flush=True)
 
@@ -68,7 +72,17 @@ async def _run(cluster: LocalCluster, stop: asyncio.Event, timeout_s: float) -> 
         f"nimbus: ready — gateway {cluster.gateway_url}, credentials {cluster.layout.credentials}, "
         f"logs {cluster.layout.logs}"
     )
+    # The launcher holds the CA: it renews each certificate once past half its life.
+    next_rotation = time.monotonic() + ROTATION_CHECK_S
     while not stop.is_set():
+        if time.monotonic() >= next_rotation:
+            next_rotation = time.monotonic() + ROTATION_CHECK_S
+            try:
+                renewed = await asyncio.to_thread(cluster.rotate_certificates)
+                if renewed:
+                    say(f"nimbus: renewed the certificates of {', '.join(renewed)}")
+            except Exception as err:
+                say(f"nimbus: certificate renewal failed ({err!r}); retrying in a minute")
         code = cluster.supervisord_exited()
         if code is not None:
             say(
@@ -126,18 +140,34 @@ def status() -> int:
     return 0
 
 
+def rotate_certs() -> int:
+    """Re-issues every certificate of the cluster in NIMBUS_HOME now (the running processes pick
+    theirs up within seconds); the launcher also does it by itself past half their life."""
+    home = default_home()
+    cluster = LocalCluster(home, 0)
+    if not (cluster.layout.pki / "ca.key").exists():
+        say(f"nimbus: no cluster CA in {cluster.layout.pki}; `make up` creates it")
+        return 1
+    renewed = cluster.rotate_certificates(force=True)
+    say(f"nimbus: renewed {len(renewed)} certificates in {cluster.layout.pki}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nimbus.cluster", description="The Nimbus local cluster."
     )
     parser.add_argument(
         "command",
-        choices=["up", "down", "status"],
-        help="up: run in the foreground until Ctrl-C; down: stop the running one; status",
+        choices=["up", "down", "status", "rotate-certs"],
+        help="up: run in the foreground until Ctrl-C; down: stop the running one; status; "
+        "rotate-certs: re-issue every certificate now",
     )
     args = parser.parse_args(argv)
     if args.command == "status":
         return status()
+    if args.command == "rotate-certs":
+        return rotate_certs()
     return asyncio.run(up() if args.command == "up" else down())
 
 

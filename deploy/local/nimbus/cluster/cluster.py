@@ -13,10 +13,18 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from nimbus.cluster import binaries, daemon, envoy, ports, procs, render, spec
-from nimbus.cluster.health import check, envoy_upstreams_healthy
+import grpc
+from nimbus.cluster import binaries, daemon, envoy, ports, procs, render, spec, storeauth
+from nimbus.cluster.health import (
+    PLAINTEXT,
+    Credentials,
+    check,
+    envoy_upstreams_healthy,
+    operator_channel,
+)
 from nimbus.cluster.layout import Layout
 from nimbus.cluster.readiness import log_offsets, wait_ready
+from nimbus.common import pki
 from nimbus.gateway import xds
 from nimbus.gateway.stores.files import XdsDirectory
 
@@ -62,6 +70,8 @@ class LocalCluster:
         self._supervisord = daemon.Supervisord(self.layout)
         self._lock: int | None = None
         self._prepared = False
+        self._operator: pki.Identity | None = None
+        self._check_creds = PLAINTEXT
 
     # -- what tests read ---------------------------------------------------------------------
 
@@ -124,7 +134,110 @@ class LocalCluster:
 
     async def healthy(self, name: str) -> bool:
         program = self.spec.program(name)
-        return await check(program.health, self._ports[program.health_port])
+        return await check(
+            program.health, self._ports[program.health_port], program.base, self.check_credentials
+        )
+
+    def _credentials(self, passwords: dict[str, str]) -> Credentials:
+        return Credentials(
+            self.operator_identity,
+            self.layout.redis_socket,
+            pki.OPERATOR,
+            passwords[pki.OPERATOR],
+        )
+
+    @property
+    def check_credentials(self) -> Credentials:
+        """What the health checks prove themselves with (made by prepare, or read back from the
+        home of a cluster started by another launcher)."""
+        if (
+            self._check_creds is PLAINTEXT
+            and pki.identity_file(self.layout.pki, pki.OPERATOR).exists()
+        ):
+            self._check_creds = self._credentials(storeauth.redis_passwords(self.layout.pki))
+        return self._check_creds
+
+    # -- certificates (nimbus.common.pki) ----------------------------------------------------
+
+    def identities(self) -> list[tuple[str, str]]:
+        """(service, replica) of every certificate this cluster needs: each service replica,
+        Envoy, and the launcher itself (the operator)."""
+        wanted = [(p.base, p.name) for p in self.spec.programs if p.service]
+        # the stores that take clients over TLS serve with certificates of their own
+        wanted += [(p.base, p.name) for p in self.spec.programs if p.health in ("etcd", "nats")]
+        if any(p.health == "envoy" for p in self.spec.programs):
+            wanted.append((envoy.ENVOY_REPLICA, envoy.ENVOY_REPLICA))
+        return [*wanted, (pki.OPERATOR, pki.OPERATOR)]
+
+    def _prepare_stores(self) -> dict[str, str]:
+        """NATS's TLS and users, Redis's socket directory and ACL users (storeauth); returns
+        each service's Redis URL."""
+        self.layout.nats_conf.write_text(storeauth.nats_conf(self.layout.pki))
+        sock = self.layout.redis_socket
+        sock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(sock.parent, 0o700)
+        passwords = storeauth.redis_passwords(self.layout.pki)
+        acl = self.layout.pki / "redis.acl"
+        fd = os.open(acl, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(storeauth.redis_acl(passwords))
+        self._check_creds = self._credentials(passwords)
+        return {s: storeauth.redis_url(sock, s, pw) for s, pw in passwords.items()}
+
+    def nats_tls(self) -> dict[str, Any]:
+        """nats.connect's TLS arguments for the operator (tests, tools)."""
+        return {
+            "tls": self.operator_identity.ssl_context(server=False, peer_service="nats"),
+            "tls_hostname": pki.server_name("nats"),
+        }
+
+    def rotate_certificates(self, *, force: bool = False) -> list[str]:
+        """Re-issues the certificates that are due (past half their life), or all with force;
+        every process picks its new one up within seconds, without a restart. Returns the
+        replicas renewed. Extra replicas issued by issue_certificate are renewed too."""
+        wanted = dict.fromkeys([*self.identities(), *pki.issued_identities(self.layout.pki)])
+        renewed = pki.ensure_identities(self.layout.pki, wanted, self.cert_ttl_s, force=force)
+        # nats-server reads its certificate again on a config reload (etcd and Envoy by
+        # themselves, the services through nimbus.common.mtls)
+        if "nats" in renewed and daemon.running_pid(self.layout) and "nats" in self.names:
+            try:
+                daemon.rpc(self.layout).supervisor.signalProcess("nats", "HUP")
+            except (OSError, xmlrpc.client.Error):
+                pass  # not running: it reads the new one when it starts
+        return renewed
+
+    def issue_certificate(self, service: str, replica: str) -> Path:
+        """A certificate for a replica started outside the process list (tests, operators)."""
+        pki.ensure_identities(self.layout.pki, [(service, replica)], self.cert_ttl_s)
+        return pki.identity_file(self.layout.pki, replica)
+
+    @property
+    def operator_identity(self) -> pki.Identity:
+        """The launcher's own certificate (tools and tests use it for etcd, NATS, gRPC)."""
+        if self._operator is None:
+            self._operator = pki.Identity(self.layout.pki, pki.OPERATOR)
+        self._operator.reload()
+        return self._operator
+
+    def channel(self, name: str) -> grpc.aio.Channel:
+        """A gRPC channel to one program, with the operator's certificate."""
+        program = self.spec.program(name)
+        return operator_channel(
+            f"{HOST}:{self._ports[program.name]}", program.base, self.operator_identity
+        )
+
+    @property
+    def cert_ttl_s(self) -> float:
+        raw = {**os.environ, **self.extra_env}.get("NIMBUS_CERT_TTL_S", "").strip()
+        if not raw:
+            return float(pki.DEFAULT_CERT_TTL_S)
+        try:
+            ttl = float(raw)
+        except ValueError:
+            raise ClusterError(f"NIMBUS_CERT_TTL_S={raw!r} is not a number of seconds") from None
+        if ttl < 60:
+            raise ClusterError(f"NIMBUS_CERT_TTL_S={raw!r} must be at least 60 seconds")
+        return ttl
 
     async def ready(self, name: str) -> bool:
         """Healthy, and RUNNING in supervisord's eyes (it stayed up for startsecs)."""
@@ -172,9 +285,23 @@ class LocalCluster:
             f"nimbus: home {self.layout.home}; ports in {self.layout.ports_file} "
             f"({reused} of {len(self._ports)} reused)"
         )
-        ctx = render.Context(self.layout, self._ports, self.gateway_port, bins, binaries.python())
+        issued = self.rotate_certificates()
+        (self.layout.pki / envoy.sds_file(self.layout.pki).name).write_text(
+            envoy.sds_document(self.layout.pki)
+        )
+        self._say(
+            f"nimbus: cluster CA and certificates in {self.layout.pki} ({len(issued)} issued)"
+        )
+        redis_urls = self._prepare_stores()
+        ctx = render.Context(
+            self.layout, self._ports, self.gateway_port, bins, binaries.python(), redis_urls
+        )
         conf = render.supervisord_conf(self.spec, ctx, os.environ, self.extra_env, self.names)
-        self.layout.supervisord_conf.write_text(conf)
+        # it holds the services' Redis passwords
+        fd = os.open(self.layout.supervisord_conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(conf)
+        os.chmod(self.layout.supervisord_conf, 0o600)
         zip_mb = {**os.environ, **self.extra_env}.get("NIMBUS_MAX_ZIP_MB", "") or str(
             envoy.DEFAULT_MAX_ZIP_MB
         )
@@ -194,6 +321,7 @@ class LocalCluster:
                 max_zip_mb=int(zip_mb),
                 xds_dir=self.layout.xds_dir,
                 limits=limits,
+                pki_dir=self.layout.pki,
             )
         )
         # Envoy needs its xDS files to exist; the gateway program fills them from the registry.
@@ -305,7 +433,7 @@ class LocalCluster:
         from nimbus.common.bootstrap import ensure_admin_credentials
         from nimbus.common.etcd import Etcd
 
-        client = Etcd(HOST, self._ports["etcd"])
+        client = Etcd(HOST, self._ports["etcd"], self.operator_identity)
         try:
             await client.wait_ready(max(deadline - time.monotonic(), 1.0))
             path = await ensure_admin_credentials(client, self.layout.home, self.gateway_url)

@@ -75,6 +75,66 @@ def endpoints(ports: list[int]) -> str:
     )
 
 
+ENVOY_REPLICA = "envoy"
+
+
+def sds_file(pki_dir: Path) -> Path:
+    return pki_dir / "envoy-sds.json"
+
+
+def sds_document(pki_dir: Path) -> str:
+    """Envoy's certificate as a file-based SDS secret: the split files of its replica directory,
+    re-read whenever the launcher moves new ones in (watched_directory)."""
+    d = pki_dir / "replicas" / ENVOY_REPLICA
+    secret = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+        "name": "envoy_identity",
+        "tls_certificate": {
+            "certificate_chain": {"filename": str(d / "cert.pem")},
+            "private_key": {"filename": str(d / "key.pem")},
+            "watched_directory": {"path": str(d)},
+        },
+    }
+    return json.dumps({"resources": [secret]}, indent=1)
+
+
+def upstream_tls(pki_dir: Path | None, service: str, alpn: str = "h2") -> str:
+    """A cluster's `transport_socket` (YAML flow) for mutual TLS to replicas of `service`:
+    Envoy's own certificate comes by file-based SDS (re-read when rotated), and the upstream's
+    certificate must name `service` (its SPIFFE URI SAN)."""
+    if pki_dir is None:
+        return ""
+    socket = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/"
+            "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "alpn_protocols": [alpn],
+                "tls_certificate_sds_secret_configs": [
+                    {
+                        "name": "envoy_identity",
+                        "sds_config": {
+                            "resource_api_version": "V3",
+                            "path_config_source": {"path": str(sds_file(pki_dir))},
+                        },
+                    }
+                ],
+                "validation_context": {
+                    "trusted_ca": {"filename": str(pki_dir / "ca.crt")},
+                    "match_typed_subject_alt_names": [
+                        {
+                            "san_type": "URI",
+                            "matcher": {"prefix": f"spiffe://nimbus.internal/{service}/"},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    return "transport_socket: " + json.dumps(socket)
+
+
 def render(
     spec: ClusterSpec,
     ports: Mapping[str, int],
@@ -85,6 +145,7 @@ def render(
     max_zip_mb: int = DEFAULT_MAX_ZIP_MB,
     xds_dir: Path = Path("/nonexistent/xds"),
     limits: EdgeLimits = EdgeLimits(),
+    pki_dir: Path | None = None,
 ) -> str:
     values: dict[str, object] = {
         "gateway_port": gateway_port,
@@ -93,7 +154,7 @@ def render(
         "max_body_bytes": max_body_bytes(max_zip_mb),
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
         "local_reply_mappers": local_reply_mappers(max_zip_mb=max_zip_mb),
-        **common_values(xds_dir, limits),
+        **common_values(xds_dir, limits, pki_dir=pki_dir),
     }
     bases = {p.base for p in spec.programs if p.service}
     for base in sorted(bases):
@@ -114,12 +175,20 @@ def render(
 
 
 def common_values(
-    xds_dir: Path, limits: EdgeLimits, gateway_addr: str = "127.0.0.1"
+    xds_dir: Path,
+    limits: EdgeLimits,
+    gateway_addr: str = "127.0.0.1",
+    pki_dir: Path | None = None,
 ) -> dict[str, object]:
-    """The template's values that do not depend on the process list (shared with deploy/compose)."""
+    """The template's values that do not depend on the process list (shared with deploy/compose).
+    `pki_dir`: the cluster's PKI (nimbus.common.pki), whose replica "envoy" is Envoy's upstream
+    certificate; None (a lone Envoy in tests) leaves its upstreams plaintext."""
     return {
         "gateway_addr": gateway_addr,
         "xds_dir": str(xds_dir),
+        "upstream_tls_api": upstream_tls(pki_dir, "api"),
+        "upstream_tls_invoker": upstream_tls(pki_dir, "invoker"),
+        "upstream_tls_invoker_http": upstream_tls(pki_dir, "invoker", "http/1.1"),
         "invoke_timeout": INVOKE_TIMEOUT,
         "control_timeout": CONTROL_TIMEOUT,
         "key_rps": limits.key_rps,
@@ -131,8 +200,27 @@ def common_values(
     }
 
 
-# Envoy's local replies to REST callers, as {"code", "message", "details"} with the gRPC code that
-# matches the HTTP status (as the services' errors do).
+# Envoy's local replies to REST callers, as {"code", "status", "message", "details"} with the gRPC
+# code that matches the HTTP status and its name (as the services' errors do).
+_STATUS_NAMES = {
+    0: "OK",
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
 LOCAL_REPLY_CODES = {
     400: 3,
     401: 16,
@@ -192,6 +280,7 @@ def local_reply_mappers(
                 "body_format_override": {
                     "json_format": {
                         "code": code,
+                        "status": _STATUS_NAMES[code],
                         # Envoy's own 413 says only "Payload Too Large": name the limit instead.
                         "message": too_large_message(max_zip_mb)
                         if status == 413

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nimbus.common import mtls, pki
 
 HOST = "127.0.0.1"
 CHECK_TIMEOUT_S = 1.0
@@ -42,19 +45,61 @@ async def envoy(port: int) -> bool:
     return status == 200 and body.strip() == b"LIVE"
 
 
-async def redis(port: int) -> bool:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), CHECK_TIMEOUT_S)
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What one cluster's checks prove themselves with: the launcher's certificate (pki.OPERATOR)
+    and its Redis user on the Unix socket. Per cluster: a test process may run several."""
+
+    identity: pki.Identity | None = None
+    redis_socket: Path | None = None
+    redis_user: str = ""
+    redis_password: str = ""
+
+
+PLAINTEXT = Credentials()
+
+
+def _resp(*words: str) -> bytes:
+    return f"*{len(words)}\r\n".encode() + b"".join(
+        f"${len(w.encode())}\r\n{w}\r\n".encode() for w in words
+    )
+
+
+async def redis(port: int, creds: Credentials = PLAINTEXT) -> bool:
+    """PING, as the operator's ACL user on the Unix socket (or on the TCP port without one)."""
+    if creds.redis_socket is not None:
+        opening = asyncio.open_unix_connection(str(creds.redis_socket))
+    else:
+        opening = asyncio.open_connection(HOST, port)
+    reader, writer = await asyncio.wait_for(opening, CHECK_TIMEOUT_S)
     try:
-        writer.write(b"*1\r\n$4\r\nPING\r\n")
+        if creds.redis_socket is not None:
+            writer.write(_resp("AUTH", creds.redis_user, creds.redis_password))
+            line = await asyncio.wait_for(reader.readline(), CHECK_TIMEOUT_S)
+            if line.strip() != b"+OK":
+                return False
+        writer.write(_resp("PING"))
         line = await asyncio.wait_for(reader.readline(), CHECK_TIMEOUT_S)
         return line.strip() == b"+PONG"
     finally:
         writer.close()
 
 
-async def grpc_health(port: int) -> bool:
-    options = [("grpc.enable_http_proxy", 0)]
-    async with grpc.aio.insecure_channel(f"{HOST}:{port}", options=options) as channel:
+def operator_channel(
+    address: str, service: str, identity: pki.Identity | None = None
+) -> grpc.aio.Channel:
+    """A channel to a replica of `service` with the operator's certificate (plaintext
+    without one)."""
+    options: list[tuple[str, object]] = [("grpc.enable_http_proxy", 0)]
+    if identity is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    identity.reload()
+    options.append(("grpc.ssl_target_name_override", pki.server_name(service)))
+    return grpc.aio.secure_channel(address, mtls.channel_credentials(identity), options=options)
+
+
+async def grpc_health(port: int, service: str = "", identity: pki.Identity | None = None) -> bool:
+    async with operator_channel(f"{HOST}:{port}", service, identity) as channel:
         # types-grpcio-health-checking declares HealthStub without its methods.
         check = health_pb2_grpc.HealthStub(channel).Check  # type: ignore[attr-defined]
         reply: health_pb2.HealthCheckResponse = await check(
@@ -63,12 +108,19 @@ async def grpc_health(port: int) -> bool:
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-CHECKS = {"etcd": etcd, "nats": nats, "redis": redis, "envoy": envoy, "grpc": grpc_health}
+CHECKS = {"etcd": etcd, "nats": nats, "envoy": envoy}
 
 
-async def check(kind: str, port: int) -> bool:
+async def check(kind: str, port: int, service: str = "", creds: Credentials = PLAINTEXT) -> bool:
+    """`service`: what a "grpc" check's server must prove it is (its certificate's name)."""
     try:
-        return await asyncio.wait_for(CHECKS[kind](port), CHECK_TIMEOUT_S * 2)
+        if kind == "grpc":
+            probe = grpc_health(port, service, creds.identity)
+        elif kind == "redis":
+            probe = redis(port, creds)
+        else:
+            probe = CHECKS[kind](port)
+        return await asyncio.wait_for(probe, CHECK_TIMEOUT_S * 2)
     except (OSError, TimeoutError, ValueError, http.client.HTTPException, grpc.RpcError):
         return False
 

@@ -42,6 +42,20 @@ class Layout:
         return [self.home / d for d in ("etcd", "jetstream", "redis", "code")]
 
     @property
+    def pki(self) -> Path:
+        """The cluster CA and every replica's certificate (nimbus.common.pki), mode 0700."""
+        return self.home / "pki"
+
+    @property
+    def redis_socket(self) -> Path:
+        """Redis's only listener, in a directory of mode 0700."""
+        return self.run / "redis" / "redis.sock"
+
+    @property
+    def nats_conf(self) -> Path:
+        return self.run / "nats.conf"
+
+    @property
     def ports_file(self) -> Path:
         return self.home / "ports.json"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nimbus.cluster.layout import REPO, Layout
 from nimbus.cluster.spec import ClusterSpec, Program
@@ -41,6 +41,8 @@ class Context:
     gateway_port: int
     binaries: Mapping[str, str]
     python: str
+    # Each service's Redis URL (its ACL user on the socket), by service name.
+    redis_urls: Mapping[str, str] = field(default_factory=dict)
 
     def variables(self, program: Program) -> dict[str, object]:
         return {
@@ -55,6 +57,7 @@ class Context:
             "name": program.name,
             "replica": program.replica,
             "self_port": self.ports.get(program.name, ""),
+            "redis_url": self.redis_urls.get(program.base, ""),
             # The program's own per-replica ports by suffix: "{name}-http" -> {own_port[http]}.
             "own_port": {
                 port[len(program.name) + 1 :]: self.ports[port]

@@ -6,12 +6,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aetcd
 import aetcd.exceptions
+import aetcd.rpc
 import aetcd.utils
+import aetcd.watcher
 import grpc
+from nimbus.common import mtls, pki
 from nimbus.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -56,13 +59,63 @@ class ModIs:
 Op = Put | Delete | DeletePrefix
 
 
-class Etcd:
-    """One aetcd client per process. Calls raise Unavailable when etcd cannot be reached in time."""
+class _TlsClient(aetcd.Client):  # type: ignore[misc]  # aetcd ships no types
+    """aetcd's client over mutual TLS (aetcd itself opens only plaintext channels): the channel
+    presents this replica's certificate, follows its rotations (nimbus.common.mtls), and checks
+    that the server is the cluster's etcd."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self._client = aetcd.Client(
-            host=host, port=port, timeout=CALL_TIMEOUT_S, connect_wait_timeout=3
-        )
+    def __init__(self, identity: pki.Identity, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._identity = identity
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        if self._is_connecting:  # type: ignore[has-type]
+            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+            return
+        try:
+            self._is_connecting = True
+            target = f"{self._host}:{self._port}"
+            options = [
+                *self._options.items(),
+                ("grpc.ssl_target_name_override", pki.server_name(ETCD_SERVICE)),
+            ]
+            self.channel = mtls.RotatingChannel(
+                lambda creds: grpc.aio.secure_channel(target, creds, options=options),
+                self._identity,
+            )
+            self.kvstub = aetcd.rpc.KVStub(self.channel)
+            self.clusterstub = aetcd.rpc.ClusterStub(self.channel)
+            self.leasestub = aetcd.rpc.LeaseStub(self.channel)
+            self.maintenancestub = aetcd.rpc.MaintenanceStub(self.channel)
+            self._watcher = aetcd.watcher.Watcher(
+                aetcd.rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
+            )
+            self._connected.set()
+        finally:
+            self._is_connecting = False
+
+
+# The service name of etcd's certificate (deploy/local/cluster.toml issues it).
+ETCD_SERVICE = "etcd"
+
+
+class Etcd:
+    """One aetcd client per process. Calls raise Unavailable when etcd cannot be reached in time.
+
+    `identity`: this replica's certificate (nimbus.common.mtls.configure()); etcd then takes the
+    client over mutual TLS. None: plaintext, for a test's own etcd."""
+
+    def __init__(self, host: str, port: int, identity: pki.Identity | None = None) -> None:
+        if identity is None:
+            self._client = aetcd.Client(
+                host=host, port=port, timeout=CALL_TIMEOUT_S, connect_wait_timeout=3
+            )
+        else:
+            self._client = _TlsClient(
+                identity, host=host, port=port, timeout=CALL_TIMEOUT_S, connect_wait_timeout=3
+            )
 
     @property
     def raw(self) -> aetcd.Client:

@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from grpc.aio import ServerInterceptor
-from nimbus.common import metrics, tracing
+from nimbus.common import metrics, mtls, pki, tracing
 from nimbus.common.auth import Authenticator, principal_var
 from nimbus.common.errors import NimbusError, Throttled
 
@@ -254,5 +254,57 @@ class AuthInterceptor(_MemoizedInterceptor):
                     yield item
 
             return run
+
+        return _wrap(handler, wrap_unary, wrap_stream)
+
+
+# -- mutual TLS: who may call (nimbus.common.mtls.CALLERS) ---------------------------------
+
+
+def caller_of(context: Context) -> pki.Peer | None:
+    values = context.auth_context().get("peer_spiffe_id") or ()
+    for raw in values:
+        peer = pki.parse_spiffe(raw.decode() if isinstance(raw, bytes) else str(raw))
+        if peer is not None:
+            return peer
+    return None
+
+
+class PeerCheckInterceptor(_MemoizedInterceptor):
+    """Refuses a call unless the caller's certificate names a service the method is for
+    (CALLERS). First in every server's chain, so nothing runs for a refused call."""
+
+    def _wrap_method(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        allowed = mtls.allowed_callers(method)
+
+        async def check(context: Context) -> None:
+            peer = caller_of(context)
+            if peer is None:
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED, "no cluster certificate names the caller"
+                )
+                return
+            if mtls.ANY_PEER not in allowed and peer.service not in allowed:
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{peer.service} may not call {method}",
+                )
+
+        def wrap_unary(fn: Unary) -> Unary:
+            async def unary(request: object, context: Context) -> object:
+                await check(context)
+                return await fn(request, context)
+
+            return unary
+
+        def wrap_stream(fn: Stream) -> Stream:
+            async def stream(request: object, context: Context) -> Any:
+                await check(context)
+                async for item in fn(request, context):
+                    yield item
+
+            return stream
 
         return _wrap(handler, wrap_unary, wrap_stream)

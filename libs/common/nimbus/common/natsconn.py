@@ -8,6 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nimbus.common import mtls, pki
+
+# The service name of nats-server's certificate.
+NATS_SERVICE = "nats"
 
 Callback = Callable[[], Awaitable[None]]
 ErrorCallback = Callable[[Exception], Awaitable[None]]
@@ -22,6 +26,11 @@ async def connect(
     disconnected_cb: Callback | None = None,
 ) -> NatsClient:
     options: dict[str, object] = {}
+    tls = mtls.ssl_client_context(NATS_SERVICE)
+    if tls is not None:
+        # mutual TLS; the server maps the certificate to this service's user (its permissions)
+        options["tls"] = tls
+        options["tls_hostname"] = pki.server_name(NATS_SERVICE)
     if disconnected_cb is not None:
         options["disconnected_cb"] = disconnected_cb
     return await nats.connect(

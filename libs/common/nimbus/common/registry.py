@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from nimbus.common import keys
+from nimbus.common import keys, mtls
 from nimbus.common.clock import Clock, iso
 from nimbus.common.config import ConfigError, get_float, get_hostport, get_int, get_str
 from nimbus.common.etcd import Etcd
@@ -296,7 +296,7 @@ def new_registration(
     http_addr: str = "",
 ) -> tuple[Registration, Etcd]:
     """A Registration with an etcd client of its own (closed by the caller)."""
-    etcd = Etcd(cfg.etcd_host, cfg.etcd_port)
+    etcd = Etcd(cfg.etcd_host, cfg.etcd_port, mtls.configure())
     address = advertise_address(listen_addr, cfg.advertise_addr)
     endpoint = ServiceEndpoint(
         service=service,

@@ -31,9 +31,10 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from nimbus.common import eventloop, metrics, tracing
+from nimbus.common import eventloop, metrics, mtls, pki, tracing
 from nimbus.common.clock import SystemClock
 from nimbus.common.config import CONFIG_ERROR_PREFIX, EXIT_CONFIG, ConfigError
+from nimbus.common.interceptors import PeerCheckInterceptor
 from nimbus.common.registry import RegistryConfig, new_registration
 
 log = logging.getLogger(__name__)
@@ -63,15 +64,24 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-def channel(address: str) -> grpc.aio.Channel:
+def channel(address: str, service: str) -> grpc.aio.Channel:
     """A channel to one address, or to every replica of "ip:port,ip:port" with round-robin
-    balancing: a dead replica's calls fail over to the next without a restart."""
+    balancing: a dead replica's calls fail over to the next without a restart.
+
+    Mutual TLS (nimbus.common.mtls) with this process's certificate; the server must prove it is
+    a replica of `service`. The channel follows certificate rotations."""
+    options = list(CHANNEL_OPTIONS)
+    target = address
     if "," in address:
         target = "ipv4:" + ",".join(a.strip() for a in address.split(",") if a.strip())
-        return grpc.aio.insecure_channel(
-            target, options=[*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
-        )
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        options.append(("grpc.lb_policy_name", "round_robin"))
+    identity = mtls.configure()
+    if identity is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    options.append(("grpc.ssl_target_name_override", pki.server_name(service)))
+    return mtls.RotatingChannel(
+        lambda creds: grpc.aio.secure_channel(target, creds, options=options), identity
+    )
 
 
 StubT = TypeVar("StubT")
@@ -80,14 +90,15 @@ StubT = TypeVar("StubT")
 class StubCache(Generic[StubT]):
     """One channel and stub per peer address (node-agents come and go), opened on first use."""
 
-    def __init__(self, make_stub: Callable[[grpc.aio.Channel], StubT]) -> None:
+    def __init__(self, make_stub: Callable[[grpc.aio.Channel], StubT], service: str) -> None:
         self._make_stub = make_stub
+        self._service = service
         self._entries: dict[str, tuple[grpc.aio.Channel, StubT]] = {}
 
     def get(self, address: str) -> StubT:
         entry = self._entries.get(address)
         if entry is None:
-            ch = channel(address)
+            ch = channel(address, self._service)
             entry = self._entries[address] = (ch, self._make_stub(ch))
         return entry[1]
 
@@ -104,7 +115,12 @@ class _Stop(Exception):
 def new_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor],
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    server = grpc.aio.server(interceptors=list(interceptors), options=SERVER_OPTIONS)
+    """The server every service runs. With mutual TLS (the default) the caller check of
+    nimbus.common.mtls runs first, before the given interceptors."""
+    chain = list(interceptors)
+    if mtls.configure() is not None:
+        chain.insert(0, PeerCheckInterceptor())
+    server = grpc.aio.server(interceptors=chain, options=SERVER_OPTIONS)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server, health_servicer
@@ -134,7 +150,13 @@ async def serve(
     `metrics_addr`: where to serve GET /metrics ("" serves nothing). `http_addr`: the replica's
     HTTP/1.1 listener, if it has one, registered beside the gRPC address so the gateway routes to
     it and stops when it drains."""
-    if server.add_insecure_port(listen_addr) == 0:
+    identity = mtls.configure(env)
+    if identity is None:
+        port = server.add_insecure_port(listen_addr)
+    else:
+        port = server.add_secure_port(listen_addr, mtls.server_credentials(identity))
+        background = [*background, lambda: mtls.follow_rotations(identity)]
+    if port == 0:
         raise RuntimeError(f"{name}: cannot listen on {listen_addr}")
     clock = SystemClock()
     env = os.environ if env is None else env

@@ -7,7 +7,10 @@ A trigger is one of
            asynchronously; the subject is the user's name, `tenant.<namespace>.<subject>` on the
            wire (nimbus.common.subjects), so it never matches another namespace's or the
            platform's subjects
-  http     the function answers the public URL /fn/{namespace}/{name} (no API key); one per function
+  http     the function answers the public URL /fn/{namespace}/{name} (no API key); one per
+           function. Its `payload_format` is the event and response shape: "1.0" (API Gateway
+           REST proxy; triggers stored before the field existed have it) or "2.0" (HTTP API /
+           function URL)
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ class TriggerType(StrEnum):
     HTTP = "http"
 
 
+class PayloadFormat(StrEnum):
+    """The shape of an http trigger's events and of the answers it reads (issue 24.3)."""
+
+    REST = "1.0"  # API Gateway REST proxy integration
+    HTTP_API = "2.0"  # API Gateway HTTP API and Lambda function URLs
+
+
 @dataclass(frozen=True, slots=True)
 class TriggerRecord:
     trigger_id: str
@@ -49,6 +59,8 @@ class TriggerRecord:
     subject: str = ""
     qualifier: str = ""
     created_at: str = ""
+    # http triggers only: "1.0" or "2.0"; records stored before it existed read as "" (1.0).
+    payload_format: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -56,6 +68,11 @@ class TriggerRecord:
     @classmethod
     def from_json(cls, raw: bytes) -> TriggerRecord:
         return _load(cls, raw)
+
+    @property
+    def format(self) -> PayloadFormat:
+        """An http trigger's payload format (1.0 when none was stored)."""
+        return PayloadFormat(self.payload_format or PayloadFormat.REST)
 
     @property
     def url(self) -> str:
@@ -101,7 +118,19 @@ def check_qualifier(qualifier: str, field: str = "qualifier") -> None:
     )
 
 
-def check_trigger(type_: str, schedule: str, subject: str, qualifier: str) -> TriggerType:
+def check_payload_format(payload_format: str) -> PayloadFormat:
+    """An http trigger's payload format; none given is 1.0."""
+    try:
+        return PayloadFormat(payload_format or PayloadFormat.REST)
+    except ValueError:
+        raise InvalidArgument(
+            f"payload_format: {payload_format!r} is not a payload format; use 1.0 or 2.0"
+        ) from None
+
+
+def check_trigger(
+    type_: str, schedule: str, subject: str, qualifier: str, payload_format: str = ""
+) -> TriggerType:
     """The whole request; every message names the field. Returns the parsed type."""
     try:
         kind = TriggerType(type_)
@@ -110,6 +139,8 @@ def check_trigger(type_: str, schedule: str, subject: str, qualifier: str) -> Tr
             f"type: {type_!r} is not a trigger type; use timer, subject or http"
         ) from None
     check_qualifier(qualifier)
+    if kind != TriggerType.HTTP and payload_format:
+        raise InvalidArgument("payload_format: only an http trigger has one")
     if kind == TriggerType.TIMER:
         if subject:
             raise InvalidArgument("subject: only a subject trigger has one")
@@ -126,4 +157,5 @@ def check_trigger(type_: str, schedule: str, subject: str, qualifier: str) -> Tr
             raise InvalidArgument("schedule: only a timer trigger has one")
         if subject:
             raise InvalidArgument("subject: only a subject trigger has one")
+        check_payload_format(payload_format)
     return kind

@@ -26,7 +26,7 @@ from nimbus.api.usage import UsageApi
 from nimbus.api.v1 import functions_pb2_grpc
 from nimbus.api.v2wiring import add_v2
 from nimbus.api.versions import VersionsApi
-from nimbus.common import logs
+from nimbus.common import logs, mtls
 from nimbus.common.auth import Authenticator
 from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd
@@ -37,7 +37,7 @@ from nimbus.common.service import new_server, serve
 async def main() -> None:
     cfg = ApiConfig.from_env(os.environ)
     logs.setup(cfg.common.replica, cfg.common.log_level)
-    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
+    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port, mtls.configure())
     authenticator = Authenticator(etcd)
     funcmgr = FuncMgrClient(cfg.funcmgr_addr, cfg.funcmgr_timeout_s)
     clock = SystemClock()

@@ -22,7 +22,7 @@ from nimbus.common.clock import Clock, iso
 from nimbus.common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from nimbus.common.eventconfig import EventConfig, check_event_config
 from nimbus.common.model import FunctionRecord
-from nimbus.common.triggers import TriggerRecord, TriggerType, check_trigger
+from nimbus.common.triggers import TriggerRecord, TriggerType, check_payload_format, check_trigger
 
 MAX_TRIGGERS_PER_FUNCTION = 20
 # The http trigger of a function has this id: one per function, enforced by the key itself.
@@ -71,11 +71,21 @@ class TriggersApi:
         self._queues = queues
 
     async def create(
-        self, who: Principal, name: str, type_: str, schedule: str, subject: str, qualifier: str
+        self,
+        who: Principal,
+        name: str,
+        type_: str,
+        schedule: str,
+        subject: str,
+        qualifier: str,
+        payload_format: str = "",
     ) -> TriggerRecord:
+        """payload_format: an http trigger's event shape, "1.0" (the default) or "2.0"."""
         validation.check_name(name)
-        kind = check_trigger(type_, schedule.strip(), subject.strip(), qualifier)
-        trigger_id = HTTP_TRIGGER_ID if kind == TriggerType.HTTP else secrets.token_hex(6)
+        payload_format = payload_format.strip()
+        kind = check_trigger(type_, schedule.strip(), subject.strip(), qualifier, payload_format)
+        http = kind == TriggerType.HTTP
+        trigger_id = HTTP_TRIGGER_ID if http else secrets.token_hex(6)
         for _ in range(_TRIES):
             function = await self._functions.get(who.namespace, name)
             existing = await self._store.list(who.namespace, name)
@@ -92,6 +102,7 @@ class TriggersApi:
                 subject=subject.strip(),
                 qualifier=qualifier,
                 created_at=iso(self._clock.now()),
+                payload_format=check_payload_format(payload_format).value if http else "",
             )
             if kind == TriggerType.SUBJECT:
                 await self._queues.ensure(who.namespace, trigger_id, record.subject)

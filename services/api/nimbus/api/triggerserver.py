@@ -17,7 +17,7 @@ from nimbus.api.v1 import functions_pb2 as pb
 from nimbus.api.versions import VersionsApi
 from nimbus.common.auth import current_principal
 from nimbus.common.eventconfig import Destination, EventConfig
-from nimbus.common.triggers import TriggerRecord
+from nimbus.common.triggers import TriggerRecord, TriggerType
 
 
 def trigger_to_pb(record: TriggerRecord) -> pb.Trigger:
@@ -30,6 +30,7 @@ def trigger_to_pb(record: TriggerRecord) -> pb.Trigger:
         qualifier=record.qualifier,
         created_at=record.created_at,
         url=record.url,
+        payload_format=record.format.value if record.type == TriggerType.HTTP else "",
     )
 
 
@@ -102,6 +103,7 @@ class FunctionsAndTriggersServicer(FunctionsServicer):
             request.schedule,
             request.subject,
             request.qualifier,
+            request.payload_format,
         )
         return trigger_to_pb(record)
 

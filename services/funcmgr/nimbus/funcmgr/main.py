@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from nimbus.common import logs
+from nimbus.common import logs, mtls
 from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd
 from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
@@ -23,7 +23,7 @@ from nimbus.internal.v1 import funcmgr_pb2_grpc
 async def main() -> None:
     cfg = FuncMgrConfig.from_env(os.environ)
     logs.setup(cfg.common.replica, cfg.common.log_level)
-    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
+    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port, mtls.configure())
     blobs = BlobStore(cfg.code_dir)
     store = EtcdFunctionStore(etcd)
     clock = SystemClock()

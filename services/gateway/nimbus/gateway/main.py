@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from nimbus.common import keys, logs
+from nimbus.common import keys, logs, mtls
 from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd, WatchCache
 from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
@@ -24,7 +24,7 @@ async def main() -> None:
     out.write(
         {name: data for name, data in xds.seed_files().items() if not (cfg.xds_dir / name).exists()}
     )
-    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
+    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port, mtls.configure())
     endpoints = WatchCache(
         etcd, keys.registry_prefix(), lambda kv: ServiceEndpoint.from_json(kv.value)
     )

@@ -14,7 +14,7 @@ import random
 
 from nimbus.api.v1 import invocations_pb2_grpc
 from nimbus.api.v2 import invocations_pb2_grpc as invocations_v2_pb2_grpc
-from nimbus.common import logs
+from nimbus.common import logs, mtls
 from nimbus.common.auth import Authenticator
 from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd
@@ -52,7 +52,7 @@ from nimbus.invoker.triggers.system import TriggerSystem
 async def main() -> None:
     cfg = InvokerConfig.from_env(os.environ)
     logs.setup(cfg.common.replica, cfg.common.log_level)
-    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
+    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port, mtls.configure())
     authenticator = Authenticator(etcd)
     functions = CachedFunctions(etcd)
     quotas = QuotaCache(etcd)

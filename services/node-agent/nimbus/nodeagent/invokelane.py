@@ -1,4 +1,5 @@
-"""The node's invoke lane: InvokeStream's messages over framed TCP (nimbus.common.lane).
+"""The node's invoke lane: InvokeStream's messages over framed TCP (nimbus.common.lane), in
+mutual TLS; only invokers may connect.
 
 Invokers learn its address from GetInvokeLane and keep one connection per node. Each call runs in
 its own task through the same path as a call on InvokeStream; the replies that finish within one
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from google.protobuf.message import DecodeError
-from nimbus.common import lane
+from nimbus.common import lane, mtls
 from nimbus.common.logs import kv
 from nimbus.internal.v1 import nodeagent_pb2
 
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 Request = nodeagent_pb2.StreamedInvokeRequest
 Reply = nodeagent_pb2.StreamedInvokeResponse
 RunCall = Callable[[Request], Awaitable[Reply]]
+# The lane carries InvokeStream's calls, so the same callers may use it (nimbus.common.mtls); the
+# connection is mutual TLS with the cluster's certificates.
+LANE_METHOD = "/nimbus.internal.v1.NodeAgent/InvokeStream"
 
 
 def _batch(replies: list[Reply]) -> nodeagent_pb2.InvokeBatchResponse:
@@ -39,6 +43,11 @@ class _Connection(asyncio.Protocol):
         self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        refusal = mtls.socket_refusal(transport, LANE_METHOD)
+        if refusal:
+            log.warning("invoke lane: caller refused", extra=kv(reason=refusal))
+            transport.abort()  # type: ignore[attr-defined]
+            return
         # uvloop's transports do not subclass asyncio.Transport, hence the cast.
         self._transport = cast(asyncio.Transport, transport)
         self._writer.attach(self._transport)
@@ -89,7 +98,10 @@ class InvokeLane:
     async def start(self) -> None:
         host, _, port = self._listen_addr.rpartition(":")
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Connection(self._run_call, self._connections), host, int(port)
+            lambda: _Connection(self._run_call, self._connections),
+            host,
+            int(port),
+            ssl=mtls.ssl_server_context(),
         )
         bound = self._server.sockets[0].getsockname()[1]
         self.address = f"{host}:{bound}"

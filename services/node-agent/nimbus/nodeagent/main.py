@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 
-from nimbus.common import logs, service
+from nimbus.common import logs, mtls, service
 from nimbus.common.clock import SystemClock, iso
 from nimbus.common.etcd import Etcd
 from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
@@ -65,8 +65,8 @@ async def main() -> None:
     # Before serving: nothing a previous run of this node left may keep running.
     await driver.prepare()
 
-    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
-    funcmgr = service.channel(cfg.funcmgr_addr)
+    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port, mtls.configure())
+    funcmgr = service.channel(cfg.funcmgr_addr, "funcmgr")
     node = NodeRecord(
         node_id=cfg.node_id,
         address=cfg.listen_addr,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from nimbus.common import keys, logs
+from nimbus.common import keys, logs, mtls
 from nimbus.common.clock import SystemClock
 from nimbus.common.etcd import Etcd
 from nimbus.common.interceptors import ErrorInterceptor, TelemetryInterceptor
@@ -22,7 +22,7 @@ from nimbus.scheduler.telemetry import watch_instances
 async def main() -> None:
     cfg = SchedulerConfig.from_env(os.environ)
     logs.setup(cfg.common.replica, cfg.common.log_level)
-    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port)
+    etcd = Etcd(cfg.common.etcd_host, cfg.common.etcd_port, mtls.configure())
     watched = caches(etcd)
     clock = SystemClock()
     client = NodeAgentClient()

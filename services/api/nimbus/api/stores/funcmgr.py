@@ -23,7 +23,7 @@ from nimbus.internal.v1 import funcmgr_pb2, funcmgr_pb2_grpc, types_pb2
 
 class FuncMgrClient:
     def __init__(self, address: str, timeout_s: float) -> None:
-        self._channel = channel(address)
+        self._channel = channel(address, "funcmgr")
         self._stub = funcmgr_pb2_grpc.FunctionManagerStub(self._channel)
         self._timeout_s = timeout_s
 

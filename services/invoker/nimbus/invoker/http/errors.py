@@ -1,21 +1,26 @@
-"""The listener's error bodies: {"code", "message", "details"}, as the gRPC-JSON transcoder answered
-them, with the matching HTTP status. Shared by REST invokes, the HTTP triggers and the server's
-own errors (a malformed request, a handler that raised)."""
+"""The listener's error bodies: {"code", "status", "message", "details"}, compact, as the gateway
+answers the API's errors (the gRPC code and its name), with the matching HTTP status. Shared by
+REST invokes, the HTTP triggers and the server's own errors (a malformed request, a handler that
+raised)."""
 
 from __future__ import annotations
 
 import json
 
+import grpc
 from nimbus.common.errors import NimbusError
 from nimbus.invoker.http.server import HttpResponse
 
 _JSON = "application/json"
 # The gRPC code (its number) of each status the server answers by itself.
 _GRPC_CODES = {400: 3, 404: 5, 413: 11, 431: 3, 500: 13}
+_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def error_response(status: int, message: str, grpc_code: int = 2) -> HttpResponse:
-    body = json.dumps({"code": grpc_code, "message": message, "details": []}).encode()
+    name = _NAMES.get(grpc_code, "UNKNOWN")
+    error = {"code": grpc_code, "status": name, "message": message, "details": []}
+    body = json.dumps(error, separators=(",", ":")).encode()
     return HttpResponse(status, [("content-type", _JSON)], body)
 
 

@@ -21,6 +21,7 @@ from http import HTTPStatus
 from typing import cast
 
 import httptools
+from nimbus.common import mtls
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +390,11 @@ class HttpServer:
         """Background task: serves until cancelled."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), self._host, self._port, reuse_address=True
+            lambda: _Connection(self),
+            self._host,
+            self._port,
+            reuse_address=True,
+            ssl=mtls.ssl_server_context(),  # mutual TLS: Envoy only (nimbus.common.mtls)
         )
         log.info("HTTP listener up", extra={"fields": {"listen": f"{self._host}:{self._port}"}})
         try:
@@ -425,6 +430,10 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if mtls.socket_refusal(transport, mtls.INVOKER_HTTP):
+            transport.abort()  # type: ignore[attr-defined]
+            self._closed = True
+            return
         self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:

@@ -20,7 +20,7 @@ from typing import cast
 
 import grpc
 from google.protobuf.message import DecodeError
-from nimbus.common import lane
+from nimbus.common import lane, mtls, pki
 from nimbus.common.deadlines import Deadlines
 from nimbus.common.errors import DeadlineExceeded, Unavailable, from_status_number
 from nimbus.internal.v1 import nodeagent_pb2, nodeagent_pb2_grpc
@@ -219,8 +219,13 @@ class NodeStream:
         host, _, port = lane_address.rpartition(":")
         try:
             async with asyncio.timeout(_OPEN_TIMEOUT_S):
+                tls = mtls.ssl_client_context("node-agent")
                 _, protocol = await asyncio.get_running_loop().create_connection(
-                    lambda: _Lane(self._address), host, int(port)
+                    lambda: _Lane(self._address),
+                    host,
+                    int(port),
+                    ssl=tls,
+                    server_hostname=pki.server_name("node-agent") if tls else None,
                 )
         except (OSError, TimeoutError) as err:
             raise Unavailable(

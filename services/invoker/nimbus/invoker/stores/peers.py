@@ -22,7 +22,7 @@ from nimbus.invoker.sync.target import Target
 
 class SchedulerClient:
     def __init__(self, address: str) -> None:
-        self._channel = channel(address)
+        self._channel = channel(address, "scheduler")
         # The generated *_pb2_grpc modules carry no annotations.
         self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
 
@@ -63,7 +63,7 @@ class NodeCaller:
     """Invokes instances over one multiplexed stream per node-agent."""
 
     def __init__(self) -> None:
-        self._stubs = StubCache(nodeagent_pb2_grpc.NodeAgentStub)
+        self._stubs = StubCache(nodeagent_pb2_grpc.NodeAgentStub, "node-agent")
         self._streams: dict[str, NodeStream] = {}
 
     async def invoke(

@@ -17,15 +17,15 @@ split, cookies are dropped and every answer carries `Content-Security-Policy: sa
 gateway's origin, its cookies, storage, or the other functions' answers. On both, a function
 cannot set or shadow the platform's `x-nimbus-*` headers.
 
-The raw request becomes an event in API Gateway's REST proxy shape (httpMethod, path, headers,
-multiValueHeaders, queryStringParameters, multiValueQueryStringParameters, pathParameters,
-requestContext, body, isBase64Encoded); requestContext.identity.sourceIp is the address the
-gateway vouches for (x-nimbus-source-ip, which Envoy sets from the connection, or else the last
-X-Forwarded-For entry, the one Envoy appended), never what the client put in X-Forwarded-For. A
-return of {statusCode, headers, multiValueHeaders, cookies, body, isBase64Encoded} becomes the
-response, and any other return value is sent as a 200 application/json body. A failing function
-answers 502 with {"message": "Internal server error"} (its stack trace is not shown to the
-public); a function without an http trigger is a 404, as is an unknown one.
+The request becomes an event in the trigger's payload format, 1.0 (API Gateway REST) or 2.0 (HTTP
+API / function URL), with its path relative to the trigger's mount point (payloads.py has both
+formats, the requests and the answers). requestContext's sourceIp is the address the gateway
+vouches for (x-nimbus-source-ip, which Envoy sets from the connection, or else the last
+X-Forwarded-For entry, the one Envoy appended), never what the client put in X-Forwarded-For. On
+the shared origin the request's Cookie header is dropped too: the cookies a browser sends there
+are the gateway origin's (the console's), never a function's. A failing function answers 502 with
+{"message": "Internal server error"} (its stack trace is not shown to the public); a function
+without an http trigger is a 404, as is an unknown one.
 
 Why a listener of its own rather than a transcoded gRPC method: a transcoded response can only
 carry the status codes gRPC maps to, Envoy's transcoder rejects query parameters the request
@@ -34,41 +34,25 @@ message does not declare, and the path after the function name is free-form.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
-from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote
+from typing import Protocol
+from urllib.parse import unquote
 
 from nimbus.common.auth import Principal
 from nimbus.common.clock import Clock
 from nimbus.common.errors import NimbusError, NotFound
-from nimbus.common.triggers import HTTP_PATH_PREFIX, TriggerRecord
+from nimbus.common.triggers import HTTP_PATH_PREFIX, TriggerRecord, http_path
 from nimbus.invoker.http.errors import nimbus_error_response
 from nimbus.invoker.http.server import HttpRequest, HttpResponse
 from nimbus.invoker.sync.invoke import InvokeResult
-
-# Set by the gateway on trigger routes from the connection's address (what use_remote_address and
-# xff_num_trusted_hops make of it); a client's own is overwritten.
-SOURCE_IP_HEADER = "x-nimbus-source-ip"
+from nimbus.invoker.triggers.payloads import Mount, build_event, shape_response
 
 _NAMESPACE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 # A namespace's own origin: {namespace}.fn.{domain}[:port].
 _FUNCTION_HOST = re.compile(r"([a-z][a-z0-9-]{0,62})\.fn\.[^/]+")
-_JSON = "application/json"
-# Added by the gateway for its own use; not part of the client's request.
-_GATEWAY_HEADERS = (
-    "x-envoy-",
-    "x-nimbus-client-content-type",
-    "x-nimbus-credential",
-    SOURCE_IP_HEADER,
-)
-# The platform's own response headers: a function's are dropped, never merged.
-_PLATFORM_HEADERS = "x-nimbus-"
 # Every answer on the shared origin: scripts may run, but in an opaque origin of their own.
 SHARED_ORIGIN_CSP = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 _DEADLINE_S = 900.0
@@ -112,135 +96,6 @@ def split_host_path(path: str) -> tuple[str, str]:
     return name, "/" + parts[1] if len(parts) == 2 else ""
 
 
-def source_ip(req: HttpRequest) -> str:
-    """The client's address as the gateway saw it: never an X-Forwarded-For entry the client
-    wrote (those come first; Envoy appends the peer's address last)."""
-    vouched = req.header(SOURCE_IP_HEADER)
-    if vouched:
-        return vouched
-    forwarded = [v for k, v in req.headers if k == "x-forwarded-for"]
-    return forwarded[-1].rsplit(",", 1)[-1].strip() if forwarded else ""
-
-
-def _body_field(body: bytes) -> tuple[str | None, bool]:
-    if not body:
-        return None, False
-    try:
-        return body.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return base64.b64encode(body).decode(), True
-
-
-def proxy_event(
-    req: HttpRequest,
-    namespace: str,
-    name: str,
-    rest: str,
-    request_id: str,
-    now: float,
-    *,
-    own_origin: bool = False,
-) -> bytes:
-    """The request in API Gateway's REST proxy event shape (pure). own_origin: it came to the
-    namespace's host, where the function's path is /{name}."""
-    multi_headers: dict[str, list[str]] = defaultdict(list)
-    for key, value in req.headers:
-        if key.startswith(_GATEWAY_HEADERS):
-            continue
-        multi_headers[key].append(value)
-    headers = {k: v[-1] for k, v in multi_headers.items()}
-    multi_query: dict[str, list[str]] = defaultdict(list)
-    for key, value in parse_qsl(req.query, keep_blank_values=True):
-        multi_query[key].append(value)
-    body, is_b64 = _body_field(req.body)
-    path = unquote(req.path)
-    base = "/{name}" if own_origin else f"{HTTP_PATH_PREFIX}{{namespace}}/{{name}}"
-    event: dict[str, Any] = {
-        "resource": base + ("/{proxy+}" if rest else ""),
-        "path": path,
-        "httpMethod": req.method,
-        "headers": headers,
-        "multiValueHeaders": dict(multi_headers),
-        "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
-        "multiValueQueryStringParameters": dict(multi_query) or None,
-        "pathParameters": {"proxy": unquote(rest[1:])} if rest else None,
-        "stageVariables": None,
-        "requestContext": {
-            "requestId": request_id,
-            "path": path,
-            "httpMethod": req.method,
-            "stage": "$default",
-            "namespace": namespace,
-            "functionName": name,
-            "requestTimeEpoch": int(now * 1000),
-            "identity": {
-                "sourceIp": source_ip(req),
-                "userAgent": headers.get("user-agent", ""),
-            },
-        },
-        "body": body,
-        "isBase64Encoded": is_b64,
-    }
-    return json.dumps(event).encode()
-
-
-def proxy_response(result: InvokeResult) -> HttpResponse:
-    """The function's return value as the HTTP response (pure)."""
-    meta = [("x-nimbus-request-id", result.request_id)]
-    if result.function_error:
-        body = json.dumps({"message": "Internal server error"}).encode()
-        return HttpResponse(
-            502,
-            [("content-type", _JSON), *meta, ("x-nimbus-function-error", result.function_error)],
-            body,
-        )
-    try:
-        value = json.loads(result.payload) if result.payload else None
-    except (ValueError, RecursionError):
-        value = None
-    if not isinstance(value, dict) or "statusCode" not in value:
-        return HttpResponse(200, [("content-type", _JSON), *meta], result.payload)
-    try:
-        return _shaped(value, meta)
-    except (TypeError, ValueError) as err:
-        body = json.dumps(
-            {"message": f"Internal server error: malformed function response ({err})"}
-        ).encode()
-        return HttpResponse(502, [("content-type", _JSON), *meta], body)
-
-
-def _shaped(value: dict[str, Any], meta: list[tuple[str, str]]) -> HttpResponse:
-    status = int(value["statusCode"])
-    if not 200 <= status <= 599:
-        raise ValueError(f"statusCode {status} is not between 200 and 599")
-    headers: list[tuple[str, str]] = []
-    for key, item in (value.get("headers") or {}).items():
-        headers.append((str(key), _header_text(item)))
-    for key, items in (value.get("multiValueHeaders") or {}).items():
-        for item in items if isinstance(items, list) else [items]:
-            headers.append((str(key), _header_text(item)))
-    for cookie in value.get("cookies") or []:
-        headers.append(("set-cookie", str(cookie)))
-    # The platform's headers are the platform's: a function's x-nimbus-* never reach the client.
-    headers = [(k, v) for k, v in headers if not k.lower().startswith(_PLATFORM_HEADERS)]
-    if not any(k.lower() == "content-type" for k, _ in headers):
-        headers.append(("content-type", _JSON))
-    raw = value.get("body")
-    if raw is None:
-        body = b""
-    elif isinstance(raw, str):
-        body = base64.b64decode(raw) if value.get("isBase64Encoded") else raw.encode()
-    else:
-        body = json.dumps(raw).encode()
-    return HttpResponse(status, [*headers, *meta], body)
-
-
-def _header_text(item: object) -> str:
-    if isinstance(item, bool):
-        return "true" if item else "false"
-    return str(item)
-
-
 def _cookie_for_host(cookie: str) -> str:
     """A Set-Cookie without its Domain attribute: a host-only cookie of the namespace's host."""
     name_value, *attributes = cookie.split(";")
@@ -278,7 +133,8 @@ class HttpTriggers:
             namespace, name, rest = split_path(req.path)
         except NimbusError as err:
             return for_origin(nimbus_error_response(err), own_origin=False)
-        return for_origin(await self._run(req, namespace, name, rest, False), own_origin=False)
+        mount = Mount(namespace, name, http_path(namespace, name), rest, own_origin=False)
+        return for_origin(await self._run(req, mount), own_origin=False)
 
     async def handle_host(self, req: HttpRequest) -> HttpResponse:
         """A request to a namespace's own origin: {namespace}.fn.{domain}/{name}..."""
@@ -289,26 +145,20 @@ class HttpTriggers:
             name, rest = split_host_path(req.path)
         except NimbusError as err:
             return nimbus_error_response(err)
-        return for_origin(await self._run(req, namespace, name, rest, True), own_origin=True)
+        mount = Mount(namespace, name, f"/{name}", rest, own_origin=True)
+        return for_origin(await self._run(req, mount), own_origin=True)
 
-    async def _run(
-        self, req: HttpRequest, namespace: str, name: str, rest: str, own_origin: bool
-    ) -> HttpResponse:
+    async def _run(self, req: HttpRequest, mount: Mount) -> HttpResponse:
         try:
-            trigger = self._lookup(namespace, name)
+            trigger = self._lookup(mount.namespace, mount.name)
             if trigger is None:
                 raise NotFound(f"no function at {req.path!r}")
-            event = proxy_event(
-                req,
-                namespace,
-                name,
-                rest,
-                str(uuid.uuid4()),
-                self._clock.now(),
-                own_origin=own_origin,
+            fmt = trigger.format
+            event = build_event(req, mount, fmt, str(uuid.uuid4()), self._clock.now())
+            who = Principal(namespace=mount.namespace, key_id="http-trigger", admin=False)
+            result = await self._runner.invoke(
+                who, mount.name, trigger.qualifier, event, _DEADLINE_S
             )
-            who = Principal(namespace=namespace, key_id="http-trigger", admin=False)
-            result = await self._runner.invoke(who, name, trigger.qualifier, event, _DEADLINE_S)
         except NimbusError as err:
             return nimbus_error_response(err)
-        return proxy_response(result)
+        return shape_response(result, fmt)

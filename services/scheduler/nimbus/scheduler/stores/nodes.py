@@ -22,7 +22,7 @@ from nimbus.scheduler.scheduler import Placed
 
 class NodeAgentClient:
     def __init__(self) -> None:
-        self._stubs = StubCache(nodeagent_pb2_grpc.NodeAgentStub)
+        self._stubs = StubCache(nodeagent_pb2_grpc.NodeAgentStub, "node-agent")
 
     async def create_instance(self, address: str, spec: object, timeout_s: float) -> Placed:
         # The core passes the request's InstanceSpec through untouched: it never imports the protos.
