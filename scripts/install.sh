@@ -75,5 +75,10 @@ if ! command -v runc >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
   step "installing runc from Debian (sandboxes for function instances)"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc) || echo "install: runc not installed; instances will run unsandboxed"
 fi
+# Debian's Chromium, which the console's browser tests drive (tests/e2e/test_console.py).
+if ! [ -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  step "installing chromium from Debian (the console's browser tests)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo "install: chromium not installed; the console's browser tests will be skipped"
+fi
 echo "$WANT" > "$STAMP"
 step "installed; pip's full log is $LOG"

@@ -160,7 +160,7 @@ CASES: list[tuple[str, str, Callable[[grpc.aio.Channel], Awaitable[object]], str
             )
         ),
         "node-agent",
-        "api",
+        "scheduler",
     ),
     (
         "scheduler-1",

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nimbus.cluster import console
 from nimbus.cluster.layout import DEPLOY, REPO
 from nimbus.cluster.spec import ClusterSpec
 
@@ -194,6 +195,8 @@ def common_values(
         "key_burst": limits.key_burst,
         "anon_rps": limits.anon_rps,
         "anon_burst": limits.anon_burst,
+        "console_routes": console.render_routes(),
+        "console_max_body_bytes": console.MAX_BODY_BYTES,
     }
 
 

@@ -39,7 +39,8 @@ ANY_PEER = "*"
 # "operator" the launcher's health checks and admin tools (pki.OPERATOR).
 CALLERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("/grpc.health.v1.Health/", frozenset({ANY_PEER})),
-    ("/nimbus.internal.v1.FunctionManager/FetchCode", frozenset({"node-agent"})),
+    # The api reads a package for GET /v1/functions/{name}/code (after its namespace check).
+    ("/nimbus.internal.v1.FunctionManager/FetchCode", frozenset({"node-agent", "api"})),
     ("/nimbus.internal.v1.FunctionManager/", frozenset({"api"})),
     ("/nimbus.internal.v1.Scheduler/", frozenset({"invoker"})),
     ("/nimbus.internal.v1.NodeAgent/CreateInstance", frozenset({"scheduler"})),

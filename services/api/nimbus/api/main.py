@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from nimbus.api.apikeys import KeyIssuer
+from nimbus.api.code import CodeApi
 from nimbus.api.config import ApiConfig
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.logs import LogsApi
@@ -78,11 +79,14 @@ async def main() -> None:
         usage=UsageApi(meter_store, clock),
         logs=logs_api,
         quotas=QuotasApi(quota_store, clock),
+        code=CodeApi(funcmgr),
     )
     if "v1" in cfg.api_versions:
         functions_pb2_grpc.add_FunctionsServicer_to_server(servicer, server)
     if "v2" in cfg.api_versions:
-        add_v2(server, FunctionsApi(funcmgr, quota_store), VersionsApi(funcmgr), etcd)
+        add_v2(
+            server, FunctionsApi(funcmgr, quota_store), VersionsApi(funcmgr), etcd, CodeApi(funcmgr)
+        )
 
     async def drain() -> None:
         # Open tails end now: a client would otherwise hold the drain to its grace period.

@@ -10,6 +10,7 @@ from typing import TypedDict
 
 import grpc
 from nimbus.api.apikeys import KeyIssuer
+from nimbus.api.code import CodeApi, FunctionCode
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.logs import LogLine, LogsApi
 from nimbus.api.metrics import MetricsApi, MinuteMetrics
@@ -190,6 +191,41 @@ def log_line_to_pb(line: LogLine) -> pb.LogLine:
     )
 
 
+def code_to_pb(code: FunctionCode) -> pb.FunctionCode:
+    return pb.FunctionCode(**code_fields(code))
+
+
+class CodeFields(TypedDict):
+    """FunctionCode's fields in every API version (v2's message is v1's)."""
+
+    name: str
+    version: str
+    code_sha256: str
+    code_size: int
+    zip_base64: bytes
+    files: list[dict[str, object]]
+    revision: int
+    runtime: str
+    handler: str
+
+
+def code_fields(code: FunctionCode) -> CodeFields:
+    return CodeFields(
+        name=code.name,
+        version=code.version,
+        code_sha256=code.code_sha256,
+        code_size=code.code_size,
+        zip_base64=code.zip_bytes,
+        files=[
+            {"path": f.path, "size": f.size, "content": f.content, "omitted": f.omitted}
+            for f in code.files
+        ],
+        revision=code.revision,
+        runtime=code.runtime,
+        handler=code.handler,
+    )
+
+
 def update_changes(request: pb.UpdateFunctionRequest | pb2.UpdateFunctionRequest) -> ConfigFields:
     """The fields a PATCH sets. Works on any API version's request: later versions only add."""
     changes: ConfigFields = {}
@@ -249,8 +285,10 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
         usage: UsageApi,
         logs: LogsApi,
         quotas: QuotasApi,
+        code: CodeApi,
     ) -> None:
         self._quotas = quotas
+        self._code = code
         self._functions = functions
         self._versions = versions
         self._keys = keys
@@ -315,6 +353,16 @@ class FunctionsServicer(functions_pb2_grpc.FunctionsServicer):
     ) -> pb.DeleteFunctionResponse:
         await self._functions.delete(current_principal(), request.name)
         return pb.DeleteFunctionResponse()
+
+    async def GetFunctionCode(
+        self,
+        request: pb.GetFunctionCodeRequest,
+        context: grpc.aio.ServicerContext[pb.GetFunctionCodeRequest, pb.FunctionCode],
+    ) -> pb.FunctionCode:
+        code = await self._code.get(
+            current_principal(), request.name, request.qualifier, request.format
+        )
+        return code_to_pb(code)
 
     async def UploadCode(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 from nimbus.api.apikeys import KeyIssuer
+from nimbus.api.code import CodeApi
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.logs import LogsApi
 from nimbus.api.metrics import MetricsApi
@@ -75,6 +76,7 @@ class FunctionsAndTriggersServicer(FunctionsServicer):
         usage: UsageApi,
         logs: LogsApi,
         quotas: QuotasApi,
+        code: CodeApi,
     ) -> None:
         super().__init__(
             functions,
@@ -85,6 +87,7 @@ class FunctionsAndTriggersServicer(FunctionsServicer):
             usage=usage,
             logs=logs,
             quotas=quotas,
+            code=code,
         )
         self._triggers = triggers
 

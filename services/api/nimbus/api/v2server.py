@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import grpc
 from nimbus.api import server as v1
+from nimbus.api.code import CodeApi
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.listing import Listing
 from nimbus.api.v2 import functions_pb2 as pb
@@ -55,9 +56,10 @@ def update_changes(request: pb.UpdateFunctionRequest) -> ConfigFields:
 
 
 class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
-    def __init__(self, functions: FunctionsApi, listing: Listing) -> None:
+    def __init__(self, functions: FunctionsApi, listing: Listing, code: CodeApi) -> None:
         self._functions = functions
         self._listing = listing
+        self._code = code
 
     async def CreateFunction(
         self,
@@ -121,3 +123,13 @@ class FunctionsV2Servicer(functions_pb2_grpc.FunctionsServicer):
         return pb.ListVersionsResponse(
             versions=[version_to_pb(v) for v in page.items], next_page_token=page.next_token
         )
+
+    async def GetFunctionCode(
+        self,
+        request: pb.GetFunctionCodeRequest,
+        context: grpc.aio.ServicerContext[pb.GetFunctionCodeRequest, pb.FunctionCode],
+    ) -> pb.FunctionCode:
+        code = await self._code.get(
+            current_principal(), request.name, request.qualifier, request.format
+        )
+        return pb.FunctionCode(**v1.code_fields(code))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 from nimbus.api.adminserver import AdminServicer
+from nimbus.api.code import CodeApi
 from nimbus.api.functions import FunctionsApi
 from nimbus.api.listing import Listing
 from nimbus.api.rollouts import AdminApi
@@ -17,10 +18,14 @@ from nimbus.common.etcd import Etcd
 
 
 def add_v2(
-    server: grpc.aio.Server, functions: FunctionsApi, versions: VersionsApi, etcd: Etcd
+    server: grpc.aio.Server,
+    functions: FunctionsApi,
+    versions: VersionsApi,
+    etcd: Etcd,
+    code: CodeApi,
 ) -> None:
     functions_v2_pb2_grpc.add_FunctionsServicer_to_server(
-        FunctionsV2Servicer(functions, Listing(functions, versions)), server
+        FunctionsV2Servicer(functions, Listing(functions, versions), code), server
     )
     admin_pb2_grpc.add_AdminServicer_to_server(
         AdminServicer(AdminApi(EtcdRegistryStore(etcd), SystemClock())), server

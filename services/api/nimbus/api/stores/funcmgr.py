@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+from collections.abc import AsyncIterator
 
-from nimbus.common import rpc
+import grpc
+from nimbus.common import rpc, tracing
 from nimbus.common.convert import alias_from_pb, config_to_pb, record_from_pb, version_from_pb
+from nimbus.common.errors import DeadlineExceeded, from_rpc_error
 from nimbus.common.model import (
     AliasRecord,
     ConfigFields,
@@ -151,6 +154,25 @@ class FuncMgrClient:
     async def delete_alias(self, namespace: str, name: str, alias: str) -> None:
         req = funcmgr_pb2.AliasRef(ref=_ref(namespace, name), alias=alias)
         await rpc.call(self._stub.DeleteAlias, req, timeout_s=self._timeout_s)
+
+    async def fetch_code(self, sha256: str) -> AsyncIterator[bytes]:
+        """The package's bytes in chunks, the whole download within one call's deadline."""
+        call = self._stub.FetchCode(
+            funcmgr_pb2.FetchCodeRequest(code_sha256=sha256),
+            timeout=self._timeout_s,
+            metadata=tracing.with_traceparent(()) or None,
+        )
+        try:
+            async for chunk in call:
+                yield chunk.data
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DeadlineExceeded(
+                    f"funcmgr did not send the code within {self._timeout_s:.1f}s"
+                ) from err
+            raise from_rpc_error(err) from err
+        finally:
+            call.cancel()
 
 
 def _ref(namespace: str, name: str) -> funcmgr_pb2.FunctionRef:
