@@ -147,6 +147,9 @@ async def test_nats_permissions_per_service(cluster):
         assert await denied(node, "nimbus.dlq.>", subscribe=True)
         assert await denied(node, "$JS.API.CONSUMER.MSG.NEXT.NIMBUS_EVENTS.invokers")
         assert await denied(node, "nimbus.events.default.fn")
+        # ... nor reconfigure the events or dead-letter streams
+        assert await denied(node, "$JS.API.STREAM.UPDATE.NIMBUS_EVENTS")
+        assert await denied(node, "$JS.API.STREAM.UPDATE.NIMBUS_DLQ")
     finally:
         await node.close()
     invoker = await nats_connect(cluster, "invoker")
@@ -158,6 +161,9 @@ async def test_nats_permissions_per_service(cluster):
         assert await denied(invoker, "$JS.API.CONSUMER.CREATE.NIMBUS_LOGS")
         assert await denied(invoker, "logs.default.fn")
         assert await denied(invoker, "logs.>", subscribe=True)
+        # nor write or read the usage records that bill calls
+        assert await denied(invoker, "nimbus.usage.default.fn")
+        assert await denied(invoker, "$JS.API.CONSUMER.CREATE.NIMBUS_USAGE")
     finally:
         await invoker.close()
     api = await nats_connect(cluster, "api")

@@ -22,39 +22,66 @@ from urllib.parse import quote
 
 from nimbus.common import pki
 
-# The function-log stream (nimbus.common.logstream): node-agents write it, api reads it.
-_LOGS = "NIMBUS_LOGS"
-_LOGS_STREAM_API = [
+# Stream names are one subject token, and NATS permissions match whole tokens: the per-namespace
+# streams (NIMBUS_LOGS_<ns>, NIMBUS_SUBJECTS_<ns>) can only be allowed as `*`. So each service may
+# manage streams in general and is denied, by exact name, the platform streams that are not its
+# own (the events, dead letters and usage that bill calls).
+_STREAM_ADMIN = [
     "$JS.API.INFO",
-    f"$JS.API.STREAM.INFO.{_LOGS}",
-    f"$JS.API.STREAM.CREATE.{_LOGS}",
-    f"$JS.API.STREAM.UPDATE.{_LOGS}",
+    "$JS.API.STREAM.INFO.*",
+    "$JS.API.STREAM.CREATE.*",
+    "$JS.API.STREAM.UPDATE.*",
+    "$JS.API.STREAM.NAMES",
+    "$JS.API.STREAM.LIST",
 ]
-_LOGS_CONSUMER_API = [
-    f"$JS.API.CONSUMER.*.{_LOGS}",
-    f"$JS.API.CONSUMER.*.{_LOGS}.>",
-    f"$JS.API.CONSUMER.*.*.{_LOGS}.>",
-    f"$JS.ACK.{_LOGS}.>",
-]
+_CONSUMER_API = ["$JS.API.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>"]
 
-# NATS users by service. A node-agent publishes logs and may not consume events; api reads the
-# log stream; the invoker owns events, triggers and dead letters, and may not touch the log
-# stream (its config, its consumers, its subjects). The operator (launcher, tests) may do all.
+
+def _not_streams(*names: str) -> list[str]:
+    """Deny rules that keep a user off these streams: their config, consumers, acks."""
+    out: list[str] = []
+    for name in names:
+        out += [
+            f"$JS.API.STREAM.*.{name}",
+            f"$JS.API.STREAM.*.{name}.>",
+            f"$JS.API.CONSUMER.*.{name}",
+            f"$JS.API.CONSUMER.*.{name}.>",
+            f"$JS.API.CONSUMER.*.*.{name}.>",
+            f"$JS.ACK.{name}.>",
+        ]
+    return out
+
+
+# NATS users by service. A node-agent publishes logs and REPORT records (nimbus.usage.>) and makes
+# its namespaces' log streams, and may not consume anything; api reads the log streams, meters
+# usage and makes the tenants' subject queues, and may not touch events or dead letters; the
+# invoker owns events, triggers and dead letters, and may not write logs or usage (which bill)
+# nor read them. The operator (launcher, tests) may do all.
 NATS_PERMISSIONS: dict[str, dict[str, object]] = {
     "node-agent": {
-        "publish": {"allow": ["logs.>", *_LOGS_STREAM_API]},
+        "publish": {
+            "allow": ["logs.>", "nimbus.usage.>", *_STREAM_ADMIN],
+            "deny": _not_streams("NIMBUS_EVENTS", "NIMBUS_DLQ"),
+        },
         "subscribe": {"allow": ["_INBOX.>"]},
     },
     "api": {
-        "publish": {"allow": [*_LOGS_STREAM_API, *_LOGS_CONSUMER_API]},
+        "publish": {
+            "allow": [*_STREAM_ADMIN, *_CONSUMER_API, "$JS.API.STREAM.MSG.GET.*"],
+            "deny": ["logs.>", "nimbus.usage.>", *_not_streams("NIMBUS_EVENTS", "NIMBUS_DLQ")],
+        },
         "subscribe": {"allow": ["_INBOX.>"]},
     },
     "invoker": {
         "publish": {
             "allow": [">"],
-            "deny": ["logs.>", f"$JS.API.STREAM.*.{_LOGS}", *_LOGS_CONSUMER_API],
+            "deny": [
+                "logs.>",
+                "nimbus.usage.>",
+                *_not_streams("NIMBUS_LOGS", "NIMBUS_USAGE"),
+            ],
         },
-        "subscribe": {"allow": [">"], "deny": ["logs.>"]},
+        "subscribe": {"allow": [">"], "deny": ["logs.>", "nimbus.usage.>"]},
     },
     pki.OPERATOR: {},
 }
