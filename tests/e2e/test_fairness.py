@@ -99,7 +99,7 @@ async def waiting_events(js: Any, namespace: str) -> int:
 
 
 async def waiting_events_now(cluster: Any, namespace: str) -> int:
-    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
+    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}", **cluster.nats_tls())
     try:
         return await waiting_events(nc.jetstream(), namespace)
     finally:
@@ -135,7 +135,7 @@ async def a_flood_does_not_delay_b(cluster: Any, gw: Gateway, events: int) -> No
     assert a.invoke(loud, {}).status == 200
     assert b.invoke(quick, {"id": "warm"}).status == 200
     ns_a = a.request("GET", f"/v1/functions/{loud}").json()["namespace"]
-    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
+    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}", **cluster.nats_tls())
     js = nc.jetstream()
     try:
         started = time.monotonic()

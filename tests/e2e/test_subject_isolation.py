@@ -77,7 +77,7 @@ def invoke_async(gw: Gateway, name: str, event: Any) -> str:
 async def until_subscribed(cluster: Any, namespace: str, trigger_id: str) -> None:
     """Until the trigger's durable queue exists (the invokers make it from their etcd watch), or
     10 s have passed (the assertions then tell what is missing)."""
-    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
+    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}", **cluster.nats_tls())
     try:
         js = nc.jetstream()
         deadline = time.monotonic() + 10
@@ -137,7 +137,7 @@ async def test_wildcard_triggers_see_nothing_of_another_namespace_and_do_not_loo
     assert len(dead) == 1
 
     # B's own message on its own subject: the two triggers it matches each run the spy once.
-    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
+    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}", **cluster.nats_tls())
     try:
         await nc.publish(f"tenant.{ns_b}.b.ping", b'{"ping": 1}')
         await nc.flush()
@@ -226,7 +226,7 @@ async def test_messages_published_while_the_invokers_are_stopped_are_not_lost(cl
     )
     assert a.invoke(name, {"warm": True}).status == 200
 
-    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}")
+    nc = await nats.connect(f"nats://127.0.0.1:{cluster.ports['nats']}", **cluster.nats_tls())
     try:
         results = await nc.subscribe(f"tenant.{ns_a}.{out}")
         js = nc.jetstream()
