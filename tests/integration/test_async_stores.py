@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from nimbus.common import mtls
 from nimbus.common.auth import Principal
 from nimbus.common.clock import SystemClock
 from nimbus.common.errors import Throttled, Unavailable
@@ -29,9 +28,6 @@ from nimbus.invoker.sync.invoke import InvokeResult
 
 from tests.support import free_port
 from tests.support.servers import NatsServer, RedisServer
-
-# The stores' adapters run in this process against plaintext servers of the test's own.
-mtls.reset_for_tests(None)
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 

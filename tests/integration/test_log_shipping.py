@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from nimbus.api.stores.logstream import JetStreamLogStore
-from nimbus.common import mtls
 from nimbus.common.clock import SystemClock
 from nimbus.common.errors import Unavailable
 from nimbus.nodeagent.logcapture import LogSource, LogWriter
@@ -25,8 +24,6 @@ from nimbus.nodeagent.stores.logstream import LogStreamPublisher
 from tests.support import until
 from tests.support.servers import NatsServer
 
-# The stores' adapters run in this process against plaintext servers of the test's own.
-mtls.reset_for_tests(None)
 PLAINTEXT_ENV = {**os.environ, "NIMBUS_ALLOW_PLAINTEXT": "1"}  # the shipper's own process too
 
 pytestmark = pytest.mark.timeout(180)

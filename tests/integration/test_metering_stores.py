@@ -24,7 +24,7 @@ from nimbus.api.stores.logfeed import CONSUMER, LogFeed
 from nimbus.api.stores.meterstore import RedisMeter
 from nimbus.api.usage import UsageApi
 from nimbus.common import fnmetrics as fm
-from nimbus.common import logstream, mtls
+from nimbus.common import logstream
 from nimbus.common.auth import Principal
 from nimbus.common.clock import SystemClock
 from nimbus.common.histogram import bucket_of
@@ -33,9 +33,6 @@ from nimbus.invoker.stores.throttles import ThrottleRecorder
 
 from tests.support import free_port, until
 from tests.support.servers import NatsServer, RedisServer
-
-# The stores' adapters run in this process against plaintext servers of the test's own.
-mtls.reset_for_tests(None)
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
 
